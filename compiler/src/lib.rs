@@ -1,0 +1,1 @@
+//! Kestrel compiler driver.

@@ -1,0 +1,24 @@
+//! Kestrel's intermediate representation.
+//!
+//! A [`Graph`] is an arena of typed SSA values ([`Value`]) defined by graph inputs, constants or
+//! [`Node`]s. Each node applies one [`Op`] from a closed enum; its output types are inferred when the
+//! node is added. This crate knows nothing of ONNX, egg or Cranelift.
+
+pub mod dtype;
+pub mod graph;
+pub mod infer;
+pub mod op;
+pub mod tensor;
+pub mod types;
+
+pub use dtype::{DType, Quant, QuantParams, F32};
+pub use graph::{Constant, Graph, GraphError, GraphOutput, Node, NodeId, Value, ValueDef, ValueId};
+pub use infer::{infer, InferInput};
+pub use op::*;
+pub use tensor::{Element, Tensor, TensorError};
+pub use types::{known_dims, shape_of, Dim, Shape, TensorType};
+
+/// The text-form name of an op.
+pub fn op_name(op: &Op) -> &'static str {
+    op.name()
+}
