@@ -20,10 +20,7 @@ pub enum ImportError {
     },
     /// A problem with the model or graph as a whole (opsets, inputs, outputs, ordering).
     #[error("{file}: {reason}")]
-    Model {
-        file: String,
-        reason: Box<Reason>,
-    },
+    Model { file: String, reason: Box<Reason> },
     /// A problem with an initializer or tensor file.
     #[error("{file}: tensor \"{tensor}\": {reason}")]
     Tensor {
@@ -97,8 +94,21 @@ pub enum Reason {
         #[source]
         source: std::io::Error,
     },
+    /// The IR rejected the node built for this ONNX node (`op` is the IR op's name).
+    #[error("{op}: {reason}")]
+    Infer { op: String, reason: String },
     #[error(transparent)]
-    Graph(#[from] GraphError),
+    Graph(GraphError),
+}
+
+impl From<GraphError> for Reason {
+    fn from(e: GraphError) -> Self {
+        match e {
+            // The ONNX node is already named by the enclosing error.
+            GraphError::Infer { op, reason, .. } => Reason::Infer { op, reason },
+            e => Reason::Graph(e),
+        }
+    }
 }
 
 pub(crate) fn invalid(msg: impl Into<String>) -> Reason {

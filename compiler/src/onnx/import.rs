@@ -157,12 +157,7 @@ pub(crate) fn import_model(
             version: o.version,
         })
         .collect();
-    let opset = default_opset(&opset_imports).ok_or_else(|| {
-        model_err(
-            file,
-            invalid("the model imports no opset of the default domain"),
-        )
-    })?;
+    let opset = default_opset(&opset_imports);
     let gp = m
         .graph
         .as_ref()
@@ -186,7 +181,7 @@ pub(crate) fn import_model(
 
 fn import_graph(
     gp: &GraphProto,
-    opset: i64,
+    opset: Option<i64>,
     opsets: &[OpsetImport],
     model_dir: Option<&Path>,
     file: &str,
@@ -300,7 +295,7 @@ fn import_graph(
 fn import_node(
     g: &mut Graph,
     node: &NodeProto,
-    opset: i64,
+    opset: Option<i64>,
     opsets: &[OpsetImport],
     values: &HashMap<String, ValueId>,
     files: &mut ExternalFiles,
@@ -318,6 +313,7 @@ fn import_node(
             opset: v,
         });
     }
+    let opset = opset.ok_or_else(|| invalid("the model imports no opset of the default domain"))?;
     if node.op_type == "Constant" {
         return import_constant(g, node, files, model_dir).map(|v| vec![v]);
     }

@@ -896,6 +896,63 @@ fn lower_slice(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
     cx.one(Op::Slice, &ins)
 }
 
+/// Full `[begins.., ends..]` pads of a rank-`rank` tensor from pads given for `axes` only.
+fn expand_pads(axes: &[i64], given: &[i64], rank: i64) -> Result<Vec<i64>, Reason> {
+    if given.len() != 2 * axes.len() {
+        return Err(invalid(format!(
+            "pads has {} entries for {} axes (needs twice as many)",
+            given.len(),
+            axes.len()
+        )));
+    }
+    let mut full = vec![0i64; 2 * rank as usize];
+    for (k, &axis) in axes.iter().enumerate() {
+        let a = if axis < 0 { axis + rank } else { axis };
+        if a < 0 || a >= rank {
+            return Err(invalid(format!(
+                "Pad axis {axis} out of range for rank {rank}"
+            )));
+        }
+        full[a as usize] = given[k];
+        full[(a + rank) as usize] = given[k + axes.len()];
+    }
+    Ok(full)
+}
+
+/// [`expand_pads`] computed in the graph, for pads or axes known only at run time:
+/// `full[s, j] = sum_k (axes[k] mod rank == j) * pads[s, k]` with `pads` viewed as `[2, K]`.
+fn expand_pads_dynamic(
+    cx: &mut Cx,
+    pads: ValueId,
+    axes: ValueId,
+    rank: i64,
+) -> Result<ValueId, Reason> {
+    let mut axes = axes;
+    if cx.dtype(axes) != DType::I64 {
+        axes = cx.add(Op::Cast { to: DType::I64 }, &[axes])?;
+    }
+    let r = cx.konst("rank", Tensor::scalar(rank));
+    let axes = cx.add(Op::Binary(BinaryOp::Mod), &[axes, r])?;
+    let axes = cx.unsqueeze(axes, &[1])?; // [K, 1]
+    let range: Vec<i64> = (0..rank).collect();
+    let range = cx.i64s("range", &range); // [rank]
+    let hit = cx.add(Op::Binary(BinaryOp::Equal), &[axes, range])?; // [K, rank]
+    let shape = cx.i64s("shape", &[2, -1]);
+    let p = cx.add(Op::Reshape { allowzero: false }, &[pads, shape])?; // [2, K]
+    let p = cx.unsqueeze(p, &[2])?; // [2, K, 1]
+    let zero = cx.konst("zero", Tensor::scalar(0i64));
+    let spread = cx.add(Op::Where, &[hit, p, zero])?; // [2, K, rank]
+    let k_axis = cx.i64s("axes", &[1]);
+    let sum = ReduceAttrs {
+        kind: ReduceKind::Sum,
+        keepdims: false,
+        noop_with_empty_axes: false,
+    };
+    let full = cx.add(Op::Reduce(sum), &[spread, k_axis])?; // [2, rank]
+    let flat = cx.i64s("shape", &[-1]);
+    cx.add(Op::Reshape { allowzero: false }, &[full, flat])
+}
+
 fn pad_mode(cx: &Cx) -> Result<PadMode, Reason> {
     Ok(match cx.string("mode", "constant")? {
         "constant" => PadMode::Constant,
@@ -926,37 +983,13 @@ fn lower_pad(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
     let mut pads = cx.input(1)?;
     if let Some(axes_v) = cx.opt(3) {
         let rank = cx.rank(x) as i64;
-        let axes =
-            cx.g.const_data(axes_v)
-                .map(|t| t.to_i64_vec())
-                .ok_or(Reason::NonConstInput {
-                    index: 3,
-                    reason: "Pad axes are expanded into full pads at import",
-                })?;
-        let given = cx.const_i64s(1).ok_or(Reason::NonConstInput {
-            index: 1,
-            reason: "Pad pads must be constant when axes are given",
-        })?;
-        if given.len() != 2 * axes.len() {
-            return Err(invalid(format!(
-                "pads has {} entries for {} axes (needs twice as many)",
-                given.len(),
-                axes.len()
-            )));
-        }
-        let mut full = vec![0i64; 2 * rank as usize];
-        for (k, &a) in axes.iter().enumerate() {
-            let a = if a < 0 { a + rank } else { a };
-            if a < 0 || a >= rank {
-                return Err(invalid(format!(
-                    "Pad axis {} out of range for rank {rank}",
-                    axes[k]
-                )));
+        pads = match (cx.const_i64s(3), cx.const_i64s(1)) {
+            (Some(axes), Some(given)) => {
+                let full = expand_pads(&axes, &given, rank)?;
+                cx.i64s("pads", &full)
             }
-            full[a as usize] = given[k];
-            full[(a + rank) as usize] = given[k + axes.len()];
-        }
-        pads = cx.i64s("pads", &full);
+            _ => expand_pads_dynamic(cx, pads, axes_v, rank)?,
+        };
     }
     let mut ins = vec![x, pads];
     ins.extend(cx.opt(2));
