@@ -1568,7 +1568,48 @@ mod fuzz {
     fn op() -> impl Strategy<Value = Op> {
         let axis = prop_oneof![-5i64..6, Just(i64::MIN), Just(i64::MAX)];
         let sizes = prop::collection::vec(prop_oneof![0usize..4, Just(usize::MAX)], 0..5);
+        let more = prop_oneof![
+            Just(Op::Where),
+            Just(Op::Range),
+            Just(Op::Clip),
+            Just(Op::Size),
+            Just(Op::Identity),
+            Just(Op::Gemm(GemmAttrs::default())),
+            Just(Op::ConstantOfShape {
+                value: Tensor::scalar(1.0f32)
+            }),
+            (axis.clone(), any::<bool>(), any::<bool>()).prop_map(|(_, keepdims, noop)| {
+                Op::Reduce(ReduceAttrs {
+                    kind: ReduceKind::Sum,
+                    keepdims,
+                    noop_with_empty_axes: noop,
+                })
+            }),
+            axis.clone().prop_map(|axis| Op::QuantizeLinear {
+                axis,
+                to: DType::I8
+            }),
+            axis.clone().prop_map(|axis| Op::DequantizeLinear { axis }),
+            axis.clone().prop_map(|axis| Op::Softmax { axis }),
+            axis.clone().prop_map(|axis| Op::LayerNorm {
+                axis,
+                epsilon: F32(1e-5)
+            }),
+            (axis.clone(), axis.clone()).prop_map(|(start, end)| Op::Shape {
+                start,
+                end: Some(end)
+            }),
+            (prop::collection::vec(axis.clone(), 0..3), any::<bool>()).prop_map(|(axes, sizes)| {
+                let by = if sizes {
+                    ResizeBy::Sizes
+                } else {
+                    ResizeBy::Scales
+                };
+                resize(by, AspectPolicy::NotSmaller, &axes)
+            }),
+        ];
         prop_oneof![
+            more,
             Just(Op::Binary(BinaryOp::Add)),
             Just(Op::MatMul),
             Just(Op::Slice),
