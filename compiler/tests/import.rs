@@ -169,7 +169,7 @@ fn ok(m: &ModelProto) -> Graph {
 
 fn err(m: &ModelProto) -> String {
     match import(m) {
-        Ok(_) => panic!("import unexpectedly succeeded"),
+        Ok(m) => panic!("import unexpectedly succeeded: {:?}", m.graph),
         Err(e) => e.to_string(),
     }
 }
@@ -1259,16 +1259,53 @@ fn variadic_mean_and_misc_ops() {
     assert_eq!(g.ty(out_value(&g, 0)).dtype, DType::I64);
     assert_eq!(dims(&g, out_value(&g, 0)), vec![3, 2]);
 
-    // A used mask output is an error.
+    // A used mask output is all true.
     let nodes = vec![node("Dropout", &["x"], &["d", "mask"], vec![])];
-    let e = err(&model(
+    let g = ok(&model(
         13,
         nodes,
         vec![],
         vec![f32_in("x", &[2])],
         &["d", "mask"],
     ));
-    assert!(e.contains("output 1 (\"mask\") is not supported"), "{e}");
+    assert_eq!(g.ty(out_value(&g, 1)).dtype, DType::Bool);
+    assert_eq!(dims(&g, out_value(&g, 1)), vec![2]);
+
+    // A used MaxPool Indices output is an error.
+    let nodes = vec![node(
+        "MaxPool",
+        &["x"],
+        &["y", "i"],
+        vec![a_ints("kernel_shape", &[2])],
+    )];
+    let e = err(&model(
+        13,
+        nodes,
+        vec![],
+        vec![f32_in("x", &[1, 1, 4])],
+        &["y", "i"],
+    ));
+    assert!(
+        e.contains("output 1 (\"i\") is used: MaxPool's Indices output is not supported"),
+        "{e}"
+    );
+
+    // LayerNormalization's Mean and InvStdDev outputs, when used.
+    let nodes = vec![node(
+        "LayerNormalization",
+        &["x", "s"],
+        &["y", "m", "r"],
+        vec![a_int("axis", 1)],
+    )];
+    let g = ok(&model(
+        17,
+        nodes,
+        vec![init_f32("s", &[3], &[1.0, 1.0, 1.0])],
+        vec![f32_in("x", &[2, 3])],
+        &["y", "m", "r"],
+    ));
+    assert_eq!(dims(&g, out_value(&g, 1)), vec![2, 1]);
+    assert_eq!(dims(&g, out_value(&g, 2)), vec![2, 1]);
 }
 
 // ---------------------------------------------------------------- real models

@@ -68,7 +68,7 @@ pub enum Reason {
     MissingInput(usize),
     #[error("input {index} must be a constant: {reason}")]
     NonConstInput { index: usize, reason: &'static str },
-    #[error("output {index} (\"{name}\") is not supported: {reason}")]
+    #[error("output {index} (\"{name}\") is used: {reason}")]
     UnsupportedOutput {
         index: usize,
         name: String,

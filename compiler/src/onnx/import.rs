@@ -249,8 +249,13 @@ fn import_graph(
             op_type: node.op_type.clone(),
             reason: Box::new(reason),
         };
+        let node_used: Vec<bool> = node
+            .output
+            .iter()
+            .map(|o| !o.is_empty() && used.contains(o.as_str()))
+            .collect();
         let outs = import_node(
-            &mut g, node, opset, opsets, &values, &mut files, model_dir, index,
+            &mut g, node, opset, opsets, &values, &mut files, model_dir, index, node_used,
         )
         .map_err(nerr)?;
         for (k, o) in node.output.iter().enumerate() {
@@ -271,7 +276,11 @@ fn import_graph(
                     return Err(nerr(Reason::UnsupportedOutput {
                         index: k,
                         name: o.clone(),
-                        reason: "only inference-mode outputs are supported",
+                        reason: match node.op_type.as_str() {
+                            "MaxPool" => "MaxPool's Indices output is not supported",
+                            "BatchNormalization" => "training-mode outputs are not supported",
+                            _ => "the importer does not compute it",
+                        },
                     }))
                 }
                 None => {}
@@ -301,6 +310,7 @@ fn import_node(
     files: &mut ExternalFiles,
     model_dir: Option<&Path>,
     index: usize,
+    used: Vec<bool>,
 ) -> Result<Vec<ValueId>, Reason> {
     if !(node.domain.is_empty() || node.domain == "ai.onnx") {
         let v = opsets
@@ -348,6 +358,7 @@ fn import_node(
         files,
         model_dir,
         prefix,
+        used,
         nconst: 0,
     };
     lower(&mut cx)

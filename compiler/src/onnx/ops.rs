@@ -30,12 +30,18 @@ pub(crate) struct Cx<'a> {
     pub model_dir: Option<&'a Path>,
     /// Prefix for the names of constants this node creates.
     pub prefix: String,
+    /// Whether each output of the node is read by another node or is a graph output.
+    pub used: Vec<bool>,
     pub nconst: usize,
 }
 
 impl Cx<'_> {
     fn name(&self) -> String {
         self.node.name.clone()
+    }
+
+    fn output_used(&self, k: usize) -> bool {
+        self.used.get(k).copied().unwrap_or(false)
     }
 
     fn input(&self, i: usize) -> Result<ValueId, Reason> {
@@ -47,11 +53,15 @@ impl Cx<'_> {
     }
 
     fn add(&mut self, op: Op, inputs: &[ValueId]) -> Result<ValueId, Reason> {
-        let name = self.name();
-        Ok(self.g.add(op, inputs, name)?)
+        Ok(self.add_multi(op, inputs)?[0])
     }
 
+    /// Adds a node, or the constants it computes when they follow from the inputs' types alone
+    /// (see [`fold_static`]).
     fn add_multi(&mut self, op: Op, inputs: &[ValueId]) -> Result<Vec<ValueId>, Reason> {
+        if let Some(t) = fold_static(self.g, &op, inputs) {
+            return Ok(vec![self.konst(op.name(), t)]);
+        }
         let name = self.name();
         Ok(self.g.add_node(op, inputs, name)?.to_vec())
     }
@@ -139,6 +149,31 @@ impl Cx<'_> {
     /// The inputs of a variadic node, all required.
     fn all_inputs(&self) -> Result<Vec<ValueId>, Reason> {
         (0..self.inputs.len()).map(|i| self.input(i)).collect()
+    }
+}
+
+/// The value of `Shape` and `Size` of an input whose extents are all known: exported models
+/// compute reshape targets from shapes, and type inference needs those targets constant to know
+/// ranks, so the importer folds them as it goes.
+fn fold_static(g: &Graph, op: &Op, inputs: &[ValueId]) -> Option<Tensor> {
+    let dims = g.ty(*inputs.first()?).dims()?;
+    match op {
+        Op::Shape { start, end } => {
+            let rank = dims.len() as i64;
+            let clamp = |v: i64| (if v < 0 { v.saturating_add(rank) } else { v }).clamp(0, rank);
+            let (s, e) = (clamp(*start), end.map_or(rank, clamp));
+            let v: Vec<i64> = dims
+                .get(s as usize..e.max(s) as usize)?
+                .iter()
+                .map(|&d| i64::try_from(d).ok())
+                .collect::<Option<_>>()?;
+            Some(Tensor::from_vec(vec![v.len()], v))
+        }
+        Op::Size => {
+            let n = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d))?;
+            Some(Tensor::scalar(i64::try_from(n).ok()?))
+        }
+        _ => None,
     }
 }
 
@@ -458,16 +493,7 @@ pub(crate) fn lower(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
             cx.one(Op::GlobalPool(kind), &[x])
         }
         "Softmax" | "LogSoftmax" => lower_softmax(cx),
-        "LayerNormalization" => {
-            let (x, scale) = (cx.input(0)?, cx.input(1)?);
-            let op = Op::LayerNorm {
-                axis: cx.int("axis", -1)?,
-                epsilon: F32(cx.float("epsilon", 1e-5)?),
-            };
-            let mut ins = vec![x, scale];
-            ins.extend(cx.opt(2));
-            cx.one(op, &ins)
-        }
+        "LayerNormalization" => lower_layer_norm(cx),
         "Flatten" => {
             let x = cx.input(0)?;
             let axis = cx.int("axis", 1)?;
@@ -704,10 +730,8 @@ fn lower_binary(cx: &mut Cx, b: BinaryOp) -> Result<Vec<ValueId>, Reason> {
 
 fn lower_dropout(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
     let x = cx.input(0)?;
-    if cx.opset < 7 && cx.int("is_test", 0)? == 0 {
-        // Before opset 7 the default was training mode; inference still treats it as identity,
-        // as every runtime does for exported models.
-    }
+    // Before opset 7 `is_test` defaulted to training mode; like every runtime running exported
+    // models, the importer treats Dropout as inference-mode whatever `is_test` says.
     if let Some(t) = cx.opt(2) {
         match cx.g.const_data(t) {
             Some(d) if d.numel() == 1 && d.get_i64(0) == 0 => {}
@@ -716,7 +740,72 @@ fn lower_dropout(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
             )),
         }
     }
-    cx.one(Op::Identity, &[x])
+    let y = cx.add(Op::Identity, &[x])?;
+    if !cx.output_used(1) {
+        return Ok(vec![y]);
+    }
+    // In inference mode the mask is all ones: bool from opset 10, the input's dtype before.
+    let value = if cx.opset >= 10 {
+        Tensor::from_vec(vec![1], vec![true])
+    } else {
+        let one = scalar_tensor(cx.dtype(x), 1.0);
+        one.reshaped(vec![1])
+            .ok_or_else(|| invalid("scalar reshape"))?
+    };
+    let shape = cx.add(
+        Op::Shape {
+            start: 0,
+            end: None,
+        },
+        &[x],
+    )?;
+    let mask = cx.add(Op::ConstantOfShape { value }, &[shape])?;
+    Ok(vec![y, mask])
+}
+
+/// LayerNormalization; its optional `Mean` and `InvStdDev` outputs (over axes `axis..rank`,
+/// kept as unit dims) are computed only when used, in the input's dtype.
+fn lower_layer_norm(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
+    let (x, scale) = (cx.input(0)?, cx.input(1)?);
+    let axis = cx.int("axis", -1)?;
+    let epsilon = cx.float("epsilon", 1e-5)?;
+    let mut ins = vec![x, scale];
+    ins.extend(cx.opt(2));
+    let y = cx.add(
+        Op::LayerNorm {
+            axis,
+            epsilon: F32(epsilon),
+        },
+        &ins,
+    )?;
+    if !cx.output_used(1) && !cx.output_used(2) {
+        return Ok(vec![y]);
+    }
+    let rank = cx.rank(x) as i64;
+    let a = if axis < 0 { axis + rank } else { axis };
+    if a < 0 || a >= rank {
+        return Err(cx.bad_attr("axis", format!("{axis} is out of range for rank {rank}")));
+    }
+    let axes: Vec<i64> = (a..rank).collect();
+    let mean_of = |cx: &mut Cx, v: ValueId| -> Result<ValueId, Reason> {
+        let ax = cx.i64s("axes", &axes);
+        let attrs = ReduceAttrs {
+            kind: ReduceKind::Mean,
+            keepdims: true,
+            noop_with_empty_axes: false,
+        };
+        cx.add(Op::Reduce(attrs), &[v, ax])
+    };
+    let mean = mean_of(cx, x)?;
+    let d = cx.add(Op::Binary(BinaryOp::Sub), &[x, mean])?;
+    let d2 = cx.add(Op::Binary(BinaryOp::Mul), &[d, d])?;
+    let var = mean_of(cx, d2)?;
+    let dt = cx.dtype(x);
+    let eps = cx.scalar("epsilon", dt, epsilon as f64);
+    let v = cx.add(Op::Binary(BinaryOp::Add), &[var, eps])?;
+    let s = cx.add(Op::Unary(UnaryOp::Sqrt), &[v])?;
+    let inv = cx.add(Op::Unary(UnaryOp::Reciprocal), &[s])?;
+    Ok(vec![y, mean, inv])
 }
 
 /// Clip: before opset 11 the bounds are float attributes; from 11 they are optional inputs.
