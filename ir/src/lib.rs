@@ -9,6 +9,7 @@ pub mod graph;
 pub mod infer;
 pub mod op;
 pub mod tensor;
+pub mod text;
 pub mod types;
 
 pub use dtype::{DType, Quant, QuantParams, F32};
@@ -16,6 +17,7 @@ pub use graph::{Constant, Graph, GraphError, GraphOutput, Node, NodeId, Value, V
 pub use infer::{infer, InferInput};
 pub use op::*;
 pub use tensor::{Element, Tensor, TensorError};
+pub use text::{parse, print, ParseError, PrintOptions, Printed, WeightStyle};
 pub use types::{known_dims, shape_of, Dim, Shape, TensorType};
 
 /// The text-form name of an op.
