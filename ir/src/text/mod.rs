@@ -14,7 +14,7 @@
 //!
 //! # Guarantees
 //!
-//! [`print`] is deterministic and `print(parse(print(g))) == print(g)` for every graph (given the
+//! [`print()`] is deterministic and `print(parse(print(g))) == print(g)` for every graph (given the
 //! weights the first print referenced). `parse(print(g))` equals `g` structurally — same inputs,
 //! constants (bit-exact data), ops, types and outputs — except for what the text does not carry:
 //! node names, source names of non-input values, names of inline/elided constants, and

@@ -36,7 +36,7 @@ impl PrintOptions {
     }
 }
 
-/// The result of [`print`].
+/// The result of [`print()`].
 #[derive(Clone, Debug)]
 pub struct Printed<'g> {
     pub text: String,
