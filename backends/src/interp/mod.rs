@@ -779,7 +779,10 @@ pub(crate) fn push_f64(dtype: DType, v: f64, out: &mut Vec<u8>) {
 /// Appends `v` converted to `dtype`: integers wrap (two's complement), floats round, bool is `v != 0`.
 pub(crate) fn push_i64(dtype: DType, v: i64, out: &mut Vec<u8>) {
     match dtype {
-        DType::F32 | DType::F64 | DType::F16 | DType::BF16 => push_f64(dtype, v as f64, out),
+        // i64 -> f32 converts directly (one rounding); f16/bf16 via f32.
+        DType::F32 => out.extend_from_slice(&(v as f32).to_le_bytes()),
+        DType::F16 | DType::BF16 => push_f64(dtype, (v as f32) as f64, out),
+        DType::F64 => out.extend_from_slice(&(v as f64).to_le_bytes()),
         DType::I8 | DType::U8 => out.push(v as u8),
         DType::I16 | DType::U16 => out.extend_from_slice(&(v as u16).to_le_bytes()),
         DType::I32 | DType::U32 => out.extend_from_slice(&(v as u32).to_le_bytes()),

@@ -90,13 +90,15 @@ pub(crate) fn reshape(x: &Tensor, shape: &Tensor, allowzero: bool) -> Res<Tensor
             }
             0 if !allowzero => match x.dims().get(i) {
                 Some(&d) => dims.push(d),
-                None => return Err(invalid(
-                    name,
-                    format!(
+                None => {
+                    return Err(invalid(
+                        name,
+                        format!(
                         "shape {spec:?} copies axis {i} (0), but the input {:?} has no such axis",
                         x.dims()
                     ),
-                )),
+                    ))
+                }
             },
             s if s < 0 => {
                 return Err(invalid(
