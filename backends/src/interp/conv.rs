@@ -31,11 +31,8 @@ pub(crate) fn per_axis(
     Ok(v.to_vec())
 }
 
-/// Effective `(begin, end)` padding per spatial axis.
-///
-/// `NotSet` uses `pads` (`[begins.., ends..]`, empty = 0); `Valid` pads nothing; `SameUpper` and
-/// `SameLower` pad so that the output extent is `ceil(in / stride)`, the odd extra element
-/// going at the end (upper) or the beginning (lower).
+/// Effective `(begin, end)` padding per spatial axis: `kestrel_ir::infer::conv_pads`, the single
+/// source of truth shared with type inference and the compiled backends.
 pub(crate) fn effective_pads(
     op: &'static str,
     auto_pad: AutoPad,
@@ -45,39 +42,13 @@ pub(crate) fn effective_pads(
     strides: &[usize],
     dilations: &[usize],
 ) -> Res<Vec<(usize, usize)>> {
-    let k = input.len();
-    match auto_pad {
-        AutoPad::NotSet => {
-            if pads.is_empty() {
-                return Ok(vec![(0, 0); k]);
-            }
-            if pads.len() != 2 * k {
-                return Err(invalid(
-                    op,
-                    format!("pads has {} entries for {k} spatial axes", pads.len()),
-                ));
-            }
-            Ok((0..k).map(|i| (pads[i], pads[k + i])).collect())
-        }
-        AutoPad::Valid => Ok(vec![(0, 0); k]),
-        AutoPad::SameUpper | AutoPad::SameLower => Ok((0..k)
-            .map(|i| {
-                let out = input[i].div_ceil(strides[i]);
-                let span = dilations[i] * (kernel[i].saturating_sub(1)) + 1;
-                let needed = (out.saturating_sub(1) * strides[i] + span).saturating_sub(input[i]);
-                let small = needed / 2;
-                if auto_pad == AutoPad::SameUpper {
-                    (small, needed - small)
-                } else {
-                    (needed - small, small)
-                }
-            })
-            .collect()),
-    }
+    kestrel_ir::infer::conv_pads(auto_pad, input, kernel, strides, dilations, pads)
+        .map_err(|reason| invalid(op, reason))
 }
 
-/// Output extent of a sliding window: `floor((in + pads - span) / stride) + 1`, or with `ceil`
-/// rounding when `ceil_mode`, dropping a last window that would start in the end padding.
+/// Output extent of a sliding window (`kestrel_ir::infer::pool_output_extent`, shared with
+/// inference): `floor((in + pads - span) / stride) + 1`, or `ceil` when `ceil_mode`, dropping a
+/// last window that would start in the end padding.
 pub(crate) fn window_extent(
     op: &'static str,
     input: usize,
@@ -87,26 +58,8 @@ pub(crate) fn window_extent(
     dilation: usize,
     ceil_mode: bool,
 ) -> Res<usize> {
-    let padded = input + pad.0 + pad.1;
-    let span = dilation * (kernel.saturating_sub(1)) + 1;
-    if kernel == 0 || padded < span {
-        return Err(invalid(
-            op,
-            format!(
-                "window of extent {span} (kernel {kernel}, dilation {dilation}) does not fit the padded input extent {padded}"
-            ),
-        ));
-    }
-    let room = padded - span;
-    let mut out = if ceil_mode {
-        room.div_ceil(stride) + 1
-    } else {
-        room / stride + 1
-    };
-    if ceil_mode && (out - 1) * stride >= input + pad.0 {
-        out -= 1;
-    }
-    Ok(out)
+    kestrel_ir::infer::pool_output_extent(input, kernel, stride, dilation, pad, ceil_mode)
+        .map_err(|reason| invalid(op, reason))
 }
 
 pub(crate) fn conv(

@@ -3,7 +3,8 @@
 //!
 //! Contracts (as in the ONNX reference): with scales, `out = floor(in * scale)`; with sizes and a
 //! `keep_aspect_ratio_policy` other than stretch, one scale (the min or max of `size / in` over the
-//! resized axes) applies to all resized axes and `out = floor(in * scale + 0.5)`. Coordinate
+//! resized axes) applies to all resized axes and `out = round(in * scale)`. Output extents are
+//! computed in f32 (like onnxruntime and `kestrel_ir::infer`); coordinates use f64 scales. Coordinate
 //! transforms use `scale * in` as the "output width" where the reference does. Neighbours beyond
 //! the input edge read the edge element (the reference's edge padding) unless `exclude_outside`,
 //! which drops them and renormalises. `tf_crop_and_resize` coordinates outside `[0, in - 1]`
@@ -151,7 +152,8 @@ fn geometry(
                 if !(s > 0.0 && s.is_finite()) {
                     return Err(invalid(name, format!("scale {s} must be positive")));
                 }
-                let out = (s * dims[a] as f64).floor();
+                // floor(in * scale) in f32, as onnxruntime and type inference compute it.
+                let out = (dims[a] as f32 * s as f32).floor() as f64;
                 if out > (MAX_TENSOR_BYTES as f64) {
                     return Err(invalid(
                         name,
@@ -189,8 +191,18 @@ fn geometry(
                         geom[a].output = sizes[i] as usize;
                     }
                     Some(s) => {
+                        // The extent is rounded in f32, as type inference computes it.
+                        let ratios32 = axes
+                            .iter()
+                            .zip(&sizes)
+                            .map(|(&ax, &z)| z as f32 / dims[ax] as f32);
+                        let s32 = if attrs.aspect == AspectPolicy::NotLarger {
+                            ratios32.fold(f32::INFINITY, f32::min)
+                        } else {
+                            ratios32.fold(0.0, f32::max)
+                        };
                         geom[a].scale = s;
-                        geom[a].output = (s * dims[a] as f64 + 0.5).floor() as usize;
+                        geom[a].output = (s32 * dims[a] as f32).round() as usize;
                     }
                 }
             }
