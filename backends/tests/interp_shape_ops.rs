@@ -303,3 +303,56 @@ fn expand_tile_range_constant_of_shape_identity() {
     ));
     assert_eq!(eval1(Op::Identity, &[&x]), x);
 }
+
+#[test]
+fn absurd_sizes_are_refused_not_allocated() {
+    use kestrel_ir::{
+        AspectPolicy, ConvAttrs, CoordMode, NearestMode, PadMode, ResizeAttrs, ResizeBy,
+        ResizeMode, F32,
+    };
+    let empty = f32t(&[0, 2], &[]);
+    // The product of the extents is 0, but one extent alone is absurd.
+    assert!(matches!(
+        eval_err(
+            Op::Pad {
+                mode: PadMode::Constant
+            },
+            &[&empty, &i64v(&[0, 0, 0, 1 << 60])]
+        ),
+        EvalError::TooLarge { .. }
+    ));
+    assert!(matches!(
+        eval_err(Op::Tile, &[&empty, &i64v(&[1, 1 << 60])]),
+        EvalError::TooLarge { .. }
+    ));
+    let attrs = ResizeAttrs {
+        by: ResizeBy::Sizes,
+        mode: ResizeMode::Nearest,
+        coord: CoordMode::HalfPixel,
+        nearest: NearestMode::Floor,
+        cubic_coeff_a: F32(-0.75),
+        exclude_outside: false,
+        extrapolation_value: F32(0.0),
+        antialias: false,
+        aspect: AspectPolicy::Stretch,
+        axes: vec![1],
+    };
+    assert!(matches!(
+        eval_err(Op::Resize(attrs), &[&empty, &i64v(&[1 << 60])]),
+        EvalError::TooLarge { .. }
+    ));
+    let x = iota(&[1, 2, 3, 3], 0.0);
+    let w = iota(&[2, 1, 1, 1], 0.0);
+    let conv = ConvAttrs {
+        group: usize::MAX,
+        ..Default::default()
+    };
+    assert!(matches!(
+        eval_err(Op::Conv(conv), &[&x, &w]),
+        EvalError::Invalid { .. }
+    ));
+    assert!(matches!(
+        eval_err(Op::Expand, &[&iota(&[1], 0.0), &i64v(&[1 << 40, 1 << 40])]),
+        EvalError::TooLarge { .. }
+    ));
+}

@@ -130,7 +130,7 @@ fn geometry(attrs: &ConvAttrs, x_dims: &[usize], w_dims: &[usize]) -> Res<Geomet
     let k = x_dims.len() - 2;
     let group = attrs.group;
     let (channels, out_channels) = (x_dims[1], w_dims[0]);
-    if group == 0 || channels != w_dims[1] * group || out_channels % group != 0 {
+    if group == 0 || w_dims[1].checked_mul(group) != Some(channels) || out_channels % group != 0 {
         return Err(invalid(
             name,
             format!("group {group} does not fit x {x_dims:?} and w {w_dims:?} (need C = w[1] * group and M divisible by group)"),

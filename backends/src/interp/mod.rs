@@ -383,7 +383,7 @@ pub fn run_with(
 ) -> Result<Vec<Tensor>, EvalError> {
     check_inputs(g, inputs)?;
     let mut slots: Vec<Option<Tensor>> = vec![None; g.values.len()];
-    let mut remaining = g.use_counts();
+    let mut remaining = use_counts(g)?;
     for (pos, &v) in g.inputs.iter().enumerate() {
         let slot = slots
             .get_mut(v.index())
@@ -439,6 +439,25 @@ pub fn run_with(
         .iter()
         .map(|o| fetch(g, &slots, o.value))
         .collect()
+}
+
+/// Number of uses of every value (node inputs and graph outputs); errors on dangling references.
+fn use_counts(g: &Graph) -> Res<Vec<usize>> {
+    let mut counts = vec![0usize; g.values.len()];
+    let uses = g
+        .nodes
+        .iter()
+        .flat_map(|n| n.inputs.iter())
+        .chain(g.outputs.iter().map(|o| &o.value));
+    for v in uses {
+        let c = counts
+            .get_mut(v.index())
+            .ok_or_else(|| EvalError::Malformed {
+                reason: format!("value {v} is used but does not exist"),
+            })?;
+        *c += 1;
+    }
+    Ok(counts)
 }
 
 /// The tensor of value `v`: a computed/input slot, or constant data.
@@ -585,6 +604,15 @@ pub(crate) fn check_alloc(op: &'static str, dtype: DType, dims: &[usize]) -> Res
         return Err(too_large(bytes));
     }
     Ok(n as usize)
+}
+
+/// Checks every extent on its own (not only their product, which is 0 when any extent is 0), for
+/// ops that build per-axis index tables before allocating the output.
+pub(crate) fn check_extents(op: &'static str, dtype: DType, dims: &[usize]) -> Res<()> {
+    for &d in dims {
+        check_alloc(op, dtype, &[d])?;
+    }
+    Ok(())
 }
 
 /// Normalises a possibly negative axis for a tensor of `rank` (valid range `[-rank, rank)`).

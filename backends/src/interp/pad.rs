@@ -68,6 +68,7 @@ pub(crate) fn pad(mode: PadMode, x: &Tensor, pads: &Tensor, value: Option<&Tenso
         maps.push((b.max(0), m, lo));
     }
     check_alloc(name, x.dtype(), &out_dims)?;
+    check_extents(name, x.dtype(), &out_dims)?;
     let maps: Vec<Vec<Option<usize>>> = maps
         .into_iter()
         .zip(&out_dims)

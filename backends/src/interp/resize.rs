@@ -64,6 +64,7 @@ pub(crate) fn resize(
     let geom = geometry(attrs, dims, &axes, scales_or_sizes, roi)?;
     let out_dims: Vec<usize> = geom.iter().map(|g| g.output).collect();
     let total = check_alloc(name, x.dtype(), &out_dims)?;
+    check_extents(name, x.dtype(), &out_dims)?;
     let taps: Vec<Vec<AxisTaps>> = geom
         .iter()
         .map(|g| (0..g.output).map(|o| axis_taps(attrs, g, o)).collect())

@@ -482,6 +482,7 @@ pub(crate) fn tile(x: &Tensor, repeats: &Tensor) -> Res<Tensor> {
         .map(|(&d, &r)| d.saturating_mul(r))
         .collect();
     check_alloc(name, x.dtype(), &out_dims)?;
+    check_extents(name, x.dtype(), &out_dims)?;
     let maps: Vec<Vec<Option<usize>>> = x
         .dims()
         .iter()
