@@ -42,8 +42,10 @@ pub(crate) fn pad(mode: PadMode, x: &Tensor, pads: &Tensor, value: Option<&Tenso
     for a in 0..r {
         let d = x.dims()[a] as i64;
         let (b, e) = (p[a], p[r + a]);
-        let lo = (-b).max(0);
-        let kept = d.checked_sub(lo).and_then(|v| v.checked_sub((-e).max(0)));
+        let lo = b.saturating_neg().max(0);
+        let kept = d
+            .checked_sub(lo)
+            .and_then(|v| v.checked_sub(e.saturating_neg().max(0)));
         let m = match kept {
             Some(m) if m >= 0 => m,
             _ => {
