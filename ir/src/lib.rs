@@ -10,6 +10,7 @@ pub mod graph;
 pub mod infer;
 pub mod op;
 pub mod tensor;
+pub mod text;
 pub mod types;
 pub mod verify;
 
@@ -21,6 +22,7 @@ pub use infer::{
 };
 pub use op::*;
 pub use tensor::{Element, Tensor, TensorError};
+pub use text::{parse, print, ParseError, PrintOptions, Printed, WeightStyle};
 pub use types::{known_dims, shape_of, Dim, Shape, TensorType};
 pub use verify::{dependency_graph, toposort, verify, CycleError, VerifyError, VerifyErrorKind};
 
