@@ -1213,9 +1213,28 @@ fn legacy_broadcast_with_axis() {
         vec![f32_in("x", &[2, 3, 4, 5])],
         &["y"],
     ));
-    assert_eq!(ops(&g), vec![&Op::Unsqueeze, &Op::Binary(BinaryOp::Add)]);
-    assert_eq!(const_i64(&g, g.nodes[0].inputs[1]), vec![1, 2]);
+    // The constant operand is unsqueezed to [3, 1, 1] (folded at import).
+    assert_eq!(ops(&g), vec![&Op::Binary(BinaryOp::Add)]);
+    assert_eq!(dims(&g, g.nodes[0].inputs[1]), vec![3, 1, 1]);
     assert_eq!(dims(&g, out_value(&g, 0)), vec![2, 3, 4, 5]);
+
+    // A runtime operand gets an Unsqueeze node.
+    let n = node(
+        "Mul",
+        &["x", "b"],
+        &["y"],
+        vec![a_int("broadcast", 1), a_int("axis", 0)],
+    );
+    let g = ok(&model(
+        6,
+        vec![n],
+        vec![],
+        vec![f32_in("x", &[2, 3, 4]), f32_in("b", &[2, 3])],
+        &["y"],
+    ));
+    assert_eq!(ops(&g), vec![&Op::Unsqueeze, &Op::Binary(BinaryOp::Mul)]);
+    assert_eq!(const_i64(&g, g.nodes[0].inputs[1]), vec![2]);
+    assert_eq!(dims(&g, out_value(&g, 0)), vec![2, 3, 4]);
 }
 
 #[test]
@@ -1350,4 +1369,117 @@ fn real_models_import() {
     let n =
         import_dir("/work/shared/models/digits") + import_dir("/work/shared/models/torchvision");
     eprintln!("imported {n} models");
+}
+
+#[test]
+fn pad_18_with_runtime_axes_expands_in_the_graph() {
+    let n = node("Pad", &["x", "p", "", "axes"], &["y"], vec![]);
+    let g = ok(&model(
+        18,
+        vec![n],
+        vec![],
+        vec![
+            f32_in("x", &[2, 3, 4]),
+            vi("p", DataType::Int64, &[D::N(2)]),
+            vi("axes", DataType::Int64, &[D::N(1)]),
+        ],
+        &["y"],
+    ));
+    let pad = g.nodes.last().unwrap();
+    assert_eq!(
+        pad.op,
+        Op::Pad {
+            mode: PadMode::Constant
+        }
+    );
+    assert_eq!(g.ty(pad.inputs[1]).dims(), Some(vec![6]));
+    let x = Tensor::from_vec(vec![2, 3, 4], vec![0f32; 24]);
+    let p = Tensor::from_vec(vec![2], vec![1i64, 2]);
+    let axes = Tensor::from_vec(vec![1], vec![-2i64]);
+    let y = kestrel_backends::interp::run(&g, &[x, p, axes]).unwrap();
+    assert_eq!(y[0].dims(), &[2, 6, 4]);
+}
+
+#[test]
+fn shape_arithmetic_on_constants_is_folded() {
+    let nodes = vec![
+        node("Shape", &["x"], &["s"], vec![]),
+        node("Constant", &[], &["a"], vec![a_ints("value_ints", &[7])]),
+        node("Constant", &[], &["b"], vec![a_ints("value_ints", &[4])]),
+        node("Mod", &["a", "b"], &["m"], vec![]),
+        node("Slice", &["s", "m", "a"], &["t"], vec![]),
+        node("Constant", &[], &["c"], vec![a_ints("value_ints", &[6])]),
+        node("Concat", &["c", "t"], &["shape"], vec![a_int("axis", 0)]),
+        node("Reshape", &["x", "shape"], &["y"], vec![]),
+    ];
+    let g = ok(&model(
+        13,
+        nodes,
+        vec![],
+        vec![f32_in("x", &[1, 2, 3, 4, 5])],
+        &["y"],
+    ));
+    assert_eq!(ops(&g), vec![&Op::Reshape { allowzero: false }]);
+    assert_eq!(const_i64(&g, g.nodes[0].inputs[1]), vec![6, 4, 5]);
+    assert_eq!(dims(&g, out_value(&g, 0)), vec![6, 4, 5]);
+    // Symbolic extents are not folded.
+    let nodes = vec![node("Shape", &["x"], &["s"], vec![])];
+    let g = ok(&model(
+        13,
+        nodes,
+        vec![],
+        vec![vi("x", DataType::Float, &[D::S("N"), D::N(3)])],
+        &["s"],
+    ));
+    assert!(matches!(ops(&g)[..], [Op::Shape { .. }]));
+}
+
+#[test]
+fn mutated_models_never_panic() {
+    let nodes = vec![
+        node(
+            "Conv",
+            &["x", "w", "b"],
+            &["c"],
+            vec![a_ints("pads", &[1, 1, 1, 1]), a_int("group", 1)],
+        ),
+        node("Relu", &["c"], &["r"], vec![]),
+        node("Reshape", &["r", "shape"], &["f"], vec![]),
+        node("Gemm", &["f", "fc"], &["y"], vec![a_int("transB", 1)]),
+        node("Softmax", &["y"], &["z"], vec![a_int("axis", 1)]),
+    ];
+    let m = model(
+        11,
+        nodes,
+        vec![
+            init_f32("w", &[2, 1, 3, 3], &[0.5; 18]),
+            init_f32("b", &[2], &[0.0, 1.0]),
+            init_i64("shape", &[1, -1]),
+            init_f32("fc", &[3, 32], &[0.25; 96]),
+        ],
+        vec![f32_in("x", &[1, 1, 4, 4])],
+        &["z"],
+    );
+    let full = m.encode_to_vec();
+    ok(&m);
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..3000 {
+        let mut b = full.clone();
+        for _ in 0..1 + next() % 4 {
+            let i = (next() % b.len() as u64) as usize;
+            b[i] = next() as u8;
+        }
+        let cut = if next() % 4 == 0 {
+            (next() % b.len() as u64) as usize
+        } else {
+            b.len()
+        };
+        let _ = import_bytes(Bytes::copy_from_slice(&b[..cut]), None, "fuzz.onnx");
+    }
 }

@@ -63,6 +63,10 @@ impl Cx<'_> {
             return Ok(vec![self.konst(op.name(), t)]);
         }
         let name = self.name();
+        if let Some(ts) = fold_constants(self.g, &op, inputs, &name)? {
+            let what = op.name();
+            return Ok(ts.into_iter().map(|t| self.konst(what, t)).collect());
+        }
         Ok(self.g.add_node(op, inputs, name)?.to_vec())
     }
 
@@ -174,6 +178,57 @@ fn fold_static(g: &Graph, op: &Op, inputs: &[ValueId]) -> Option<Tensor> {
             Some(Tensor::scalar(i64::try_from(n).ok()?))
         }
         _ => None,
+    }
+}
+
+/// Largest output (in elements, over all outputs) that the importer folds.
+const FOLD_MAX_ELEMENTS: usize = 4096;
+
+/// Evaluates a node whose inputs are all constants, when its outputs are small: exported models
+/// compute shapes with arithmetic on constants (`Mod`, `Slice`, `Concat`, ...), and type
+/// inference needs those results constant to know the ranks of later values. Larger results,
+/// quantized values and (de)quantization are left as nodes (passes fold what they want), as is
+/// any node the interpreter cannot evaluate (it then fails at run time, not at import).
+fn fold_constants(
+    g: &Graph,
+    op: &Op,
+    inputs: &[ValueId],
+    name: &str,
+) -> Result<Option<Vec<Tensor>>, Reason> {
+    if matches!(op, Op::QuantizeLinear { .. } | Op::DequantizeLinear { .. }) || inputs.is_empty() {
+        return Ok(None);
+    }
+    let Some(data) = inputs
+        .iter()
+        .map(|&v| g.const_data(v))
+        .collect::<Option<Vec<&Tensor>>>()
+    else {
+        return Ok(None);
+    };
+    let types = g.infer_node(op, inputs, name)?;
+    let mut total = 0usize;
+    for t in &types {
+        if t.quant.is_some() {
+            return Ok(None);
+        }
+        match t.numel() {
+            Some(n) => total = total.saturating_add(n),
+            None => return Ok(None),
+        }
+    }
+    if total > FOLD_MAX_ELEMENTS {
+        return Ok(None);
+    }
+    match kestrel_backends::interp::eval_op(op, &data) {
+        Ok(ts)
+            if ts.len() == types.len()
+                && ts.iter().zip(&types).all(|(t, ty)| {
+                    t.dtype() == ty.dtype && Some(t.dims().to_vec()) == ty.dims()
+                }) =>
+        {
+            Ok(Some(ts))
+        }
+        _ => Ok(None),
     }
 }
 
