@@ -4,6 +4,12 @@
 //! Only the default domain (`""` / `"ai.onnx"`) is supported. Every ONNX node becomes one or more
 //! IR nodes named after it; version-specific forms are normalised into the IR's single form of
 //! each op (see `kestrel_ir::op`). Errors name the model file and the node or tensor concerned.
+//!
+//! Because type inference runs as each node is added and needs reshape targets and similar
+//! shape inputs to be constant, the importer folds as it goes: `Shape`/`Size` of fully known
+//! shapes, and nodes whose inputs are all constants and whose outputs are small (at most 4096
+//! elements; never (de)quantization), evaluated by the reference interpreter. Everything else is
+//! left to the passes.
 
 mod attr;
 mod error;
