@@ -202,12 +202,8 @@ pub(crate) fn gemm(attrs: &GemmAttrs, a: &Tensor, b: &Tensor, c: Option<&Tensor>
     };
     check_alloc(name, dtype, &[m, n])?;
     match class_of(dtype) {
-        Class::F32 => {
-            let c = c.map(|c| (f32_values(c), c.dims()));
-            let (d, y) = gemm_typed(attrs, f32_values(a), a.dims(), f32_values(b), b.dims(), c)?;
-            tensor_from_f32(dtype, d, &y)
-        }
-        Class::F64 => {
+        // Accumulate f32 in f64 and round once (see conv).
+        Class::F32 | Class::F64 => {
             let c = c.map(|c| (c.to_f64_vec(), c.dims()));
             let (d, y) = gemm_typed(attrs, a.to_f64_vec(), a.dims(), b.to_f64_vec(), b.dims(), c)?;
             tensor_from_f64(dtype, d, &y)
@@ -291,11 +287,8 @@ pub(crate) fn matmul(a: &Tensor, b: &Tensor) -> Res<Tensor> {
     require_same_dtype(name, a, b)?;
     let dtype = a.dtype();
     match class_of(dtype) {
-        Class::F32 => {
-            let (d, y) = matmul_typed(&f32_values(a), a.dims(), &f32_values(b), b.dims(), dtype)?;
-            tensor_from_f32(dtype, d, &y)
-        }
-        Class::F64 => {
+        // Accumulate f32 in f64 and round once (see conv).
+        Class::F32 | Class::F64 => {
             let (d, y) = matmul_typed(&a.to_f64_vec(), a.dims(), &b.to_f64_vec(), b.dims(), dtype)?;
             tensor_from_f64(dtype, d, &y)
         }
