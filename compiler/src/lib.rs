@@ -1,3 +1,7 @@
-//! Kestrel compiler library: ONNX import and the compiler driver.
+//! Kestrel's driver: ONNX import, tensor files, and the `kestrel` command line.
 
+pub mod cli;
+pub mod driver;
+pub mod dump;
 pub mod onnx;
+pub mod tensor_io;

@@ -561,7 +561,7 @@ fn external_data_cannot_escape_or_overrun() {
         let path = write_model(&dir, &m);
         let e = load_model(&path).unwrap_err().to_string();
         assert!(e.contains(want), "expected {want:?} in: {e}");
-        assert!(e.starts_with("model.onnx: tensor \"t\""), "{e}");
+        assert!(e.contains("model.onnx: tensor \"t\""), "{e}");
     }
 }
 
@@ -595,7 +595,7 @@ fn garbage_and_truncated_files_are_decode_errors() {
     }
     let dir = tempfile::tempdir().unwrap();
     let e = load_model(&dir.path().join("absent.onnx")).unwrap_err();
-    assert!(e.to_string().starts_with("absent.onnx: cannot read"), "{e}");
+    assert!(e.to_string().contains("absent.onnx: cannot read"), "{e}");
 }
 
 #[test]

@@ -62,11 +62,9 @@ impl Model {
     }
 }
 
+/// How errors name a model file: the path as the user gave it.
 fn file_label(path: &Path) -> String {
-    path.file_name().map_or_else(
-        || path.display().to_string(),
-        |f| f.to_string_lossy().into_owned(),
-    )
+    path.display().to_string()
 }
 
 /// Memory-maps a whole file (an empty file gives empty bytes).

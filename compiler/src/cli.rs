@@ -1,0 +1,336 @@
+//! The `kestrel` command line (contract: `docs/CLI.md`).
+//!
+//! Exit status: 0 on success, 1 on a user error (bad model, bad input, unsupported op), 2 on a
+//! usage error (clap). Commands whose feature has not landed yet parse their full option set and
+//! then fail with a message saying so.
+
+use crate::driver::{self, InputSpec};
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kestrel",
+    version,
+    about = "Compile trained ONNX models into small, fast native code for edge devices"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a model once on the given inputs.
+    Run(RunArgs),
+    /// Print the IR of a model (ONNX or the textual form `.kir`).
+    Dump(DumpArgs),
+    /// Compile a model into a self-contained shared object and C header.
+    Compile(CompileArgs),
+    /// Measure the latency of one inference.
+    Bench(BenchArgs),
+    /// Compare pass pipelines side by side.
+    Compare(CompareArgs),
+    /// List passes and named pipelines.
+    Passes,
+    /// Quantize a model to int8 (writes QDQ ONNX).
+    Quantize(QuantizeArgs),
+    /// Prune whole channels (writes a smaller float ONNX model).
+    Prune(PruneArgs),
+    /// Train a student model against a teacher (knowledge distillation).
+    Distill(DistillArgs),
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// Native code compiled in-process by Cranelift.
+    Jit,
+    /// The reference interpreter (the semantic oracle).
+    Interp,
+}
+
+/// Pass-pipeline options, accepted wherever `--pipeline` is.
+#[derive(Args, Debug, Clone, Default)]
+pub struct PipelineArgs {
+    /// Named pipeline (O0, O1, ...) or a textual pipeline.
+    #[arg(long)]
+    pub pipeline: Option<String>,
+    /// Disable a pass by name (repeatable).
+    #[arg(long = "disable-pass", value_name = "NAME")]
+    pub disable_pass: Vec<String>,
+    /// Stop after N pass applications (to bisect a miscompile).
+    #[arg(long = "pass-limit", value_name = "N")]
+    pub pass_limit: Option<usize>,
+    /// Print the time each pass took.
+    #[arg(long = "time-passes")]
+    pub time_passes: bool,
+    /// Verify the IR after every pass.
+    #[arg(long = "verify-each")]
+    pub verify_each: bool,
+}
+
+/// Input binding options shared by `run`, `bench` and `compile`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct InputArgs {
+    /// Bind a graph input: NAME=FILE, or FILE for the next unbound input (.npy, .pb).
+    #[arg(long = "input", value_name = "[NAME=]FILE")]
+    pub input: Vec<String>,
+    /// Bind every array of an .npz whose name is a graph input.
+    #[arg(long = "inputs", value_name = "FILE.npz")]
+    pub inputs: Vec<PathBuf>,
+    /// Bind the symbolic dimensions of an input: NAME=1x3x224x224 (repeatable).
+    #[arg(long = "input-shape", value_name = "NAME=DIMS")]
+    pub input_shape: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// An .onnx model, a .kir dump, or (later) a compiled .so.
+    pub model: PathBuf,
+    /// Execution backend.
+    #[arg(long, value_enum, default_value_t = Backend::Interp)]
+    pub backend: Backend,
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// Worker threads.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    #[command(flatten)]
+    pub inputs: InputArgs,
+    /// Write DIR/<output name>.npy per graph output.
+    #[arg(long = "output-dir", value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+    /// Write all outputs into one .npz keyed by output name.
+    #[arg(long = "outputs", value_name = "FILE.npz")]
+    pub outputs: Option<PathBuf>,
+    /// Print a summary of each output on stdout.
+    #[arg(long)]
+    pub print: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DumpFormat {
+    Text,
+    Dot,
+}
+
+#[derive(Args, Debug)]
+pub struct DumpArgs {
+    /// An .onnx model or a .kir dump.
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// Dump after this pass (or `all`: one file per pass that changed the graph).
+    #[arg(long)]
+    pub after: Option<String>,
+    /// Folder for `--after all` dumps.
+    #[arg(long = "dump-dir")]
+    pub dump_dir: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = DumpFormat::Text)]
+    pub format: DumpFormat,
+    /// Write the dump to FILE, and large constants to the sidecar FILE's stem + `.weights.npz`
+    /// (without -o, large constants print as `elided`).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub inputs: InputArgs,
+    /// Overwrite an existing output file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CompileArgs {
+    pub model: PathBuf,
+    #[arg(short = 'o', long = "output")]
+    pub output: PathBuf,
+    #[arg(long)]
+    pub target: Option<String>,
+    #[arg(long)]
+    pub cpu: Option<String>,
+    #[arg(long = "symbol-prefix")]
+    pub symbol_prefix: Option<String>,
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    #[arg(long)]
+    pub quantize: Option<String>,
+    #[arg(long)]
+    pub calib: Option<PathBuf>,
+    #[arg(long)]
+    pub prune: Option<f32>,
+    #[command(flatten)]
+    pub inputs: InputArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    #[arg(long, default_value_t = 50)]
+    pub iters: usize,
+    #[arg(long, default_value_t = 5)]
+    pub warmup: usize,
+    #[command(flatten)]
+    pub inputs: InputArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    pub model: PathBuf,
+    #[arg(long = "pipeline", required = true)]
+    pub pipelines: Vec<String>,
+    #[arg(long = "inputs")]
+    pub inputs: Option<PathBuf>,
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct QuantizeArgs {
+    pub model: PathBuf,
+    #[arg(long)]
+    pub calib: PathBuf,
+    #[arg(long, default_value = "minmax")]
+    pub method: String,
+    #[arg(long = "per-channel")]
+    pub per_channel: bool,
+    #[arg(short = 'o', long = "output")]
+    pub output: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    pub model: PathBuf,
+    #[arg(long)]
+    pub ratio: f32,
+    #[arg(long, default_value = "l1")]
+    pub importance: String,
+    #[arg(long)]
+    pub calib: Option<PathBuf>,
+    #[arg(short = 'o', long = "output")]
+    pub output: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct DistillArgs {
+    #[arg(long)]
+    pub teacher: PathBuf,
+    #[arg(long)]
+    pub student: PathBuf,
+    #[arg(long)]
+    pub data: PathBuf,
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 4.0)]
+    pub temperature: f32,
+    #[arg(short = 'o', long = "output")]
+    pub output: PathBuf,
+}
+
+fn not_yet(what: &str) -> Result<()> {
+    bail!("{what} is not available yet in this version of Kestrel")
+}
+
+/// Rejects pipeline options until the pass manager exists; `O0` (no passes) is accepted.
+fn check_pipeline(p: &PipelineArgs) -> Result<()> {
+    match p.pipeline.as_deref() {
+        None | Some("O0") => {}
+        Some(other) => bail!(
+            "pipeline {other:?}: pass pipelines are not available yet in this version of Kestrel (only O0)"
+        ),
+    }
+    if !p.disable_pass.is_empty() || p.pass_limit.is_some() || p.time_passes || p.verify_each {
+        not_yet("the pass manager (--disable-pass, --pass-limit, --time-passes, --verify-each)")?;
+    }
+    Ok(())
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Run(args) => cmd_run(args),
+        Command::Dump(args) => cmd_dump(args),
+        Command::Compile(_) => not_yet("`kestrel compile` (ahead-of-time shared objects)"),
+        Command::Bench(_) => not_yet("`kestrel bench` (it needs the JIT backend)"),
+        Command::Compare(_) => not_yet("`kestrel compare` (it needs pass pipelines and the JIT)"),
+        Command::Passes => not_yet("`kestrel passes` (the pass manager)"),
+        Command::Quantize(_) => not_yet("`kestrel quantize`"),
+        Command::Prune(_) => not_yet("`kestrel prune`"),
+        Command::Distill(_) => not_yet("`kestrel distill`"),
+    }
+}
+
+fn cmd_run(args: RunArgs) -> Result<()> {
+    check_pipeline(&args.pipeline)?;
+    if args.backend == Backend::Jit {
+        not_yet("the JIT backend (use --backend interp)")?;
+    }
+    if args.threads == 0 {
+        bail!("--threads must be at least 1");
+    }
+    let mut graph = driver::load_graph(&args.model)?;
+    let specs = InputSpec::parse_all(&args.inputs)?;
+    driver::apply_input_shapes(&mut graph, &specs.shapes, &args.model)?;
+    let inputs = driver::bind_inputs(&graph, &specs, &args.model)?;
+    let outputs = kestrel_backends::interp::run(&graph, &inputs)
+        .with_context(|| format!("running {}", args.model.display()))?;
+    let named: Vec<(String, kestrel_ir::Tensor)> = graph
+        .outputs
+        .iter()
+        .map(|o| o.name.clone())
+        .zip(outputs)
+        .collect();
+    if args.print {
+        for (name, t) in &named {
+            println!("{}", driver::summarize(name, t));
+        }
+    }
+    if let Some(dir) = &args.output_dir {
+        driver::write_output_dir(dir, &named)?;
+    }
+    if let Some(path) = &args.outputs {
+        crate::tensor_io::write_npz(path, &named)?;
+    }
+    Ok(())
+}
+
+fn cmd_dump(args: DumpArgs) -> Result<()> {
+    check_pipeline(&args.pipeline)?;
+    if args.after.is_some() || args.dump_dir.is_some() {
+        not_yet("--after/--dump-dir (they need the pass manager)")?;
+    }
+    if args.format == DumpFormat::Dot {
+        not_yet("--format dot")?;
+    }
+    let mut graph = driver::load_graph(&args.model)?;
+    let specs = InputSpec::parse_all(&args.inputs)?;
+    driver::apply_input_shapes(&mut graph, &specs.shapes, &args.model)?;
+    crate::dump::dump(&graph, args.output.as_deref(), args.force)
+}
+
+/// The error and its causes on one line, skipping a cause whose text its parent already shows
+/// (errors that both print and chain their source would otherwise repeat it).
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if message.contains(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message
+}

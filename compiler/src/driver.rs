@@ -1,0 +1,282 @@
+//! What the commands share: loading a model by file type, binding inputs, writing outputs.
+
+use crate::cli::InputArgs;
+use crate::tensor_io::{self, extension};
+use anyhow::{anyhow, bail, Context, Result};
+use kestrel_ir::{Dim, Graph, Tensor, ValueDef};
+use std::path::{Path, PathBuf};
+
+/// Loads a model: `.onnx` through the importer, `.kir` through the text parser (weights from the
+/// sidecar written beside it by `kestrel dump -o`).
+pub fn load_graph(path: &Path) -> Result<Graph> {
+    match extension(path).as_deref() {
+        Some("onnx") => Ok(crate::onnx::load_model(path)?.graph),
+        Some("kir") => crate::dump::read_kir(path),
+        Some("so") => bail!(
+            "{}: running compiled .so models is not available yet in this version of Kestrel",
+            path.display()
+        ),
+        _ => bail!(
+            "{}: unknown model type (expected .onnx or .kir)",
+            path.display()
+        ),
+    }
+}
+
+/// Parsed `--input`, `--inputs` and `--input-shape` options.
+#[derive(Debug, Default)]
+pub struct InputSpec {
+    /// `(Some(name), file)` for NAME=FILE, `(None, file)` for a positional FILE.
+    pub files: Vec<(Option<String>, PathBuf)>,
+    pub archives: Vec<PathBuf>,
+    /// `(input name, dims)` from `--input-shape`.
+    pub shapes: Vec<(String, Vec<usize>)>,
+}
+
+impl InputSpec {
+    pub fn parse_all(args: &InputArgs) -> Result<InputSpec> {
+        let files = args
+            .input
+            .iter()
+            .map(|s| match s.split_once('=') {
+                Some((name, file)) if !name.is_empty() && !name.contains('/') => {
+                    (Some(name.to_string()), PathBuf::from(file))
+                }
+                _ => (None, PathBuf::from(s)),
+            })
+            .collect();
+        let shapes = args
+            .input_shape
+            .iter()
+            .map(|s| parse_shape_spec(s))
+            .collect::<Result<_>>()?;
+        Ok(InputSpec {
+            files,
+            archives: args.inputs.clone(),
+            shapes,
+        })
+    }
+}
+
+/// Parses `NAME=1x3x224x224`.
+pub fn parse_shape_spec(s: &str) -> Result<(String, Vec<usize>)> {
+    let (name, dims) = s.rsplit_once('=').ok_or_else(|| {
+        anyhow!("--input-shape {s:?}: expected NAME=DIMS, e.g. input=1x3x224x224")
+    })?;
+    let dims = if dims.is_empty() {
+        vec![]
+    } else {
+        dims.split(['x', ','])
+            .map(|d| {
+                d.trim()
+                    .parse::<usize>()
+                    .map_err(|_| anyhow!("--input-shape {s:?}: {d:?} is not a dimension"))
+            })
+            .collect::<Result<_>>()?
+    };
+    Ok((name.to_string(), dims))
+}
+
+/// Fixes the shapes of the named inputs and re-infers every node's type.
+pub fn apply_input_shapes(
+    g: &mut Graph,
+    shapes: &[(String, Vec<usize>)],
+    model: &Path,
+) -> Result<()> {
+    if shapes.is_empty() {
+        return Ok(());
+    }
+    for (name, dims) in shapes {
+        let id = input_by_name(g, name).ok_or_else(|| {
+            anyhow!(
+                "{}: --input-shape names {name:?}, which is not a graph input (inputs: {})",
+                model.display(),
+                input_names(g)
+            )
+        })?;
+        let ty = &mut g.values[id.index()].ty;
+        if ty.rank() != dims.len() {
+            bail!(
+                "{}: --input-shape {name}: input has rank {} ({ty}), the shape given has rank {}",
+                model.display(),
+                ty.rank(),
+                dims.len()
+            );
+        }
+        for (axis, (d, &n)) in ty.shape.iter().zip(dims).enumerate() {
+            if let Dim::Known(k) = d {
+                if *k != n {
+                    bail!(
+                        "{}: --input-shape {name}: axis {axis} is fixed at {k} by the model, not {n}",
+                        model.display()
+                    );
+                }
+            }
+        }
+        ty.shape = kestrel_ir::shape_of(dims);
+    }
+    g.reinfer()
+        .with_context(|| format!("{}: after binding input shapes", model.display()))?;
+    Ok(())
+}
+
+fn input_by_name(g: &Graph, name: &str) -> Option<kestrel_ir::ValueId> {
+    g.inputs
+        .iter()
+        .copied()
+        .find(|&v| g.value(v).name.as_deref() == Some(name))
+}
+
+fn input_names(g: &Graph) -> String {
+    g.inputs
+        .iter()
+        .map(|&v| g.value(v).name.clone().unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Matches the given files to graph inputs (by name, then in order) and checks every input is
+/// bound exactly once with the right dtype and rank. Returns tensors in `g.inputs` order.
+pub fn bind_inputs(g: &Graph, spec: &InputSpec, model: &Path) -> Result<Vec<Tensor>> {
+    let mut bound: Vec<Option<(Tensor, PathBuf)>> = vec![None; g.inputs.len()];
+    let position = |name: &str| {
+        g.inputs
+            .iter()
+            .position(|&v| g.value(v).name.as_deref() == Some(name))
+    };
+    let bind = |pos: usize,
+                t: Tensor,
+                file: &Path,
+                bound: &mut Vec<Option<(Tensor, PathBuf)>>|
+     -> Result<()> {
+        let name = g.value(g.inputs[pos]).name.clone().unwrap_or_default();
+        if let Some((_, prev)) = &bound[pos] {
+            bail!(
+                "input {name:?} is bound twice ({} and {})",
+                prev.display(),
+                file.display()
+            );
+        }
+        bound[pos] = Some((t, file.to_path_buf()));
+        Ok(())
+    };
+    for archive in &spec.archives {
+        for (name, t) in tensor_io::read_npz(archive)? {
+            if let Some(pos) = position(&name) {
+                bind(pos, t, archive, &mut bound)?;
+            }
+        }
+    }
+    for (name, file) in &spec.files {
+        let t = tensor_io::read_tensor_file(file)?;
+        let pos = match name {
+            Some(n) => position(n).ok_or_else(|| {
+                anyhow!(
+                    "{}: --input {n}=...: the model has no input {n:?} (inputs: {})",
+                    model.display(),
+                    input_names(g)
+                )
+            })?,
+            None => bound.iter().position(Option::is_none).ok_or_else(|| {
+                anyhow!(
+                    "{}: every graph input is already bound; {} has nowhere to go",
+                    model.display(),
+                    file.display()
+                )
+            })?,
+        };
+        bind(pos, t, file, &mut bound)?;
+    }
+    let mut out = Vec::with_capacity(bound.len());
+    for (pos, slot) in bound.into_iter().enumerate() {
+        let v = g.value(g.inputs[pos]);
+        let name = v.name.clone().unwrap_or_default();
+        let Some((t, file)) = slot else {
+            bail!(
+                "{}: input {name:?} ({}) is not bound; give --input {name}=FILE or --inputs FILE.npz",
+                model.display(),
+                v.ty
+            );
+        };
+        if t.dtype() != v.ty.dtype {
+            bail!(
+                "{}: input {name:?} expects {}, {} holds {} {:?}",
+                model.display(),
+                v.ty,
+                file.display(),
+                t.dtype(),
+                t.dims()
+            );
+        }
+        let fits = t.dims().len() == v.ty.rank()
+            && t.dims().iter().zip(&v.ty.shape).all(|(&n, d)| match d {
+                Dim::Known(k) => *k == n,
+                _ => true,
+            });
+        if !fits {
+            bail!(
+                "{}: input {name:?} expects shape {}, {} holds shape {:?}",
+                model.display(),
+                v.ty,
+                file.display(),
+                t.dims()
+            );
+        }
+        out.push(t);
+    }
+    Ok(out)
+}
+
+/// One line describing a tensor: name, type, and a few statistics.
+pub fn summarize(name: &str, t: &Tensor) -> String {
+    let values = t.to_f64_vec();
+    let head: Vec<String> = values.iter().take(8).map(|v| format!("{v:.6}")).collect();
+    let more = if values.len() > 8 { ", ..." } else { "" };
+    let argmax = values
+        .iter()
+        .enumerate()
+        .fold(None::<(usize, f64)>, |best, (i, &v)| match best {
+            Some((_, b)) if b >= v || v.is_nan() => best,
+            _ => Some((i, v)),
+        })
+        .map(|(i, _)| i);
+    format!(
+        "{name}: {}{:?} [{}{more}]{}",
+        t.dtype(),
+        t.dims(),
+        head.join(", "),
+        argmax.map(|i| format!(" argmax={i}")).unwrap_or_default()
+    )
+}
+
+/// Writes `DIR/<name>.npy` per output, creating DIR. Output names that are not plain file names
+/// are rejected rather than written elsewhere.
+pub fn write_output_dir(dir: &Path, outputs: &[(String, Tensor)]) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for (name, t) in outputs {
+        let safe = !name.is_empty()
+            && !name.contains(['/', '\\'])
+            && name != "."
+            && name != ".."
+            && !name.contains('\0');
+        if !safe {
+            bail!(
+                "output name {name:?} cannot be used as a file name in {}",
+                dir.display()
+            );
+        }
+        tensor_io::write_npy(&dir.join(format!("{name}.npy")), t)?;
+    }
+    Ok(())
+}
+
+/// Counts the graph's constants that hold data (for reports).
+pub fn weight_bytes(g: &Graph) -> usize {
+    g.values
+        .iter()
+        .filter_map(|v| match &v.def {
+            ValueDef::Const(c) => c.data.as_ref().map(|t| t.bytes().len()),
+            _ => None,
+        })
+        .sum()
+}

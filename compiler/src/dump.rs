@@ -1,0 +1,68 @@
+//! `kestrel dump`: the IR in its textual form, with large weights in a sidecar `.npz`.
+
+use crate::tensor_io;
+use anyhow::{bail, Context, Result};
+use kestrel_ir::text::{self, PrintOptions, WeightStyle};
+use kestrel_ir::{Graph, Tensor};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The weights file that accompanies a dump: `m.kir` → `m.weights.npz`.
+pub fn sidecar_path(kir: &Path) -> PathBuf {
+    kir.with_extension("weights.npz")
+}
+
+/// Prints `g` to stdout with large constants `elided`, or writes it to `output` with large constants
+/// referenced by name and stored in the sidecar. Existing files are kept unless `force`.
+pub fn dump(g: &Graph, output: Option<&Path>, force: bool) -> Result<()> {
+    let Some(path) = output else {
+        let printed = text::print(
+            g,
+            &PrintOptions {
+                weights: WeightStyle::Elided,
+            },
+        );
+        let mut out = std::io::stdout().lock();
+        // A closed pipe (`kestrel dump m.onnx | head`) is not an error worth reporting.
+        let _ = out.write_all(printed.text.as_bytes());
+        return Ok(());
+    };
+    let sidecar = sidecar_path(path);
+    for p in [path, sidecar.as_path()] {
+        if p.exists() && !force {
+            bail!("{} exists; pass --force to overwrite it", p.display());
+        }
+    }
+    let printed = text::print(
+        g,
+        &PrintOptions {
+            weights: WeightStyle::Reference,
+        },
+    );
+    let weights: Vec<(String, Tensor)> = printed
+        .weights
+        .iter()
+        .map(|(name, t)| (name.clone(), (*t).clone()))
+        .collect();
+    if !weights.is_empty() {
+        tensor_io::write_npz(&sidecar, &weights)?;
+    }
+    tensor_io::write_atomically(path, |f| f.write_all(printed.text.as_bytes()))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Reads a `.kir` dump; `@"name"` constants come from its sidecar.
+pub fn read_kir(path: &Path) -> Result<Graph> {
+    let source =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let sidecar = sidecar_path(path);
+    let weights: HashMap<String, Tensor> = if sidecar.exists() {
+        tensor_io::read_npz(&sidecar)?.into_iter().collect()
+    } else {
+        HashMap::new()
+    };
+    text::parse(&source, &|name: &str| weights.get(name).cloned())
+        .map_err(|e| anyhow::anyhow!("{}:{e}", path.display()))
+}

@@ -1,0 +1,344 @@
+//! The `kestrel` binary as users call it: exit codes, messages, files written.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn kestrel(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kestrel"))
+        .args(args)
+        .output()
+        .expect("spawn kestrel")
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+}
+
+fn digits(name: &str) -> String {
+    fixtures()
+        .join("digits")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn assert_user_error(o: &Output, needles: &[&str]) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(1), "expected exit 1, stderr: {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    for n in needles {
+        assert!(err.contains(n), "stderr lacks {n:?}: {err}");
+    }
+}
+
+/// Extracts `input.npy` from a reference bundle into `dir`.
+fn bundle_input(dir: &Path, bundle: &str) -> PathBuf {
+    let arrays = kestrel::tensor_io::read_npz(Path::new(&digits(bundle))).unwrap();
+    let input = &arrays.iter().find(|(n, _)| n == "input").unwrap().1;
+    let path = dir.join("input.npy");
+    kestrel::tensor_io::write_npy(&path, input).unwrap();
+    path
+}
+
+#[test]
+fn run_writes_outputs_matching_the_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    let npz = dir.path().join("out.npz");
+    let o = kestrel(&[
+        "run",
+        &digits("digits_cnn.onnx"),
+        "--inputs",
+        &digits("digits_cnn.io.npz"),
+        "--output-dir",
+        out_dir.to_str().unwrap(),
+        "--outputs",
+        npz.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(o.stdout.is_empty(), "run prints nothing unless asked");
+    let reference = kestrel::tensor_io::read_npz(Path::new(&digits("digits_cnn.io.npz"))).unwrap();
+    let logits = &reference.iter().find(|(n, _)| n == "logits").unwrap().1;
+    let from_dir = kestrel::tensor_io::read_npy(&out_dir.join("logits.npy")).unwrap();
+    let from_npz = kestrel::tensor_io::read_npz(&npz).unwrap();
+    assert_eq!(from_npz.len(), 1);
+    assert_eq!(from_npz[0].0, "logits");
+    assert_eq!(from_npz[0].1, from_dir);
+    assert_eq!(from_dir.dims(), &[360, 10]);
+    let diff = from_dir
+        .to_f32_vec()
+        .iter()
+        .zip(logits.to_f32_vec())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(diff < 1e-3, "max diff {diff}");
+}
+
+#[test]
+fn run_binds_positional_and_named_npy_and_prints() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = bundle_input(dir.path(), "digits_cnn.b1.io.npz");
+    let o = kestrel(&[
+        "run",
+        &digits("digits_cnn.b1.onnx"),
+        "--input",
+        input.to_str().unwrap(),
+        "--print",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let printed = String::from_utf8_lossy(&o.stdout);
+    assert!(printed.starts_with("logits: f32[1, 10]"), "{printed}");
+    let named = format!("input={}", input.display());
+    let o2 = kestrel(&[
+        "run",
+        &digits("digits_cnn.b1.onnx"),
+        "--input",
+        &named,
+        "--print",
+    ]);
+    assert!(o2.status.success(), "{}", stderr(&o2));
+    assert_eq!(o.stdout, o2.stdout);
+}
+
+#[test]
+fn run_accepts_onnx_tensor_protos() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = bundle_input(dir.path(), "digits_cnn.b1.io.npz");
+    let t = kestrel::tensor_io::read_npy(&input).unwrap();
+    let pb = dir.path().join("input_0.pb");
+    std::fs::write(
+        &pb,
+        prost::Message::encode_to_vec(&kestrel::onnx::tensor_to_proto("input", &t)),
+    )
+    .unwrap();
+    let a = kestrel(&[
+        "run",
+        &digits("digits_cnn.b1.onnx"),
+        "--input",
+        pb.to_str().unwrap(),
+        "--print",
+    ]);
+    let b = kestrel(&[
+        "run",
+        &digits("digits_cnn.b1.onnx"),
+        "--input",
+        input.to_str().unwrap(),
+        "--print",
+    ]);
+    assert!(a.status.success(), "{}", stderr(&a));
+    assert_eq!(a.stdout, b.stdout);
+}
+
+#[test]
+fn input_shape_binds_symbolic_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = bundle_input(dir.path(), "digits_cnn.b1.io.npz");
+    let ok = kestrel(&[
+        "run",
+        &digits("digits_cnn.onnx"),
+        "--input-shape",
+        "input=1x1x8x8",
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let wrong = kestrel(&[
+        "run",
+        &digits("digits_cnn.onnx"),
+        "--input-shape",
+        "input=2x1x8x8",
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    assert_user_error(&wrong, &["input", "shape"]);
+}
+
+#[test]
+fn missing_input_is_a_clear_error() {
+    let o = kestrel(&["run", &digits("digits_cnn.onnx")]);
+    assert_user_error(&o, &["digits_cnn.onnx", "input \"input\"", "not bound"]);
+}
+
+#[test]
+fn misshaped_input_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.npy");
+    kestrel::tensor_io::write_npy(
+        &bad,
+        &kestrel_ir::Tensor::from_vec(vec![1, 1, 7, 8], vec![0.0f32; 56]),
+    )
+    .unwrap();
+    let o = kestrel(&[
+        "run",
+        &digits("digits_cnn.onnx"),
+        "--input",
+        bad.to_str().unwrap(),
+    ]);
+    assert_user_error(
+        &o,
+        &[
+            "digits_cnn.onnx",
+            "input \"input\"",
+            "bad.npy",
+            "[1, 1, 7, 8]",
+        ],
+    );
+    let wrong_dtype = dir.path().join("f64.npy");
+    kestrel::tensor_io::write_npy(
+        &wrong_dtype,
+        &kestrel_ir::Tensor::from_vec(vec![1, 1, 8, 8], vec![0.0f64; 64]),
+    )
+    .unwrap();
+    let o = kestrel(&[
+        "run",
+        &digits("digits_cnn.onnx"),
+        "--input",
+        wrong_dtype.to_str().unwrap(),
+    ]);
+    assert_user_error(&o, &["input \"input\"", "f64"]);
+}
+
+#[test]
+fn unknown_op_is_named_with_domain_and_opset() {
+    let model = fixtures().join("errors/unknown_op.onnx");
+    let o = kestrel(&["dump", model.to_str().unwrap()]);
+    assert_user_error(
+        &o,
+        &["unknown_op.onnx", "fancy1", "FancyActivation", "opset 17"],
+    );
+    let model = fixtures().join("errors/custom_domain.onnx");
+    let o = kestrel(&["run", model.to_str().unwrap()]);
+    assert_user_error(&o, &["custom_domain.onnx", "gelu0", "com.microsoft"]);
+}
+
+#[test]
+fn inconsistent_shapes_name_the_node() {
+    let model = fixtures().join("errors/bad_shapes.onnx");
+    let o = kestrel(&["dump", model.to_str().unwrap()]);
+    assert_user_error(&o, &["bad_shapes.onnx", "mm0", "MatMul"]);
+}
+
+#[test]
+fn malformed_files_are_errors_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(digits("digits_cnn.onnx")).unwrap();
+    for (i, cut) in [0, 1, 17, bytes.len() / 3, bytes.len() - 5]
+        .into_iter()
+        .enumerate()
+    {
+        let p = dir.path().join(format!("cut{i}.onnx"));
+        std::fs::write(&p, &bytes[..cut]).unwrap();
+        let o = kestrel(&["dump", p.to_str().unwrap()]);
+        assert_user_error(&o, &[&format!("cut{i}.onnx")]);
+    }
+    let o = kestrel(&["run", "does/not/exist.onnx"]);
+    assert_user_error(&o, &["does/not/exist.onnx"]);
+}
+
+#[test]
+fn failed_run_leaves_no_output_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let npz = dir.path().join("out.npz");
+    let o = kestrel(&[
+        "run",
+        &digits("digits_cnn.onnx"),
+        "--outputs",
+        npz.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let o = kestrel(&["run"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = kestrel(&["frobnicate"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn dump_of_a_dump_reproduces_it() {
+    let dir = tempfile::tempdir().unwrap();
+    for model in [
+        "digits_cnn.onnx",
+        "digits_cnn.dynamo_bn.onnx",
+        "digits_cnn.int8.onnx",
+    ] {
+        let first = kestrel(&["dump", &digits(model)]);
+        assert!(first.status.success(), "{}", stderr(&first));
+        let kir = dir.path().join("m.kir");
+        std::fs::write(&kir, &first.stdout).unwrap();
+        let second = kestrel(&["dump", kir.to_str().unwrap()]);
+        assert!(second.status.success(), "{}", stderr(&second));
+        assert_eq!(
+            String::from_utf8_lossy(&first.stdout),
+            String::from_utf8_lossy(&second.stdout),
+            "{model}"
+        );
+    }
+}
+
+#[test]
+fn dump_with_sidecar_runs_like_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let kir = dir.path().join("digits.kir");
+    let o = kestrel(&[
+        "dump",
+        &digits("digits_cnn.onnx"),
+        "-o",
+        kir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(dir.path().join("digits.weights.npz").is_file());
+    // Never overwrite without --force.
+    let again = kestrel(&[
+        "dump",
+        &digits("digits_cnn.onnx"),
+        "-o",
+        kir.to_str().unwrap(),
+    ]);
+    assert_user_error(&again, &["exists", "--force"]);
+    let forced = kestrel(&[
+        "dump",
+        &digits("digits_cnn.onnx"),
+        "-o",
+        kir.to_str().unwrap(),
+        "--force",
+    ]);
+    assert!(forced.status.success(), "{}", stderr(&forced));
+    let from_kir = kestrel(&[
+        "run",
+        kir.to_str().unwrap(),
+        "--inputs",
+        &digits("digits_cnn.io.npz"),
+        "--print",
+    ]);
+    let from_onnx = kestrel(&[
+        "run",
+        &digits("digits_cnn.onnx"),
+        "--inputs",
+        &digits("digits_cnn.io.npz"),
+        "--print",
+    ]);
+    assert!(from_kir.status.success(), "{}", stderr(&from_kir));
+    assert_eq!(from_kir.stdout, from_onnx.stdout);
+}
+
+#[test]
+fn commands_not_yet_available_say_so() {
+    for args in [
+        vec!["compile", "m.onnx", "-o", "m.so"],
+        vec!["bench", "m.onnx"],
+        vec!["passes"],
+        vec!["run", "m.onnx", "--backend", "jit"],
+        vec!["run", "m.onnx", "--pipeline", "O2"],
+    ] {
+        let o = kestrel(&args);
+        assert_user_error(&o, &["not available yet"]);
+    }
+}
