@@ -1,0 +1,168 @@
+//! Helpers shared by the integration tests: fixture paths and reference checks.
+#![allow(dead_code)]
+
+use kestrel_ir::{Graph, Op, Tensor, ValueDef};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The committed fixtures (`tests/fixtures`).
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+/// The folder named by `KESTREL_MODELS`, or `None` when it is unset. A set but missing folder
+/// fails the test: CI sets it, and a missing folder must not pass as a skipped check.
+pub fn shared_models() -> Option<PathBuf> {
+    let dir = std::env::var_os("KESTREL_MODELS")?;
+    let dir = PathBuf::from(dir);
+    assert!(
+        dir.is_dir(),
+        "KESTREL_MODELS={} is not a folder",
+        dir.display()
+    );
+    Some(dir)
+}
+
+/// A model of the shared folder, failing if it is missing.
+pub fn shared_model(dir: &Path, rel: &str) -> PathBuf {
+    let p = dir.join(rel);
+    assert!(
+        p.is_file(),
+        "{} is missing from KESTREL_MODELS",
+        p.display()
+    );
+    p
+}
+
+pub fn load(model: &Path) -> Graph {
+    kestrel::onnx::load_model(model)
+        .unwrap_or_else(|e| panic!("importing {}: {e}", model.display()))
+        .graph
+}
+
+/// The `input` and `logits` arrays of a reference bundle.
+pub fn reference(io: &Path) -> (Tensor, Tensor) {
+    let arrays = kestrel::tensor_io::read_npz(io).unwrap_or_else(|e| panic!("{e}"));
+    let get = |name: &str| {
+        arrays
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("{} has no {name}", io.display()))
+            .1
+            .clone()
+    };
+    (get("input"), get("logits"))
+}
+
+/// The bundle beside a model: `x.onnx` → `x.io.npz`.
+pub fn io_of(model: &Path) -> PathBuf {
+    let name = model.file_name().unwrap().to_string_lossy();
+    model.with_file_name(name.replace(".onnx", ".io.npz"))
+}
+
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims(), "shapes differ");
+    a.to_f32_vec()
+        .iter()
+        .zip(b.to_f32_vec())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+pub fn max_abs(t: &Tensor) -> f32 {
+    t.to_f32_vec().iter().fold(0.0f32, |m, v| m.max(v.abs()))
+}
+
+/// Runs the interpreter on the bundle's input and returns (output, reference, seconds).
+pub fn run_interp(model: &Path) -> (Tensor, Tensor, f64) {
+    let g = load(model);
+    let (input, logits) = reference(&io_of(model));
+    let start = Instant::now();
+    let mut out = kestrel_backends::interp::run(&g, &[input])
+        .unwrap_or_else(|e| panic!("running {}: {e}", model.display()));
+    let secs = start.elapsed().as_secs_f64();
+    (out.remove(0), logits, secs)
+}
+
+/// Float models: max |out - ref| <= 1e-4 * max(1, max |ref|).
+pub fn check_float_model(model: &Path) {
+    let (out, logits, secs) = run_interp(model);
+    let diff = max_abs_diff(&out, &logits);
+    let tol = 1e-4 * max_abs(&logits).max(1.0);
+    eprintln!(
+        "{}: max |diff| {diff:e} (tolerance {tol:e}), interpreter {secs:.2} s",
+        model.display()
+    );
+    assert!(
+        diff <= tol,
+        "{}: max |diff| {diff} > {tol}",
+        model.display()
+    );
+}
+
+/// The quantization step of a graph output produced by DequantizeLinear with a constant scale.
+pub fn output_step(g: &Graph) -> f32 {
+    let out = g.outputs[0].value;
+    let node = g.producer(out).expect("output has a producer");
+    let n = g.node(node);
+    assert!(
+        matches!(n.op, Op::DequantizeLinear { .. }),
+        "int8 model output is not dequantized: {:?}",
+        n.op
+    );
+    match &g.value(n.inputs[1]).def {
+        ValueDef::Const(c) => c.data.as_ref().unwrap().to_f32_vec()[0],
+        _ => panic!("output scale is not constant"),
+    }
+}
+
+/// Quantized models: within one output quantization step of onnxruntime's output.
+pub fn check_int8_model(model: &Path) {
+    let step = output_step(&load(model));
+    let (out, logits, secs) = run_interp(model);
+    let diff = max_abs_diff(&out, &logits);
+    eprintln!(
+        "{}: max |diff| {diff:e} (one step {step:e}), interpreter {secs:.2} s",
+        model.display()
+    );
+    assert!(
+        diff <= step * 1.0001,
+        "{}: max |diff| {diff} > one output step {step}",
+        model.display()
+    );
+}
+
+/// `print(parse(print(g))) == print(g)` with weights referenced by name, and the parsed graph
+/// verifies.
+pub fn check_text_round_trip(model: &Path) {
+    use kestrel_ir::text::{parse, print, PrintOptions, WeightStyle};
+    let g = load(model);
+    kestrel_ir::verify(&g).unwrap_or_else(|e| panic!("{}: {e:?}", model.display()));
+    let first = print(
+        &g,
+        &PrintOptions {
+            weights: WeightStyle::Reference,
+        },
+    );
+    let weights: std::collections::HashMap<String, Tensor> = first
+        .weights
+        .iter()
+        .map(|(n, t)| (n.clone(), (*t).clone()))
+        .collect();
+    let parsed = parse(&first.text, &|name: &str| weights.get(name).cloned())
+        .unwrap_or_else(|e| panic!("{}: reparsing its dump: {e}", model.display()));
+    kestrel_ir::verify(&parsed)
+        .unwrap_or_else(|e| panic!("{}: parsed dump: {e:?}", model.display()));
+    let second = print(
+        &parsed,
+        &PrintOptions {
+            weights: WeightStyle::Reference,
+        },
+    );
+    assert_eq!(
+        first.text,
+        second.text,
+        "{}: text form does not round-trip",
+        model.display()
+    );
+}
