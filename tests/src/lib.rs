@@ -1,1 +1,3 @@
-//! Integration tests live in tests/.
+//! Shared code of Kestrel's integration tests and tools.
+
+pub mod conformance;
