@@ -1,1 +1,1 @@
-//! Benchmarks live in benches/.
+//! Kestrel benchmarks live in `benches/benches/`; this crate has no library code.
