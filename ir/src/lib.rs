@@ -8,6 +8,7 @@ pub mod dtype;
 pub mod graph;
 pub mod infer;
 pub mod op;
+pub mod rewrite;
 pub mod tensor;
 pub mod types;
 
@@ -15,6 +16,7 @@ pub use dtype::{DType, Quant, QuantParams, F32};
 pub use graph::{Constant, Graph, GraphError, GraphOutput, Node, NodeId, Value, ValueDef, ValueId};
 pub use infer::{infer, InferInput};
 pub use op::*;
+pub use rewrite::RewriteError;
 pub use tensor::{Element, Tensor, TensorError};
 pub use types::{known_dims, shape_of, Dim, Shape, TensorType};
 
