@@ -381,7 +381,7 @@ impl Graph {
     }
 
     /// Changes the type of graph input `pos` (e.g. to bind symbolic dimensions) without
-    /// re-inferring; call [`Graph::reinfer`] afterwards.
+    /// re-inferring; call `Graph::reinfer` afterwards.
     pub fn set_input_type(&mut self, pos: usize, ty: TensorType) -> Result<(), RewriteError> {
         let v = *self.inputs.get(pos).ok_or(RewriteError::NoSuchInput {
             pos,
@@ -389,17 +389,6 @@ impl Graph {
         })?;
         self.values[v.index()].ty = ty;
         Ok(())
-    }
-
-    /// Re-runs type inference on every node in `nodes` order, updating output types. Needs `nodes`
-    /// in topological order. Returns whether any type changed; on the first node inference rejects,
-    /// returns the error with earlier nodes already updated.
-    pub fn reinfer(&mut self) -> Result<bool, GraphError> {
-        let mut changed = false;
-        for ni in 0..self.nodes.len() {
-            changed |= self.reinfer_node(NodeId(ni as u32))?;
-        }
-        Ok(changed)
     }
 
     /// Re-runs type inference on one node from its inputs' current types; returns whether an output
