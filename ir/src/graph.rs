@@ -258,6 +258,21 @@ impl Graph {
         })
     }
 
+    /// Recomputes every node's output types from its inputs, in node order (after graph input
+    /// types changed, e.g. when symbolic dimensions are bound). Fails on the first node whose
+    /// inputs no longer type-check, leaving earlier nodes updated.
+    pub fn reinfer(&mut self) -> Result<(), GraphError> {
+        for i in 0..self.nodes.len() {
+            let node = &self.nodes[i];
+            let types = self.infer_node(&node.op, &node.inputs, &node.name)?;
+            let outputs = self.nodes[i].outputs.clone();
+            for (v, ty) in outputs.into_iter().zip(types) {
+                self.values[v.index()].ty = ty;
+            }
+        }
+        Ok(())
+    }
+
     /// Marks `value` as a graph output named `name`.
     pub fn add_output(&mut self, name: impl Into<String>, value: ValueId) {
         self.outputs.push(GraphOutput {

@@ -1,8 +1,33 @@
 //! Type and shape inference: the output types of an op applied to typed inputs.
+//!
+//! [`infer`] implements the contracts documented on [`Op`]. It never panics: malformed inputs
+//! (wrong arity, dtypes or ranks, out-of-range axes, absurd extents that overflow) are reported as
+//! `Err` with a short reason that does not repeat the op name (callers such as
+//! [`crate::GraphError::Infer`] prefix it).
+//!
+//! Symbolic dims ([`Dim::Sym`]) pass through every op that preserves a dim; arithmetic on
+//! non-known dims follows [`crate::broadcast`]. Inputs that determine an output shape (Reshape's
+//! shape, Slice's starts, ...) are read from [`InferInput::value`] when constant; otherwise the
+//! output gets the right rank with [`Dim::Unknown`] extents, and inference fails only when even
+//! the rank cannot be known.
+//!
+//! Quantization parameters: [`Op::QuantizeLinear`] with constant scale (and zero point) attaches
+//! them to its output. Ops that only move data (Identity, Reshape, Flatten, Transpose, Squeeze,
+//! Unsqueeze, Slice, Gather, Expand, Tile, Split, Concat of equally-quantized inputs, Pad, max
+//! pooling) keep their input's per-tensor parameters; per-axis parameters survive only Identity
+//! and Transpose (with the axis remapped). Every other op produces types without quantization.
 
-use crate::op::Op;
+use crate::broadcast::{
+    broadcast_shapes, broadcasts_to, dim_add, dim_product, dims_compatible, fmt_shape, unify_dims,
+};
+use crate::dtype::{DType, Quant, QuantParams, F32};
+use crate::op::{
+    AspectPolicy, AutoPad, BinaryOp, ConvAttrs, CoordMode, Op, PadMode, PoolAttrs, PoolKind,
+    ReduceAttrs, ResizeAttrs, ResizeBy, UnaryOp,
+};
 use crate::tensor::Tensor;
-use crate::types::TensorType;
+use crate::types::{Dim, Shape, TensorType};
+use std::sync::Arc;
 
 /// One input as inference sees it: its type, and its data when it is a constant.
 #[derive(Clone, Copy, Debug)]
@@ -11,8 +36,1728 @@ pub struct InferInput<'a> {
     pub value: Option<&'a Tensor>,
 }
 
+impl<'a> InferInput<'a> {
+    /// An input with no constant data.
+    pub fn of(ty: &'a TensorType) -> Self {
+        InferInput { ty, value: None }
+    }
+
+    /// A constant input; `ty` should be the tensor's type.
+    pub fn constant(ty: &'a TensorType, value: &'a Tensor) -> Self {
+        InferInput {
+            ty,
+            value: Some(value),
+        }
+    }
+}
+
+/// The minimum and maximum number of inputs of `op` (`None`: unbounded).
+pub fn input_arity(op: &Op) -> (usize, Option<usize>) {
+    match op {
+        Op::Unary(_)
+        | Op::HardSigmoid { .. }
+        | Op::LeakyRelu { .. }
+        | Op::Elu { .. }
+        | Op::Selu { .. }
+        | Op::Gelu { .. }
+        | Op::Cast { .. }
+        | Op::Pool(_)
+        | Op::GlobalPool(_)
+        | Op::Softmax { .. }
+        | Op::LogSoftmax { .. }
+        | Op::Flatten { .. }
+        | Op::Transpose { .. }
+        | Op::Shape { .. }
+        | Op::Size
+        | Op::ConstantOfShape { .. }
+        | Op::Identity => (1, Some(1)),
+        Op::Binary(_)
+        | Op::MatMul
+        | Op::Reshape { .. }
+        | Op::Gather { .. }
+        | Op::Unsqueeze
+        | Op::Expand
+        | Op::Tile => (2, Some(2)),
+        Op::Clip => (1, Some(3)),
+        Op::Where | Op::Range => (3, Some(3)),
+        Op::Conv(_)
+        | Op::Gemm(_)
+        | Op::LayerNorm { .. }
+        | Op::QuantizeLinear { .. }
+        | Op::DequantizeLinear { .. }
+        | Op::Pad { .. } => (2, Some(3)),
+        Op::Resize(r) => {
+            if r.coord == CoordMode::TfCropAndResize {
+                (3, Some(3))
+            } else {
+                (2, Some(3))
+            }
+        }
+        Op::BatchNorm { .. } => (5, Some(5)),
+        Op::Reduce(_) | Op::Squeeze | Op::Split { .. } => (1, Some(2)),
+        Op::Concat { .. } => (1, None),
+        Op::Slice => (3, Some(5)),
+    }
+}
+
 /// The output types of `op` applied to `inputs`, or the reason the inputs are invalid for it.
 pub fn infer(op: &Op, inputs: &[InferInput]) -> Result<Vec<TensorType>, String> {
-    let _ = inputs;
-    Err(format!("no type inference for {}", op.name()))
+    let (min, max) = input_arity(op);
+    let n = inputs.len();
+    if n < min || max.is_some_and(|m| n > m) {
+        let expected = match max {
+            Some(m) if m == min => format!("{min}"),
+            Some(m) => format!("{min} to {m}"),
+            None => format!("at least {min}"),
+        };
+        return Err(format!("expects {expected} inputs, got {n}"));
+    }
+    let x = inputs[0].ty;
+    let one = |ty: TensorType| Ok(vec![ty]);
+    match op {
+        Op::Unary(u) => one(infer_unary(*u, x)?),
+        Op::Binary(b) => one(infer_binary(*b, x, inputs[1].ty)?),
+        Op::HardSigmoid { .. }
+        | Op::LeakyRelu { .. }
+        | Op::Elu { .. }
+        | Op::Selu { .. }
+        | Op::Gelu { .. } => {
+            require_float(x, "input")?;
+            one(plain(x.dtype, x.shape.clone()))
+        }
+        Op::Clip => {
+            require_numeric(x, "input")?;
+            for (bound, name) in inputs[1..].iter().zip(["min", "max"]) {
+                if bound.ty.dtype != x.dtype {
+                    return Err(format!(
+                        "{name} has dtype {}, input has {}",
+                        bound.ty.dtype, x.dtype
+                    ));
+                }
+                require_scalar(bound.ty, name)?;
+            }
+            one(plain(x.dtype, x.shape.clone()))
+        }
+        Op::Where => {
+            let (cond, a, b) = (x, inputs[1].ty, inputs[2].ty);
+            if cond.dtype != DType::Bool {
+                return Err(format!("condition must be bool, got {}", cond.dtype));
+            }
+            if a.dtype != b.dtype {
+                return Err(format!(
+                    "branches differ in dtype: {} vs {}",
+                    a.dtype, b.dtype
+                ));
+            }
+            let shape = broadcast_shapes(&broadcast_shapes(&cond.shape, &a.shape)?, &b.shape)?;
+            one(plain(a.dtype, shape))
+        }
+        Op::Cast { to } => one(plain(*to, x.shape.clone())),
+        Op::Conv(a) => one(infer_conv(a, inputs)?),
+        Op::Gemm(a) => {
+            let (ta, tb) = (x, inputs[1].ty);
+            require_same_dtype(ta, tb, "A", "B")?;
+            require_numeric(ta, "A")?;
+            require_rank(ta, 2, "A")?;
+            require_rank(tb, 2, "B")?;
+            let (m, ka) = if a.trans_a {
+                (&ta.shape[1], &ta.shape[0])
+            } else {
+                (&ta.shape[0], &ta.shape[1])
+            };
+            let (kb, n) = if a.trans_b {
+                (&tb.shape[1], &tb.shape[0])
+            } else {
+                (&tb.shape[0], &tb.shape[1])
+            };
+            if !dims_compatible(ka, kb) {
+                return Err(format!("inner dims differ: {ka} vs {kb}"));
+            }
+            let out: Shape = [m.clone(), n.clone()].into_iter().collect();
+            if let Some(c) = inputs.get(2) {
+                require_same_dtype(ta, c.ty, "A", "C")?;
+                broadcasts_to(&c.ty.shape, &out).map_err(|e| format!("C: {e}"))?;
+            }
+            one(plain(ta.dtype, out))
+        }
+        Op::MatMul => one(infer_matmul(x, inputs[1].ty)?),
+        Op::BatchNorm { .. } => {
+            require_float(x, "input")?;
+            if x.rank() < 2 {
+                return Err(format!("input must have rank >= 2, got {x}"));
+            }
+            let channels = &x.shape[1];
+            for (inp, name) in inputs[1..].iter().zip(["scale", "bias", "mean", "var"]) {
+                require_float(inp.ty, name)?;
+                require_rank(inp.ty, 1, name)?;
+                if !dims_compatible(&inp.ty.shape[0], channels) {
+                    return Err(format!(
+                        "{name} has {} entries, input has {channels} channels",
+                        inp.ty.shape[0]
+                    ));
+                }
+            }
+            one(plain(x.dtype, x.shape.clone()))
+        }
+        Op::Pool(a) => one(infer_pool(a, x)?),
+        Op::GlobalPool(kind) => {
+            require_pool_dtype(*kind, x)?;
+            if x.rank() < 2 {
+                return Err(format!("input must have rank >= 2, got {x}"));
+            }
+            let mut shape = x.shape.clone();
+            for d in shape.iter_mut().skip(2) {
+                *d = Dim::Known(1);
+            }
+            let quant = if *kind == PoolKind::Max {
+                per_tensor(x)
+            } else {
+                None
+            };
+            one(plain(x.dtype, shape).with_quant(quant))
+        }
+        Op::Reduce(a) => one(infer_reduce(a, inputs)?),
+        Op::Softmax { axis } | Op::LogSoftmax { axis } => {
+            require_float(x, "input")?;
+            norm_axis(*axis, x.rank())?;
+            one(plain(x.dtype, x.shape.clone()))
+        }
+        Op::LayerNorm { axis, .. } => {
+            require_float(x, "input")?;
+            let axis = norm_axis(*axis, x.rank())?;
+            for (inp, name) in inputs[1..].iter().zip(["scale", "bias"]) {
+                require_same_dtype(x, inp.ty, "input", name)?;
+                broadcasts_to(&inp.ty.shape, &x.shape[axis..])
+                    .map_err(|e| format!("{name}: {e}"))?;
+            }
+            one(plain(x.dtype, x.shape.clone()))
+        }
+        Op::Flatten { axis } => {
+            let axis = norm_axis_inclusive(*axis, x.rank())?;
+            let shape: Shape = [
+                dim_product(&x.shape[..axis])?,
+                dim_product(&x.shape[axis..])?,
+            ]
+            .into_iter()
+            .collect();
+            one(plain(x.dtype, shape).with_quant(per_tensor(x)))
+        }
+        Op::Reshape { allowzero } => {
+            let shape = infer_reshape(x, &inputs[1], *allowzero)?;
+            one(plain(x.dtype, shape).with_quant(per_tensor(x)))
+        }
+        Op::Transpose { perm } => one(infer_transpose(perm, x)?),
+        Op::Concat { axis } => one(infer_concat(*axis, inputs)?),
+        Op::Split { axis, num_outputs } => infer_split(*axis, *num_outputs, inputs),
+        Op::Slice => one(infer_slice(inputs)?),
+        Op::Gather { axis } => one(infer_gather(*axis, x, &inputs[1])?),
+        Op::Squeeze => one(infer_squeeze(inputs)?),
+        Op::Unsqueeze => one(infer_unsqueeze(x, &inputs[1])?),
+        Op::Shape { start, end } => {
+            let rank = x.rank() as i128;
+            let clamp = |v: i64| {
+                let v = v as i128;
+                (if v < 0 { v + rank } else { v }).clamp(0, rank)
+            };
+            let s = clamp(*start);
+            let e = end.map_or(rank, clamp);
+            let len = (e - s).max(0) as usize;
+            one(TensorType::known(DType::I64, &[len]))
+        }
+        Op::Size => one(TensorType::scalar(DType::I64)),
+        Op::Expand => {
+            let target = match index_vector(&inputs[1], "shape", false)? {
+                IndexVec::Const(v) => v
+                    .iter()
+                    .map(|&s| {
+                        usize::try_from(s)
+                            .map(Dim::Known)
+                            .map_err(|_| format!("negative extent {s} in shape"))
+                    })
+                    .collect::<Result<Shape, String>>()?,
+                IndexVec::Len(Some(n)) => std::iter::repeat_n(Dim::Unknown, n).collect(),
+                IndexVec::Len(None) => {
+                    return Err("rank depends on a non-constant shape input".into())
+                }
+            };
+            let shape = broadcast_shapes(&x.shape, &target)?;
+            one(plain(x.dtype, shape).with_quant(per_tensor(x)))
+        }
+        Op::Tile => {
+            let shape = match index_vector(&inputs[1], "repeats", false)? {
+                IndexVec::Const(v) => {
+                    if v.len() != x.rank() {
+                        return Err(format!(
+                            "repeats has {} entries, input has rank {}",
+                            v.len(),
+                            x.rank()
+                        ));
+                    }
+                    x.shape
+                        .iter()
+                        .zip(&v)
+                        .map(|(d, &r)| {
+                            let r = usize::try_from(r)
+                                .map_err(|_| format!("negative repeat count {r}"))?;
+                            dim_product([d, &Dim::Known(r)])
+                        })
+                        .collect::<Result<Shape, String>>()?
+                }
+                IndexVec::Len(n) => {
+                    if n.is_some_and(|n| n != x.rank()) {
+                        return Err(format!(
+                            "repeats has {} entries, input has rank {}",
+                            n.unwrap_or(0),
+                            x.rank()
+                        ));
+                    }
+                    x.shape
+                        .iter()
+                        .map(|d| {
+                            if *d == Dim::Known(0) {
+                                Dim::Known(0)
+                            } else {
+                                Dim::Unknown
+                            }
+                        })
+                        .collect()
+                }
+            };
+            one(plain(x.dtype, shape).with_quant(per_tensor(x)))
+        }
+        Op::Range => one(infer_range(inputs)?),
+        Op::ConstantOfShape { value } => {
+            if value.numel() != 1 {
+                return Err(format!(
+                    "value must have exactly one element, has {}",
+                    value.numel()
+                ));
+            }
+            let shape = match index_vector(&inputs[0], "shape", false)? {
+                IndexVec::Const(v) => v
+                    .iter()
+                    .map(|&s| {
+                        usize::try_from(s)
+                            .map(Dim::Known)
+                            .map_err(|_| format!("negative extent {s} in shape"))
+                    })
+                    .collect::<Result<Shape, String>>()?,
+                IndexVec::Len(Some(n)) => std::iter::repeat_n(Dim::Unknown, n).collect(),
+                IndexVec::Len(None) => {
+                    return Err("rank depends on a non-constant shape input".into())
+                }
+            };
+            one(plain(value.dtype(), shape))
+        }
+        Op::Identity => one(x.clone()),
+        Op::QuantizeLinear { axis, to } => one(infer_quantize(*axis, *to, inputs)?),
+        Op::DequantizeLinear { axis } => one(infer_dequantize(*axis, inputs)?),
+        Op::Resize(a) => one(infer_resize(a, inputs)?),
+        Op::Pad { mode } => one(infer_pad(*mode, inputs)?),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small checks.
+
+fn plain(dtype: DType, shape: Shape) -> TensorType {
+    TensorType::new(dtype, shape)
+}
+
+/// The input's quantization parameters if they are per-tensor.
+fn per_tensor(x: &TensorType) -> Option<Quant> {
+    x.quant.clone().filter(|q| q.axis.is_none())
+}
+
+fn require_float(t: &TensorType, what: &str) -> Result<(), String> {
+    if t.dtype.is_float() {
+        Ok(())
+    } else {
+        Err(format!("{what} must be a float tensor, got {}", t.dtype))
+    }
+}
+
+fn require_numeric(t: &TensorType, what: &str) -> Result<(), String> {
+    if t.dtype == DType::Bool {
+        Err(format!("{what} must be numeric, got bool"))
+    } else {
+        Ok(())
+    }
+}
+
+fn require_same_dtype(a: &TensorType, b: &TensorType, an: &str, bn: &str) -> Result<(), String> {
+    if a.dtype == b.dtype {
+        Ok(())
+    } else {
+        Err(format!(
+            "{an} and {bn} differ in dtype: {} vs {}",
+            a.dtype, b.dtype
+        ))
+    }
+}
+
+fn require_rank(t: &TensorType, rank: usize, what: &str) -> Result<(), String> {
+    if t.rank() == rank {
+        Ok(())
+    } else {
+        Err(format!("{what} must have rank {rank}, got {t}"))
+    }
+}
+
+/// A scalar, or a 1-D tensor that may hold exactly one element.
+fn require_scalar(t: &TensorType, what: &str) -> Result<(), String> {
+    let ok = match t.shape.as_slice() {
+        [] => true,
+        [d] => dims_compatible(d, &Dim::Known(1)),
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{what} must be a scalar, got {t}"))
+    }
+}
+
+/// Normalises an axis in `[-rank, rank - 1]`.
+pub fn norm_axis(axis: i64, rank: usize) -> Result<usize, String> {
+    norm_axis_in(axis, rank, rank as i128 - 1)
+}
+
+/// Normalises an axis in `[-rank, rank]` (Flatten's axis, positions between dims).
+pub fn norm_axis_inclusive(axis: i64, rank: usize) -> Result<usize, String> {
+    norm_axis_in(axis, rank, rank as i128)
+}
+
+fn norm_axis_in(axis: i64, rank: usize, max: i128) -> Result<usize, String> {
+    let r = rank as i128;
+    let a = axis as i128;
+    if a < -r || a > max {
+        return Err(format!("axis {axis} is out of range for rank {rank}"));
+    }
+    Ok(if a < 0 { a + r } else { a } as usize)
+}
+
+/// Normalises a list of axes and rejects duplicates.
+fn norm_axes(axes: &[i64], rank: usize) -> Result<Vec<usize>, String> {
+    let mut out = Vec::with_capacity(axes.len());
+    for &a in axes {
+        let n = norm_axis(a, rank)?;
+        if out.contains(&n) {
+            return Err(format!("axis {a} is repeated"));
+        }
+        out.push(n);
+    }
+    Ok(out)
+}
+
+/// A 1-D integer input: its values when constant, else its length when known.
+enum IndexVec {
+    Const(Vec<i64>),
+    Len(Option<usize>),
+}
+
+impl IndexVec {
+    fn len(&self) -> Option<usize> {
+        match self {
+            IndexVec::Const(v) => Some(v.len()),
+            IndexVec::Len(n) => *n,
+        }
+    }
+}
+
+/// Reads a 1-D i64 (or, when `allow_i32`, i32) input.
+fn index_vector(inp: &InferInput, what: &str, allow_i32: bool) -> Result<IndexVec, String> {
+    let ty = inp.ty;
+    let dtype_ok = ty.dtype == DType::I64 || (allow_i32 && ty.dtype == DType::I32);
+    if !dtype_ok || ty.rank() != 1 {
+        let want = if allow_i32 { "i32 or i64" } else { "i64" };
+        return Err(format!("{what} input must be {want} 1-D, got {ty}"));
+    }
+    match inp.value {
+        Some(t) if t.dtype().is_int() => Ok(IndexVec::Const(t.to_i64_vec())),
+        Some(t) => Err(format!("{what} constant has dtype {}", t.dtype())),
+        None => Ok(IndexVec::Len(ty.shape[0].known())),
+    }
+}
+
+fn to_extent(v: i64, what: &str) -> Result<usize, String> {
+    usize::try_from(v).map_err(|_| format!("negative {what} {v}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Element-wise.
+
+fn infer_unary(u: UnaryOp, x: &TensorType) -> Result<TensorType, String> {
+    match u {
+        UnaryOp::Not => {
+            if x.dtype != DType::Bool {
+                return Err(format!("input must be bool, got {}", x.dtype));
+            }
+        }
+        UnaryOp::Relu | UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Sign | UnaryOp::Erf => {
+            require_numeric(x, "input")?
+        }
+        _ => require_float(x, "input")?,
+    }
+    let dtype = if u == UnaryOp::IsNaN {
+        DType::Bool
+    } else {
+        x.dtype
+    };
+    Ok(plain(dtype, x.shape.clone()))
+}
+
+fn infer_binary(op: BinaryOp, a: &TensorType, b: &TensorType) -> Result<TensorType, String> {
+    match op {
+        BinaryOp::Pow => {
+            require_numeric(a, "base")?;
+            require_numeric(b, "exponent")?;
+        }
+        BinaryOp::And | BinaryOp::Or | BinaryOp::Xor => {
+            if a.dtype != DType::Bool || b.dtype != DType::Bool {
+                return Err(format!(
+                    "inputs must be bool, got {} and {}",
+                    a.dtype, b.dtype
+                ));
+            }
+        }
+        BinaryOp::Equal => require_same_dtype(a, b, "a", "b")?,
+        BinaryOp::Mod => {
+            require_same_dtype(a, b, "a", "b")?;
+            if !a.dtype.is_int() {
+                return Err(format!(
+                    "mod needs integers (use fmod for floats), got {}",
+                    a.dtype
+                ));
+            }
+        }
+        _ => {
+            require_same_dtype(a, b, "a", "b")?;
+            require_numeric(a, "a")?;
+        }
+    }
+    let dtype = if op.yields_bool() {
+        DType::Bool
+    } else {
+        a.dtype
+    };
+    if op == BinaryOp::PRelu {
+        broadcasts_to(&b.shape, &a.shape).map_err(|e| format!("slope: {e}"))?;
+        return Ok(plain(dtype, a.shape.clone()));
+    }
+    Ok(plain(dtype, broadcast_shapes(&a.shape, &b.shape)?))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Convolution and pooling windows.
+
+/// Per-axis parameter list: empty means `default` everywhere, otherwise exactly `k` entries.
+fn per_axis(values: &[usize], k: usize, default: usize, what: &str) -> Result<Vec<usize>, String> {
+    if values.is_empty() {
+        return Ok(vec![default; k]);
+    }
+    if values.len() != k {
+        return Err(format!(
+            "{what} has {} entries, expected {k} (one per spatial axis)",
+            values.len()
+        ));
+    }
+    Ok(values.to_vec())
+}
+
+/// Validated window parameters: strides, dilations (all > 0) and explicit pads as (begin, end).
+struct Window {
+    strides: Vec<usize>,
+    dilations: Vec<usize>,
+    pads: Vec<(usize, usize)>,
+}
+
+fn window(
+    k: usize,
+    strides: &[usize],
+    dilations: &[usize],
+    pads: &[usize],
+) -> Result<Window, String> {
+    let strides = per_axis(strides, k, 1, "strides")?;
+    let dilations = per_axis(dilations, k, 1, "dilations")?;
+    if strides.contains(&0) {
+        return Err("strides must be positive".into());
+    }
+    if dilations.contains(&0) {
+        return Err("dilations must be positive".into());
+    }
+    let pads = match pads.len() {
+        0 => vec![(0, 0); k],
+        n if n == 2 * k => (0..k).map(|i| (pads[i], pads[i + k])).collect(),
+        n => {
+            return Err(format!(
+                "pads has {n} entries, expected {} (begins then ends)",
+                2 * k
+            ))
+        }
+    };
+    Ok(Window {
+        strides,
+        dilations,
+        pads,
+    })
+}
+
+fn effective_kernel(kernel: usize, dilation: usize) -> Result<usize, String> {
+    if kernel == 0 {
+        return Err("kernel extent must be positive".into());
+    }
+    (kernel - 1)
+        .checked_mul(dilation)
+        .and_then(|v| v.checked_add(1))
+        .ok_or_else(|| "dilated kernel extent overflows".to_string())
+}
+
+/// Effective padding of one spatial axis; see [`conv_pads`].
+pub fn axis_pads(
+    auto_pad: AutoPad,
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    dilation: usize,
+    explicit: (usize, usize),
+) -> Result<(usize, usize), String> {
+    match auto_pad {
+        AutoPad::NotSet => Ok(explicit),
+        AutoPad::Valid => Ok((0, 0)),
+        AutoPad::SameUpper | AutoPad::SameLower => {
+            if stride == 0 {
+                return Err("strides must be positive".into());
+            }
+            let eff = effective_kernel(kernel, dilation)?;
+            let out = input.div_ceil(stride);
+            let needed = out
+                .saturating_sub(1)
+                .checked_mul(stride)
+                .and_then(|v| v.checked_add(eff))
+                .ok_or_else(|| "padding overflows".to_string())?;
+            let total = needed.saturating_sub(input);
+            let (small, big) = (total / 2, total - total / 2);
+            Ok(if auto_pad == AutoPad::SameUpper {
+                (small, big)
+            } else {
+                (big, small)
+            })
+        }
+    }
+}
+
+/// The effective `(begin, end)` padding of each spatial axis of a convolution or pool.
+///
+/// This is the single source of truth for padding: inference, the interpreter and compiled
+/// backends all call it. `input_spatial` and `kernel` have one entry per spatial axis; `strides`
+/// and `dilations` are empty (all 1) or per axis; `pads` is empty (all 0) or
+/// `[begin_1..begin_k, end_1..end_k]`, and is used only when `auto_pad` is [`AutoPad::NotSet`].
+/// `SAME_UPPER`/`SAME_LOWER` pad `max(0, (ceil(in / stride) - 1) * stride + dil * (k - 1) + 1 - in)`
+/// in total, the odd element at the end (upper) or beginning (lower); `VALID` pads nothing.
+pub fn conv_pads(
+    auto_pad: AutoPad,
+    input_spatial: &[usize],
+    kernel: &[usize],
+    strides: &[usize],
+    dilations: &[usize],
+    pads: &[usize],
+) -> Result<Vec<(usize, usize)>, String> {
+    let k = input_spatial.len();
+    if kernel.len() != k {
+        return Err(format!(
+            "kernel has {} spatial axes, input has {k}",
+            kernel.len()
+        ));
+    }
+    let w = window(k, strides, dilations, pads)?;
+    (0..k)
+        .map(|i| {
+            axis_pads(
+                auto_pad,
+                input_spatial[i],
+                kernel[i],
+                w.strides[i],
+                w.dilations[i],
+                w.pads[i],
+            )
+        })
+        .collect()
+}
+
+/// Output extent of a sliding window over one axis:
+/// `floor_or_ceil((in + pad_begin + pad_end - (dilation * (kernel - 1) + 1)) / stride) + 1`,
+/// where with `ceil_mode` a last window that would start past the input and the begin padding
+/// (i.e. `(out - 1) * stride >= in + pad_begin`) is dropped (ONNX / PyTorch rule). Convolutions use
+/// `ceil_mode = false`. Errors when the dilated kernel does not fit in the padded input.
+pub fn pool_output_extent(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    dilation: usize,
+    pads: (usize, usize),
+    ceil_mode: bool,
+) -> Result<usize, String> {
+    if stride == 0 {
+        return Err("strides must be positive".into());
+    }
+    let eff = effective_kernel(kernel, dilation)?;
+    let begin_edge = input
+        .checked_add(pads.0)
+        .ok_or_else(|| "padded extent overflows".to_string())?;
+    let padded = begin_edge
+        .checked_add(pads.1)
+        .ok_or_else(|| "padded extent overflows".to_string())?;
+    if padded < eff {
+        return Err(format!(
+            "window of extent {eff} does not fit in padded input extent {padded}"
+        ));
+    }
+    let span = padded - eff;
+    let mut out = if ceil_mode {
+        span.div_ceil(stride)
+    } else {
+        span / stride
+    } + 1;
+    if ceil_mode
+        && (out - 1)
+            .checked_mul(stride)
+            .is_none_or(|s| s >= begin_edge)
+    {
+        out -= 1;
+    }
+    Ok(out)
+}
+
+/// Output extent of a convolution over one axis (see [`pool_output_extent`] without `ceil_mode`).
+pub fn conv_output_extent(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    dilation: usize,
+    pads: (usize, usize),
+) -> Result<usize, String> {
+    pool_output_extent(input, kernel, stride, dilation, pads, false)
+}
+
+/// Output spatial dims: known where the input extent and kernel are known, else unknown.
+#[allow(clippy::too_many_arguments)]
+fn spatial_out(
+    input: &[Dim],
+    kernel: &[Dim],
+    strides: &[usize],
+    dilations: &[usize],
+    pads: &[usize],
+    auto_pad: AutoPad,
+    ceil_mode: bool,
+) -> Result<Vec<Dim>, String> {
+    let k = input.len();
+    let w = window(k, strides, dilations, pads)?;
+    let mut out = Vec::with_capacity(k);
+    for i in 0..k {
+        let dim = match (&input[i], &kernel[i]) {
+            (Dim::Known(n), Dim::Known(kern)) => {
+                let p = axis_pads(auto_pad, *n, *kern, w.strides[i], w.dilations[i], w.pads[i])?;
+                Dim::Known(
+                    pool_output_extent(*n, *kern, w.strides[i], w.dilations[i], p, ceil_mode)
+                        .map_err(|e| format!("spatial axis {i}: {e}"))?,
+                )
+            }
+            (_, Dim::Known(kern)) => {
+                effective_kernel(*kern, w.dilations[i])?;
+                Dim::Unknown
+            }
+            _ => Dim::Unknown,
+        };
+        out.push(dim);
+    }
+    Ok(out)
+}
+
+fn infer_conv(a: &ConvAttrs, inputs: &[InferInput]) -> Result<TensorType, String> {
+    let (x, w) = (inputs[0].ty, inputs[1].ty);
+    require_float(x, "input")?;
+    require_same_dtype(x, w, "input", "weight")?;
+    if x.rank() < 3 {
+        return Err(format!(
+            "input must have rank >= 3 (N, C, spatial..), got {x}"
+        ));
+    }
+    if w.rank() != x.rank() {
+        return Err(format!(
+            "weight has {} dims, input has {}",
+            w.rank(),
+            x.rank()
+        ));
+    }
+    if a.group == 0 {
+        return Err("group must be positive".into());
+    }
+    let (channels, m, per_group) = (&x.shape[1], &w.shape[0], &w.shape[1]);
+    if let (Dim::Known(c), Dim::Known(cg)) = (channels, per_group) {
+        if cg.checked_mul(a.group) != Some(*c) {
+            return Err(format!(
+                "input has {c} channels but weight expects {cg} per group x {} groups",
+                a.group
+            ));
+        }
+    }
+    if let Dim::Known(m) = m {
+        if m % a.group != 0 {
+            return Err(format!(
+                "{m} output channels are not divisible by {} groups",
+                a.group
+            ));
+        }
+    }
+    let mut out_channels = m.clone();
+    if let Some(b) = inputs.get(2) {
+        require_same_dtype(x, b.ty, "input", "bias")?;
+        require_rank(b.ty, 1, "bias")?;
+        out_channels = unify_dims(m, &b.ty.shape[0])
+            .map_err(|e| format!("bias length differs from output channels: {e}"))?;
+    }
+    let spatial = spatial_out(
+        &x.shape[2..],
+        &w.shape[2..],
+        &a.strides,
+        &a.dilations,
+        &a.pads,
+        a.auto_pad,
+        false,
+    )?;
+    let mut shape = Shape::new();
+    shape.push(x.shape[0].clone());
+    shape.push(out_channels);
+    shape.extend(spatial);
+    Ok(plain(x.dtype, shape))
+}
+
+fn require_pool_dtype(kind: PoolKind, x: &TensorType) -> Result<(), String> {
+    match kind {
+        PoolKind::Max if matches!(x.dtype, DType::I8 | DType::U8) => Ok(()),
+        _ => require_float(x, "input"),
+    }
+}
+
+fn infer_pool(a: &PoolAttrs, x: &TensorType) -> Result<TensorType, String> {
+    require_pool_dtype(a.kind, x)?;
+    if x.rank() < 3 {
+        return Err(format!(
+            "input must have rank >= 3 (N, C, spatial..), got {x}"
+        ));
+    }
+    let k = x.rank() - 2;
+    if a.kernel.len() != k {
+        return Err(format!(
+            "kernel has {} axes, input has {k} spatial axes",
+            a.kernel.len()
+        ));
+    }
+    let kernel: Vec<Dim> = a.kernel.iter().map(|&v| Dim::Known(v)).collect();
+    let spatial = spatial_out(
+        &x.shape[2..],
+        &kernel,
+        &a.strides,
+        &a.dilations,
+        &a.pads,
+        a.auto_pad,
+        a.ceil_mode,
+    )?;
+    let mut shape: Shape = x.shape[..2].iter().cloned().collect();
+    shape.extend(spatial);
+    let quant = if a.kind == PoolKind::Max {
+        per_tensor(x)
+    } else {
+        None
+    };
+    Ok(plain(x.dtype, shape).with_quant(quant))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Linear algebra.
+
+fn infer_matmul(a: &TensorType, b: &TensorType) -> Result<TensorType, String> {
+    require_same_dtype(a, b, "a", "b")?;
+    require_numeric(a, "a")?;
+    if a.rank() == 0 || b.rank() == 0 {
+        return Err(format!("operands must have rank >= 1, got {a} and {b}"));
+    }
+    let one = Dim::Known(1);
+    let a_shape: Vec<Dim> = if a.rank() == 1 {
+        vec![one.clone(), a.shape[0].clone()]
+    } else {
+        a.shape.to_vec()
+    };
+    let b_shape: Vec<Dim> = if b.rank() == 1 {
+        vec![b.shape[0].clone(), one]
+    } else {
+        b.shape.to_vec()
+    };
+    let (ra, rb) = (a_shape.len(), b_shape.len());
+    let ka = &a_shape[ra - 1];
+    let kb = &b_shape[rb - 2];
+    if !dims_compatible(ka, kb) {
+        return Err(format!(
+            "inner dims differ: {} @ {} ({ka} vs {kb})",
+            fmt_shape(&a.shape),
+            fmt_shape(&b.shape)
+        ));
+    }
+    let mut shape = broadcast_shapes(&a_shape[..ra - 2], &b_shape[..rb - 2])
+        .map_err(|e| format!("batch dims: {e}"))?;
+    if a.rank() > 1 {
+        shape.push(a_shape[ra - 2].clone());
+    }
+    if b.rank() > 1 {
+        shape.push(b_shape[rb - 1].clone());
+    }
+    Ok(plain(a.dtype, shape))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reductions.
+
+fn infer_reduce(a: &ReduceAttrs, inputs: &[InferInput]) -> Result<TensorType, String> {
+    let x = inputs[0].ty;
+    let rank = x.rank();
+    let axes = inputs
+        .get(1)
+        .map(|inp| index_vector(inp, "axes", false))
+        .transpose()?;
+    let reduced: Option<Vec<usize>> = match axes {
+        None => None,
+        Some(IndexVec::Const(v)) if v.is_empty() => None,
+        Some(IndexVec::Len(Some(0))) => None,
+        Some(IndexVec::Const(v)) => Some(norm_axes(&v, rank)?),
+        Some(IndexVec::Len(len)) => {
+            // Reduced axes are unknown.
+            if a.keepdims {
+                let shape = x
+                    .shape
+                    .iter()
+                    .map(|d| match d {
+                        Dim::Known(1) => Dim::Known(1),
+                        _ => Dim::Unknown,
+                    })
+                    .collect();
+                return Ok(plain(x.dtype, shape));
+            }
+            let len = len.ok_or("rank depends on a non-constant axes input")?;
+            let out_rank = rank
+                .checked_sub(len)
+                .ok_or_else(|| format!("{len} axes for rank {rank}"))?;
+            return Ok(plain(
+                x.dtype,
+                std::iter::repeat_n(Dim::Unknown, out_rank).collect(),
+            ));
+        }
+    };
+    let reduced = match reduced {
+        Some(r) => r,
+        None if a.noop_with_empty_axes => return Ok(plain(x.dtype, x.shape.clone())),
+        None => (0..rank).collect(),
+    };
+    let mut shape = Shape::new();
+    for (i, d) in x.shape.iter().enumerate() {
+        if !reduced.contains(&i) {
+            shape.push(d.clone());
+        } else if a.keepdims {
+            shape.push(Dim::Known(1));
+        }
+    }
+    Ok(plain(x.dtype, shape))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shape manipulation.
+
+fn infer_reshape(x: &TensorType, shape: &InferInput, allowzero: bool) -> Result<Shape, String> {
+    let values = match index_vector(shape, "shape", false)? {
+        IndexVec::Const(v) => v,
+        IndexVec::Len(Some(n)) => return Ok(std::iter::repeat_n(Dim::Unknown, n).collect()),
+        IndexVec::Len(None) => return Err("rank depends on a non-constant shape input".into()),
+    };
+    let mut out: Vec<Dim> = Vec::with_capacity(values.len());
+    let mut inferred_at = None;
+    for (i, &s) in values.iter().enumerate() {
+        let dim = match s {
+            -1 => {
+                if inferred_at.replace(i).is_some() {
+                    return Err("shape has more than one -1".into());
+                }
+                Dim::Unknown
+            }
+            0 if !allowzero => x.shape.get(i).cloned().ok_or_else(|| {
+                format!(
+                    "shape[{i}] = 0 copies input dim {i}, but the input has rank {}",
+                    x.rank()
+                )
+            })?,
+            s if s < -1 => return Err(format!("invalid extent {s} in shape")),
+            s => Dim::Known(to_extent(s, "extent")?),
+        };
+        out.push(dim);
+    }
+    if allowzero && inferred_at.is_some() && values.contains(&0) {
+        return Err("shape has both 0 and -1 with allowzero".into());
+    }
+    // Cancel symbols common to input and output, then compare (or divide) what remains.
+    let mut in_rest: Vec<Dim> = x.shape.to_vec();
+    let mut out_rest: Vec<Dim> = Vec::new();
+    for (i, d) in out.iter().enumerate() {
+        if Some(i) == inferred_at {
+            continue;
+        }
+        if let Dim::Sym(_) = d {
+            if let Some(pos) = in_rest.iter().position(|e| e == d) {
+                in_rest.swap_remove(pos);
+                continue;
+            }
+        }
+        out_rest.push(d.clone());
+    }
+    let (in_known, in_other) = split_known(&in_rest)?;
+    let (out_known, out_other) = split_known(&out_rest)?;
+    match inferred_at {
+        Some(pos) => {
+            out[pos] = match (in_other.as_slice(), out_other.is_empty()) {
+                (_, true) if out_known == 0 => {
+                    return Err("cannot infer -1 when other extents are 0".into())
+                }
+                ([], true) => {
+                    if in_known % out_known != 0 {
+                        return Err(format!(
+                            "cannot reshape {} into {} ({in_known} elements not divisible by {out_known})",
+                            fmt_shape(&x.shape),
+                            fmt_shape(&out)
+                        ));
+                    }
+                    Dim::Known(in_known / out_known)
+                }
+                ([single], true) if in_known == out_known => single.clone(),
+                _ => Dim::Unknown,
+            };
+        }
+        None => {
+            if in_other.is_empty() && out_other.is_empty() && in_known != out_known {
+                return Err(format!(
+                    "cannot reshape {} into {}: element counts differ",
+                    fmt_shape(&x.shape),
+                    fmt_shape(&out)
+                ));
+            }
+        }
+    }
+    Ok(out.into_iter().collect())
+}
+
+/// The product of the known dims (0 if any is 0) and the list of the other dims.
+fn split_known(dims: &[Dim]) -> Result<(usize, Vec<Dim>), String> {
+    let others: Vec<Dim> = dims
+        .iter()
+        .filter(|d| d.known().is_none())
+        .cloned()
+        .collect();
+    match dim_product(dims.iter().filter(|d| d.known().is_some()))? {
+        Dim::Known(n) => Ok((n, others)),
+        _ => Err("element count is not known".into()),
+    }
+}
+
+fn infer_transpose(perm: &[usize], x: &TensorType) -> Result<TensorType, String> {
+    let rank = x.rank();
+    let mut seen = vec![false; rank];
+    if perm.len() != rank {
+        return Err(format!(
+            "perm {perm:?} has {} entries, input has rank {rank}",
+            perm.len()
+        ));
+    }
+    for &p in perm {
+        if p >= rank || std::mem::replace(&mut seen[p], true) {
+            return Err(format!("perm {perm:?} is not a permutation of 0..{rank}"));
+        }
+    }
+    let shape = perm.iter().map(|&p| x.shape[p].clone()).collect();
+    let quant = x.quant.as_ref().map(|q| match q.axis {
+        None => q.clone(),
+        Some(axis) => Arc::new(QuantParams {
+            axis: perm.iter().position(|&p| p == axis),
+            ..(**q).clone()
+        }),
+    });
+    Ok(plain(x.dtype, shape).with_quant(quant))
+}
+
+fn infer_concat(axis: i64, inputs: &[InferInput]) -> Result<TensorType, String> {
+    let first = inputs[0].ty;
+    let rank = first.rank();
+    let axis = norm_axis(axis, rank)?;
+    let mut shape = first.shape.clone();
+    for (i, inp) in inputs.iter().enumerate().skip(1) {
+        let t = inp.ty;
+        if t.dtype != first.dtype {
+            return Err(format!(
+                "input {i} has dtype {}, input 0 has {}",
+                t.dtype, first.dtype
+            ));
+        }
+        if t.rank() != rank {
+            return Err(format!(
+                "input {i} has rank {}, input 0 has {rank}",
+                t.rank()
+            ));
+        }
+        for (j, d) in t.shape.iter().enumerate() {
+            shape[j] = if j == axis {
+                dim_add(&shape[j], d)?
+            } else {
+                unify_dims(&shape[j], d)
+                    .map_err(|e| format!("input {i} differs on axis {j}: {e}"))?
+            };
+        }
+    }
+    let quant =
+        per_tensor(first).filter(|q| inputs.iter().all(|inp| inp.ty.quant.as_ref() == Some(q)));
+    Ok(plain(first.dtype, shape).with_quant(quant))
+}
+
+fn infer_split(
+    axis: i64,
+    num_outputs: usize,
+    inputs: &[InferInput],
+) -> Result<Vec<TensorType>, String> {
+    let x = inputs[0].ty;
+    let axis = norm_axis(axis, x.rank())?;
+    if num_outputs == 0 {
+        return Err("num_outputs must be positive".into());
+    }
+    let extent = &x.shape[axis];
+    let sizes: Vec<Dim> = match inputs.get(1) {
+        Some(inp) => match index_vector(inp, "split", false)? {
+            IndexVec::Const(v) => {
+                if v.len() != num_outputs {
+                    return Err(format!(
+                        "split has {} entries for {num_outputs} outputs",
+                        v.len()
+                    ));
+                }
+                let sizes = v
+                    .iter()
+                    .map(|&s| to_extent(s, "split size"))
+                    .collect::<Result<Vec<usize>, String>>()?;
+                let total = sizes
+                    .iter()
+                    .try_fold(0usize, |acc, &s| acc.checked_add(s))
+                    .ok_or("split sizes overflow")?;
+                if let Dim::Known(e) = extent {
+                    if total != *e {
+                        return Err(format!("split sizes sum to {total}, axis extent is {e}"));
+                    }
+                }
+                sizes.into_iter().map(Dim::Known).collect()
+            }
+            IndexVec::Len(n) => {
+                if n.is_some_and(|n| n != num_outputs) {
+                    return Err(format!(
+                        "split has {} entries for {num_outputs} outputs",
+                        n.unwrap_or(0)
+                    ));
+                }
+                vec![Dim::Unknown; num_outputs]
+            }
+        },
+        None => match extent {
+            _ if num_outputs == 1 => vec![extent.clone()],
+            Dim::Known(e) => {
+                let chunk = e.div_ceil(num_outputs);
+                let last = chunk
+                    .checked_mul(num_outputs - 1)
+                    .and_then(|head| e.checked_sub(head))
+                    .ok_or_else(|| {
+                        format!("extent {e} cannot be split into {num_outputs} chunks of {chunk}")
+                    })?;
+                let mut sizes = vec![Dim::Known(chunk); num_outputs - 1];
+                sizes.push(Dim::Known(last));
+                sizes
+            }
+            _ => vec![Dim::Unknown; num_outputs],
+        },
+    };
+    let quant = per_tensor(x);
+    Ok(sizes
+        .into_iter()
+        .map(|d| {
+            let mut shape = x.shape.clone();
+            shape[axis] = d;
+            plain(x.dtype, shape).with_quant(quant.clone())
+        })
+        .collect())
+}
+
+/// Number of elements `data[start:end:step]` selects on an axis of extent `dim`, with ONNX
+/// clamping (negative indices count from the end; `start` is clamped to `[0, dim]` for positive
+/// steps and `[0, dim - 1]` for negative ones, `end` to `[0, dim]` and `[-1, dim - 1]`).
+/// `step` must be non-zero (0 selects nothing).
+pub fn slice_extent(dim: usize, start: i64, end: i64, step: i64) -> usize {
+    let (start, end) = slice_bounds(dim, start, end, step);
+    let (s, e, st) = (start as i128, end as i128, step as i128);
+    let len = if st > 0 {
+        if e > s {
+            (e - s + st - 1) / st
+        } else {
+            0
+        }
+    } else if st < 0 {
+        if s > e {
+            (s - e - st - 1) / -st
+        } else {
+            0
+        }
+    } else {
+        0
+    };
+    len as usize
+}
+
+/// Clamped `(start, end)` of a slice along an axis of extent `dim` (see [`slice_extent`]); the
+/// first selected index is `start` and `end` is exclusive (`-1` means "before index 0" for
+/// negative steps).
+pub fn slice_bounds(dim: usize, start: i64, end: i64, step: i64) -> (i64, i64) {
+    let d = dim.min(i64::MAX as usize) as i128;
+    let (mut s, mut e) = (start as i128, end as i128);
+    if s < 0 {
+        s += d;
+    }
+    if e < 0 {
+        e += d;
+    }
+    if step > 0 {
+        s = s.max(0).min(d);
+        e = e.max(0).min(d);
+    } else {
+        s = s.max(0).min(d - 1);
+        e = e.max(-1).min(d - 1);
+    }
+    (s as i64, e as i64)
+}
+
+fn infer_slice(inputs: &[InferInput]) -> Result<TensorType, String> {
+    let x = inputs[0].ty;
+    let rank = x.rank();
+    let starts = index_vector(&inputs[1], "starts", true)?;
+    let ends = index_vector(&inputs[2], "ends", true)?;
+    let axes = inputs
+        .get(3)
+        .map(|i| index_vector(i, "axes", true))
+        .transpose()?;
+    let steps = inputs
+        .get(4)
+        .map(|i| index_vector(i, "steps", true))
+        .transpose()?;
+    let mut len: Option<usize> = None;
+    for (v, name) in [
+        (Some(&starts), "starts"),
+        (Some(&ends), "ends"),
+        (axes.as_ref(), "axes"),
+        (steps.as_ref(), "steps"),
+    ] {
+        if let Some(n) = v.and_then(IndexVec::len) {
+            match len {
+                Some(l) if l != n => {
+                    return Err(format!("{name} has {n} entries, expected {l}"));
+                }
+                _ => len = Some(n),
+            }
+        }
+    }
+    if let Some(n) = len {
+        if n > rank {
+            return Err(format!("{n} sliced axes for rank {rank}"));
+        }
+    }
+    if let Some(IndexVec::Const(st)) = &steps {
+        if st.contains(&0) {
+            return Err("steps must be non-zero".into());
+        }
+    }
+    let axes: Option<Vec<usize>> = match &axes {
+        Some(IndexVec::Const(a)) => Some(norm_axes(a, rank)?),
+        Some(IndexVec::Len(_)) => None,
+        None => len.map(|n| (0..n).collect()),
+    };
+    let Some(axes) = axes else {
+        // Which axes are sliced is unknown.
+        return Ok(
+            plain(x.dtype, std::iter::repeat_n(Dim::Unknown, rank).collect())
+                .with_quant(per_tensor(x)),
+        );
+    };
+    let mut shape = x.shape.clone();
+    for (i, &axis) in axes.iter().enumerate() {
+        let param = |v: &IndexVec| match v {
+            IndexVec::Const(v) => v.get(i).copied(),
+            IndexVec::Len(_) => None,
+        };
+        let step = match &steps {
+            Some(s) => param(s),
+            None => Some(1),
+        };
+        shape[axis] = match (param(&starts), param(&ends), step) {
+            (Some(start), Some(end), Some(step)) => match &shape[axis] {
+                Dim::Known(d) => Dim::Known(slice_extent(*d, start, end, step)),
+                d if selects_whole_axis(start, end, step) => d.clone(),
+                _ => Dim::Unknown,
+            },
+            _ => Dim::Unknown,
+        };
+    }
+    Ok(plain(x.dtype, shape).with_quant(per_tensor(x)))
+}
+
+/// Whether a slice selects an entire axis whatever its extent (assuming extents below 2^31,
+/// as exporters use `INT_MAX`-style sentinels for "to the end").
+fn selects_whole_axis(start: i64, end: i64, step: i64) -> bool {
+    const BIG: i64 = i32::MAX as i64;
+    step == 1 && start == 0 && end >= BIG
+}
+
+fn infer_gather(axis: i64, data: &TensorType, indices: &InferInput) -> Result<TensorType, String> {
+    let axis = norm_axis(axis, data.rank())?;
+    let it = indices.ty;
+    if !matches!(it.dtype, DType::I32 | DType::I64) {
+        return Err(format!("indices must be i32 or i64, got {}", it.dtype));
+    }
+    if let (Some(t), Dim::Known(d)) = (indices.value, &data.shape[axis]) {
+        let d = *d as i128;
+        if let Some(bad) = t
+            .to_i64_vec()
+            .into_iter()
+            .find(|&i| (i as i128) < -d || (i as i128) >= d)
+        {
+            return Err(format!("index {bad} is out of range for extent {d}"));
+        }
+    }
+    let mut shape: Shape = data.shape[..axis].iter().cloned().collect();
+    shape.extend(it.shape.iter().cloned());
+    shape.extend(data.shape[axis + 1..].iter().cloned());
+    Ok(plain(data.dtype, shape).with_quant(per_tensor(data)))
+}
+
+fn infer_squeeze(inputs: &[InferInput]) -> Result<TensorType, String> {
+    let x = inputs[0].ty;
+    let rank = x.rank();
+    let axes = inputs
+        .get(1)
+        .map(|i| index_vector(i, "axes", false))
+        .transpose()?;
+    let removed: Vec<usize> = match axes {
+        Some(IndexVec::Const(v)) if !v.is_empty() => {
+            let axes = norm_axes(&v, rank)?;
+            for &a in &axes {
+                if let Dim::Known(n) = x.shape[a] {
+                    if n != 1 {
+                        return Err(format!("cannot squeeze axis {a} of extent {n}"));
+                    }
+                }
+            }
+            axes
+        }
+        Some(IndexVec::Len(n)) if n != Some(0) => {
+            let n = n.ok_or("rank depends on a non-constant axes input")?;
+            let out_rank = rank
+                .checked_sub(n)
+                .ok_or_else(|| format!("{n} axes for rank {rank}"))?;
+            return Ok(plain(
+                x.dtype,
+                std::iter::repeat_n(Dim::Unknown, out_rank).collect(),
+            )
+            .with_quant(per_tensor(x)));
+        }
+        _ => {
+            if x.shape.iter().any(|d| d.known().is_none()) {
+                return Err(format!(
+                    "rank depends on which non-constant dims of {} are 1; give axes",
+                    fmt_shape(&x.shape)
+                ));
+            }
+            (0..rank).filter(|&i| x.shape[i] == Dim::Known(1)).collect()
+        }
+    };
+    let shape = x
+        .shape
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !removed.contains(i))
+        .map(|(_, d)| d.clone())
+        .collect();
+    Ok(plain(x.dtype, shape).with_quant(per_tensor(x)))
+}
+
+fn infer_unsqueeze(x: &TensorType, axes: &InferInput) -> Result<TensorType, String> {
+    let rank = x.rank();
+    let shape = match index_vector(axes, "axes", false)? {
+        IndexVec::Const(v) => {
+            let out_rank = rank.checked_add(v.len()).ok_or("output rank overflows")?;
+            let axes = norm_axes(&v, out_rank)?;
+            let mut src = x.shape.iter();
+            (0..out_rank)
+                .map(|i| {
+                    if axes.contains(&i) {
+                        Dim::Known(1)
+                    } else {
+                        src.next().cloned().unwrap_or(Dim::Unknown)
+                    }
+                })
+                .collect()
+        }
+        IndexVec::Len(Some(n)) => {
+            let out_rank = rank.checked_add(n).ok_or("output rank overflows")?;
+            std::iter::repeat_n(Dim::Unknown, out_rank).collect()
+        }
+        IndexVec::Len(None) => return Err("rank depends on a non-constant axes input".into()),
+    };
+    Ok(plain(x.dtype, shape).with_quant(per_tensor(x)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generators.
+
+fn infer_range(inputs: &[InferInput]) -> Result<TensorType, String> {
+    let dtype = inputs[0].ty.dtype;
+    for (inp, name) in inputs.iter().zip(["start", "limit", "delta"]) {
+        if inp.ty.dtype != dtype {
+            return Err(format!(
+                "{name} has dtype {}, start has {dtype}",
+                inp.ty.dtype
+            ));
+        }
+        require_numeric(inp.ty, name)?;
+        require_scalar(inp.ty, name)?;
+    }
+    let scalar = |inp: &InferInput| inp.value.filter(|t| t.numel() == 1).cloned();
+    let len = match (scalar(&inputs[0]), scalar(&inputs[1]), scalar(&inputs[2])) {
+        (Some(s), Some(l), Some(d)) => Dim::Known(range_len(&s, &l, &d)?),
+        _ => Dim::Unknown,
+    };
+    Ok(plain(dtype, std::iter::once(len).collect()))
+}
+
+/// `max(0, ceil((limit - start) / delta))`, computed exactly for integers and in the input's
+/// precision for floats.
+pub fn range_len(start: &Tensor, limit: &Tensor, delta: &Tensor) -> Result<usize, String> {
+    let dtype = start.dtype();
+    let n: f64 = if dtype.is_float() {
+        let (s, l, d) = (start.get_f64(0), limit.get_f64(0), delta.get_f64(0));
+        if d == 0.0 {
+            return Err("delta must be non-zero".into());
+        }
+        if dtype == DType::F64 {
+            ((l - s) / d).ceil()
+        } else {
+            (((l as f32) - (s as f32)) / (d as f32)).ceil() as f64
+        }
+    } else {
+        let (s, l, d) = (
+            start.get_i64(0) as i128,
+            limit.get_i64(0) as i128,
+            delta.get_i64(0) as i128,
+        );
+        if d == 0 {
+            return Err("delta must be non-zero".into());
+        }
+        let num = l - s;
+        let q = num / d;
+        let ceil = if num % d != 0 && ((num < 0) == (d < 0)) {
+            q + 1
+        } else {
+            q
+        };
+        ceil as f64
+    };
+    if n.is_nan() || n >= (1u64 << 53) as f64 {
+        return Err(format!("range length {n} is not representable"));
+    }
+    Ok(n.max(0.0) as usize)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Quantization.
+
+/// Checks a quantization scale (and zero point) against `x`; returns the normalised axis when
+/// the parameters are per-axis (1-D with more than one element).
+fn quant_axis(
+    axis: i64,
+    x: &TensorType,
+    scale: &InferInput,
+    zero_point: Option<&InferInput>,
+) -> Result<Option<usize>, String> {
+    require_float(scale.ty, "scale")?;
+    if let Some(zp) = zero_point {
+        if zp.ty.rank() != scale.ty.rank()
+            || !zp
+                .ty
+                .shape
+                .iter()
+                .zip(&scale.ty.shape)
+                .all(|(a, b)| dims_compatible(a, b))
+        {
+            return Err(format!(
+                "zero point shape {} differs from scale shape {}",
+                fmt_shape(&zp.ty.shape),
+                fmt_shape(&scale.ty.shape)
+            ));
+        }
+    }
+    match scale.ty.shape.as_slice() {
+        [] => Ok(None),
+        [len] => {
+            let len = match scale.value {
+                Some(t) => Dim::Known(t.numel()),
+                None => len.clone(),
+            };
+            if len == Dim::Known(1) {
+                return Ok(None);
+            }
+            let axis = norm_axis(axis, x.rank())?;
+            if !dims_compatible(&len, &x.shape[axis]) {
+                return Err(format!(
+                    "scale has {len} entries, input axis {axis} has extent {}",
+                    x.shape[axis]
+                ));
+            }
+            Ok(Some(axis))
+        }
+        _ => Err(format!(
+            "scale must be a scalar or 1-D (blocked quantization is unsupported), got {}",
+            scale.ty
+        )),
+    }
+}
+
+fn infer_quantize(axis: i64, to: DType, inputs: &[InferInput]) -> Result<TensorType, String> {
+    let x = inputs[0].ty;
+    require_float(x, "input")?;
+    if !matches!(to, DType::I8 | DType::U8 | DType::I16 | DType::U16) {
+        return Err(format!("cannot quantize to {to}"));
+    }
+    let zp = inputs.get(2);
+    if let Some(zp) = zp {
+        if zp.ty.dtype != to {
+            return Err(format!(
+                "zero point has dtype {}, output is {to}",
+                zp.ty.dtype
+            ));
+        }
+    }
+    let q_axis = quant_axis(axis, x, &inputs[1], zp)?;
+    let quant = match (inputs[1].value, zp.map(|z| z.value)) {
+        (Some(scale), None) => Some(vec![0; scale.numel()]).map(|z| (scale, z)),
+        (Some(scale), Some(Some(z))) => Some((scale, z.to_i64_vec())),
+        _ => None,
+    }
+    .map(|(scale, zero_point)| -> Result<Quant, String> {
+        if zero_point.len() != scale.numel() {
+            return Err(format!(
+                "{} zero points for {} scales",
+                zero_point.len(),
+                scale.numel()
+            ));
+        }
+        Ok(Arc::new(QuantParams {
+            scale: scale.to_f32_vec().into_iter().map(F32).collect(),
+            zero_point,
+            axis: q_axis,
+        }))
+    })
+    .transpose()?;
+    Ok(plain(to, x.shape.clone()).with_quant(quant))
+}
+
+fn infer_dequantize(axis: i64, inputs: &[InferInput]) -> Result<TensorType, String> {
+    let x = inputs[0].ty;
+    if !matches!(
+        x.dtype,
+        DType::I8 | DType::U8 | DType::I16 | DType::U16 | DType::I32
+    ) {
+        return Err(format!(
+            "input must be a quantized integer, got {}",
+            x.dtype
+        ));
+    }
+    let zp = inputs.get(2);
+    if let Some(zp) = zp {
+        if zp.ty.dtype != x.dtype {
+            return Err(format!(
+                "zero point has dtype {}, input has {}",
+                zp.ty.dtype, x.dtype
+            ));
+        }
+    }
+    quant_axis(axis, x, &inputs[1], zp)?;
+    Ok(plain(DType::F32, x.shape.clone()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resize and Pad.
+
+fn infer_resize(a: &ResizeAttrs, inputs: &[InferInput]) -> Result<TensorType, String> {
+    let x = inputs[0].ty;
+    let rank = x.rank();
+    let axes = if a.axes.is_empty() {
+        (0..rank).collect()
+    } else {
+        norm_axes(&a.axes, rank)?
+    };
+    let param = &inputs[1];
+    let pt = param.ty;
+    if pt.rank() != 1 {
+        return Err(format!("scales/sizes must be 1-D, got {pt}"));
+    }
+    match a.by {
+        ResizeBy::Scales if !pt.dtype.is_float() => {
+            return Err(format!("scales must be float, got {}", pt.dtype))
+        }
+        ResizeBy::Sizes if pt.dtype != DType::I64 => {
+            return Err(format!("sizes must be i64, got {}", pt.dtype))
+        }
+        _ => {}
+    }
+    let count = param.value.map(Tensor::numel).or(pt.shape[0].known());
+    if count.is_some_and(|n| n != axes.len()) {
+        return Err(format!(
+            "scales/sizes has {} entries for {} resized axes",
+            count.unwrap_or(0),
+            axes.len()
+        ));
+    }
+    if let Some(roi) = inputs.get(2) {
+        require_float(roi.ty, "roi")?;
+    }
+    let mut shape = x.shape.clone();
+    let Some(values) = param.value else {
+        for &ax in &axes {
+            shape[ax] = Dim::Unknown;
+        }
+        return Ok(plain(x.dtype, shape));
+    };
+    match a.by {
+        ResizeBy::Scales => {
+            let scales = values.to_f32_vec();
+            for (&ax, &s) in axes.iter().zip(&scales) {
+                if !(s > 0.0 && s.is_finite()) {
+                    return Err(format!("scale {s} must be positive"));
+                }
+                shape[ax] = match &shape[ax] {
+                    Dim::Known(n) => Dim::Known(scaled_extent(*n, s)?),
+                    d if s == 1.0 => d.clone(),
+                    _ => Dim::Unknown,
+                };
+            }
+        }
+        ResizeBy::Sizes => {
+            let sizes = values
+                .to_i64_vec()
+                .into_iter()
+                .map(|s| to_extent(s, "size"))
+                .collect::<Result<Vec<usize>, String>>()?;
+            if a.aspect == AspectPolicy::Stretch {
+                for (&ax, &s) in axes.iter().zip(&sizes) {
+                    shape[ax] = Dim::Known(s);
+                }
+            } else {
+                let ins: Option<Vec<usize>> = axes.iter().map(|&ax| shape[ax].known()).collect();
+                match ins {
+                    Some(ins) => {
+                        let ratios = sizes.iter().zip(&ins).map(|(&s, &i)| s as f32 / i as f32);
+                        let scale = if a.aspect == AspectPolicy::NotLarger {
+                            ratios.fold(f32::INFINITY, f32::min)
+                        } else {
+                            ratios.fold(0.0, f32::max)
+                        };
+                        for (&ax, &n) in axes.iter().zip(&ins) {
+                            let v = (scale * n as f32).round();
+                            if !(v.is_finite() && v >= 0.0) {
+                                return Err(format!("resized extent {v} is invalid"));
+                            }
+                            shape[ax] = Dim::Known(v as usize);
+                        }
+                    }
+                    None => {
+                        for &ax in &axes {
+                            shape[ax] = Dim::Unknown;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(plain(x.dtype, shape))
+}
+
+/// `floor(extent * scale)` computed in f32 as ONNX does.
+fn scaled_extent(n: usize, scale: f32) -> Result<usize, String> {
+    let v = (n as f32 * scale).floor();
+    if !(v.is_finite() && v < (1u64 << 53) as f32) {
+        return Err(format!("resized extent {n} x {scale} overflows"));
+    }
+    Ok(v as usize)
+}
+
+fn infer_pad(mode: PadMode, inputs: &[InferInput]) -> Result<TensorType, String> {
+    let x = inputs[0].ty;
+    let rank = x.rank();
+    if let Some(v) = inputs.get(2) {
+        require_same_dtype(x, v.ty, "input", "value")?;
+        require_scalar(v.ty, "value")?;
+    }
+    let mut shape = x.shape.clone();
+    match index_vector(&inputs[1], "pads", false)? {
+        IndexVec::Const(p) => {
+            if p.len() != 2 * rank {
+                return Err(format!(
+                    "pads has {} entries, expected {} for rank {rank}",
+                    p.len(),
+                    2 * rank
+                ));
+            }
+            for (i, d) in shape.iter_mut().enumerate() {
+                let (begin, end) = (p[i], p[i + rank]);
+                if begin == 0 && end == 0 {
+                    continue;
+                }
+                let Dim::Known(n) = *d else {
+                    *d = Dim::Unknown;
+                    continue;
+                };
+                if mode == PadMode::Reflect && (begin.max(end) as i128) >= n as i128 && n > 0 {
+                    return Err(format!(
+                        "reflect padding {begin},{end} must be smaller than extent {n}"
+                    ));
+                }
+                let total = n as i128 + begin as i128 + end as i128;
+                if total < 0 {
+                    return Err(format!("padding {begin},{end} makes extent {n} negative"));
+                }
+                *d = Dim::Known(
+                    usize::try_from(total)
+                        .map_err(|_| format!("padded extent {total} overflows"))?,
+                );
+            }
+        }
+        IndexVec::Len(n) => {
+            if n.is_some_and(|n| Some(n) != rank.checked_mul(2)) {
+                return Err(format!(
+                    "pads has {} entries, expected {} for rank {rank}",
+                    n.unwrap_or(0),
+                    2 * rank
+                ));
+            }
+            for d in shape.iter_mut() {
+                *d = Dim::Unknown;
+            }
+        }
+    }
+    Ok(plain(x.dtype, shape).with_quant(per_tensor(x)))
 }

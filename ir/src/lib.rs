@@ -4,6 +4,7 @@
 //! [`Node`]s. Each node applies one [`Op`] from a closed enum; its output types are inferred when the
 //! node is added. This crate knows nothing of ONNX, egg or Cranelift.
 
+pub mod broadcast;
 pub mod dtype;
 pub mod graph;
 pub mod infer;
@@ -11,14 +12,19 @@ pub mod op;
 pub mod rewrite;
 pub mod tensor;
 pub mod types;
+pub mod verify;
 
 pub use dtype::{DType, Quant, QuantParams, F32};
 pub use graph::{Constant, Graph, GraphError, GraphOutput, Node, NodeId, Value, ValueDef, ValueId};
-pub use infer::{infer, InferInput};
+pub use infer::{
+    axis_pads, conv_output_extent, conv_pads, infer, input_arity, norm_axis, norm_axis_inclusive,
+    pool_output_extent, range_len, slice_bounds, slice_extent, InferInput,
+};
 pub use op::*;
 pub use rewrite::RewriteError;
 pub use tensor::{Element, Tensor, TensorError};
 pub use types::{known_dims, shape_of, Dim, Shape, TensorType};
+pub use verify::{dependency_graph, toposort, verify, CycleError, VerifyError, VerifyErrorKind};
 
 /// The text-form name of an op.
 pub fn op_name(op: &Op) -> &'static str {
