@@ -251,48 +251,17 @@ impl Graph {
     /// fixes every `ValueDef::Node { node }`. Refused (graph unchanged) on a cycle.
     /// Returns whether the order changed.
     pub fn sort_topologically(&mut self) -> Result<bool, RewriteError> {
-        use std::cmp::Reverse;
-        use std::collections::BinaryHeap;
-        let n = self.nodes.len();
-        // The node listing each value as an output (by position in `nodes`, not by `def`).
-        let mut def_of = vec![None; self.values.len()];
-        for (ni, node) in self.nodes.iter().enumerate() {
-            for &o in &node.outputs {
-                if let Some(d) = def_of.get_mut(o.index()) {
-                    *d = Some(ni);
-                }
-            }
-        }
-        let mut indeg = vec![0usize; n];
-        let mut succ: Vec<Vec<usize>> = vec![Vec::new(); n];
-        for (ni, node) in self.nodes.iter().enumerate() {
-            for &i in &node.inputs {
-                if let Some(Some(d)) = def_of.get(i.index()) {
-                    succ[*d].push(ni);
-                    indeg[ni] += 1;
-                }
-            }
-        }
-        let mut ready: BinaryHeap<Reverse<usize>> =
-            (0..n).filter(|&i| indeg[i] == 0).map(Reverse).collect();
-        let mut order = Vec::with_capacity(n);
-        while let Some(Reverse(i)) = ready.pop() {
-            order.push(i);
-            for &s in &succ[i] {
-                indeg[s] -= 1;
-                if indeg[s] == 0 {
-                    ready.push(Reverse(s));
-                }
-            }
-        }
-        if order.len() < n {
-            let nodes: Vec<NodeId> = (0..n)
-                .filter(|&i| indeg[i] > 0)
-                .map(|i| NodeId(i as u32))
-                .collect();
-            let first = self.describe_node(nodes[0]);
-            return Err(RewriteError::Cycle { nodes, first });
-        }
+        let order: Vec<usize> = crate::verify::toposort(self)
+            .map_err(|e| RewriteError::Cycle {
+                first: e
+                    .nodes
+                    .first()
+                    .map_or_else(String::new, |&n| self.describe_node(n)),
+                nodes: e.nodes,
+            })?
+            .into_iter()
+            .map(NodeId::index)
+            .collect();
         let changed = order.iter().enumerate().any(|(k, &i)| k != i);
         if changed {
             let mut old: Vec<Option<Node>> = self.nodes.drain(..).map(Some).collect();

@@ -217,6 +217,26 @@ impl PassManager {
         })
     }
 
+    /// Appends a pass object (passes outside the registry, tests).
+    pub fn add_pass(&mut self, pass: Box<dyn Pass>) -> &mut Self {
+        self.pipeline = join(&self.pipeline, pass.name());
+        self.steps.push(Step::Pass(pass));
+        self
+    }
+
+    /// Appends a fixpoint group of pass objects with an iteration cap.
+    pub fn add_fixpoint(&mut self, passes: Vec<Box<dyn Pass>>, max_iters: usize) -> &mut Self {
+        let names: Vec<&str> = passes.iter().map(|p| p.name()).collect();
+        let label = format!("fixpoint(max_iters={max_iters},{})", names.join(","));
+        self.pipeline = join(&self.pipeline, &label);
+        self.steps.push(Step::Fixpoint {
+            label,
+            steps: passes.into_iter().map(Step::Pass).collect(),
+            max_iters,
+        });
+        self
+    }
+
     /// Skips every application of pass `name`. Unknown names are an error.
     pub fn disable(&mut self, name: &str) -> Result<&mut Self, PassError> {
         if !is_pass(name) && group(name).is_none() {
@@ -391,6 +411,14 @@ impl PassManager {
             st.report.stopped_by_limit = true;
         }
         Ok(changed)
+    }
+}
+
+fn join(a: &str, b: &str) -> String {
+    if a.is_empty() {
+        b.to_string()
+    } else {
+        format!("{a},{b}")
     }
 }
 

@@ -1,11 +1,11 @@
-//! Temporary stand-ins for `kestrel_ir::verify` and the text printer until they land on main.
+//! Verification and dump text for the pass manager. The dump text is a stand-in until the IR
+//! text printer lands on main.
 
 use kestrel_ir::Graph;
 
 /// Verifies `g`, returning every problem as a message.
 pub fn verify_graph(g: &Graph) -> Result<(), Vec<String>> {
-    let _ = g;
-    Ok(())
+    kestrel_ir::verify(g).map_err(|errs| errs.into_iter().map(|e| e.to_string()).collect())
 }
 
 /// The text form of `g` with large constants elided.
