@@ -101,7 +101,7 @@ impl Folder<'_> {
     }
 
     /// Conv producer: scale weights per output channel, fold the shift into the bias.
-    fn into_conv(&mut self, bn: NodeId, a: &[f64], b: &[f64]) -> bool {
+    fn fold_into_conv(&mut self, bn: NodeId, a: &[f64], b: &[f64]) -> bool {
         let g = &*self.g;
         let x = g.node(bn).inputs[0];
         let Some(conv) = g.producer(x) else {
@@ -150,7 +150,7 @@ impl Folder<'_> {
     }
 
     /// Gemm producer with a 2-D output `[M, N]`.
-    fn into_gemm(&mut self, bn: NodeId, a: &[f64], b: &[f64]) -> bool {
+    fn fold_into_gemm(&mut self, bn: NodeId, a: &[f64], b: &[f64]) -> bool {
         let g = &*self.g;
         let x = g.node(bn).inputs[0];
         let Some(gemm) = g.producer(x) else {
@@ -210,7 +210,7 @@ impl Folder<'_> {
     }
 
     /// `matmul(A, W)` or `add(matmul(A, W), c)` producer with a 2-D output.
-    fn into_matmul(&mut self, bn: NodeId, a: &[f64], b: &[f64]) -> bool {
+    fn fold_into_matmul(&mut self, bn: NodeId, a: &[f64], b: &[f64]) -> bool {
         let g = &*self.g;
         let x = g.node(bn).inputs[0];
         let n = a.len();
@@ -285,7 +285,7 @@ impl Folder<'_> {
     }
 
     /// `mul(x, a') + b'` with constant `[C, 1, ..]` operands; the batch norm becomes the add.
-    fn into_mul_add(&mut self, bn: NodeId, a: Vec<f64>, b: Vec<f64>) -> bool {
+    fn rewrite_as_mul_add(&mut self, bn: NodeId, a: Vec<f64>, b: Vec<f64>) -> bool {
         let x = self.g.node(bn).inputs[0];
         let ty = self.g.ty(x).clone();
         if ty.rank() < 2 {
@@ -312,7 +312,7 @@ impl Folder<'_> {
     }
 
     /// The same arithmetic as graph nodes, for non-constant parameters.
-    fn into_ops(&mut self, bn: NodeId, eps: f32) -> Result<bool, kestrel_ir::GraphError> {
+    fn rewrite_as_ops(&mut self, bn: NodeId, eps: f32) -> Result<bool, kestrel_ir::GraphError> {
         let node = self.g.node(bn).clone();
         let ty = self.g.ty(node.inputs[0]).clone();
         if ty.rank() < 2 || !matches!(ty.dtype, DType::F32 | DType::F64) {
@@ -388,18 +388,18 @@ impl Pass for FoldBatchNorm {
             let mark = (f.g.values.len(), f.g.nodes.len());
             let (done, adds) = match affine(f.g, bn, epsilon.0) {
                 Some((a, b)) => {
-                    if f.into_conv(bn, &a, &b)
-                        || f.into_gemm(bn, &a, &b)
-                        || f.into_matmul(bn, &a, &b)
+                    if f.fold_into_conv(bn, &a, &b)
+                        || f.fold_into_gemm(bn, &a, &b)
+                        || f.fold_into_matmul(bn, &a, &b)
                     {
                         (true, false)
                     } else {
-                        (f.into_mul_add(bn, a, b), true)
+                        (f.rewrite_as_mul_add(bn, a, b), true)
                     }
                 }
                 None => {
                     // Inference refusing one of the new nodes only means this batch norm stays.
-                    (f.into_ops(bn, epsilon.0).unwrap_or(false), true)
+                    (f.rewrite_as_ops(bn, epsilon.0).unwrap_or(false), true)
                 }
             };
             if done {
