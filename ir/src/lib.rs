@@ -11,6 +11,7 @@ pub mod infer;
 pub mod op;
 pub mod rewrite;
 pub mod tensor;
+pub mod text;
 pub mod types;
 pub mod verify;
 
@@ -23,6 +24,7 @@ pub use infer::{
 pub use op::*;
 pub use rewrite::RewriteError;
 pub use tensor::{Element, Tensor, TensorError};
+pub use text::{parse, print, ParseError, PrintOptions, Printed, WeightStyle};
 pub use types::{known_dims, shape_of, Dim, Shape, TensorType};
 pub use verify::{dependency_graph, toposort, verify, CycleError, VerifyError, VerifyErrorKind};
 

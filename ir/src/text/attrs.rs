@@ -1,0 +1,813 @@
+//! Op attributes as name/value pairs, and the per-op defaults.
+//!
+//! This is the single place that knows each op's attribute names, types and defaults. The text
+//! printer and parser use it, and so can any other consumer that needs a flat view of an op
+//! (the e-graph language, graphviz dumps): [`op_attrs`] lists an op's non-default attributes and
+//! [`op_from_parts`] rebuilds an op from its name and attributes.
+//!
+//! Attribute names are the Rust field names of [`Op`] (`group`, `trans_a`, `num_outputs`, ...).
+//! Defaults follow ONNX where ONNX has one; attributes without a default are *required* and are
+//! always listed.
+
+use super::number::{fmt_f32, DenseFmt};
+use crate::dtype::{DType, F32};
+use crate::op::*;
+use crate::tensor::Tensor;
+use std::fmt;
+
+/// The value of one attribute.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AttrValue {
+    /// An integer (also used for `usize` and `u32` fields).
+    Int(i64),
+    /// A float, compared bitwise.
+    Float(F32),
+    Bool(bool),
+    /// A list of integers (also used for `Vec<usize>` fields).
+    Ints(Vec<i64>),
+    /// An enum variant spelled as a bare identifier: `linear`, `same_upper`, `half_pixel`.
+    Ident(String),
+    /// An element type: `u8`.
+    DType(DType),
+    /// A small constant tensor ([`Op::ConstantOfShape`]'s `value`).
+    Tensor(Tensor),
+}
+
+impl AttrValue {
+    /// A short description of the value's kind, for error messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AttrValue::Int(_) => "an integer",
+            AttrValue::Float(_) => "a float",
+            AttrValue::Bool(_) => "a boolean",
+            AttrValue::Ints(_) => "a list of integers",
+            AttrValue::Ident(_) => "an identifier",
+            AttrValue::DType(_) => "a dtype",
+            AttrValue::Tensor(_) => "a tensor",
+        }
+    }
+}
+
+impl fmt::Display for AttrValue {
+    /// The text form: `3`, `0.5`, `true`, `[1,2]`, `linear`, `u8`, `dense<[0.0]> : f32[1]`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AttrValue::Int(v) => write!(f, "{v}"),
+            AttrValue::Float(v) => f.write_str(&fmt_f32(v.0)),
+            AttrValue::Bool(v) => write!(f, "{v}"),
+            AttrValue::Ints(v) => {
+                f.write_str("[")?;
+                for (i, x) in v.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(",")?;
+                    }
+                    write!(f, "{x}")?;
+                }
+                f.write_str("]")
+            }
+            AttrValue::Ident(s) => f.write_str(s),
+            AttrValue::DType(d) => f.write_str(d.name()),
+            AttrValue::Tensor(t) => {
+                write!(f, "{} : {}[", DenseFmt(t), t.dtype())?;
+                for (i, d) in t.dims().iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(",")?;
+                    }
+                    write!(f, "{d}")?;
+                }
+                f.write_str("]")
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Enum spellings.
+
+fn auto_pad_name(a: AutoPad) -> &'static str {
+    match a {
+        AutoPad::NotSet => "not_set",
+        AutoPad::SameUpper => "same_upper",
+        AutoPad::SameLower => "same_lower",
+        AutoPad::Valid => "valid",
+    }
+}
+
+fn auto_pad_from(s: &str) -> Option<AutoPad> {
+    Some(match s {
+        "not_set" => AutoPad::NotSet,
+        "same_upper" => AutoPad::SameUpper,
+        "same_lower" => AutoPad::SameLower,
+        "valid" => AutoPad::Valid,
+        _ => return None,
+    })
+}
+
+fn resize_by_name(b: ResizeBy) -> &'static str {
+    match b {
+        ResizeBy::Scales => "scales",
+        ResizeBy::Sizes => "sizes",
+    }
+}
+
+fn resize_by_from(s: &str) -> Option<ResizeBy> {
+    Some(match s {
+        "scales" => ResizeBy::Scales,
+        "sizes" => ResizeBy::Sizes,
+        _ => return None,
+    })
+}
+
+fn resize_mode_name(m: ResizeMode) -> &'static str {
+    match m {
+        ResizeMode::Nearest => "nearest",
+        ResizeMode::Linear => "linear",
+        ResizeMode::Cubic => "cubic",
+    }
+}
+
+fn resize_mode_from(s: &str) -> Option<ResizeMode> {
+    Some(match s {
+        "nearest" => ResizeMode::Nearest,
+        "linear" => ResizeMode::Linear,
+        "cubic" => ResizeMode::Cubic,
+        _ => return None,
+    })
+}
+
+fn coord_name(c: CoordMode) -> &'static str {
+    match c {
+        CoordMode::HalfPixel => "half_pixel",
+        CoordMode::HalfPixelSymmetric => "half_pixel_symmetric",
+        CoordMode::PytorchHalfPixel => "pytorch_half_pixel",
+        CoordMode::AlignCorners => "align_corners",
+        CoordMode::Asymmetric => "asymmetric",
+        CoordMode::TfCropAndResize => "tf_crop_and_resize",
+    }
+}
+
+fn coord_from(s: &str) -> Option<CoordMode> {
+    Some(match s {
+        "half_pixel" => CoordMode::HalfPixel,
+        "half_pixel_symmetric" => CoordMode::HalfPixelSymmetric,
+        "pytorch_half_pixel" => CoordMode::PytorchHalfPixel,
+        "align_corners" => CoordMode::AlignCorners,
+        "asymmetric" => CoordMode::Asymmetric,
+        "tf_crop_and_resize" => CoordMode::TfCropAndResize,
+        _ => return None,
+    })
+}
+
+fn nearest_name(n: NearestMode) -> &'static str {
+    match n {
+        NearestMode::RoundPreferFloor => "round_prefer_floor",
+        NearestMode::RoundPreferCeil => "round_prefer_ceil",
+        NearestMode::Floor => "floor",
+        NearestMode::Ceil => "ceil",
+    }
+}
+
+fn nearest_from(s: &str) -> Option<NearestMode> {
+    Some(match s {
+        "round_prefer_floor" => NearestMode::RoundPreferFloor,
+        "round_prefer_ceil" => NearestMode::RoundPreferCeil,
+        "floor" => NearestMode::Floor,
+        "ceil" => NearestMode::Ceil,
+        _ => return None,
+    })
+}
+
+fn aspect_name(a: AspectPolicy) -> &'static str {
+    match a {
+        AspectPolicy::Stretch => "stretch",
+        AspectPolicy::NotLarger => "not_larger",
+        AspectPolicy::NotSmaller => "not_smaller",
+    }
+}
+
+fn aspect_from(s: &str) -> Option<AspectPolicy> {
+    Some(match s {
+        "stretch" => AspectPolicy::Stretch,
+        "not_larger" => AspectPolicy::NotLarger,
+        "not_smaller" => AspectPolicy::NotSmaller,
+        _ => return None,
+    })
+}
+
+fn pad_mode_name(m: PadMode) -> &'static str {
+    match m {
+        PadMode::Constant => "constant",
+        PadMode::Reflect => "reflect",
+        PadMode::Edge => "edge",
+        PadMode::Wrap => "wrap",
+    }
+}
+
+fn pad_mode_from(s: &str) -> Option<PadMode> {
+    Some(match s {
+        "constant" => PadMode::Constant,
+        "reflect" => PadMode::Reflect,
+        "edge" => PadMode::Edge,
+        "wrap" => PadMode::Wrap,
+        _ => return None,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Defaults: THE place where per-op attribute defaults live.
+
+/// Default `p` of Lp pooling (ONNX).
+pub const DEFAULT_LP_P: u32 = 2;
+
+/// The op named `name` with every attribute at its default, and the names of its required
+/// attributes (those without a default; the values in the returned op are placeholders).
+/// `None` if no op has that name.
+pub fn default_op(name: &str) -> Option<(Op, &'static [&'static str])> {
+    const NONE: &[&str] = &[];
+    if let Some(u) = UnaryOp::ALL.into_iter().find(|u| u.name() == name) {
+        return Some((Op::Unary(u), NONE));
+    }
+    if let Some(b) = BinaryOp::ALL.into_iter().find(|b| b.name() == name) {
+        return Some((Op::Binary(b), NONE));
+    }
+    let pool = |kind| PoolAttrs {
+        kind,
+        kernel: vec![],
+        strides: vec![],
+        pads: vec![],
+        dilations: vec![],
+        ceil_mode: false,
+        count_include_pad: false,
+        auto_pad: AutoPad::NotSet,
+    };
+    let reduce = |kind| {
+        Op::Reduce(ReduceAttrs {
+            kind,
+            keepdims: true,
+            noop_with_empty_axes: false,
+        })
+    };
+    Some(match name {
+        "hard_sigmoid" => (
+            Op::HardSigmoid {
+                alpha: F32(0.2),
+                beta: F32(0.5),
+            },
+            NONE,
+        ),
+        "leaky_relu" => (Op::LeakyRelu { alpha: F32(0.01) }, NONE),
+        "elu" => (Op::Elu { alpha: F32(1.0) }, NONE),
+        "selu" => (
+            Op::Selu {
+                // ONNX: 1.67326319217681884765625 and 1.05070102214813232421875 (exact f32s).
+                alpha: F32(f32::from_bits(0x3fd6_2d7d)),
+                gamma: F32(f32::from_bits(0x3f86_7d5f)),
+            },
+            NONE,
+        ),
+        "gelu" => (Op::Gelu { tanh_approx: false }, NONE),
+        "clip" => (Op::Clip, NONE),
+        "where" => (Op::Where, NONE),
+        "cast" => (Op::Cast { to: DType::F32 }, &["to"]),
+        "conv" => (
+            Op::Conv(ConvAttrs {
+                strides: vec![],
+                pads: vec![],
+                dilations: vec![],
+                group: 1,
+                auto_pad: AutoPad::NotSet,
+            }),
+            NONE,
+        ),
+        "gemm" => (Op::Gemm(GemmAttrs::default()), NONE),
+        "matmul" => (Op::MatMul, NONE),
+        "batch_norm" => (Op::BatchNorm { epsilon: F32(1e-5) }, NONE),
+        "max_pool" => (Op::Pool(pool(PoolKind::Max)), &["kernel"]),
+        "average_pool" => (Op::Pool(pool(PoolKind::Average)), &["kernel"]),
+        "lp_pool" => (Op::Pool(pool(PoolKind::Lp(DEFAULT_LP_P))), &["kernel"]),
+        "global_max_pool" => (Op::GlobalPool(PoolKind::Max), NONE),
+        "global_average_pool" => (Op::GlobalPool(PoolKind::Average), NONE),
+        "global_lp_pool" => (Op::GlobalPool(PoolKind::Lp(DEFAULT_LP_P)), NONE),
+        "reduce_sum" => (reduce(ReduceKind::Sum), NONE),
+        "reduce_mean" => (reduce(ReduceKind::Mean), NONE),
+        "reduce_max" => (reduce(ReduceKind::Max), NONE),
+        "reduce_min" => (reduce(ReduceKind::Min), NONE),
+        "reduce_prod" => (reduce(ReduceKind::Prod), NONE),
+        "reduce_l1" => (reduce(ReduceKind::L1), NONE),
+        "reduce_l2" => (reduce(ReduceKind::L2), NONE),
+        "reduce_log_sum" => (reduce(ReduceKind::LogSum), NONE),
+        "reduce_log_sum_exp" => (reduce(ReduceKind::LogSumExp), NONE),
+        "reduce_sum_square" => (reduce(ReduceKind::SumSquare), NONE),
+        "softmax" => (Op::Softmax { axis: -1 }, NONE),
+        "log_softmax" => (Op::LogSoftmax { axis: -1 }, NONE),
+        "layer_norm" => (
+            Op::LayerNorm {
+                axis: -1,
+                epsilon: F32(1e-5),
+            },
+            NONE,
+        ),
+        "flatten" => (Op::Flatten { axis: 1 }, NONE),
+        "reshape" => (Op::Reshape { allowzero: false }, NONE),
+        "transpose" => (Op::Transpose { perm: vec![] }, &["perm"]),
+        "concat" => (Op::Concat { axis: 0 }, &["axis"]),
+        "split" => (
+            Op::Split {
+                axis: 0,
+                num_outputs: 1,
+            },
+            &["num_outputs"],
+        ),
+        "slice" => (Op::Slice, NONE),
+        "gather" => (Op::Gather { axis: 0 }, NONE),
+        "squeeze" => (Op::Squeeze, NONE),
+        "unsqueeze" => (Op::Unsqueeze, NONE),
+        "shape" => (
+            Op::Shape {
+                start: 0,
+                end: None,
+            },
+            NONE,
+        ),
+        "size" => (Op::Size, NONE),
+        "expand" => (Op::Expand, NONE),
+        "tile" => (Op::Tile, NONE),
+        "range" => (Op::Range, NONE),
+        "constant_of_shape" => (
+            Op::ConstantOfShape {
+                value: Tensor::from_vec(vec![1], vec![0f32]),
+            },
+            NONE,
+        ),
+        "identity" => (Op::Identity, NONE),
+        "quantize_linear" => (
+            Op::QuantizeLinear {
+                axis: 1,
+                to: DType::U8,
+            },
+            &["to"],
+        ),
+        "dequantize_linear" => (Op::DequantizeLinear { axis: 1 }, NONE),
+        "resize" => (
+            Op::Resize(ResizeAttrs {
+                by: ResizeBy::Scales,
+                mode: ResizeMode::Nearest,
+                coord: CoordMode::HalfPixel,
+                nearest: NearestMode::RoundPreferFloor,
+                cubic_coeff_a: F32(-0.75),
+                exclude_outside: false,
+                extrapolation_value: F32(0.0),
+                antialias: false,
+                aspect: AspectPolicy::Stretch,
+                axes: vec![],
+            }),
+            &["by"],
+        ),
+        "pad" => (
+            Op::Pad {
+                mode: PadMode::Constant,
+            },
+            NONE,
+        ),
+        _ => return None,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Op -> attributes.
+
+fn ints_u(v: &[usize]) -> AttrValue {
+    AttrValue::Ints(v.iter().map(|&x| x as i64).collect())
+}
+
+fn ident(s: &str) -> AttrValue {
+    AttrValue::Ident(s.to_string())
+}
+
+/// Every attribute of `op` (defaults included), sorted by name. An `Option` field that is `None`
+/// (only `shape`'s `end`) is absent.
+pub fn all_attrs(op: &Op) -> Vec<(&'static str, AttrValue)> {
+    use AttrValue::*;
+    let mut v: Vec<(&'static str, AttrValue)> = match op {
+        Op::Unary(_)
+        | Op::Binary(_)
+        | Op::Clip
+        | Op::Where
+        | Op::MatMul
+        | Op::Slice
+        | Op::Squeeze
+        | Op::Unsqueeze
+        | Op::Size
+        | Op::Expand
+        | Op::Tile
+        | Op::Range
+        | Op::Identity => vec![],
+        Op::HardSigmoid { alpha, beta } => vec![("alpha", Float(*alpha)), ("beta", Float(*beta))],
+        Op::LeakyRelu { alpha } | Op::Elu { alpha } => vec![("alpha", Float(*alpha))],
+        Op::Selu { alpha, gamma } => vec![("alpha", Float(*alpha)), ("gamma", Float(*gamma))],
+        Op::Gelu { tanh_approx } => vec![("tanh_approx", Bool(*tanh_approx))],
+        Op::Cast { to } => vec![("to", DType(*to))],
+        Op::Conv(c) => vec![
+            ("auto_pad", ident(auto_pad_name(c.auto_pad))),
+            ("dilations", ints_u(&c.dilations)),
+            ("group", Int(c.group as i64)),
+            ("pads", ints_u(&c.pads)),
+            ("strides", ints_u(&c.strides)),
+        ],
+        Op::Gemm(g) => vec![
+            ("alpha", Float(g.alpha)),
+            ("beta", Float(g.beta)),
+            ("trans_a", Bool(g.trans_a)),
+            ("trans_b", Bool(g.trans_b)),
+        ],
+        Op::BatchNorm { epsilon } => vec![("epsilon", Float(*epsilon))],
+        Op::Pool(p) => {
+            let mut v = vec![
+                ("auto_pad", ident(auto_pad_name(p.auto_pad))),
+                ("ceil_mode", Bool(p.ceil_mode)),
+                ("count_include_pad", Bool(p.count_include_pad)),
+                ("dilations", ints_u(&p.dilations)),
+                ("kernel", ints_u(&p.kernel)),
+                ("pads", ints_u(&p.pads)),
+                ("strides", ints_u(&p.strides)),
+            ];
+            if let PoolKind::Lp(e) = p.kind {
+                v.push(("p", Int(e as i64)));
+            }
+            v
+        }
+        Op::GlobalPool(k) => match k {
+            PoolKind::Lp(e) => vec![("p", Int(*e as i64))],
+            _ => vec![],
+        },
+        Op::Reduce(r) => vec![
+            ("keepdims", Bool(r.keepdims)),
+            ("noop_with_empty_axes", Bool(r.noop_with_empty_axes)),
+        ],
+        Op::Softmax { axis }
+        | Op::LogSoftmax { axis }
+        | Op::Flatten { axis }
+        | Op::Concat { axis }
+        | Op::Gather { axis }
+        | Op::DequantizeLinear { axis } => vec![("axis", Int(*axis))],
+        Op::LayerNorm { axis, epsilon } => vec![("axis", Int(*axis)), ("epsilon", Float(*epsilon))],
+        Op::Reshape { allowzero } => vec![("allowzero", Bool(*allowzero))],
+        Op::Transpose { perm } => vec![("perm", ints_u(perm))],
+        Op::Split { axis, num_outputs } => vec![
+            ("axis", Int(*axis)),
+            ("num_outputs", Int(*num_outputs as i64)),
+        ],
+        Op::Shape { start, end } => {
+            let mut v = vec![("start", Int(*start))];
+            if let Some(e) = end {
+                v.push(("end", Int(*e)));
+            }
+            v
+        }
+        Op::ConstantOfShape { value } => vec![("value", Tensor(value.clone()))],
+        Op::QuantizeLinear { axis, to } => vec![("axis", Int(*axis)), ("to", DType(*to))],
+        Op::Resize(r) => vec![
+            ("antialias", Bool(r.antialias)),
+            ("aspect", ident(aspect_name(r.aspect))),
+            ("axes", Ints(r.axes.clone())),
+            ("by", ident(resize_by_name(r.by))),
+            ("coord", ident(coord_name(r.coord))),
+            ("cubic_coeff_a", Float(r.cubic_coeff_a)),
+            ("exclude_outside", Bool(r.exclude_outside)),
+            ("extrapolation_value", Float(r.extrapolation_value)),
+            ("mode", ident(resize_mode_name(r.mode))),
+            ("nearest", ident(nearest_name(r.nearest))),
+        ],
+        Op::Pad { mode } => vec![("mode", ident(pad_mode_name(*mode)))],
+    };
+    v.sort_by(|a, b| a.0.cmp(b.0));
+    v
+}
+
+/// The attributes of `op` that differ from their default (and every required attribute),
+/// sorted by name.
+pub fn op_attrs(op: &Op) -> Vec<(&'static str, AttrValue)> {
+    let all = all_attrs(op);
+    let Some((def, required)) = default_op(op.name()) else {
+        return all;
+    };
+    let defaults = all_attrs(&def);
+    all.into_iter()
+        .filter(|(k, v)| {
+            required.contains(k) || !defaults.iter().any(|(dk, dv)| dk == k && dv == v)
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attributes -> op.
+
+fn want_int(key: &str, v: &AttrValue) -> Result<i64, String> {
+    match v {
+        AttrValue::Int(i) => Ok(*i),
+        _ => Err(format!(
+            "attribute `{key}` expects an integer, got {}",
+            v.kind()
+        )),
+    }
+}
+
+fn want_usize(key: &str, v: &AttrValue) -> Result<usize, String> {
+    let i = want_int(key, v)?;
+    usize::try_from(i).map_err(|_| format!("attribute `{key}` must be non-negative, got {i}"))
+}
+
+fn want_float(key: &str, v: &AttrValue) -> Result<F32, String> {
+    match v {
+        AttrValue::Float(f) => Ok(*f),
+        // Integers are accepted where a float is expected (`alpha=2`) when exactly representable.
+        AttrValue::Int(i) if (*i as f32) as i64 == *i && (i.unsigned_abs() <= 1 << 24) => {
+            Ok(F32(*i as f32))
+        }
+        _ => Err(format!(
+            "attribute `{key}` expects a float, got {}",
+            v.kind()
+        )),
+    }
+}
+
+fn want_bool(key: &str, v: &AttrValue) -> Result<bool, String> {
+    match v {
+        AttrValue::Bool(b) => Ok(*b),
+        _ => Err(format!(
+            "attribute `{key}` expects a boolean, got {}",
+            v.kind()
+        )),
+    }
+}
+
+fn want_ints(key: &str, v: &AttrValue) -> Result<Vec<i64>, String> {
+    match v {
+        AttrValue::Ints(l) => Ok(l.clone()),
+        _ => Err(format!(
+            "attribute `{key}` expects a list of integers, got {}",
+            v.kind()
+        )),
+    }
+}
+
+fn want_usizes(key: &str, v: &AttrValue) -> Result<Vec<usize>, String> {
+    want_ints(key, v)?
+        .into_iter()
+        .map(|i| {
+            usize::try_from(i)
+                .map_err(|_| format!("attribute `{key}` must be non-negative, got {i}"))
+        })
+        .collect()
+}
+
+fn want_dtype(key: &str, v: &AttrValue) -> Result<DType, String> {
+    match v {
+        AttrValue::DType(d) => Ok(*d),
+        AttrValue::Ident(s) => {
+            DType::from_name(s).ok_or_else(|| format!("attribute `{key}`: unknown dtype `{s}`"))
+        }
+        _ => Err(format!(
+            "attribute `{key}` expects a dtype, got {}",
+            v.kind()
+        )),
+    }
+}
+
+fn want_enum<T>(
+    key: &str,
+    v: &AttrValue,
+    from: fn(&str) -> Option<T>,
+    choices: &str,
+) -> Result<T, String> {
+    match v {
+        AttrValue::Ident(s) => from(s).ok_or_else(|| {
+            format!("attribute `{key}`: unknown value `{s}` (expected one of {choices})")
+        }),
+        _ => Err(format!(
+            "attribute `{key}` expects one of {choices}, got {}",
+            v.kind()
+        )),
+    }
+}
+
+const AUTO_PAD: &str = "not_set, same_upper, same_lower, valid";
+
+/// Sets one attribute of `op`; `Err` if the op has no such attribute or the value has the wrong type.
+fn set_attr(op: &mut Op, key: &str, v: &AttrValue) -> Result<(), String> {
+    let unknown = |op: &Op| Err(format!("{} has no attribute `{key}`", op.name()));
+    match op {
+        Op::HardSigmoid { alpha, beta } => match key {
+            "alpha" => *alpha = want_float(key, v)?,
+            "beta" => *beta = want_float(key, v)?,
+            _ => return unknown(op),
+        },
+        Op::LeakyRelu { alpha } | Op::Elu { alpha } => match key {
+            "alpha" => *alpha = want_float(key, v)?,
+            _ => return unknown(op),
+        },
+        Op::Selu { alpha, gamma } => match key {
+            "alpha" => *alpha = want_float(key, v)?,
+            "gamma" => *gamma = want_float(key, v)?,
+            _ => return unknown(op),
+        },
+        Op::Gelu { tanh_approx } => match key {
+            "tanh_approx" => *tanh_approx = want_bool(key, v)?,
+            _ => return unknown(op),
+        },
+        Op::Cast { to } => match key {
+            "to" => *to = want_dtype(key, v)?,
+            _ => return unknown(op),
+        },
+        Op::Conv(c) => match key {
+            "auto_pad" => c.auto_pad = want_enum(key, v, auto_pad_from, AUTO_PAD)?,
+            "dilations" => c.dilations = want_usizes(key, v)?,
+            "group" => c.group = want_usize(key, v)?,
+            "pads" => c.pads = want_usizes(key, v)?,
+            "strides" => c.strides = want_usizes(key, v)?,
+            _ => return unknown(op),
+        },
+        Op::Gemm(g) => match key {
+            "alpha" => g.alpha = want_float(key, v)?,
+            "beta" => g.beta = want_float(key, v)?,
+            "trans_a" => g.trans_a = want_bool(key, v)?,
+            "trans_b" => g.trans_b = want_bool(key, v)?,
+            _ => return unknown(op),
+        },
+        Op::BatchNorm { epsilon } => match key {
+            "epsilon" => *epsilon = want_float(key, v)?,
+            _ => return unknown(op),
+        },
+        Op::Pool(p) => match key {
+            "auto_pad" => p.auto_pad = want_enum(key, v, auto_pad_from, AUTO_PAD)?,
+            "ceil_mode" => p.ceil_mode = want_bool(key, v)?,
+            "count_include_pad" => p.count_include_pad = want_bool(key, v)?,
+            "dilations" => p.dilations = want_usizes(key, v)?,
+            "kernel" => p.kernel = want_usizes(key, v)?,
+            "pads" => p.pads = want_usizes(key, v)?,
+            "strides" => p.strides = want_usizes(key, v)?,
+            "p" if matches!(p.kind, PoolKind::Lp(_)) => p.kind = PoolKind::Lp(want_p(key, v)?),
+            _ => return unknown(op),
+        },
+        Op::GlobalPool(k) => match key {
+            "p" if matches!(k, PoolKind::Lp(_)) => *k = PoolKind::Lp(want_p(key, v)?),
+            _ => return unknown(op),
+        },
+        Op::Reduce(r) => match key {
+            "keepdims" => r.keepdims = want_bool(key, v)?,
+            "noop_with_empty_axes" => r.noop_with_empty_axes = want_bool(key, v)?,
+            _ => return unknown(op),
+        },
+        Op::Softmax { axis }
+        | Op::LogSoftmax { axis }
+        | Op::Flatten { axis }
+        | Op::Concat { axis }
+        | Op::Gather { axis }
+        | Op::DequantizeLinear { axis } => match key {
+            "axis" => *axis = want_int(key, v)?,
+            _ => return unknown(op),
+        },
+        Op::LayerNorm { axis, epsilon } => match key {
+            "axis" => *axis = want_int(key, v)?,
+            "epsilon" => *epsilon = want_float(key, v)?,
+            _ => return unknown(op),
+        },
+        Op::Reshape { allowzero } => match key {
+            "allowzero" => *allowzero = want_bool(key, v)?,
+            _ => return unknown(op),
+        },
+        Op::Transpose { perm } => match key {
+            "perm" => *perm = want_usizes(key, v)?,
+            _ => return unknown(op),
+        },
+        Op::Split { axis, num_outputs } => match key {
+            "axis" => *axis = want_int(key, v)?,
+            "num_outputs" => *num_outputs = want_usize(key, v)?,
+            _ => return unknown(op),
+        },
+        Op::Shape { start, end } => match key {
+            "start" => *start = want_int(key, v)?,
+            "end" => *end = Some(want_int(key, v)?),
+            _ => return unknown(op),
+        },
+        Op::ConstantOfShape { value } => match key {
+            "value" => match v {
+                AttrValue::Tensor(t) => *value = t.clone(),
+                _ => {
+                    return Err(format!(
+                        "attribute `value` expects a tensor (`dense<0.0> : f32[1]`), got {}",
+                        v.kind()
+                    ))
+                }
+            },
+            _ => return unknown(op),
+        },
+        Op::QuantizeLinear { axis, to } => match key {
+            "axis" => *axis = want_int(key, v)?,
+            "to" => *to = want_dtype(key, v)?,
+            _ => return unknown(op),
+        },
+        Op::Resize(r) => match key {
+            "antialias" => r.antialias = want_bool(key, v)?,
+            "aspect" => {
+                r.aspect = want_enum(key, v, aspect_from, "stretch, not_larger, not_smaller")?
+            }
+            "axes" => r.axes = want_ints(key, v)?,
+            "by" => r.by = want_enum(key, v, resize_by_from, "scales, sizes")?,
+            "coord" => {
+                r.coord = want_enum(
+                    key,
+                    v,
+                    coord_from,
+                    "half_pixel, half_pixel_symmetric, pytorch_half_pixel, align_corners, \
+                     asymmetric, tf_crop_and_resize",
+                )?
+            }
+            "cubic_coeff_a" => r.cubic_coeff_a = want_float(key, v)?,
+            "exclude_outside" => r.exclude_outside = want_bool(key, v)?,
+            "extrapolation_value" => r.extrapolation_value = want_float(key, v)?,
+            "mode" => r.mode = want_enum(key, v, resize_mode_from, "nearest, linear, cubic")?,
+            "nearest" => {
+                r.nearest = want_enum(
+                    key,
+                    v,
+                    nearest_from,
+                    "round_prefer_floor, round_prefer_ceil, floor, ceil",
+                )?
+            }
+            _ => return unknown(op),
+        },
+        Op::Pad { mode } => match key {
+            "mode" => *mode = want_enum(key, v, pad_mode_from, "constant, reflect, edge, wrap")?,
+            _ => return unknown(op),
+        },
+        Op::Unary(_)
+        | Op::Binary(_)
+        | Op::Clip
+        | Op::Where
+        | Op::MatMul
+        | Op::Slice
+        | Op::Squeeze
+        | Op::Unsqueeze
+        | Op::Size
+        | Op::Expand
+        | Op::Tile
+        | Op::Range
+        | Op::Identity => return unknown(op),
+    }
+    Ok(())
+}
+
+fn want_p(key: &str, v: &AttrValue) -> Result<u32, String> {
+    let i = want_int(key, v)?;
+    u32::try_from(i).map_err(|_| format!("attribute `{key}` must fit in u32, got {i}"))
+}
+
+/// Builds the op named `name` from its attributes; attributes not given take their default.
+/// Fails on an unknown op name, an unknown or duplicated attribute, a value of the wrong type, or a
+/// missing required attribute.
+pub fn op_from_parts(name: &str, attrs: &[(String, AttrValue)]) -> Result<Op, String> {
+    let (mut op, required) = default_op(name).ok_or_else(|| format!("unknown op `{name}`"))?;
+    for (i, (k, v)) in attrs.iter().enumerate() {
+        if attrs[..i].iter().any(|(k2, _)| k2 == k) {
+            return Err(format!("duplicate attribute `{k}`"));
+        }
+        set_attr(&mut op, k, v)?;
+    }
+    for r in required {
+        if !attrs.iter().any(|(k, _)| k == r) {
+            return Err(format!("{name} requires attribute `{r}`"));
+        }
+    }
+    Ok(op)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_print_nothing_and_round_trip() {
+        for name in ["conv", "gemm", "softmax", "resize", "lp_pool", "selu"] {
+            let (op, req) = default_op(name).unwrap();
+            let attrs = op_attrs(&op);
+            assert_eq!(attrs.len(), req.len(), "{name}: {attrs:?}");
+            let parts: Vec<_> = attrs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+            assert_eq!(op_from_parts(name, &parts).unwrap(), op);
+        }
+    }
+
+    #[test]
+    fn errors_are_clear() {
+        let e = op_from_parts("nope", &[]).unwrap_err();
+        assert!(e.contains("unknown op"), "{e}");
+        let e = op_from_parts("conv", &[("grop".into(), AttrValue::Int(2))]).unwrap_err();
+        assert!(e.contains("no attribute `grop`"), "{e}");
+        let e = op_from_parts("conv", &[("group".into(), AttrValue::Bool(true))]).unwrap_err();
+        assert!(e.contains("expects an integer"), "{e}");
+        let e = op_from_parts("cast", &[]).unwrap_err();
+        assert!(e.contains("requires attribute `to`"), "{e}");
+        let e = op_from_parts("max_pool", &[("p".into(), AttrValue::Int(2))]).unwrap_err();
+        assert!(e.contains("no attribute `p`"), "{e}");
+    }
+}
