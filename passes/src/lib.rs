@@ -14,6 +14,7 @@
 //! [`ConstEvaluator`] held by [`PassContext`], which the driver backs with the interpreter.
 
 pub mod cancel_transpose_reshape;
+mod check;
 pub mod cse;
 pub mod dce;
 pub mod fold_batchnorm;
@@ -22,7 +23,6 @@ pub mod manager;
 pub mod pipeline;
 pub mod registry;
 pub mod remove_identity;
-mod shim;
 mod util;
 
 use kestrel_ir::{Graph, Op, Tensor};

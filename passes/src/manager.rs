@@ -18,9 +18,9 @@
 //!   in [`Report::warnings`]: the graph is still valid and equivalent, only not fully simplified,
 //!   so compilation goes on.
 
+use crate::check::{dump_text, verify_graph};
 use crate::pipeline::{Pipeline, PipelineItem, DEFAULT_MAX_ITERS};
 use crate::registry::{create_pass, group, is_pass};
-use crate::shim::{dump_text, verify_graph};
 use crate::{Pass, PassContext, PassError};
 use kestrel_ir::Graph;
 use std::collections::HashSet;

@@ -1,6 +1,6 @@
-//! Verification and dump text for the pass manager. The dump text is a stand-in until the IR
-//! text printer lands on main.
+//! Verification and dump text for the pass manager.
 
+use kestrel_ir::text::{print, PrintOptions, WeightStyle};
 use kestrel_ir::Graph;
 
 /// Verifies `g`, returning every problem as a message.
@@ -8,7 +8,7 @@ pub fn verify_graph(g: &Graph) -> Result<(), Vec<String>> {
     kestrel_ir::verify(g).map_err(|errs| errs.into_iter().map(|e| e.to_string()).collect())
 }
 
-/// The text form of `g` with large constants elided.
+/// The text form of `g` with constants larger than the inline limit elided.
 pub fn dump_text(g: &Graph) -> String {
-    format!("{g:#?}")
+    print(g, &PrintOptions::new(WeightStyle::Elided)).text
 }
