@@ -1,0 +1,126 @@
+//! QuantizeLinear and DequantizeLinear, per-tensor or per-axis.
+
+use super::*;
+
+/// For each element of a tensor of `dims`, the index of its quantization parameter: 0 for
+/// per-tensor parameters (one element), the coordinate along `axis` for per-axis ones.
+fn param_index(
+    op: &'static str,
+    dims: &[usize],
+    params: &Tensor,
+    axis: i64,
+) -> Res<Box<dyn Fn(usize) -> usize>> {
+    if params.numel() == 1 && params.dims().len() <= 1 {
+        return Ok(Box::new(|_| 0));
+    }
+    let a = norm_axis(op, axis, dims.len())?;
+    if params.dims().len() != 1 || params.dims()[0] != dims[a] {
+        return Err(invalid(
+            op,
+            format!(
+                "scale of shape {:?} is neither a scalar nor one value per index of axis {a} of {dims:?}",
+                params.dims()
+            ),
+        ));
+    }
+    let inner: usize = dims[a + 1..].iter().product();
+    let extent = dims[a];
+    Ok(Box::new(move |i| (i / inner.max(1)) % extent.max(1)))
+}
+
+fn check_zero_point(
+    op: &'static str,
+    zp: Option<&Tensor>,
+    scale: &Tensor,
+    dtype: DType,
+) -> Res<()> {
+    if let Some(z) = zp {
+        if z.dtype() != dtype {
+            return Err(invalid(
+                op,
+                format!("zero point has dtype {}, expected {dtype}", z.dtype()),
+            ));
+        }
+        if z.dims() != scale.dims() {
+            return Err(invalid(
+                op,
+                format!(
+                    "zero point shape {:?} differs from scale shape {:?}",
+                    z.dims(),
+                    scale.dims()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `saturate(round_half_even(x / scale) + zero_point)` as `to`. The division is done in the
+/// input's precision (f32 for f32/f16/bf16 inputs, like the ONNX reference); NaN quantizes to
+/// the zero point; infinities saturate.
+pub(crate) fn quantize(
+    x: &Tensor,
+    scale: &Tensor,
+    zp: Option<&Tensor>,
+    axis: i64,
+    to: DType,
+) -> Res<Tensor> {
+    let name = "quantize_linear";
+    require_float(name, x)?;
+    require_float(name, scale)?;
+    let Some((lo, hi)) = to.int_range() else {
+        return Err(EvalError::UnsupportedDType {
+            op: name,
+            dtype: to,
+            detail: " as the target (must be an integer type)".into(),
+        });
+    };
+    check_zero_point(name, zp, scale, to)?;
+    let which = param_index(name, x.dims(), scale, axis)?;
+    let scales = scale.to_f64_vec();
+    let zps = zp.map_or_else(|| vec![0; scales.len()], |z| z.to_i64_vec());
+    let single = x.dtype() != DType::F64;
+    let (lo, hi) = (lo as f64, hi as f64);
+    let mut out = Vec::with_capacity(x.numel() * to.size());
+    for (i, v) in x.to_f64_vec().into_iter().enumerate() {
+        let p = which(i);
+        let q = if single {
+            ((v as f32) / (scales[p] as f32)).round_ties_even() as f64
+        } else {
+            (v / scales[p]).round_ties_even()
+        };
+        let z = zps[p] as f64;
+        let r = if q.is_nan() { z } else { (q + z).clamp(lo, hi) };
+        push_f64(to, r, &mut out);
+    }
+    tensor_from_bytes(to, x.dims().to_vec(), out)
+}
+
+/// `(x - zero_point) * scale` as f32: the difference is exact in i64, converted to f32 and
+/// multiplied by the f32 scale.
+pub(crate) fn dequantize(
+    x: &Tensor,
+    scale: &Tensor,
+    zp: Option<&Tensor>,
+    axis: i64,
+) -> Res<Tensor> {
+    let name = "dequantize_linear";
+    if !x.dtype().is_int() {
+        return Err(unsupported_dtype(name, x.dtype()));
+    }
+    require_float(name, scale)?;
+    check_zero_point(name, zp, scale, x.dtype())?;
+    let which = param_index(name, x.dims(), scale, axis)?;
+    let scales = f32_values(scale);
+    let zps = zp.map_or_else(|| vec![0; scales.len()], |z| z.to_i64_vec());
+    let out: Vec<f32> = x
+        .to_i64_vec()
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let p = which(i);
+            (v.wrapping_sub(zps[p]) as f32) * scales[p]
+        })
+        .collect();
+    tensor_from_f32(DType::F32, x.dims().to_vec(), &out)
+}
