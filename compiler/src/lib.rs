@@ -1,1 +1,3 @@
-//! Kestrel compiler driver.
+//! Kestrel compiler library: ONNX import and the compiler driver.
+
+pub mod onnx;
