@@ -13,7 +13,11 @@ use std::path::{Path, PathBuf};
 
 fn models_dir() -> Option<PathBuf> {
     let dir = PathBuf::from(std::env::var_os("KESTREL_MODELS")?);
-    assert!(dir.is_dir(), "KESTREL_MODELS={} is not a directory", dir.display());
+    assert!(
+        dir.is_dir(),
+        "KESTREL_MODELS={} is not a directory",
+        dir.display()
+    );
     Some(dir)
 }
 
@@ -49,7 +53,10 @@ fn read_npz(path: &Path, name: &str) -> Tensor {
         "u1" => Tensor::from_vec(dims, arr.into_vec::<u8>().unwrap()),
         "i1" => Tensor::from_vec(dims, arr.into_vec::<i8>().unwrap()),
         "b1" => Tensor::from_vec(dims, arr.into_vec::<bool>().unwrap()),
-        other => panic!("{}: array {name} has unsupported dtype {other}", path.display()),
+        other => panic!(
+            "{}: array {name} has unsupported dtype {other}",
+            path.display()
+        ),
     }
 }
 
@@ -70,7 +77,8 @@ fn bind_inputs(g: &mut Graph, data: &Tensor) -> Vec<Tensor> {
     let rows = ty.shape[0].known().unwrap_or(data.dims()[0].min(8));
     let input = take_rows(data, rows);
     assert_eq!(ty.dtype, input.dtype());
-    g.set_input_type(0, TensorType::known(ty.dtype, input.dims())).unwrap();
+    g.set_input_type(0, TensorType::known(ty.dtype, input.dims()))
+        .unwrap();
     g.reinfer().unwrap();
     verify(g).unwrap();
     vec![input]
@@ -141,7 +149,8 @@ fn o1_removes_shape_batchnorm_identity_and_keeps_outputs() {
         if left != (0, 0, 0) {
             failures.push(format!("{name}: shape/batch_norm/identity left: {left:?}"));
         }
-        let want = interp::run(&before, &inputs).unwrap_or_else(|e| panic!("{name}: original: {e}"));
+        let want =
+            interp::run(&before, &inputs).unwrap_or_else(|e| panic!("{name}: original: {e}"));
         let got = interp::run(&g, &inputs).unwrap_or_else(|e| panic!("{name}: O1: {e}"));
         for (k, (w, o)) in want.iter().zip(&got).enumerate() {
             assert_eq!(w.dims(), o.dims(), "{name}: output {k} shape");
@@ -153,10 +162,15 @@ fn o1_removes_shape_batchnorm_identity_and_keeps_outputs() {
             }
             let (w, o) = (w.to_f64_vec(), o.to_f64_vec());
             let scale = w.iter().fold(1.0f64, |m, v| m.max(v.abs()));
-            let diff = w.iter().zip(&o).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+            let diff = w
+                .iter()
+                .zip(&o)
+                .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
             eprintln!("{name}: output {k}: max |O1 - original| = {diff:.3e} (scale {scale:.3})");
             if diff > 1e-4 * scale || diff.is_nan() {
-                failures.push(format!("{name}: output {k}: max diff {diff:e} > 1e-4 * {scale}"));
+                failures.push(format!(
+                    "{name}: output {k}: max diff {diff:e} > 1e-4 * {scale}"
+                ));
             }
         }
     }
