@@ -9,6 +9,7 @@ pub mod dtype;
 pub mod graph;
 pub mod infer;
 pub mod op;
+pub mod rewrite;
 pub mod tensor;
 pub mod text;
 pub mod types;
@@ -21,6 +22,7 @@ pub use infer::{
     pool_output_extent, range_len, slice_bounds, slice_extent, InferInput,
 };
 pub use op::*;
+pub use rewrite::RewriteError;
 pub use tensor::{Element, Tensor, TensorError};
 pub use text::{parse, print, ParseError, PrintOptions, Printed, WeightStyle};
 pub use types::{known_dims, shape_of, Dim, Shape, TensorType};

@@ -1,0 +1,179 @@
+//! O1 on the shared models: no `shape`, `batch_norm` or `identity` node survives, and the O1 graph
+//! computes what the imported graph computes on the model's `*.io.npz` input (through the
+//! interpreter, within `1e-4 * max(1, max |reference|)`).
+//!
+//! Runs only when `KESTREL_MODELS` names the models folder (it fails if the variable is set but
+//! the folder is missing). `KESTREL_MODELS_FILTER=substring` restricts the models run.
+//! Symbolic input extents are bound from the data (at most 8 samples), as `kestrel run` does.
+
+use kestrel_backends::interp;
+use kestrel_ir::{verify, Graph, Op, Tensor, TensorType};
+use kestrel_passes::{run_pipeline, PassContext, PipelineOptions};
+use std::path::{Path, PathBuf};
+
+fn models_dir() -> Option<PathBuf> {
+    let dir = PathBuf::from(std::env::var_os("KESTREL_MODELS")?);
+    assert!(
+        dir.is_dir(),
+        "KESTREL_MODELS={} is not a directory",
+        dir.display()
+    );
+    Some(dir)
+}
+
+fn onnx_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            onnx_files(&p, out);
+        } else if p.extension().is_some_and(|e| e == "onnx") {
+            out.push(p);
+        }
+    }
+}
+
+/// Reads array `name` of an `.npz` as a tensor (f32, f64, i64, i32, u8, i8, bool).
+fn read_npz(path: &Path, name: &str) -> Tensor {
+    let mut npz = npyz::npz::NpzArchive::open(path).unwrap();
+    let arr = npz
+        .by_name(name)
+        .unwrap()
+        .unwrap_or_else(|| panic!("{}: no array {name}", path.display()));
+    let dims: Vec<usize> = arr.shape().iter().map(|&d| d as usize).collect();
+    let descr = arr.dtype().descr();
+    match descr.trim_matches('\'').trim_start_matches(['<', '|', '=']) {
+        "f4" => Tensor::from_vec(dims, arr.into_vec::<f32>().unwrap()),
+        "f8" => Tensor::from_vec(dims, arr.into_vec::<f64>().unwrap()),
+        "i8" => Tensor::from_vec(dims, arr.into_vec::<i64>().unwrap()),
+        "i4" => Tensor::from_vec(dims, arr.into_vec::<i32>().unwrap()),
+        "u1" => Tensor::from_vec(dims, arr.into_vec::<u8>().unwrap()),
+        "i1" => Tensor::from_vec(dims, arr.into_vec::<i8>().unwrap()),
+        "b1" => Tensor::from_vec(dims, arr.into_vec::<bool>().unwrap()),
+        other => panic!(
+            "{}: array {name} has unsupported dtype {other}",
+            path.display()
+        ),
+    }
+}
+
+/// The first `n` entries along axis 0.
+fn take_rows(t: &Tensor, n: usize) -> Tensor {
+    let mut dims = t.dims().to_vec();
+    let row: usize = dims[1..].iter().product::<usize>() * t.dtype().size();
+    dims[0] = n;
+    let bytes = t.bytes().slice(0..n * row);
+    Tensor::from_bytes(t.dtype(), dims, bytes).unwrap()
+}
+
+/// Binds every graph input's type to the data (first extent: the declared one when known,
+/// else at most 8 samples); returns the inputs to feed.
+fn bind_inputs(g: &mut Graph, data: &Tensor) -> Vec<Tensor> {
+    assert_eq!(g.inputs.len(), 1, "models with one input only");
+    let ty = g.ty(g.inputs[0]).clone();
+    let rows = ty.shape[0].known().unwrap_or(data.dims()[0].min(8));
+    let input = take_rows(data, rows);
+    assert_eq!(ty.dtype, input.dtype());
+    g.set_input_type(0, TensorType::known(ty.dtype, input.dims()))
+        .unwrap();
+    g.reinfer().unwrap();
+    verify(g).unwrap();
+    vec![input]
+}
+
+fn count(g: &Graph, pred: impl Fn(&Op) -> bool) -> usize {
+    g.nodes.iter().filter(|n| pred(&n.op)).count()
+}
+
+#[test]
+fn o1_removes_shape_batchnorm_identity_and_keeps_outputs() {
+    let Some(dir) = models_dir() else {
+        eprintln!("KESTREL_MODELS not set: skipping");
+        return;
+    };
+    let filter = std::env::var("KESTREL_MODELS_FILTER").unwrap_or_default();
+    let mut files = Vec::new();
+    onnx_files(&dir, &mut files);
+    assert!(!files.is_empty(), "no .onnx files under {}", dir.display());
+    let cx = PassContext::with_evaluator(|op: &Op, ins: &[&Tensor]| {
+        Some(interp::eval_op(op, ins).map_err(|e| e.to_string()))
+    });
+    let mut failures = Vec::new();
+    let mut ran = 0;
+    for path in files {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if !name.contains(&filter) {
+            continue;
+        }
+        let io = path.with_file_name(name.replace(".onnx", ".io.npz"));
+        if !io.exists() {
+            eprintln!("{name}: no {} (skipped)", io.display());
+            continue;
+        }
+        ran += 1;
+        let mut g = match kestrel::onnx::load_model(&path) {
+            Ok(m) => m.graph,
+            Err(e) => {
+                eprintln!("{name}: import failed: {e}");
+                failures.push(format!("{name}: import failed: {e}"));
+                continue;
+            }
+        };
+        let inputs = bind_inputs(&mut g, &read_npz(&io, "input"));
+        let before = g.clone();
+        let opts = PipelineOptions {
+            pipeline: "O1".into(),
+            ..Default::default()
+        };
+        let report = run_pipeline(&mut g, &opts, &cx).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let left = (
+            count(&g, |op| matches!(op, Op::Shape { .. })),
+            count(&g, |op| matches!(op, Op::BatchNorm { .. })),
+            count(&g, |op| matches!(op, Op::Identity)),
+        );
+        eprintln!(
+            "{name}: nodes {} -> {} ({} applications, {:.0} ms){}",
+            report.nodes_before,
+            report.nodes_after,
+            report.runs.len(),
+            report.total_time.as_secs_f64() * 1e3,
+            if report.warnings.is_empty() {
+                String::new()
+            } else {
+                format!(", warnings: {:?}", report.warnings)
+            }
+        );
+        if left != (0, 0, 0) {
+            failures.push(format!("{name}: shape/batch_norm/identity left: {left:?}"));
+        }
+        let want =
+            interp::run(&before, &inputs).unwrap_or_else(|e| panic!("{name}: original: {e}"));
+        let got = interp::run(&g, &inputs).unwrap_or_else(|e| panic!("{name}: O1: {e}"));
+        for (k, (w, o)) in want.iter().zip(&got).enumerate() {
+            assert_eq!(w.dims(), o.dims(), "{name}: output {k} shape");
+            if !w.dtype().is_float() {
+                if w != o {
+                    failures.push(format!("{name}: output {k} differs"));
+                }
+                continue;
+            }
+            let (w, o) = (w.to_f64_vec(), o.to_f64_vec());
+            let scale = w.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+            let diff = w
+                .iter()
+                .zip(&o)
+                .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+            eprintln!("{name}: output {k}: max |O1 - original| = {diff:.3e} (scale {scale:.3})");
+            if diff > 1e-4 * scale || diff.is_nan() {
+                failures.push(format!(
+                    "{name}: output {k}: max diff {diff:e} > 1e-4 * {scale}"
+                ));
+            }
+        }
+    }
+    assert!(ran > 0, "no model matched");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
