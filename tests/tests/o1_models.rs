@@ -36,28 +36,14 @@ fn onnx_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Reads array `name` of an `.npz` as a tensor (f32, f64, i64, i32, u8, i8, bool).
+/// Array `name` of an `.npz`.
 fn read_npz(path: &Path, name: &str) -> Tensor {
-    let mut npz = npyz::npz::NpzArchive::open(path).unwrap();
-    let arr = npz
-        .by_name(name)
-        .unwrap()
-        .unwrap_or_else(|| panic!("{}: no array {name}", path.display()));
-    let dims: Vec<usize> = arr.shape().iter().map(|&d| d as usize).collect();
-    let descr = arr.dtype().descr();
-    match descr.trim_matches('\'').trim_start_matches(['<', '|', '=']) {
-        "f4" => Tensor::from_vec(dims, arr.into_vec::<f32>().unwrap()),
-        "f8" => Tensor::from_vec(dims, arr.into_vec::<f64>().unwrap()),
-        "i8" => Tensor::from_vec(dims, arr.into_vec::<i64>().unwrap()),
-        "i4" => Tensor::from_vec(dims, arr.into_vec::<i32>().unwrap()),
-        "u1" => Tensor::from_vec(dims, arr.into_vec::<u8>().unwrap()),
-        "i1" => Tensor::from_vec(dims, arr.into_vec::<i8>().unwrap()),
-        "b1" => Tensor::from_vec(dims, arr.into_vec::<bool>().unwrap()),
-        other => panic!(
-            "{}: array {name} has unsupported dtype {other}",
-            path.display()
-        ),
-    }
+    kestrel::tensor_io::read_npz(path)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("{}: no array {name}", path.display()))
+        .1
 }
 
 /// The first `n` entries along axis 0.
