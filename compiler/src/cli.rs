@@ -241,18 +241,40 @@ fn not_yet(what: &str) -> Result<()> {
     bail!("{what} is not available yet in this version of Kestrel")
 }
 
-/// Rejects pipeline options until the pass manager exists; `O0` (no passes) is accepted.
-fn check_pipeline(p: &PipelineArgs) -> Result<()> {
-    match p.pipeline.as_deref() {
-        None | Some("O0") => {}
-        Some(other) => bail!(
-            "pipeline {other:?}: pass pipelines are not available yet in this version of Kestrel (only O0)"
-        ),
+/// Runs the pass pipeline the options name (`default` when `--pipeline` is absent) over `graph`,
+/// printing the timing table on stderr for `--time-passes`.
+fn run_passes(
+    graph: &mut kestrel_ir::Graph,
+    p: &PipelineArgs,
+    default: &str,
+    dump_dir: Option<PathBuf>,
+    dump_after: Option<String>,
+    model: &std::path::Path,
+) -> Result<kestrel_passes::Report> {
+    let opts = kestrel_passes::PipelineOptions {
+        pipeline: p.pipeline.clone().unwrap_or_else(|| default.to_string()),
+        disable: p.disable_pass.clone(),
+        pass_limit: p.pass_limit,
+        time_passes: p.time_passes,
+        verify_each: p.verify_each,
+        dump_dir,
+        dump_after,
+    };
+    let report = kestrel_passes::run_pipeline(graph, &opts, &driver::pass_context())
+        .with_context(|| format!("{}: pipeline {:?}", model.display(), opts.pipeline))?;
+    for w in &report.warnings {
+        eprintln!("kestrel: warning: {w}");
     }
-    if !p.disable_pass.is_empty() || p.pass_limit.is_some() || p.time_passes || p.verify_each {
-        not_yet("the pass manager (--disable-pass, --pass-limit, --time-passes, --verify-each)")?;
+    if p.time_passes {
+        eprint!("{}", report.timing_table());
     }
-    Ok(())
+    if report.stopped_by_limit {
+        eprintln!(
+            "kestrel: note: stopped after {} pass applications (--pass-limit)",
+            report.runs.len()
+        );
+    }
+    Ok(report)
 }
 
 /// Runs the parsed command line.
@@ -263,7 +285,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Compile(_) => not_yet("`kestrel compile` (ahead-of-time shared objects)"),
         Command::Bench(_) => not_yet("`kestrel bench` (it needs the JIT backend)"),
         Command::Compare(_) => not_yet("`kestrel compare` (it needs pass pipelines and the JIT)"),
-        Command::Passes => not_yet("`kestrel passes` (the pass manager)"),
+        Command::Passes => {
+            cmd_passes();
+            Ok(())
+        }
         Command::Quantize(_) => not_yet("`kestrel quantize`"),
         Command::Prune(_) => not_yet("`kestrel prune`"),
         Command::Distill(_) => not_yet("`kestrel distill`"),
@@ -271,7 +296,6 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 fn cmd_run(args: RunArgs) -> Result<()> {
-    check_pipeline(&args.pipeline)?;
     if args.backend == Backend::Jit {
         not_yet("the JIT backend (use --backend interp)")?;
     }
@@ -282,6 +306,9 @@ fn cmd_run(args: RunArgs) -> Result<()> {
     let specs = InputSpec::parse_all(&args.inputs)?;
     driver::apply_input_shapes(&mut graph, &specs.shapes, &args.model)?;
     let inputs = driver::bind_inputs(&graph, &specs, &args.model)?;
+    // Bind symbolic dims from the arrays before the passes, so shape arithmetic folds.
+    driver::bind_shapes_from_inputs(&mut graph, &inputs, &args.model)?;
+    run_passes(&mut graph, &args.pipeline, "O0", None, None, &args.model)?;
     let outputs = kestrel_backends::interp::run(&graph, &inputs)
         .with_context(|| format!("running {}", args.model.display()))?;
     let named: Vec<(String, kestrel_ir::Tensor)> = graph
@@ -304,18 +331,68 @@ fn cmd_run(args: RunArgs) -> Result<()> {
     Ok(())
 }
 
-fn cmd_dump(args: DumpArgs) -> Result<()> {
-    check_pipeline(&args.pipeline)?;
-    if args.after.is_some() || args.dump_dir.is_some() {
-        not_yet("--after/--dump-dir (they need the pass manager)")?;
+fn cmd_passes() {
+    println!("passes:");
+    for (name, about) in kestrel_passes::list_passes() {
+        println!("  {name:<26} {about}");
     }
-    if args.format == DumpFormat::Dot {
-        not_yet("--format dot")?;
+    println!("pipelines:");
+    for (name, text, about) in kestrel_passes::list_pipelines() {
+        let text = if text.is_empty() {
+            "(no passes)".to_string()
+        } else {
+            text
+        };
+        println!("  {name:<26} {about}: {text}");
+    }
+}
+
+fn cmd_dump(args: DumpArgs) -> Result<()> {
+    if args.dump_dir.is_some() && args.after.is_none() {
+        bail!("--dump-dir needs --after PASS or --after all");
+    }
+    if args.after.is_some() && args.pipeline.pipeline.is_none() {
+        bail!("--after needs --pipeline (the passes whose results to dump)");
+    }
+    if args.format == DumpFormat::Dot && args.output.is_some() {
+        bail!("--format dot prints to stdout; redirect it instead of -o");
     }
     let mut graph = driver::load_graph(&args.model)?;
     let specs = InputSpec::parse_all(&args.inputs)?;
     driver::apply_input_shapes(&mut graph, &specs.shapes, &args.model)?;
-    crate::dump::dump(&graph, args.output.as_deref(), args.force)
+    let dump_dir = args.dump_dir.clone();
+    let report = run_passes(
+        &mut graph,
+        &args.pipeline,
+        "O0",
+        dump_dir.clone(),
+        args.after.clone(),
+        &args.model,
+    )?;
+    if let Some(dir) = &dump_dir {
+        eprintln!(
+            "kestrel: wrote {} dumps to {}",
+            report.runs.iter().filter(|r| r.changed).count() + 1,
+            dir.display()
+        );
+        return Ok(());
+    }
+    if args.after.is_some() {
+        // Each dump is a whole graph; a comment line names the pass application it follows.
+        let mut out = String::new();
+        for (file, text) in &report.dumps {
+            out.push_str(&format!("// ---- {file}\n{text}"));
+        }
+        print!("{out}");
+        return Ok(());
+    }
+    match args.format {
+        DumpFormat::Dot => {
+            print!("{}", kestrel_ir::dot::to_dot(&graph));
+            Ok(())
+        }
+        DumpFormat::Text => crate::dump::dump(&graph, args.output.as_deref(), args.force),
+    }
 }
 
 /// The error and its causes on one line, skipping a cause whose text its parent already shows

@@ -245,7 +245,11 @@ pub fn summarize(name: &str, t: &Tensor) -> String {
         t.dtype(),
         t.dims(),
         head.join(", "),
-        argmax.map(|i| format!(" argmax={i}")).unwrap_or_default()
+        // The class index is meaningful only for one row of scores.
+        argmax
+            .filter(|_| t.dims().iter().filter(|&&d| d > 1).count() <= 1)
+            .map(|i| format!(" argmax={i}"))
+            .unwrap_or_default()
     )
 }
 
@@ -279,4 +283,30 @@ pub fn weight_bytes(g: &Graph) -> usize {
             _ => None,
         })
         .sum()
+}
+
+/// Gives every graph input the exact shape of the tensor bound to it (binding symbolic dims, as
+/// other runtimes do) and re-infers the graph, so passes see concrete shapes.
+pub fn bind_shapes_from_inputs(g: &mut Graph, inputs: &[Tensor], model: &Path) -> Result<()> {
+    let mut changed = false;
+    for (&v, t) in g.inputs.clone().iter().zip(inputs) {
+        let shape = kestrel_ir::shape_of(t.dims());
+        let ty = &mut g.values[v.index()].ty;
+        if ty.shape != shape {
+            ty.shape = shape;
+            changed = true;
+        }
+    }
+    if changed {
+        g.reinfer()
+            .with_context(|| format!("{}: after binding the input shapes", model.display()))?;
+    }
+    Ok(())
+}
+
+/// The pass context of the driver: constant folding evaluates ops with the reference interpreter.
+pub fn pass_context() -> kestrel_passes::PassContext {
+    kestrel_passes::PassContext::with_evaluator(|op: &kestrel_ir::Op, inputs: &[&Tensor]| {
+        Some(kestrel_backends::interp::eval_op(op, inputs).map_err(|e| e.to_string()))
+    })
 }

@@ -334,11 +334,178 @@ fn commands_not_yet_available_say_so() {
     for args in [
         vec!["compile", "m.onnx", "-o", "m.so"],
         vec!["bench", "m.onnx"],
-        vec!["passes"],
         vec!["run", "m.onnx", "--backend", "jit"],
-        vec!["run", "m.onnx", "--pipeline", "O2"],
     ] {
         let o = kestrel(&args);
         assert_user_error(&o, &["not available yet"]);
     }
+}
+
+#[test]
+fn passes_lists_passes_and_pipelines() {
+    let o = kestrel(&["passes"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    for name in [
+        "fold-constants",
+        "dce",
+        "cse",
+        "remove-identity",
+        "fold-batchnorm",
+        "cancel-transpose-reshape",
+        "O0",
+        "O1",
+    ] {
+        assert!(
+            text.lines().any(|l| l.trim_start().starts_with(name)),
+            "{name} missing: {text}"
+        );
+    }
+}
+
+const DYNAMO: &str = "digits_cnn.dynamo_bn.onnx";
+
+#[test]
+fn dump_after_o1_has_no_shape_or_batchnorm() {
+    let o = kestrel(&[
+        "dump",
+        &digits(DYNAMO),
+        "--pipeline",
+        "O1",
+        "--input-shape",
+        "input=1x1x8x8",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(!text.contains("= shape("), "{text}");
+    assert!(!text.contains("batch_norm("), "{text}");
+    assert!(text.contains("-> (logits: f32[1,10])"), "{text}");
+    let imported =
+        String::from_utf8_lossy(&kestrel(&["dump", &digits(DYNAMO)]).stdout).into_owned();
+    assert!(imported.contains("batch_norm("));
+    // --disable-pass keeps the batch norms; --pass-limit stops early.
+    let o = kestrel(&[
+        "dump",
+        &digits(DYNAMO),
+        "--pipeline",
+        "O1",
+        "--disable-pass",
+        "fold-batchnorm",
+    ]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("batch_norm("));
+    let o = kestrel(&[
+        "dump",
+        &digits(DYNAMO),
+        "--pipeline",
+        "O1",
+        "--pass-limit",
+        "0",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), imported);
+    assert!(stderr(&o).contains("--pass-limit"), "{}", stderr(&o));
+}
+
+#[test]
+fn dump_after_all_writes_numbered_files_of_changed_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let dumps = dir.path().join("dumps");
+    let o = kestrel(&[
+        "dump",
+        &digits(DYNAMO),
+        "--pipeline",
+        "O1",
+        "--after",
+        "all",
+        "--dump-dir",
+        dumps.to_str().unwrap(),
+        "--input-shape",
+        "input=1x1x8x8",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut names: Vec<String> = std::fs::read_dir(&dumps)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names[0], "000-input.kir");
+    assert!(
+        names.iter().any(|n| n.ends_with("-fold-batchnorm.kir")),
+        "{names:?}"
+    );
+    // Every dump parses back.
+    for n in &names {
+        let back = kestrel(&["dump", dumps.join(n).to_str().unwrap()]);
+        assert!(back.status.success(), "{n}: {}", stderr(&back));
+    }
+    let after = kestrel(&[
+        "dump",
+        &digits(DYNAMO),
+        "--pipeline",
+        "O1",
+        "--after",
+        "fold-batchnorm",
+    ]);
+    let text = String::from_utf8_lossy(&after.stdout);
+    assert!(text.starts_with("// ---- "), "{text}");
+    assert!(text.contains("-fold-batchnorm.kir"));
+}
+
+#[test]
+fn dump_format_dot_is_graphviz() {
+    let o = kestrel(&["dump", &digits("digits_cnn.onnx"), "--format", "dot"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.starts_with("digraph "), "{text}");
+    assert_eq!(text.matches("shape=box").count(), 7, "{text}");
+    assert!(text.trim_end().ends_with('}'));
+}
+
+#[test]
+fn run_with_o1_matches_o0() {
+    let run = |pipeline: &str| {
+        let o = kestrel(&[
+            "run",
+            &digits(DYNAMO),
+            "--inputs",
+            &digits("digits_cnn.dynamo_bn.io.npz"),
+            "--pipeline",
+            pipeline,
+            "--print",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let (o0, o1) = (run("O0"), run("O1"));
+    assert!(o0.starts_with("logits: f32[360, 10]"), "{o0}");
+    // Folding BatchNorm into the conv reassociates: equal to printed precision or nearly.
+    let nums = |s: &str| -> Vec<f64> {
+        s.split(['[', ']', ','])
+            .filter_map(|t| t.trim().parse::<f64>().ok())
+            .collect()
+    };
+    for (a, b) in nums(&o0).iter().zip(nums(&o1)) {
+        assert!((a - b).abs() < 1e-4, "{o0} vs {o1}");
+    }
+}
+
+#[test]
+fn bad_pipelines_are_user_errors() {
+    let o = kestrel(&[
+        "dump",
+        &digits(DYNAMO),
+        "--pipeline",
+        "canonicalize,frobnicate",
+    ]);
+    assert_user_error(&o, &["frobnicate"]);
+    let o = kestrel(&[
+        "dump",
+        &digits(DYNAMO),
+        "--pipeline",
+        "O1",
+        "--disable-pass",
+        "nope",
+    ]);
+    assert_user_error(&o, &["nope"]);
+    let o = kestrel(&["dump", &digits(DYNAMO), "--after", "all"]);
+    assert_user_error(&o, &["--after needs --pipeline"]);
 }

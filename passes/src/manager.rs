@@ -297,6 +297,7 @@ impl PassManager {
             report: Report {
                 pipeline: self.pipeline.clone(),
                 nodes_before: g.nodes.len(),
+                stopped_by_limit: self.pass_limit == Some(0) && !self.steps.is_empty(),
                 ..Report::default()
             },
             cx,
