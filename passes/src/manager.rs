@@ -6,7 +6,9 @@
 //!   Applications are numbered from 1 in execution order; disabled passes are skipped without
 //!   being counted.
 //! - Verification: the input graph is verified first; then the graph is verified after every
-//!   application when `verify_each` is set, and always at the end of the pipeline.
+//!   application that changed it (and after every application, changed or not, when
+//!   `verify_each` is set, which catches a pass that mutates while reporting no change), and
+//!   always at the end of the pipeline.
 //! - Dumps: with a [`DumpSink`], the input is written as `000-input.kir` and, after every
 //!   application that changed the graph, the graph as `NNN-<pass>.kir` (NNN = application number),
 //!   so the "before" of a dump is the preceding file. With a dump filter only applications of that
@@ -395,7 +397,9 @@ impl PassManager {
             time,
             nodes: g.nodes.len(),
         });
-        if self.verify_each {
+        // Every application that changed the graph is verified; `verify_each` also checks the
+        // ones that claim they changed nothing.
+        if changed || self.verify_each {
             let t = Instant::now();
             verify_graph(g).map_err(|errors| PassError::Verify {
                 pass: name.to_string(),
