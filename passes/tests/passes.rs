@@ -378,6 +378,18 @@ impl Pass for Breaker {
     }
 }
 
+/// A pass that breaks the graph while claiming it changed nothing.
+struct SilentBreaker;
+impl Pass for SilentBreaker {
+    fn name(&self) -> &'static str {
+        "silent-breaker"
+    }
+    fn run(&self, g: &mut Graph, _cx: &PassContext) -> Result<bool, PassError> {
+        g.nodes[0].inputs[0] = ValueId(999);
+        Ok(false)
+    }
+}
+
 #[test]
 fn manager_fixpoint_cap_is_a_warning() {
     let mut g = shape_chain(Dim::Known(2));
@@ -397,12 +409,26 @@ fn manager_verifies_each_pass_or_at_the_end() {
         .run(&mut shape_chain(Dim::Known(2)), &PassContext::new())
         .unwrap_err();
     assert!(matches!(err, PassError::Verify { index: 2, .. }), "{err}");
+    // A pass that reports a change is always verified right after it.
     let mut pm = PassManager::new(&Pipeline::default()).unwrap();
     pm.add_pass(Box::new(Breaker));
     let err = pm
         .run(&mut shape_chain(Dim::Known(2)), &PassContext::new())
         .unwrap_err();
+    assert!(matches!(err, PassError::Verify { index: 1, .. }), "{err}");
+    // One that hides its change is caught at the end, or right after it with verify_each.
+    let mut pm = PassManager::new(&Pipeline::default()).unwrap();
+    pm.add_pass(Box::new(SilentBreaker));
+    let err = pm
+        .run(&mut shape_chain(Dim::Known(2)), &PassContext::new())
+        .unwrap_err();
     assert!(matches!(err, PassError::VerifyEnd { .. }), "{err}");
+    let mut pm = PassManager::new(&Pipeline::default()).unwrap();
+    pm.add_pass(Box::new(SilentBreaker)).verify_each(true);
+    let err = pm
+        .run(&mut shape_chain(Dim::Known(2)), &PassContext::new())
+        .unwrap_err();
+    assert!(matches!(err, PassError::Verify { index: 1, .. }), "{err}");
 }
 
 #[test]
