@@ -186,15 +186,17 @@ impl Graph {
         )
     }
 
-    /// Appends a node after inferring its output types; returns its outputs.
+    /// Appends a node after inferring its output types; returns its outputs. Attributes are
+    /// brought into canonical form first ([`crate::canon::canonicalize_attrs`]).
     /// Fails, adding nothing, if an input is not in the graph or inference rejects the inputs.
     pub fn add_node(
         &mut self,
-        op: Op,
+        mut op: Op,
         inputs: &[ValueId],
         name: impl Into<String>,
     ) -> Result<SmallVec<[ValueId; 1]>, GraphError> {
         let name = name.into();
+        crate::canon::canonicalize_attrs(&mut op);
         let out_types = self.infer_node(&op, inputs, &name)?;
         let node_id = NodeId(self.nodes.len() as u32);
         let outputs: SmallVec<[ValueId; 1]> = out_types

@@ -5,6 +5,7 @@
 //! node is added. This crate knows nothing of ONNX, egg or Cranelift.
 
 pub mod broadcast;
+pub mod canon;
 pub mod dot;
 pub mod dtype;
 pub mod graph;

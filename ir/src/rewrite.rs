@@ -322,9 +322,10 @@ impl Graph {
     pub fn set_node_op(
         &mut self,
         id: NodeId,
-        op: Op,
+        mut op: Op,
         inputs: &[ValueId],
     ) -> Result<(), RewriteError> {
+        crate::canon::canonicalize_attrs(&mut op);
         let len = self.nodes.len();
         let node = self.nodes.get(id.index()).ok_or(RewriteError::NoSuchNode {
             index: id.index(),

@@ -1,0 +1,78 @@
+//! Canonical attribute spelling: one spelling per meaning, so that equal ops compare equal (CSE,
+//! the e-graph) and dumps stay short.
+
+use crate::op::{AutoPad, Op};
+
+/// Rewrites attributes that spell the default out (`strides=[1,1]`, `dilations=[1,1]`,
+/// `pads=[0,0,0,0]`, `auto_pad=VALID`) into the canonical empty form, which every consumer reads
+/// as the same default. [`crate::Graph::add_node`] applies it to every node it adds.
+pub fn canonicalize_attrs(op: &mut Op) {
+    fn clear_if(v: &mut Vec<usize>, default: usize) {
+        if v.iter().all(|&x| x == default) {
+            v.clear();
+        }
+    }
+    match op {
+        Op::Conv(a) => {
+            clear_if(&mut a.strides, 1);
+            clear_if(&mut a.dilations, 1);
+            if a.auto_pad == AutoPad::Valid {
+                a.auto_pad = AutoPad::NotSet;
+                a.pads.clear();
+            }
+            if a.auto_pad == AutoPad::NotSet {
+                clear_if(&mut a.pads, 0);
+            }
+        }
+        Op::Pool(a) => {
+            clear_if(&mut a.strides, 1);
+            clear_if(&mut a.dilations, 1);
+            if a.auto_pad == AutoPad::Valid {
+                a.auto_pad = AutoPad::NotSet;
+                a.pads.clear();
+            }
+            if a.auto_pad == AutoPad::NotSet {
+                clear_if(&mut a.pads, 0);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::op::ConvAttrs;
+
+    #[test]
+    fn explicit_defaults_become_empty() {
+        let mut op = Op::Conv(ConvAttrs {
+            strides: vec![1, 1],
+            pads: vec![0, 0, 0, 0],
+            dilations: vec![1, 1],
+            group: 1,
+            auto_pad: AutoPad::NotSet,
+        });
+        canonicalize_attrs(&mut op);
+        assert_eq!(
+            op,
+            Op::Conv(ConvAttrs {
+                group: 1,
+                ..Default::default()
+            })
+        );
+        let mut valid = Op::Conv(ConvAttrs {
+            strides: vec![2, 1],
+            pads: vec![1, 1, 1, 1],
+            group: 1,
+            auto_pad: AutoPad::Valid,
+            ..Default::default()
+        });
+        canonicalize_attrs(&mut valid);
+        let Op::Conv(a) = valid else { unreachable!() };
+        assert_eq!(
+            (a.strides, a.pads, a.auto_pad),
+            (vec![2, 1], vec![], AutoPad::NotSet)
+        );
+    }
+}
