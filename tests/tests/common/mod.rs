@@ -165,4 +165,27 @@ pub fn check_text_round_trip(model: &Path) {
         "{}: text form does not round-trip",
         model.display()
     );
+    // `kestrel dump m.onnx > m.kir; kestrel dump m.kir` reproduces m.kir (weights elided).
+    let elided = print(
+        &g,
+        &PrintOptions {
+            weights: WeightStyle::Elided,
+        },
+    )
+    .text;
+    let reparsed = parse(&elided, &|_: &str| None)
+        .unwrap_or_else(|e| panic!("{}: reparsing its elided dump: {e}", model.display()));
+    let again = print(
+        &reparsed,
+        &PrintOptions {
+            weights: WeightStyle::Elided,
+        },
+    )
+    .text;
+    assert_eq!(
+        elided,
+        again,
+        "{}: elided dump does not reproduce itself",
+        model.display()
+    );
 }
