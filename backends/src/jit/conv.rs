@@ -1,0 +1,363 @@
+//! Convolution (f32, constant weights, any number of spatial axes, stride, padding, dilation
+//! and groups).
+//!
+//! Per image and group, `out_g [M/g, P] = W_g [M/g, K] · col_g [K, P]` (`K = C/g · prod(kernel)`,
+//! `P` output pixels) through `emit_gemm_unpacked`, where:
+//! - a 1×1 convolution with unit strides and no padding uses the input itself as `col_g`;
+//! - otherwise `col_g` is built by im2col in the node's arena scratch: the tap ranges that fall
+//!   inside the input are computed at compile time, so rows are contiguous copies (unit stride)
+//!   or strided copies, and zeros fill the padding;
+//! - depthwise convolution (`group == C == M`) has its own direct kernel: each channel is copied
+//!   into a zero-padded plane (scratch), then outputs are accumulated tap by tap, four adjacent
+//!   outputs per `F32X4` when the innermost stride is 1.
+//!
+//! The bias is added in a separate vectorised pass over each output channel (the GEMM epilogue
+//! adds per-column biases, and here channels are rows).
+
+use super::emit::{strides_of, E};
+use super::gemm_fallback as gemm;
+use super::lower::Kx;
+use super::pool::{pad_plane, Window};
+use super::JitError;
+use cranelift_codegen::ir::{types, InstBuilder, Value};
+use kestrel_ir::{ConvAttrs, Graph, Node, NodeId, Tensor, ValueId};
+use std::collections::HashMap;
+
+struct Geo {
+    n: usize,
+    c: usize,
+    m: usize,
+    group: usize,
+    cg: usize,
+    mg: usize,
+    w: Window,
+    /// Elements per input image / output image.
+    in_img: usize,
+    out_img: usize,
+    /// Output pixels per channel and taps per channel.
+    p: usize,
+    taps: usize,
+}
+
+fn geometry(in_dims: &[usize], w_dims: &[usize], out_dims: &[usize], a: &ConvAttrs) -> Result<Geo, String> {
+    if in_dims.len() < 3 || w_dims.len() != in_dims.len() || out_dims.len() != in_dims.len() {
+        return Err("conv needs [N, C, spatial..] input and matching weights".into());
+    }
+    let group = a.group.max(1);
+    let (n, c, m) = (in_dims[0], in_dims[1], w_dims[0]);
+    let kernel = w_dims[2..].to_vec();
+    let w = Window::new(
+        in_dims,
+        &out_dims[2..],
+        &kernel,
+        &a.strides,
+        &a.dilations,
+        &a.pads,
+        a.auto_pad,
+    )?;
+    let in_img = in_dims[1..].iter().product();
+    let out_img = out_dims[1..].iter().product();
+    let p = out_dims[2..].iter().product();
+    let taps = kernel.iter().product();
+    Ok(Geo {
+        n,
+        c,
+        m,
+        group,
+        cg: c / group,
+        mg: m / group,
+        w,
+        in_img,
+        out_img,
+        p,
+        taps,
+    })
+}
+
+fn is_depthwise(g: &Geo) -> bool {
+    g.group == g.c && g.m == g.c && g.group > 1
+}
+
+fn is_direct_1x1(g: &Geo) -> bool {
+    g.taps == 1 && g.w.strides.iter().all(|&s| s == 1) && !g.w.needs_padding()
+}
+
+/// Scratch bytes of a conv node: the im2col matrix of one group, or one padded plane.
+pub fn scratch_bytes(
+    g: &Graph,
+    _id: NodeId,
+    node: &Node,
+    a: &ConvAttrs,
+    _consts: &HashMap<ValueId, Tensor>,
+) -> Result<usize, JitError> {
+    let dims = |v: ValueId| g.ty(v).dims().unwrap_or_default();
+    let Ok(geo) = geometry(&dims(node.inputs[0]), &dims(node.inputs[1]), &dims(node.outputs[0]), a)
+    else {
+        return Ok(0);
+    };
+    Ok(if is_depthwise(&geo) {
+        if geo.w.needs_padding() {
+            geo.w.padded_elems() * 4
+        } else {
+            0
+        }
+    } else if is_direct_1x1(&geo) {
+        0
+    } else {
+        geo.cg * geo.taps * geo.p * 4
+    })
+}
+
+pub fn lower(e: &mut E, k: &mut Kx, a: &ConvAttrs) -> Result<(), JitError> {
+    k.require_f32()?;
+    let geo = geometry(&k.in_dims(0), &k.in_dims(1), &k.out_dims(0), a)
+        .map_err(|r| k.unsupported(r))?;
+    if geo.group == 0 || geo.c % geo.group != 0 || geo.m % geo.group != 0 {
+        return Err(k.unsupported("conv groups that do not divide the channels"));
+    }
+    if k.const_in(1).is_none() {
+        return Err(k.unsupported("conv with run-time weights"));
+    }
+    let (x, wp, out) = (k.ins[0], k.ins[1], k.outs[0]);
+    let bias = k.ins.get(2).copied();
+    if is_depthwise(&geo) {
+        depthwise(e, k, &geo, x, wp, bias, out);
+        return Ok(());
+    }
+    let kk = geo.cg * geo.taps;
+    let scratch = k.scratch;
+    let direct = is_direct_1x1(&geo);
+    let epi = gemm::Epilogue {
+        bias: None,
+        relu: false,
+    };
+    let flags = e.flags;
+    e.loop_n(geo.n, |e, img| {
+        let xi = e.index(x, img, (geo.in_img * 4) as i64);
+        let oi = e.index(out, img, (geo.out_img * 4) as i64);
+        for gi in 0..geo.group {
+            let xg = e.addr(xi, (gi * geo.cg * geo.w.in_sp.iter().product::<usize>() * 4) as i64);
+            let og = e.addr(oi, (gi * geo.mg * geo.p * 4) as i64);
+            let wg = e.addr(wp, (gi * geo.mg * kk * 4) as i64);
+            let col = if direct {
+                xg
+            } else {
+                let col = scratch.expect("conv scratch");
+                im2col(e, &geo, xg, col);
+                col
+            };
+            gemm::emit_gemm_unpacked(
+                e.fb, &flags, wg, kk, col, geo.p, og, geo.p, geo.mg, geo.p, kk, &epi,
+            );
+        }
+        if let Some(b) = bias {
+            add_channel_bias(e, oi, b, geo.m, geo.p);
+        }
+    });
+    Ok(())
+}
+
+/// `out[ch, :] += bias[ch]` for `channels` rows of `p` f32.
+pub fn add_channel_bias(e: &mut E, out: Value, bias: Value, channels: usize, p: usize) {
+    e.loop_n(channels, |e, ch| {
+        let ba = e.index(bias, ch, 4);
+        let b = e.load(types::F32, ba, 0);
+        let bv = e.fb.ins().splat(types::F32X4, b);
+        let row = e.index(out, ch, (p * 4) as i64);
+        let chunks = p / 4;
+        e.loop_n(chunks, |e, i| {
+            let a = e.index(row, i, 16);
+            let v = e.load(types::F32X4, a, 0);
+            let v = e.fb.ins().fadd(v, bv);
+            e.store(v, a, 0);
+        });
+        for j in chunks * 4..p {
+            let v = e.load(types::F32, row, (j * 4) as i32);
+            let v = e.fb.ins().fadd(v, b);
+            e.store(v, row, (j * 4) as i32);
+        }
+    });
+}
+
+/// Builds `col [cg * taps, P]` for one group: row `(c, tap)` holds, for every output pixel, the
+/// input value the tap reads (0 in the padding).
+fn im2col(e: &mut E, g: &Geo, x: Value, col: Value) {
+    let w = &g.w;
+    let ks = w.kernel.len();
+    let isz: usize = w.in_sp.iter().product();
+    let in_st = strides_of(&w.in_sp);
+    let out_st = strides_of(&w.out_sp);
+    let mut t = vec![0usize; ks];
+    for tap in 0..g.taps {
+        // For each spatial axis, the output index range whose tap coordinate is in bounds.
+        let mut ranges = Vec::with_capacity(ks);
+        let mut src_off: i64 = 0;
+        for a in 0..ks {
+            let shift = (t[a] * w.dilations[a]) as i64 - w.pads[a].0 as i64;
+            let s = w.strides[a] as i64;
+            // in = o * s + shift in [0, in_sp)
+            let lo = if shift >= 0 { 0 } else { (-shift + s - 1) / s };
+            let hi_excl = if (w.in_sp[a] as i64) - shift <= 0 {
+                0
+            } else {
+                ((w.in_sp[a] as i64 - shift + s - 1) / s).min(w.out_sp[a] as i64)
+            };
+            ranges.push((lo.min(w.out_sp[a] as i64) as usize, hi_excl.max(0) as usize));
+            src_off += shift * in_st[a];
+        }
+        let empty = ranges.iter().any(|&(lo, hi)| lo >= hi);
+        let full = ranges
+            .iter()
+            .zip(&w.out_sp)
+            .all(|(&(lo, hi), &o)| lo == 0 && hi == o);
+        let row_bytes = (g.p * 4) as i64;
+        e.loop_n(g.cg, |e, c| {
+            let dst = e.index(col, c, row_bytes * g.taps as i64);
+            let dst = e.addr(dst, tap as i64 * row_bytes);
+            let src = e.index(x, c, (isz * 4) as i64);
+            if !full || empty {
+                e.fill_f32(dst, g.p, 0.0);
+            }
+            if empty {
+                return;
+            }
+            // Copy the in-bounds box: dims = range lengths.
+            let dims: Vec<usize> = ranges.iter().map(|&(lo, hi)| hi - lo).collect();
+            let base_src: i64 = src_off
+                + (0..ks)
+                    .map(|a| ranges[a].0 as i64 * w.strides[a] as i64 * in_st[a])
+                    .sum::<i64>();
+            let base_dst: i64 = (0..ks).map(|a| ranges[a].0 as i64 * out_st[a]).sum();
+            let s0 = e.addr(src, base_src * 4);
+            let d0 = e.addr(dst, base_dst * 4);
+            let sst: Vec<i64> = (0..ks)
+                .map(|a| w.strides[a] as i64 * in_st[a] * 4)
+                .collect();
+            let dst_st: Vec<i64> = out_st.iter().map(|v| v * 4).collect();
+            let inner = dims[ks - 1];
+            let (si, di) = (sst[ks - 1], dst_st[ks - 1]);
+            e.nest(&dims, &[sst.clone(), dst_st.clone()], &[s0, d0], &mut |e, p| {
+                if si == 4 {
+                    e.memcpy(p[1], p[0], inner * 4);
+                } else {
+                    let chunks = inner / 4;
+                    e.loop_n(chunks, |e, i| {
+                        let sp = e.index(p[0], i, si * 4);
+                        let dp = e.index(p[1], i, 16);
+                        let v0 = e.load(types::F32, sp, 0);
+                        let mut v = e.fb.ins().splat(types::F32X4, v0);
+                        for l in 1..4u8 {
+                            let x = e.load(types::F32, sp, (si * l as i64) as i32);
+                            v = e.fb.ins().insertlane(v, x, l);
+                        }
+                        e.store(v, dp, 0);
+                    });
+                    for j in chunks * 4..inner {
+                        let v = e.load(types::F32, p[0], (si * j as i64) as i32);
+                        e.store(v, p[1], (di * j as i64) as i32);
+                    }
+                }
+            });
+        });
+        for a in (0..ks).rev() {
+            t[a] += 1;
+            if t[a] < w.kernel[a] {
+                break;
+            }
+            t[a] = 0;
+        }
+    }
+}
+
+/// Depthwise convolution: per channel, padded plane then tap-by-tap accumulation.
+fn depthwise(
+    e: &mut E,
+    k: &Kx,
+    g: &Geo,
+    x: Value,
+    wp: Value,
+    bias: Option<Value>,
+    out: Value,
+) {
+    let w = &g.w;
+    let padded = w.needs_padding();
+    let plane_dims = if padded {
+        w.padded.clone()
+    } else {
+        w.in_sp.clone()
+    };
+    let taps = w.taps(&plane_dims);
+    let ps = strides_of(&plane_dims);
+    let ks = w.kernel.len();
+    let isz: usize = w.in_sp.iter().product();
+    let scratch = k.scratch;
+    let out_st = strides_of(&w.out_sp);
+    let inner_out = w.out_sp[ks - 1];
+    let inner_stride = w.strides[ks - 1] as i64 * 4; // bytes between adjacent outputs' windows
+    let mut dims = w.out_sp.clone();
+    let win_st: Vec<i64> = (0..ks).map(|a| w.strides[a] as i64 * ps[a] * 4).collect();
+    let o_st: Vec<i64> = out_st.iter().map(|v| v * 4).collect();
+    dims[ks - 1] = inner_out;
+    let ntaps = taps.len();
+    e.loop_n(g.n * g.c, |e, pl| {
+        let ch = e.fb.ins().urem_imm_s(pl, g.c as i64);
+        let s = e.index(x, pl, (isz * 4) as i64);
+        let d = e.index(out, pl, (g.p * 4) as i64);
+        let plane = match scratch {
+            Some(sc) if padded => {
+                pad_plane(e, w, s, sc, 0.0);
+                sc
+            }
+            _ => s,
+        };
+        let wch = e.index(wp, ch, (ntaps * 4) as i64);
+        let b = match bias {
+            Some(b) => {
+                let a = e.index(b, ch, 4);
+                e.load(types::F32, a, 0)
+            }
+            None => e.fconst(types::F32, 0.0),
+        };
+        // Weights of this channel as scalars (and splats when vectorising).
+        let wv: Vec<Value> = (0..ntaps)
+            .map(|t| e.load(types::F32, wch, (t * 4) as i32))
+            .collect();
+        let vectorize = inner_stride == 4 && inner_out >= 4 && ntaps <= 25;
+        e.nest(&dims, &[win_st.clone(), o_st.clone()], &[plane, d], &mut |e, p| {
+            let (win, o) = (p[0], p[1]);
+            let chunks = if vectorize { inner_out / 4 } else { 0 };
+            if chunks > 0 {
+                let wsplat: Vec<Value> = wv
+                    .iter()
+                    .map(|&s| e.fb.ins().splat(types::F32X4, s))
+                    .collect();
+                let bv = e.fb.ins().splat(types::F32X4, b);
+                e.loop_n(chunks, |e, i| {
+                    let wi = e.index(win, i, 16);
+                    let mut acc = bv;
+                    for (t, &off) in taps.iter().enumerate() {
+                        let v = e.load(types::F32X4, wi, off as i32);
+                        acc = e.fma(v, wsplat[t], acc);
+                    }
+                    let oa = e.index(o, i, 16);
+                    e.store(acc, oa, 0);
+                });
+            }
+            let rest = inner_out - chunks * 4;
+            if rest > 0 {
+                let start = chunks * 4;
+                e.loop_n(rest, |e, j| {
+                    let jj = e.fb.ins().iadd_imm_s(j, start as i64);
+                    let wi = e.index(win, jj, inner_stride);
+                    let mut acc = b;
+                    for (t, &off) in taps.iter().enumerate() {
+                        let v = e.load(types::F32, wi, off as i32);
+                        acc = e.fma(v, wv[t], acc);
+                    }
+                    let oa = e.index(o, jj, 4);
+                    e.store(acc, oa, 0);
+                });
+            }
+        });
+    });
+}

@@ -1,0 +1,641 @@
+//! Element-wise kernels: every `Unary`/`Binary` op, the activations, `Clip`, `Where` and `Cast`,
+//! with numpy broadcasting.
+//!
+//! Operands are walked by strided loop nests (broadcast axes have stride 0) after merging axes
+//! every operand walks contiguously. When every operand is f32 and each walks the innermost axis
+//! contiguously or not at all, the innermost loop runs on `F32X4` (broadcast operands splatted)
+//! with a scalar tail; otherwise it is scalar. Supported dtypes: f32 for everything; i32/i64 for
+//! arithmetic, min/max, comparisons, `Clip`, `Where`; bool for logic; `Cast` among f32, i32,
+//! i64, and bool and the small integer types.
+
+use super::emit::{broadcast_strides, collapse, E};
+use super::lower::Kx;
+use super::JitError;
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
+use kestrel_ir::{BinaryOp, DType, Op, UnaryOp};
+
+/// The Cranelift scalar type holding one element of `dt`.
+pub fn scalar_type(dt: DType) -> Option<Type> {
+    Some(match dt {
+        DType::F32 => types::F32,
+        DType::I32 | DType::U32 => types::I32,
+        DType::I64 | DType::U64 => types::I64,
+        DType::I8 | DType::U8 | DType::Bool => types::I8,
+        DType::I16 | DType::U16 => types::I16,
+        _ => return None,
+    })
+}
+
+/// Whether `op` on these dtypes is supported, and whether it may run on `F32X4`.
+fn support(op: &Op, ins: &[DType], out: DType) -> Result<bool, String> {
+    let all_f32 = ins.iter().all(|&d| d == DType::F32) && out == DType::F32;
+    let dt = ins[0];
+    let int = matches!(dt, DType::I32 | DType::I64);
+    let bad = || Err(format!("{} on dtype {dt}", op.name()));
+    match op {
+        Op::Unary(u) => match u {
+            UnaryOp::Not => {
+                if dt == DType::Bool {
+                    Ok(false)
+                } else {
+                    bad()
+                }
+            }
+            UnaryOp::IsNaN => {
+                if dt == DType::F32 {
+                    Ok(false)
+                } else {
+                    bad()
+                }
+            }
+            UnaryOp::Sin | UnaryOp::Cos => bad(),
+            UnaryOp::Relu | UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Sign if int => Ok(false),
+            _ if all_f32 => Ok(true),
+            _ => bad(),
+        },
+        Op::Binary(b) => {
+            if ins[0] != ins[1] && !matches!(b, BinaryOp::Pow) {
+                return bad();
+            }
+            match b {
+                BinaryOp::And | BinaryOp::Or | BinaryOp::Xor => {
+                    if dt == DType::Bool {
+                        Ok(false)
+                    } else {
+                        bad()
+                    }
+                }
+                BinaryOp::Equal
+                | BinaryOp::Less
+                | BinaryOp::LessOrEqual
+                | BinaryOp::Greater
+                | BinaryOp::GreaterOrEqual => {
+                    if dt == DType::F32 || int || (dt == DType::Bool && *b == BinaryOp::Equal) {
+                        Ok(false)
+                    } else {
+                        bad()
+                    }
+                }
+                BinaryOp::Pow => {
+                    if all_f32 {
+                        Ok(true)
+                    } else {
+                        bad()
+                    }
+                }
+                BinaryOp::Mod => {
+                    if int {
+                        Ok(false)
+                    } else {
+                        bad()
+                    }
+                }
+                BinaryOp::Fmod => bad(),
+                BinaryOp::Add
+                | BinaryOp::Sub
+                | BinaryOp::Mul
+                | BinaryOp::Div
+                | BinaryOp::Max
+                | BinaryOp::Min
+                    if int =>
+                {
+                    Ok(false)
+                }
+                _ if all_f32 => Ok(true),
+                _ => bad(),
+            }
+        }
+        Op::Clip => {
+            if all_f32 {
+                Ok(true)
+            } else if int {
+                Ok(false)
+            } else {
+                bad()
+            }
+        }
+        Op::Where => {
+            let (a, b) = (ins[1], ins[2]);
+            if a != b || scalar_type(a).is_none() || ins[0] != DType::Bool {
+                bad()
+            } else {
+                Ok(false)
+            }
+        }
+        Op::Cast { to } => {
+            let ok = |d: DType| scalar_type(d).is_some();
+            if ok(dt) && ok(*to) {
+                Ok(false)
+            } else {
+                Err(format!("cast from {dt} to {to}"))
+            }
+        }
+        _ if all_f32 => Ok(true),
+        _ => bad(),
+    }
+}
+
+pub fn lower(e: &mut E, k: &mut Kx) -> Result<(), JitError> {
+    let op = k.node.op.clone();
+    let in_dt: Vec<DType> = (0..k.node.inputs.len()).map(|i| k.in_dtype(i)).collect();
+    let out_dt = k.out_dtype(0);
+    let vec_ok = support(&op, &in_dt, out_dt).map_err(|w| k.unsupported(w))? && e.flags.has_simd();
+    let out_dims = k.out_dims(0);
+    let mut strides: Vec<Vec<i64>> = Vec::new();
+    for i in 0..k.node.inputs.len() {
+        strides.push(broadcast_strides(&k.in_dims(i), &out_dims));
+    }
+    strides.push(super::emit::strides_of(&out_dims));
+    let (dims, st) = collapse(&out_dims, &strides);
+    let n = dims.len();
+    let inner = dims[n - 1];
+    let sizes: Vec<i64> = in_dt
+        .iter()
+        .chain(std::iter::once(&out_dt))
+        .map(|d| d.size() as i64)
+        .collect();
+    let byte_strides: Vec<Vec<i64>> = st
+        .iter()
+        .zip(&sizes)
+        .map(|(s, &z)| s.iter().map(|&x| x * z).collect())
+        .collect();
+    let inner_st: Vec<i64> = st.iter().map(|s| s[n - 1]).collect();
+    let vectorize = vec_ok && inner_st.iter().all(|&s| s == 0 || s == 1) && inner >= 4;
+    let mut ptrs = k.ins.clone();
+    ptrs.push(k.outs[0]);
+    let nin = k.node.inputs.len();
+    let mut err: Option<String> = None;
+    let status = k.status;
+    let mut body = |e: &mut E, p: &[Value]| {
+        let r = if vectorize {
+            inner_vector(e, &op, p, &inner_st, inner)
+        } else {
+            inner_scalar(e, &op, p, &byte_strides, n, inner, &in_dt, out_dt, status)
+        };
+        if let Err(w) = r {
+            err.get_or_insert(w);
+        }
+    };
+    e.nest(&dims, &byte_strides, &ptrs, &mut body);
+    let _ = nin;
+    match err {
+        Some(w) => Err(k.unsupported(w)),
+        None => Ok(()),
+    }
+}
+
+fn inner_vector(
+    e: &mut E,
+    op: &Op,
+    p: &[Value],
+    inner_st: &[i64],
+    inner: usize,
+) -> Result<(), String> {
+    let nin = p.len() - 1;
+    let out = p[nin];
+    // Broadcast operands: one scalar load, splatted once.
+    let mut splats: Vec<Option<(Value, Value)>> = Vec::new();
+    for i in 0..nin {
+        if inner_st[i] == 0 {
+            let s = e.load(types::F32, p[i], 0);
+            let v = e.fb.ins().splat(types::F32X4, s);
+            splats.push(Some((s, v)));
+        } else {
+            splats.push(None);
+        }
+    }
+    let chunks = inner / 4;
+    let mut res: Result<(), String> = Ok(());
+    e.loop_n(chunks, |e, i| {
+        let off = e.fb.ins().imul_imm_s(i, 16);
+        let args: Vec<Value> = (0..nin)
+            .map(|j| match splats[j] {
+                Some((_, v)) => v,
+                None => {
+                    let a = e.fb.ins().iadd(p[j], off);
+                    e.load(types::F32X4, a, 0)
+                }
+            })
+            .collect();
+        match apply(e, op, &args, types::F32X4, 0) {
+            Ok(r) => {
+                let a = e.fb.ins().iadd(out, off);
+                e.store(r, a, 0);
+            }
+            Err(w) => res = Err(w),
+        }
+    });
+    res?;
+    for j in chunks * 4..inner {
+        let args: Vec<Value> = (0..nin)
+            .map(|q| match splats[q] {
+                Some((s, _)) => s,
+                None => e.load(types::F32, p[q], (j * 4) as i32),
+            })
+            .collect();
+        let r = apply(e, op, &args, types::F32, 0)?;
+        e.store(r, out, (j * 4) as i32);
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn inner_scalar(
+    e: &mut E,
+    op: &Op,
+    p: &[Value],
+    byte_strides: &[Vec<i64>],
+    n: usize,
+    inner: usize,
+    in_dt: &[DType],
+    out_dt: DType,
+    status: i32,
+) -> Result<(), String> {
+    let nin = p.len() - 1;
+    let mut res: Result<(), String> = Ok(());
+    e.loop_n(inner, |e, i| {
+        let mut args = Vec::new();
+        for j in 0..nin {
+            let a = e.index(p[j], i, byte_strides[j][n - 1]);
+            let ty = scalar_type(in_dt[j]).unwrap_or(types::I8);
+            args.push(e.load(ty, a, 0));
+        }
+        let ty = scalar_type(in_dt[0]).unwrap_or(types::I8);
+        let r = match op {
+            Op::Cast { to } => Ok(cast(e, args[0], in_dt[0], *to)),
+            Op::Where => {
+                let c = e.fb.ins().icmp_imm_s(IntCC::NotEqual, args[0], 0);
+                Ok(e.fb.ins().select(c, args[1], args[2]))
+            }
+            _ if in_dt[0] == DType::F32 => apply(e, op, &args, types::F32, status),
+            _ => apply_int(e, op, &args, ty, status),
+        };
+        match r {
+            Ok(r) => {
+                let a = e.index(p[nin], i, byte_strides[nin][n - 1]);
+                let _ = out_dt;
+                e.store(r, a, 0);
+            }
+            Err(w) => res = Err(w),
+        }
+    });
+    res
+}
+
+/// Converts one scalar between dtypes with the interpreter's rules: float to int truncates toward
+/// zero and saturates (NaN to 0), int to int wraps, to bool is `!= 0`.
+fn cast(e: &mut E, x: Value, from: DType, to: DType) -> Value {
+    let fty = scalar_type(from).unwrap_or(types::I8);
+    let tty = scalar_type(to).unwrap_or(types::I8);
+    if to == DType::Bool {
+        let nz = if from == DType::F32 {
+            let z = e.fb.ins().f32const(0.0);
+            e.fcmp(FloatCC::NotEqual, x, z)
+        } else {
+            e.fb.ins().icmp_imm_s(IntCC::NotEqual, x, 0)
+        };
+        return nz; // I8 0/1
+    }
+    if from == DType::F32 {
+        if to == DType::F32 {
+            return x;
+        }
+        // Saturate into the target's range via i64 (exact for every target up to 32 bits).
+        let wide = if to == DType::U64 {
+            e.fb.ins().fcvt_to_uint_sat(types::I64, x)
+        } else {
+            e.fb.ins().fcvt_to_sint_sat(types::I64, x)
+        };
+        if tty == types::I64 {
+            return wide;
+        }
+        let (lo, hi) = to.int_range().unwrap_or((0, 0));
+        let lo = e.iconst(lo as i64);
+        let hi = e.iconst(hi as i64);
+        let c = e.fb.ins().smax(wide, lo);
+        let c = e.fb.ins().smin(c, hi);
+        return e.fb.ins().ireduce(tty, c);
+    }
+    // Integer (or bool) source.
+    let signed = from.is_signed_int();
+    if to == DType::F32 {
+        return if signed {
+            e.fb.ins().fcvt_from_sint(types::F32, x)
+        } else {
+            e.fb.ins().fcvt_from_uint(types::F32, x)
+        };
+    }
+    let (fb, tb) = (fty.bits(), tty.bits());
+    if fb == tb {
+        x
+    } else if fb > tb {
+        e.fb.ins().ireduce(tty, x)
+    } else if signed {
+        e.fb.ins().sextend(tty, x)
+    } else {
+        e.fb.ins().uextend(tty, x)
+    }
+}
+
+/// Integer and bool element-wise ops (scalar, wrapping arithmetic as the interpreter).
+fn apply_int(e: &mut E, op: &Op, a: &[Value], ty: Type, status: i32) -> Result<Value, String> {
+    Ok(match op {
+        Op::Unary(UnaryOp::Not) => e.fb.ins().bxor_imm_s(a[0], 1),
+        Op::Unary(UnaryOp::Neg) => e.fb.ins().ineg(a[0]),
+        Op::Unary(UnaryOp::Abs) => e.fb.ins().iabs(a[0]),
+        Op::Unary(UnaryOp::Relu) => {
+            let z = e.fb.ins().iconst(ty, 0);
+            e.fb.ins().smax(a[0], z)
+        }
+        Op::Unary(UnaryOp::Sign) => {
+            let z = e.fb.ins().iconst(ty, 0);
+            let gt = e.icmp(IntCC::SignedGreaterThan, a[0], z);
+            let lt = e.icmp(IntCC::SignedLessThan, a[0], z);
+            let g = e.fb.ins().uextend(ty, gt);
+            let l = e.fb.ins().uextend(ty, lt);
+            e.fb.ins().isub(g, l)
+        }
+        Op::Binary(b) => match b {
+            BinaryOp::Add => e.fb.ins().iadd(a[0], a[1]),
+            BinaryOp::Sub => e.fb.ins().isub(a[0], a[1]),
+            BinaryOp::Mul => e.fb.ins().imul(a[0], a[1]),
+            BinaryOp::Max => e.fb.ins().smax(a[0], a[1]),
+            BinaryOp::Min => e.fb.ins().smin(a[0], a[1]),
+            BinaryOp::And => e.fb.ins().band(a[0], a[1]),
+            BinaryOp::Or => e.fb.ins().bor(a[0], a[1]),
+            BinaryOp::Xor => e.fb.ins().bxor(a[0], a[1]),
+            BinaryOp::Div | BinaryOp::Mod => {
+                // Division by zero is a run-time error (status); MIN / -1 wraps.
+                let is_zero = e.fb.ins().icmp_imm_s(IntCC::Equal, a[1], 0);
+                fail_if(e, is_zero, status);
+                let neg1 = e.fb.ins().icmp_imm_s(IntCC::Equal, a[1], -1);
+                let one = e.fb.ins().iconst(ty, 1);
+                let d = e.fb.ins().select(neg1, one, a[1]);
+                if *b == BinaryOp::Div {
+                    let q = e.fb.ins().sdiv(a[0], d);
+                    let nq = e.fb.ins().ineg(a[0]);
+                    e.fb.ins().select(neg1, nq, q)
+                } else {
+                    // Python modulo: sign follows the divisor.
+                    let r = e.fb.ins().srem(a[0], d);
+                    let z = e.fb.ins().iconst(ty, 0);
+                    let rnz = e.icmp(IntCC::NotEqual, r, z);
+                    let rneg = e.icmp(IntCC::SignedLessThan, r, z);
+                    let dneg = e.icmp(IntCC::SignedLessThan, a[1], z);
+                    let diff = e.fb.ins().bxor(rneg, dneg);
+                    let fix = e.fb.ins().band(rnz, diff);
+                    let r2 = e.fb.ins().iadd(r, a[1]);
+                    let r = e.fb.ins().select(fix, r2, r);
+                    e.fb.ins().select(neg1, z, r)
+                }
+            }
+            BinaryOp::Equal => e.icmp(IntCC::Equal, a[0], a[1]),
+            BinaryOp::Less => e.icmp(IntCC::SignedLessThan, a[0], a[1]),
+            BinaryOp::LessOrEqual => e.icmp(IntCC::SignedLessThanOrEqual, a[0], a[1]),
+            BinaryOp::Greater => e.icmp(IntCC::SignedGreaterThan, a[0], a[1]),
+            BinaryOp::GreaterOrEqual => e.icmp(IntCC::SignedGreaterThanOrEqual, a[0], a[1]),
+            _ => return Err(format!("{} on integers", b.name())),
+        },
+        Op::Clip => {
+            let mut x = a[0];
+            if a.len() > 1 {
+                x = e.fb.ins().smax(x, a[1]);
+            }
+            if a.len() > 2 {
+                x = e.fb.ins().smin(x, a[2]);
+            }
+            x
+        }
+        _ => return Err(format!("{} on integers", op.name())),
+    })
+}
+
+fn fail_if(e: &mut E, cond: Value, status: i32) {
+    let fail = e.fb.create_block();
+    let cont = e.fb.create_block();
+    e.fb.ins().brif(cond, fail, &[], cont, &[]);
+    e.fb.switch_to_block(fail);
+    let s = e.fb.ins().iconst(types::I32, status as i64);
+    e.fb.ins().return_(&[s]);
+    e.fb.switch_to_block(cont);
+}
+
+/// NaN-propagating max (`fmax` in CLIF already propagates NaN).
+fn fmax(e: &mut E, a: Value, b: Value) -> Value {
+    e.fb.ins().fmax(a, b)
+}
+
+/// Float ops on `F32` or `F32X4` values (`ty`). Comparisons (scalar only) return I8 0/1.
+pub fn apply(e: &mut E, op: &Op, a: &[Value], ty: Type, status: i32) -> Result<Value, String> {
+    let _ = status;
+    let c = |e: &mut E, v: f32| e.fconst(ty, v);
+    Ok(match op {
+        Op::Unary(u) => {
+            let x = a[0];
+            match u {
+                UnaryOp::Relu => {
+                    let z = c(e, 0.0);
+                    fmax(e, x, z)
+                }
+                UnaryOp::Sigmoid => e.sigmoid(x),
+                UnaryOp::Tanh => e.tanh(x),
+                UnaryOp::Exp => e.exp(x),
+                UnaryOp::Log => e.log(x),
+                UnaryOp::Sqrt => e.fb.ins().sqrt(x),
+                UnaryOp::Reciprocal => {
+                    let one = c(e, 1.0);
+                    e.fb.ins().fdiv(one, x)
+                }
+                UnaryOp::Neg => e.fb.ins().fneg(x),
+                UnaryOp::Abs => e.fb.ins().fabs(x),
+                UnaryOp::Erf => e.erf(x),
+                UnaryOp::Floor => e.floor(x),
+                UnaryOp::Ceil => e.ceil(x),
+                UnaryOp::Round => e.nearest(x),
+                UnaryOp::Sign => {
+                    let z = c(e, 0.0);
+                    let one = c(e, 1.0);
+                    let m1 = c(e, -1.0);
+                    let gt = e.fcmp(FloatCC::GreaterThan, x, z);
+                    let lt = e.fcmp(FloatCC::LessThan, x, z);
+                    let r = e.sel(gt, one, z);
+                    let r = e.sel(lt, m1, r);
+                    // NaN stays NaN.
+                    let nan = e.fcmp(FloatCC::Unordered, x, x);
+                    e.sel(nan, x, r)
+                }
+                UnaryOp::HardSwish => {
+                    let k6 = c(e, 1.0 / 6.0);
+                    let h = c(e, 0.5);
+                    let t = e.fma(x, k6, h);
+                    let z = c(e, 0.0);
+                    let one = c(e, 1.0);
+                    let t = e.fb.ins().fmax(t, z);
+                    let t = e.fb.ins().fmin(t, one);
+                    e.fb.ins().fmul(x, t)
+                }
+                UnaryOp::Softplus => softplus(e, x, ty),
+                UnaryOp::Softsign => {
+                    let one = c(e, 1.0);
+                    let ax = e.fb.ins().fabs(x);
+                    let d = e.fb.ins().fadd(one, ax);
+                    e.fb.ins().fdiv(x, d)
+                }
+                UnaryOp::Mish => {
+                    let sp = softplus(e, x, ty);
+                    let t = e.tanh(sp);
+                    e.fb.ins().fmul(x, t)
+                }
+                UnaryOp::IsNaN => e.fcmp(FloatCC::Unordered, x, x),
+                UnaryOp::Not | UnaryOp::Sin | UnaryOp::Cos => {
+                    return Err(format!("{} on f32", u.name()))
+                }
+            }
+        }
+        Op::Binary(b) => {
+            let (x, y) = (a[0], a[1]);
+            match b {
+                BinaryOp::Add => e.fb.ins().fadd(x, y),
+                BinaryOp::Sub => e.fb.ins().fsub(x, y),
+                BinaryOp::Mul => e.fb.ins().fmul(x, y),
+                BinaryOp::Div => e.fb.ins().fdiv(x, y),
+                BinaryOp::Max => e.fb.ins().fmax(x, y),
+                BinaryOp::Min => e.fb.ins().fmin(x, y),
+                BinaryOp::PRelu => {
+                    let z = c(e, 0.0);
+                    let neg = e.fcmp(FloatCC::LessThan, x, z);
+                    let m = e.fb.ins().fmul(x, y);
+                    e.sel(neg, m, x)
+                }
+                BinaryOp::Pow => pow(e, x, y, ty),
+                BinaryOp::Equal => e.fcmp(FloatCC::Equal, x, y),
+                BinaryOp::Less => e.fcmp(FloatCC::LessThan, x, y),
+                BinaryOp::LessOrEqual => e.fcmp(FloatCC::LessThanOrEqual, x, y),
+                BinaryOp::Greater => e.fcmp(FloatCC::GreaterThan, x, y),
+                BinaryOp::GreaterOrEqual => e.fcmp(FloatCC::GreaterThanOrEqual, x, y),
+                _ => return Err(format!("{} on f32", b.name())),
+            }
+        }
+        Op::HardSigmoid { alpha, beta } => {
+            let al = c(e, alpha.0);
+            let be = c(e, beta.0);
+            let t = e.fma(a[0], al, be);
+            let z = c(e, 0.0);
+            let one = c(e, 1.0);
+            let t = e.fb.ins().fmax(t, z);
+            e.fb.ins().fmin(t, one)
+        }
+        Op::LeakyRelu { alpha } => {
+            let al = c(e, alpha.0);
+            let z = c(e, 0.0);
+            let neg = e.fcmp(FloatCC::LessThan, a[0], z);
+            let m = e.fb.ins().fmul(a[0], al);
+            e.sel(neg, m, a[0])
+        }
+        Op::Elu { alpha } | Op::Selu { alpha, .. } => {
+            let x = a[0];
+            let al = c(e, alpha.0);
+            let ex = e.exp(x);
+            let one = c(e, 1.0);
+            let em1 = e.fb.ins().fsub(ex, one);
+            let neg = e.fb.ins().fmul(em1, al);
+            let z = c(e, 0.0);
+            let r = if matches!(op, Op::Selu { .. }) {
+                let p = e.fcmp(FloatCC::GreaterThan, x, z);
+                e.sel(p, x, neg)
+            } else {
+                let p = e.fcmp(FloatCC::GreaterThanOrEqual, x, z);
+                e.sel(p, x, neg)
+            };
+            // NaN in, NaN out.
+            let nan = e.fcmp(FloatCC::Unordered, x, x);
+            let r = e.sel(nan, x, r);
+            if let Op::Selu { gamma, .. } = op {
+                let g = c(e, gamma.0);
+                e.fb.ins().fmul(r, g)
+            } else {
+                r
+            }
+        }
+        Op::Gelu { tanh_approx } => {
+            let x = a[0];
+            let h = c(e, 0.5);
+            let hx = e.fb.ins().fmul(x, h);
+            let one = c(e, 1.0);
+            let t = if *tanh_approx {
+                // tanh(sqrt(2/pi) (x + 0.044715 x^3))
+                let k = c(e, 0.044715);
+                let x2 = e.fb.ins().fmul(x, x);
+                let inner = e.fma(x2, k, one);
+                let inner = e.fb.ins().fmul(inner, x);
+                let s = c(e, (2.0f64 / std::f64::consts::PI).sqrt() as f32);
+                let z = e.fb.ins().fmul(inner, s);
+                e.tanh(z)
+            } else {
+                let s = c(e, std::f32::consts::FRAC_1_SQRT_2);
+                let z = e.fb.ins().fmul(x, s);
+                e.erf(z)
+            };
+            let t = e.fb.ins().fadd(one, t);
+            e.fb.ins().fmul(hx, t)
+        }
+        Op::Clip => {
+            let mut x = a[0];
+            if a.len() > 1 {
+                x = e.fb.ins().fmax(x, a[1]);
+            }
+            if a.len() > 2 {
+                x = e.fb.ins().fmin(x, a[2]);
+            }
+            x
+        }
+        _ => return Err(format!("{} element-wise", op.name())),
+    })
+}
+
+/// `ln(1 + e^x)` as `max(x, 0) + ln(1 + e^-|x|)` (no overflow).
+fn softplus(e: &mut E, x: Value, ty: Type) -> Value {
+    let z = e.fconst(ty, 0.0);
+    let one = e.fconst(ty, 1.0);
+    let ax = e.fb.ins().fabs(x);
+    let nax = e.fb.ins().fneg(ax);
+    let ex = e.exp(nax);
+    let l = e.fb.ins().fadd(one, ex);
+    let l = e.log(l);
+    let m = e.fb.ins().fmax(x, z);
+    e.fb.ins().fadd(m, l)
+}
+
+/// `x ^ y` for f32: `exp(y ln|x|)`, negated for negative `x` with odd integer `y`, NaN for
+/// negative `x` with non-integer `y`; `y == 0` gives 1, small integer exponents are exact products.
+fn pow(e: &mut E, x: Value, y: Value, ty: Type) -> Value {
+    let z = e.fconst(ty, 0.0);
+    let one = e.fconst(ty, 1.0);
+    let two = e.fconst(ty, 2.0);
+    let ax = e.fb.ins().fabs(x);
+    let l = e.log(ax);
+    let yl = e.fb.ins().fmul(y, l);
+    let r = e.exp(yl);
+    let yr = e.nearest(y);
+    let is_int = e.fcmp(FloatCC::Equal, yr, y);
+    let halfc = e.fconst(ty, 0.5);
+    let half = e.fb.ins().fmul(y, halfc);
+    let hr = e.nearest(half);
+    let is_even = e.fcmp(FloatCC::Equal, hr, half);
+    let neg = e.fcmp(FloatCC::LessThan, x, z);
+    let nr = e.fb.ins().fneg(r);
+    let odd = e.fb.ins().bxor(is_int, is_even); // int and not even
+    let signed = e.sel(odd, nr, r);
+    let nan = e.fconst(ty, f32::NAN);
+    let neg_res = e.sel(is_int, signed, nan);
+    let r = e.sel(neg, neg_res, r);
+    // Exact special cases: y == 2 -> x*x, y == 1 -> x, y == 0 -> 1.
+    let sq = e.fb.ins().fmul(x, x);
+    let y2 = e.fcmp(FloatCC::Equal, y, two);
+    let r = e.sel(y2, sq, r);
+    let y1 = e.fcmp(FloatCC::Equal, y, one);
+    let r = e.sel(y1, x, r);
+    let y0 = e.fcmp(FloatCC::Equal, y, z);
+    e.sel(y0, one, r)
+}

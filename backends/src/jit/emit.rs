@@ -1,0 +1,436 @@
+//! Emission helpers shared by every kernel: constants, loads/stores, counted loops, selects.
+//!
+//! All loops have compile-time trip counts (the JIT requires every dimension to be known).
+//! Values are either scalars (`F32`, `I32`, ...) or 128-bit vectors (`F32X4`); the helpers that
+//! build constants and selects accept both, so math written once works on both.
+
+use super::isa::IsaFlags;
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Type, Value};
+use cranelift_codegen::ir::Endianness;
+use cranelift_frontend::FunctionBuilder;
+
+/// Memory flags of every tensor access: non-trapping (addresses are in bounds by construction),
+/// not assumed aligned (tensor offsets are element-aligned only).
+pub fn mf() -> MemFlagsData {
+    MemFlagsData::new().with_notrap()
+}
+
+/// Lane-order flag required by vector bitcasts.
+pub fn lanes() -> MemFlagsData {
+    MemFlagsData::new().with_endianness(Endianness::Little)
+}
+
+/// Kernel emitter: a function builder plus the target's flags.
+pub struct E<'f, 'a> {
+    pub fb: &'f mut FunctionBuilder<'a>,
+    pub flags: IsaFlags,
+}
+
+impl<'f, 'a> E<'f, 'a> {
+    pub fn new(fb: &'f mut FunctionBuilder<'a>, flags: IsaFlags) -> Self {
+        E { fb, flags }
+    }
+
+    pub fn iconst(&mut self, n: i64) -> Value {
+        self.fb.ins().iconst(types::I64, n)
+    }
+
+    pub fn i32const(&mut self, n: i32) -> Value {
+        self.fb.ins().iconst(types::I32, n as i64)
+    }
+
+    /// `p + off` bytes (no instruction when `off` is 0).
+    pub fn addr(&mut self, p: Value, off: i64) -> Value {
+        if off == 0 {
+            p
+        } else {
+            self.fb.ins().iadd_imm_s(p, off)
+        }
+    }
+
+    /// `p + i * scale` bytes, `i` an I64 value.
+    pub fn index(&mut self, p: Value, i: Value, scale: i64) -> Value {
+        if scale == 0 {
+            return p;
+        }
+        let off = if scale == 1 {
+            i
+        } else {
+            self.fb.ins().imul_imm_s(i, scale)
+        };
+        self.fb.ins().iadd(p, off)
+    }
+
+    pub fn load(&mut self, ty: Type, p: Value, off: i32) -> Value {
+        self.fb.ins().load(ty, mf(), p, off)
+    }
+
+    pub fn store(&mut self, v: Value, p: Value, off: i32) {
+        self.fb.ins().store(mf(), v, p, off);
+    }
+
+    /// An f32 constant of type `ty` (`F32`, or `F32X4` splatted).
+    pub fn fconst(&mut self, ty: Type, c: f32) -> Value {
+        let s = self.fb.ins().f32const(c);
+        if ty.is_vector() {
+            self.fb.ins().splat(ty, s)
+        } else {
+            s
+        }
+    }
+
+    /// An i32 constant of type `ty` (`I32`, or `I32X4` splatted).
+    pub fn iconst_ty(&mut self, ty: Type, c: i64) -> Value {
+        if ty.is_vector() {
+            let s = self.fb.ins().iconst(ty.lane_type(), c);
+            self.fb.ins().splat(ty, s)
+        } else {
+            self.fb.ins().iconst(ty, c)
+        }
+    }
+
+    /// Reinterprets f32 lanes as i32 lanes (or back).
+    pub fn bits(&mut self, to: Type, v: Value) -> Value {
+        let fl = if to.is_vector() {
+            lanes()
+        } else {
+            MemFlagsData::new()
+        };
+        self.fb.ins().bitcast(to, fl, v)
+    }
+
+    /// The integer type with the lane shape of float type `ty`.
+    pub fn int_of(ty: Type) -> Type {
+        if ty.is_vector() {
+            types::I32X4
+        } else {
+            types::I32
+        }
+    }
+
+    /// Float compare yielding a mask usable by [`E::sel`].
+    pub fn fcmp(&mut self, cc: FloatCC, a: Value, b: Value) -> Value {
+        self.fb.ins().fcmp(cc, a, b)
+    }
+
+    pub fn icmp(&mut self, cc: IntCC, a: Value, b: Value) -> Value {
+        self.fb.ins().icmp(cc, a, b)
+    }
+
+    /// `mask ? a : b` for scalars (mask: I8 from a compare) or vectors (mask: lane mask).
+    pub fn sel(&mut self, mask: Value, a: Value, b: Value) -> Value {
+        let ty = self.fb.func.dfg.value_type(a);
+        if ty.is_vector() {
+            let mty = self.fb.func.dfg.value_type(mask);
+            let m = if mty == ty {
+                mask
+            } else {
+                self.fb.ins().bitcast(ty, lanes(), mask)
+            };
+            self.fb.ins().bitselect(m, a, b)
+        } else {
+            self.fb.ins().select(mask, a, b)
+        }
+    }
+
+    /// `a * b + c`, one instruction when the ISA has FMA, else `fmul` + `fadd` (never a libcall).
+    pub fn fma(&mut self, a: Value, b: Value, c: Value) -> Value {
+        if self.flags.use_fma() {
+            self.fb.ins().fma(a, b, c)
+        } else {
+            let m = self.fb.ins().fmul(a, b);
+            self.fb.ins().fadd(m, c)
+        }
+    }
+
+    /// Horner evaluation of `c[0] + c[1] x + c[2] x^2 + ...`.
+    pub fn poly(&mut self, x: Value, c: &[f32]) -> Value {
+        let ty = self.fb.func.dfg.value_type(x);
+        let mut acc = self.fconst(ty, c[c.len() - 1]);
+        for &k in c[..c.len() - 1].iter().rev() {
+            let kk = self.fconst(ty, k);
+            acc = self.fma(acc, x, kk);
+        }
+        acc
+    }
+
+    /// Emits `for i in 0..n { body(i) }` (i is I64). Nothing when `n == 0`; no loop when `n == 1`.
+    /// The builder continues after the loop.
+    pub fn loop_n(&mut self, n: usize, body: impl FnOnce(&mut Self, Value)) {
+        self.loop_range(0, n as i64, 1, body)
+    }
+
+    /// Emits `for (i = start; i < end; i += step) body(i)` with compile-time bounds.
+    pub fn loop_range(
+        &mut self,
+        start: i64,
+        end: i64,
+        step: i64,
+        body: impl FnOnce(&mut Self, Value),
+    ) {
+        if start >= end {
+            return;
+        }
+        if start + step >= end {
+            let i = self.iconst(start);
+            body(self, i);
+            return;
+        }
+        let header = self.fb.create_block();
+        let exit = self.fb.create_block();
+        self.fb.append_block_param(header, types::I64);
+        let s = self.iconst(start);
+        self.fb.ins().jump(header, &[s.into()]);
+        self.fb.switch_to_block(header);
+        let i = self.fb.block_params(header)[0];
+        body(self, i);
+        let next = self.fb.ins().iadd_imm_s(i, step);
+        let more = self.fb.ins().icmp_imm_s(IntCC::SignedLessThan, next, end);
+        self.fb.ins().brif(more, header, &[next.into()], exit, &[]);
+        self.fb.switch_to_block(exit);
+    }
+
+    /// Emits a loop over a pointer-sized runtime-free range like [`E::loop_n`], carrying
+    /// `init.len()` values (accumulators) through the iterations; returns their final values.
+    pub fn loop_acc(
+        &mut self,
+        n: usize,
+        init: &[Value],
+        body: impl FnOnce(&mut Self, Value, &[Value]) -> Vec<Value>,
+    ) -> Vec<Value> {
+        if n == 0 {
+            return init.to_vec();
+        }
+        let header = self.fb.create_block();
+        let exit = self.fb.create_block();
+        self.fb.append_block_param(header, types::I64);
+        for &v in init {
+            let ty = self.fb.func.dfg.value_type(v);
+            self.fb.append_block_param(header, ty);
+        }
+        for &v in init {
+            let ty = self.fb.func.dfg.value_type(v);
+            self.fb.append_block_param(exit, ty);
+        }
+        let s = self.iconst(0);
+        let mut args: Vec<cranelift_codegen::ir::BlockArg> = vec![s.into()];
+        args.extend(init.iter().map(|&v| cranelift_codegen::ir::BlockArg::from(v)));
+        self.fb.ins().jump(header, &args);
+        self.fb.switch_to_block(header);
+        let params = self.fb.block_params(header).to_vec();
+        let i = params[0];
+        let out = body(self, i, &params[1..]);
+        let next = self.fb.ins().iadd_imm_s(i, 1);
+        let more = self.fb.ins().icmp_imm_s(IntCC::SignedLessThan, next, n as i64);
+        let mut back: Vec<cranelift_codegen::ir::BlockArg> = vec![next.into()];
+        back.extend(out.iter().map(|&v| cranelift_codegen::ir::BlockArg::from(v)));
+        let fwd: Vec<cranelift_codegen::ir::BlockArg> = out.iter().map(|&v| v.into()).collect();
+        self.fb.ins().brif(more, header, &back, exit, &fwd);
+        self.fb.switch_to_block(exit);
+        self.fb.block_params(exit).to_vec()
+    }
+
+    /// Horizontal sum of the four lanes of an `F32X4`.
+    pub fn hsum(&mut self, v: Value) -> Value {
+        let mut s = self.fb.ins().extractlane(v, 0u8);
+        for l in 1..4u8 {
+            let x = self.fb.ins().extractlane(v, l);
+            s = self.fb.ins().fadd(s, x);
+        }
+        s
+    }
+
+    /// Horizontal max (`is_max`) or min of the four lanes of an `F32X4`.
+    pub fn hminmax(&mut self, v: Value, is_max: bool) -> Value {
+        let mut s = self.fb.ins().extractlane(v, 0u8);
+        for l in 1..4u8 {
+            let x = self.fb.ins().extractlane(v, l);
+            s = if is_max {
+                self.fb.ins().fmax(s, x)
+            } else {
+                self.fb.ins().fmin(s, x)
+            };
+        }
+        s
+    }
+
+    /// Copies `bytes` bytes from `src` to `dst` (non-overlapping), 16 bytes at a time plus a tail.
+    pub fn memcpy(&mut self, dst: Value, src: Value, bytes: usize) {
+        let chunks = bytes / 16;
+        let unroll = 4usize;
+        let big = chunks / unroll;
+        if big > 0 {
+            self.loop_n(big, |e, i| {
+                let s = e.index(src, i, (16 * unroll) as i64);
+                let d = e.index(dst, i, (16 * unroll) as i64);
+                let vs: Vec<Value> = (0..unroll)
+                    .map(|u| e.load(types::I8X16, s, (16 * u) as i32))
+                    .collect();
+                for (u, v) in vs.into_iter().enumerate() {
+                    e.store(v, d, (16 * u) as i32);
+                }
+            });
+        }
+        let mut off = big * unroll * 16;
+        for _ in big * unroll..chunks {
+            let v = self.load(types::I8X16, src, off as i32);
+            self.store(v, dst, off as i32);
+            off += 16;
+        }
+        for (w, ty) in [(8, types::I64), (4, types::I32), (2, types::I16), (1, types::I8)] {
+            while bytes - off >= w {
+                let v = self.load(ty, src, off as i32);
+                self.store(v, dst, off as i32);
+                off += w;
+            }
+        }
+    }
+
+    /// Fills `count` f32 slots at `dst` with `value`.
+    pub fn fill_f32(&mut self, dst: Value, count: usize, value: f32) {
+        let v4 = self.fconst(types::F32X4, value);
+        let chunks = count / 4;
+        self.loop_n(chunks, |e, i| {
+            let d = e.index(dst, i, 16);
+            e.store(v4, d, 0);
+        });
+        let s = self.fconst(types::F32, value);
+        for j in chunks * 4..count {
+            self.store(s, dst, (j * 4) as i32);
+        }
+    }
+
+    /// Fills `bytes` bytes at `dst` with a repeated element whose little-endian bytes are `elem`.
+    pub fn fill_bytes(&mut self, dst: Value, bytes: usize, elem: &[u8]) {
+        let es = elem.len().max(1);
+        let count = bytes / es;
+        if es == 4 {
+            let v = f32::from_le_bytes([elem[0], elem[1], elem[2], elem[3]]);
+            return self.fill_f32(dst, count, v);
+        }
+        let (ty, raw) = match es {
+            1 => (types::I8, elem[0] as i64),
+            2 => (types::I16, u16::from_le_bytes([elem[0], elem[1]]) as i64),
+            _ => {
+                let mut b = [0u8; 8];
+                b[..es.min(8)].copy_from_slice(&elem[..es.min(8)]);
+                (types::I64, i64::from_le_bytes(b))
+            }
+        };
+        let c = self.fb.ins().iconst(ty, raw);
+        self.loop_n(count, |e, i| {
+            let d = e.index(dst, i, es as i64);
+            e.store(c, d, 0);
+        });
+    }
+}
+
+/// The integer Cranelift type holding one element of `size` bytes.
+pub fn int_type_of_size(size: usize) -> Type {
+    match size {
+        1 => types::I8,
+        2 => types::I16,
+        4 => types::I32,
+        _ => types::I64,
+    }
+}
+
+impl E<'_, '_> {
+    /// Emits loops over `dims[..dims.len() - 1]`, advancing one pointer per operand by its byte
+    /// stride on each axis (`strides[operand][axis]`), and calls `inner` with the operands'
+    /// pointers for each position of the outer axes. The innermost axis is `inner`'s business.
+    pub fn nest(
+        &mut self,
+        dims: &[usize],
+        strides: &[Vec<i64>],
+        ptrs: &[Value],
+        inner: &mut dyn FnMut(&mut Self, &[Value]),
+    ) {
+        self.nest_from(0, dims, strides, ptrs, inner)
+    }
+
+    fn nest_from(
+        &mut self,
+        axis: usize,
+        dims: &[usize],
+        strides: &[Vec<i64>],
+        ptrs: &[Value],
+        inner: &mut dyn FnMut(&mut Self, &[Value]),
+    ) {
+        if axis + 1 >= dims.len() {
+            inner(self, ptrs);
+            return;
+        }
+        self.loop_n(dims[axis], |e, i| {
+            let p: Vec<Value> = ptrs
+                .iter()
+                .zip(strides)
+                .map(|(&p, s)| e.index(p, i, s[axis]))
+                .collect();
+            e.nest_from(axis + 1, dims, strides, &p, inner);
+        });
+    }
+}
+
+/// Drops unit axes and merges adjacent axes that every operand walks contiguously
+/// (`stride[i] == stride[i + 1] * dims[i + 1]`). Strides are per operand, per axis, in any unit.
+/// Returns at least one axis.
+pub fn collapse(dims: &[usize], strides: &[Vec<i64>]) -> (Vec<usize>, Vec<Vec<i64>>) {
+    let keep: Vec<usize> = (0..dims.len()).filter(|&i| dims[i] != 1).collect();
+    let mut d: Vec<usize> = Vec::new();
+    let mut s: Vec<Vec<i64>> = vec![Vec::new(); strides.len()];
+    for &i in &keep {
+        if let Some(&last) = d.last() {
+            let mergeable = strides
+                .iter()
+                .enumerate()
+                .all(|(o, st)| *s[o].last().unwrap_or(&0) == st[i] * dims[i] as i64);
+            if mergeable {
+                let n = d.len() - 1;
+                d[n] = last * dims[i];
+                for (o, st) in strides.iter().enumerate() {
+                    let m = s[o].len() - 1;
+                    s[o][m] = st[i];
+                }
+                continue;
+            }
+        }
+        d.push(dims[i]);
+        for (o, st) in strides.iter().enumerate() {
+            s[o].push(st[i]);
+        }
+    }
+    if d.is_empty() {
+        d.push(1);
+        for so in &mut s {
+            so.push(0);
+        }
+    }
+    (d, s)
+}
+
+/// Row-major element strides of `dims`.
+pub fn strides_of(dims: &[usize]) -> Vec<i64> {
+    let mut s = vec![1i64; dims.len()];
+    for i in (0..dims.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * dims[i + 1] as i64;
+    }
+    s
+}
+
+/// Element strides reading a tensor of `in_dims` broadcast (numpy rules) to `out_dims`:
+/// 0 along broadcast axes. `in_dims` must broadcast to `out_dims`.
+pub fn broadcast_strides(in_dims: &[usize], out_dims: &[usize]) -> Vec<i64> {
+    let s = strides_of(in_dims);
+    let off = out_dims.len() - in_dims.len();
+    (0..out_dims.len())
+        .map(|i| {
+            if i < off || (in_dims[i - off] == 1 && out_dims[i] != 1) {
+                0
+            } else {
+                s[i - off]
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,633 @@
+//! Lowering a graph to Cranelift functions, generic over `cranelift_module::Module` so the JIT
+//! (`JITModule`) and the ahead-of-time path (`ObjectModule`) share every line.
+//!
+//! What [`lower`] produces in the module:
+//! - one read-only data object per constant a kernel reads at run time, and per table or packed
+//!   weight a kernel builds at compile time (alignment 16, referenced by symbol: no host address
+//!   is baked into the code);
+//! - one function per compiled node, `{prefix}_n{index}(inputs, outputs, arena) -> i32`;
+//! - the exported entry function `{prefix}_entry(inputs: *const *const u8, outputs: *const *mut
+//!   u8, arena: *mut u8) -> i32`, which calls the node functions in order and then copies the
+//!   graph outputs that no node writes directly (outputs that are inputs, constants, or repeated).
+//!
+//! It returns 0, or the status `k` of the first node that failed at run time (an index out of
+//! range); `Lowered::status_nodes[k - 1]` names that node. Nodes are classified first:
+//! - *folded*: `Shape`/`Size` and nodes whose inputs are all constants are evaluated at compile
+//!   time with the reference interpreter and become constants;
+//! - *views*: `Reshape`/`Flatten`/`Squeeze`/`Unsqueeze`/`Identity` not producing a graph output
+//!   share their input's storage (kernels never write their inputs, so sharing is safe);
+//! - *kernels*: everything else gets a function; unsupported ones are a [`JitError`].
+
+use super::emit::E;
+use super::isa::IsaFlags;
+use super::plan::{self, Buffer, MemoryPlan};
+use super::{JitError, JitOptions};
+use cranelift_codegen::ir::{types, AbiParam, Function, GlobalValue, InstBuilder, Signature, Value};
+use cranelift_codegen::ir::{UserFuncName, UserExternalName};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_module::{DataDescription, DataId, FuncId, Linkage, Module};
+use kestrel_ir::{DType, Graph, Node, NodeId, Op, Tensor, ValueDef, ValueId};
+use std::collections::HashMap;
+
+/// What [`lower`] produced.
+pub struct Lowered {
+    /// The entry function (see the module documentation for its signature).
+    pub entry: FuncId,
+    /// The arena plan: the caller provides `plan.size` bytes aligned to 64.
+    pub plan: MemoryPlan,
+    /// Description of the node behind each non-zero status (index = status - 1).
+    pub status_nodes: Vec<String>,
+    /// Machine-code bytes of all functions.
+    pub code_bytes: usize,
+}
+
+/// Where a value lives at run time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loc {
+    /// Graph input number `.0` (read from the inputs array).
+    Input(usize),
+    /// Graph output number `.0` (written through the outputs array).
+    Output(usize),
+    /// Byte offset in the arena.
+    Arena(usize),
+    /// Constant data of this value (graph constant or folded), by symbol.
+    Const(ValueId),
+}
+
+#[derive(Clone, Debug)]
+enum Kind {
+    Folded,
+    View,
+    Kernel { scratch: usize },
+}
+
+/// Creates read-only data objects while a kernel is emitted.
+pub trait DataSink {
+    /// Declares and defines a read-only data object holding `bytes` (aligned to 16) and makes it
+    /// addressable from `func`.
+    fn rodata(&mut self, func: &mut Function, bytes: Vec<u8>) -> Result<GlobalValue, JitError>;
+    /// The data object of a constant value (declared once per value).
+    fn constant(
+        &mut self,
+        func: &mut Function,
+        v: ValueId,
+        t: &Tensor,
+    ) -> Result<GlobalValue, JitError>;
+}
+
+struct ModData<'m, M: Module> {
+    module: &'m mut M,
+    prefix: String,
+    count: usize,
+    consts: HashMap<ValueId, DataId>,
+}
+
+fn cg(context: impl Into<String>, e: impl std::fmt::Display) -> JitError {
+    JitError::Codegen {
+        context: context.into(),
+        reason: e.to_string(),
+    }
+}
+
+impl<M: Module> ModData<'_, M> {
+    fn define(&mut self, name: String, mut bytes: Vec<u8>) -> Result<DataId, JitError> {
+        if bytes.is_empty() {
+            bytes.push(0);
+        }
+        // Vector tails may read up to 16 bytes past a constant's last element.
+        bytes.resize(bytes.len() + 16, 0);
+        let id = self
+            .module
+            .declare_data(&name, Linkage::Local, false, false)
+            .map_err(|e| cg(format!(" (data {name})"), e))?;
+        let mut d = DataDescription::new();
+        d.define(bytes.into_boxed_slice());
+        d.set_align(16);
+        self.module
+            .define_data(id, &d)
+            .map_err(|e| cg(format!(" (data {name})"), e))?;
+        Ok(id)
+    }
+}
+
+impl<M: Module> DataSink for ModData<'_, M> {
+    fn rodata(&mut self, func: &mut Function, bytes: Vec<u8>) -> Result<GlobalValue, JitError> {
+        let name = format!("{}_d{}", self.prefix, self.count);
+        self.count += 1;
+        let id = self.define(name, bytes)?;
+        Ok(self.module.declare_data_in_func(id, func))
+    }
+
+    fn constant(
+        &mut self,
+        func: &mut Function,
+        v: ValueId,
+        t: &Tensor,
+    ) -> Result<GlobalValue, JitError> {
+        let id = match self.consts.get(&v) {
+            Some(&id) => id,
+            None => {
+                let name = format!("{}_c{}", self.prefix, v.0);
+                let id = self.define(name, t.bytes().to_vec())?;
+                self.consts.insert(v, id);
+                id
+            }
+        };
+        Ok(self.module.declare_data_in_func(id, func))
+    }
+}
+
+/// Everything a kernel emitter needs about its node.
+pub struct Kx<'a> {
+    pub g: &'a Graph,
+    pub id: NodeId,
+    pub node: &'a Node,
+    /// Pointer (I64) to each input's first element.
+    pub ins: Vec<Value>,
+    /// Pointer (I64) to each output's first element.
+    pub outs: Vec<Value>,
+    /// Pointer to this kernel's scratch buffer (when it asked for one).
+    pub scratch: Option<Value>,
+    /// Constant data known at compile time (graph constants and folded values).
+    pub consts: &'a HashMap<ValueId, Tensor>,
+    pub data: &'a mut dyn DataSink,
+    /// Status the kernel returns on a run-time error.
+    pub status: i32,
+    pub opts: &'a JitOptions,
+}
+
+impl Kx<'_> {
+    pub fn in_dtype(&self, i: usize) -> DType {
+        self.g.ty(self.node.inputs[i]).dtype
+    }
+    pub fn in_dims(&self, i: usize) -> Vec<usize> {
+        self.g.ty(self.node.inputs[i]).dims().unwrap_or_default()
+    }
+    pub fn out_dtype(&self, i: usize) -> DType {
+        self.g.ty(self.node.outputs[i]).dtype
+    }
+    pub fn out_dims(&self, i: usize) -> Vec<usize> {
+        self.g.ty(self.node.outputs[i]).dims().unwrap_or_default()
+    }
+    /// The compile-time value of input `i`, if it is constant.
+    pub fn const_in(&self, i: usize) -> Option<&Tensor> {
+        self.node.inputs.get(i).and_then(|v| self.consts.get(v))
+    }
+    pub fn unsupported(&self, what: impl Into<String>) -> JitError {
+        JitError::Unsupported {
+            node: self.g.describe_node(self.id),
+            what: what.into(),
+        }
+    }
+    /// Requires every input and output to be f32.
+    pub fn require_f32(&self) -> Result<(), JitError> {
+        for &v in self.node.inputs.iter().chain(&self.node.outputs) {
+            let dt = self.g.ty(v).dtype;
+            if dt != DType::F32 {
+                return Err(self.unsupported(format!("dtype {dt}")));
+            }
+        }
+        Ok(())
+    }
+    /// A pointer to new read-only data holding `bytes`.
+    pub fn rodata(&mut self, e: &mut E, bytes: Vec<u8>) -> Result<Value, JitError> {
+        let gv = self.data.rodata(e.fb.func, bytes)?;
+        Ok(e.fb.ins().symbol_value(types::I64, gv))
+    }
+    /// A pointer to new read-only f32 data.
+    pub fn rodata_f32(&mut self, e: &mut E, v: &[f32]) -> Result<Value, JitError> {
+        let bytes = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        self.rodata(e, bytes)
+    }
+    /// Returns this kernel's status from the function when `cond` (I8) is true.
+    pub fn fail_if(&self, e: &mut E, cond: Value) {
+        let fail = e.fb.create_block();
+        let cont = e.fb.create_block();
+        e.fb.ins().brif(cond, fail, &[], cont, &[]);
+        e.fb.switch_to_block(fail);
+        let s = e.fb.ins().iconst(types::I32, self.status as i64);
+        e.fb.ins().return_(&[s]);
+        e.fb.switch_to_block(cont);
+    }
+}
+
+fn kernel_sig<M: Module>(module: &M) -> Signature {
+    let mut sig = module.make_signature();
+    for _ in 0..3 {
+        sig.params.push(AbiParam::new(types::I64));
+    }
+    sig.returns.push(AbiParam::new(types::I32));
+    sig
+}
+
+fn is_view(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Reshape { .. } | Op::Flatten { .. } | Op::Squeeze | Op::Unsqueeze | Op::Identity
+    )
+}
+
+/// Largest tensor folded at compile time (elements); bigger all-constant nodes are compiled.
+const MAX_FOLD_ELEMS: usize = 1 << 22;
+
+/// Lowers `g` into `module` (see the module documentation). Every dimension must be known.
+pub fn lower<M: Module>(
+    module: &mut M,
+    g: &Graph,
+    flags: &IsaFlags,
+    prefix: &str,
+    opts: &JitOptions,
+) -> Result<Lowered, JitError> {
+    let n_nodes = g.nodes.len();
+    // Constants and folding.
+    let mut consts: HashMap<ValueId, Tensor> = HashMap::new();
+    for (i, v) in g.values.iter().enumerate() {
+        if let ValueDef::Const(c) = &v.def {
+            if let Some(t) = &c.data {
+                consts.insert(ValueId(i as u32), t.clone());
+            }
+        }
+    }
+    let mut kinds: Vec<Kind> = Vec::with_capacity(n_nodes);
+    let graph_outputs: Vec<ValueId> = g.outputs.iter().map(|o| o.value).collect();
+    for (i, node) in g.nodes.iter().enumerate() {
+        let id = NodeId(i as u32);
+        let out_elems: usize = node
+            .outputs
+            .iter()
+            .map(|&v| g.ty(v).numel().unwrap_or(usize::MAX))
+            .sum();
+        let all_const = node.inputs.iter().all(|v| consts.contains_key(v));
+        let shape_only = matches!(node.op, Op::Shape { .. } | Op::Size);
+        if shape_only || (all_const && out_elems <= MAX_FOLD_ELEMS) {
+            let outs = fold(g, id, node, &consts)?;
+            for (&v, t) in node.outputs.iter().zip(outs) {
+                consts.insert(v, t);
+            }
+            kinds.push(Kind::Folded);
+            continue;
+        }
+        for &v in &node.inputs {
+            if let ValueDef::Const(c) = &g.value(v).def {
+                if c.data.is_none() {
+                    return Err(JitError::ElidedConstant {
+                        name: c.name.clone(),
+                    });
+                }
+            }
+        }
+        if is_view(&node.op) && !graph_outputs.contains(&node.outputs[0]) {
+            kinds.push(Kind::View);
+            continue;
+        }
+        let scratch = scratch_bytes(g, id, node, &consts)?;
+        kinds.push(Kind::Kernel { scratch });
+    }
+    for o in &g.outputs {
+        if let ValueDef::Const(c) = &g.value(o.value).def {
+            if c.data.is_none() {
+                return Err(JitError::ElidedConstant {
+                    name: c.name.clone(),
+                });
+            }
+        }
+    }
+
+    // Locations and buffers.
+    let mut loc: Vec<Option<Loc>> = vec![None; g.values.len()];
+    for (pos, &v) in g.inputs.iter().enumerate() {
+        loc[v.index()] = Some(Loc::Input(pos));
+    }
+    for &v in consts.keys() {
+        loc[v.index()] = Some(Loc::Const(v));
+    }
+    let mut buffers: Vec<Buffer> = Vec::new();
+    let mut buffer_of: HashMap<ValueId, usize> = HashMap::new(); // root value -> buffer
+    let mut root: Vec<ValueId> = (0..g.values.len() as u32).map(ValueId).collect();
+    let mut scratch_buf: Vec<Option<usize>> = vec![None; n_nodes];
+    let mut written_outputs: Vec<bool> = vec![false; g.outputs.len()];
+    for (i, node) in g.nodes.iter().enumerate() {
+        match &kinds[i] {
+            Kind::Folded => {}
+            Kind::View => {
+                let src = node.inputs[0];
+                root[node.outputs[0].index()] = root[src.index()];
+                loc[node.outputs[0].index()] = loc[src.index()];
+            }
+            Kind::Kernel { scratch } => {
+                for &v in &node.outputs {
+                    let out_pos = g
+                        .outputs
+                        .iter()
+                        .position(|o| o.value == v)
+                        .filter(|&p| !written_outputs[p]);
+                    if let Some(p) = out_pos {
+                        written_outputs[p] = true;
+                        loc[v.index()] = Some(Loc::Output(p));
+                    } else {
+                        let bytes = g.ty(v).numel().unwrap_or(0) * g.ty(v).dtype.size();
+                        buffer_of.insert(v, buffers.len());
+                        buffers.push(Buffer {
+                            size: bytes,
+                            first: i,
+                            last: i,
+                            scratch: false,
+                        });
+                        loc[v.index()] = Some(Loc::Arena(0));
+                    }
+                }
+                if *scratch > 0 {
+                    scratch_buf[i] = Some(buffers.len());
+                    buffers.push(Buffer {
+                        size: *scratch,
+                        first: i,
+                        last: i,
+                        scratch: true,
+                    });
+                }
+            }
+        }
+    }
+    // Liveness: a use of a view extends its root's buffer.
+    for (i, node) in g.nodes.iter().enumerate() {
+        if !matches!(kinds[i], Kind::Kernel { .. }) {
+            continue;
+        }
+        for &v in &node.inputs {
+            if let Some(&b) = buffer_of.get(&root[v.index()]) {
+                buffers[b].last = buffers[b].last.max(i);
+            }
+        }
+    }
+    for o in &g.outputs {
+        if let Some(&b) = buffer_of.get(&root[o.value.index()]) {
+            buffers[b].last = n_nodes;
+        }
+    }
+    let mem = plan::plan(&buffers);
+    for (&v, &b) in &buffer_of {
+        loc[v.index()] = Some(Loc::Arena(mem.offsets[b]));
+    }
+    for (i, node) in g.nodes.iter().enumerate() {
+        if let Kind::View = kinds[i] {
+            loc[node.outputs[0].index()] = loc[node.inputs[0].index()];
+        }
+    }
+
+    // Emission.
+    let sig = kernel_sig(module);
+    let fcfg = module.isa().frontend_config();
+    let mut data = ModData {
+        module,
+        prefix: prefix.to_string(),
+        count: 0,
+        consts: HashMap::new(),
+    };
+    let mut fctx = FunctionBuilderContext::new();
+    let mut ctx = data.module.make_context();
+    let mut code_bytes = 0usize;
+    let mut calls: Vec<FuncId> = Vec::new();
+    let mut status_nodes: Vec<String> = Vec::new();
+    for (i, node) in g.nodes.iter().enumerate() {
+        if !matches!(kinds[i], Kind::Kernel { .. }) {
+            continue;
+        }
+        let id = NodeId(i as u32);
+        let name = format!("{prefix}_n{i}");
+        let fid = data
+            .module
+            .declare_function(&name, Linkage::Local, &sig)
+            .map_err(|e| cg(format!(" ({name})"), e))?;
+        ctx.func = Function::with_name_signature(
+            UserFuncName::User(UserExternalName::new(0, fid.as_u32())),
+            sig.clone(),
+        );
+        status_nodes.push(g.describe_node(id));
+        let status = status_nodes.len() as i32;
+        {
+            let mut fb = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+            let block = fb.create_block();
+            fb.append_block_params_for_function_params(block);
+            fb.switch_to_block(block);
+            let params = fb.block_params(block).to_vec();
+            let mut e = E::new(&mut fb, *flags);
+            let mut ins = Vec::new();
+            for &v in &node.inputs {
+                ins.push(value_ptr(&mut e, &mut data, &params, &loc, &consts, v)?);
+            }
+            let mut outs = Vec::new();
+            for &v in &node.outputs {
+                outs.push(value_ptr(&mut e, &mut data, &params, &loc, &consts, v)?);
+            }
+            let scratch = scratch_buf[i].map(|b| e.addr(params[2], mem.offsets[b] as i64));
+            let mut kx = Kx {
+                g,
+                id,
+                node,
+                ins,
+                outs,
+                scratch,
+                consts: &consts,
+                data: &mut data,
+                status,
+                opts,
+            };
+            emit_node(&mut e, &mut kx)?;
+            let zero = e.fb.ins().iconst(types::I32, 0);
+            e.fb.ins().return_(&[zero]);
+            fb.seal_all_blocks();
+            fb.finalize(fcfg);
+        }
+        data.module
+            .define_function(fid, &mut ctx)
+            .map_err(|e| cg(format!(" ({})", g.describe_node(id)), format!("{e:?}")))?;
+        code_bytes += ctx
+            .compiled_code()
+            .map(|c| c.code_buffer().len())
+            .unwrap_or(0);
+        data.module.clear_context(&mut ctx);
+        calls.push(fid);
+    }
+
+    // Entry.
+    let entry_name = format!("{prefix}_entry");
+    let entry = data
+        .module
+        .declare_function(&entry_name, Linkage::Export, &sig)
+        .map_err(|e| cg(" (entry)", e))?;
+    ctx.func = Function::with_name_signature(
+        UserFuncName::User(UserExternalName::new(0, entry.as_u32())),
+        sig.clone(),
+    );
+    {
+        let mut fb = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+        let block = fb.create_block();
+        fb.append_block_params_for_function_params(block);
+        fb.switch_to_block(block);
+        let params = fb.block_params(block).to_vec();
+        for &f in &calls {
+            let fref = data.module.declare_func_in_func(f, fb.func);
+            let call = fb.ins().call(fref, &params);
+            let st = fb.inst_results(call)[0];
+            let bad = fb.create_block();
+            let next = fb.create_block();
+            fb.ins().brif(st, bad, &[], next, &[]);
+            fb.switch_to_block(bad);
+            fb.ins().return_(&[st]);
+            fb.switch_to_block(next);
+        }
+        let mut e = E::new(&mut fb, *flags);
+        for (p, o) in g.outputs.iter().enumerate() {
+            if loc[o.value.index()] == Some(Loc::Output(p)) {
+                continue;
+            }
+            let ty = g.ty(o.value);
+            let bytes = ty.numel().unwrap_or(0) * ty.dtype.size();
+            let src = value_ptr(&mut e, &mut data, &params, &loc, &consts, o.value)?;
+            let dst = e.load(types::I64, params[1], (8 * p) as i32);
+            e.memcpy(dst, src, bytes);
+        }
+        let zero = e.fb.ins().iconst(types::I32, 0);
+        e.fb.ins().return_(&[zero]);
+        fb.seal_all_blocks();
+        fb.finalize(fcfg);
+    }
+    data.module
+        .define_function(entry, &mut ctx)
+        .map_err(|e| cg(" (entry)", format!("{e:?}")))?;
+    code_bytes += ctx
+        .compiled_code()
+        .map(|c| c.code_buffer().len())
+        .unwrap_or(0);
+    data.module.clear_context(&mut ctx);
+    Ok(Lowered {
+        entry,
+        plan: mem,
+        status_nodes,
+        code_bytes,
+    })
+}
+
+/// A pointer to the first element of `v` inside a node or entry function.
+fn value_ptr(
+    e: &mut E,
+    data: &mut dyn DataSink,
+    params: &[Value],
+    loc: &[Option<Loc>],
+    consts: &HashMap<ValueId, Tensor>,
+    v: ValueId,
+) -> Result<Value, JitError> {
+    match loc[v.index()] {
+        Some(Loc::Input(p)) => Ok(e.load(types::I64, params[0], (8 * p) as i32)),
+        Some(Loc::Output(p)) => Ok(e.load(types::I64, params[1], (8 * p) as i32)),
+        Some(Loc::Arena(off)) => Ok(e.addr(params[2], off as i64)),
+        Some(Loc::Const(c)) => {
+            let t = consts.get(&c).ok_or_else(|| cg("", "constant without data"))?;
+            let gv = data.constant(e.fb.func, c, t)?;
+            Ok(e.fb.ins().symbol_value(types::I64, gv))
+        }
+        None => Err(cg("", format!("value {v} has no location"))),
+    }
+}
+
+/// Evaluates a node at compile time with the reference interpreter.
+fn fold(
+    g: &Graph,
+    id: NodeId,
+    node: &Node,
+    consts: &HashMap<ValueId, Tensor>,
+) -> Result<Vec<Tensor>, JitError> {
+    let fail = |reason: String| JitError::Fold {
+        node: g.describe_node(id),
+        reason,
+    };
+    let args: Vec<Tensor> = match node.op {
+        // Shape and Size read only the type; give the interpreter a zero-sized stand-in.
+        Op::Shape { .. } | Op::Size => {
+            let ty = g.ty(node.inputs[0]);
+            let dims = ty.dims().unwrap_or_default();
+            let n: usize = dims.iter().product();
+            vec![Tensor::from_bytes(
+                DType::U8,
+                dims,
+                bytes::Bytes::from(vec![0u8; n]),
+            )
+            .map_err(|e| fail(e.to_string()))?]
+        }
+        _ => node
+            .inputs
+            .iter()
+            .map(|v| {
+                consts
+                    .get(v)
+                    .cloned()
+                    .ok_or_else(|| fail("input is not constant".into()))
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let refs: Vec<&Tensor> = args.iter().collect();
+    crate::interp::eval_op(&node.op, &refs).map_err(|e| fail(e.to_string()))
+}
+
+/// Scratch bytes a node's kernel needs.
+fn scratch_bytes(
+    g: &Graph,
+    id: NodeId,
+    node: &Node,
+    consts: &HashMap<ValueId, Tensor>,
+) -> Result<usize, JitError> {
+    Ok(match node.op {
+        Op::Conv(ref a) => super::conv::scratch_bytes(g, id, node, a, consts)?,
+        Op::Pool(ref a) => super::pool::scratch_bytes(g, node, a),
+        _ => 0,
+    })
+}
+
+/// Emits the kernel of one node.
+fn emit_node(e: &mut E, k: &mut Kx) -> Result<(), JitError> {
+    use super::{conv, elementwise, matmul, normalize, pool, reduce, shape};
+    match &k.node.op {
+        Op::Unary(_)
+        | Op::Binary(_)
+        | Op::HardSigmoid { .. }
+        | Op::LeakyRelu { .. }
+        | Op::Elu { .. }
+        | Op::Selu { .. }
+        | Op::Gelu { .. }
+        | Op::Clip
+        | Op::Where
+        | Op::Cast { .. } => elementwise::lower(e, k),
+        Op::Conv(a) => conv::lower(e, k, a),
+        Op::Gemm(a) => matmul::gemm(e, k, a),
+        Op::MatMul => matmul::matmul(e, k),
+        Op::BatchNorm { epsilon } => normalize::batch_norm(e, k, epsilon.0),
+        Op::Pool(a) => pool::pool(e, k, a),
+        Op::GlobalPool(kind) => pool::global_pool(e, k, *kind),
+        Op::Reduce(a) => reduce::lower(e, k, a),
+        Op::Softmax { axis } => normalize::softmax(e, k, *axis, false),
+        Op::LogSoftmax { axis } => normalize::softmax(e, k, *axis, true),
+        Op::LayerNorm { axis, epsilon } => normalize::layer_norm(e, k, *axis, epsilon.0),
+        Op::Concat { axis } => shape::concat(e, k, *axis),
+        Op::Reshape { .. } | Op::Flatten { .. } | Op::Squeeze | Op::Unsqueeze | Op::Identity => {
+            shape::copy(e, k)
+        }
+        Op::Expand => shape::expand(e, k),
+        Op::ConstantOfShape { value } => shape::constant_of_shape(e, k, value),
+        Op::Gather { axis } if k.const_in(1).is_none() => shape::gather_runtime(e, k, *axis),
+        Op::Transpose { .. }
+        | Op::Slice
+        | Op::Gather { .. }
+        | Op::Split { .. }
+        | Op::Tile
+        | Op::Pad { .. }
+        | Op::Resize(_) => shape::by_index(e, k),
+        Op::Shape { .. }
+        | Op::Size
+        | Op::Range
+        | Op::QuantizeLinear { .. }
+        | Op::DequantizeLinear { .. } => Err(k.unsupported(format!(
+            "op {} with run-time inputs",
+            k.node.op.name()
+        ))),
+    }
+}

@@ -1,0 +1,171 @@
+//! Gemm and MatMul (f32).
+//!
+//! - `Gemm`: a constant B (either orientation) is scaled by `alpha` and packed at compile time
+//!   (`pack_b`), a run-time B must be untransposed with `alpha == 1`; `trans_a` needs a constant
+//!   or is refused. A `C` that is a row vector (`[N]`, `[1, N]`) becomes the epilogue bias (scaled
+//!   by `beta` at compile time when constant); any other `C` is added afterwards with broadcasting.
+//! - `MatMul`: numpy semantics (1-D promotion, batch broadcasting). A constant B shared by every
+//!   batch is packed once; otherwise each batch runs the unpacked GEMM.
+
+use super::emit::{broadcast_strides, E};
+use super::gemm_fallback as gemm;
+use super::lower::Kx;
+use super::JitError;
+use cranelift_codegen::ir::{types, Value};
+use kestrel_ir::GemmAttrs;
+
+pub fn gemm(e: &mut E, k: &mut Kx, a: &GemmAttrs) -> Result<(), JitError> {
+    k.require_f32()?;
+    let ad = k.in_dims(0);
+    let bd = k.in_dims(1);
+    if ad.len() != 2 || bd.len() != 2 {
+        return Err(k.unsupported("gemm operands that are not 2-D"));
+    }
+    let (m, kk) = if a.trans_a { (ad[1], ad[0]) } else { (ad[0], ad[1]) };
+    let n = if a.trans_b { bd[0] } else { bd[1] };
+    let alpha = a.alpha.0;
+    let beta = a.beta.0;
+    let flags = e.flags;
+    // A: transposed constant A is materialised transposed at compile time.
+    let (a_ptr, lda) = if a.trans_a {
+        let Some(t) = k.const_in(0) else {
+            return Err(k.unsupported("gemm with trans_a on a run-time A"));
+        };
+        let v = t.to_f32_vec();
+        let mut tr = vec![0f32; m * kk];
+        for i in 0..m {
+            for j in 0..kk {
+                tr[i * kk + j] = v[j * m + i];
+            }
+        }
+        (k.rodata_f32(e, &tr)?, kk)
+    } else {
+        (k.ins[0], kk)
+    };
+    // C handling.
+    let c_dims = if k.node.inputs.len() > 2 {
+        Some(k.in_dims(2))
+    } else {
+        None
+    };
+    let row_vector = c_dims
+        .as_ref()
+        .is_some_and(|d| d.iter().product::<usize>() == n && d.last() == Some(&n) && n > 0);
+    let mut bias: Option<Value> = None;
+    let mut add_c_after = false;
+    if let Some(cd) = &c_dims {
+        if beta != 0.0 {
+            if row_vector {
+                if let Some(ct) = k.const_in(2) {
+                    let v: Vec<f32> = ct.to_f32_vec().iter().map(|x| x * beta).collect();
+                    bias = Some(k.rodata_f32(e, &v)?);
+                } else if beta == 1.0 {
+                    bias = Some(k.ins[2]);
+                } else {
+                    add_c_after = true;
+                }
+            } else if cd.iter().product::<usize>() > 0 {
+                add_c_after = true;
+            }
+        }
+    }
+    let epi = gemm::Epilogue { bias, relu: false };
+    let out = k.outs[0];
+    if let Some(bt) = k.const_in(1) {
+        let mut v = bt.to_f32_vec();
+        if alpha != 1.0 {
+            v.iter_mut().for_each(|x| *x *= alpha);
+        }
+        let packed = gemm::pack_b(&v, kk, n, a.trans_b);
+        let bp = k.rodata_f32(e, &packed.data)?;
+        gemm::emit_gemm(e.fb, &flags, a_ptr, lda, bp, out, n, m, n, kk, &epi);
+    } else {
+        if a.trans_b || alpha != 1.0 {
+            return Err(k.unsupported("gemm with a run-time B that is transposed or scaled"));
+        }
+        gemm::emit_gemm_unpacked(e.fb, &flags, a_ptr, lda, k.ins[1], n, out, n, m, n, kk, &epi);
+    }
+    if add_c_after {
+        let cd = c_dims.unwrap_or_default();
+        let st = broadcast_strides(&cd, &[m, n]);
+        let c = k.ins[2];
+        let bv = e.fconst(types::F32, beta);
+        e.loop_n(m, |e, i| {
+            let crow = e.index(c, i, st[0] * 4);
+            let orow = e.index(out, i, (n * 4) as i64);
+            e.loop_n(n, |e, j| {
+                let ca = e.index(crow, j, st[1] * 4);
+                let cv = e.load(types::F32, ca, 0);
+                let oa = e.index(orow, j, 4);
+                let o = e.load(types::F32, oa, 0);
+                let r = e.fma(cv, bv, o);
+                e.store(r, oa, 0);
+            });
+        });
+    }
+    Ok(())
+}
+
+pub fn matmul(e: &mut E, k: &mut Kx) -> Result<(), JitError> {
+    k.require_f32()?;
+    let mut ad = k.in_dims(0);
+    let mut bd = k.in_dims(1);
+    if ad.is_empty() || bd.is_empty() {
+        return Err(k.unsupported("matmul of scalars"));
+    }
+    if ad.len() == 1 {
+        ad.insert(0, 1);
+    }
+    if bd.len() == 1 {
+        bd.push(1);
+    }
+    let (m, kk) = (ad[ad.len() - 2], ad[ad.len() - 1]);
+    let n = bd[bd.len() - 1];
+    let a_batch = &ad[..ad.len() - 2];
+    let b_batch = &bd[..bd.len() - 2];
+    let rank = a_batch.len().max(b_batch.len());
+    let mut batch = vec![1usize; rank];
+    for i in 0..rank {
+        let x = if i + a_batch.len() >= rank {
+            a_batch[i + a_batch.len() - rank]
+        } else {
+            1
+        };
+        let y = if i + b_batch.len() >= rank {
+            b_batch[i + b_batch.len() - rank]
+        } else {
+            1
+        };
+        batch[i] = x.max(y);
+    }
+    let sa = broadcast_strides(a_batch, &batch);
+    let sb = broadcast_strides(b_batch, &batch);
+    let so = super::emit::strides_of(&batch);
+    let (a_mat, b_mat, o_mat) = ((m * kk * 4) as i64, (kk * n * 4) as i64, (m * n * 4) as i64);
+    let strides = vec![
+        sa.iter().map(|s| s * a_mat).chain([0]).collect::<Vec<_>>(),
+        sb.iter().map(|s| s * b_mat).chain([0]).collect::<Vec<_>>(),
+        so.iter().map(|s| s * o_mat).chain([0]).collect::<Vec<_>>(),
+    ];
+    let mut dims = batch.clone();
+    dims.push(1);
+    let flags = e.flags;
+    let epi = gemm::Epilogue {
+        bias: None,
+        relu: false,
+    };
+    let shared_const_b = sb.iter().all(|&s| s == 0) && k.const_in(1).is_some();
+    let packed = if shared_const_b {
+        let v = k.const_in(1).map(|t| t.to_f32_vec()).unwrap_or_default();
+        let p = gemm::pack_b(&v[..kk * n], kk, n, false);
+        Some(k.rodata_f32(e, &p.data)?)
+    } else {
+        None
+    };
+    let (a0, b0, o0) = (k.ins[0], k.ins[1], k.outs[0]);
+    e.nest(&dims, &strides, &[a0, b0, o0], &mut |e, p| match packed {
+        Some(bp) => gemm::emit_gemm(e.fb, &flags, p[0], kk, bp, p[2], n, m, n, kk, &epi),
+        None => gemm::emit_gemm_unpacked(e.fb, &flags, p[0], kk, p[1], n, p[2], n, m, n, kk, &epi),
+    });
+    Ok(())
+}

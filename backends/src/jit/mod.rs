@@ -1,0 +1,339 @@
+//! The Cranelift JIT backend: native code for whole graphs.
+//!
+//! [`compile`] lowers a graph whose dimensions are all known into one Cranelift module (see
+//! [`lower::lower`], which is generic over `cranelift_module::Module` so the ahead-of-time path
+//! shares it) and finalises it in memory. [`JitModel::run`] then executes the generated entry
+//! function on caller-provided inputs, with every intermediate tensor in one preallocated arena.
+//!
+//! Contracts:
+//! - every op is either compiled to native code or evaluated at compile time (nodes whose
+//!   inputs are all constants, and `Shape`/`Size`, whose results depend only on types); an op the
+//!   JIT cannot compile is a [`JitError::Unsupported`] naming the node, never a hidden fallback;
+//! - the generated code calls nothing outside its own module (no libm, no Rust helpers, no
+//!   Cranelift libcalls): instructions are chosen from [`isa::IsaFlags`];
+//! - running allocates nothing but the returned tensors ([`JitModel::run_into`] allocates nothing).
+
+pub mod emit;
+pub mod isa;
+pub mod lower;
+pub mod math;
+pub mod plan;
+
+mod conv;
+mod elementwise;
+mod gemm_fallback;
+mod matmul;
+mod normalize;
+mod pool;
+mod reduce;
+mod shape;
+
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_jit::{JITBuilder, JITModule};
+use kestrel_ir::{DType, Dim, Graph, Tensor};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub use isa::IsaFlags;
+pub use lower::{lower, Lowered};
+pub use plan::MemoryPlan;
+
+/// Options of [`compile`].
+#[derive(Clone, Debug)]
+pub struct JitOptions {
+    /// Worker threads for GEMM/convolution work (1 = run on the calling thread).
+    pub threads: usize,
+}
+
+impl Default for JitOptions {
+    fn default() -> Self {
+        JitOptions { threads: 1 }
+    }
+}
+
+/// Why a graph could not be compiled or run.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum JitError {
+    /// A node the JIT cannot compile (op, dtype or attribute combination).
+    #[error("{node}: the JIT does not support {what}")]
+    Unsupported { node: String, what: String },
+    /// Dimensions that are not known at compile time (bind them from the inputs first).
+    #[error("the JIT needs every dimension known; unbound: {dims}")]
+    UnboundDims { dims: String },
+    /// A constant without data (a dump with elided weights).
+    #[error("constant \"{name}\" has no data (elided weights): the graph cannot be compiled")]
+    ElidedConstant { name: String },
+    /// Evaluating a node at compile time failed.
+    #[error("{node}: evaluating at compile time: {reason}")]
+    Fold { node: String, reason: String },
+    /// Cranelift rejected the generated code (a bug in the lowering).
+    #[error("code generation failed{context}: {reason}")]
+    Codegen { context: String, reason: String },
+    #[error("graph expects {expected} inputs, got {actual}")]
+    InputCount { expected: usize, actual: usize },
+    #[error("input \"{input}\": expected {expected}, got {actual}")]
+    InputType {
+        input: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("graph has {expected} outputs, got {actual} output buffers")]
+    OutputCount { expected: usize, actual: usize },
+    #[error("output \"{output}\": buffer has {actual} bytes, needs {expected}")]
+    OutputSize {
+        output: String,
+        expected: usize,
+        actual: usize,
+    },
+    /// The generated code reported an error (for example a runtime index out of range).
+    #[error("{node}: {reason}")]
+    Runtime { node: String, reason: String },
+}
+
+/// A compiled graph, ready to run.
+pub struct JitModel {
+    // Keeps the code and data alive; `entry` points into it.
+    _module: JITModule,
+    entry: extern "C" fn(*const *const u8, *const *mut u8, *mut u8) -> i32,
+    arena: Mutex<Vec<u128>>,
+    inputs: Vec<(String, DType, Vec<usize>)>,
+    outputs: Vec<(String, DType, Vec<usize>)>,
+    /// Node description of each status code the entry function may return (index = code - 1).
+    status_nodes: Vec<String>,
+    plan: MemoryPlan,
+    compile_time: Duration,
+    code_bytes: usize,
+}
+
+// The entry function is plain code; the arena is guarded by the mutex.
+unsafe impl Send for JitModel {}
+unsafe impl Sync for JitModel {}
+
+/// Builds the native ISA for the host, with the flags kernels rely on.
+pub fn host_isa() -> Result<std::sync::Arc<dyn cranelift_codegen::isa::TargetIsa>, JitError> {
+    let cg = |reason: String| JitError::Codegen {
+        context: " (host ISA)".into(),
+        reason,
+    };
+    let mut fb = settings::builder();
+    // Kernels are hand-scheduled: opt_level none keeps emission order (CRANELIFT.md).
+    fb.set("opt_level", "none").map_err(|e| cg(e.to_string()))?;
+    fb.set("enable_verifier", "false")
+        .map_err(|e| cg(e.to_string()))?;
+    fb.set("is_pic", "false").map_err(|e| cg(e.to_string()))?;
+    let isa_builder = cranelift_native::builder().map_err(|e| cg(e.to_string()))?;
+    isa_builder
+        .finish(settings::Flags::new(fb))
+        .map_err(|e| cg(e.to_string()))
+}
+
+/// Compiles `g` (every dimension known) for the host.
+pub fn compile(g: &Graph, opts: &JitOptions) -> Result<JitModel, JitError> {
+    let start = Instant::now();
+    check_known_dims(g)?;
+    let isa = host_isa()?;
+    let flags = IsaFlags::from_isa(&*isa);
+    let builder = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
+    let mut module = JITModule::new(builder);
+    let lowered = lower::lower(&mut module, g, &flags, "kestrel", opts)?;
+    module
+        .finalize_definitions()
+        .map_err(|e| JitError::Codegen {
+            context: " (finalize)".into(),
+            reason: e.to_string(),
+        })?;
+    let ptr = module.get_finalized_function(lowered.entry);
+    // SAFETY: the entry function was declared with exactly this signature in `lower`.
+    let entry: extern "C" fn(*const *const u8, *const *mut u8, *mut u8) -> i32 =
+        unsafe { std::mem::transmute(ptr) };
+    let io = |v: kestrel_ir::ValueId, name: String| {
+        let ty = g.ty(v);
+        (name, ty.dtype, ty.dims().unwrap_or_default())
+    };
+    let inputs = g
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| io(v, g.value(v).name.clone().unwrap_or(format!("#{i}"))))
+        .collect();
+    let outputs = g
+        .outputs
+        .iter()
+        .map(|o| io(o.value, o.name.clone()))
+        .collect();
+    let arena = vec![0u128; lowered.plan.size.div_ceil(16) + 4];
+    Ok(JitModel {
+        _module: module,
+        entry,
+        arena: Mutex::new(arena),
+        inputs,
+        outputs,
+        status_nodes: lowered.status_nodes,
+        plan: lowered.plan,
+        compile_time: start.elapsed(),
+        code_bytes: lowered.code_bytes,
+    })
+}
+
+/// Every value's dimensions must be known.
+fn check_known_dims(g: &Graph) -> Result<(), JitError> {
+    let mut missing: Vec<String> = Vec::new();
+    for (i, v) in g.values.iter().enumerate() {
+        for d in &v.ty.shape {
+            let s = match d {
+                Dim::Known(_) => continue,
+                Dim::Sym(s) => s.to_string(),
+                Dim::Unknown => format!(
+                    "? in {} ({})",
+                    v.name.clone().unwrap_or(format!("%{i}")),
+                    v.ty
+                ),
+            };
+            if !missing.contains(&s) {
+                missing.push(s);
+            }
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(JitError::UnboundDims {
+            dims: missing.join(", "),
+        })
+    }
+}
+
+impl JitModel {
+    /// Runs the model on `inputs` (in graph input order; dtypes and shapes must match exactly).
+    pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, JitError> {
+        if inputs.len() != self.inputs.len() {
+            return Err(JitError::InputCount {
+                expected: self.inputs.len(),
+                actual: inputs.len(),
+            });
+        }
+        for ((name, dt, dims), t) in self.inputs.iter().zip(inputs) {
+            if t.dtype() != *dt || t.dims() != dims.as_slice() {
+                return Err(JitError::InputType {
+                    input: name.clone(),
+                    expected: format!("{dt}{dims:?}"),
+                    actual: format!("{}{:?}", t.dtype(), t.dims()),
+                });
+            }
+        }
+        let ins: Vec<&[u8]> = inputs.iter().map(|t| &t.bytes()[..]).collect();
+        let mut bufs: Vec<Vec<u8>> = self
+            .outputs
+            .iter()
+            .map(|(_, dt, dims)| vec![0u8; dt.size() * dims.iter().product::<usize>()])
+            .collect();
+        {
+            let mut outs: Vec<&mut [u8]> = bufs.iter_mut().map(|b| b.as_mut_slice()).collect();
+            self.run_into(&ins, &mut outs)?;
+        }
+        self.outputs
+            .iter()
+            .zip(bufs)
+            .map(|((_, dt, dims), b)| {
+                Tensor::from_bytes(*dt, dims.clone(), b.into()).map_err(|e| JitError::Runtime {
+                    node: "output".into(),
+                    reason: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// Runs the model on raw little-endian input bytes, writing raw output bytes. Buffer sizes
+    /// must match the graph's types exactly; allocates nothing.
+    pub fn run_into(&self, inputs: &[&[u8]], outputs: &mut [&mut [u8]]) -> Result<(), JitError> {
+        if inputs.len() != self.inputs.len() {
+            return Err(JitError::InputCount {
+                expected: self.inputs.len(),
+                actual: inputs.len(),
+            });
+        }
+        if outputs.len() != self.outputs.len() {
+            return Err(JitError::OutputCount {
+                expected: self.outputs.len(),
+                actual: outputs.len(),
+            });
+        }
+        for ((name, dt, dims), b) in self.inputs.iter().zip(inputs) {
+            let need = dt.size() * dims.iter().product::<usize>();
+            if b.len() != need {
+                return Err(JitError::InputType {
+                    input: name.clone(),
+                    expected: format!("{need} bytes ({dt}{dims:?})"),
+                    actual: format!("{} bytes", b.len()),
+                });
+            }
+        }
+        for ((name, dt, dims), b) in self.outputs.iter().zip(outputs.iter()) {
+            let need = dt.size() * dims.iter().product::<usize>();
+            if b.len() != need {
+                return Err(JitError::OutputSize {
+                    output: name.clone(),
+                    expected: need,
+                    actual: b.len(),
+                });
+            }
+        }
+        const MAX_IO: usize = 64;
+        if inputs.len() > MAX_IO || outputs.len() > MAX_IO {
+            return Err(JitError::InputCount {
+                expected: MAX_IO,
+                actual: inputs.len().max(outputs.len()),
+            });
+        }
+        let mut in_ptrs = [std::ptr::null::<u8>(); MAX_IO];
+        for (p, b) in in_ptrs.iter_mut().zip(inputs) {
+            *p = b.as_ptr();
+        }
+        let mut out_ptrs = [std::ptr::null_mut::<u8>(); MAX_IO];
+        for (p, b) in out_ptrs.iter_mut().zip(outputs.iter_mut()) {
+            *p = b.as_mut_ptr();
+        }
+        let mut arena = self.arena.lock().unwrap_or_else(|e| e.into_inner());
+        // Align the arena base to 64 bytes (the planner's alignment).
+        let base = arena.as_mut_ptr() as *mut u8;
+        let pad = base.align_offset(64);
+        // SAFETY: the arena holds `plan.size + 64` bytes, so base + pad .. + size is in bounds.
+        let base = unsafe { base.add(pad) };
+        // SAFETY: pointers and sizes were checked against the graph's types above; the entry
+        // function only accesses the given buffers and the arena within the planned size.
+        let status = (self.entry)(in_ptrs.as_ptr(), out_ptrs.as_ptr(), base);
+        drop(arena);
+        if status != 0 {
+            let node = self
+                .status_nodes
+                .get((status - 1) as usize)
+                .cloned()
+                .unwrap_or_else(|| format!("status {status}"));
+            return Err(JitError::Runtime {
+                node,
+                reason: "an index is out of range".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Size of the planned arena in bytes.
+    pub fn arena_bytes(&self) -> usize {
+        self.plan.size
+    }
+
+    /// Largest total of simultaneously live tensors plus the largest scratch of one kernel.
+    pub fn arena_lower_bound(&self) -> usize {
+        self.plan.lower_bound
+    }
+
+    /// Wall time of [`compile`].
+    pub fn compile_time(&self) -> Duration {
+        self.compile_time
+    }
+
+    /// Bytes of machine code generated.
+    pub fn code_bytes(&self) -> usize {
+        self.code_bytes
+    }
+}

@@ -1,0 +1,370 @@
+//! Pooling kernels (f32): MaxPool, AveragePool, LpPool (p = 1, 2) over any number of spatial
+//! axes, and the global pools.
+//!
+//! Each `[N, C]` plane is first copied into a scratch plane padded with the neutral value (-inf
+//! for max, 0 otherwise) wide enough for every window (explicit pads and the `ceil_mode`
+//! overhang), unless no window leaves the input. Windows then read the padded plane at
+//! compile-time tap offsets. Max pooling keeps a tap only when it compares greater (NaN taps are
+//! skipped, as in the interpreter); averages multiply by a per-output reciprocal of the tap count
+//! computed at compile time (in-bounds taps, or taps within the explicit pads with
+//! `count_include_pad`).
+
+use super::emit::{strides_of, E};
+use super::lower::Kx;
+use super::JitError;
+use cranelift_codegen::ir::condcodes::FloatCC;
+use cranelift_codegen::ir::{types, InstBuilder, Value};
+use kestrel_ir::{Graph, Node, PoolAttrs, PoolKind};
+
+/// Geometry of a sliding window over the spatial axes of `[N, C, spatial..]`.
+#[derive(Clone, Debug)]
+pub struct Window {
+    pub planes: usize,
+    pub in_sp: Vec<usize>,
+    pub out_sp: Vec<usize>,
+    pub kernel: Vec<usize>,
+    pub strides: Vec<usize>,
+    pub dilations: Vec<usize>,
+    pub pads: Vec<(usize, usize)>,
+    /// Extents of the padded plane (every tap of every window falls inside).
+    pub padded: Vec<usize>,
+}
+
+impl Window {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        in_dims: &[usize],
+        out_sp: &[usize],
+        kernel: &[usize],
+        strides: &[usize],
+        dilations: &[usize],
+        pads_attr: &[usize],
+        auto_pad: kestrel_ir::AutoPad,
+    ) -> Result<Window, String> {
+        let k = in_dims.len().saturating_sub(2);
+        if k == 0 || kernel.len() != k || out_sp.len() != k {
+            return Err("windows need [N, C, spatial..] inputs".into());
+        }
+        let in_sp = in_dims[2..].to_vec();
+        let or1 = |v: &[usize]| if v.is_empty() { vec![1; k] } else { v.to_vec() };
+        let strides = or1(strides);
+        let dilations = or1(dilations);
+        let pads =
+            kestrel_ir::conv_pads(auto_pad, &in_sp, kernel, &strides, &dilations, pads_attr)?;
+        let padded = (0..k)
+            .map(|a| {
+                let need = if out_sp[a] == 0 {
+                    0
+                } else {
+                    (out_sp[a] - 1) * strides[a] + (kernel[a] - 1) * dilations[a] + 1
+                };
+                need.max(pads[a].0 + in_sp[a])
+            })
+            .collect();
+        Ok(Window {
+            planes: in_dims[0] * in_dims[1],
+            in_sp,
+            out_sp: out_sp.to_vec(),
+            kernel: kernel.to_vec(),
+            strides,
+            dilations,
+            pads,
+            padded,
+        })
+    }
+
+    /// Whether some window reads outside the input (so a padded copy is needed).
+    pub fn needs_padding(&self) -> bool {
+        (0..self.in_sp.len()).any(|a| self.pads[a].0 > 0 || self.padded[a] > self.in_sp[a])
+    }
+
+    pub fn padded_elems(&self) -> usize {
+        self.padded.iter().product()
+    }
+
+    /// Byte offsets of every tap relative to the window origin, in the (padded or input) plane
+    /// with extents `plane`.
+    pub fn taps(&self, plane: &[usize]) -> Vec<i64> {
+        let ps = strides_of(plane);
+        let n: usize = self.kernel.iter().product();
+        let mut idx = vec![0usize; self.kernel.len()];
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let off: i64 = (0..idx.len())
+                .map(|a| (idx[a] * self.dilations[a]) as i64 * ps[a])
+                .sum();
+            out.push(off * 4);
+            for a in (0..idx.len()).rev() {
+                idx[a] += 1;
+                if idx[a] < self.kernel[a] {
+                    break;
+                }
+                idx[a] = 0;
+            }
+        }
+        out
+    }
+}
+
+/// Scratch bytes of a pool node (one padded plane).
+pub fn scratch_bytes(g: &Graph, node: &Node, a: &PoolAttrs) -> usize {
+    let (Some(ind), Some(outd)) = (g.ty(node.inputs[0]).dims(), g.ty(node.outputs[0]).dims())
+    else {
+        return 0;
+    };
+    if outd.len() < 3 {
+        return 0;
+    }
+    match Window::new(
+        &ind,
+        &outd[2..],
+        &a.kernel,
+        &a.strides,
+        &a.dilations,
+        &a.pads,
+        a.auto_pad,
+    ) {
+        Ok(w) if w.needs_padding() => w.padded_elems() * 4,
+        _ => 0,
+    }
+}
+
+/// Copies plane `src` (extents `w.in_sp`, contiguous) into `dst` (extents `w.padded`) at the
+/// begin pads, after filling `dst` with `fill`.
+pub fn pad_plane(e: &mut E, w: &Window, src: Value, dst: Value, fill: f32) {
+    e.fill_f32(dst, w.padded_elems(), fill);
+    let ps = strides_of(&w.padded);
+    let is = strides_of(&w.in_sp);
+    let origin: i64 = (0..w.in_sp.len())
+        .map(|a| w.pads[a].0 as i64 * ps[a])
+        .sum();
+    let d0 = e.addr(dst, origin * 4);
+    let st = vec![
+        is.iter().map(|x| x * 4).collect::<Vec<_>>(),
+        ps.iter().map(|x| x * 4).collect::<Vec<_>>(),
+    ];
+    let row = w.in_sp[w.in_sp.len() - 1] * 4;
+    e.nest(&w.in_sp, &st, &[src, d0], &mut |e, p| {
+        e.memcpy(p[1], p[0], row);
+    });
+}
+
+pub fn pool(e: &mut E, k: &mut Kx, a: &PoolAttrs) -> Result<(), JitError> {
+    k.require_f32()?;
+    let ind = k.in_dims(0);
+    let outd = k.out_dims(0);
+    let w = Window::new(
+        &ind,
+        &outd[2..],
+        &a.kernel,
+        &a.strides,
+        &a.dilations,
+        &a.pads,
+        a.auto_pad,
+    )
+    .map_err(|r| k.unsupported(r))?;
+    if let PoolKind::Lp(p) = a.kind {
+        if p != 1 && p != 2 {
+            return Err(k.unsupported(format!("lp_pool with p = {p}")));
+        }
+    }
+    let ntaps: usize = a.kernel.iter().product();
+    if ntaps > 4096 {
+        return Err(k.unsupported("pool windows of more than 4096 taps"));
+    }
+    let osz: usize = w.out_sp.iter().product();
+    let isz: usize = w.in_sp.iter().product();
+    let padded = w.needs_padding();
+    let plane_dims = if padded {
+        w.padded.clone()
+    } else {
+        w.in_sp.clone()
+    };
+    let taps = w.taps(&plane_dims);
+    let ps = strides_of(&plane_dims);
+    // Per-output reciprocal tap counts for averages.
+    let recip = if a.kind == PoolKind::Average {
+        let mut r = Vec::with_capacity(osz);
+        let mut o = vec![0usize; w.out_sp.len()];
+        for _ in 0..osz {
+            let mut inside = 1usize;
+            let mut in_pad = 1usize;
+            for ax in 0..o.len() {
+                let (mut ci, mut cp) = (0, 0);
+                for t in 0..w.kernel[ax] {
+                    let c = (o[ax] * w.strides[ax] + t * w.dilations[ax]) as isize
+                        - w.pads[ax].0 as isize;
+                    if c >= 0 && (c as usize) < w.in_sp[ax] {
+                        ci += 1;
+                    }
+                    if c >= -(w.pads[ax].0 as isize) && c < (w.in_sp[ax] + w.pads[ax].1) as isize
+                    {
+                        cp += 1;
+                    }
+                }
+                inside *= ci;
+                in_pad *= cp;
+            }
+            let cnt = if a.count_include_pad { in_pad } else { inside };
+            r.push(1.0 / cnt as f32);
+            for ax in (0..o.len()).rev() {
+                o[ax] += 1;
+                if o[ax] < w.out_sp[ax] {
+                    break;
+                }
+                o[ax] = 0;
+            }
+        }
+        let uniform = r.iter().all(|&x| x == r[0]);
+        Some((r, uniform))
+    } else {
+        None
+    };
+    let recip_ptr = match &recip {
+        Some((r, false)) => Some(k.rodata_f32(e, r)?),
+        _ => None,
+    };
+    let fill = if a.kind == PoolKind::Max {
+        f32::NEG_INFINITY
+    } else {
+        0.0
+    };
+    let (src, dst) = (k.ins[0], k.outs[0]);
+    let scratch = k.scratch;
+    let kind = a.kind;
+    let out_st: Vec<i64> = strides_of(&w.out_sp);
+    let mut win_st: Vec<i64> = (0..w.out_sp.len())
+        .map(|ax| (w.strides[ax] as i64) * ps[ax] * 4)
+        .collect();
+    let mut dims = w.out_sp.clone();
+    // The nest walks all output axes; add a unit innermost axis so every real axis is a loop.
+    dims.push(1);
+    win_st.push(0);
+    let mut o_st: Vec<i64> = out_st.iter().map(|x| x * 4).collect();
+    o_st.push(0);
+    let mut idx_st: Vec<i64> = out_st.clone();
+    idx_st.push(0);
+    e.loop_n(w.planes, |e, p| {
+        let s = e.index(src, p, (isz * 4) as i64);
+        let d = e.index(dst, p, (osz * 4) as i64);
+        let plane = match scratch {
+            Some(sc) if padded => {
+                pad_plane(e, &w, s, sc, fill);
+                sc
+            }
+            _ => s,
+        };
+        let zero_idx = e.iconst(0);
+        let ops = vec![win_st.clone(), o_st.clone(), idx_st.clone()];
+        e.nest(&dims, &ops, &[plane, d, zero_idx], &mut |e, q| {
+            let (win, out, oi) = (q[0], q[1], q[2]);
+            let mut acc = e.fconst(types::F32, fill);
+            for &t in &taps {
+                let v = e.load(types::F32, win, t as i32);
+                acc = match kind {
+                    PoolKind::Max => {
+                        let gt = e.fcmp(FloatCC::GreaterThan, v, acc);
+                        e.fb.ins().select(gt, v, acc)
+                    }
+                    PoolKind::Average | PoolKind::Lp(1) => {
+                        let v = if matches!(kind, PoolKind::Lp(_)) {
+                            e.fb.ins().fabs(v)
+                        } else {
+                            v
+                        };
+                        e.fb.ins().fadd(acc, v)
+                    }
+                    PoolKind::Lp(_) => e.fma(v, v, acc),
+                };
+            }
+            let r = match (&recip, recip_ptr) {
+                (Some((_, _)), Some(rp)) => {
+                    let a = e.index(rp, oi, 4);
+                    let m = e.load(types::F32, a, 0);
+                    e.fb.ins().fmul(acc, m)
+                }
+                (Some((r, true)), None) => {
+                    let m = e.fconst(types::F32, r[0]);
+                    e.fb.ins().fmul(acc, m)
+                }
+                _ if kind == PoolKind::Lp(2) => e.fb.ins().sqrt(acc),
+                _ => acc,
+            };
+            e.store(r, out, 0);
+        });
+    });
+    Ok(())
+}
+
+pub fn global_pool(e: &mut E, k: &mut Kx, kind: PoolKind) -> Result<(), JitError> {
+    k.require_f32()?;
+    let ind = k.in_dims(0);
+    if ind.len() < 3 {
+        return Err(k.unsupported("global pooling of inputs without spatial axes"));
+    }
+    if let PoolKind::Lp(p) = kind {
+        if p != 1 && p != 2 {
+            return Err(k.unsupported(format!("global_lp_pool with p = {p}")));
+        }
+    }
+    let planes = ind[0] * ind[1];
+    let isz: usize = ind[2..].iter().product();
+    let (src, dst) = (k.ins[0], k.outs[0]);
+    e.loop_n(planes, |e, p| {
+        let s = e.index(src, p, (isz * 4) as i64);
+        let r = reduce_row(e, s, isz, kind);
+        let d = e.index(dst, p, 4);
+        e.store(r, d, 0);
+    });
+    Ok(())
+}
+
+/// Reduces `n` contiguous f32 at `s` (max skipping NaN taps / mean / Lp1 / Lp2), vectorised.
+pub fn reduce_row(e: &mut E, s: Value, n: usize, kind: PoolKind) -> Value {
+    let is_max = kind == PoolKind::Max;
+    let init = if is_max { f32::NEG_INFINITY } else { 0.0 };
+    let chunks = n / 4;
+    let step = |e: &mut E, acc: Value, v: Value| -> Value {
+        match kind {
+            PoolKind::Max => {
+                let gt = e.fcmp(FloatCC::GreaterThan, v, acc);
+                e.sel(gt, v, acc)
+            }
+            PoolKind::Average => e.fb.ins().fadd(acc, v),
+            PoolKind::Lp(1) => {
+                let a = e.fb.ins().fabs(v);
+                e.fb.ins().fadd(acc, a)
+            }
+            PoolKind::Lp(_) => e.fma(v, v, acc),
+        }
+    };
+    let v0 = e.fconst(types::F32X4, init);
+    let acc = e.loop_acc(chunks, &[v0], |e, i, acc| {
+        let a = e.index(s, i, 16);
+        let v = e.load(types::F32X4, a, 0);
+        vec![step(e, acc[0], v)]
+    })[0];
+    let mut r = if is_max {
+        e.hminmax(acc, true)
+    } else {
+        e.hsum(acc)
+    };
+    if is_max && chunks > 0 {
+        // hminmax's fmax propagates NaN lanes only if a lane held NaN, which `step` never stores.
+    }
+    if chunks == 0 {
+        r = e.fconst(types::F32, init);
+    }
+    for j in chunks * 4..n {
+        let v = e.load(types::F32, s, (j * 4) as i32);
+        r = step(e, r, v);
+    }
+    match kind {
+        PoolKind::Average => {
+            let m = e.fconst(types::F32, 1.0 / n as f32);
+            e.fb.ins().fmul(r, m)
+        }
+        PoolKind::Lp(2) => e.fb.ins().sqrt(r),
+        _ => r,
+    }
+}
