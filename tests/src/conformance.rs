@@ -191,9 +191,36 @@ pub fn interp_backend(g: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
     Ok(kestrel_backends::interp::run(g, inputs)?)
 }
 
+/// The Cranelift JIT: binds the graph's input shapes from the tensors, compiles, runs.
+/// A panic while compiling or running is reported as an error (it is a JIT bug, and one case
+/// must not stop the suite).
+pub fn jit_backend(g: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+    let mut g = g.clone();
+    for (&v, t) in g.inputs.clone().iter().zip(inputs) {
+        g.values[v.index()].ty.shape = kestrel_ir::shape_of(t.dims());
+    }
+    g.reinfer()?;
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<Vec<Tensor>> {
+        let m = kestrel_backends::jit::compile(&g, &kestrel_backends::jit::JitOptions::default())?;
+        Ok(m.run(inputs)?)
+    }));
+    match run {
+        Ok(r) => r,
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            Err(anyhow::anyhow!("JIT panicked: {msg}"))
+        }
+    }
+}
+
 pub fn backend_by_name(name: &str) -> Option<Backend> {
     match name {
         "interp" => Some(interp_backend),
+        "jit" => Some(jit_backend),
         _ => None,
     }
 }

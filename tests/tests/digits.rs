@@ -23,6 +23,44 @@ fn digits_cnn_dynamo_bn_matches_torch() {
 }
 
 #[test]
+fn digits_cnn_jit_matches_torch() {
+    check_float_model_jit(&fixture("digits_cnn.onnx"));
+}
+
+#[test]
+fn digits_cnn_b1_jit_matches_torch() {
+    check_float_model_jit(&fixture("digits_cnn.b1.onnx"));
+}
+
+#[test]
+fn digits_cnn_dynamo_bn_jit_matches_torch() {
+    check_float_model_jit(&fixture("digits_cnn.dynamo_bn.onnx"));
+}
+
+#[test]
+fn digits_cnn_jit_classifies_the_test_split() {
+    let (out, _, _, _) = run_jit(&fixture("digits_cnn.onnx"));
+    let labels = kestrel::tensor_io::read_npy(&fixture("digits_test_y.npy"))
+        .unwrap()
+        .to_i64_vec();
+    let correct = out
+        .to_f32_vec()
+        .chunks(10)
+        .zip(&labels)
+        .filter(|(row, &y)| {
+            let best = row
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .unwrap()
+                .0;
+            best as i64 == y
+        })
+        .count();
+    assert_eq!(correct, 360);
+}
+
+#[test]
 fn digits_cnn_int8_matches_onnxruntime() {
     check_int8_model(&fixture("digits_cnn.int8.onnx"));
 }

@@ -6,6 +6,15 @@ use rayon::prelude::*;
 
 #[test]
 fn allowlisted_cases_pass_on_the_interpreter() {
+    check_backend("interp", interp_backend);
+}
+
+#[test]
+fn allowlisted_cases_pass_on_the_jit() {
+    check_backend("jit", jit_backend);
+}
+
+fn check_backend(name: &str, backend: Backend) {
     let root = ensure_data().expect("ONNX test data");
     let rules = parse_allowlist(&std::fs::read_to_string(allowlist_path()).unwrap()).unwrap();
     let cases = discover(&root).unwrap();
@@ -15,9 +24,9 @@ fn allowlisted_cases_pass_on_the_interpreter() {
         cases.len(),
         root.display()
     );
-    for rule in rules.iter().filter(|r| r.backend == "interp") {
+    for rule in rules.iter().filter(|r| r.backend == name) {
         assert!(
-            cases.iter().any(|c| rule.matches("interp", &c.name)),
+            cases.iter().any(|c| rule.matches(name, &c.name)),
             "allowlist line {} matches no case",
             rule.line
         );
@@ -27,20 +36,20 @@ fn allowlisted_cases_pass_on_the_interpreter() {
         .filter_map(|c| {
             rules
                 .iter()
-                .find(|r| r.matches("interp", &c.name))
+                .find(|r| r.matches(name, &c.name))
                 .map(|r| (c, r))
         })
         .collect();
     let failures: Vec<String> = listed
         .par_iter()
         .filter_map(|(case, rule)| {
-            let outcome = run_case(case, interp_backend, rule.atol, rule.rtol);
+            let outcome = run_case(case, backend, rule.atol, rule.rtol);
             (!outcome.passed())
                 .then(|| format!("{} [{}]: {}", case.name, outcome.kind(), outcome.reason()))
         })
         .collect();
     eprintln!(
-        "{} allowlisted cases, {} failed",
+        "{name}: {} allowlisted cases, {} failed",
         listed.len(),
         failures.len()
     );

@@ -15,6 +15,7 @@ macro_rules! float_model {
             let model = shared_model(&dir, $path);
             check_text_round_trip(&model);
             check_float_model(&model);
+            check_float_model_jit(&model);
         }
     };
 }

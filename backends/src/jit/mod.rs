@@ -130,6 +130,13 @@ pub fn host_isa() -> Result<std::sync::Arc<dyn cranelift_codegen::isa::TargetIsa
 /// Compiles `g` (every dimension known) for the host.
 pub fn compile(g: &Graph, opts: &JitOptions) -> Result<JitModel, JitError> {
     let start = Instant::now();
+    let folded;
+    let g = if check_known_dims(g).is_err() {
+        folded = fold_shapes(g)?;
+        &folded
+    } else {
+        g
+    };
     check_known_dims(g)?;
     let isa = host_isa()?;
     let flags = IsaFlags::from_isa(&*isa);
@@ -173,6 +180,94 @@ pub fn compile(g: &Graph, opts: &JitOptions) -> Result<JitModel, JitError> {
         compile_time: start.elapsed(),
         code_bytes: lowered.code_bytes,
     })
+}
+
+/// Rebuilds `g` with every node whose inputs are all constant (and every `Shape`/`Size`)
+/// evaluated into a constant, re-inferring types as it goes, so that shapes computed by shape
+/// arithmetic (`Shape` → `Concat` → `Reshape`) become known.
+pub fn fold_shapes(g: &Graph) -> Result<Graph, JitError> {
+    use kestrel_ir::{Op, ValueDef, ValueId};
+    let mut ng = Graph::new(g.name.clone());
+    let mut map: Vec<Option<ValueId>> = vec![None; g.values.len()];
+    for &v in &g.inputs {
+        let val = g.value(v);
+        map[v.index()] =
+            Some(ng.add_input(val.name.clone().unwrap_or_default(), val.ty.clone()));
+    }
+    let mut get = |ng: &mut Graph, map: &mut Vec<Option<ValueId>>, v: ValueId| -> ValueId {
+        if let Some(n) = map[v.index()] {
+            return n;
+        }
+        let val = g.value(v);
+        let n = match &val.def {
+            ValueDef::Const(c) => match &c.data {
+                Some(t) => ng.add_const(c.name.clone(), t.clone()),
+                None => ng.add_elided_const(c.name.clone(), val.ty.clone()),
+            },
+            _ => unreachable!("values are defined before use (graph invariant)"),
+        };
+        map[v.index()] = Some(n);
+        n
+    };
+    for (i, node) in g.nodes.iter().enumerate() {
+        let ins: Vec<ValueId> = node
+            .inputs
+            .iter()
+            .map(|&v| get(&mut ng, &mut map, v))
+            .collect();
+        let shape_only = matches!(node.op, Op::Shape { .. } | Op::Size)
+            && ng.ty(ins[0]).dims().is_some();
+        let all_const = ins.iter().all(|&v| ng.const_data(v).is_some());
+        let small = node
+            .outputs
+            .iter()
+            .all(|&v| g.ty(v).numel().is_some_and(|n| n <= 1 << 16));
+        if shape_only || (all_const && small) {
+            let args: Vec<Tensor> = if shape_only {
+                let dims = ng.ty(ins[0]).dims().unwrap_or_default();
+                let n: usize = dims.iter().product();
+                vec![Tensor::from_bytes(DType::U8, dims, vec![0u8; n].into()).map_err(|e| {
+                    JitError::Fold {
+                        node: g.describe_node(kestrel_ir::NodeId(i as u32)),
+                        reason: e.to_string(),
+                    }
+                })?]
+            } else {
+                ins.iter()
+                    .map(|&v| ng.const_data(v).cloned().unwrap_or_else(|| Tensor::scalar(0u8)))
+                    .collect()
+            };
+            let refs: Vec<&Tensor> = args.iter().collect();
+            let outs = crate::interp::eval_op(&node.op, &refs).map_err(|e| JitError::Fold {
+                node: g.describe_node(kestrel_ir::NodeId(i as u32)),
+                reason: e.to_string(),
+            })?;
+            for (j, (&v, t)) in node.outputs.iter().zip(outs).enumerate() {
+                let name = g
+                    .value(v)
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("folded_{i}_{j}"));
+                map[v.index()] = Some(ng.add_const(name, t));
+            }
+            continue;
+        }
+        let outs = ng
+            .add_node(node.op.clone(), &ins, node.name.clone())
+            .map_err(|e| JitError::Fold {
+                node: g.describe_node(kestrel_ir::NodeId(i as u32)),
+                reason: e.to_string(),
+            })?;
+        for (&v, n) in node.outputs.iter().zip(outs) {
+            ng.values[n.index()].name = g.value(v).name.clone();
+            map[v.index()] = Some(n);
+        }
+    }
+    for o in &g.outputs {
+        let v = get(&mut ng, &mut map, o.value);
+        ng.add_output(o.name.clone(), v);
+    }
+    Ok(ng)
 }
 
 /// Every value's dimensions must be known.

@@ -189,3 +189,47 @@ pub fn check_text_round_trip(model: &Path) {
         model.display()
     );
 }
+
+/// Compiles the model with the JIT (symbolic dims bound from the bundle's input) and runs it on
+/// the bundle's input. Returns (output, reference, compiled model, seconds of one run).
+pub fn run_jit(model: &Path) -> (Tensor, Tensor, kestrel_backends::jit::JitModel, f64) {
+    let mut g = load(model);
+    let (input, logits) = reference(&io_of(model));
+    kestrel::driver::bind_shapes_from_inputs(&mut g, std::slice::from_ref(&input), model)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let m = kestrel_backends::jit::compile(&g, &kestrel_backends::jit::JitOptions::default())
+        .unwrap_or_else(|e| panic!("compiling {}: {e}", model.display()));
+    let start = Instant::now();
+    let mut out = m
+        .run(&[input])
+        .unwrap_or_else(|e| panic!("running {}: {e}", model.display()));
+    let secs = start.elapsed().as_secs_f64();
+    (out.remove(0), logits, m, secs)
+}
+
+/// Float models through the JIT, with the interpreter's tolerance.
+pub fn check_float_model_jit(model: &Path) {
+    let (out, logits, m, secs) = run_jit(model);
+    let diff = max_abs_diff(&out, &logits);
+    let tol = 1e-4 * max_abs(&logits).max(1.0);
+    eprintln!(
+        "{} [jit]: max |diff| {diff:e} (tolerance {tol:e}); compile {:.3} s, run {secs:.4} s, code {} B, arena {} B (lower bound {} B)",
+        model.display(),
+        m.compile_time().as_secs_f64(),
+        m.code_bytes(),
+        m.arena_bytes(),
+        m.arena_lower_bound()
+    );
+    assert!(
+        diff <= tol,
+        "{} [jit]: max |diff| {diff} > {tol}",
+        model.display()
+    );
+    assert!(
+        m.arena_bytes() as f64 <= 1.2 * m.arena_lower_bound() as f64 + 4096.0,
+        "{} [jit]: arena {} B is over 1.2x its lower bound {} B",
+        model.display(),
+        m.arena_bytes(),
+        m.arena_lower_bound()
+    );
+}
