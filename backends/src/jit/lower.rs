@@ -189,6 +189,16 @@ impl Kx<'_> {
         }
         Ok(())
     }
+    /// Requires input 0 and every output to be f32 (other inputs are parameters).
+    pub fn require_f32_data(&self) -> Result<(), JitError> {
+        for &v in self.node.inputs[..1].iter().chain(&self.node.outputs) {
+            let dt = self.g.ty(v).dtype;
+            if dt != DType::F32 {
+                return Err(self.unsupported(format!("dtype {dt}")));
+            }
+        }
+        Ok(())
+    }
     /// A pointer to new read-only data holding `bytes`.
     pub fn rodata(&mut self, e: &mut E, bytes: Vec<u8>) -> Result<Value, JitError> {
         let gv = self.data.rodata(e.fb.func, bytes)?;

@@ -12,7 +12,7 @@ use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 use kestrel_ir::{ReduceAttrs, ReduceKind};
 
 pub fn lower(e: &mut E, k: &mut Kx, a: &ReduceAttrs) -> Result<(), JitError> {
-    k.require_f32()?;
+    k.require_f32_data()?;
     let d = k.in_dims(0);
     let rank = d.len();
     let axes: Vec<i64> = match k.node.inputs.len() {
