@@ -166,14 +166,23 @@ pub struct CompileArgs {
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     pub model: PathBuf,
+    /// Execution backend.
+    #[arg(long, value_enum, default_value_t = Backend::Interp)]
+    pub backend: Backend,
     #[command(flatten)]
     pub pipeline: PipelineArgs,
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Timed inferences.
     #[arg(long, default_value_t = 50)]
     pub iters: usize,
+    /// Untimed inferences first.
     #[arg(long, default_value_t = 5)]
     pub warmup: usize,
+    /// Also write the measurements as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Inputs (default: deterministic pseudo-random data, leading symbolic batch dims = 1).
     #[command(flatten)]
     pub inputs: InputArgs,
 }
@@ -283,7 +292,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Run(args) => cmd_run(args),
         Command::Dump(args) => cmd_dump(args),
         Command::Compile(_) => not_yet("`kestrel compile` (ahead-of-time shared objects)"),
-        Command::Bench(_) => not_yet("`kestrel bench` (it needs the JIT backend)"),
+        Command::Bench(args) => cmd_bench(args),
         Command::Compare(_) => not_yet("`kestrel compare` (it needs pass pipelines and the JIT)"),
         Command::Passes => {
             cmd_passes();
@@ -327,6 +336,82 @@ fn cmd_run(args: RunArgs) -> Result<()> {
     }
     if let Some(path) = &args.outputs {
         crate::tensor_io::write_npz(path, &named)?;
+    }
+    Ok(())
+}
+
+fn cmd_bench(args: BenchArgs) -> Result<()> {
+    if args.backend == Backend::Jit {
+        not_yet("the JIT backend (use --backend interp)")?;
+    }
+    if args.threads == 0 || args.iters == 0 {
+        bail!("--threads and --iters must be at least 1");
+    }
+    let start = std::time::Instant::now();
+    let mut graph = driver::load_graph(&args.model)?;
+    let import = start.elapsed();
+    let specs = InputSpec::parse_all(&args.inputs)?;
+    driver::apply_input_shapes(&mut graph, &specs.shapes, &args.model)?;
+    let inputs = if specs.files.is_empty() && specs.archives.is_empty() {
+        driver::synthetic_inputs(&graph, &args.model)?
+    } else {
+        driver::bind_inputs(&graph, &specs, &args.model)?
+    };
+    driver::bind_shapes_from_inputs(&mut graph, &inputs, &args.model)?;
+    let report = run_passes(&mut graph, &args.pipeline, "O1", None, None, &args.model)?;
+    let compile = start.elapsed();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads)
+        .build()
+        .context("creating the thread pool")?;
+    let once = || -> Result<std::time::Duration> {
+        let t = std::time::Instant::now();
+        kestrel_backends::interp::run(&graph, &inputs)
+            .with_context(|| format!("running {}", args.model.display()))?;
+        Ok(t.elapsed())
+    };
+    let times = pool.install(|| -> Result<Vec<std::time::Duration>> {
+        for _ in 0..args.warmup {
+            once()?;
+        }
+        (0..args.iters).map(|_| once()).collect()
+    })?;
+    let stats = driver::LatencyStats::of(&times);
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "{}: backend {:?}, pipeline {}, {} thread(s), {} nodes",
+        args.model.display(),
+        args.backend,
+        report.pipeline,
+        args.threads,
+        graph.nodes.len()
+    );
+    println!(
+        "compile: {:.2} ms (import {:.2} ms, passes {:.2} ms)",
+        ms(compile),
+        ms(import),
+        ms(report.total_time)
+    );
+    println!(
+        "latency: median {:.3} ms, min {:.3} ms, max {:.3} ms ({} runs after {} warm-up)",
+        stats.median_ms, stats.min_ms, stats.max_ms, args.iters, args.warmup
+    );
+    if let Some(path) = &args.json {
+        let json = format!(
+            "{{\"model\": {:?}, \"backend\": \"{:?}\", \"pipeline\": {:?}, \"threads\": {}, \"nodes\": {}, \"compile_ms\": {:.4}, \"median_ms\": {:.4}, \"min_ms\": {:.4}, \"max_ms\": {:.4}, \"iters\": {}}}\n",
+            args.model.display().to_string(),
+            args.backend,
+            report.pipeline,
+            args.threads,
+            graph.nodes.len(),
+            ms(compile),
+            stats.median_ms,
+            stats.min_ms,
+            stats.max_ms,
+            args.iters
+        );
+        crate::tensor_io::write_atomically(path, |f| std::io::Write::write_all(f, json.as_bytes()))
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }

@@ -310,3 +310,75 @@ pub fn pass_context() -> kestrel_passes::PassContext {
         Some(kestrel_backends::interp::eval_op(op, inputs).map_err(|e| e.to_string()))
     })
 }
+
+/// Deterministic inputs for benchmarking: pseudo-random floats in [0, 1) (integers and bools
+/// zero). A leading symbolic dimension (a batch) becomes 1; any other unbound dimension is an
+/// error that lists them.
+pub fn synthetic_inputs(g: &Graph, model: &Path) -> Result<Vec<Tensor>> {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 40) as f32 / (1u64 << 24) as f32
+    };
+    let mut out = Vec::new();
+    for &v in &g.inputs {
+        let value = g.value(v);
+        let name = value.name.clone().unwrap_or_default();
+        let mut dims = Vec::new();
+        let mut unbound = Vec::new();
+        for (axis, d) in value.ty.shape.iter().enumerate() {
+            match d {
+                Dim::Known(n) => dims.push(*n),
+                _ if axis == 0 => dims.push(1),
+                other => {
+                    unbound.push(format!("axis {axis} ({other})"));
+                    dims.push(1);
+                }
+            }
+        }
+        if !unbound.is_empty() {
+            bail!(
+                "{}: input {name:?} has unbound dimensions {}; give --input-shape {name}=...",
+                model.display(),
+                unbound.join(", ")
+            );
+        }
+        let n: usize = dims.iter().product();
+        let t = match value.ty.dtype {
+            kestrel_ir::DType::F32 => Tensor::from_vec(dims, (0..n).map(|_| next()).collect()),
+            dtype => Tensor::zeros(dtype, dims)
+                .map_err(|e| anyhow!("{}: input {name:?}: {e}", model.display()))?,
+        };
+        out.push(t);
+    }
+    Ok(out)
+}
+
+/// Median, minimum and maximum of measured latencies, in milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LatencyStats {
+    pub median_ms: f64,
+    pub min_ms: f64,
+    pub max_ms: f64,
+}
+
+impl LatencyStats {
+    /// Statistics of a non-empty sample (the median of an even count is the mean of the middle two).
+    pub fn of(times: &[std::time::Duration]) -> LatencyStats {
+        let mut ms: Vec<f64> = times.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+        ms.sort_by(f64::total_cmp);
+        let n = ms.len();
+        let median = if n % 2 == 1 {
+            ms[n / 2]
+        } else {
+            (ms[n / 2 - 1] + ms[n / 2]) / 2.0
+        };
+        LatencyStats {
+            median_ms: median,
+            min_ms: ms[0],
+            max_ms: ms[n - 1],
+        }
+    }
+}
