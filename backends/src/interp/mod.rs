@@ -20,6 +20,7 @@
 
 mod conv;
 mod elementwise;
+mod index;
 mod matmul;
 mod normalize;
 mod pad;
@@ -345,6 +346,55 @@ pub fn eval_op(op: &Op, inputs: &[&Tensor]) -> Result<Vec<Tensor>, EvalError> {
                 inputs[1],
                 inputs.get(2).copied(),
             ))
+        }
+        Op::ConvTranspose(attrs) => {
+            arity(name, inputs, 2, 3)?;
+            one(conv::conv_transpose(
+                attrs,
+                inputs[0],
+                inputs[1],
+                inputs.get(2).copied(),
+            ))
+        }
+        Op::Arg(attrs) => {
+            arity(name, inputs, 1, 1)?;
+            one(index::arg(attrs, inputs[0]))
+        }
+        Op::GatherElements { axis } => {
+            arity(name, inputs, 2, 2)?;
+            one(index::gather_elements_op(inputs[0], inputs[1], *axis))
+        }
+        Op::ScatterElements { axis, reduction } => {
+            arity(name, inputs, 3, 3)?;
+            one(index::scatter_elements(
+                inputs[0], inputs[1], inputs[2], *axis, *reduction,
+            ))
+        }
+        Op::ScatterNd { reduction } => {
+            arity(name, inputs, 3, 3)?;
+            one(index::scatter_nd(
+                inputs[0], inputs[1], inputs[2], *reduction,
+            ))
+        }
+        Op::Trilu { upper } => {
+            arity(name, inputs, 1, 2)?;
+            one(index::trilu(inputs[0], inputs.get(1).copied(), *upper))
+        }
+        Op::CumSum { exclusive, reverse } => {
+            arity(name, inputs, 2, 2)?;
+            one(index::cum_sum(inputs[0], inputs[1], *exclusive, *reverse))
+        }
+        Op::Hardmax { axis } => {
+            arity(name, inputs, 1, 1)?;
+            one(index::hardmax(inputs[0], *axis))
+        }
+        Op::LpNormalization { axis, p } => {
+            arity(name, inputs, 1, 1)?;
+            one(normalize::lp_normalization(inputs[0], *axis, *p))
+        }
+        Op::TopK { axis, largest, .. } => {
+            arity(name, inputs, 2, 2)?;
+            index::top_k(inputs[0], inputs[1], *axis, *largest)
         }
     }
 }
