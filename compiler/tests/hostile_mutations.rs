@@ -35,10 +35,10 @@ impl Rng {
 /// or last `window` bytes.
 fn mutate(rng: &mut Rng, b: &mut Vec<u8>, window: Option<usize>) -> String {
     let len = b.len();
-    let mut pos = |rng: &mut Rng| match window {
+    let pos = |rng: &mut Rng| match window {
         Some(w) if len > 2 * w => {
             let p = rng.below(w);
-            if rng.next() % 2 == 0 {
+            if rng.next().is_multiple_of(2) {
                 p
             } else {
                 len - 1 - p
