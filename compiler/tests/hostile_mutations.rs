@@ -38,7 +38,7 @@ fn mutate(rng: &mut Rng, b: &mut Vec<u8>, window: Option<usize>) -> String {
     let pos = |rng: &mut Rng| match window {
         Some(w) if len > 2 * w => {
             let p = rng.below(w);
-            if rng.next().is_multiple_of(2) {
+            if rng.next() & 1 == 0 {
                 p
             } else {
                 len - 1 - p
