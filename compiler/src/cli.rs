@@ -331,13 +331,8 @@ fn cmd_run(args: RunArgs) -> Result<()> {
             println!("{}", driver::summarize(name, t));
         }
     }
-    if let Some(dir) = &args.output_dir {
-        driver::write_output_dir(dir, &named)?;
-    }
-    if let Some(path) = &args.outputs {
-        crate::tensor_io::write_npz(path, &named)?;
-    }
-    Ok(())
+    driver::write_outputs(args.output_dir.as_deref(), args.outputs.as_deref(), &named)
+        .with_context(|| format!("{}: writing the outputs", args.model.display()))
 }
 
 fn cmd_bench(args: BenchArgs) -> Result<()> {
@@ -482,7 +477,40 @@ fn cmd_dump(args: DumpArgs) -> Result<()> {
 
 /// The error and its causes on one line, skipping a cause whose text its parent already shows
 /// (errors that both print and chain their source would otherwise repeat it).
+///
+/// The result is always a single line of bounded length, whatever a hostile file put in the
+/// names and texts it quotes: control characters (newlines, escape sequences) are escaped, and a
+/// message longer than [`MAX_MESSAGE_CHARS`] keeps its start (file, node) and end (reason) around
+/// an ellipsis.
 pub fn error_chain(e: &anyhow::Error) -> String {
+    one_line(&raw_chain(e))
+}
+
+/// Longest error message printed, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 4096;
+
+/// `text` with control characters escaped (`\n`, `\u{1b}`, ...) and its middle elided when it
+/// is longer than [`MAX_MESSAGE_CHARS`].
+pub fn one_line(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            escaped.extend(c.escape_default());
+        } else {
+            escaped.push(c);
+        }
+    }
+    let n = escaped.chars().count();
+    if n <= MAX_MESSAGE_CHARS {
+        return escaped;
+    }
+    let keep = MAX_MESSAGE_CHARS / 2;
+    let head: String = escaped.chars().take(keep).collect();
+    let tail: String = escaped.chars().skip(n - keep).collect();
+    format!("{head} [... {} characters elided ...] {tail}", n - 2 * keep)
+}
+
+fn raw_chain(e: &anyhow::Error) -> String {
     let mut message = String::new();
     for cause in e.chain() {
         let text = cause.to_string();

@@ -253,25 +253,60 @@ pub fn summarize(name: &str, t: &Tensor) -> String {
     )
 }
 
-/// Writes `DIR/<name>.npy` per output, creating DIR. Output names that are not plain file names
-/// are rejected rather than written elsewhere.
-pub fn write_output_dir(dir: &Path, outputs: &[(String, Tensor)]) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    for (name, t) in outputs {
-        let safe = !name.is_empty()
-            && !name.contains(['/', '\\'])
-            && name != "."
-            && name != ".."
-            && !name.contains('\0');
-        if !safe {
-            bail!(
-                "output name {name:?} cannot be used as a file name in {}",
-                dir.display()
-            );
+/// Writes the outputs of `run`: `DIR/<name>.npy` per output when `dir` is given (creating DIR),
+/// and one `.npz` when `npz` is given. All or nothing: names are checked before anything is
+/// written, each file is written atomically, and when any write fails every file already
+/// written (and DIR, if this call created it) is removed again.
+pub fn write_outputs(
+    dir: Option<&Path>,
+    npz: Option<&Path>,
+    outputs: &[(String, Tensor)],
+) -> Result<()> {
+    if let Some(dir) = dir {
+        for (name, _) in outputs {
+            let safe = !name.is_empty()
+                && !name.contains(['/', '\\'])
+                && name != "."
+                && name != ".."
+                && !name.contains('\0');
+            if !safe {
+                bail!(
+                    "output name {name:?} cannot be used as a file name in {}",
+                    dir.display()
+                );
+            }
         }
-        tensor_io::write_npy(&dir.join(format!("{name}.npy")), t)?;
     }
-    Ok(())
+    let mut written: Vec<PathBuf> = Vec::new();
+    let mut created_dir: Option<PathBuf> = None;
+    let result = (|| -> Result<()> {
+        if let Some(dir) = dir {
+            if !dir.is_dir() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                created_dir = Some(dir.to_path_buf());
+            }
+            for (name, t) in outputs {
+                let path = dir.join(format!("{name}.npy"));
+                tensor_io::write_npy(&path, t)?;
+                written.push(path);
+            }
+        }
+        if let Some(path) = npz {
+            tensor_io::write_npz(path, outputs)?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        for p in &written {
+            let _ = std::fs::remove_file(p);
+        }
+        if let Some(d) = created_dir {
+            // Only removes it if empty, i.e. if nothing else was put there meanwhile.
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+    result
 }
 
 /// Counts the graph's constants that hold data (for reports).
