@@ -1,4 +1,4 @@
-//! Convolution (f32, constant weights, any number of spatial axes, stride, padding, dilation
+//! Convolution (f32, constant or run-time weights, any number of spatial axes, stride, padding, dilation
 //! and groups).
 //!
 //! Per image and group, `out_g [M/g, P] = W_g [M/g, K] · col_g [K, P]` (`K = C/g · prod(kernel)`,
@@ -39,7 +39,12 @@ struct Geo {
     taps: usize,
 }
 
-fn geometry(in_dims: &[usize], w_dims: &[usize], out_dims: &[usize], a: &ConvAttrs) -> Result<Geo, String> {
+fn geometry(
+    in_dims: &[usize],
+    w_dims: &[usize],
+    out_dims: &[usize],
+    a: &ConvAttrs,
+) -> Result<Geo, String> {
     if in_dims.len() < 3 || w_dims.len() != in_dims.len() || out_dims.len() != in_dims.len() {
         return Err("conv needs [N, C, spatial..] input and matching weights".into());
     }
@@ -91,8 +96,12 @@ pub fn scratch_bytes(
     _consts: &HashMap<ValueId, Tensor>,
 ) -> Result<usize, JitError> {
     let dims = |v: ValueId| g.ty(v).dims().unwrap_or_default();
-    let Ok(geo) = geometry(&dims(node.inputs[0]), &dims(node.inputs[1]), &dims(node.outputs[0]), a)
-    else {
+    let Ok(geo) = geometry(
+        &dims(node.inputs[0]),
+        &dims(node.inputs[1]),
+        &dims(node.outputs[0]),
+        a,
+    ) else {
         return Ok(0);
     };
     Ok(if is_depthwise(&geo) {
@@ -110,13 +119,10 @@ pub fn scratch_bytes(
 
 pub fn lower(e: &mut E, k: &mut Kx, a: &ConvAttrs) -> Result<(), JitError> {
     k.require_f32()?;
-    let geo = geometry(&k.in_dims(0), &k.in_dims(1), &k.out_dims(0), a)
-        .map_err(|r| k.unsupported(r))?;
+    let geo =
+        geometry(&k.in_dims(0), &k.in_dims(1), &k.out_dims(0), a).map_err(|r| k.unsupported(r))?;
     if geo.group == 0 || geo.c % geo.group != 0 || geo.m % geo.group != 0 {
         return Err(k.unsupported("conv groups that do not divide the channels"));
-    }
-    if k.const_in(1).is_none() {
-        return Err(k.unsupported("conv with run-time weights"));
     }
     let (x, wp, out) = (k.ins[0], k.ins[1], k.outs[0]);
     let bias = k.ins.get(2).copied();
@@ -136,7 +142,10 @@ pub fn lower(e: &mut E, k: &mut Kx, a: &ConvAttrs) -> Result<(), JitError> {
         let xi = e.index(x, img, (geo.in_img * 4) as i64);
         let oi = e.index(out, img, (geo.out_img * 4) as i64);
         for gi in 0..geo.group {
-            let xg = e.addr(xi, (gi * geo.cg * geo.w.in_sp.iter().product::<usize>() * 4) as i64);
+            let xg = e.addr(
+                xi,
+                (gi * geo.cg * geo.w.in_sp.iter().product::<usize>() * 4) as i64,
+            );
             let og = e.addr(oi, (gi * geo.mg * geo.p * 4) as i64);
             let wg = e.addr(wp, (gi * geo.mg * kk * 4) as i64);
             let col = if direct {
@@ -236,28 +245,33 @@ fn im2col(e: &mut E, g: &Geo, x: Value, col: Value) {
             let dst_st: Vec<i64> = out_st.iter().map(|v| v * 4).collect();
             let inner = dims[ks - 1];
             let (si, di) = (sst[ks - 1], dst_st[ks - 1]);
-            e.nest(&dims, &[sst.clone(), dst_st.clone()], &[s0, d0], &mut |e, p| {
-                if si == 4 {
-                    e.memcpy(p[1], p[0], inner * 4);
-                } else {
-                    let chunks = inner / 4;
-                    e.loop_n(chunks, |e, i| {
-                        let sp = e.index(p[0], i, si * 4);
-                        let dp = e.index(p[1], i, 16);
-                        let v0 = e.load(types::F32, sp, 0);
-                        let mut v = e.fb.ins().splat(types::F32X4, v0);
-                        for l in 1..4u8 {
-                            let x = e.load(types::F32, sp, (si * l as i64) as i32);
-                            v = e.fb.ins().insertlane(v, x, l);
+            e.nest(
+                &dims,
+                &[sst.clone(), dst_st.clone()],
+                &[s0, d0],
+                &mut |e, p| {
+                    if si == 4 {
+                        e.memcpy(p[1], p[0], inner * 4);
+                    } else {
+                        let chunks = inner / 4;
+                        e.loop_n(chunks, |e, i| {
+                            let sp = e.index(p[0], i, si * 4);
+                            let dp = e.index(p[1], i, 16);
+                            let v0 = e.load(types::F32, sp, 0);
+                            let mut v = e.fb.ins().splat(types::F32X4, v0);
+                            for l in 1..4u8 {
+                                let x = e.load(types::F32, sp, (si * l as i64) as i32);
+                                v = e.fb.ins().insertlane(v, x, l);
+                            }
+                            e.store(v, dp, 0);
+                        });
+                        for j in chunks * 4..inner {
+                            let v = e.load(types::F32, p[0], (si * j as i64) as i32);
+                            e.store(v, p[1], (di * j as i64) as i32);
                         }
-                        e.store(v, dp, 0);
-                    });
-                    for j in chunks * 4..inner {
-                        let v = e.load(types::F32, p[0], (si * j as i64) as i32);
-                        e.store(v, p[1], (di * j as i64) as i32);
                     }
-                }
-            });
+                },
+            );
         });
         for a in (0..ks).rev() {
             t[a] += 1;
@@ -270,15 +284,7 @@ fn im2col(e: &mut E, g: &Geo, x: Value, col: Value) {
 }
 
 /// Depthwise convolution: per channel, padded plane then tap-by-tap accumulation.
-fn depthwise(
-    e: &mut E,
-    k: &Kx,
-    g: &Geo,
-    x: Value,
-    wp: Value,
-    bias: Option<Value>,
-    out: Value,
-) {
+fn depthwise(e: &mut E, k: &Kx, g: &Geo, x: Value, wp: Value, bias: Option<Value>, out: Value) {
     let w = &g.w;
     let padded = w.needs_padding();
     let plane_dims = if padded {
@@ -323,41 +329,46 @@ fn depthwise(
             .map(|t| e.load(types::F32, wch, (t * 4) as i32))
             .collect();
         let vectorize = inner_stride == 4 && inner_out >= 4 && ntaps <= 25;
-        e.nest(&dims, &[win_st.clone(), o_st.clone()], &[plane, d], &mut |e, p| {
-            let (win, o) = (p[0], p[1]);
-            let chunks = if vectorize { inner_out / 4 } else { 0 };
-            if chunks > 0 {
-                let wsplat: Vec<Value> = wv
-                    .iter()
-                    .map(|&s| e.fb.ins().splat(types::F32X4, s))
-                    .collect();
-                let bv = e.fb.ins().splat(types::F32X4, b);
-                e.loop_n(chunks, |e, i| {
-                    let wi = e.index(win, i, 16);
-                    let mut acc = bv;
-                    for (t, &off) in taps.iter().enumerate() {
-                        let v = e.load(types::F32X4, wi, off as i32);
-                        acc = e.fma(v, wsplat[t], acc);
-                    }
-                    let oa = e.index(o, i, 16);
-                    e.store(acc, oa, 0);
-                });
-            }
-            let rest = inner_out - chunks * 4;
-            if rest > 0 {
-                let start = chunks * 4;
-                e.loop_n(rest, |e, j| {
-                    let jj = e.fb.ins().iadd_imm_s(j, start as i64);
-                    let wi = e.index(win, jj, inner_stride);
-                    let mut acc = b;
-                    for (t, &off) in taps.iter().enumerate() {
-                        let v = e.load(types::F32, wi, off as i32);
-                        acc = e.fma(v, wv[t], acc);
-                    }
-                    let oa = e.index(o, jj, 4);
-                    e.store(acc, oa, 0);
-                });
-            }
-        });
+        e.nest(
+            &dims,
+            &[win_st.clone(), o_st.clone()],
+            &[plane, d],
+            &mut |e, p| {
+                let (win, o) = (p[0], p[1]);
+                let chunks = if vectorize { inner_out / 4 } else { 0 };
+                if chunks > 0 {
+                    let wsplat: Vec<Value> = wv
+                        .iter()
+                        .map(|&s| e.fb.ins().splat(types::F32X4, s))
+                        .collect();
+                    let bv = e.fb.ins().splat(types::F32X4, b);
+                    e.loop_n(chunks, |e, i| {
+                        let wi = e.index(win, i, 16);
+                        let mut acc = bv;
+                        for (t, &off) in taps.iter().enumerate() {
+                            let v = e.load(types::F32X4, wi, off as i32);
+                            acc = e.fma(v, wsplat[t], acc);
+                        }
+                        let oa = e.index(o, i, 16);
+                        e.store(acc, oa, 0);
+                    });
+                }
+                let rest = inner_out - chunks * 4;
+                if rest > 0 {
+                    let start = chunks * 4;
+                    e.loop_n(rest, |e, j| {
+                        let jj = e.fb.ins().iadd_imm_s(j, start as i64);
+                        let wi = e.index(win, jj, inner_stride);
+                        let mut acc = b;
+                        for (t, &off) in taps.iter().enumerate() {
+                            let v = e.load(types::F32, wi, off as i32);
+                            acc = e.fma(v, wv[t], acc);
+                        }
+                        let oa = e.index(o, jj, 4);
+                        e.store(acc, oa, 0);
+                    });
+                }
+            },
+        );
     });
 }

@@ -49,7 +49,17 @@ fn support(op: &Op, ins: &[DType], out: DType) -> Result<bool, String> {
                     bad()
                 }
             }
-            UnaryOp::Sin | UnaryOp::Cos => bad(),
+            UnaryOp::Sin
+            | UnaryOp::Cos
+            | UnaryOp::Tan
+            | UnaryOp::Asin
+            | UnaryOp::Acos
+            | UnaryOp::Atan
+            | UnaryOp::Sinh
+            | UnaryOp::Cosh
+            | UnaryOp::Asinh
+            | UnaryOp::Acosh
+            | UnaryOp::Atanh => bad(),
             UnaryOp::Relu | UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Sign if int => Ok(false),
             _ if all_f32 => Ok(true),
             _ => bad(),
@@ -488,9 +498,7 @@ pub fn apply(e: &mut E, op: &Op, a: &[Value], ty: Type, status: i32) -> Result<V
                     e.fb.ins().fmul(x, t)
                 }
                 UnaryOp::IsNaN => e.fcmp(FloatCC::Unordered, x, x),
-                UnaryOp::Not | UnaryOp::Sin | UnaryOp::Cos => {
-                    return Err(format!("{} on f32", u.name()))
-                }
+                _ => return Err(format!("{} on f32", u.name())),
             }
         }
         Op::Binary(b) => {

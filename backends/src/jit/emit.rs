@@ -6,8 +6,8 @@
 
 use super::isa::IsaFlags;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Type, Value};
 use cranelift_codegen::ir::Endianness;
+use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Type, Value};
 use cranelift_frontend::FunctionBuilder;
 
 /// Memory flags of every tensor access: non-trapping (addresses are in bounds by construction),
@@ -215,16 +215,25 @@ impl<'f, 'a> E<'f, 'a> {
         }
         let s = self.iconst(0);
         let mut args: Vec<cranelift_codegen::ir::BlockArg> = vec![s.into()];
-        args.extend(init.iter().map(|&v| cranelift_codegen::ir::BlockArg::from(v)));
+        args.extend(
+            init.iter()
+                .map(|&v| cranelift_codegen::ir::BlockArg::from(v)),
+        );
         self.fb.ins().jump(header, &args);
         self.fb.switch_to_block(header);
         let params = self.fb.block_params(header).to_vec();
         let i = params[0];
         let out = body(self, i, &params[1..]);
         let next = self.fb.ins().iadd_imm_s(i, 1);
-        let more = self.fb.ins().icmp_imm_s(IntCC::SignedLessThan, next, n as i64);
+        let more = self
+            .fb
+            .ins()
+            .icmp_imm_s(IntCC::SignedLessThan, next, n as i64);
         let mut back: Vec<cranelift_codegen::ir::BlockArg> = vec![next.into()];
-        back.extend(out.iter().map(|&v| cranelift_codegen::ir::BlockArg::from(v)));
+        back.extend(
+            out.iter()
+                .map(|&v| cranelift_codegen::ir::BlockArg::from(v)),
+        );
         let fwd: Vec<cranelift_codegen::ir::BlockArg> = out.iter().map(|&v| v.into()).collect();
         self.fb.ins().brif(more, header, &back, exit, &fwd);
         self.fb.switch_to_block(exit);
@@ -278,7 +287,12 @@ impl<'f, 'a> E<'f, 'a> {
             self.store(v, dst, off as i32);
             off += 16;
         }
-        for (w, ty) in [(8, types::I64), (4, types::I32), (2, types::I16), (1, types::I8)] {
+        for (w, ty) in [
+            (8, types::I64),
+            (4, types::I32),
+            (2, types::I16),
+            (1, types::I8),
+        ] {
             while bytes - off >= w {
                 let v = self.load(ty, src, off as i32);
                 self.store(v, dst, off as i32);

@@ -14,6 +14,7 @@ const MR: usize = 4;
 
 /// Packed B operand (constant weights): panels of [`NR`] columns, each `k` rows of `NR` f32
 /// (the last panel zero-padded).
+#[allow(dead_code)]
 pub struct PackedB {
     pub data: Vec<f32>,
     pub k: usize,
@@ -73,7 +74,19 @@ pub fn emit_gemm(
     epi: &Epilogue,
 ) {
     let mut e = E::new(fb, *flags);
-    gemm(&mut e, a, lda, b_packed, BLayout::Packed { k }, c, ldc, m, n, k, epi);
+    gemm(
+        &mut e,
+        a,
+        lda,
+        b_packed,
+        BLayout::Packed { k },
+        c,
+        ldc,
+        m,
+        n,
+        k,
+        epi,
+    );
 }
 
 /// Emits `C[m×n] = A[m×k] · B (+ epilogue)` with B row-major `[k, n]`, leading dimension `ldb`.
@@ -93,7 +106,19 @@ pub fn emit_gemm_unpacked(
     epi: &Epilogue,
 ) {
     let mut e = E::new(fb, *flags);
-    gemm(&mut e, a, lda, b, BLayout::Rows { ldb }, c, ldc, m, n, k, epi);
+    gemm(
+        &mut e,
+        a,
+        lda,
+        b,
+        BLayout::Rows { ldb },
+        c,
+        ldc,
+        m,
+        n,
+        k,
+        epi,
+    );
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -132,12 +157,16 @@ fn gemm(
     if full > 0 {
         e.loop_n(full, |e, p| {
             let col0 = e.fb.ins().imul_imm_s(p, NR as i64);
-            tile_rows(e, a, lda, b, bl, c, ldc, k, col0, NR, rows_full, rows_rem, epi);
+            tile_rows(
+                e, a, lda, b, bl, c, ldc, k, col0, NR, rows_full, rows_rem, epi,
+            );
         });
     }
     for (c0, w) in blocks {
         let col0 = e.iconst(c0 as i64);
-        tile_rows(e, a, lda, b, bl, c, ldc, k, col0, w, rows_full, rows_rem, epi);
+        tile_rows(
+            e, a, lda, b, bl, c, ldc, k, col0, w, rows_full, rows_rem, epi,
+        );
     }
 }
 
@@ -181,7 +210,9 @@ fn tile_rows(
     if rows_rem > 0 {
         let ai = e.addr(a, (rows_full * MR * lda * 4) as i64);
         let ci = e.addr(c0, (rows_full * MR * ldc * 4) as i64);
-        tile(e, ai, lda, b0, bstep, ci, ldc, k, rows_rem, w, bias, epi.relu);
+        tile(
+            e, ai, lda, b0, bstep, ci, ldc, k, rows_rem, w, bias, epi.relu,
+        );
     }
 }
 
@@ -228,8 +259,11 @@ fn tile(
         }
         out
     });
-    let bv: Option<Vec<Value>> =
-        bias.map(|p| (0..per_row).map(|j| e.load(vty, p, (16 * j) as i32)).collect());
+    let bv: Option<Vec<Value>> = bias.map(|p| {
+        (0..per_row)
+            .map(|j| e.load(vty, p, (16 * j) as i32))
+            .collect()
+    });
     for r in 0..mr {
         for j in 0..per_row {
             let mut v = accs[r * per_row + j];

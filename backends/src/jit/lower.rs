@@ -22,8 +22,10 @@ use super::emit::E;
 use super::isa::IsaFlags;
 use super::plan::{self, Buffer, MemoryPlan};
 use super::{JitError, JitOptions};
-use cranelift_codegen::ir::{types, AbiParam, Function, GlobalValue, InstBuilder, Signature, Value};
-use cranelift_codegen::ir::{UserFuncName, UserExternalName};
+use cranelift_codegen::ir::{
+    types, AbiParam, Function, GlobalValue, InstBuilder, Signature, Value,
+};
+use cranelift_codegen::ir::{UserExternalName, UserFuncName};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_module::{DataDescription, DataId, FuncId, Linkage, Module};
 use kestrel_ir::{DType, Graph, Node, NodeId, Op, Tensor, ValueDef, ValueId};
@@ -532,7 +534,9 @@ fn value_ptr(
         Some(Loc::Output(p)) => Ok(e.load(types::I64, params[1], (8 * p) as i32)),
         Some(Loc::Arena(off)) => Ok(e.addr(params[2], off as i64)),
         Some(Loc::Const(c)) => {
-            let t = consts.get(&c).ok_or_else(|| cg("", "constant without data"))?;
+            let t = consts
+                .get(&c)
+                .ok_or_else(|| cg("", "constant without data"))?;
             let gv = data.constant(e.fb.func, c, t)?;
             Ok(e.fb.ins().symbol_value(types::I64, gv))
         }
@@ -557,12 +561,10 @@ fn fold(
             let ty = g.ty(node.inputs[0]);
             let dims = ty.dims().unwrap_or_default();
             let n: usize = dims.iter().product();
-            vec![Tensor::from_bytes(
-                DType::U8,
-                dims,
-                bytes::Bytes::from(vec![0u8; n]),
-            )
-            .map_err(|e| fail(e.to_string()))?]
+            vec![
+                Tensor::from_bytes(DType::U8, dims, bytes::Bytes::from(vec![0u8; n]))
+                    .map_err(|e| fail(e.to_string()))?,
+            ]
         }
         _ => node
             .inputs
@@ -631,13 +633,23 @@ fn emit_node(e: &mut E, k: &mut Kx) -> Result<(), JitError> {
         | Op::Tile
         | Op::Pad { .. }
         | Op::Resize(_) => shape::by_index(e, k),
+        Op::GatherElements { .. } if k.const_in(1).is_some() => shape::by_index(e, k),
+        Op::ConvTranspose(_)
+        | Op::Arg(_)
+        | Op::GatherElements { .. }
+        | Op::ScatterElements { .. }
+        | Op::ScatterNd { .. }
+        | Op::Trilu { .. }
+        | Op::CumSum { .. }
+        | Op::Hardmax { .. }
+        | Op::LpNormalization { .. }
+        | Op::TopK { .. } => Err(k.unsupported(format!("op {}", k.node.op.name()))),
         Op::Shape { .. }
         | Op::Size
         | Op::Range
         | Op::QuantizeLinear { .. }
-        | Op::DequantizeLinear { .. } => Err(k.unsupported(format!(
-            "op {} with run-time inputs",
-            k.node.op.name()
-        ))),
+        | Op::DequantizeLinear { .. } => {
+            Err(k.unsupported(format!("op {} with run-time inputs", k.node.op.name())))
+        }
     }
 }

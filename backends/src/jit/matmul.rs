@@ -21,7 +21,11 @@ pub fn gemm(e: &mut E, k: &mut Kx, a: &GemmAttrs) -> Result<(), JitError> {
     if ad.len() != 2 || bd.len() != 2 {
         return Err(k.unsupported("gemm operands that are not 2-D"));
     }
-    let (m, kk) = if a.trans_a { (ad[1], ad[0]) } else { (ad[0], ad[1]) };
+    let (m, kk) = if a.trans_a {
+        (ad[1], ad[0])
+    } else {
+        (ad[0], ad[1])
+    };
     let n = if a.trans_b { bd[0] } else { bd[1] };
     let alpha = a.alpha.0;
     let beta = a.beta.0;
@@ -83,7 +87,9 @@ pub fn gemm(e: &mut E, k: &mut Kx, a: &GemmAttrs) -> Result<(), JitError> {
         if a.trans_b || alpha != 1.0 {
             return Err(k.unsupported("gemm with a run-time B that is transposed or scaled"));
         }
-        gemm::emit_gemm_unpacked(e.fb, &flags, a_ptr, lda, k.ins[1], n, out, n, m, n, kk, &epi);
+        gemm::emit_gemm_unpacked(
+            e.fb, &flags, a_ptr, lda, k.ins[1], n, out, n, m, n, kk, &epi,
+        );
     }
     if add_c_after {
         let cd = c_dims.unwrap_or_default();

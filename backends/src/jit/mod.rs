@@ -191,10 +191,9 @@ pub fn fold_shapes(g: &Graph) -> Result<Graph, JitError> {
     let mut map: Vec<Option<ValueId>> = vec![None; g.values.len()];
     for &v in &g.inputs {
         let val = g.value(v);
-        map[v.index()] =
-            Some(ng.add_input(val.name.clone().unwrap_or_default(), val.ty.clone()));
+        map[v.index()] = Some(ng.add_input(val.name.clone().unwrap_or_default(), val.ty.clone()));
     }
-    let mut get = |ng: &mut Graph, map: &mut Vec<Option<ValueId>>, v: ValueId| -> ValueId {
+    let get = |ng: &mut Graph, map: &mut Vec<Option<ValueId>>, v: ValueId| -> ValueId {
         if let Some(n) = map[v.index()] {
             return n;
         }
@@ -215,8 +214,8 @@ pub fn fold_shapes(g: &Graph) -> Result<Graph, JitError> {
             .iter()
             .map(|&v| get(&mut ng, &mut map, v))
             .collect();
-        let shape_only = matches!(node.op, Op::Shape { .. } | Op::Size)
-            && ng.ty(ins[0]).dims().is_some();
+        let shape_only =
+            matches!(node.op, Op::Shape { .. } | Op::Size) && ng.ty(ins[0]).dims().is_some();
         let all_const = ins.iter().all(|&v| ng.const_data(v).is_some());
         let small = node
             .outputs
@@ -226,15 +225,21 @@ pub fn fold_shapes(g: &Graph) -> Result<Graph, JitError> {
             let args: Vec<Tensor> = if shape_only {
                 let dims = ng.ty(ins[0]).dims().unwrap_or_default();
                 let n: usize = dims.iter().product();
-                vec![Tensor::from_bytes(DType::U8, dims, vec![0u8; n].into()).map_err(|e| {
-                    JitError::Fold {
-                        node: g.describe_node(kestrel_ir::NodeId(i as u32)),
-                        reason: e.to_string(),
-                    }
-                })?]
+                vec![
+                    Tensor::from_bytes(DType::U8, dims, vec![0u8; n].into()).map_err(|e| {
+                        JitError::Fold {
+                            node: g.describe_node(kestrel_ir::NodeId(i as u32)),
+                            reason: e.to_string(),
+                        }
+                    })?,
+                ]
             } else {
                 ins.iter()
-                    .map(|&v| ng.const_data(v).cloned().unwrap_or_else(|| Tensor::scalar(0u8)))
+                    .map(|&v| {
+                        ng.const_data(v)
+                            .cloned()
+                            .unwrap_or_else(|| Tensor::scalar(0u8))
+                    })
                     .collect()
             };
             let refs: Vec<&Tensor> = args.iter().collect();

@@ -235,7 +235,10 @@ pub fn layer_norm(e: &mut E, k: &mut Kx, axis: i64, eps: f32) -> Result<(), JitE
         } else if let Some(t) = k.const_in(i) {
             let v = t.to_f32_vec();
             let full_dims: Vec<usize> = d[ax..].to_vec();
-            let st = super::emit::broadcast_strides(&pd[pd.len().saturating_sub(full_dims.len())..], &full_dims);
+            let st = super::emit::broadcast_strides(
+                &pd[pd.len().saturating_sub(full_dims.len())..],
+                &full_dims,
+            );
             let mut exp = Vec::with_capacity(block);
             let mut idx = vec![0usize; full_dims.len()];
             for _ in 0..block {

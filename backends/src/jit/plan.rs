@@ -137,7 +137,12 @@ mod tests {
     #[test]
     fn chain_reuses_memory() {
         // a -> b -> c -> d: only two neighbours are live at a time.
-        let bufs = vec![buf(1024, 0, 1), buf(1024, 1, 2), buf(1024, 2, 3), buf(1024, 3, 4)];
+        let bufs = vec![
+            buf(1024, 0, 1),
+            buf(1024, 1, 2),
+            buf(1024, 2, 3),
+            buf(1024, 3, 4),
+        ];
         let p = plan(&bufs);
         check_disjoint(&bufs, &p);
         assert_eq!(p.size, 2048);

@@ -135,9 +135,7 @@ pub fn pad_plane(e: &mut E, w: &Window, src: Value, dst: Value, fill: f32) {
     e.fill_f32(dst, w.padded_elems(), fill);
     let ps = strides_of(&w.padded);
     let is = strides_of(&w.in_sp);
-    let origin: i64 = (0..w.in_sp.len())
-        .map(|a| w.pads[a].0 as i64 * ps[a])
-        .sum();
+    let origin: i64 = (0..w.in_sp.len()).map(|a| w.pads[a].0 as i64 * ps[a]).sum();
     let d0 = e.addr(dst, origin * 4);
     let st = vec![
         is.iter().map(|x| x * 4).collect::<Vec<_>>(),
@@ -149,6 +147,7 @@ pub fn pad_plane(e: &mut E, w: &Window, src: Value, dst: Value, fill: f32) {
     });
 }
 
+#[allow(clippy::needless_range_loop)]
 pub fn pool(e: &mut E, k: &mut Kx, a: &PoolAttrs) -> Result<(), JitError> {
     k.require_f32()?;
     let ind = k.in_dims(0);
@@ -197,8 +196,7 @@ pub fn pool(e: &mut E, k: &mut Kx, a: &PoolAttrs) -> Result<(), JitError> {
                     if c >= 0 && (c as usize) < w.in_sp[ax] {
                         ci += 1;
                     }
-                    if c >= -(w.pads[ax].0 as isize) && c < (w.in_sp[ax] + w.pads[ax].1) as isize
-                    {
+                    if c >= -(w.pads[ax].0 as isize) && c < (w.in_sp[ax] + w.pads[ax].1) as isize {
                         cp += 1;
                     }
                 }

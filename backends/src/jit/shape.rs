@@ -98,7 +98,9 @@ pub fn gather_runtime(e: &mut E, k: &mut Kx, axis: i64) -> Result<(), JitError> 
             v
         };
         let lo = e.fb.ins().icmp_imm_s(IntCC::SignedLessThan, v, -ext);
-        let hi = e.fb.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, v, ext);
+        let hi =
+            e.fb.ins()
+                .icmp_imm_s(IntCC::SignedGreaterThanOrEqual, v, ext);
         let bad = e.fb.ins().bor(lo, hi);
         k.fail_if(e, bad);
     });
@@ -159,9 +161,10 @@ pub fn by_index(e: &mut E, k: &mut Kx) -> Result<(), JitError> {
     let mut fill: Vec<u8> = vec![0u8; k.in_dtype(0).size()];
     for i in 1..k.node.inputs.len() {
         let is_pad_value = matches!(op, Op::Pad { .. }) && i == 2;
-        let t = k.const_in(i).cloned().ok_or_else(|| {
-            k.unsupported(format!("{} with a run-time input {i}", op.name()))
-        })?;
+        let t = k
+            .const_in(i)
+            .cloned()
+            .ok_or_else(|| k.unsupported(format!("{} with a run-time input {i}", op.name())))?;
         if is_pad_value {
             fill = t.bytes().to_vec();
             args.push(Tensor::scalar(-1i64));
@@ -241,7 +244,11 @@ fn emit_map(
         i64::from_le_bytes(b)
     };
     if runs.len() * 3 <= map.len() {
-        let bytes: Vec<u8> = runs.iter().flatten().flat_map(|x| x.to_le_bytes()).collect();
+        let bytes: Vec<u8> = runs
+            .iter()
+            .flatten()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
         let table = k.rodata(e, bytes)?;
         let fc = e.fb.ins().iconst(ety, fill_c);
         e.loop_n(runs.len(), |e, r| {
