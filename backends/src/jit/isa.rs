@@ -1,0 +1,80 @@
+//! The target features kernels choose instructions by.
+//!
+//! Generated code must call nothing outside itself, so every emitter picks its instructions from
+//! these flags (for example `fma` only when [`IsaFlags::use_fma`], rounding instructions only
+//! with SSE4.1 on x86-64); see `/work/shared/CRANELIFT.md`.
+
+use cranelift_codegen::isa::TargetIsa;
+use target_lexicon::Architecture;
+
+/// Features of the ISA a module is compiled for, read from its Cranelift settings.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IsaFlags {
+    pub is_x86: bool,
+    pub is_aarch64: bool,
+    pub is_riscv64: bool,
+    pub has_sse41: bool,
+    pub has_avx: bool,
+    pub has_avx2: bool,
+    pub has_fma: bool,
+    pub has_avx512vl: bool,
+    pub has_avx512vnni: bool,
+    pub has_avx_vnni: bool,
+    /// aarch64 `sdot`.
+    pub has_dotprod: bool,
+    /// aarch64 `usdot`.
+    pub has_i8mm: bool,
+    /// riscv64 vector extension (without it, vector types must not be used at all).
+    pub has_v: bool,
+}
+
+impl IsaFlags {
+    /// Reads the flags of `isa`.
+    pub fn from_isa(isa: &dyn TargetIsa) -> IsaFlags {
+        let arch = isa.triple().architecture;
+        let mut f = IsaFlags {
+            is_x86: matches!(arch, Architecture::X86_64),
+            is_aarch64: matches!(arch, Architecture::Aarch64(_)),
+            is_riscv64: matches!(arch, Architecture::Riscv64(_)),
+            ..IsaFlags::default()
+        };
+        for v in isa.isa_flags() {
+            let on = v.as_bool().unwrap_or(false);
+            match v.name {
+                "has_sse41" => f.has_sse41 = on,
+                "has_avx" => f.has_avx = on,
+                "has_avx2" => f.has_avx2 = on,
+                "has_fma" => f.has_fma = on,
+                "has_avx512vl" => f.has_avx512vl = on,
+                "has_avx512vnni" => f.has_avx512vnni = on,
+                "has_avx_vnni" => f.has_avx_vnni = on,
+                "has_dotprod" => f.has_dotprod = on,
+                "has_i8mm" => f.has_i8mm = on,
+                "has_v" => f.has_v = on,
+                _ => {}
+            }
+        }
+        f
+    }
+
+    /// `fma` lowers to one instruction (x86-64: AVX and FMA; aarch64: always; riscv64: always for
+    /// scalars). When false, emitters must use `fmul` + `fadd`, or `fma` becomes libcalls.
+    pub fn use_fma(&self) -> bool {
+        if self.is_x86 {
+            self.has_avx && self.has_fma
+        } else {
+            self.is_aarch64 || self.is_riscv64
+        }
+    }
+
+    /// `floor`/`ceil`/`nearest`/`trunc` lower to instructions (on x86-64 they need SSE4.1, or they
+    /// become libcalls). When false, emitters round with a bit trick.
+    pub fn has_round(&self) -> bool {
+        !self.is_x86 || self.has_sse41
+    }
+
+    /// 128-bit vector types may be used (always on x86-64 and aarch64; riscv64 needs V).
+    pub fn has_simd(&self) -> bool {
+        self.is_x86 || self.is_aarch64 || self.has_v
+    }
+}
