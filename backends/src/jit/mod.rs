@@ -1,0 +1,4 @@
+//! The Cranelift JIT backend.
+
+pub mod gemm;
+pub mod isa;
