@@ -163,7 +163,9 @@ fn run(c: Case) -> Result<(), String> {
                 acc = acc.max(0.0);
             }
             let tol = 1e-4 * (1.0 + acc.abs()) + 2.0 * k as f64 * f32::EPSILON as f64 * abs;
-            if !((got as f64 - acc).abs() <= tol) {
+            let err = (got as f64 - acc).abs();
+            // NaN-safe: a NaN result fails.
+            if err.is_nan() || err > tol {
                 return Err(format!("C[{i}][{j}] = {got}, reference {acc} (tol {tol})"));
             }
         }
@@ -307,7 +309,11 @@ fn emitted_code_uses_fma_and_calls_nothing() {
         let text = f.vcode.to_lowercase();
         let calls = text
             .lines()
-            .filter(|l| l.split_whitespace().next().is_some_and(|w| w.contains("call")))
+            .filter(|l| {
+                l.split_whitespace()
+                    .next()
+                    .is_some_and(|w| w.contains("call"))
+            })
             .count();
         assert_eq!(calls, 0, "a call in:\n{}", f.vcode);
         let host_fma = std::env::consts::ARCH == "x86_64"
@@ -322,4 +328,27 @@ fn emitted_code_uses_fma_and_calls_nothing() {
             );
         }
     }
+}
+
+/// Prints the VCode of a 4×8, k=256 GEMM (inspection aid:
+/// `cargo test -p kestrel-backends --test jit_gemm print_kernel -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn print_kernel() {
+    let f = compile(3, |fb, flags, p| {
+        gemm::emit_gemm(
+            fb,
+            flags,
+            p[0],
+            256,
+            p[1],
+            p[2],
+            8,
+            4,
+            8,
+            256,
+            &Epilogue::default(),
+        );
+    });
+    println!("{}", f.vcode);
 }

@@ -99,7 +99,11 @@ pub fn pack_b(b: &[f32], k: usize, n: usize, transposed: bool) -> PackedB {
         let kcb = kb.kc.min(k - k0);
         let base = k0 * n_pad + (p - k0) * NR;
         for j in 0..n {
-            let v = if transposed { b[j * k + p] } else { b[p * n + j] };
+            let v = if transposed {
+                b[j * k + p]
+            } else {
+                b[p * n + j]
+            };
             data[base + (j / NR) * kcb * NR + j % NR] = v;
         }
     }
@@ -387,7 +391,11 @@ fn emit_for(
 }
 
 /// Emits `for iv in 0..count` for a compile-time count (no loop for 0 or 1 iterations).
-fn for_count(fb: &mut FunctionBuilder, count: usize, body: impl FnOnce(&mut FunctionBuilder, Value)) {
+fn for_count(
+    fb: &mut FunctionBuilder,
+    count: usize,
+    body: impl FnOnce(&mut FunctionBuilder, Value),
+) {
     match count {
         0 => {}
         1 => {
@@ -630,11 +638,15 @@ impl<'e> Plan<'e> {
         match rows {
             RowSet::Tiles(begin, end) => emit_for(fb, begin, end, MR as i64, |fb, i| {
                 let (a_t, c_t) = at(fb, i);
-                self.emit_tile(fb, a_t, b_panel, c_t, bias_col, MR, ncols, kcb, init_c, last);
+                self.emit_tile(
+                    fb, a_t, b_panel, c_t, bias_col, MR, ncols, kcb, init_c, last,
+                );
             }),
             RowSet::Edge(i, mr) => {
                 let (a_t, c_t) = at(fb, i);
-                self.emit_tile(fb, a_t, b_panel, c_t, bias_col, mr, ncols, kcb, init_c, last);
+                self.emit_tile(
+                    fb, a_t, b_panel, c_t, bias_col, mr, ncols, kcb, init_c, last,
+                );
             }
         }
     }
@@ -667,9 +679,7 @@ impl<'e> Plan<'e> {
         let ldc_b = self.ldc * 4;
         let kstep = self.b_kstep();
 
-        let acc: Vec<Variable> = (0..mr * nv)
-            .map(|_| fb.declare_var(types::F32X4))
-            .collect();
+        let acc: Vec<Variable> = (0..mr * nv).map(|_| fb.declare_var(types::F32X4)).collect();
         if init_c {
             for r in 0..mr {
                 for v in 0..nv {
@@ -695,25 +705,28 @@ impl<'e> Plan<'e> {
         }
 
         // One k step at byte offsets `a_off` (A) and `b_off` (B) from the given pointers.
-        let step = |fb: &mut FunctionBuilder, a_p: Value, b_p: Value, a_off: usize, b_off: usize| {
-            let bv: Vec<Value> = (0..nv)
-                .map(|v| load_lanes(fb, b_p, imm(b_off + 16 * v), b_lanes(v)))
-                .collect();
-            for r in 0..mr {
-                let s = fb.ins().load(types::F32, mem(), a_p, imm(r * lda_b + a_off));
-                let sa = fb.ins().splat(types::F32X4, s);
-                for (v, &b) in bv.iter().enumerate() {
-                    let x = fb.use_var(acc[r * nv + v]);
-                    let y = if self.fma {
-                        fb.ins().fma(sa, b, x)
-                    } else {
-                        let p = fb.ins().fmul(sa, b);
-                        fb.ins().fadd(p, x)
-                    };
-                    fb.def_var(acc[r * nv + v], y);
+        let step =
+            |fb: &mut FunctionBuilder, a_p: Value, b_p: Value, a_off: usize, b_off: usize| {
+                let bv: Vec<Value> = (0..nv)
+                    .map(|v| load_lanes(fb, b_p, imm(b_off + 16 * v), b_lanes(v)))
+                    .collect();
+                for r in 0..mr {
+                    let s = fb
+                        .ins()
+                        .load(types::F32, mem(), a_p, imm(r * lda_b + a_off));
+                    let sa = fb.ins().splat(types::F32X4, s);
+                    for (v, &b) in bv.iter().enumerate() {
+                        let x = fb.use_var(acc[r * nv + v]);
+                        let y = if self.fma {
+                            fb.ins().fma(sa, b, x)
+                        } else {
+                            let p = fb.ins().fmul(sa, b);
+                            fb.ins().fadd(p, x)
+                        };
+                        fb.def_var(acc[r * nv + v], y);
+                    }
                 }
-            }
-        };
+            };
 
         let trips = kcb / UNROLL;
         let (mut a_p, mut b_p) = (a_t, b_t);
