@@ -352,3 +352,81 @@ fn print_kernel() {
     });
     println!("{}", f.vcode);
 }
+
+/// Compiles a GEMM for `triple` with default (baseline) ISA flags plus `enable`, at
+/// `opt_level=none`; returns the VCode listing and the relocation count.
+fn compile_for(triple: &str, enable: &[&str]) -> (String, usize) {
+    use cranelift_codegen::ir::{AbiParam, Function, Signature, UserFuncName};
+    use cranelift_codegen::isa::CallConv;
+    use cranelift_codegen::settings::{self, Configurable};
+    use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+    use kestrel_backends::jit::isa::IsaFlags;
+    let mut fl = settings::builder();
+    fl.set("opt_level", "none").unwrap();
+    let mut ib = cranelift_codegen::isa::lookup_by_name(triple).unwrap();
+    for e in enable {
+        ib.set(e, "true").unwrap();
+    }
+    let isa = ib.finish(settings::Flags::new(fl)).unwrap();
+    let flags = IsaFlags::from_isa(&*isa);
+    let mut sig = Signature::new(CallConv::SystemV);
+    for _ in 0..4 {
+        sig.params.push(AbiParam::new(types::I64));
+    }
+    let mut func = Function::with_name_signature(UserFuncName::user(0, 0), sig);
+    let mut fbc = FunctionBuilderContext::new();
+    let mut fb = FunctionBuilder::new(&mut func, &mut fbc);
+    let entry = fb.create_block();
+    fb.append_block_params_for_function_params(entry);
+    fb.switch_to_block(entry);
+    fb.seal_block(entry);
+    let p = fb.block_params(entry).to_vec();
+    let epi = Epilogue {
+        bias: Some(p[3]),
+        relu: true,
+    };
+    gemm::emit_gemm(&mut fb, &flags, p[0], 300, p[1], p[2], 13, 9, 13, 300, &epi);
+    gemm::emit_gemm_unpacked_scratch(
+        &mut fb, &flags, p[0], 300, p[1], 13, p[2], 13, p[3], 9, 13, 300, &epi,
+    );
+    fb.ins().return_(&[]);
+    fb.seal_all_blocks();
+    fb.finalize(isa.frontend_config());
+    let mut ctx = cranelift_codegen::Context::for_function(func);
+    ctx.set_disasm(true);
+    let cc = ctx
+        .compile(&*isa, &mut Default::default())
+        .unwrap_or_else(|e| panic!("{triple}: {:?}", e.inner));
+    (cc.vcode.clone().unwrap(), cc.buffer.relocs().len())
+}
+
+/// The kernels lower without calls for targets other than the host: x86-64 without AVX/FMA
+/// (multiply + add), x86-64 with them (`vfmadd`), aarch64 (`fmla`).
+#[test]
+fn cross_target_code_calls_nothing() {
+    for (triple, enable, fma_insn) in [
+        ("x86_64-unknown-linux-gnu", &[][..], None),
+        (
+            "x86_64-unknown-linux-gnu",
+            &["has_avx", "has_fma", "has_sse41"][..],
+            Some("vfmadd"),
+        ),
+        ("aarch64-unknown-linux-gnu", &[][..], Some("fmla")),
+    ] {
+        let (vcode, relocs) = compile_for(triple, enable);
+        assert_eq!(relocs, 0, "{triple} {enable:?}");
+        let calls = vcode
+            .lines()
+            .filter(|l| {
+                l.split_whitespace()
+                    .next()
+                    .is_some_and(|w| w.contains("call") || w == "bl" || w == "blr")
+            })
+            .count();
+        assert_eq!(calls, 0, "{triple} {enable:?}:\n{vcode}");
+        match fma_insn {
+            Some(insn) => assert!(vcode.contains(insn), "{triple} {enable:?}:\n{vcode}"),
+            None => assert!(!vcode.contains("fmadd"), "{triple} {enable:?}:\n{vcode}"),
+        }
+    }
+}
