@@ -137,6 +137,70 @@ fn ops() -> Vec<Op> {
         Op::Pad {
             mode: PadMode::Wrap,
         },
+        Op::ConvTranspose(ConvTransposeAttrs {
+            group: 1,
+            ..Default::default()
+        }),
+        Op::ConvTranspose(ConvTransposeAttrs {
+            group: 3,
+            strides: vec![2, 3],
+            dilations: vec![2, 1],
+            output_padding: vec![1, 1],
+            auto_pad: AutoPad::SameLower,
+            ..Default::default()
+        }),
+        Op::ConvTranspose(ConvTransposeAttrs {
+            group: 1,
+            output_shape: vec![1 << 40, 3],
+            ..Default::default()
+        }),
+        Op::Arg(ArgAttrs {
+            kind: ArgKind::Max,
+            axis: -1,
+            keepdims: false,
+            select_last_index: true,
+        }),
+        Op::Arg(ArgAttrs {
+            kind: ArgKind::Min,
+            axis: 0,
+            keepdims: true,
+            select_last_index: false,
+        }),
+        Op::GatherElements { axis: 0 },
+        Op::GatherElements { axis: -1 },
+        Op::ScatterElements {
+            axis: 0,
+            reduction: ScatterReduction::None,
+        },
+        Op::ScatterElements {
+            axis: -1,
+            reduction: ScatterReduction::Mul,
+        },
+        Op::ScatterNd {
+            reduction: ScatterReduction::None,
+        },
+        Op::ScatterNd {
+            reduction: ScatterReduction::Add,
+        },
+        Op::Trilu { upper: true },
+        Op::Trilu { upper: false },
+        Op::CumSum {
+            exclusive: true,
+            reverse: true,
+        },
+        Op::Hardmax { axis: -1 },
+        Op::LpNormalization { axis: 0, p: 2 },
+        Op::LpNormalization { axis: -1, p: 3 },
+        Op::TopK {
+            axis: -1,
+            largest: true,
+            sorted: true,
+        },
+        Op::TopK {
+            axis: 0,
+            largest: false,
+            sorted: false,
+        },
     ]);
     ops
 }

@@ -166,14 +166,23 @@ pub struct CompileArgs {
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     pub model: PathBuf,
+    /// Execution backend.
+    #[arg(long, value_enum, default_value_t = Backend::Interp)]
+    pub backend: Backend,
     #[command(flatten)]
     pub pipeline: PipelineArgs,
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Timed inferences.
     #[arg(long, default_value_t = 50)]
     pub iters: usize,
+    /// Untimed inferences first.
     #[arg(long, default_value_t = 5)]
     pub warmup: usize,
+    /// Also write the measurements as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Inputs (default: deterministic pseudo-random data, leading symbolic batch dims = 1).
     #[command(flatten)]
     pub inputs: InputArgs,
 }
@@ -283,7 +292,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Run(args) => cmd_run(args),
         Command::Dump(args) => cmd_dump(args),
         Command::Compile(_) => not_yet("`kestrel compile` (ahead-of-time shared objects)"),
-        Command::Bench(_) => not_yet("`kestrel bench` (it needs the JIT backend)"),
+        Command::Bench(args) => cmd_bench(args),
         Command::Compare(_) => not_yet("`kestrel compare` (it needs pass pipelines and the JIT)"),
         Command::Passes => {
             cmd_passes();
@@ -322,11 +331,82 @@ fn cmd_run(args: RunArgs) -> Result<()> {
             println!("{}", driver::summarize(name, t));
         }
     }
-    if let Some(dir) = &args.output_dir {
-        driver::write_output_dir(dir, &named)?;
+    driver::write_outputs(args.output_dir.as_deref(), args.outputs.as_deref(), &named)
+        .with_context(|| format!("{}: writing the outputs", args.model.display()))
+}
+
+fn cmd_bench(args: BenchArgs) -> Result<()> {
+    if args.backend == Backend::Jit {
+        not_yet("the JIT backend (use --backend interp)")?;
     }
-    if let Some(path) = &args.outputs {
-        crate::tensor_io::write_npz(path, &named)?;
+    if args.threads == 0 || args.iters == 0 {
+        bail!("--threads and --iters must be at least 1");
+    }
+    let start = std::time::Instant::now();
+    let mut graph = driver::load_graph(&args.model)?;
+    let import = start.elapsed();
+    let specs = InputSpec::parse_all(&args.inputs)?;
+    driver::apply_input_shapes(&mut graph, &specs.shapes, &args.model)?;
+    let inputs = if specs.files.is_empty() && specs.archives.is_empty() {
+        driver::synthetic_inputs(&graph, &args.model)?
+    } else {
+        driver::bind_inputs(&graph, &specs, &args.model)?
+    };
+    driver::bind_shapes_from_inputs(&mut graph, &inputs, &args.model)?;
+    let report = run_passes(&mut graph, &args.pipeline, "O1", None, None, &args.model)?;
+    let compile = start.elapsed();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads)
+        .build()
+        .context("creating the thread pool")?;
+    let once = || -> Result<std::time::Duration> {
+        let t = std::time::Instant::now();
+        kestrel_backends::interp::run(&graph, &inputs)
+            .with_context(|| format!("running {}", args.model.display()))?;
+        Ok(t.elapsed())
+    };
+    let times = pool.install(|| -> Result<Vec<std::time::Duration>> {
+        for _ in 0..args.warmup {
+            once()?;
+        }
+        (0..args.iters).map(|_| once()).collect()
+    })?;
+    let stats = driver::LatencyStats::of(&times);
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "{}: backend {:?}, pipeline {}, {} thread(s), {} nodes",
+        args.model.display(),
+        args.backend,
+        report.pipeline,
+        args.threads,
+        graph.nodes.len()
+    );
+    println!(
+        "compile: {:.2} ms (import {:.2} ms, passes {:.2} ms)",
+        ms(compile),
+        ms(import),
+        ms(report.total_time)
+    );
+    println!(
+        "latency: median {:.3} ms, min {:.3} ms, max {:.3} ms ({} runs after {} warm-up)",
+        stats.median_ms, stats.min_ms, stats.max_ms, args.iters, args.warmup
+    );
+    if let Some(path) = &args.json {
+        let json = format!(
+            "{{\"model\": {:?}, \"backend\": \"{:?}\", \"pipeline\": {:?}, \"threads\": {}, \"nodes\": {}, \"compile_ms\": {:.4}, \"median_ms\": {:.4}, \"min_ms\": {:.4}, \"max_ms\": {:.4}, \"iters\": {}}}\n",
+            args.model.display().to_string(),
+            args.backend,
+            report.pipeline,
+            args.threads,
+            graph.nodes.len(),
+            ms(compile),
+            stats.median_ms,
+            stats.min_ms,
+            stats.max_ms,
+            args.iters
+        );
+        crate::tensor_io::write_atomically(path, |f| std::io::Write::write_all(f, json.as_bytes()))
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }
@@ -397,7 +477,40 @@ fn cmd_dump(args: DumpArgs) -> Result<()> {
 
 /// The error and its causes on one line, skipping a cause whose text its parent already shows
 /// (errors that both print and chain their source would otherwise repeat it).
+///
+/// The result is always a single line of bounded length, whatever a hostile file put in the
+/// names and texts it quotes: control characters (newlines, escape sequences) are escaped, and a
+/// message longer than [`MAX_MESSAGE_CHARS`] keeps its start (file, node) and end (reason) around
+/// an ellipsis.
 pub fn error_chain(e: &anyhow::Error) -> String {
+    one_line(&raw_chain(e))
+}
+
+/// Longest error message printed, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 4096;
+
+/// `text` with control characters escaped (`\n`, `\u{1b}`, ...) and its middle elided when it
+/// is longer than [`MAX_MESSAGE_CHARS`].
+pub fn one_line(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            escaped.extend(c.escape_default());
+        } else {
+            escaped.push(c);
+        }
+    }
+    let n = escaped.chars().count();
+    if n <= MAX_MESSAGE_CHARS {
+        return escaped;
+    }
+    let keep = MAX_MESSAGE_CHARS / 2;
+    let head: String = escaped.chars().take(keep).collect();
+    let tail: String = escaped.chars().skip(n - keep).collect();
+    format!("{head} [... {} characters elided ...] {tail}", n - 2 * keep)
+}
+
+fn raw_chain(e: &anyhow::Error) -> String {
     let mut message = String::new();
     for cause in e.chain() {
         let text = cause.to_string();

@@ -253,25 +253,60 @@ pub fn summarize(name: &str, t: &Tensor) -> String {
     )
 }
 
-/// Writes `DIR/<name>.npy` per output, creating DIR. Output names that are not plain file names
-/// are rejected rather than written elsewhere.
-pub fn write_output_dir(dir: &Path, outputs: &[(String, Tensor)]) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    for (name, t) in outputs {
-        let safe = !name.is_empty()
-            && !name.contains(['/', '\\'])
-            && name != "."
-            && name != ".."
-            && !name.contains('\0');
-        if !safe {
-            bail!(
-                "output name {name:?} cannot be used as a file name in {}",
-                dir.display()
-            );
+/// Writes the outputs of `run`: `DIR/<name>.npy` per output when `dir` is given (creating DIR),
+/// and one `.npz` when `npz` is given. All or nothing: names are checked before anything is
+/// written, each file is written atomically, and when any write fails every file already
+/// written (and DIR, if this call created it) is removed again.
+pub fn write_outputs(
+    dir: Option<&Path>,
+    npz: Option<&Path>,
+    outputs: &[(String, Tensor)],
+) -> Result<()> {
+    if let Some(dir) = dir {
+        for (name, _) in outputs {
+            let safe = !name.is_empty()
+                && !name.contains(['/', '\\'])
+                && name != "."
+                && name != ".."
+                && !name.contains('\0');
+            if !safe {
+                bail!(
+                    "output name {name:?} cannot be used as a file name in {}",
+                    dir.display()
+                );
+            }
         }
-        tensor_io::write_npy(&dir.join(format!("{name}.npy")), t)?;
     }
-    Ok(())
+    let mut written: Vec<PathBuf> = Vec::new();
+    let mut created_dir: Option<PathBuf> = None;
+    let result = (|| -> Result<()> {
+        if let Some(dir) = dir {
+            if !dir.is_dir() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                created_dir = Some(dir.to_path_buf());
+            }
+            for (name, t) in outputs {
+                let path = dir.join(format!("{name}.npy"));
+                tensor_io::write_npy(&path, t)?;
+                written.push(path);
+            }
+        }
+        if let Some(path) = npz {
+            tensor_io::write_npz(path, outputs)?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        for p in &written {
+            let _ = std::fs::remove_file(p);
+        }
+        if let Some(d) = created_dir {
+            // Only removes it if empty, i.e. if nothing else was put there meanwhile.
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+    result
 }
 
 /// Counts the graph's constants that hold data (for reports).
@@ -309,4 +344,76 @@ pub fn pass_context() -> kestrel_passes::PassContext {
     kestrel_passes::PassContext::with_evaluator(|op: &kestrel_ir::Op, inputs: &[&Tensor]| {
         Some(kestrel_backends::interp::eval_op(op, inputs).map_err(|e| e.to_string()))
     })
+}
+
+/// Deterministic inputs for benchmarking: pseudo-random floats in [0, 1) (integers and bools
+/// zero). A leading symbolic dimension (a batch) becomes 1; any other unbound dimension is an
+/// error that lists them.
+pub fn synthetic_inputs(g: &Graph, model: &Path) -> Result<Vec<Tensor>> {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 40) as f32 / (1u64 << 24) as f32
+    };
+    let mut out = Vec::new();
+    for &v in &g.inputs {
+        let value = g.value(v);
+        let name = value.name.clone().unwrap_or_default();
+        let mut dims = Vec::new();
+        let mut unbound = Vec::new();
+        for (axis, d) in value.ty.shape.iter().enumerate() {
+            match d {
+                Dim::Known(n) => dims.push(*n),
+                _ if axis == 0 => dims.push(1),
+                other => {
+                    unbound.push(format!("axis {axis} ({other})"));
+                    dims.push(1);
+                }
+            }
+        }
+        if !unbound.is_empty() {
+            bail!(
+                "{}: input {name:?} has unbound dimensions {}; give --input-shape {name}=...",
+                model.display(),
+                unbound.join(", ")
+            );
+        }
+        let n: usize = dims.iter().product();
+        let t = match value.ty.dtype {
+            kestrel_ir::DType::F32 => Tensor::from_vec(dims, (0..n).map(|_| next()).collect()),
+            dtype => Tensor::zeros(dtype, dims)
+                .map_err(|e| anyhow!("{}: input {name:?}: {e}", model.display()))?,
+        };
+        out.push(t);
+    }
+    Ok(out)
+}
+
+/// Median, minimum and maximum of measured latencies, in milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LatencyStats {
+    pub median_ms: f64,
+    pub min_ms: f64,
+    pub max_ms: f64,
+}
+
+impl LatencyStats {
+    /// Statistics of a non-empty sample (the median of an even count is the mean of the middle two).
+    pub fn of(times: &[std::time::Duration]) -> LatencyStats {
+        let mut ms: Vec<f64> = times.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+        ms.sort_by(f64::total_cmp);
+        let n = ms.len();
+        let median = if n % 2 == 1 {
+            ms[n / 2]
+        } else {
+            (ms[n / 2 - 1] + ms[n / 2]) / 2.0
+        };
+        LatencyStats {
+            median_ms: median,
+            min_ms: ms[0],
+            max_ms: ms[n - 1],
+        }
+    }
 }

@@ -48,8 +48,14 @@ pub fn dump(g: &Graph, output: Option<&Path>, force: bool) -> Result<()> {
     if !weights.is_empty() {
         tensor_io::write_npz(&sidecar, &weights)?;
     }
+    // Nothing is left behind on failure: the sidecar goes again if the dump cannot be written.
     tensor_io::write_atomically(path, |f| f.write_all(printed.text.as_bytes()))
-        .with_context(|| format!("writing {}", path.display()))?;
+        .with_context(|| format!("writing {}", path.display()))
+        .inspect_err(|_| {
+            if !weights.is_empty() {
+                let _ = std::fs::remove_file(&sidecar);
+            }
+        })?;
     Ok(())
 }
 

@@ -82,8 +82,27 @@ pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<Tensor, TensorIoError> {
         path: path.to_path_buf(),
         reason,
     };
+    // npyz allocates the header length the file states before reading it: check the claim
+    // against the bytes present first (magic 6, version 2, then a u16 (v1) or u32 (v2, v3) length).
+    if bytes.len() >= 10 && bytes.starts_with(b"\x93NUMPY") {
+        let (len, prefix) = match bytes[6] {
+            1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+            _ if bytes.len() >= 12 => (
+                u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+                12,
+            ),
+            _ => (usize::MAX, 12),
+        };
+        if len > bytes.len() - prefix.min(bytes.len()) {
+            return Err(bad(format!(
+                "the header claims {len} bytes, the file has {}",
+                bytes.len()
+            )));
+        }
+    }
     let mut cursor = Cursor::new(bytes);
-    let header = npyz::NpyHeader::from_reader(&mut cursor).map_err(|e| bad(e.to_string()))?;
+    let header =
+        npyz::NpyHeader::from_reader(&mut cursor).map_err(|e| bad(short_reason(&e.to_string())))?;
     let ty = match header.dtype() {
         npyz::DType::Plain(ty) => ty,
         other => {
@@ -121,6 +140,17 @@ pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<Tensor, TensorIoError> {
         return Err(bad("bool array holds bytes other than 0 and 1".into()));
     }
     Tensor::from_bytes(dtype, dims, Bytes::from(data)).map_err(|e| bad(e.to_string()))
+}
+
+/// The first line of a parser's message, at most 200 characters: npyz's header parse errors
+/// span several lines and quote the whole (file-controlled) header.
+fn short_reason(msg: &str) -> String {
+    let line = msg.lines().next().unwrap_or("");
+    let mut out: String = line.chars().take(200).collect();
+    if out.len() < line.len() {
+        out.push_str("...");
+    }
+    out
 }
 
 /// Reorders column-major element bytes into row-major order.
@@ -211,7 +241,8 @@ pub fn read_npz(path: &Path) -> Result<Vec<(String, Tensor)>, TensorIoError> {
         if claimed > cap {
             return Err(bad(format!("array {name:?} claims {claimed} bytes")));
         }
-        let mut bytes = Vec::with_capacity(claimed as usize);
+        // Reserve only what is cheap; the buffer grows with the bytes that actually arrive.
+        let mut bytes = Vec::with_capacity(claimed.min(1 << 24) as usize);
         (&mut entry)
             .take(claimed)
             .read_to_end(&mut bytes)

@@ -333,7 +333,7 @@ fn dump_with_sidecar_runs_like_the_model() {
 fn commands_not_yet_available_say_so() {
     for args in [
         vec!["compile", "m.onnx", "-o", "m.so"],
-        vec!["bench", "m.onnx"],
+        vec!["bench", "m.onnx", "--backend", "jit"],
         vec!["run", "m.onnx", "--backend", "jit"],
     ] {
         let o = kestrel(&args);

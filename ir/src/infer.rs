@@ -22,8 +22,9 @@ use crate::broadcast::{
 };
 use crate::dtype::{DType, Quant, QuantParams, F32};
 use crate::op::{
-    AspectPolicy, AutoPad, BinaryOp, ConvAttrs, CoordMode, Op, PadMode, PoolAttrs, PoolKind,
-    ReduceAttrs, ResizeAttrs, ResizeBy, UnaryOp,
+    ArgAttrs, AspectPolicy, AutoPad, BinaryOp, ConvAttrs, ConvTransposeAttrs, CoordMode, Op,
+    PadMode, PoolAttrs, PoolKind, ReduceAttrs, ReduceKind, ResizeAttrs, ResizeBy, ScatterReduction,
+    UnaryOp,
 };
 use crate::tensor::Tensor;
 use crate::types::{Dim, Shape, TensorType};
@@ -70,14 +71,22 @@ pub fn input_arity(op: &Op) -> (usize, Option<usize>) {
         | Op::Shape { .. }
         | Op::Size
         | Op::ConstantOfShape { .. }
-        | Op::Identity => (1, Some(1)),
+        | Op::Identity
+        | Op::Arg(_)
+        | Op::Hardmax { .. }
+        | Op::LpNormalization { .. } => (1, Some(1)),
         Op::Binary(_)
         | Op::MatMul
         | Op::Reshape { .. }
         | Op::Gather { .. }
         | Op::Unsqueeze
         | Op::Expand
-        | Op::Tile => (2, Some(2)),
+        | Op::Tile
+        | Op::GatherElements { .. }
+        | Op::CumSum { .. }
+        | Op::TopK { .. } => (2, Some(2)),
+        Op::ScatterElements { .. } | Op::ScatterNd { .. } => (3, Some(3)),
+        Op::Trilu { .. } => (1, Some(2)),
         Op::Clip => (1, Some(3)),
         Op::Where | Op::Range => (3, Some(3)),
         Op::Conv(_)
@@ -85,7 +94,8 @@ pub fn input_arity(op: &Op) -> (usize, Option<usize>) {
         | Op::LayerNorm { .. }
         | Op::QuantizeLinear { .. }
         | Op::DequantizeLinear { .. }
-        | Op::Pad { .. } => (2, Some(3)),
+        | Op::Pad { .. }
+        | Op::ConvTranspose(_) => (2, Some(3)),
         Op::Resize(r) => {
             if r.coord == CoordMode::TfCropAndResize {
                 (3, Some(3))
@@ -354,7 +364,181 @@ pub fn infer(op: &Op, inputs: &[InferInput]) -> Result<Vec<TensorType>, String> 
         Op::DequantizeLinear { axis } => one(infer_dequantize(*axis, inputs)?),
         Op::Resize(a) => one(infer_resize(a, inputs)?),
         Op::Pad { mode } => one(infer_pad(*mode, inputs)?),
+        Op::ConvTranspose(a) => one(infer_conv_transpose(a, inputs)?),
+        Op::Arg(a) => one(infer_arg(a, x)?),
+        Op::GatherElements { axis } => {
+            let it = inputs[1].ty;
+            norm_axis(*axis, x.rank())?;
+            require_index_dtype(it, "indices")?;
+            if it.rank() != x.rank() {
+                return Err(format!(
+                    "indices have rank {}, data has rank {}",
+                    it.rank(),
+                    x.rank()
+                ));
+            }
+            one(plain(x.dtype, it.shape.clone()).with_quant(per_tensor(x)))
+        }
+        Op::ScatterElements { axis, reduction } => {
+            let (it, ut) = (inputs[1].ty, inputs[2].ty);
+            norm_axis(*axis, x.rank())?;
+            require_index_dtype(it, "indices")?;
+            require_same_dtype(x, ut, "data", "updates")?;
+            require_scatter_dtype(*reduction, x)?;
+            if it.rank() != x.rank() {
+                return Err(format!(
+                    "indices have rank {}, data has rank {}",
+                    it.rank(),
+                    x.rank()
+                ));
+            }
+            if ut.rank() != it.rank()
+                || !ut
+                    .shape
+                    .iter()
+                    .zip(&it.shape)
+                    .all(|(a, b)| dims_compatible(a, b))
+            {
+                return Err(format!(
+                    "updates shape {} differs from indices shape {}",
+                    fmt_shape(&ut.shape),
+                    fmt_shape(&it.shape)
+                ));
+            }
+            one(plain(x.dtype, x.shape.clone()))
+        }
+        Op::ScatterNd { reduction } => {
+            let (it, ut) = (inputs[1].ty, inputs[2].ty);
+            require_index_dtype(it, "indices")?;
+            require_same_dtype(x, ut, "data", "updates")?;
+            require_scatter_dtype(*reduction, x)?;
+            let Some(q_dim) = it.shape.last() else {
+                return Err("indices must have rank >= 1".into());
+            };
+            if let Dim::Known(q) = q_dim {
+                if *q > x.rank() {
+                    return Err(format!(
+                        "indices address {q} axes, data has rank {}",
+                        x.rank()
+                    ));
+                }
+                let want: Vec<Dim> = it.shape[..it.rank() - 1]
+                    .iter()
+                    .chain(&x.shape[*q..])
+                    .cloned()
+                    .collect();
+                if ut.rank() != want.len()
+                    || !ut
+                        .shape
+                        .iter()
+                        .zip(&want)
+                        .all(|(a, b)| dims_compatible(a, b))
+                {
+                    return Err(format!(
+                        "updates have shape {}, expected {}",
+                        fmt_shape(&ut.shape),
+                        fmt_shape(&want)
+                    ));
+                }
+            }
+            one(plain(x.dtype, x.shape.clone()))
+        }
+        Op::Trilu { .. } => {
+            if x.rank() < 2 {
+                return Err(format!("input must have rank >= 2, got {x}"));
+            }
+            if let Some(k) = inputs.get(1) {
+                if k.ty.dtype != DType::I64 {
+                    return Err(format!("k must be i64, got {}", k.ty.dtype));
+                }
+                require_scalar(k.ty, "k")?;
+            }
+            one(plain(x.dtype, x.shape.clone()).with_quant(per_tensor(x)))
+        }
+        Op::CumSum { .. } => {
+            require_numeric(x, "input")?;
+            let a = &inputs[1];
+            require_index_dtype(a.ty, "axis")?;
+            require_scalar(a.ty, "axis")?;
+            if let Some(t) = a.value.filter(|t| t.numel() == 1) {
+                norm_axis(t.get_i64(0), x.rank())?;
+            }
+            one(plain(x.dtype, x.shape.clone()))
+        }
+        Op::Hardmax { axis } => {
+            require_float(x, "input")?;
+            norm_axis(*axis, x.rank())?;
+            one(plain(x.dtype, x.shape.clone()))
+        }
+        Op::LpNormalization { axis, p } => {
+            require_float(x, "input")?;
+            norm_axis(*axis, x.rank())?;
+            if !matches!(p, 1 | 2) {
+                return Err(format!("p must be 1 or 2, got {p}"));
+            }
+            one(plain(x.dtype, x.shape.clone()))
+        }
+        Op::TopK { axis, .. } => {
+            require_numeric(x, "input")?;
+            let axis = norm_axis(*axis, x.rank())?;
+            let k = &inputs[1];
+            if k.ty.dtype != DType::I64 {
+                return Err(format!("k must be i64, got {}", k.ty.dtype));
+            }
+            require_scalar(k.ty, "k")?;
+            let mut shape = x.shape.clone();
+            shape[axis] = match k.value.filter(|t| t.numel() == 1) {
+                Some(t) => {
+                    let k = t.get_i64(0);
+                    let k = usize::try_from(k).map_err(|_| format!("k must be >= 0, got {k}"))?;
+                    if let Dim::Known(n) = shape[axis] {
+                        if k > n {
+                            return Err(format!("k = {k} exceeds the axis extent {n}"));
+                        }
+                    }
+                    Dim::Known(k)
+                }
+                None => Dim::Unknown,
+            };
+            Ok(vec![
+                plain(x.dtype, shape.clone()),
+                plain(DType::I64, shape),
+            ])
+        }
     }
+}
+
+/// Integer index tensors: i32 or i64.
+fn require_index_dtype(t: &TensorType, what: &str) -> Result<(), String> {
+    if matches!(t.dtype, DType::I32 | DType::I64) {
+        Ok(())
+    } else {
+        Err(format!("{what} must be i32 or i64, got {}", t.dtype))
+    }
+}
+
+/// Scatter reductions other than assignment need numbers.
+fn require_scatter_dtype(r: ScatterReduction, x: &TensorType) -> Result<(), String> {
+    if r == ScatterReduction::None {
+        Ok(())
+    } else {
+        require_numeric(x, "data")
+    }
+}
+
+fn infer_arg(a: &ArgAttrs, x: &TensorType) -> Result<TensorType, String> {
+    require_numeric(x, "input")?;
+    let axis = norm_axis(a.axis, x.rank())?;
+    if x.shape[axis] == Dim::Known(0) {
+        return Err(format!("axis {axis} is empty"));
+    }
+    let mut shape = x.shape.clone();
+    if a.keepdims {
+        shape[axis] = Dim::Known(1);
+    } else {
+        shape.remove(axis);
+    }
+    Ok(plain(DType::I64, shape))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -833,6 +1017,152 @@ fn infer_conv(a: &ConvAttrs, inputs: &[InferInput]) -> Result<TensorType, String
     Ok(plain(x.dtype, shape))
 }
 
+/// Output extent and begin padding of each spatial axis of a transposed convolution, as
+/// [`ConvTransposeAttrs`] documents; the single source of truth for inference and backends.
+/// `input` and `kernel` have one entry per spatial axis; the other lists are empty (defaults) or
+/// per axis (`pads`: begins then ends).
+#[allow(clippy::too_many_arguments)]
+pub fn conv_transpose_axes(
+    auto_pad: AutoPad,
+    input: &[usize],
+    kernel: &[usize],
+    strides: &[usize],
+    dilations: &[usize],
+    pads: &[usize],
+    output_padding: &[usize],
+    output_shape: &[usize],
+) -> Result<Vec<(usize, usize)>, String> {
+    let k = input.len();
+    if kernel.len() != k {
+        return Err(format!(
+            "kernel has {} spatial axes, input has {k}",
+            kernel.len()
+        ));
+    }
+    let w = window(k, strides, dilations, pads)?;
+    let output_padding = per_axis(output_padding, k, 0, "output_padding")?;
+    if !output_shape.is_empty() && output_shape.len() != k {
+        return Err(format!(
+            "output_shape has {} entries, expected {k}",
+            output_shape.len()
+        ));
+    }
+    (0..k)
+        .map(|i| {
+            let eff = effective_kernel(kernel[i], w.dilations[i])?;
+            let full = input[i]
+                .saturating_sub(1)
+                .checked_mul(w.strides[i])
+                .and_then(|v| v.checked_add(output_padding[i]))
+                .and_then(|v| v.checked_add(eff))
+                .ok_or("output extent overflows")?;
+            let target = if let Some(&o) = output_shape.get(i) {
+                Some(o)
+            } else if matches!(auto_pad, AutoPad::SameUpper | AutoPad::SameLower) {
+                Some(
+                    input[i]
+                        .checked_mul(w.strides[i])
+                        .ok_or("output extent overflows")?,
+                )
+            } else {
+                None
+            };
+            match target {
+                Some(out) => {
+                    let total = full.saturating_sub(out);
+                    let begin = if auto_pad == AutoPad::SameUpper {
+                        total / 2
+                    } else {
+                        total - total / 2
+                    };
+                    Ok((out, begin))
+                }
+                None if auto_pad == AutoPad::Valid => Ok((full, 0)),
+                None => {
+                    let (b, e) = w.pads[i];
+                    let out = b
+                        .checked_add(e)
+                        .and_then(|p| full.checked_sub(p))
+                        .ok_or_else(|| {
+                            format!("pads {b},{e} exceed the full output extent {full}")
+                        })?;
+                    Ok((out, b))
+                }
+            }
+        })
+        .collect()
+}
+
+fn infer_conv_transpose(
+    a: &ConvTransposeAttrs,
+    inputs: &[InferInput],
+) -> Result<TensorType, String> {
+    let (x, w) = (inputs[0].ty, inputs[1].ty);
+    require_float(x, "input")?;
+    require_same_dtype(x, w, "input", "weight")?;
+    if x.rank() < 3 {
+        return Err(format!(
+            "input must have rank >= 3 (N, C, spatial..), got {x}"
+        ));
+    }
+    if w.rank() != x.rank() {
+        return Err(format!(
+            "weight has {} dims, input has {}",
+            w.rank(),
+            x.rank()
+        ));
+    }
+    if a.group == 0 {
+        return Err("group must be positive".into());
+    }
+    if !dims_compatible(&x.shape[1], &w.shape[0]) {
+        return Err(format!(
+            "input has {} channels, weight expects {}",
+            x.shape[1], w.shape[0]
+        ));
+    }
+    if let Dim::Known(c) = x.shape[1] {
+        if c % a.group != 0 {
+            return Err(format!(
+                "{c} input channels are not divisible by {} groups",
+                a.group
+            ));
+        }
+    }
+    let mut out_channels = dim_product([&w.shape[1], &Dim::Known(a.group)])?;
+    if let Some(b) = inputs.get(2) {
+        require_same_dtype(x, b.ty, "input", "bias")?;
+        require_rank(b.ty, 1, "bias")?;
+        out_channels = unify_dims(&out_channels, &b.ty.shape[0])
+            .map_err(|e| format!("bias length differs from output channels: {e}"))?;
+    }
+    let k = x.rank() - 2;
+    let ins: Option<Vec<usize>> = x.shape[2..].iter().map(Dim::known).collect();
+    let ks: Option<Vec<usize>> = w.shape[2..].iter().map(Dim::known).collect();
+    let spatial: Vec<Dim> = match (ins, ks) {
+        (Some(ins), Some(ks)) => conv_transpose_axes(
+            a.auto_pad,
+            &ins,
+            &ks,
+            &a.strides,
+            &a.dilations,
+            &a.pads,
+            &a.output_padding,
+            &a.output_shape,
+        )?
+        .into_iter()
+        .map(|(o, _)| Dim::Known(o))
+        .collect(),
+        _ if a.output_shape.len() == k => a.output_shape.iter().map(|&o| Dim::Known(o)).collect(),
+        _ => vec![Dim::Unknown; k],
+    };
+    let mut shape = Shape::new();
+    shape.push(x.shape[0].clone());
+    shape.push(out_channels);
+    shape.extend(spatial);
+    Ok(plain(x.dtype, shape))
+}
+
 fn require_pool_dtype(kind: PoolKind, x: &TensorType) -> Result<(), String> {
     match kind {
         PoolKind::Max if matches!(x.dtype, DType::I8 | DType::U8) => Ok(()),
@@ -920,6 +1250,9 @@ fn infer_matmul(a: &TensorType, b: &TensorType) -> Result<TensorType, String> {
 
 fn infer_reduce(a: &ReduceAttrs, inputs: &[InferInput]) -> Result<TensorType, String> {
     let x = inputs[0].ty;
+    if x.dtype == DType::Bool && !matches!(a.kind, ReduceKind::Max | ReduceKind::Min) {
+        return Err("only reduce_max and reduce_min accept bool".into());
+    }
     let rank = x.rank();
     let axes = inputs
         .get(1)

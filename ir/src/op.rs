@@ -40,6 +40,15 @@ pub enum UnaryOp {
     Softsign,
     Sin,
     Cos,
+    Tan,
+    Asin,
+    Acos,
+    Atan,
+    Sinh,
+    Cosh,
+    Asinh,
+    Acosh,
+    Atanh,
     /// `x * tanh(softplus(x))`.
     Mish,
     /// Output dtype bool.
@@ -250,6 +259,70 @@ pub struct ResizeAttrs {
     pub axes: Vec<i64>,
 }
 
+/// Transposed convolution (the gradient of [`Op::Conv`] with respect to its input).
+/// Inputs: `x [N, C, D1..Dk]`, `w [C, M/group, K1..Kk]`, optional `b [M]`. Output `[N, M, O1..Ok]`.
+///
+/// Per spatial axis, input position `i` and kernel tap `t` contribute `x[i] * w[t]` to the
+/// position `i * stride + t * dilation` of the *full* result, whose extent is
+/// `F = stride * (D - 1) + output_padding + dilation * (K - 1) + 1`. Output position `o` is full
+/// position `o + begin`; positions of the full result outside `[0, F)` are zero (plus bias).
+/// The output extent `O` and `begin` are (see `kestrel_ir::infer::conv_transpose_axes`):
+/// - `output_shape` non-empty: `O = output_shape[i]`, `total = F - O`; `begin = 0` when
+///   `total <= 0` (the output extends past the full result at the end), else `total / 2` for
+///   `SameUpper` and `total - total / 2` otherwise; explicit `pads` are then ignored (ONNX);
+/// - `NotSet`: `begin = pads[i]`, `O = F - pads[i] - pads[k + i]` (must be >= 0);
+/// - `Valid`: `begin = 0`, `O = F`;
+/// - `SameUpper`/`SameLower`: as with `output_shape = D * stride`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConvTransposeAttrs {
+    /// Per spatial axis; empty means 1 everywhere.
+    pub strides: Vec<usize>,
+    /// `[begin_1..begin_k, end_1..end_k]`; empty means 0 everywhere. Used only with `NotSet` and
+    /// no `output_shape`.
+    pub pads: Vec<usize>,
+    /// Per spatial axis; empty means 1 everywhere.
+    pub dilations: Vec<usize>,
+    /// Per spatial axis; empty means 0 everywhere.
+    pub output_padding: Vec<usize>,
+    /// Spatial output extents; empty means computed from the pads.
+    pub output_shape: Vec<usize>,
+    /// Number of groups: input channels `C` and output channels `M` are split into `group` parts.
+    pub group: usize,
+    pub auto_pad: AutoPad,
+}
+
+/// Which extreme [`Op::Arg`] selects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ArgKind {
+    Max,
+    Min,
+}
+
+/// ArgMax / ArgMin. Inputs: `x` (numeric). Output: i64 indices along `axis` of the maximum
+/// (minimum), the axis kept as a unit axis when `keepdims`, removed otherwise. Ties select the
+/// first index, or the last when `select_last_index`. NaN compares greater than every number for
+/// ArgMax and less than every number for ArgMin (so a NaN is selected, as numpy does). Fails on
+/// an empty axis.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ArgAttrs {
+    pub kind: ArgKind,
+    pub axis: i64,
+    pub keepdims: bool,
+    pub select_last_index: bool,
+}
+
+/// How [`Op::ScatterElements`] and [`Op::ScatterNd`] combine an update with the existing value.
+/// With `None` (plain assignment) and several updates to one position, the last one wins.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ScatterReduction {
+    #[default]
+    None,
+    Add,
+    Mul,
+    Max,
+    Min,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PadMode {
     Constant,
@@ -346,20 +419,61 @@ pub enum Op {
     Resize(ResizeAttrs),
     /// `(data, pads: i64 [2 * rank] as begins then ends, [value: scalar])`; negative pads crop.
     Pad { mode: PadMode },
+    /// `(x, w, [b])`, see [`ConvTransposeAttrs`].
+    ConvTranspose(ConvTransposeAttrs),
+    /// `(x) -> i64`, see [`ArgAttrs`].
+    Arg(ArgAttrs),
+    /// `(data, indices: i32|i64 of data's rank)`: `out[p] = data[p with p[axis] = indices[p]]`;
+    /// the output has the shape of `indices` (each extent at most data's, except along `axis`)
+    /// and the dtype of `data`. Negative indices count from the end.
+    GatherElements { axis: i64 },
+    /// `(data, indices: i32|i64, updates)`: a copy of `data` where, for every position `p` of
+    /// `indices` (same shape as `updates`, same rank as `data`), the element at
+    /// `p with p[axis] = indices[p]` is combined with `updates[p]` by `reduction`, in row-major
+    /// order of `p`. Negative indices count from the end.
+    ScatterElements {
+        axis: i64,
+        reduction: ScatterReduction,
+    },
+    /// `(data, indices: i64 [.., q], updates [indices.shape[..-1], data.shape[q..]])`: a copy of
+    /// `data` where each slice `data[indices[j]]` is combined with `updates[j]` by `reduction`, in
+    /// row-major order of `j`. Negative indices count from the end.
+    ScatterNd { reduction: ScatterReduction },
+    /// `(x [.., M, N], [k: i64 scalar])`: keeps the elements at row `i`, column `j` of the last
+    /// two axes with `j - i >= k` (`upper`) or `j - i <= k` (lower) and zeroes the others; `k`
+    /// defaults to 0.
+    Trilu { upper: bool },
+    /// `(x, axis: i32|i64 scalar)`: cumulative sum along `axis`; `exclusive` leaves out the
+    /// element itself (the first sum is 0), `reverse` sums from the end.
+    CumSum { exclusive: bool, reverse: bool },
+    /// `(x) -> ` 1 at the first maximum along `axis` and 0 elsewhere (ONNX-13 semantics).
+    Hardmax { axis: i64 },
+    /// `(x) -> x / ||x||_p` along `axis`, `p` 1 or 2; a vector of norm 0 stays 0 (ONNX test data).
+    LpNormalization { axis: i64, p: u32 },
+    /// `(x, k: i64 1-D of one element) -> (values, indices: i64)`: the `k` largest (or smallest)
+    /// elements along `axis`, in descending (ascending) order; equal values keep the lower index
+    /// first, and NaN ranks above every number. `sorted = false` allows any order (this is ONNX's
+    /// contract); the interpreter always sorts. `k` may not exceed the axis extent.
+    TopK {
+        axis: i64,
+        largest: bool,
+        sorted: bool,
+    },
 }
 
 impl Op {
-    /// Number of outputs the node has (all ops but `Split` have one).
+    /// Number of outputs the node has (all ops but `Split` and `TopK` have one).
     pub fn num_outputs(&self) -> usize {
         match self {
             Op::Split { num_outputs, .. } => *num_outputs,
+            Op::TopK { .. } => 2,
             _ => 1,
         }
     }
 }
 
 impl UnaryOp {
-    pub const ALL: [UnaryOp; 22] = [
+    pub const ALL: [UnaryOp; 31] = [
         UnaryOp::Relu,
         UnaryOp::Sigmoid,
         UnaryOp::Tanh,
@@ -380,6 +494,15 @@ impl UnaryOp {
         UnaryOp::Softsign,
         UnaryOp::Sin,
         UnaryOp::Cos,
+        UnaryOp::Tan,
+        UnaryOp::Asin,
+        UnaryOp::Acos,
+        UnaryOp::Atan,
+        UnaryOp::Sinh,
+        UnaryOp::Cosh,
+        UnaryOp::Asinh,
+        UnaryOp::Acosh,
+        UnaryOp::Atanh,
         UnaryOp::Mish,
         UnaryOp::IsNaN,
     ];
@@ -407,6 +530,15 @@ impl UnaryOp {
             UnaryOp::Softsign => "softsign",
             UnaryOp::Sin => "sin",
             UnaryOp::Cos => "cos",
+            UnaryOp::Tan => "tan",
+            UnaryOp::Asin => "asin",
+            UnaryOp::Acos => "acos",
+            UnaryOp::Atan => "atan",
+            UnaryOp::Sinh => "sinh",
+            UnaryOp::Cosh => "cosh",
+            UnaryOp::Asinh => "asinh",
+            UnaryOp::Acosh => "acosh",
+            UnaryOp::Atanh => "atanh",
             UnaryOp::Mish => "mish",
             UnaryOp::IsNaN => "is_nan",
         }
@@ -523,6 +655,19 @@ impl Op {
             Op::DequantizeLinear { .. } => "dequantize_linear",
             Op::Resize(_) => "resize",
             Op::Pad { .. } => "pad",
+            Op::ConvTranspose(_) => "conv_transpose",
+            Op::Arg(a) => match a.kind {
+                ArgKind::Max => "arg_max",
+                ArgKind::Min => "arg_min",
+            },
+            Op::GatherElements { .. } => "gather_elements",
+            Op::ScatterElements { .. } => "scatter_elements",
+            Op::ScatterNd { .. } => "scatter_nd",
+            Op::Trilu { .. } => "trilu",
+            Op::CumSum { .. } => "cum_sum",
+            Op::Hardmax { .. } => "hardmax",
+            Op::LpNormalization { .. } => "lp_normalization",
+            Op::TopK { .. } => "top_k",
         }
     }
 }

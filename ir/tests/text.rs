@@ -461,6 +461,54 @@ fn every_op_with_non_default_attrs() -> Vec<Op> {
         Op::Pad {
             mode: PadMode::Reflect,
         },
+        Op::ConvTranspose(ConvTransposeAttrs {
+            strides: vec![2, 2],
+            pads: vec![1, 0, 1, 0],
+            dilations: vec![1, 2],
+            output_padding: vec![1, 0],
+            output_shape: vec![],
+            group: 2,
+            auto_pad: AutoPad::NotSet,
+        }),
+        Op::ConvTranspose(ConvTransposeAttrs {
+            strides: vec![2, 2],
+            output_shape: vec![17, 16],
+            group: 1,
+            auto_pad: AutoPad::SameUpper,
+            ..Default::default()
+        }),
+        Op::Arg(ArgAttrs {
+            kind: ArgKind::Max,
+            axis: 1,
+            keepdims: false,
+            select_last_index: true,
+        }),
+        Op::Arg(ArgAttrs {
+            kind: ArgKind::Min,
+            axis: -1,
+            keepdims: true,
+            select_last_index: false,
+        }),
+        Op::GatherElements { axis: 1 },
+        Op::ScatterElements {
+            axis: 1,
+            reduction: ScatterReduction::Add,
+        },
+        Op::ScatterNd {
+            reduction: ScatterReduction::Max,
+        },
+        Op::Trilu { upper: false },
+        Op::CumSum {
+            exclusive: true,
+            reverse: true,
+        },
+        Op::Hardmax { axis: 1 },
+        Op::LpNormalization { axis: 1, p: 1 },
+        Op::TopK {
+            axis: 1,
+            largest: false,
+            sorted: false,
+        },
     ]);
     ops
 }
@@ -816,8 +864,102 @@ fn every_op_graph() -> Graph {
         },
         &[x, pads, pv],
     );
+    let ctw = g.add_const("ct.w", ramp(&[4, 3, 3, 2]));
+    let ctb = g.add_const("ct.b", f32s(&[6], &[0.5; 6]));
+    n(
+        &mut g,
+        Op::ConvTranspose(ConvTransposeAttrs {
+            strides: vec![2, 2],
+            pads: vec![1, 0, 1, 0],
+            dilations: vec![1, 2],
+            output_padding: vec![1, 0],
+            output_shape: vec![],
+            group: 2,
+            auto_pad: AutoPad::NotSet,
+        }),
+        &[x, ctw, ctb],
+    );
+    let ctw1 = g.add_const("ct.w1", ramp(&[4, 1, 3, 3]));
+    n(
+        &mut g,
+        Op::ConvTranspose(ConvTransposeAttrs {
+            strides: vec![2, 2],
+            output_shape: vec![17, 16],
+            group: 1,
+            auto_pad: AutoPad::SameUpper,
+            ..Default::default()
+        }),
+        &[x, ctw1],
+    );
+    for (kind, axis, keepdims, last) in [
+        (ArgKind::Max, 1, false, true),
+        (ArgKind::Min, -1, true, false),
+    ] {
+        n(
+            &mut g,
+            Op::Arg(ArgAttrs {
+                kind,
+                axis,
+                keepdims,
+                select_last_index: last,
+            }),
+            &[x],
+        );
+    }
+    let gi = g.add_const(
+        "ge.idx",
+        Tensor::from_vec(vec![3, 2], vec![0i64, 1, -1, 2, 3, 0]),
+    );
+    n(&mut g, Op::GatherElements { axis: 1 }, &[m, gi]);
+    let upd = g.add_const("upd", ramp(&[3, 2]));
+    n(
+        &mut g,
+        Op::ScatterElements {
+            axis: 1,
+            reduction: ScatterReduction::Add,
+        },
+        &[m, gi, upd],
+    );
+    let ndi = g.add_const("nd.idx", Tensor::from_vec(vec![2, 1], vec![2i64, 0]));
+    let ndu = g.add_const("nd.upd", ramp(&[2, 4]));
+    n(
+        &mut g,
+        Op::ScatterNd {
+            reduction: ScatterReduction::Max,
+        },
+        &[m, ndi, ndu],
+    );
+    let tk = g.add_const("trilu.k", Tensor::scalar(1i64));
+    n(&mut g, Op::Trilu { upper: false }, &[x, tk]);
+    n(&mut g, Op::Trilu { upper: true }, &[ii]);
+    let cax = g.add_const("cum.axis", Tensor::scalar(1i32));
+    n(
+        &mut g,
+        Op::CumSum {
+            exclusive: true,
+            reverse: true,
+        },
+        &[x, cax],
+    );
+    n(&mut g, Op::Hardmax { axis: 1 }, &[x]);
+    n(&mut g, Op::LpNormalization { axis: 1, p: 1 }, &[x]);
+    let k = g.add_const("topk.k", i64s(&[2]));
+    let topk = g
+        .add_node(
+            Op::TopK {
+                axis: 1,
+                largest: false,
+                sorted: false,
+            },
+            &[x, k],
+            "topk",
+        )
+        .unwrap();
+    assert_eq!(topk.len(), 2);
+    assert_eq!(g.ty(topk[1]).to_string(), "i64[N,2,8,8]");
     g.add_output("y", last);
     g.add_output("split_1", parts[1]);
+    g.add_output("topk_indices", topk[1]);
     g
 }
 

@@ -307,3 +307,137 @@ fn im2col<T: Copy + Default>(x: &[T], cg: usize, geo: &Geometry) -> Vec<T> {
     }
     col
 }
+
+/// Transposed convolution, computed directly as a scatter of every input element times every
+/// kernel tap into the output (accumulated in f64, rounded once); geometry from
+/// `kestrel_ir::infer::conv_transpose_axes`.
+pub(crate) fn conv_transpose(
+    attrs: &kestrel_ir::ConvTransposeAttrs,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+) -> Res<Tensor> {
+    let name = "conv_transpose";
+    require_same_dtype(name, x, w)?;
+    if let Some(b) = bias {
+        require_same_dtype(name, x, b)?;
+    }
+    let dtype = x.dtype();
+    require_float(name, x)?;
+    let (xd, wd) = (x.dims(), w.dims());
+    if xd.len() < 3 || wd.len() != xd.len() {
+        return Err(invalid(
+            name,
+            format!("x {xd:?} must be [N, C, spatial..] and w {wd:?} of the same rank"),
+        ));
+    }
+    let k = xd.len() - 2;
+    let (batch, channels, group) = (xd[0], xd[1], attrs.group);
+    if group == 0 || wd[0] != channels || channels % group != 0 {
+        return Err(invalid(
+            name,
+            format!("group {group} does not fit x {xd:?} and w {wd:?} (need w[0] = C divisible by group)"),
+        ));
+    }
+    let mg = wd[1];
+    let m = mg
+        .checked_mul(group)
+        .ok_or_else(|| invalid(name, "output channel count overflows"))?;
+    let b = match bias {
+        Some(b) if b.numel() != m || b.dims().len() != 1 => {
+            return Err(invalid(
+                name,
+                format!("bias has shape {:?} for {m} output channels", b.dims()),
+            ))
+        }
+        Some(b) => b.to_f64_vec(),
+        None => vec![0.0; m],
+    };
+    let (in_sp, k_sp) = (&xd[2..], &wd[2..]);
+    let axes = kestrel_ir::infer::conv_transpose_axes(
+        attrs.auto_pad,
+        in_sp,
+        k_sp,
+        &attrs.strides,
+        &attrs.dilations,
+        &attrs.pads,
+        &attrs.output_padding,
+        &attrs.output_shape,
+    )
+    .map_err(|e| invalid(name, e))?;
+    let strides = per_axis(name, "strides", &attrs.strides, k, 1, true)?;
+    let dilations = per_axis(name, "dilations", &attrs.dilations, k, 1, true)?;
+    let out_sp: Vec<usize> = axes.iter().map(|a| a.0).collect();
+    let mut out_dims = vec![batch, m];
+    out_dims.extend(&out_sp);
+    let total = check_alloc(name, dtype, &out_dims)?;
+    let isz: usize = in_sp.iter().product();
+    let ksz: usize = k_sp.iter().product();
+    let osz: usize = out_sp.iter().product();
+    // For every (input position, kernel tap): the output position it lands on, if any.
+    let pairs = isz
+        .checked_mul(ksz)
+        .ok_or_else(|| invalid(name, "scratch size overflows"))?;
+    check_alloc(name, DType::U64, &[pairs])?;
+    let out_strides = strides_of(&out_sp);
+    let mut land = vec![usize::MAX; pairs];
+    let mut ii = vec![0usize; k];
+    for i_flat in 0..isz {
+        let mut tt = vec![0usize; k];
+        for t_flat in 0..ksz {
+            let mut off = Some(0usize);
+            for a in 0..k {
+                // In range by construction: i * s + t * d < full extent, which fits in usize.
+                let pos = ii[a] * strides[a] + tt[a] * dilations[a];
+                off = off.and_then(|o| {
+                    pos.checked_sub(axes[a].1)
+                        .filter(|&p| p < out_sp[a])
+                        .map(|p| o + p * out_strides[a])
+                });
+            }
+            if let Some(o) = off {
+                land[i_flat * ksz + t_flat] = o;
+            }
+            advance(&mut tt, k_sp);
+        }
+        advance(&mut ii, in_sp);
+    }
+    let (xv, wv) = (x.to_f64_vec(), w.to_f64_vec());
+    let mut y = vec![0.0f64; total];
+    for (c, chunk) in y.chunks_mut(osz.max(1)).enumerate().take(batch * m) {
+        chunk.fill(b[c % m]);
+    }
+    let cg = channels / group;
+    for n in 0..batch {
+        for g in 0..group {
+            for ci in 0..cg {
+                let c = g * cg + ci;
+                let xrow = &xv[(n * channels + c) * isz..][..isz];
+                for mi in 0..mg {
+                    let wrow = &wv[(c * mg + mi) * ksz..][..ksz];
+                    let yrow = &mut y[(n * m + g * mg + mi) * osz..][..osz];
+                    for (i_flat, &xval) in xrow.iter().enumerate() {
+                        for (t_flat, &wval) in wrow.iter().enumerate() {
+                            let o = land[i_flat * ksz + t_flat];
+                            if o != usize::MAX {
+                                yrow[o] += xval * wval;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    tensor_from_f64(dtype, out_dims, &y)
+}
+
+/// Increments a row-major multi-index over `dims` (wrapping to zeros after the last).
+fn advance(idx: &mut [usize], dims: &[usize]) {
+    for a in (0..idx.len()).rev() {
+        idx[a] += 1;
+        if idx[a] < dims[a] {
+            return;
+        }
+        idx[a] = 0;
+    }
+}

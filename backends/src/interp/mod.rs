@@ -16,10 +16,11 @@
 //!   the tensor's dtype (numpy behaviour); u64 values at or above 2^63 are therefore not
 //!   supported by comparisons/division (they are read as negative i64);
 //! - no input can make the interpreter panic: user mistakes are [`EvalError`]s, and an op whose
-//!   output (or scratch buffer) would exceed [`MAX_TENSOR_BYTES`] is refused before allocating.
+//!   output (or scratch buffer) would exceed [`tensor_byte_limit`] is refused before allocating.
 
 mod conv;
 mod elementwise;
+mod index;
 mod matmul;
 mod normalize;
 mod pad;
@@ -36,8 +37,30 @@ use std::collections::HashMap;
 
 pub use elementwise::erf;
 
-/// Largest tensor (or scratch buffer) the interpreter will allocate, in bytes (16 GiB).
+/// Largest tensor (or scratch buffer) the interpreter will ever allocate, in bytes (16 GiB).
+/// The limit actually applied is [`tensor_byte_limit`], which is lower on small machines.
 pub const MAX_TENSOR_BYTES: u128 = 1 << 34;
+
+/// The per-tensor allocation limit: [`MAX_TENSOR_BYTES`], or half the memory the kernel reports
+/// available (`MemAvailable` in `/proc/meminfo`) when that is less, so a tiny hostile model asking
+/// for a tensor the machine cannot hold gets an error instead of the out-of-memory killer.
+pub fn tensor_byte_limit() -> u128 {
+    static LIMIT: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        let available_kib = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|info| {
+                info.lines()
+                    .find(|l| l.starts_with("MemAvailable:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|kib| kib.parse::<u128>().ok())
+            });
+        match available_kib {
+            Some(kib) => MAX_TENSOR_BYTES.min(kib * 1024 / 2),
+            None => MAX_TENSOR_BYTES,
+        }
+    })
+}
 
 /// Why an op or a graph could not be evaluated.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -346,6 +369,55 @@ pub fn eval_op(op: &Op, inputs: &[&Tensor]) -> Result<Vec<Tensor>, EvalError> {
                 inputs.get(2).copied(),
             ))
         }
+        Op::ConvTranspose(attrs) => {
+            arity(name, inputs, 2, 3)?;
+            one(conv::conv_transpose(
+                attrs,
+                inputs[0],
+                inputs[1],
+                inputs.get(2).copied(),
+            ))
+        }
+        Op::Arg(attrs) => {
+            arity(name, inputs, 1, 1)?;
+            one(index::arg(attrs, inputs[0]))
+        }
+        Op::GatherElements { axis } => {
+            arity(name, inputs, 2, 2)?;
+            one(index::gather_elements_op(inputs[0], inputs[1], *axis))
+        }
+        Op::ScatterElements { axis, reduction } => {
+            arity(name, inputs, 3, 3)?;
+            one(index::scatter_elements(
+                inputs[0], inputs[1], inputs[2], *axis, *reduction,
+            ))
+        }
+        Op::ScatterNd { reduction } => {
+            arity(name, inputs, 3, 3)?;
+            one(index::scatter_nd(
+                inputs[0], inputs[1], inputs[2], *reduction,
+            ))
+        }
+        Op::Trilu { upper } => {
+            arity(name, inputs, 1, 2)?;
+            one(index::trilu(inputs[0], inputs.get(1).copied(), *upper))
+        }
+        Op::CumSum { exclusive, reverse } => {
+            arity(name, inputs, 2, 2)?;
+            one(index::cum_sum(inputs[0], inputs[1], *exclusive, *reverse))
+        }
+        Op::Hardmax { axis } => {
+            arity(name, inputs, 1, 1)?;
+            one(index::hardmax(inputs[0], *axis))
+        }
+        Op::LpNormalization { axis, p } => {
+            arity(name, inputs, 1, 1)?;
+            one(normalize::lp_normalization(inputs[0], *axis, *p))
+        }
+        Op::TopK { axis, largest, .. } => {
+            arity(name, inputs, 2, 2)?;
+            index::top_k(inputs[0], inputs[1], *axis, *largest)
+        }
     }
 }
 
@@ -603,7 +675,7 @@ pub(crate) fn check_alloc(op: &'static str, dtype: DType, dims: &[usize]) -> Res
         n = n.saturating_mul(d as u128);
     }
     let bytes = n.saturating_mul(dtype.size() as u128);
-    if bytes > MAX_TENSOR_BYTES {
+    if bytes > tensor_byte_limit() {
         return Err(too_large(bytes));
     }
     Ok(n as usize)

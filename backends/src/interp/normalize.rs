@@ -118,3 +118,33 @@ pub(crate) fn softmax(name: &'static str, x: &Tensor, axis: i64, log: bool) -> R
     }
     tensor_from_f64(x.dtype(), dims.to_vec(), &out)
 }
+
+/// `x / ||x||_p` along `axis` (p 1 or 2), in f64; a zero vector stays zero.
+pub(crate) fn lp_normalization(x: &Tensor, axis: i64, p: u32) -> Res<Tensor> {
+    let name = "lp_normalization";
+    require_float(name, x)?;
+    if !matches!(p, 1 | 2) {
+        return Err(invalid(name, format!("p must be 1 or 2, got {p}")));
+    }
+    let dims = x.dims();
+    let axis = norm_axis(name, axis, dims.len())?;
+    let outer: usize = dims[..axis].iter().product();
+    let n = dims[axis];
+    let inner: usize = dims[axis + 1..].iter().product();
+    let v = x.to_f64_vec();
+    let mut y = vec![0.0; v.len()];
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |j: usize| (o * n + j) * inner + i;
+            let norm = if p == 1 {
+                (0..n).map(|j| v[at(j)].abs()).sum::<f64>()
+            } else {
+                (0..n).map(|j| v[at(j)] * v[at(j)]).sum::<f64>().sqrt()
+            };
+            for j in 0..n {
+                y[at(j)] = if norm == 0.0 { 0.0 } else { v[at(j)] / norm };
+            }
+        }
+    }
+    tensor_from_f64(x.dtype(), dims.to_vec(), &y)
+}

@@ -5,6 +5,7 @@
 //! truncated toward zero. Max propagates NaN (numpy). A reduction over zero elements yields the
 //! identity: 0 for Sum/L1/L2/SumSquare, 1 for Prod, -inf (or the dtype's minimum) for Max and
 //! LogSum/LogSumExp, +inf (or the dtype's maximum) for Min, NaN for Mean of floats (0 for ints).
+//! Bool tensors support Max (any; false when empty) and Min (all; true when empty).
 
 use super::*;
 use kestrel_ir::{ReduceAttrs, ReduceKind};
@@ -120,7 +121,21 @@ pub(crate) fn reduce(attrs: &ReduceAttrs, x: &Tensor, axes: Option<&Tensor>) -> 
             };
             tensor_from_i64(x.dtype(), out_dims, &out)
         }
-        Class::Bool => Err(unsupported_dtype(name, x.dtype())),
+        Class::Bool => {
+            // ReduceMax is "any" (identity false), ReduceMin is "all" (identity true).
+            let any = match kind {
+                ReduceKind::Max => true,
+                ReduceKind::Min => false,
+                _ => return Err(unsupported_dtype(name, x.dtype())),
+            };
+            let mut acc = vec![!any; n_out];
+            for (b, t) in bool_vec(x).into_iter().zip(targets()) {
+                if b == any {
+                    acc[t] = any;
+                }
+            }
+            tensor_from_bool(out_dims, &acc)
+        }
     }
 }
 

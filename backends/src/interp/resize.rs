@@ -155,7 +155,7 @@ fn geometry(
                 }
                 // floor(in * scale) in f32, as onnxruntime and type inference compute it.
                 let out = (dims[a] as f32 * s as f32).floor() as f64;
-                if out > (MAX_TENSOR_BYTES as f64) {
+                if out > (tensor_byte_limit() as f64) {
                     return Err(invalid(
                         name,
                         format!("scale {s} gives an absurd output extent"),

@@ -518,7 +518,7 @@ pub(crate) fn range(start: &Tensor, limit: &Tensor, delta: &Tensor) -> Res<Tenso
                 ));
             }
             let n = n.max(0.0);
-            if n > (MAX_TENSOR_BYTES / dtype.size() as u128) as f64 {
+            if n > (tensor_byte_limit() / dtype.size() as u128) as f64 {
                 return Err(EvalError::TooLarge {
                     op: name,
                     dtype,

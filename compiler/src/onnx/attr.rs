@@ -47,6 +47,13 @@ fn expect<'n>(
     let Some(a) = find(node, name) else {
         return Ok(None);
     };
+    // A type code ONNX does not define is corruption, not an old model without types.
+    if a.r#type != 0 && AttributeType::try_from(a.r#type).is_err() {
+        return Err(Reason::AttrValue {
+            name: name.to_string(),
+            reason: format!("unknown attribute type code {}", a.r#type),
+        });
+    }
     let got = attr_type(a);
     // An untyped, empty list attribute is indistinguishable from an empty list of either kind.
     let empty_list_ok = got == AttributeType::Undefined

@@ -6,8 +6,10 @@ use super::ops::{lower, Cx};
 use super::proto::{
     tensor_shape_proto::dimension, type_proto, GraphProto, ModelProto, NodeProto, ValueInfoProto,
 };
+use super::tensor::MAX_RANK;
 use super::tensor::{convert, dtype_from_onnx};
 use super::{Model, OpsetImport};
+use kestrel_ir::tensor::byte_len;
 use kestrel_ir::{Dim, Graph, Shape, TensorType, ValueId};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -48,13 +50,23 @@ fn value_type(vi: &ValueInfoProto, fresh: &mut usize) -> Result<TensorType, Reas
         .shape
         .as_ref()
         .ok_or_else(|| unsupported(format!("input \"{}\" has unknown rank", vi.name)))?;
+    if shape.dim.len() > MAX_RANK {
+        return Err(invalid(format!(
+            "input \"{}\" has rank {}, above the limit of {MAX_RANK}",
+            vi.name,
+            shape.dim.len()
+        )));
+    }
     let mut dims = Shape::new();
+    let mut known: Vec<usize> = Vec::new();
     for d in &shape.dim {
         dims.push(match &d.value {
             Some(dimension::Value::DimValue(v)) => {
-                Dim::Known(usize::try_from(*v).map_err(|_| {
+                let n = usize::try_from(*v).map_err(|_| {
                     invalid(format!("input \"{}\" has negative dimension {v}", vi.name))
-                })?)
+                })?;
+                known.push(n);
+                Dim::Known(n)
             }
             Some(dimension::Value::DimParam(p)) if !p.is_empty() => Dim::sym(p),
             _ => {
@@ -63,6 +75,17 @@ fn value_type(vi: &ValueInfoProto, fresh: &mut usize) -> Result<TensorType, Reas
                 Dim::sym(&name)
             }
         });
+    }
+    // No tensor can hold more than `isize::MAX` bytes; a type claiming more is not a model
+    // anyone can run, and letting it through would only move the overflow downstream.
+    match byte_len(dtype, &known) {
+        Some(n) if n <= isize::MAX as usize => {}
+        _ => {
+            return Err(invalid(format!(
+                "input \"{}\" has known dimensions {known:?}, more than any tensor can hold",
+                vi.name
+            )))
+        }
     }
     Ok(TensorType::new(dtype, dims))
 }
@@ -143,6 +166,28 @@ fn topo_order(g: &GraphProto, defined: &HashSet<&str>) -> Result<Vec<usize>, Rea
     Ok(order)
 }
 
+/// What defines a value name (for errors about names defined twice).
+#[derive(Clone, Copy)]
+enum Def {
+    Initializer,
+    Input,
+    /// The node at this index of the ONNX graph's node list.
+    Node(usize),
+}
+
+impl Def {
+    fn describe(self, gp: &GraphProto) -> String {
+        match self {
+            Def::Initializer => "an initializer".into(),
+            Def::Input => "a graph input".into(),
+            Def::Node(k) => {
+                let n = &gp.node[k];
+                format!("node {k} \"{}\" ({})", n.name, n.op_type)
+            }
+        }
+    }
+}
+
 /// Imports a decoded model. `file` labels errors.
 pub(crate) fn import_model(
     m: &ModelProto,
@@ -158,6 +203,14 @@ pub(crate) fn import_model(
         })
         .collect();
     let opset = default_opset(&opset_imports);
+    if let Some(v) = opset.filter(|&v| v < 1) {
+        return Err(model_err(
+            file,
+            invalid(format!(
+                "opset version {v} of the default domain is not valid"
+            )),
+        ));
+    }
     let gp = m
         .graph
         .as_ref()
@@ -193,8 +246,12 @@ fn import_graph(
             "sparse initializer \"{name}\" is not supported"
         ))));
     }
+    if gp.output.is_empty() {
+        return Err(merr(invalid("the graph has no outputs")));
+    }
     let mut g = Graph::new(gp.name.clone());
     let mut values: HashMap<String, ValueId> = HashMap::new();
+    let mut defs: HashMap<&str, Def> = HashMap::new();
     let mut files = ExternalFiles::new();
 
     // Initializers are constants, including those also listed as graph inputs (IR >= 4: the
@@ -208,19 +265,28 @@ fn import_graph(
         if t.name.is_empty() {
             return Err(merr(invalid("an initializer has no name")));
         }
-        if values.contains_key(&t.name) {
+        if defs.contains_key(t.name.as_str()) {
             return Err(merr(invalid(format!(
-                "initializer \"{}\" is defined twice",
+                "initializer \"{}\" is defined twice (two initializers have this name)",
                 t.name
             ))));
         }
         let v = g.add_const(t.name.clone(), data);
         values.insert(t.name.clone(), v);
+        defs.insert(&t.name, Def::Initializer);
     }
     let mut fresh = 0usize;
     for vi in &gp.input {
-        if values.contains_key(&vi.name) {
-            continue;
+        match defs.get(vi.name.as_str()) {
+            // An initializer listed as an input too: the initializer is the value (see above).
+            Some(Def::Initializer) => continue,
+            Some(_) => {
+                return Err(merr(invalid(format!(
+                    "graph input \"{}\" is listed twice",
+                    vi.name
+                ))))
+            }
+            None => {}
         }
         if vi.name.is_empty() {
             return Err(merr(invalid("a graph input has no name")));
@@ -228,7 +294,29 @@ fn import_graph(
         let ty = value_type(vi, &mut fresh).map_err(merr)?;
         let v = g.add_input(vi.name.clone(), ty);
         values.insert(vi.name.clone(), v);
+        defs.insert(&vi.name, Def::Input);
     }
+    // Every value name has exactly one definition: a second one is an error naming both, found
+    // before anything is ordered or lowered (a duplicate would otherwise surface as a confusing
+    // cycle or type error, or silently pick one definition).
+    for (index, node) in gp.node.iter().enumerate() {
+        for o in node.output.iter().filter(|o| !o.is_empty()) {
+            let this = Def::Node(index);
+            if let Some(first) = defs.insert(o, this) {
+                return Err(ImportError::Node {
+                    file: file.to_string(),
+                    index,
+                    name: node.name.clone(),
+                    op_type: node.op_type.clone(),
+                    reason: Box::new(invalid(format!(
+                        "value \"{o}\" is defined twice: also by {}",
+                        first.describe(gp)
+                    ))),
+                });
+            }
+        }
+    }
+    drop(defs);
 
     let defined: HashSet<&str> = values.keys().map(|k| k.as_str()).collect();
     let order = topo_order(gp, &defined).map_err(merr)?;
@@ -373,7 +461,10 @@ fn import_constant(
 ) -> Result<ValueId, Reason> {
     use super::attr::{attr_float, attr_floats, attr_int, attr_ints, attr_tensor, find};
     use kestrel_ir::Tensor;
-    let name = node.output.first().cloned().unwrap_or_default();
+    let name = match node.output.first() {
+        Some(o) if !o.is_empty() => o.clone(),
+        _ => return Err(invalid("Constant has no output")),
+    };
     let data = if let Some(t) = attr_tensor(node, "value")? {
         convert(t, model_dir, files)?
     } else if let Some(v) = attr_float(node, "value_float")? {

@@ -12,9 +12,9 @@ use super::proto::{AttributeType, NodeProto};
 use super::tensor::{convert, dtype_from_onnx};
 use kestrel_ir::tensor::f32_to_f16;
 use kestrel_ir::{
-    AspectPolicy, AutoPad, BinaryOp, ConvAttrs, CoordMode, DType, GemmAttrs, Graph, NearestMode,
-    Op, PadMode, PoolAttrs, PoolKind, ReduceAttrs, ReduceKind, ResizeAttrs, ResizeBy, ResizeMode,
-    Tensor, UnaryOp, ValueId, F32,
+    ArgAttrs, ArgKind, AspectPolicy, AutoPad, BinaryOp, ConvAttrs, ConvTransposeAttrs, CoordMode,
+    DType, GemmAttrs, Graph, NearestMode, Op, PadMode, PoolAttrs, PoolKind, ReduceAttrs,
+    ReduceKind, ResizeAttrs, ResizeBy, ResizeMode, ScatterReduction, Tensor, UnaryOp, ValueId, F32,
 };
 use std::path::Path;
 
@@ -305,6 +305,15 @@ fn unary(op_type: &str) -> Option<UnaryOp> {
         "Softsign" => UnaryOp::Softsign,
         "Sin" => UnaryOp::Sin,
         "Cos" => UnaryOp::Cos,
+        "Tan" => UnaryOp::Tan,
+        "Asin" => UnaryOp::Asin,
+        "Acos" => UnaryOp::Acos,
+        "Atan" => UnaryOp::Atan,
+        "Sinh" => UnaryOp::Sinh,
+        "Cosh" => UnaryOp::Cosh,
+        "Asinh" => UnaryOp::Asinh,
+        "Acosh" => UnaryOp::Acosh,
+        "Atanh" => UnaryOp::Atanh,
         "Mish" => UnaryOp::Mish,
         "IsNaN" => UnaryOp::IsNaN,
         _ => return None,
@@ -465,6 +474,108 @@ pub(crate) fn lower(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
                 Some(_) => dtype_from_onnx(i32::try_from(cx.req_int("to")?).unwrap_or(-1))?,
             };
             cx.one(Op::Cast { to }, &[x])
+        }
+        "CastLike" => {
+            // CastLike-15/19/21: Cast to the dtype of the second input (`saturate` concerns only
+            // 8-bit float targets, which are unsupported dtypes).
+            let (x, like) = (cx.input(0)?, cx.input(1)?);
+            let to = cx.dtype(like);
+            cx.one(Op::Cast { to }, &[x])
+        }
+        "ConvTranspose" => {
+            let (x, w) = (cx.input(0)?, cx.input(1)?);
+            // `kernel_shape` is implied by the weights.
+            let attrs = ConvTransposeAttrs {
+                strides: cx.usizes("strides")?,
+                pads: cx.usizes("pads")?,
+                dilations: cx.usizes("dilations")?,
+                output_padding: cx.usizes("output_padding")?,
+                output_shape: cx.usizes("output_shape")?,
+                group: usize::try_from(cx.int("group", 1)?)
+                    .ok()
+                    .filter(|&g| g >= 1)
+                    .ok_or_else(|| cx.bad_attr("group", "must be at least 1"))?,
+                auto_pad: auto_pad(cx)?,
+            };
+            let mut ins = vec![x, w];
+            ins.extend(cx.opt(2));
+            cx.one(Op::ConvTranspose(attrs), &ins)
+        }
+        "ArgMax" | "ArgMin" => {
+            let x = cx.input(0)?;
+            let attrs = ArgAttrs {
+                kind: if op_type == "ArgMax" {
+                    ArgKind::Max
+                } else {
+                    ArgKind::Min
+                },
+                axis: cx.int("axis", 0)?,
+                keepdims: cx.int("keepdims", 1)? != 0,
+                select_last_index: cx.int("select_last_index", 0)? != 0,
+            };
+            cx.one(Op::Arg(attrs), &[x])
+        }
+        "GatherElements" => {
+            let (x, i) = (cx.input(0)?, cx.input(1)?);
+            let axis = cx.int("axis", 0)?;
+            cx.one(Op::GatherElements { axis }, &[x, i])
+        }
+        // Scatter-9 is ScatterElements-11 under its old name.
+        "ScatterElements" | "Scatter" => {
+            let (x, i, u) = (cx.input(0)?, cx.input(1)?, cx.input(2)?);
+            let op = Op::ScatterElements {
+                axis: cx.int("axis", 0)?,
+                reduction: scatter_reduction(cx)?,
+            };
+            cx.one(op, &[x, i, u])
+        }
+        "ScatterND" => {
+            let (x, i, u) = (cx.input(0)?, cx.input(1)?, cx.input(2)?);
+            let op = Op::ScatterNd {
+                reduction: scatter_reduction(cx)?,
+            };
+            cx.one(op, &[x, i, u])
+        }
+        "Trilu" => {
+            let x = cx.input(0)?;
+            let upper = cx.int("upper", 1)? != 0;
+            let mut ins = vec![x];
+            ins.extend(cx.opt(1));
+            cx.one(Op::Trilu { upper }, &ins)
+        }
+        "CumSum" => {
+            let (x, a) = (cx.input(0)?, cx.input(1)?);
+            let op = Op::CumSum {
+                exclusive: cx.int("exclusive", 0)? != 0,
+                reverse: cx.int("reverse", 0)? != 0,
+            };
+            cx.one(op, &[x, a])
+        }
+        "Hardmax" => lower_softmax(cx),
+        "LpNormalization" => {
+            let x = cx.input(0)?;
+            let p = cx.int("p", 2)?;
+            if !matches!(p, 1 | 2) {
+                return Err(cx.bad_attr("p", format!("must be 1 or 2, got {p}")));
+            }
+            let axis = cx.int("axis", -1)?;
+            cx.one(Op::LpNormalization { axis, p: p as u32 }, &[x])
+        }
+        "TopK" => {
+            let x = cx.input(0)?;
+            // TopK-1 has a `k` attribute; from opset 10 `k` is an i64 [1] input.
+            let k = if cx.opset < 10 {
+                let k = cx.req_int("k")?;
+                cx.i64s("k", &[k])
+            } else {
+                cx.input(1)?
+            };
+            let op = Op::TopK {
+                axis: cx.int("axis", -1)?,
+                largest: cx.int("largest", 1)? != 0,
+                sorted: cx.int("sorted", 1)? != 0,
+            };
+            cx.add_multi(op, &[x, k])
         }
         "Conv" => {
             let (x, w) = (cx.input(0)?, cx.input(1)?);
@@ -719,6 +830,18 @@ pub(crate) fn lower(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
     }
 }
 
+/// The `reduction` attribute of ScatterElements-16+ / ScatterND-16+ (absent: assignment).
+fn scatter_reduction(cx: &Cx) -> Result<ScatterReduction, Reason> {
+    Ok(match cx.string("reduction", "none")? {
+        "none" => ScatterReduction::None,
+        "add" => ScatterReduction::Add,
+        "mul" => ScatterReduction::Mul,
+        "max" => ScatterReduction::Max,
+        "min" => ScatterReduction::Min,
+        other => return Err(cx.bad_attr("reduction", format!("unknown value \"{other}\""))),
+    })
+}
+
 fn dtype_from_name(s: &str) -> Option<DType> {
     Some(match s.to_ascii_uppercase().as_str() {
         "FLOAT" => DType::F32,
@@ -915,18 +1038,16 @@ fn lower_reduce(cx: &mut Cx, kind: ReduceKind) -> Result<Vec<ValueId>, Reason> {
     cx.one(Op::Reduce(attrs), &ins)
 }
 
-/// Softmax / LogSoftmax. Before opset 13 the input is coerced to 2-D at `axis` (default 1) and
-/// normalised over the trailing block: equal to the one-axis op when `axis` is the last axis,
-/// otherwise Flatten(axis) → op(axis 1) → Reshape back to the input's shape.
+/// Softmax / LogSoftmax / Hardmax. Before opset 13 the input is coerced to 2-D at `axis`
+/// (default 1) and normalised over the trailing block: equal to the one-axis op when `axis` is the
+/// last axis, otherwise Flatten(axis) → op(axis 1) → Reshape back to the input's shape.
 fn lower_softmax(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
     let x = cx.input(0)?;
-    let log = cx.node.op_type == "LogSoftmax";
-    let make = |axis: i64| {
-        if log {
-            Op::LogSoftmax { axis }
-        } else {
-            Op::Softmax { axis }
-        }
+    let kind = cx.node.op_type.clone();
+    let make = |axis: i64| match kind.as_str() {
+        "LogSoftmax" => Op::LogSoftmax { axis },
+        "Hardmax" => Op::Hardmax { axis },
+        _ => Op::Softmax { axis },
     };
     if cx.opset >= 13 {
         let axis = cx.int("axis", -1)?;

@@ -53,8 +53,18 @@ pub fn dtype_to_onnx(dtype: DType) -> DataType {
     }
 }
 
-/// The dims of a tensor proto as extents, rejecting negative ones.
+/// Highest rank accepted for tensors and graph inputs (numpy's own limit). Real models stay far
+/// below it; a file claiming more is corrupt, and refusing it keeps per-axis work bounded.
+pub const MAX_RANK: usize = 64;
+
+/// The dims of a tensor proto as extents, rejecting negative ones and ranks above [`MAX_RANK`].
 pub fn dims_of(t: &TensorProto) -> Result<Vec<usize>, Reason> {
+    if t.dims.len() > MAX_RANK {
+        return Err(invalid(format!(
+            "rank {} is above the limit of {MAX_RANK}",
+            t.dims.len()
+        )));
+    }
     t.dims
         .iter()
         .map(|&d| {

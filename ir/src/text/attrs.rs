@@ -213,6 +213,29 @@ fn pad_mode_from(s: &str) -> Option<PadMode> {
     })
 }
 
+fn reduction_name(r: ScatterReduction) -> &'static str {
+    match r {
+        ScatterReduction::None => "none",
+        ScatterReduction::Add => "add",
+        ScatterReduction::Mul => "mul",
+        ScatterReduction::Max => "max",
+        ScatterReduction::Min => "min",
+    }
+}
+
+fn reduction_from(s: &str) -> Option<ScatterReduction> {
+    Some(match s {
+        "none" => ScatterReduction::None,
+        "add" => ScatterReduction::Add,
+        "mul" => ScatterReduction::Mul,
+        "max" => ScatterReduction::Max,
+        "min" => ScatterReduction::Min,
+        _ => return None,
+    })
+}
+
+const REDUCTIONS: &str = "none, add, mul, max, min";
+
 // ---------------------------------------------------------------------------------------------
 // Defaults: THE place where per-op attribute defaults live.
 
@@ -369,6 +392,58 @@ pub fn default_op(name: &str) -> Option<(Op, &'static [&'static str])> {
             },
             NONE,
         ),
+        "conv_transpose" => (
+            Op::ConvTranspose(ConvTransposeAttrs {
+                group: 1,
+                ..Default::default()
+            }),
+            NONE,
+        ),
+        "arg_max" | "arg_min" => (
+            Op::Arg(ArgAttrs {
+                kind: if name == "arg_max" {
+                    ArgKind::Max
+                } else {
+                    ArgKind::Min
+                },
+                axis: 0,
+                keepdims: true,
+                select_last_index: false,
+            }),
+            NONE,
+        ),
+        "gather_elements" => (Op::GatherElements { axis: 0 }, NONE),
+        "scatter_elements" => (
+            Op::ScatterElements {
+                axis: 0,
+                reduction: ScatterReduction::None,
+            },
+            NONE,
+        ),
+        "scatter_nd" => (
+            Op::ScatterNd {
+                reduction: ScatterReduction::None,
+            },
+            NONE,
+        ),
+        "trilu" => (Op::Trilu { upper: true }, NONE),
+        "cum_sum" => (
+            Op::CumSum {
+                exclusive: false,
+                reverse: false,
+            },
+            NONE,
+        ),
+        "hardmax" => (Op::Hardmax { axis: -1 }, NONE),
+        "lp_normalization" => (Op::LpNormalization { axis: -1, p: 2 }, NONE),
+        "top_k" => (
+            Op::TopK {
+                axis: -1,
+                largest: true,
+                sorted: true,
+            },
+            NONE,
+        ),
         _ => return None,
     })
 }
@@ -479,6 +554,40 @@ pub fn all_attrs(op: &Op) -> Vec<(&'static str, AttrValue)> {
             ("nearest", ident(nearest_name(r.nearest))),
         ],
         Op::Pad { mode } => vec![("mode", ident(pad_mode_name(*mode)))],
+        Op::ConvTranspose(c) => vec![
+            ("auto_pad", ident(auto_pad_name(c.auto_pad))),
+            ("dilations", ints_u(&c.dilations)),
+            ("group", Int(c.group as i64)),
+            ("output_padding", ints_u(&c.output_padding)),
+            ("output_shape", ints_u(&c.output_shape)),
+            ("pads", ints_u(&c.pads)),
+            ("strides", ints_u(&c.strides)),
+        ],
+        Op::Arg(a) => vec![
+            ("axis", Int(a.axis)),
+            ("keepdims", Bool(a.keepdims)),
+            ("select_last_index", Bool(a.select_last_index)),
+        ],
+        Op::GatherElements { axis } | Op::Hardmax { axis } => vec![("axis", Int(*axis))],
+        Op::ScatterElements { axis, reduction } => vec![
+            ("axis", Int(*axis)),
+            ("reduction", ident(reduction_name(*reduction))),
+        ],
+        Op::ScatterNd { reduction } => vec![("reduction", ident(reduction_name(*reduction)))],
+        Op::Trilu { upper } => vec![("upper", Bool(*upper))],
+        Op::CumSum { exclusive, reverse } => {
+            vec![("exclusive", Bool(*exclusive)), ("reverse", Bool(*reverse))]
+        }
+        Op::LpNormalization { axis, p } => vec![("axis", Int(*axis)), ("p", Int(*p as i64))],
+        Op::TopK {
+            axis,
+            largest,
+            sorted,
+        } => vec![
+            ("axis", Int(*axis)),
+            ("largest", Bool(*largest)),
+            ("sorted", Bool(*sorted)),
+        ],
     };
     v.sort_by(|a, b| a.0.cmp(b.0));
     v
@@ -739,6 +848,59 @@ fn set_attr(op: &mut Op, key: &str, v: &AttrValue) -> Result<(), String> {
         },
         Op::Pad { mode } => match key {
             "mode" => *mode = want_enum(key, v, pad_mode_from, "constant, reflect, edge, wrap")?,
+            _ => return unknown(op),
+        },
+        Op::ConvTranspose(c) => match key {
+            "auto_pad" => c.auto_pad = want_enum(key, v, auto_pad_from, AUTO_PAD)?,
+            "dilations" => c.dilations = want_usizes(key, v)?,
+            "group" => c.group = want_usize(key, v)?,
+            "output_padding" => c.output_padding = want_usizes(key, v)?,
+            "output_shape" => c.output_shape = want_usizes(key, v)?,
+            "pads" => c.pads = want_usizes(key, v)?,
+            "strides" => c.strides = want_usizes(key, v)?,
+            _ => return unknown(op),
+        },
+        Op::Arg(a) => match key {
+            "axis" => a.axis = want_int(key, v)?,
+            "keepdims" => a.keepdims = want_bool(key, v)?,
+            "select_last_index" => a.select_last_index = want_bool(key, v)?,
+            _ => return unknown(op),
+        },
+        Op::GatherElements { axis } | Op::Hardmax { axis } => match key {
+            "axis" => *axis = want_int(key, v)?,
+            _ => return unknown(op),
+        },
+        Op::ScatterElements { axis, reduction } => match key {
+            "axis" => *axis = want_int(key, v)?,
+            "reduction" => *reduction = want_enum(key, v, reduction_from, REDUCTIONS)?,
+            _ => return unknown(op),
+        },
+        Op::ScatterNd { reduction } => match key {
+            "reduction" => *reduction = want_enum(key, v, reduction_from, REDUCTIONS)?,
+            _ => return unknown(op),
+        },
+        Op::Trilu { upper } => match key {
+            "upper" => *upper = want_bool(key, v)?,
+            _ => return unknown(op),
+        },
+        Op::CumSum { exclusive, reverse } => match key {
+            "exclusive" => *exclusive = want_bool(key, v)?,
+            "reverse" => *reverse = want_bool(key, v)?,
+            _ => return unknown(op),
+        },
+        Op::LpNormalization { axis, p } => match key {
+            "axis" => *axis = want_int(key, v)?,
+            "p" => *p = want_p(key, v)?,
+            _ => return unknown(op),
+        },
+        Op::TopK {
+            axis,
+            largest,
+            sorted,
+        } => match key {
+            "axis" => *axis = want_int(key, v)?,
+            "largest" => *largest = want_bool(key, v)?,
+            "sorted" => *sorted = want_bool(key, v)?,
             _ => return unknown(op),
         },
         Op::Unary(_)

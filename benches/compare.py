@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""Side-by-side latency of Kestrel, onnxruntime and (when installed) tract on the same models.
+
+    python3 benches/compare.py [--models DIR] [--threads 1 2] [--rounds 3] [--iters 30]
+                               [--backend jit|interp] [--only NAME ...]
+
+Runtimes are interleaved round by round so that drift on a shared machine hits all of them alike;
+each cell is the median over rounds of each round's median latency (milliseconds for one
+inference). Ratios are Kestrel / onnxruntime (lower is better for Kestrel).
+
+Needs `pip install onnxruntime numpy` and a release build of kestrel (`cargo build --release`).
+tract is used when a `tract` binary is on PATH (`cargo install tract-cli`, see BASELINES.md).
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_MODELS = [
+    "digits/digits_cnn.b1.onnx",
+    "torchvision/resnet18.onnx",
+    "torchvision/mobilenet_v2.onnx",
+    "torchvision/mobilenet_v3_small.onnx",
+    "torchvision/efficientnet_b0.onnx",
+    "torchvision/squeezenet1_1.onnx",
+    "torchvision/vit_tiny_16.onnx",
+    "torchvision/resnet18.int8.onnx",
+]
+
+
+def ort_median(path, threads, iters):
+    import numpy as np
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    feeds = {}
+    rng = np.random.default_rng(0)
+    for i in sess.get_inputs():
+        shape = [d if isinstance(d, int) else 1 for d in i.shape]
+        feeds[i.name] = rng.random(shape, dtype=np.float32)
+    for _ in range(3):
+        sess.run(None, feeds)
+    times = []
+    for _ in range(iters):
+        t = time.perf_counter()
+        sess.run(None, feeds)
+        times.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times)
+
+
+def kestrel_median(kestrel, path, threads, iters, backend):
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "bench.json")
+        cmd = [kestrel, "bench", path, "--threads", str(threads), "--iters", str(iters),
+               "--warmup", "3", "--backend", backend, "--json", out]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(r.stderr.strip())
+        with open(out) as f:
+            return json.load(f)["median_ms"]
+
+
+def tract_median(path, threads):
+    env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
+    r = subprocess.run(["tract", path, "-O", "bench"], capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr.strip()[:200])
+    # tract prints e.g. "Bench ran 123 times, 8.123 ms/i."
+    words = (r.stdout + " " + r.stderr).replace(",", " ").split()
+    for before, word in zip(words, words[1:]):
+        if word.startswith("ms/i"):
+            return float(before)
+    raise RuntimeError("no ms/i in tract output")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default=os.environ.get("KESTREL_MODELS", os.path.join(ROOT, "..", "shared", "models")))
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--iters", type=int, default=30)
+    ap.add_argument("--backend", default="jit")
+    ap.add_argument("--only", nargs="*", help="substrings of model paths to keep")
+    ap.add_argument("--kestrel", default=os.path.join(ROOT, "target", "release", "kestrel"))
+    args = ap.parse_args()
+
+    models = [m for m in DEFAULT_MODELS if not args.only or any(s in m for s in args.only)]
+    have_tract = shutil.which("tract") is not None
+    runtimes = ["kestrel", "onnxruntime"] + (["tract"] if have_tract else [])
+    print(f"# models: {args.models}; kestrel backend {args.backend}; runtimes: {', '.join(runtimes)}")
+    print(f"# {args.rounds} interleaved rounds x {args.iters} iterations; cells: median ms")
+    header = f"{'model':<28} {'thr':>3} " + " ".join(f"{r:>12}" for r in runtimes) + f" {'kestrel/ort':>12}"
+    print(header)
+    for rel in models:
+        path = os.path.join(args.models, rel)
+        if not os.path.isfile(path):
+            print(f"{rel:<28} missing", file=sys.stderr)
+            continue
+        for threads in args.threads:
+            samples = {r: [] for r in runtimes}
+            errors = {}
+            for _ in range(args.rounds):
+                for r in runtimes:
+                    if r in errors:
+                        continue
+                    try:
+                        if r == "kestrel":
+                            samples[r].append(kestrel_median(args.kestrel, path, threads, args.iters, args.backend))
+                        elif r == "onnxruntime":
+                            samples[r].append(ort_median(path, threads, args.iters))
+                        else:
+                            samples[r].append(tract_median(path, threads))
+                    except Exception as e:  # one runtime failing must not hide the others
+                        errors[r] = str(e).splitlines()[-1][:60] if str(e) else type(e).__name__
+            cells = []
+            med = {}
+            for r in runtimes:
+                if samples[r]:
+                    med[r] = statistics.median(samples[r])
+                    cells.append(f"{med[r]:>12.3f}")
+                else:
+                    cells.append(f"{'error':>12}")
+            ratio = f"{med['kestrel'] / med['onnxruntime']:>12.2f}" if "kestrel" in med and "onnxruntime" in med else f"{'-':>12}"
+            print(f"{os.path.basename(rel):<28} {threads:>3} " + " ".join(cells) + f" {ratio}")
+            for r, e in errors.items():
+                print(f"#   {r}: {e}")
+            sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
