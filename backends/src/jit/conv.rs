@@ -15,7 +15,7 @@
 //! adds per-column biases, and here channels are rows).
 
 use super::emit::{strides_of, E};
-use super::gemm_fallback as gemm;
+use super::gemm;
 use super::lower::Kx;
 use super::pool::{pad_plane, Window};
 use super::JitError;

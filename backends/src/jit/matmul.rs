@@ -8,7 +8,7 @@
 //!   batch is packed once; otherwise each batch runs the unpacked GEMM.
 
 use super::emit::{broadcast_strides, E};
-use super::gemm_fallback as gemm;
+use super::gemm;
 use super::lower::Kx;
 use super::JitError;
 use cranelift_codegen::ir::{types, Value};

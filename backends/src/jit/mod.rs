@@ -14,6 +14,7 @@
 //! - running allocates nothing but the returned tensors ([`JitModel::run_into`] allocates nothing).
 
 pub mod emit;
+pub mod gemm;
 pub mod isa;
 pub mod lower;
 pub mod math;
@@ -21,7 +22,6 @@ pub mod plan;
 
 mod conv;
 mod elementwise;
-mod gemm_fallback;
 mod matmul;
 mod normalize;
 mod pool;
