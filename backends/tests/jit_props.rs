@@ -1,0 +1,275 @@
+//! Property tests: random shapes and attributes for every JIT kernel family, JIT vs interpreter.
+
+use kestrel_backends::interp;
+use kestrel_backends::jit::{compile, JitOptions};
+use kestrel_ir::*;
+use proptest::prelude::*;
+
+/// Deterministic pseudo-random f32 values in [-2, 2).
+fn data(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
+        })
+        .collect()
+}
+
+fn tensor(dims: &[usize], seed: u64) -> Tensor {
+    Tensor::from_vec(dims.to_vec(), data(dims.iter().product(), seed))
+}
+
+/// Runs `g` on both backends and compares: |jit - interp| <= tol * max(1, |interp|).
+fn agree(g: &Graph, inputs: &[Tensor], tol: f32) -> Result<(), TestCaseError> {
+    let want = interp::run(g, inputs).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let m = compile(g, &JitOptions::default()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let got = m
+        .run(inputs)
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    for (a, b) in got.iter().zip(&want) {
+        prop_assert_eq!(a.dims(), b.dims());
+        prop_assert_eq!(a.dtype(), b.dtype());
+        if a.dtype() == DType::F32 {
+            for (x, y) in a.to_f32_vec().iter().zip(b.to_f32_vec()) {
+                let ok = (x - y).abs() <= tol * y.abs().max(1.0) || (x.is_nan() && y.is_nan());
+                prop_assert!(ok, "jit {} vs interp {}", x, y);
+            }
+        } else {
+            prop_assert_eq!(a.bytes(), b.bytes());
+        }
+    }
+    Ok(())
+}
+
+fn dims_strategy(max_rank: usize, max_dim: usize) -> impl Strategy<Value = Vec<usize>> {
+    prop::collection::vec(1..=max_dim, 1..=max_rank)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn binary_broadcasting(
+        out in dims_strategy(4, 7),
+        mask in prop::collection::vec(any::<bool>(), 4),
+        drop in 0usize..3,
+        op in prop::sample::select(vec![BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div,
+                                         BinaryOp::Max, BinaryOp::Min, BinaryOp::PRelu, BinaryOp::Pow]),
+        seed in any::<u64>(),
+    ) {
+        // b broadcasts: some axes set to 1, some leading axes dropped.
+        let mut bd: Vec<usize> = out.iter().zip(&mask).map(|(&d, &m)| if m { 1 } else { d }).collect();
+        let drop = drop.min(bd.len() - 1);
+        bd.drain(..drop);
+        let mut g = Graph::new("p");
+        let a = g.add_input("a", TensorType::known(DType::F32, &out));
+        let b = g.add_input("b", TensorType::known(DType::F32, &bd));
+        let y = g.add(Op::Binary(op), &[a, b], "op").unwrap();
+        g.add_output("y", y);
+        let mut ta = tensor(&out, seed);
+        if op == BinaryOp::Pow {
+            ta = Tensor::from_vec(out.clone(), ta.to_f32_vec().iter().map(|v| v.abs() + 0.1).collect::<Vec<f32>>());
+        }
+        agree(&g, &[ta, tensor(&bd, seed + 1)], 2e-5)?;
+    }
+
+    #[test]
+    fn unary_and_activations(
+        dims in dims_strategy(3, 9),
+        which in 0usize..16,
+        seed in any::<u64>(),
+    ) {
+        let ops = [
+            Op::Unary(UnaryOp::Relu), Op::Unary(UnaryOp::Sigmoid), Op::Unary(UnaryOp::Tanh),
+            Op::Unary(UnaryOp::Exp), Op::Unary(UnaryOp::Erf), Op::Unary(UnaryOp::Abs),
+            Op::Unary(UnaryOp::Floor), Op::Unary(UnaryOp::Round), Op::Unary(UnaryOp::HardSwish),
+            Op::Unary(UnaryOp::Softplus), Op::Unary(UnaryOp::Mish),
+            Op::LeakyRelu { alpha: F32(0.1) }, Op::Elu { alpha: F32(0.7) },
+            Op::Gelu { tanh_approx: false }, Op::Gelu { tanh_approx: true },
+            Op::HardSigmoid { alpha: F32(0.2), beta: F32(0.5) },
+        ];
+        let mut g = Graph::new("p");
+        let x = g.add_input("x", TensorType::known(DType::F32, &dims));
+        let y = g.add(ops[which].clone(), &[x], "op").unwrap();
+        g.add_output("y", y);
+        agree(&g, &[tensor(&dims, seed)], 2e-6)?;
+    }
+
+    #[test]
+    fn conv2d(
+        n in 1usize..3, c in 1usize..5, m in 1usize..6, h in 3usize..10, w in 3usize..10,
+        kh in 1usize..4, kw in 1usize..4, stride in 1usize..3, dil in 1usize..3,
+        pads in prop::collection::vec(0usize..3, 4), group_pick in 0usize..3, bias in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        // groups: 1, depthwise (m = c), or a common divisor.
+        let (group, c, m) = match group_pick {
+            0 => (1, c, m),
+            1 => (c, c, c),
+            _ => (2, 2 * c, 2 * m),
+        };
+        let a = ConvAttrs {
+            strides: vec![stride, stride], pads: pads.clone(), dilations: vec![dil, dil],
+            group, auto_pad: AutoPad::NotSet,
+        };
+        let mut g = Graph::new("p");
+        let x = g.add_input("x", TensorType::known(DType::F32, &[n, c, h, w]));
+        let wv = g.add_const("w", tensor(&[m, c / group, kh, kw], seed + 1));
+        let mut ins = vec![x, wv];
+        if bias {
+            ins.push(g.add_const("b", tensor(&[m], seed + 2)));
+        }
+        let Ok(y) = g.add(Op::Conv(a), &ins, "conv") else { return Ok(()) };
+        g.add_output("y", y);
+        agree(&g, &[tensor(&[n, c, h, w], seed)], 1e-4)?;
+    }
+
+    #[test]
+    fn pooling(
+        c in 1usize..4, h in 2usize..12, w in 2usize..12, k in 1usize..4, stride in 1usize..3,
+        pad in 0usize..2, ceil_mode in any::<bool>(), include in any::<bool>(), max in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        prop_assume!(pad < k);
+        let a = PoolAttrs {
+            kind: if max { PoolKind::Max } else { PoolKind::Average },
+            kernel: vec![k, k], strides: vec![stride, stride], pads: vec![pad; 4],
+            dilations: vec![], ceil_mode, count_include_pad: include, auto_pad: AutoPad::NotSet,
+        };
+        let mut g = Graph::new("p");
+        let x = g.add_input("x", TensorType::known(DType::F32, &[1, c, h, w]));
+        let Ok(y) = g.add(Op::Pool(a), &[x], "pool") else { return Ok(()) };
+        g.add_output("y", y);
+        agree(&g, &[tensor(&[1, c, h, w], seed)], 1e-5)?;
+    }
+
+    #[test]
+    fn matmul_batched(
+        batch in prop::collection::vec(1usize..4, 0..3), m in 1usize..11, k in 1usize..13,
+        n in 1usize..19, const_b in any::<bool>(), bcast_b in any::<bool>(), seed in any::<u64>(),
+    ) {
+        let mut ad = batch.clone();
+        ad.extend([m, k]);
+        let mut bd = if bcast_b { vec![] } else { batch.clone() };
+        bd.extend([k, n]);
+        let mut g = Graph::new("p");
+        let a = g.add_input("a", TensorType::known(DType::F32, &ad));
+        let (b, mut inputs) = if const_b {
+            (g.add_const("b", tensor(&bd, seed + 1)), vec![])
+        } else {
+            (g.add_input("b", TensorType::known(DType::F32, &bd)), vec![tensor(&bd, seed + 1)])
+        };
+        let y = g.add(Op::MatMul, &[a, b], "mm").unwrap();
+        g.add_output("y", y);
+        inputs.insert(0, tensor(&ad, seed));
+        agree(&g, &inputs, 1e-4)?;
+    }
+
+    #[test]
+    fn gemm(
+        m in 1usize..9, k in 1usize..12, n in 1usize..17, trans_b in any::<bool>(),
+        alpha in prop::sample::select(vec![1.0f32, 0.5]), beta in prop::sample::select(vec![1.0f32, 2.0]),
+        c_kind in 0usize..3, seed in any::<u64>(),
+    ) {
+        let bd = if trans_b { [n, k] } else { [k, n] };
+        let mut g = Graph::new("p");
+        let a = g.add_input("a", TensorType::known(DType::F32, &[m, k]));
+        let b = g.add_const("b", tensor(&bd, seed + 1));
+        let mut ins = vec![a, b];
+        match c_kind {
+            1 => ins.push(g.add_const("c", tensor(&[n], seed + 2))),
+            2 => ins.push(g.add_const("c", tensor(&[m, 1], seed + 2))),
+            _ => {}
+        }
+        let attrs = GemmAttrs { alpha: F32(alpha), beta: F32(beta), trans_a: false, trans_b };
+        let y = g.add(Op::Gemm(attrs), &ins, "gemm").unwrap();
+        g.add_output("y", y);
+        agree(&g, &[tensor(&[m, k], seed)], 1e-4)?;
+    }
+
+    #[test]
+    fn reductions(
+        dims in dims_strategy(4, 6), axes_mask in prop::collection::vec(any::<bool>(), 4),
+        keepdims in any::<bool>(),
+        kind in prop::sample::select(vec![ReduceKind::Sum, ReduceKind::Mean, ReduceKind::Max,
+            ReduceKind::Min, ReduceKind::L1, ReduceKind::L2, ReduceKind::SumSquare, ReduceKind::LogSumExp]),
+        seed in any::<u64>(),
+    ) {
+        let axes: Vec<i64> = (0..dims.len()).filter(|&i| axes_mask[i]).map(|i| i as i64).collect();
+        let mut g = Graph::new("p");
+        let x = g.add_input("x", TensorType::known(DType::F32, &dims));
+        let ax = g.add_const("axes", Tensor::from_vec(vec![axes.len()], axes));
+        let a = ReduceAttrs { kind, keepdims, noop_with_empty_axes: false };
+        let y = g.add(Op::Reduce(a), &[x, ax], "r").unwrap();
+        g.add_output("y", y);
+        agree(&g, &[tensor(&dims, seed)], 1e-5)?;
+    }
+
+    #[test]
+    fn softmax_and_layer_norm(
+        dims in dims_strategy(4, 9), axis_pick in 0usize..4, log in any::<bool>(), ln in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let axis = (axis_pick % dims.len()) as i64;
+        let mut g = Graph::new("p");
+        let x = g.add_input("x", TensorType::known(DType::F32, &dims));
+        let y = if ln {
+            let block: Vec<usize> = dims[axis as usize..].to_vec();
+            let s = g.add_const("s", tensor(&block, seed + 1));
+            let b = g.add_const("b", tensor(&block, seed + 2));
+            g.add(Op::LayerNorm { axis, epsilon: F32(1e-5) }, &[x, s, b], "ln").unwrap()
+        } else if log {
+            g.add(Op::LogSoftmax { axis }, &[x], "sm").unwrap()
+        } else {
+            g.add(Op::Softmax { axis }, &[x], "sm").unwrap()
+        };
+        g.add_output("y", y);
+        agree(&g, &[tensor(&dims, seed)], 2e-5)?;
+    }
+
+    #[test]
+    fn data_movement(
+        dims in dims_strategy(4, 6), which in 0usize..5, seed in any::<u64>(), pick in any::<u64>(),
+    ) {
+        let rank = dims.len();
+        let mut g = Graph::new("p");
+        let x = g.add_input("x", TensorType::known(DType::F32, &dims));
+        let y = match which {
+            0 => {
+                // A rotation of the axes.
+                let r = (pick as usize) % rank;
+                let perm: Vec<usize> = (0..rank).map(|i| (i + r) % rank).collect();
+                g.add(Op::Transpose { perm }, &[x], "t").unwrap()
+            }
+            1 => {
+                let starts: Vec<i64> = dims.iter().map(|&d| (pick % d as u64) as i64).collect();
+                let ends: Vec<i64> = dims.iter().map(|&d| d as i64).collect();
+                let s = g.add_const("s", Tensor::from_vec(vec![rank], starts));
+                let e = g.add_const("e", Tensor::from_vec(vec![rank], ends));
+                g.add(Op::Slice, &[x, s, e], "s").unwrap()
+            }
+            2 => {
+                let pads: Vec<i64> = (0..2 * rank).map(|i| ((pick >> i) & 1) as i64).collect();
+                let p = g.add_const("p", Tensor::from_vec(vec![2 * rank], pads));
+                let mode = [PadMode::Constant, PadMode::Edge, PadMode::Reflect, PadMode::Wrap][(pick % 4) as usize];
+                let Ok(y) = g.add(Op::Pad { mode }, &[x, p], "pad") else { return Ok(()) };
+                y
+            }
+            3 => {
+                let axis = (pick as usize % rank) as i64;
+                g.add(Op::Concat { axis }, &[x, x], "c").unwrap()
+            }
+            _ => {
+                let axis = (pick as usize % rank) as i64;
+                let n = dims[axis as usize] as i64;
+                let idx = g.add_const("i", Tensor::from_vec(vec![2], vec![n - 1, 0i64]));
+                g.add(Op::Gather { axis }, &[x, idx], "g").unwrap()
+            }
+        };
+        g.add_output("y", y);
+        agree(&g, &[tensor(&dims, seed)], 0.0)?;
+    }
+}
