@@ -28,7 +28,7 @@ use cranelift_codegen::ir::{
 use cranelift_codegen::ir::{UserExternalName, UserFuncName};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_module::{DataDescription, DataId, FuncId, Linkage, Module};
-use kestrel_ir::{DType, Graph, Node, NodeId, Op, Tensor, ValueDef, ValueId};
+use kestrel_ir::{BinaryOp, DType, Graph, Node, NodeId, Op, Tensor, ValueDef, ValueId};
 use std::collections::HashMap;
 
 /// What [`lower`] produced.
@@ -38,7 +38,7 @@ pub struct Lowered {
     /// The arena plan: the caller provides `plan.size` bytes aligned to 64.
     pub plan: MemoryPlan,
     /// Description of the node behind each non-zero status (index = status - 1).
-    pub status_nodes: Vec<String>,
+    pub status_nodes: Vec<(String, &'static str)>,
     /// Machine-code bytes of all functions.
     pub code_bytes: usize,
 }
@@ -399,7 +399,7 @@ pub fn lower<M: Module>(
     let mut ctx = data.module.make_context();
     let mut code_bytes = 0usize;
     let mut calls: Vec<FuncId> = Vec::new();
-    let mut status_nodes: Vec<String> = Vec::new();
+    let mut status_nodes: Vec<(String, &'static str)> = Vec::new();
     for (i, node) in g.nodes.iter().enumerate() {
         if !matches!(kinds[i], Kind::Kernel { .. }) {
             continue;
@@ -414,7 +414,15 @@ pub fn lower<M: Module>(
             UserFuncName::User(UserExternalName::new(0, fid.as_u32())),
             sig.clone(),
         );
-        status_nodes.push(g.describe_node(id));
+        // The only run-time failures generated code reports: integer division by zero in
+        // division-like ops, and out-of-range indices everywhere else.
+        let reason = match g.node(id).op {
+            Op::Binary(BinaryOp::Div | BinaryOp::Mod | BinaryOp::Fmod) => {
+                "integer division by zero"
+            }
+            _ => "an index is out of range",
+        };
+        status_nodes.push((g.describe_node(id), reason));
         let status = status_nodes.len() as i32;
         {
             let mut fb = FunctionBuilder::new(&mut ctx.func, &mut fctx);

@@ -88,6 +88,16 @@ pub enum JitError {
     /// The generated code reported an error (for example a runtime index out of range).
     #[error("{node}: {reason}")]
     Runtime { node: String, reason: String },
+    /// The graph does not verify (the JIT compiles only well-formed graphs).
+    #[error("the graph is malformed: {reason}")]
+    InvalidGraph { reason: String },
+    /// A tensor or the activation arena would need more memory than the limit allows.
+    #[error("{what} would need {bytes} bytes, over the limit of {limit} bytes")]
+    TooLarge {
+        what: String,
+        bytes: u128,
+        limit: u128,
+    },
 }
 
 /// A compiled graph, ready to run.
@@ -99,7 +109,7 @@ pub struct JitModel {
     inputs: Vec<(String, DType, Vec<usize>)>,
     outputs: Vec<(String, DType, Vec<usize>)>,
     /// Node description of each status code the entry function may return (index = code - 1).
-    status_nodes: Vec<String>,
+    status_nodes: Vec<(String, &'static str)>,
     plan: MemoryPlan,
     compile_time: Duration,
     code_bytes: usize,
@@ -130,6 +140,13 @@ pub fn host_isa() -> Result<std::sync::Arc<dyn cranelift_codegen::isa::TargetIsa
 /// Compiles `g` (every dimension known) for the host.
 pub fn compile(g: &Graph, opts: &JitOptions) -> Result<JitModel, JitError> {
     let start = Instant::now();
+    kestrel_ir::verify(g).map_err(|errors| JitError::InvalidGraph {
+        reason: errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("; "),
+    })?;
     let folded;
     let g = if check_known_dims(g).is_err() {
         folded = fold_shapes(g)?;
@@ -138,6 +155,7 @@ pub fn compile(g: &Graph, opts: &JitOptions) -> Result<JitModel, JitError> {
         g
     };
     check_known_dims(g)?;
+    check_sizes(g)?;
     let isa = host_isa()?;
     let flags = IsaFlags::from_isa(&*isa);
     let builder = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
@@ -168,6 +186,14 @@ pub fn compile(g: &Graph, opts: &JitOptions) -> Result<JitModel, JitError> {
         .iter()
         .map(|o| io(o.value, o.name.clone()))
         .collect();
+    let limit = crate::interp::tensor_byte_limit();
+    if lowered.plan.size as u128 > limit {
+        return Err(JitError::TooLarge {
+            what: "the activation arena".into(),
+            bytes: lowered.plan.size as u128,
+            limit,
+        });
+    }
     let arena = vec![0u128; lowered.plan.size.div_ceil(16) + 4];
     Ok(JitModel {
         _module: module,
@@ -222,31 +248,25 @@ pub fn fold_shapes(g: &Graph) -> Result<Graph, JitError> {
             .iter()
             .all(|&v| g.ty(v).numel().is_some_and(|n| n <= 1 << 16));
         if shape_only || (all_const && small) {
-            let args: Vec<Tensor> = if shape_only {
+            let node_name = || g.describe_node(kestrel_ir::NodeId(i as u32));
+            let outs = if shape_only {
                 let dims = ng.ty(ins[0]).dims().unwrap_or_default();
-                let n: usize = dims.iter().product();
-                vec![
-                    Tensor::from_bytes(DType::U8, dims, vec![0u8; n].into()).map_err(|e| {
-                        JitError::Fold {
-                            node: g.describe_node(kestrel_ir::NodeId(i as u32)),
-                            reason: e.to_string(),
-                        }
-                    })?,
-                ]
+                vec![shape_query(&node.op, &dims)]
             } else {
-                ins.iter()
+                let args: Vec<Tensor> = ins
+                    .iter()
                     .map(|&v| {
                         ng.const_data(v)
                             .cloned()
                             .unwrap_or_else(|| Tensor::scalar(0u8))
                     })
-                    .collect()
+                    .collect();
+                let refs: Vec<&Tensor> = args.iter().collect();
+                crate::interp::eval_op(&node.op, &refs).map_err(|e| JitError::Fold {
+                    node: node_name(),
+                    reason: e.to_string(),
+                })?
             };
-            let refs: Vec<&Tensor> = args.iter().collect();
-            let outs = crate::interp::eval_op(&node.op, &refs).map_err(|e| JitError::Fold {
-                node: g.describe_node(kestrel_ir::NodeId(i as u32)),
-                reason: e.to_string(),
-            })?;
             for (j, (&v, t)) in node.outputs.iter().zip(outs).enumerate() {
                 let name = g
                     .value(v)
@@ -275,6 +295,46 @@ pub fn fold_shapes(g: &Graph) -> Result<Graph, JitError> {
     Ok(ng)
 }
 
+/// The value of `Shape`/`Size` of a tensor with these (known) dims, computed from the dims alone
+/// (the tensor itself may be huge). `Shape`'s start/end clamp as in ONNX-15.
+fn shape_query(op: &kestrel_ir::Op, dims: &[usize]) -> Tensor {
+    match op {
+        kestrel_ir::Op::Shape { start, end } => {
+            let rank = dims.len() as i64;
+            let clamp = |x: i64| if x < 0 { x + rank } else { x }.clamp(0, rank) as usize;
+            let (s, e) = (clamp(*start), clamp(end.unwrap_or(rank)));
+            let picked: Vec<i64> = dims[s..e.max(s)].iter().map(|&d| d as i64).collect();
+            Tensor::from_vec(vec![picked.len()], picked)
+        }
+        _ => Tensor::scalar(dims.iter().map(|&d| d as i64).product::<i64>()),
+    }
+}
+
+/// No value may need more bytes than the interpreter's limit (checked before any allocation).
+fn check_sizes(g: &Graph) -> Result<(), JitError> {
+    let limit = crate::interp::tensor_byte_limit();
+    for (i, v) in g.values.iter().enumerate() {
+        let Some(dims) = v.ty.dims() else { continue };
+        let bytes = dims.iter().fold(v.ty.dtype.size() as u128, |acc, &d| {
+            acc.saturating_mul(d as u128)
+        });
+        if bytes > limit {
+            let what = match &v.def {
+                kestrel_ir::ValueDef::Node { node, .. } => {
+                    format!("{}: its output {}", g.describe_node(*node), v.ty)
+                }
+                _ => format!(
+                    "value {} ({})",
+                    v.name.clone().unwrap_or(format!("%{i}")),
+                    v.ty
+                ),
+            };
+            return Err(JitError::TooLarge { what, bytes, limit });
+        }
+    }
+    Ok(())
+}
+
 /// Every value's dimensions must be known.
 fn check_known_dims(g: &Graph) -> Result<(), JitError> {
     let mut missing: Vec<String> = Vec::new();
@@ -283,11 +343,17 @@ fn check_known_dims(g: &Graph) -> Result<(), JitError> {
             let s = match d {
                 Dim::Known(_) => continue,
                 Dim::Sym(s) => s.to_string(),
-                Dim::Unknown => format!(
-                    "? in {} ({})",
-                    v.name.clone().unwrap_or(format!("%{i}")),
-                    v.ty
-                ),
+                Dim::Unknown => match &v.def {
+                    // Name the node whose output shape depends on run-time data.
+                    kestrel_ir::ValueDef::Node { node, .. } => {
+                        format!("? in the output of {} ({})", g.describe_node(*node), v.ty)
+                    }
+                    _ => format!(
+                        "? in {} ({})",
+                        v.name.clone().unwrap_or(format!("%{i}")),
+                        v.ty
+                    ),
+                },
             };
             if !missing.contains(&s) {
                 missing.push(s);
@@ -404,14 +470,14 @@ impl JitModel {
         let status = (self.entry)(in_ptrs.as_ptr(), out_ptrs.as_ptr(), base);
         drop(arena);
         if status != 0 {
-            let node = self
+            let (node, reason) = self
                 .status_nodes
                 .get((status - 1) as usize)
                 .cloned()
-                .unwrap_or_else(|| format!("status {status}"));
+                .unwrap_or_else(|| (format!("status {status}"), "failed"));
             return Err(JitError::Runtime {
                 node,
-                reason: "an index is out of range".into(),
+                reason: reason.into(),
             });
         }
         Ok(())
