@@ -50,6 +50,16 @@ pub enum Backend {
     Interp,
 }
 
+impl Backend {
+    /// The name the command line uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Jit => "jit",
+            Backend::Interp => "interp",
+        }
+    }
+}
+
 /// Pass-pipeline options, accepted wherever `--pipeline` is.
 #[derive(Args, Debug, Clone, Default)]
 pub struct PipelineArgs {
@@ -89,7 +99,7 @@ pub struct RunArgs {
     /// An .onnx model, a .kir dump, or (later) a compiled .so.
     pub model: PathBuf,
     /// Execution backend.
-    #[arg(long, value_enum, default_value_t = Backend::Interp)]
+    #[arg(long, value_enum, default_value_t = Backend::Jit)]
     pub backend: Backend,
     #[command(flatten)]
     pub pipeline: PipelineArgs,
@@ -167,7 +177,7 @@ pub struct CompileArgs {
 pub struct BenchArgs {
     pub model: PathBuf,
     /// Execution backend.
-    #[arg(long, value_enum, default_value_t = Backend::Interp)]
+    #[arg(long, value_enum, default_value_t = Backend::Jit)]
     pub backend: Backend,
     #[command(flatten)]
     pub pipeline: PipelineArgs,
@@ -305,9 +315,6 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 fn cmd_run(args: RunArgs) -> Result<()> {
-    if args.backend == Backend::Jit {
-        not_yet("the JIT backend (use --backend interp)")?;
-    }
     if args.threads == 0 {
         bail!("--threads must be at least 1");
     }
@@ -317,9 +324,25 @@ fn cmd_run(args: RunArgs) -> Result<()> {
     let inputs = driver::bind_inputs(&graph, &specs, &args.model)?;
     // Bind symbolic dims from the arrays before the passes, so shape arithmetic folds.
     driver::bind_shapes_from_inputs(&mut graph, &inputs, &args.model)?;
-    run_passes(&mut graph, &args.pipeline, "O0", None, None, &args.model)?;
-    let outputs = kestrel_backends::interp::run(&graph, &inputs)
-        .with_context(|| format!("running {}", args.model.display()))?;
+    let default_pipeline = default_pipeline(args.backend);
+    run_passes(
+        &mut graph,
+        &args.pipeline,
+        default_pipeline,
+        None,
+        None,
+        &args.model,
+    )?;
+    let outputs = match args.backend {
+        Backend::Interp => kestrel_backends::interp::run(&graph, &inputs)
+            .with_context(|| format!("running {}", args.model.display()))?,
+        Backend::Jit => {
+            let model = compile_jit(&graph, args.threads, &args.model)?;
+            model
+                .run(&inputs)
+                .with_context(|| format!("running {}", args.model.display()))?
+        }
+    };
     let named: Vec<(String, kestrel_ir::Tensor)> = graph
         .outputs
         .iter()
@@ -335,10 +358,27 @@ fn cmd_run(args: RunArgs) -> Result<()> {
         .with_context(|| format!("{}: writing the outputs", args.model.display()))
 }
 
-fn cmd_bench(args: BenchArgs) -> Result<()> {
-    if args.backend == Backend::Jit {
-        not_yet("the JIT backend (use --backend interp)")?;
+/// The pipeline a backend runs when `--pipeline` is absent: the interpreter, being the
+/// reference, runs the graph as imported; native code gets the canonicalised graph.
+fn default_pipeline(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Interp => "O0",
+        Backend::Jit => "O1",
     }
+}
+
+/// Compiles a graph whose dimensions are bound with the JIT.
+fn compile_jit(
+    graph: &kestrel_ir::Graph,
+    threads: usize,
+    model: &std::path::Path,
+) -> Result<kestrel_backends::jit::JitModel> {
+    let opts = kestrel_backends::jit::JitOptions { threads };
+    kestrel_backends::jit::compile(graph, &opts)
+        .with_context(|| format!("{}: compiling with the JIT", model.display()))
+}
+
+fn cmd_bench(args: BenchArgs) -> Result<()> {
     if args.threads == 0 || args.iters == 0 {
         bail!("--threads and --iters must be at least 1");
     }
@@ -353,7 +393,18 @@ fn cmd_bench(args: BenchArgs) -> Result<()> {
         driver::bind_inputs(&graph, &specs, &args.model)?
     };
     driver::bind_shapes_from_inputs(&mut graph, &inputs, &args.model)?;
-    let report = run_passes(&mut graph, &args.pipeline, "O1", None, None, &args.model)?;
+    let report = run_passes(
+        &mut graph,
+        &args.pipeline,
+        default_pipeline(args.backend),
+        None,
+        None,
+        &args.model,
+    )?;
+    let jit = match args.backend {
+        Backend::Jit => Some(compile_jit(&graph, args.threads, &args.model)?),
+        Backend::Interp => None,
+    };
     let compile = start.elapsed();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads)
@@ -361,8 +412,17 @@ fn cmd_bench(args: BenchArgs) -> Result<()> {
         .context("creating the thread pool")?;
     let once = || -> Result<std::time::Duration> {
         let t = std::time::Instant::now();
-        kestrel_backends::interp::run(&graph, &inputs)
-            .with_context(|| format!("running {}", args.model.display()))?;
+        match &jit {
+            Some(model) => {
+                model
+                    .run(&inputs)
+                    .with_context(|| format!("running {}", args.model.display()))?;
+            }
+            None => {
+                kestrel_backends::interp::run(&graph, &inputs)
+                    .with_context(|| format!("running {}", args.model.display()))?;
+            }
+        }
         Ok(t.elapsed())
     };
     let times = pool.install(|| -> Result<Vec<std::time::Duration>> {
@@ -374,28 +434,46 @@ fn cmd_bench(args: BenchArgs) -> Result<()> {
     let stats = driver::LatencyStats::of(&times);
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
     println!(
-        "{}: backend {:?}, pipeline {}, {} thread(s), {} nodes",
+        "{}: backend {}, pipeline {}, {} thread(s), {} nodes",
         args.model.display(),
-        args.backend,
+        args.backend.name(),
         report.pipeline,
         args.threads,
         graph.nodes.len()
     );
-    println!(
-        "compile: {:.2} ms (import {:.2} ms, passes {:.2} ms)",
-        ms(compile),
-        ms(import),
-        ms(report.total_time)
-    );
+    match &jit {
+        Some(model) => {
+            println!(
+                "compile: {:.2} ms (import {:.2} ms, passes {:.2} ms, code generation {:.2} ms)",
+                ms(compile),
+                ms(import),
+                ms(report.total_time),
+                ms(model.compile_time())
+            );
+            println!(
+                "memory: arena {} bytes (lower bound {} bytes, {:.2}x), code {} bytes",
+                model.arena_bytes(),
+                model.arena_lower_bound(),
+                model.arena_bytes() as f64 / model.arena_lower_bound().max(1) as f64,
+                model.code_bytes()
+            );
+        }
+        None => println!(
+            "compile: {:.2} ms (import {:.2} ms, passes {:.2} ms)",
+            ms(compile),
+            ms(import),
+            ms(report.total_time)
+        ),
+    }
     println!(
         "latency: median {:.3} ms, min {:.3} ms, max {:.3} ms ({} runs after {} warm-up)",
         stats.median_ms, stats.min_ms, stats.max_ms, args.iters, args.warmup
     );
     if let Some(path) = &args.json {
         let json = format!(
-            "{{\"model\": {:?}, \"backend\": \"{:?}\", \"pipeline\": {:?}, \"threads\": {}, \"nodes\": {}, \"compile_ms\": {:.4}, \"median_ms\": {:.4}, \"min_ms\": {:.4}, \"max_ms\": {:.4}, \"iters\": {}}}\n",
+            "{{\"model\": {:?}, \"backend\": \"{}\", \"pipeline\": {:?}, \"threads\": {}, \"nodes\": {}, \"compile_ms\": {:.4}, \"median_ms\": {:.4}, \"min_ms\": {:.4}, \"max_ms\": {:.4}, \"iters\": {}}}\n",
             args.model.display().to_string(),
-            args.backend,
+            args.backend.name(),
             report.pipeline,
             args.threads,
             graph.nodes.len(),

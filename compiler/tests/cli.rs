@@ -331,14 +331,8 @@ fn dump_with_sidecar_runs_like_the_model() {
 
 #[test]
 fn commands_not_yet_available_say_so() {
-    for args in [
-        vec!["compile", "m.onnx", "-o", "m.so"],
-        vec!["bench", "m.onnx", "--backend", "jit"],
-        vec!["run", "m.onnx", "--backend", "jit"],
-    ] {
-        let o = kestrel(&args);
-        assert_user_error(&o, &["not available yet"]);
-    }
+    let o = kestrel(&["compile", "m.onnx", "-o", "m.so"]);
+    assert_user_error(&o, &["not available yet"]);
 }
 
 #[test]
@@ -508,4 +502,57 @@ fn bad_pipelines_are_user_errors() {
     assert_user_error(&o, &["nope"]);
     let o = kestrel(&["dump", &digits(DYNAMO), "--after", "all"]);
     assert_user_error(&o, &["--after needs --pipeline"]);
+}
+
+#[test]
+fn jit_is_the_default_backend_and_agrees_with_the_interpreter() {
+    let (model, io) = (digits("digits_cnn.onnx"), digits("digits_cnn.io.npz"));
+    let run = |backend: &[&str]| {
+        let mut args = vec!["run", model.as_str(), "--inputs", io.as_str(), "--print"];
+        args.extend_from_slice(backend);
+        let o = kestrel(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let nums = |s: &str| -> Vec<f64> {
+        s.split(['[', ']', ','])
+            .filter_map(|t| t.trim().parse::<f64>().ok())
+            .collect()
+    };
+    let (default, jit, interp) = (
+        run(&[]),
+        run(&["--backend", "jit"]),
+        run(&["--backend", "interp"]),
+    );
+    assert_eq!(default, jit);
+    assert!(jit.starts_with("logits: f32[360, 10]"), "{jit}");
+    for (a, b) in nums(&jit).iter().zip(nums(&interp)) {
+        assert!((a - b).abs() < 1e-4, "{jit} vs {interp}");
+    }
+}
+
+#[test]
+fn bench_reports_latency_compile_time_and_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("b.json");
+    let o = kestrel(&[
+        "bench",
+        &digits("digits_cnn.b1.onnx"),
+        "--iters",
+        "5",
+        "--warmup",
+        "1",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("backend jit"), "{text}");
+    assert!(text.contains("latency: median "), "{text}");
+    assert!(text.contains("memory: arena "), "{text}");
+    let j = std::fs::read_to_string(&json).unwrap();
+    assert!(
+        j.contains("\"median_ms\": ") && j.contains("\"backend\": \"jit\""),
+        "{j}"
+    );
 }
