@@ -149,3 +149,29 @@ pub fn fmt_shape(s: &[Dim]) -> String {
     let parts: Vec<String> = s.iter().map(|d| d.to_string()).collect();
     format!("[{}]", parts.join(","))
 }
+
+/// Row-major element strides of a dense tensor with these dims.
+pub fn contiguous_strides(dims: &[usize]) -> Vec<usize> {
+    let mut s = vec![1usize; dims.len()];
+    for i in (0..dims.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * dims[i + 1];
+    }
+    s
+}
+
+/// Element strides that read a dense tensor of `in_dims` as if broadcast (numpy rules) to
+/// `out_dims`: 0 along broadcast axes. `in_dims` must broadcast to `out_dims`. Shared by the
+/// interpreter and the code generator so both walk broadcast operands identically.
+pub fn broadcast_strides(in_dims: &[usize], out_dims: &[usize]) -> Vec<usize> {
+    let s = contiguous_strides(in_dims);
+    let off = out_dims.len() - in_dims.len();
+    (0..out_dims.len())
+        .map(|i| {
+            if i < off || (in_dims[i - off] == 1 && out_dims[i] != 1) {
+                0
+            } else {
+                s[i - off]
+            }
+        })
+        .collect()
+}

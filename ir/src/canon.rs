@@ -7,35 +7,43 @@ use crate::op::{AutoPad, Op};
 /// `pads=[0,0,0,0]`, `auto_pad=VALID`) into the canonical empty form, which every consumer reads
 /// as the same default. [`crate::Graph::add_node`] applies it to every node it adds.
 pub fn canonicalize_attrs(op: &mut Op) {
-    fn clear_if(v: &mut Vec<usize>, default: usize) {
+    match op {
+        Op::Conv(a) => canonical_window(
+            &mut a.strides,
+            &mut a.dilations,
+            &mut a.pads,
+            &mut a.auto_pad,
+        ),
+        Op::Pool(a) => canonical_window(
+            &mut a.strides,
+            &mut a.dilations,
+            &mut a.pads,
+            &mut a.auto_pad,
+        ),
+        _ => {}
+    }
+}
+
+/// The sliding-window attributes shared by convolutions and pools.
+fn canonical_window(
+    strides: &mut Vec<usize>,
+    dilations: &mut Vec<usize>,
+    pads: &mut Vec<usize>,
+    auto_pad: &mut AutoPad,
+) {
+    let clear_if = |v: &mut Vec<usize>, default: usize| {
         if v.iter().all(|&x| x == default) {
             v.clear();
         }
+    };
+    clear_if(strides, 1);
+    clear_if(dilations, 1);
+    if *auto_pad == AutoPad::Valid {
+        *auto_pad = AutoPad::NotSet;
+        pads.clear();
     }
-    match op {
-        Op::Conv(a) => {
-            clear_if(&mut a.strides, 1);
-            clear_if(&mut a.dilations, 1);
-            if a.auto_pad == AutoPad::Valid {
-                a.auto_pad = AutoPad::NotSet;
-                a.pads.clear();
-            }
-            if a.auto_pad == AutoPad::NotSet {
-                clear_if(&mut a.pads, 0);
-            }
-        }
-        Op::Pool(a) => {
-            clear_if(&mut a.strides, 1);
-            clear_if(&mut a.dilations, 1);
-            if a.auto_pad == AutoPad::Valid {
-                a.auto_pad = AutoPad::NotSet;
-                a.pads.clear();
-            }
-            if a.auto_pad == AutoPad::NotSet {
-                clear_if(&mut a.pads, 0);
-            }
-        }
-        _ => {}
+    if *auto_pad == AutoPad::NotSet {
+        clear_if(pads, 0);
     }
 }
 

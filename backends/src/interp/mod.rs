@@ -740,21 +740,7 @@ pub(crate) fn broadcast_shapes(op: &'static str, a: &[usize], b: &[usize]) -> Re
     Ok(out)
 }
 
-/// Strides that read a tensor of `in_dims` broadcast to `out_dims` (0 along broadcast axes).
-/// `in_dims` must be broadcastable to `out_dims`.
-pub(crate) fn broadcast_strides(in_dims: &[usize], out_dims: &[usize]) -> Vec<usize> {
-    let s = strides_of(in_dims);
-    let off = out_dims.len() - in_dims.len();
-    (0..out_dims.len())
-        .map(|i| {
-            if i < off || (in_dims[i - off] == 1 && out_dims[i] != 1) {
-                0
-            } else {
-                s[i - off]
-            }
-        })
-        .collect()
-}
+pub(crate) use kestrel_ir::broadcast::broadcast_strides;
 
 /// Iterates, in row-major order over `dims`, the flat offsets `sum(idx[i] * strides[i])`.
 pub(crate) struct StridedIter {

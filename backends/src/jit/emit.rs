@@ -434,17 +434,10 @@ pub fn strides_of(dims: &[usize]) -> Vec<i64> {
 }
 
 /// Element strides reading a tensor of `in_dims` broadcast (numpy rules) to `out_dims`:
-/// 0 along broadcast axes. `in_dims` must broadcast to `out_dims`.
+/// 0 along broadcast axes ([`kestrel_ir::broadcast::broadcast_strides`], as i64 for address math).
 pub fn broadcast_strides(in_dims: &[usize], out_dims: &[usize]) -> Vec<i64> {
-    let s = strides_of(in_dims);
-    let off = out_dims.len() - in_dims.len();
-    (0..out_dims.len())
-        .map(|i| {
-            if i < off || (in_dims[i - off] == 1 && out_dims[i] != 1) {
-                0
-            } else {
-                s[i - off]
-            }
-        })
+    kestrel_ir::broadcast::broadcast_strides(in_dims, out_dims)
+        .into_iter()
+        .map(|s| s as i64)
         .collect()
 }
