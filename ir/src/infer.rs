@@ -958,8 +958,9 @@ fn spatial_out(
     Ok(out)
 }
 
-fn infer_conv(a: &ConvAttrs, inputs: &[InferInput]) -> Result<TensorType, String> {
-    let (x, w) = (inputs[0].ty, inputs[1].ty);
+/// The operand checks Conv and ConvTranspose share: float input, weight of the same dtype and
+/// rank, rank >= 3 (N, C, spatial..), positive group count.
+fn check_conv_operands(x: &TensorType, w: &TensorType, group: usize) -> Result<(), String> {
     require_float(x, "input")?;
     require_same_dtype(x, w, "input", "weight")?;
     if x.rank() < 3 {
@@ -974,9 +975,15 @@ fn infer_conv(a: &ConvAttrs, inputs: &[InferInput]) -> Result<TensorType, String
             x.rank()
         ));
     }
-    if a.group == 0 {
+    if group == 0 {
         return Err("group must be positive".into());
     }
+    Ok(())
+}
+
+fn infer_conv(a: &ConvAttrs, inputs: &[InferInput]) -> Result<TensorType, String> {
+    let (x, w) = (inputs[0].ty, inputs[1].ty);
+    check_conv_operands(x, w, a.group)?;
     let (channels, m, per_group) = (&x.shape[1], &w.shape[0], &w.shape[1]);
     if let (Dim::Known(c), Dim::Known(cg)) = (channels, per_group) {
         if cg.checked_mul(a.group) != Some(*c) {
@@ -1098,23 +1105,7 @@ fn infer_conv_transpose(
     inputs: &[InferInput],
 ) -> Result<TensorType, String> {
     let (x, w) = (inputs[0].ty, inputs[1].ty);
-    require_float(x, "input")?;
-    require_same_dtype(x, w, "input", "weight")?;
-    if x.rank() < 3 {
-        return Err(format!(
-            "input must have rank >= 3 (N, C, spatial..), got {x}"
-        ));
-    }
-    if w.rank() != x.rank() {
-        return Err(format!(
-            "weight has {} dims, input has {}",
-            w.rank(),
-            x.rank()
-        ));
-    }
-    if a.group == 0 {
-        return Err("group must be positive".into());
-    }
+    check_conv_operands(x, w, a.group)?;
     if !dims_compatible(&x.shape[1], &w.shape[0]) {
         return Err(format!(
             "input has {} channels, weight expects {}",
