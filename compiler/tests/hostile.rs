@@ -5,12 +5,14 @@
 //! `kestrel: error:` that names the model file and (where a node is concerned) the node's name and
 //! op; no panic; the command finishes within [`TIMEOUT`]; and no output file is left behind.
 
+mod onnx_builders;
+use onnx_builders::*;
+
 use bytes::Bytes;
 use kestrel::onnx::proto::{
     tensor_shape_proto::{dimension, Dimension},
-    type_proto, AttributeProto, AttributeType, DataLocation, DataType, GraphProto, ModelProto,
-    NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto, TensorShapeProto,
-    TypeProto, ValueInfoProto,
+    type_proto, AttributeProto, AttributeType, DataLocation, DataType, ModelProto, NodeProto,
+    StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 use kestrel::onnx::tensor_to_proto;
 use kestrel_ir::Tensor;
@@ -211,102 +213,6 @@ fn f32_in(name: &str, dims: &[i64]) -> ValueInfoProto {
             .map(|&d| dimension::Value::DimValue(d))
             .collect(),
     )
-}
-
-fn out(name: &str) -> ValueInfoProto {
-    ValueInfoProto {
-        name: name.into(),
-        ..Default::default()
-    }
-}
-
-/// A node named `<op>_<first output>`.
-fn node(op: &str, ins: &[&str], outs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
-    NodeProto {
-        input: ins.iter().map(|s| s.to_string()).collect(),
-        output: outs.iter().map(|s| s.to_string()).collect(),
-        name: format!("{op}_{}", outs.first().unwrap_or(&"")),
-        op_type: op.into(),
-        attribute: attrs,
-        ..Default::default()
-    }
-}
-
-fn attr(name: &str, ty: AttributeType) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: ty as i32,
-        ..Default::default()
-    }
-}
-fn a_int(name: &str, v: i64) -> AttributeProto {
-    AttributeProto {
-        i: Some(v),
-        ..attr(name, AttributeType::Int)
-    }
-}
-fn a_ints(name: &str, v: &[i64]) -> AttributeProto {
-    AttributeProto {
-        ints: v.to_vec(),
-        ..attr(name, AttributeType::Ints)
-    }
-}
-fn a_float(name: &str, v: f32) -> AttributeProto {
-    AttributeProto {
-        f: Some(v),
-        ..attr(name, AttributeType::Float)
-    }
-}
-fn a_floats(name: &str, v: &[f32]) -> AttributeProto {
-    AttributeProto {
-        floats: v.to_vec(),
-        ..attr(name, AttributeType::Floats)
-    }
-}
-fn a_str(name: &str, v: &[u8]) -> AttributeProto {
-    AttributeProto {
-        s: Some(Bytes::copy_from_slice(v)),
-        ..attr(name, AttributeType::String)
-    }
-}
-fn a_tensor(name: &str, t: TensorProto) -> AttributeProto {
-    AttributeProto {
-        t: Some(t),
-        ..attr(name, AttributeType::Tensor)
-    }
-}
-
-fn init_i64(name: &str, v: &[i64]) -> TensorProto {
-    tensor_to_proto(name, &Tensor::from_vec(vec![v.len()], v.to_vec()))
-}
-fn init_f32(name: &str, dims: &[usize], v: &[f32]) -> TensorProto {
-    tensor_to_proto(name, &Tensor::from_vec(dims.to_vec(), v.to_vec()))
-}
-
-fn model(
-    opset: i64,
-    nodes: Vec<NodeProto>,
-    inits: Vec<TensorProto>,
-    inputs: Vec<ValueInfoProto>,
-    outputs: &[&str],
-) -> ModelProto {
-    ModelProto {
-        ir_version: 8,
-        opset_import: vec![OperatorSetIdProto {
-            domain: String::new(),
-            version: opset,
-        }],
-        producer_name: "kestrel-hostile".into(),
-        graph: Some(GraphProto {
-            node: nodes,
-            name: "g".into(),
-            initializer: inits,
-            input: inputs,
-            output: outputs.iter().map(|o| out(o)).collect(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
 }
 
 /// One node reading graph input `x` (f32 [2, 3]) and initializers, producing `y`.

@@ -1,11 +1,13 @@
 //! ONNX import tests: small models built with the prost messages, encoded, imported and checked.
 
+mod onnx_builders;
+use onnx_builders::*;
+
 use bytes::Bytes;
 use kestrel::onnx::proto::{
     tensor_shape_proto::{dimension, Dimension},
-    type_proto, AttributeProto, AttributeType, DataLocation, DataType, GraphProto, ModelProto,
-    NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto, TensorShapeProto,
-    TypeProto, ValueInfoProto,
+    type_proto, DataLocation, DataType, ModelProto, NodeProto, OperatorSetIdProto,
+    StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 use kestrel::onnx::{
     import_bytes, load_model, tensor_from_proto, tensor_to_proto, ImportError, Model, Reason,
@@ -53,107 +55,6 @@ fn vi(name: &str, dt: DataType, dims: &[D]) -> ValueInfoProto {
 fn f32_in(name: &str, dims: &[i64]) -> ValueInfoProto {
     let d: Vec<D> = dims.iter().map(|&n| D::N(n)).collect();
     vi(name, DataType::Float, &d)
-}
-
-fn out(name: &str) -> ValueInfoProto {
-    ValueInfoProto {
-        name: name.into(),
-        ..Default::default()
-    }
-}
-
-fn node(op: &str, ins: &[&str], outs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
-    NodeProto {
-        input: ins.iter().map(|s| s.to_string()).collect(),
-        output: outs.iter().map(|s| s.to_string()).collect(),
-        name: format!("{op}_{}", outs.first().unwrap_or(&"")),
-        op_type: op.into(),
-        attribute: attrs,
-        ..Default::default()
-    }
-}
-
-fn a_int(name: &str, v: i64) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: AttributeType::Int as i32,
-        i: Some(v),
-        ..Default::default()
-    }
-}
-fn a_ints(name: &str, v: &[i64]) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: AttributeType::Ints as i32,
-        ints: v.to_vec(),
-        ..Default::default()
-    }
-}
-fn a_float(name: &str, v: f32) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: AttributeType::Float as i32,
-        f: Some(v),
-        ..Default::default()
-    }
-}
-fn a_floats(name: &str, v: &[f32]) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: AttributeType::Floats as i32,
-        floats: v.to_vec(),
-        ..Default::default()
-    }
-}
-fn a_str(name: &str, v: &str) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: AttributeType::String as i32,
-        s: Some(Bytes::copy_from_slice(v.as_bytes())),
-        ..Default::default()
-    }
-}
-fn a_tensor(name: &str, t: TensorProto) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: AttributeType::Tensor as i32,
-        t: Some(t),
-        ..Default::default()
-    }
-}
-
-fn init_i64(name: &str, v: &[i64]) -> TensorProto {
-    tensor_to_proto(name, &Tensor::from_vec(vec![v.len()], v.to_vec()))
-}
-fn init_f32(name: &str, dims: &[usize], v: &[f32]) -> TensorProto {
-    tensor_to_proto(name, &Tensor::from_vec(dims.to_vec(), v.to_vec()))
-}
-
-fn model(
-    opset: i64,
-    nodes: Vec<NodeProto>,
-    inits: Vec<TensorProto>,
-    inputs: Vec<ValueInfoProto>,
-    outputs: &[&str],
-) -> ModelProto {
-    ModelProto {
-        ir_version: 8,
-        opset_import: vec![OperatorSetIdProto {
-            domain: String::new(),
-            version: opset,
-        }],
-        producer_name: "kestrel-tests".into(),
-        producer_version: "1".into(),
-        graph: Some(GraphProto {
-            node: nodes,
-            name: "g".into(),
-            initializer: inits,
-            input: inputs,
-            output: outputs.iter().map(|o| out(o)).collect(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
 }
 
 fn import(m: &ModelProto) -> Result<Model, ImportError> {
