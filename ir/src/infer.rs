@@ -27,7 +27,7 @@ use crate::op::{
     UnaryOp,
 };
 use crate::tensor::Tensor;
-use crate::types::{Dim, Shape, TensorType};
+use crate::types::{Dim, Shape, TensorType, MAX_RANK};
 use std::sync::Arc;
 
 /// One input as inference sees it: its type, and its data when it is a constant.
@@ -112,6 +112,23 @@ pub fn input_arity(op: &Op) -> (usize, Option<usize>) {
 
 /// The output types of `op` applied to `inputs`, or the reason the inputs are invalid for it.
 pub fn infer(op: &Op, inputs: &[InferInput]) -> Result<Vec<TensorType>, String> {
+    if let Some(i) = inputs.iter().position(|i| i.ty.rank() > MAX_RANK) {
+        return Err(format!(
+            "input {i} has rank {}, above the limit of {MAX_RANK}",
+            inputs[i].ty.rank()
+        ));
+    }
+    let outputs = infer_op(op, inputs)?;
+    if let Some(o) = outputs.iter().position(|t| t.rank() > MAX_RANK) {
+        return Err(format!(
+            "output {o} would have rank {}, above the limit of {MAX_RANK}",
+            outputs[o].rank()
+        ));
+    }
+    Ok(outputs)
+}
+
+fn infer_op(op: &Op, inputs: &[InferInput]) -> Result<Vec<TensorType>, String> {
     let (min, max) = input_arity(op);
     let n = inputs.len();
     if n < min || max.is_some_and(|m| n > m) {
@@ -656,6 +673,13 @@ fn index_vector(inp: &InferInput, what: &str, allow_i32: bool) -> Result<IndexVe
     if !dtype_ok || ty.rank() != 1 {
         let want = if allow_i32 { "i32 or i64" } else { "i64" };
         return Err(format!("{what} input must be {want} 1-D, got {ty}"));
+    }
+    // Index vectors hold one or two entries per axis (pads hold two), so anything longer cannot
+    // describe a tensor the IR accepts; refusing it here bounds what callers allocate from it.
+    if let Some(n) = ty.shape[0].known().filter(|&n| n > 2 * MAX_RANK) {
+        return Err(format!(
+            "{what} input has {n} entries, more than a rank-{MAX_RANK} tensor can use"
+        ));
     }
     match inp.value {
         Some(t) if t.dtype().is_int() => Ok(IndexVec::Const(t.to_i64_vec())),

@@ -27,7 +27,7 @@ pub use op::*;
 pub use rewrite::RewriteError;
 pub use tensor::{Element, Tensor, TensorError};
 pub use text::{parse, print, ParseError, PrintOptions, Printed, WeightStyle};
-pub use types::{known_dims, shape_of, Dim, Shape, TensorType};
+pub use types::{known_dims, shape_of, Dim, Shape, TensorType, MAX_RANK};
 pub use verify::{dependency_graph, toposort, verify, CycleError, VerifyError, VerifyErrorKind};
 
 /// The text-form name of an op.

@@ -5,6 +5,10 @@ use smallvec::SmallVec;
 use std::fmt;
 use std::sync::Arc;
 
+/// Highest tensor rank the IR accepts (numpy's own limit). Real models stay far below it; inference
+/// refuses ranks above it, which keeps every per-axis loop and allocation bounded.
+pub const MAX_RANK: usize = 64;
+
 /// One dimension of a shape.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Dim {

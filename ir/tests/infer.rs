@@ -35,6 +35,20 @@ fn floats(v: &[f32]) -> Arg {
     c(Tensor::from_vec(vec![v.len()], v.to_vec()))
 }
 
+/// A shape-like input whose length claims more axes than any tensor may have is refused before
+/// anything is allocated for it (found by the fuzz test: a rank-1 i64 input of extent usize::MAX).
+#[test]
+fn absurd_ranks_are_refused() {
+    let huge = typed(DType::I64, &[usize::MAX]);
+    let r = Op::Reshape { allowzero: false };
+    assert!(err(r.clone(), &[f32t(&[]), huge]).contains("entries"));
+    assert!(err(Op::Expand, &[f32t(&[1]), typed(DType::I64, &[1000])]).contains("entries"));
+    assert!(err(r.clone(), &[f32t(&[1]), typed(DType::I64, &[65])]).contains("rank 65"));
+    assert_eq!(shape(r, &[f32t(&[1]), typed(DType::I64, &[64])]).len(), 64);
+    let deep = vec![1; MAX_RANK + 1];
+    assert!(err(Op::Unary(UnaryOp::Relu), &[f32t(&deep)]).contains("above the limit"));
+}
+
 fn run(op: Op, args: &[Arg]) -> Result<Vec<TensorType>, String> {
     let inputs: Vec<InferInput> = args
         .iter()

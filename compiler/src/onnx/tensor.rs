@@ -53,9 +53,7 @@ pub fn dtype_to_onnx(dtype: DType) -> DataType {
     }
 }
 
-/// Highest rank accepted for tensors and graph inputs (numpy's own limit). Real models stay far
-/// below it; a file claiming more is corrupt, and refusing it keeps per-axis work bounded.
-pub const MAX_RANK: usize = 64;
+pub use kestrel_ir::MAX_RANK;
 
 /// The dims of a tensor proto as extents, rejecting negative ones and ranks above [`MAX_RANK`].
 pub fn dims_of(t: &TensorProto) -> Result<Vec<usize>, Reason> {
