@@ -25,11 +25,33 @@ fn tensor(dims: &[usize], seed: u64) -> Tensor {
 /// Runs `g` on both backends and compares: |jit - interp| <= tol * max(1, |interp|).
 fn agree(g: &Graph, inputs: &[Tensor], tol: f32) -> Result<(), TestCaseError> {
     let want = interp::run(g, inputs).map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let m = compile(g, &JitOptions::default()).map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let got = m
-        .run(inputs)
-        .map_err(|e| TestCaseError::fail(e.to_string()))?;
-    for (a, b) in got.iter().zip(&want) {
+    // One thread, and every splittable node split into 2 and 3 tasks (run on a pool, and on the
+    // calling thread through the null parallel-for).
+    for threads in [1, 2, 3] {
+        let opts = JitOptions {
+            threads,
+            min_task_macs: 1,
+        };
+        let m = compile(g, &opts).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let got = m
+            .run(inputs)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        compare(&got, &want, tol)?;
+        if threads > 1 {
+            let serial = m
+                .run_serial(inputs)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert!(
+                serial == got,
+                "split tasks run serially differ from the pool's"
+            );
+        }
+    }
+    Ok(())
+}
+
+fn compare(got: &[Tensor], want: &[Tensor], tol: f32) -> Result<(), TestCaseError> {
+    for (a, b) in got.iter().zip(want) {
         prop_assert_eq!(a.dims(), b.dims());
         prop_assert_eq!(a.dtype(), b.dtype());
         if a.dtype() == DType::F32 {

@@ -373,7 +373,7 @@ fn compile_jit(
     threads: usize,
     model: &std::path::Path,
 ) -> Result<kestrel_backends::jit::JitModel> {
-    let opts = kestrel_backends::jit::JitOptions { threads };
+    let opts = kestrel_backends::jit::JitOptions::with_threads(threads);
     kestrel_backends::jit::compile(graph, &opts)
         .with_context(|| format!("{}: compiling with the JIT", model.display()))
 }

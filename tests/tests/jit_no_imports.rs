@@ -9,8 +9,20 @@ use kestrel_backends::jit::{self, IsaFlags, JitOptions};
 use object::{Object, ObjectSymbol};
 use std::path::Path;
 
-/// Undefined symbols of the host object file holding `model`'s generated code.
+/// Undefined symbols of the host object file holding `model`'s generated code, lowered single
+/// threaded and with every splittable node split into tasks (which adds the indirect call of the
+/// host's parallel-for and the addresses of task functions).
 fn undefined_symbols(model: &Path) -> Vec<String> {
+    let mut all = lowered_undefined_symbols(model, &JitOptions::default());
+    let split = JitOptions {
+        threads: 4,
+        min_task_macs: 1,
+    };
+    all.extend(lowered_undefined_symbols(model, &split));
+    all
+}
+
+fn lowered_undefined_symbols(model: &Path, opts: &JitOptions) -> Vec<String> {
     let g = jit::fold_shapes(&common::load(model)).unwrap();
     let mut fb = settings::builder();
     fb.set("opt_level", "none").unwrap();
@@ -23,7 +35,7 @@ fn undefined_symbols(model: &Path) -> Vec<String> {
     let builder =
         ObjectBuilder::new(isa, "kestrel", cranelift_module::default_libcall_names()).unwrap();
     let mut module = ObjectModule::new(builder);
-    jit::lower(&mut module, &g, &flags, "kestrel", &JitOptions::default())
+    jit::lower(&mut module, &g, &flags, "kestrel", opts)
         .unwrap_or_else(|e| panic!("{}: {e}", model.display()));
     let bytes = module.finish().emit().unwrap();
     let file = object::File::parse(&*bytes).unwrap();

@@ -13,12 +13,19 @@
 //!
 //! The bias is added in a separate vectorised pass over each output channel (the GEMM epilogue
 //! adds per-column biases, and here channels are rows).
+//!
+//! Threads ([`task_count`] tasks, each a compile-time specialised copy of the code):
+//! - GEMM convolutions split the output pixels by rows of the first spatial axis; task `t` builds
+//!   the im2col columns of its own pixels (a compact `[K, pixels_t]` block of the scratch, so the
+//!   blocks are disjoint) and multiplies them. When there are too few pixels per task, tasks split
+//!   the output channels instead and each builds the whole `col` in its own scratch block.
+//! - Depthwise convolutions split the `N·C` planes, one padded-plane scratch per task.
 
 use super::emit::{strides_of, E};
 use super::gemm;
 use super::lower::Kx;
 use super::pool::{pad_plane, Window};
-use super::JitError;
+use super::{JitError, JitOptions};
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use kestrel_ir::{ConvAttrs, Graph, Node, NodeId, Tensor, ValueId};
 use std::collections::HashMap;
@@ -87,6 +94,70 @@ fn is_direct_1x1(g: &Geo) -> bool {
     g.taps == 1 && g.w.strides.iter().all(|&s| s == 1) && !g.w.needs_padding()
 }
 
+/// Fewest output pixels per task for the pixel split (narrower GEMMs waste the 8-wide panels).
+const MIN_TASK_PIXELS: usize = 64;
+
+/// How a convolution's work is divided among its tasks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Split {
+    /// Task `t` computes the output pixels of first-axis rows `rows[t]` (all channels).
+    Pixels(Vec<std::ops::Range<usize>>),
+    /// Task `t` computes output channels `chans[t]` of every group (all pixels).
+    Channels(Vec<std::ops::Range<usize>>),
+    /// Task `t` computes planes `planes[t]` of `N·C` (depthwise).
+    Planes(Vec<std::ops::Range<usize>>),
+}
+
+fn even_ranges(total: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
+    let parts = parts.clamp(1, total.max(1));
+    (0..parts)
+        .map(|t| total * t / parts..total * (t + 1) / parts)
+        .collect()
+}
+
+fn split_of(geo: &Geo, tasks: usize) -> Split {
+    if is_depthwise(geo) {
+        return Split::Planes(even_ranges(geo.n * geo.c, tasks));
+    }
+    let rows = geo.w.out_sp[0];
+    if tasks <= rows && geo.p / tasks >= MIN_TASK_PIXELS {
+        Split::Pixels(even_ranges(rows, tasks))
+    } else {
+        Split::Channels(gemm::split_rows(geo.mg, tasks))
+    }
+}
+
+fn geometry_of(g: &Graph, node: &Node, a: &ConvAttrs) -> Option<Geo> {
+    let dims = |v: ValueId| g.ty(v).dims().unwrap_or_default();
+    geometry(
+        &dims(node.inputs[0]),
+        &dims(node.inputs[1]),
+        &dims(node.outputs[0]),
+        a,
+    )
+    .ok()
+}
+
+/// Number of tasks a convolution is split into (see [`JitOptions`]).
+pub fn task_count(g: &Graph, node: &Node, a: &ConvAttrs, opts: &JitOptions) -> usize {
+    let min = opts.min_task_macs.max(1);
+    let Some(geo) = geometry_of(g, node, a) else {
+        return 1;
+    };
+    let macs = if is_depthwise(&geo) {
+        geo.n * geo.c * geo.p * geo.taps
+    } else {
+        geo.n * geo.m * geo.p * geo.cg * geo.taps
+    };
+    if macs < 2 * min {
+        return 1;
+    }
+    let tasks = opts.threads.min(macs / min).max(1);
+    match split_of(&geo, tasks) {
+        Split::Pixels(r) | Split::Channels(r) | Split::Planes(r) => r.len(),
+    }
+}
+
 /// Scratch bytes of a conv node: the im2col matrix of one group, or one padded plane.
 pub fn scratch_bytes(
     g: &Graph,
@@ -94,26 +165,24 @@ pub fn scratch_bytes(
     node: &Node,
     a: &ConvAttrs,
     _consts: &HashMap<ValueId, Tensor>,
+    tasks: usize,
 ) -> Result<usize, JitError> {
-    let dims = |v: ValueId| g.ty(v).dims().unwrap_or_default();
-    let Ok(geo) = geometry(
-        &dims(node.inputs[0]),
-        &dims(node.inputs[1]),
-        &dims(node.outputs[0]),
-        a,
-    ) else {
+    let Some(geo) = geometry_of(g, node, a) else {
         return Ok(0);
     };
+    let col = geo.cg * geo.taps * geo.p * 4;
     Ok(if is_depthwise(&geo) {
         if geo.w.needs_padding() {
-            geo.w.padded_elems() * 4
+            geo.w.padded_elems() * 4 * tasks
         } else {
             0
         }
     } else if is_direct_1x1(&geo) {
         0
+    } else if tasks > 1 && matches!(split_of(&geo, tasks), Split::Channels(_)) {
+        col * tasks
     } else {
-        geo.cg * geo.taps * geo.p * 4
+        col
     })
 }
 
@@ -126,53 +195,103 @@ pub fn lower(e: &mut E, k: &mut Kx, a: &ConvAttrs) -> Result<(), JitError> {
     }
     let (x, wp, out) = (k.ins[0], k.ins[1], k.outs[0]);
     let bias = k.ins.get(2).copied();
-    if is_depthwise(&geo) {
-        depthwise(e, k, &geo, x, wp, bias, out);
-        return Ok(());
-    }
-    let kk = geo.cg * geo.taps;
+    let split = split_of(&geo, k.tasks);
     let scratch = k.scratch;
-    let direct = is_direct_1x1(&geo);
-    let epi = gemm::Epilogue {
-        bias: None,
-        relu: false,
-    };
-    let flags = e.flags;
-    e.loop_n(geo.n, |e, img| {
-        let xi = e.index(x, img, (geo.in_img * 4) as i64);
-        let oi = e.index(out, img, (geo.out_img * 4) as i64);
-        for gi in 0..geo.group {
-            let xg = e.addr(
-                xi,
-                (gi * geo.cg * geo.w.in_sp.iter().product::<usize>() * 4) as i64,
-            );
-            let og = e.addr(oi, (gi * geo.mg * geo.p * 4) as i64);
-            let wg = e.addr(wp, (gi * geo.mg * kk * 4) as i64);
-            let col = if direct {
-                xg
-            } else {
-                let col = scratch.expect("conv scratch");
-                im2col(e, &geo, xg, col);
-                col
-            };
-            gemm::emit_gemm_unpacked(
-                e.fb, &flags, wg, kk, col, geo.p, og, geo.p, geo.mg, geo.p, kk, &epi,
-            );
+    k.for_task(e, |e, t| match &split {
+        Split::Planes(r) => {
+            let plane_bytes = geo.w.padded_elems() * 4;
+            let sc = scratch.map(|s| e.addr(s, (t * plane_bytes) as i64));
+            depthwise(e, &geo, x, wp, bias, out, sc, r[t].clone());
         }
-        if let Some(b) = bias {
-            add_channel_bias(e, oi, b, geo.m, geo.p);
+        Split::Pixels(r) => {
+            let w_out: usize = geo.w.out_sp[1..].iter().product();
+            let px = r[t].start * w_out..r[t].end * w_out;
+            let kk = geo.cg * geo.taps;
+            let sc = scratch.map(|s| e.addr(s, (kk * px.start * 4) as i64));
+            gemm_conv(e, &geo, x, wp, bias, out, sc, r[t].clone(), 0..geo.mg);
+        }
+        Split::Channels(r) => {
+            let col = geo.cg * geo.taps * geo.p * 4;
+            let sc = scratch.map(|s| e.addr(s, (t * col) as i64));
+            gemm_conv(
+                e,
+                &geo,
+                x,
+                wp,
+                bias,
+                out,
+                sc,
+                0..geo.w.out_sp[0],
+                r[t].clone(),
+            );
         }
     });
     Ok(())
 }
 
-/// `out[ch, :] += bias[ch]` for `channels` rows of `p` f32.
-pub fn add_channel_bias(e: &mut E, out: Value, bias: Value, channels: usize, p: usize) {
+/// The GEMM convolution restricted to output rows `rows` of the first spatial axis and output
+/// channels `chans` of every group. `col` is this part's im2col block (`[K, pixels of rows]`).
+#[allow(clippy::too_many_arguments)]
+fn gemm_conv(
+    e: &mut E,
+    geo: &Geo,
+    x: Value,
+    wp: Value,
+    bias: Option<Value>,
+    out: Value,
+    col: Option<Value>,
+    rows: std::ops::Range<usize>,
+    chans: std::ops::Range<usize>,
+) {
+    let kk = geo.cg * geo.taps;
+    let w_out: usize = geo.w.out_sp[1..].iter().product();
+    let (p0, pn) = (rows.start * w_out, (rows.end - rows.start) * w_out);
+    let mn = chans.end - chans.start;
+    if pn == 0 || mn == 0 {
+        return;
+    }
+    let direct = is_direct_1x1(geo);
+    let epi = gemm::Epilogue {
+        bias: None,
+        relu: false,
+    };
+    let flags = e.flags;
+    let in_plane: usize = geo.w.in_sp.iter().product();
+    e.loop_n(geo.n, |e, img| {
+        let xi = e.index(x, img, (geo.in_img * 4) as i64);
+        let oi = e.index(out, img, (geo.out_img * 4) as i64);
+        for gi in 0..geo.group {
+            let xg = e.addr(xi, (gi * geo.cg * in_plane * 4) as i64);
+            let m0 = gi * geo.mg + chans.start;
+            let og = e.addr(oi, ((m0 * geo.p + p0) * 4) as i64);
+            let wg = e.addr(wp, (m0 * kk * 4) as i64);
+            let (b, ldb) = if direct {
+                (e.addr(xg, (p0 * 4) as i64), geo.p)
+            } else {
+                let col = col.expect("conv scratch");
+                im2col(e, geo, xg, col, rows.clone());
+                (col, pn)
+            };
+            gemm::emit_gemm_unpacked(e.fb, &flags, wg, kk, b, ldb, og, geo.p, mn, pn, kk, &epi);
+        }
+        if let Some(b) = bias {
+            for gi in 0..geo.group {
+                let m0 = gi * geo.mg + chans.start;
+                let ob = e.addr(oi, ((m0 * geo.p + p0) * 4) as i64);
+                let bb = e.addr(b, (m0 * 4) as i64);
+                add_channel_bias(e, ob, bb, mn, pn, geo.p);
+            }
+        }
+    });
+}
+
+/// `out[ch, 0..p] += bias[ch]` for `channels` rows `ld` f32 apart.
+pub fn add_channel_bias(e: &mut E, out: Value, bias: Value, channels: usize, p: usize, ld: usize) {
     e.loop_n(channels, |e, ch| {
         let ba = e.index(bias, ch, 4);
         let b = e.load(types::F32, ba, 0);
         let bv = e.fb.ins().splat(types::F32X4, b);
-        let row = e.index(out, ch, (p * 4) as i64);
+        let row = e.index(out, ch, (ld * 4) as i64);
         let chunks = p / 4;
         e.loop_n(chunks, |e, i| {
             let a = e.index(row, i, 16);
@@ -188,14 +307,20 @@ pub fn add_channel_bias(e: &mut E, out: Value, bias: Value, channels: usize, p: 
     });
 }
 
-/// Builds `col [cg * taps, P]` for one group: row `(c, tap)` holds, for every output pixel, the
-/// input value the tap reads (0 in the padding).
-fn im2col(e: &mut E, g: &Geo, x: Value, col: Value) {
+/// Builds `col [cg * taps, pixels]` for one group and the output rows `rows` of the first spatial
+/// axis (`pixels` = the pixels of those rows): row `(c, tap)` holds, for each of these output
+/// pixels, the input value the tap reads (0 in the padding).
+fn im2col(e: &mut E, g: &Geo, x: Value, col: Value, rows: std::ops::Range<usize>) {
     let w = &g.w;
     let ks = w.kernel.len();
     let isz: usize = w.in_sp.iter().product();
     let in_st = strides_of(&w.in_sp);
     let out_st = strides_of(&w.out_sp);
+    let w_out: usize = w.out_sp[1..].iter().product();
+    let pixels = (rows.end - rows.start) * w_out;
+    // Output extents of this part: `rows` on axis 0, everything on the others.
+    let mut part = w.out_sp.clone();
+    part[0] = rows.end - rows.start;
     let mut t = vec![0usize; ks];
     for tap in 0..g.taps {
         // For each spatial axis, the output index range whose tap coordinate is in bounds.
@@ -211,21 +336,29 @@ fn im2col(e: &mut E, g: &Geo, x: Value, col: Value) {
             } else {
                 ((w.in_sp[a] as i64 - shift + s - 1) / s).min(w.out_sp[a] as i64)
             };
-            ranges.push((lo.min(w.out_sp[a] as i64) as usize, hi_excl.max(0) as usize));
+            let (mut lo, mut hi) = (lo.min(w.out_sp[a] as i64), hi_excl.max(0));
+            if a == 0 {
+                // Restricted to this part's rows, renumbered from 0.
+                lo = lo.max(rows.start as i64) - rows.start as i64;
+                hi = hi.min(rows.end as i64) - rows.start as i64;
+            }
+            ranges.push((lo.max(0) as usize, hi.max(0) as usize));
             src_off += shift * in_st[a];
         }
+        // Source offsets below are relative to output row `rows.start`.
+        src_off += rows.start as i64 * w.strides[0] as i64 * in_st[0];
         let empty = ranges.iter().any(|&(lo, hi)| lo >= hi);
         let full = ranges
             .iter()
-            .zip(&w.out_sp)
+            .zip(&part)
             .all(|(&(lo, hi), &o)| lo == 0 && hi == o);
-        let row_bytes = (g.p * 4) as i64;
+        let row_bytes = (pixels * 4) as i64;
         e.loop_n(g.cg, |e, c| {
             let dst = e.index(col, c, row_bytes * g.taps as i64);
             let dst = e.addr(dst, tap as i64 * row_bytes);
             let src = e.index(x, c, (isz * 4) as i64);
             if !full || empty {
-                e.fill_f32(dst, g.p, 0.0);
+                e.fill_f32(dst, pixels, 0.0);
             }
             if empty {
                 return;
@@ -283,8 +416,19 @@ fn im2col(e: &mut E, g: &Geo, x: Value, col: Value) {
     }
 }
 
-/// Depthwise convolution: per channel, padded plane then tap-by-tap accumulation.
-fn depthwise(e: &mut E, k: &Kx, g: &Geo, x: Value, wp: Value, bias: Option<Value>, out: Value) {
+/// Depthwise convolution of the planes `planes` of `N·C`: per plane, padded copy (in `scratch`,
+/// when padding is needed) then tap-by-tap accumulation.
+#[allow(clippy::too_many_arguments)]
+fn depthwise(
+    e: &mut E,
+    g: &Geo,
+    x: Value,
+    wp: Value,
+    bias: Option<Value>,
+    out: Value,
+    scratch: Option<Value>,
+    planes: std::ops::Range<usize>,
+) {
     let w = &g.w;
     let padded = w.needs_padding();
     let plane_dims = if padded {
@@ -296,7 +440,6 @@ fn depthwise(e: &mut E, k: &Kx, g: &Geo, x: Value, wp: Value, bias: Option<Value
     let ps = strides_of(&plane_dims);
     let ks = w.kernel.len();
     let isz: usize = w.in_sp.iter().product();
-    let scratch = k.scratch;
     let out_st = strides_of(&w.out_sp);
     let inner_out = w.out_sp[ks - 1];
     let inner_stride = w.strides[ks - 1] as i64 * 4; // bytes between adjacent outputs' windows
@@ -305,7 +448,7 @@ fn depthwise(e: &mut E, k: &Kx, g: &Geo, x: Value, wp: Value, bias: Option<Value
     let o_st: Vec<i64> = out_st.iter().map(|v| v * 4).collect();
     dims[ks - 1] = inner_out;
     let ntaps = taps.len();
-    e.loop_n(g.n * g.c, |e, pl| {
+    e.loop_range(planes.start as i64, planes.end as i64, 1, |e, pl| {
         let ch = e.fb.ins().urem_imm_s(pl, g.c as i64);
         let s = e.index(x, pl, (isz * 4) as i64);
         let d = e.index(out, pl, (g.p * 4) as i64);

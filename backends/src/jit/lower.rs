@@ -5,13 +5,20 @@
 //! - one read-only data object per constant a kernel reads at run time, and per table or packed
 //!   weight a kernel builds at compile time (alignment 16, referenced by symbol: no host address
 //!   is baked into the code);
-//! - one function per compiled node, `{prefix}_n{index}(inputs, outputs, arena) -> i32`;
-//! - the exported entry function `{prefix}_entry(inputs: *const *const u8, outputs: *const *mut
-//!   u8, arena: *mut u8) -> i32`, which calls the node functions in order and then copies the
-//!   graph outputs that no node writes directly (outputs that are inputs, constants, or repeated).
+//! - one function per compiled node, `{prefix}_n{index}(env, task) -> i32`, where `env` points
+//!   at the three pointers `[inputs, outputs, arena]` and `task` is the task index: a node split
+//!   into `tasks > 1` parallel tasks (large convolutions and matrix products, see
+//!   [`JitOptions::threads`]) does the part `task` of its work, and these functions are what the
+//!   host's parallel-for runs;
+//! - the exported entry function `{prefix}_entry(inputs, outputs, arena, parallel_for, pool) ->
+//!   i32` of `kestrel_runtime::abi`, which calls the node functions in order (a split node through
+//!   `parallel_for(pool, node_fn, env, tasks)`, or in a loop on the calling thread when
+//!   `parallel_for` is null) and then copies the graph outputs that no node writes directly
+//!   (outputs that are inputs, constants, or repeated).
 //!
 //! It returns 0, or the status `k` of the first node that failed at run time (an index out of
-//! range); `Lowered::status_nodes[k - 1]` names that node. Nodes are classified first:
+//! range); `Lowered::status_nodes[k - 1]` names that node. Split nodes never fail at run time.
+//! Nodes are classified first:
 //! - *folded*: `Shape`/`Size` and nodes whose inputs are all constants are evaluated at compile
 //!   time with the reference interpreter and become constants;
 //! - *views*: `Reshape`/`Flatten`/`Squeeze`/`Unsqueeze`/`Identity` not producing a graph output
@@ -60,7 +67,11 @@ pub enum Loc {
 enum Kind {
     Folded,
     View,
-    Kernel { scratch: usize },
+    /// A node with a function; `scratch` bytes serve all its `tasks` together.
+    Kernel {
+        scratch: usize,
+        tasks: usize,
+    },
 }
 
 /// Creates read-only data objects while a kernel is emitted.
@@ -156,6 +167,10 @@ pub struct Kx<'a> {
     /// Status the kernel returns on a run-time error.
     pub status: i32,
     pub opts: &'a JitOptions,
+    /// Number of parallel tasks this node was planned with (see [`task_count`]), and the index
+    /// (I64 run-time value, `< tasks`) of the task this function call performs.
+    pub tasks: usize,
+    pub task: Value,
 }
 
 impl Kx<'_> {
@@ -211,6 +226,28 @@ impl Kx<'_> {
         let bytes = v.iter().flat_map(|x| x.to_le_bytes()).collect();
         self.rodata(e, bytes)
     }
+    /// Emits `body(e, t)` for the task `t` this call performs: with one task just `body(e, 0)`,
+    /// otherwise one compile-time specialised copy per task, selected by [`Kx::task`].
+    pub fn for_task(&self, e: &mut E, mut body: impl FnMut(&mut E, usize)) {
+        if self.tasks <= 1 {
+            body(e, 0);
+            return;
+        }
+        let join = e.fb.create_block();
+        let mut switch = cranelift_frontend::Switch::new();
+        let blocks: Vec<_> = (0..self.tasks).map(|_| e.fb.create_block()).collect();
+        for (t, &b) in blocks.iter().enumerate() {
+            switch.set_entry(t as u128, b);
+        }
+        switch.emit(e.fb, self.task, join);
+        for (t, &b) in blocks.iter().enumerate() {
+            e.fb.switch_to_block(b);
+            body(e, t);
+            e.fb.ins().jump(join, &[]);
+        }
+        e.fb.switch_to_block(join);
+    }
+
     /// Returns this kernel's status from the function when `cond` (I8) is true.
     pub fn fail_if(&self, e: &mut E, cond: Value) {
         let fail = e.fb.create_block();
@@ -223,12 +260,31 @@ impl Kx<'_> {
     }
 }
 
-fn kernel_sig<M: Module>(module: &M) -> Signature {
+/// `(env, task) -> i32`: node functions, and the task type of `parallel_for`.
+fn node_sig<M: Module>(module: &M) -> Signature {
     let mut sig = module.make_signature();
-    for _ in 0..3 {
+    sig.params.push(AbiParam::new(types::I64));
+    sig.params.push(AbiParam::new(types::I64));
+    sig.returns.push(AbiParam::new(types::I32));
+    sig
+}
+
+/// `(inputs, outputs, arena, parallel_for, pool) -> i32`: the entry function.
+fn entry_sig<M: Module>(module: &M) -> Signature {
+    let mut sig = module.make_signature();
+    for _ in 0..5 {
         sig.params.push(AbiParam::new(types::I64));
     }
     sig.returns.push(AbiParam::new(types::I32));
+    sig
+}
+
+/// `(pool, task, ctx, count)`: the host's parallel-for.
+fn parallel_for_sig<M: Module>(module: &M) -> Signature {
+    let mut sig = module.make_signature();
+    for _ in 0..4 {
+        sig.params.push(AbiParam::new(types::I64));
+    }
     sig
 }
 
@@ -292,8 +348,9 @@ pub fn lower<M: Module>(
             kinds.push(Kind::View);
             continue;
         }
-        let scratch = scratch_bytes(g, id, node, &consts)?;
-        kinds.push(Kind::Kernel { scratch });
+        let tasks = task_count(g, node, opts);
+        let scratch = scratch_bytes(g, id, node, &consts, tasks)?;
+        kinds.push(Kind::Kernel { scratch, tasks });
     }
     for o in &g.outputs {
         if let ValueDef::Const(c) = &g.value(o.value).def {
@@ -326,7 +383,7 @@ pub fn lower<M: Module>(
                 root[node.outputs[0].index()] = root[src.index()];
                 loc[node.outputs[0].index()] = loc[src.index()];
             }
-            Kind::Kernel { scratch } => {
+            Kind::Kernel { scratch, .. } => {
                 for &v in &node.outputs {
                     let out_pos = g
                         .outputs
@@ -387,7 +444,7 @@ pub fn lower<M: Module>(
     }
 
     // Emission.
-    let sig = kernel_sig(module);
+    let sig = node_sig(module);
     let fcfg = module.isa().frontend_config();
     let mut data = ModData {
         module,
@@ -398,12 +455,12 @@ pub fn lower<M: Module>(
     let mut fctx = FunctionBuilderContext::new();
     let mut ctx = data.module.make_context();
     let mut code_bytes = 0usize;
-    let mut calls: Vec<FuncId> = Vec::new();
+    let mut calls: Vec<(FuncId, usize)> = Vec::new();
     let mut status_nodes: Vec<(String, &'static str)> = Vec::new();
     for (i, node) in g.nodes.iter().enumerate() {
-        if !matches!(kinds[i], Kind::Kernel { .. }) {
+        let Kind::Kernel { tasks, .. } = kinds[i] else {
             continue;
-        }
+        };
         let id = NodeId(i as u32);
         let name = format!("{prefix}_n{i}");
         let fid = data
@@ -429,8 +486,9 @@ pub fn lower<M: Module>(
             let block = fb.create_block();
             fb.append_block_params_for_function_params(block);
             fb.switch_to_block(block);
-            let params = fb.block_params(block).to_vec();
+            let (env, task) = (fb.block_params(block)[0], fb.block_params(block)[1]);
             let mut e = E::new(&mut fb, *flags);
+            let params: Vec<Value> = (0..3).map(|j| e.load(types::I64, env, 8 * j)).collect();
             let mut ins = Vec::new();
             for &v in &node.inputs {
                 ins.push(value_ptr(&mut e, &mut data, &params, &loc, &consts, v)?);
@@ -451,6 +509,8 @@ pub fn lower<M: Module>(
                 data: &mut data,
                 status,
                 opts,
+                tasks,
+                task,
             };
             emit_node(&mut e, &mut kx)?;
             let zero = e.fb.ins().iconst(types::I32, 0);
@@ -466,18 +526,18 @@ pub fn lower<M: Module>(
             .map(|c| c.code_buffer().len())
             .unwrap_or(0);
         data.module.clear_context(&mut ctx);
-        calls.push(fid);
+        calls.push((fid, tasks));
     }
 
     // Entry.
     let entry_name = format!("{prefix}_entry");
     let entry = data
         .module
-        .declare_function(&entry_name, Linkage::Export, &sig)
+        .declare_function(&entry_name, Linkage::Export, &entry_sig(data.module))
         .map_err(|e| cg(" (entry)", e))?;
     ctx.func = Function::with_name_signature(
         UserFuncName::User(UserExternalName::new(0, entry.as_u32())),
-        sig.clone(),
+        entry_sig(data.module),
     );
     {
         let mut fb = FunctionBuilder::new(&mut ctx.func, &mut fctx);
@@ -485,18 +545,51 @@ pub fn lower<M: Module>(
         fb.append_block_params_for_function_params(block);
         fb.switch_to_block(block);
         let params = fb.block_params(block).to_vec();
-        for &f in &calls {
-            let fref = data.module.declare_func_in_func(f, fb.func);
-            let call = fb.ins().call(fref, &params);
-            let st = fb.inst_results(call)[0];
-            let bad = fb.create_block();
-            let next = fb.create_block();
-            fb.ins().brif(st, bad, &[], next, &[]);
-            fb.switch_to_block(bad);
-            fb.ins().return_(&[st]);
-            fb.switch_to_block(next);
+        let (par_for, pool) = (params[3], params[4]);
+        // env = [inputs, outputs, arena], the context every node function receives.
+        let env_slot = fb.create_sized_stack_slot(cranelift_codegen::ir::StackSlotData::new(
+            cranelift_codegen::ir::StackSlotKind::ExplicitSlot,
+            24,
+            3,
+        ));
+        for (j, &p) in params[..3].iter().enumerate() {
+            fb.ins().stack_store(types::I64, p, env_slot, 8 * j as i32);
         }
+        let env = fb.ins().stack_addr(types::I64, env_slot, 0);
+        let par_sig = fb.import_signature(parallel_for_sig(data.module));
         let mut e = E::new(&mut fb, *flags);
+        for &(f, tasks) in &calls {
+            let fref = data.module.declare_func_in_func(f, e.fb.func);
+            if tasks == 1 {
+                let zero = e.iconst(0);
+                let call = e.fb.ins().call(fref, &[env, zero]);
+                let st = e.fb.inst_results(call)[0];
+                let bad = e.fb.create_block();
+                let next = e.fb.create_block();
+                e.fb.ins().brif(st, bad, &[], next, &[]);
+                e.fb.switch_to_block(bad);
+                e.fb.ins().return_(&[st]);
+                e.fb.switch_to_block(next);
+                continue;
+            }
+            // Split nodes: the host's parallel-for, or every task in turn when it is null.
+            let serial = e.fb.create_block();
+            let parallel = e.fb.create_block();
+            let next = e.fb.create_block();
+            e.fb.ins().brif(par_for, parallel, &[], serial, &[]);
+            e.fb.switch_to_block(parallel);
+            let task_fn = e.fb.ins().func_addr(types::I64, fref);
+            let count = e.iconst(tasks as i64);
+            e.fb.ins()
+                .call_indirect(par_sig, par_for, &[pool, task_fn, env, count]);
+            e.fb.ins().jump(next, &[]);
+            e.fb.switch_to_block(serial);
+            e.loop_n(tasks, |e, t| {
+                e.fb.ins().call(fref, &[env, t]);
+            });
+            e.fb.ins().jump(next, &[]);
+            e.fb.switch_to_block(next);
+        }
         for (p, o) in g.outputs.iter().enumerate() {
             if loc[o.value.index()] == Some(Loc::Output(p)) {
                 continue;
@@ -589,15 +682,29 @@ fn fold(
     crate::interp::eval_op(&node.op, &refs).map_err(|e| fail(e.to_string()))
 }
 
-/// Scratch bytes a node's kernel needs.
+/// Number of parallel tasks a node is split into: 1 unless `opts.threads > 1` and the node is a
+/// convolution or matrix product with enough work to pay for the hand-off (see each kernel).
+fn task_count(g: &Graph, node: &Node, opts: &JitOptions) -> usize {
+    if opts.threads <= 1 {
+        return 1;
+    }
+    match node.op {
+        Op::Conv(ref a) => super::conv::task_count(g, node, a, opts),
+        Op::Gemm(_) | Op::MatMul => super::matmul::task_count(g, node, opts),
+        _ => 1,
+    }
+}
+
+/// Scratch bytes a node's kernel needs (for all of its `tasks` together).
 fn scratch_bytes(
     g: &Graph,
     id: NodeId,
     node: &Node,
     consts: &HashMap<ValueId, Tensor>,
+    tasks: usize,
 ) -> Result<usize, JitError> {
     Ok(match node.op {
-        Op::Conv(ref a) => super::conv::scratch_bytes(g, id, node, a, consts)?,
+        Op::Conv(ref a) => super::conv::scratch_bytes(g, id, node, a, consts, tasks)?,
         Op::Pool(ref a) => super::pool::scratch_bytes(g, node, a),
         _ => 0,
     })

@@ -6,13 +6,51 @@
 //!   by `beta` at compile time when constant); any other `C` is added afterwards with broadcasting.
 //! - `MatMul`: numpy semantics (1-D promotion, batch broadcasting). A constant B shared by every
 //!   batch is packed once; otherwise each batch runs the unpacked GEMM.
+//!
+//! Threads: both split the rows of A (and C) into [`task_count`] ranges; each task is a
+//! compile-time specialised GEMM on its rows (of every batch matrix, for MatMul).
 
 use super::emit::{broadcast_strides, E};
 use super::gemm;
 use super::lower::Kx;
-use super::JitError;
+use super::{JitError, JitOptions};
 use cranelift_codegen::ir::{types, Value};
-use kestrel_ir::GemmAttrs;
+use kestrel_ir::{GemmAttrs, Graph, Node, Op};
+
+/// `(batch, m, n, k)` of a Gemm or MatMul node with known dims.
+fn problem(g: &Graph, node: &Node) -> Option<(usize, usize, usize, usize)> {
+    let out = g.ty(node.outputs[0]).dims()?;
+    let a = g.ty(node.inputs[0]).dims()?;
+    let kk = match node.op {
+        Op::Gemm(ref at) if at.trans_a => *a.first()?,
+        _ => *a.last()?,
+    };
+    let (m, n) = match out.len() {
+        0 => (1, 1),
+        1 => (
+            if a.len() == 1 { 1 } else { out[0] },
+            if a.len() == 1 { out[0] } else { 1 },
+        ),
+        r => (out[r - 2], out[r - 1]),
+    };
+    let batch: usize = out.iter().product::<usize>() / (m * n).max(1);
+    Some((batch, m, n, kk))
+}
+
+/// Number of tasks a Gemm/MatMul node is split into (see [`JitOptions`]).
+pub fn task_count(g: &Graph, node: &Node, opts: &JitOptions) -> usize {
+    let min = opts.min_task_macs.max(1);
+    let Some((batch, m, n, kk)) = problem(g, node) else {
+        return 1;
+    };
+    let macs = batch * m * n * kk;
+    if macs < 2 * min {
+        return 1;
+    }
+    gemm::split_rows(m, opts.threads.min(macs / min))
+        .len()
+        .max(1)
+}
 
 pub fn gemm(e: &mut E, k: &mut Kx, a: &GemmAttrs) -> Result<(), JitError> {
     k.require_f32()?;
@@ -75,40 +113,51 @@ pub fn gemm(e: &mut E, k: &mut Kx, a: &GemmAttrs) -> Result<(), JitError> {
     }
     let epi = gemm::Epilogue { bias, relu: false };
     let out = k.outs[0];
-    if let Some(bt) = k.const_in(1) {
-        let mut v = bt.to_f32_vec();
-        if alpha != 1.0 {
-            v.iter_mut().for_each(|x| *x *= alpha);
+    let packed_b = match k.const_in(1) {
+        Some(bt) => {
+            let mut v = bt.to_f32_vec();
+            if alpha != 1.0 {
+                v.iter_mut().for_each(|x| *x *= alpha);
+            }
+            let packed = gemm::pack_b(&v, kk, n, a.trans_b);
+            Some(k.rodata_f32(e, &packed.data)?)
         }
-        let packed = gemm::pack_b(&v, kk, n, a.trans_b);
-        let bp = k.rodata_f32(e, &packed.data)?;
-        gemm::emit_gemm(e.fb, &flags, a_ptr, lda, bp, out, n, m, n, kk, &epi);
-    } else {
-        if a.trans_b || alpha != 1.0 {
+        None if a.trans_b || alpha != 1.0 => {
             return Err(k.unsupported("gemm with a run-time B that is transposed or scaled"));
         }
-        gemm::emit_gemm_unpacked(
-            e.fb, &flags, a_ptr, lda, k.ins[1], n, out, n, m, n, kk, &epi,
-        );
-    }
-    if add_c_after {
-        let cd = c_dims.unwrap_or_default();
-        let st = broadcast_strides(&cd, &[m, n]);
-        let c = k.ins[2];
-        let bv = e.fconst(types::F32, beta);
-        e.loop_n(m, |e, i| {
-            let crow = e.index(c, i, st[0] * 4);
-            let orow = e.index(out, i, (n * 4) as i64);
-            e.loop_n(n, |e, j| {
-                let ca = e.index(crow, j, st[1] * 4);
-                let cv = e.load(types::F32, ca, 0);
-                let oa = e.index(orow, j, 4);
-                let o = e.load(types::F32, oa, 0);
-                let r = e.fma(cv, bv, o);
-                e.store(r, oa, 0);
+        None => None,
+    };
+    let rows = gemm::split_rows(m, k.tasks);
+    let (b_in, c_in) = (k.ins[1], k.ins.get(2).copied());
+    let cd = c_dims.unwrap_or_default();
+    k.for_task(e, |e, t| {
+        let Some(r) = rows.get(t) else { return };
+        let mt = r.end - r.start;
+        let at = e.addr(a_ptr, (r.start * lda * 4) as i64);
+        let ot = e.addr(out, (r.start * n * 4) as i64);
+        match packed_b {
+            Some(bp) => gemm::emit_gemm(e.fb, &flags, at, lda, bp, ot, n, mt, n, kk, &epi),
+            None => {
+                gemm::emit_gemm_unpacked(e.fb, &flags, at, lda, b_in, n, ot, n, mt, n, kk, &epi)
+            }
+        }
+        if let (true, Some(c)) = (add_c_after, c_in) {
+            let st = broadcast_strides(&cd, &[m, n]);
+            let bv = e.fconst(types::F32, beta);
+            e.loop_range(r.start as i64, r.end as i64, 1, |e, i| {
+                let crow = e.index(c, i, st[0] * 4);
+                let orow = e.index(out, i, (n * 4) as i64);
+                e.loop_n(n, |e, j| {
+                    let ca = e.index(crow, j, st[1] * 4);
+                    let cv = e.load(types::F32, ca, 0);
+                    let oa = e.index(orow, j, 4);
+                    let o = e.load(types::F32, oa, 0);
+                    let r = e.fma(cv, bv, o);
+                    e.store(r, oa, 0);
+                });
             });
-        });
-    }
+        }
+    });
     Ok(())
 }
 
@@ -169,9 +218,18 @@ pub fn matmul(e: &mut E, k: &mut Kx) -> Result<(), JitError> {
         None
     };
     let (a0, b0, o0) = (k.ins[0], k.ins[1], k.outs[0]);
-    e.nest(&dims, &strides, &[a0, b0, o0], &mut |e, p| match packed {
-        Some(bp) => gemm::emit_gemm(e.fb, &flags, p[0], kk, bp, p[2], n, m, n, kk, &epi),
-        None => gemm::emit_gemm_unpacked(e.fb, &flags, p[0], kk, p[1], n, p[2], n, m, n, kk, &epi),
+    let rows = gemm::split_rows(m, k.tasks);
+    k.for_task(e, |e, t| {
+        let Some(r) = rows.get(t) else { return };
+        let mt = r.end - r.start;
+        let at = e.addr(a0, (r.start * kk * 4) as i64);
+        let ot = e.addr(o0, (r.start * n * 4) as i64);
+        e.nest(&dims, &strides, &[at, b0, ot], &mut |e, p| match packed {
+            Some(bp) => gemm::emit_gemm(e.fb, &flags, p[0], kk, bp, p[2], n, mt, n, kk, &epi),
+            None => {
+                gemm::emit_gemm_unpacked(e.fb, &flags, p[0], kk, p[1], n, p[2], n, mt, n, kk, &epi)
+            }
+        });
     });
     Ok(())
 }

@@ -31,6 +31,8 @@ mod shape;
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_jit::{JITBuilder, JITModule};
 use kestrel_ir::{DType, Dim, Graph, Tensor};
+use kestrel_runtime::abi::EntryFn;
+use kestrel_runtime::ThreadPool;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -41,13 +43,30 @@ pub use plan::MemoryPlan;
 /// Options of [`compile`].
 #[derive(Clone, Debug)]
 pub struct JitOptions {
-    /// Worker threads for GEMM/convolution work (1 = run on the calling thread).
+    /// Worker threads for GEMM/convolution work (1 = run on the calling thread). A node is split
+    /// into at most this many parallel tasks.
     pub threads: usize,
+    /// Fewest multiply-adds worth a task of their own: smaller nodes are not split (a hand-off to
+    /// a worker costs a few microseconds). Tests set 1 to split every node that can be split.
+    pub min_task_macs: usize,
 }
 
 impl Default for JitOptions {
     fn default() -> Self {
-        JitOptions { threads: 1 }
+        JitOptions {
+            threads: 1,
+            min_task_macs: 1 << 19,
+        }
+    }
+}
+
+impl JitOptions {
+    /// The default options with `threads` workers.
+    pub fn with_threads(threads: usize) -> JitOptions {
+        JitOptions {
+            threads,
+            ..JitOptions::default()
+        }
     }
 }
 
@@ -104,7 +123,9 @@ pub enum JitError {
 pub struct JitModel {
     // Keeps the code and data alive; `entry` points into it.
     _module: JITModule,
-    entry: extern "C" fn(*const *const u8, *const *mut u8, *mut u8) -> i32,
+    entry: EntryFn,
+    /// Workers for split nodes (`JitOptions::threads > 1`).
+    pool: Option<ThreadPool>,
     arena: Mutex<Vec<u128>>,
     inputs: Vec<(String, DType, Vec<usize>)>,
     outputs: Vec<(String, DType, Vec<usize>)>,
@@ -169,8 +190,7 @@ pub fn compile(g: &Graph, opts: &JitOptions) -> Result<JitModel, JitError> {
         })?;
     let ptr = module.get_finalized_function(lowered.entry);
     // SAFETY: the entry function was declared with exactly this signature in `lower`.
-    let entry: extern "C" fn(*const *const u8, *const *mut u8, *mut u8) -> i32 =
-        unsafe { std::mem::transmute(ptr) };
+    let entry: EntryFn = unsafe { std::mem::transmute(ptr) };
     let io = |v: kestrel_ir::ValueId, name: String| {
         let ty = g.ty(v);
         (name, ty.dtype, ty.dims().unwrap_or_default())
@@ -195,9 +215,20 @@ pub fn compile(g: &Graph, opts: &JitOptions) -> Result<JitModel, JitError> {
         });
     }
     let arena = vec![0u128; lowered.plan.size.div_ceil(16) + 4];
+    let pool = if opts.threads > 1 {
+        Some(
+            ThreadPool::new(opts.threads).map_err(|e| JitError::Codegen {
+                context: " (thread pool)".into(),
+                reason: e.to_string(),
+            })?,
+        )
+    } else {
+        None
+    };
     Ok(JitModel {
         _module: module,
         entry,
+        pool,
         arena: Mutex::new(arena),
         inputs,
         outputs,
@@ -372,6 +403,16 @@ fn check_known_dims(g: &Graph) -> Result<(), JitError> {
 impl JitModel {
     /// Runs the model on `inputs` (in graph input order; dtypes and shapes must match exactly).
     pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, JitError> {
+        self.run_tensors(inputs, true)
+    }
+
+    /// Like [`JitModel::run`], but passes a null parallel-for, so split nodes run their tasks in
+    /// order on the calling thread (what a host without threads gets).
+    pub fn run_serial(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, JitError> {
+        self.run_tensors(inputs, false)
+    }
+
+    fn run_tensors(&self, inputs: &[Tensor], use_pool: bool) -> Result<Vec<Tensor>, JitError> {
         if inputs.len() != self.inputs.len() {
             return Err(JitError::InputCount {
                 expected: self.inputs.len(),
@@ -395,7 +436,7 @@ impl JitModel {
             .collect();
         {
             let mut outs: Vec<&mut [u8]> = bufs.iter_mut().map(|b| b.as_mut_slice()).collect();
-            self.run_into(&ins, &mut outs)?;
+            self.run_raw(&ins, &mut outs, use_pool)?;
         }
         self.outputs
             .iter()
@@ -412,6 +453,15 @@ impl JitModel {
     /// Runs the model on raw little-endian input bytes, writing raw output bytes. Buffer sizes
     /// must match the graph's types exactly; allocates nothing.
     pub fn run_into(&self, inputs: &[&[u8]], outputs: &mut [&mut [u8]]) -> Result<(), JitError> {
+        self.run_raw(inputs, outputs, true)
+    }
+
+    fn run_raw(
+        &self,
+        inputs: &[&[u8]],
+        outputs: &mut [&mut [u8]],
+        use_pool: bool,
+    ) -> Result<(), JitError> {
         if inputs.len() != self.inputs.len() {
             return Err(JitError::InputCount {
                 expected: self.inputs.len(),
@@ -467,7 +517,13 @@ impl JitModel {
         let base = unsafe { base.add(pad) };
         // SAFETY: pointers and sizes were checked against the graph's types above; the entry
         // function only accesses the given buffers and the arena within the planned size.
-        let status = (self.entry)(in_ptrs.as_ptr(), out_ptrs.as_ptr(), base);
+        let (par_for, pool) = match self.pool.as_ref().filter(|_| use_pool) {
+            Some(p) => (Some(p.parallel_for()), p.context()),
+            None => (None, std::ptr::null_mut()),
+        };
+        // SAFETY: as above; the pool outlives the call and its tasks (`self` is borrowed).
+        let status =
+            unsafe { (self.entry)(in_ptrs.as_ptr(), out_ptrs.as_ptr(), base, par_for, pool) };
         drop(arena);
         if status != 0 {
             let (node, reason) = self

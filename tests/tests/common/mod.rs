@@ -193,11 +193,19 @@ pub fn check_text_round_trip(model: &Path) {
 /// Compiles the model with the JIT (symbolic dims bound from the bundle's input) and runs it on
 /// the bundle's input. Returns (output, reference, compiled model, seconds of one run).
 pub fn run_jit(model: &Path) -> (Tensor, Tensor, kestrel_backends::jit::JitModel, f64) {
+    run_jit_with(model, &kestrel_backends::jit::JitOptions::default())
+}
+
+/// [`run_jit`] with the given options.
+pub fn run_jit_with(
+    model: &Path,
+    opts: &kestrel_backends::jit::JitOptions,
+) -> (Tensor, Tensor, kestrel_backends::jit::JitModel, f64) {
     let mut g = load(model);
     let (input, logits) = reference(&io_of(model));
     kestrel::driver::bind_shapes_from_inputs(&mut g, std::slice::from_ref(&input), model)
         .unwrap_or_else(|e| panic!("{e:#}"));
-    let m = kestrel_backends::jit::compile(&g, &kestrel_backends::jit::JitOptions::default())
+    let m = kestrel_backends::jit::compile(&g, opts)
         .unwrap_or_else(|e| panic!("compiling {}: {e}", model.display()));
     let start = Instant::now();
     let mut out = m
@@ -231,5 +239,25 @@ pub fn check_float_model_jit(model: &Path) {
         model.display(),
         m.arena_bytes(),
         m.arena_lower_bound()
+    );
+    // Split into parallel tasks, every output element is still computed in the same order: the
+    // result equals the single-thread one bit for bit, on the pool and on the calling thread.
+    // Every node that can be split is (min_task_macs 1), to cover the most code.
+    let opts = kestrel_backends::jit::JitOptions {
+        threads: 2,
+        min_task_macs: 1,
+    };
+    let (threaded, _, m2, _) = run_jit_with(model, &opts);
+    assert!(
+        threaded.bytes() == out.bytes(),
+        "{} [jit, 2 threads]: output differs from 1 thread",
+        model.display()
+    );
+    let (input, _) = reference(&io_of(model));
+    let serial = m2.run_serial(&[input]).unwrap();
+    assert!(
+        serial[0].bytes() == out.bytes(),
+        "{} [jit, 2 tasks on 1 thread]: output differs from 1 thread",
+        model.display()
     );
 }
