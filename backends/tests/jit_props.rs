@@ -294,4 +294,45 @@ proptest! {
         g.add_output("y", y);
         agree(&g, &[tensor(&dims, seed)], 0.0)?;
     }
+
+    #[test]
+    fn resize_linear_and_cubic(
+        dims in prop::collection::vec(1usize..7, 3..=4),
+        scale_pick in prop::collection::vec(0usize..5, 2),
+        cubic in any::<bool>(),
+        coord in prop::sample::select(vec![CoordMode::HalfPixel, CoordMode::HalfPixelSymmetric,
+            CoordMode::PytorchHalfPixel, CoordMode::AlignCorners, CoordMode::Asymmetric,
+            CoordMode::TfCropAndResize]),
+        exclude_outside in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        // The last two axes are resized.
+        let r = dims.len();
+        let scales: Vec<f32> = scale_pick.iter().map(|&i| [0.5, 0.75, 1.0, 1.5, 2.5][i]).collect();
+        let attrs = ResizeAttrs {
+            by: ResizeBy::Scales,
+            mode: if cubic { ResizeMode::Cubic } else { ResizeMode::Linear },
+            coord,
+            nearest: NearestMode::RoundPreferFloor,
+            cubic_coeff_a: F32(-0.75),
+            exclude_outside,
+            extrapolation_value: F32(-3.0),
+            antialias: false,
+            aspect: AspectPolicy::Stretch,
+            axes: vec![r as i64 - 2, r as i64 - 1],
+        };
+        let mut g = Graph::new("p");
+        let x = g.add_input("x", TensorType::known(DType::F32, &dims));
+        let sc = g.add_const("scales", Tensor::from_vec(vec![2], scales));
+        let mut ins = vec![x, sc];
+        if coord == CoordMode::TfCropAndResize {
+            ins.push(g.add_const("roi", Tensor::from_vec(vec![4], vec![0.1f32, -0.2, 0.8, 1.1])));
+        }
+        let Ok(y) = g.add(Op::Resize(attrs), &ins, "resize") else {
+            // Scales that give an empty output are refused by type inference.
+            return Ok(());
+        };
+        g.add_output("y", y);
+        agree(&g, &[tensor(&dims, seed)], 2e-5)?;
+    }
 }

@@ -9,8 +9,9 @@
 //!   preserve it when the caller's rewiring does (e.g. replacing a value by one defined earlier).
 //! - Graph inputs are never removed or renumbered among themselves: they are the graph's interface.
 
-use crate::graph::{Graph, GraphError, Node, NodeId, ValueDef, ValueId};
+use crate::graph::{Constant, Graph, GraphError, Node, NodeId, ValueDef, ValueId};
 use crate::op::Op;
+use crate::tensor::Tensor;
 use crate::types::TensorType;
 use smallvec::SmallVec;
 
@@ -25,6 +26,12 @@ pub enum RewriteError {
     NoSuchNode { index: usize, len: usize },
     #[error("graph input position {pos} is out of range ({len} inputs)")]
     NoSuchInput { pos: usize, len: usize },
+    #[error("graph input {pos} has type {expected}; the value given is {actual}")]
+    InputMismatch {
+        pos: usize,
+        expected: String,
+        actual: String,
+    },
     #[error(transparent)]
     Graph(#[from] GraphError),
 }
@@ -347,6 +354,48 @@ impl Graph {
         let node = &mut self.nodes[id.index()];
         node.op = op;
         node.inputs = inputs.into();
+        Ok(())
+    }
+
+    /// Turns graph input `pos` into a constant holding `data` (specialising the graph for that
+    /// value): the value keeps its id and name, later inputs move down one position, and types
+    /// are re-inferred. `data` must fit the input's type (same dtype; known dims equal).
+    pub fn specialize_input(&mut self, pos: usize, data: Tensor) -> Result<(), RewriteError> {
+        let v = *self.inputs.get(pos).ok_or(RewriteError::NoSuchInput {
+            pos,
+            len: self.inputs.len(),
+        })?;
+        let fits = {
+            let ty = &self.values[v.index()].ty;
+            ty.dtype == data.dtype()
+                && ty.rank() == data.dims().len()
+                && ty.shape.iter().zip(data.dims()).all(|(d, &n)| match d {
+                    crate::Dim::Known(k) => *k == n,
+                    _ => true,
+                })
+        };
+        if !fits {
+            return Err(RewriteError::InputMismatch {
+                pos,
+                expected: self.values[v.index()].ty.to_string(),
+                actual: format!("{}{:?}", data.dtype(), data.dims()),
+            });
+        }
+        let name = self.values[v.index()]
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("input{pos}"));
+        self.values[v.index()].ty =
+            TensorType::new(data.dtype(), crate::types::shape_of(data.dims()));
+        self.values[v.index()].def = ValueDef::Const(Constant {
+            name,
+            data: Some(data),
+        });
+        self.inputs.remove(pos);
+        for (p, &w) in self.inputs.iter().enumerate() {
+            self.values[w.index()].def = ValueDef::Input(p);
+        }
+        self.reinfer()?;
         Ok(())
     }
 

@@ -139,3 +139,29 @@ fn set_node_op_and_reinfer_node() {
         .is_err());
     verify(&g).unwrap();
 }
+
+/// A shape input specialised to a constant: later inputs move down, types become known.
+#[test]
+fn specialize_input_turns_an_input_into_a_constant() {
+    let mut g = Graph::new("t");
+    let shape = g.add_input("shape", TensorType::known(DType::I64, &[2]));
+    let x = g.add_input("x", TensorType::known(DType::F32, &[2, 3]));
+    let y = g
+        .add(Op::Reshape { allowzero: false }, &[x, shape], "r")
+        .unwrap();
+    g.add_output("y", y);
+    assert_eq!(g.ty(y).shape[0], Dim::Unknown);
+    let bad = g.specialize_input(0, Tensor::from_vec(vec![3], vec![3i64, 2, 1]));
+    assert!(matches!(
+        bad,
+        Err(RewriteError::InputMismatch { pos: 0, .. })
+    ));
+    assert!(g.specialize_input(5, Tensor::scalar(1i64)).is_err());
+    g.specialize_input(0, Tensor::from_vec(vec![2], vec![3i64, 2]))
+        .unwrap();
+    assert_eq!(g.inputs, vec![x]);
+    assert!(matches!(g.value(x).def, ValueDef::Input(0)));
+    assert!(matches!(g.value(shape).def, ValueDef::Const(_)));
+    assert_eq!(g.ty(y).dims(), Some(vec![3, 2]));
+    verify(&g).unwrap();
+}

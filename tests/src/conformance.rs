@@ -194,8 +194,14 @@ pub fn interp_backend(g: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
 /// The Cranelift JIT: binds the graph's input shapes from the tensors, compiles, runs.
 /// A panic while compiling or running is reported as an error (it is a JIT bug, and one case
 /// must not stop the suite).
+///
+/// The JIT compiles for static shapes, so graph inputs that only feed shape parameters (Resize
+/// scales/sizes/roi, Reshape/Expand/Tile shapes, Slice/Pad/Split/Squeeze/Unsqueeze/reduction
+/// operands, TopK's k) are specialised: they become constants holding the case's values.
 pub fn jit_backend(g: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
-    let mut g = g.clone();
+    let (g, inputs) = specialise_shape_parameters(g, inputs)?;
+    let inputs = &inputs[..];
+    let mut g = g;
     for (&v, t) in g.inputs.clone().iter().zip(inputs) {
         g.values[v.index()].ty.shape = kestrel_ir::shape_of(t.dims());
     }
@@ -215,6 +221,61 @@ pub fn jit_backend(g: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
             Err(anyhow::anyhow!("JIT panicked: {msg}"))
         }
     }
+}
+
+/// Whether operand `i` of `op` is a shape parameter rather than data.
+fn is_shape_parameter(op: &kestrel_ir::Op, i: usize) -> bool {
+    use kestrel_ir::Op;
+    match op {
+        Op::Resize(_)
+        | Op::Reshape { .. }
+        | Op::Expand
+        | Op::Tile
+        | Op::Slice
+        | Op::Split { .. }
+        | Op::Squeeze
+        | Op::Unsqueeze
+        | Op::Reduce(_)
+        | Op::TopK { .. } => i >= 1,
+        Op::Pad { .. } => i == 1 || i == 3,
+        Op::ConstantOfShape { .. } => i == 0,
+        _ => false,
+    }
+}
+
+/// Turns the graph inputs used only as shape parameters into constants holding `inputs`' values;
+/// returns the new graph and the remaining inputs.
+fn specialise_shape_parameters(g: &Graph, inputs: &[Tensor]) -> Result<(Graph, Vec<Tensor>)> {
+    let mut g = g.clone();
+    let mut rest = Vec::new();
+    let mut pos = 0;
+    for t in inputs {
+        let Some(&v) = g.inputs.get(pos) else { break };
+        let uses: Vec<(usize, usize)> = g
+            .nodes
+            .iter()
+            .enumerate()
+            .flat_map(|(n, node)| {
+                node.inputs
+                    .iter()
+                    .enumerate()
+                    .filter(move |(_, &u)| u == v)
+                    .map(move |(i, _)| (n, i))
+            })
+            .collect();
+        let parameter = !uses.is_empty()
+            && !g.is_output(v)
+            && uses
+                .iter()
+                .all(|&(n, i)| is_shape_parameter(&g.nodes[n].op, i));
+        if parameter {
+            g.specialize_input(pos, t.clone())?;
+        } else {
+            rest.push(t.clone());
+            pos += 1;
+        }
+    }
+    Ok((g, rest))
 }
 
 pub fn backend_by_name(name: &str) -> Option<Backend> {

@@ -36,6 +36,7 @@ use kestrel_ir::{DType, Dim, Graph, NodeId, Op, Tensor, ValueDef};
 use std::collections::HashMap;
 
 pub use elementwise::erf;
+pub use resize::resize_taps;
 
 /// Largest tensor (or scratch buffer) the interpreter will ever allocate, in bytes (16 GiB).
 /// The limit actually applied is [`tensor_byte_limit`], which is lower on small machines.

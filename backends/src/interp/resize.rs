@@ -47,28 +47,11 @@ pub(crate) fn resize(
         return Err(unsupported_dtype(name, x.dtype()));
     }
     let dims = x.dims();
+    let (geom, taps) = plan(attrs, dims, scales_or_sizes, roi)?;
     let r = dims.len();
-    let axes: Vec<usize> = if attrs.axes.is_empty() {
-        (0..r).collect()
-    } else {
-        let mut v = Vec::new();
-        for &a in &attrs.axes {
-            let a = norm_axis(name, a, r)?;
-            if v.contains(&a) {
-                return Err(invalid(name, format!("axis {a} is listed twice")));
-            }
-            v.push(a);
-        }
-        v
-    };
-    let geom = geometry(attrs, dims, &axes, scales_or_sizes, roi)?;
     let out_dims: Vec<usize> = geom.iter().map(|g| g.output).collect();
     let total = check_alloc(name, x.dtype(), &out_dims)?;
     check_extents(name, x.dtype(), &out_dims)?;
-    let taps: Vec<Vec<AxisTaps>> = geom
-        .iter()
-        .map(|g| (0..g.output).map(|o| axis_taps(attrs, g, o)).collect())
-        .collect();
     let xv = x.to_f64_vec();
     let in_strides = strides_of(dims);
     let extrapolation = attrs.extrapolation_value.0 as f64;
@@ -98,6 +81,71 @@ pub(crate) fn resize(
         }
     }
     tensor_from_f64(x.dtype(), out_dims, &out)
+}
+
+/// Per-axis geometry and, per axis and output coordinate, how the input is read.
+fn plan(
+    attrs: &ResizeAttrs,
+    dims: &[usize],
+    scales_or_sizes: &Tensor,
+    roi: Option<&Tensor>,
+) -> Res<(Vec<AxisGeom>, Vec<Vec<AxisTaps>>)> {
+    let name = "resize";
+    let r = dims.len();
+    let axes: Vec<usize> = if attrs.axes.is_empty() {
+        (0..r).collect()
+    } else {
+        let mut v = Vec::new();
+        for &a in &attrs.axes {
+            let a = norm_axis(name, a, r)?;
+            if v.contains(&a) {
+                return Err(invalid(name, format!("axis {a} is listed twice")));
+            }
+            v.push(a);
+        }
+        v
+    };
+    let geom = geometry(attrs, dims, &axes, scales_or_sizes, roi)?;
+    let out_dims: Vec<usize> = geom.iter().map(|g| g.output).collect();
+    check_extents(name, DType::F32, &out_dims)?;
+    let taps: Vec<Vec<AxisTaps>> = geom
+        .iter()
+        .map(|g| (0..g.output).map(|o| axis_taps(attrs, g, o)).collect())
+        .collect();
+    Ok((geom, taps))
+}
+
+/// `(input index, weight)` pairs of one output coordinate along one axis.
+pub type Taps = Vec<(usize, f64)>;
+
+/// The interpolation `Resize` performs on an input of extents `dims`, for compiled kernels: per
+/// axis, per output coordinate, the `(input index, weight)` taps with non-zero weight, or `None`
+/// where the coordinate lies outside the `tf_crop_and_resize` box (the output is then the
+/// extrapolation value). The output element is `sum over tap tuples of prod(weights) * x[indices]`.
+pub fn resize_taps(
+    attrs: &ResizeAttrs,
+    dims: &[usize],
+    scales_or_sizes: &Tensor,
+    roi: Option<&Tensor>,
+) -> Result<Vec<Vec<Option<Taps>>>, EvalError> {
+    if attrs.antialias {
+        return Err(EvalError::Unsupported {
+            op: "resize",
+            what: "antialias".into(),
+        });
+    }
+    let (_, taps) = plan(attrs, dims, scales_or_sizes, roi)?;
+    Ok(taps
+        .into_iter()
+        .map(|axis| {
+            axis.into_iter()
+                .map(|t| match t {
+                    AxisTaps::Extrapolate => None,
+                    AxisTaps::Taps(v) => Some(v),
+                })
+                .collect()
+        })
+        .collect())
 }
 
 /// `sum over taps of prod(weights) * x[offset]` for axes `axis..`.

@@ -35,7 +35,9 @@ use cranelift_codegen::ir::{
 use cranelift_codegen::ir::{UserExternalName, UserFuncName};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_module::{DataDescription, DataId, FuncId, Linkage, Module};
-use kestrel_ir::{BinaryOp, DType, Graph, Node, NodeId, Op, Tensor, ValueDef, ValueId};
+use kestrel_ir::{
+    BinaryOp, DType, Graph, Node, NodeId, Op, ResizeAttrs, ResizeMode, Tensor, ValueDef, ValueId,
+};
 use std::collections::HashMap;
 
 /// What [`lower`] produced.
@@ -747,7 +749,11 @@ fn emit_node(e: &mut E, k: &mut Kx) -> Result<(), JitError> {
         | Op::Split { .. }
         | Op::Tile
         | Op::Pad { .. }
-        | Op::Resize(_) => shape::by_index(e, k),
+        | Op::Resize(ResizeAttrs {
+            mode: ResizeMode::Nearest,
+            ..
+        }) => shape::by_index(e, k),
+        Op::Resize(a) => super::resize::lower(e, k, a),
         Op::GatherElements { .. } if k.const_in(1).is_some() => shape::by_index(e, k),
         Op::ConvTranspose(_)
         | Op::Arg(_)

@@ -26,6 +26,7 @@ mod matmul;
 mod normalize;
 mod pool;
 mod reduce;
+mod resize;
 mod shape;
 
 use cranelift_codegen::settings::{self, Configurable};
