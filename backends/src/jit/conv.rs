@@ -90,6 +90,11 @@ fn is_depthwise(g: &Geo) -> bool {
     g.group == g.c && g.m == g.c && g.group > 1
 }
 
+/// 2-D depthwise convolutions are computed from the input plane directly, without a padded copy.
+fn is_direct_depthwise_2d(g: &Geo) -> bool {
+    g.w.kernel.len() == 2 && g.taps <= 49
+}
+
 fn is_direct_1x1(g: &Geo) -> bool {
     g.taps == 1 && g.w.strides.iter().all(|&s| s == 1) && !g.w.needs_padding()
 }
@@ -172,7 +177,7 @@ pub fn scratch_bytes(
     };
     let col = geo.cg * geo.taps * geo.p * 4;
     Ok(if is_depthwise(&geo) {
-        if geo.w.needs_padding() {
+        if geo.w.needs_padding() && !is_direct_depthwise_2d(&geo) {
             geo.w.padded_elems() * 4 * tasks
         } else {
             0
@@ -198,6 +203,9 @@ pub fn lower(e: &mut E, k: &mut Kx, a: &ConvAttrs) -> Result<(), JitError> {
     let split = split_of(&geo, k.tasks);
     let scratch = k.scratch;
     k.for_task(e, |e, t| match &split {
+        Split::Planes(r) if is_direct_depthwise_2d(&geo) => {
+            depthwise_2d(e, &geo, x, wp, bias, out, r[t].clone());
+        }
         Split::Planes(r) => {
             let plane_bytes = geo.w.padded_elems() * 4;
             let sc = scratch.map(|s| e.addr(s, (t * plane_bytes) as i64));
@@ -471,7 +479,9 @@ fn depthwise(
         let wv: Vec<Value> = (0..ntaps)
             .map(|t| e.load(types::F32, wch, (t * 4) as i32))
             .collect();
-        let vectorize = inner_stride == 4 && inner_out >= 4 && ntaps <= 25;
+        // Four adjacent outputs per F32X4: their windows are `inner_stride` bytes apart, read with
+        // one vector load when that is 4 bytes, else gathered lane by lane.
+        let vectorize = inner_out >= 4 && ntaps <= 25 && inner_stride <= 64;
         e.nest(
             &dims,
             &[win_st.clone(), o_st.clone()],
@@ -486,10 +496,21 @@ fn depthwise(
                         .collect();
                     let bv = e.fb.ins().splat(types::F32X4, b);
                     e.loop_n(chunks, |e, i| {
-                        let wi = e.index(win, i, 16);
+                        let wi = e.index(win, i, 4 * inner_stride);
                         let mut acc = bv;
                         for (t, &off) in taps.iter().enumerate() {
-                            let v = e.load(types::F32X4, wi, off as i32);
+                            let v = if inner_stride == 4 {
+                                e.load(types::F32X4, wi, off as i32)
+                            } else {
+                                let x0 = e.load(types::F32, wi, off as i32);
+                                let mut v = e.fb.ins().splat(types::F32X4, x0);
+                                for l in 1..4u8 {
+                                    let o = off + inner_stride * l as i64;
+                                    let x = e.load(types::F32, wi, o as i32);
+                                    v = e.fb.ins().insertlane(v, x, l);
+                                }
+                                v
+                            };
                             acc = e.fma(v, wsplat[t], acc);
                         }
                         let oa = e.index(o, i, 16);
@@ -513,5 +534,148 @@ fn depthwise(
                 }
             },
         );
+    });
+}
+
+/// 2-D depthwise convolution of the planes `planes` of `N·C`, reading the input plane in place.
+///
+/// Output rows whose every kernel row is inside the input form one loop; the few rows at the top
+/// and bottom edges get their own code with only their valid kernel rows. Within a row, the
+/// columns whose windows are inside the input run four outputs per `F32X4`; the edge columns
+/// are scalar with only their valid taps. So padding is never materialised.
+#[allow(clippy::too_many_arguments)]
+fn depthwise_2d(
+    e: &mut E,
+    g: &Geo,
+    x: Value,
+    wp: Value,
+    bias: Option<Value>,
+    out: Value,
+    planes: std::ops::Range<usize>,
+) {
+    let w = &g.w;
+    let (ih, iw) = (w.in_sp[0] as i64, w.in_sp[1] as i64);
+    let (oh, ow) = (w.out_sp[0], w.out_sp[1]);
+    let (kh, kw) = (w.kernel[0], w.kernel[1]);
+    let (sh, sw) = (w.strides[0] as i64, w.strides[1] as i64);
+    let (dh, dw) = (w.dilations[0] as i64, w.dilations[1] as i64);
+    let (pt, pl) = (w.pads[0].0 as i64, w.pads[1].0 as i64);
+    // Valid kernel indices for an output coordinate along one axis.
+    let valid = |o: usize, s: i64, d: i64, p: i64, k: usize, extent: i64| -> Vec<usize> {
+        (0..k)
+            .filter(|&t| {
+                let i = o as i64 * s - p + t as i64 * d;
+                (0..extent).contains(&i)
+            })
+            .collect()
+    };
+    let full = |o: usize, s: i64, d: i64, p: i64, k: usize, extent: i64| {
+        valid(o, s, d, p, k, extent).len() == k
+    };
+    let rows_full: Vec<usize> = (0..oh).filter(|&o| full(o, sh, dh, pt, kh, ih)).collect();
+    let cols_full: Vec<usize> = (0..ow).filter(|&o| full(o, sw, dw, pl, kw, iw)).collect();
+    // Interior ranges (contiguous by construction: validity is monotone towards the centre).
+    let (r0, r1) = (
+        rows_full.first().copied().unwrap_or(0),
+        rows_full.last().map_or(0, |&r| r + 1),
+    );
+    let (c0, c1) = (
+        cols_full.first().copied().unwrap_or(0),
+        cols_full.last().map_or(0, |&c| c + 1),
+    );
+    let plane_in = ih * iw * 4;
+    let plane_out = (g.p * 4) as i64;
+    let ntaps = kh * kw;
+    e.loop_range(planes.start as i64, planes.end as i64, 1, |e, pl_idx| {
+        let ch = e.fb.ins().urem_imm_s(pl_idx, g.c as i64);
+        let src = e.index(x, pl_idx, plane_in);
+        let dst = e.index(out, pl_idx, plane_out);
+        let wch = e.index(wp, ch, (ntaps * 4) as i64);
+        let b = match bias {
+            Some(b) => {
+                let a = e.index(b, ch, 4);
+                e.load(types::F32, a, 0)
+            }
+            None => e.fconst(types::F32, 0.0),
+        };
+        let wv: Vec<Value> = (0..ntaps)
+            .map(|t| e.load(types::F32, wch, (t * 4) as i32))
+            .collect();
+        let bv = e.fb.ins().splat(types::F32X4, b);
+        let wsplat: Vec<Value> = wv
+            .iter()
+            .map(|&s| e.fb.ins().splat(types::F32X4, s))
+            .collect();
+        // One output row: `row_in` points at input row `oy·sh - pt` (possibly outside the plane;
+        // only valid kernel rows `kys` are read), `row_out` at the output row.
+        let emit_row = |e: &mut E, row_in: Value, row_out: Value, kys: &[usize]| {
+            // Byte offset of tap (ky, kx) from the window origin of output column 0.
+            let tap =
+                |ky: usize, kx: usize| -> i64 { ((ky as i64 * dh) * iw + kx as i64 * dw - pl) * 4 };
+            let interior = c1.saturating_sub(c0);
+            let chunks = interior / 4;
+            let step = sw * 4;
+            // Vector interior.
+            let base_in = e.addr(row_in, c0 as i64 * step);
+            let base_out = e.addr(row_out, (c0 * 4) as i64);
+            e.loop_n(chunks, |e, i| {
+                let wi = e.index(base_in, i, 4 * step);
+                let mut acc = bv;
+                for &ky in kys {
+                    for kx in 0..kw {
+                        let off = tap(ky, kx);
+                        let v = if sw == 1 {
+                            e.load(types::F32X4, wi, off as i32)
+                        } else {
+                            let x0 = e.load(types::F32, wi, off as i32);
+                            let mut v = e.fb.ins().splat(types::F32X4, x0);
+                            for l in 1..4u8 {
+                                let xl = e.load(types::F32, wi, (off + step * l as i64) as i32);
+                                v = e.fb.ins().insertlane(v, xl, l);
+                            }
+                            v
+                        };
+                        acc = e.fma(v, wsplat[ky * kw + kx], acc);
+                    }
+                }
+                let oa = e.index(base_out, i, 16);
+                e.store(acc, oa, 0);
+            });
+            // Scalar columns: the interior tail, then the edge columns with their valid taps.
+            let scalar_cols: Vec<usize> = (c0 + chunks * 4..c1)
+                .chain(0..c0.min(ow))
+                .chain(c1.max(c0)..ow)
+                .collect();
+            for ox in scalar_cols {
+                let kxs = valid(ox, sw, dw, pl, kw, iw);
+                let mut acc = b;
+                for &ky in kys {
+                    for &kx in &kxs {
+                        let off = tap(ky, kx) + ox as i64 * step;
+                        let v = e.load(types::F32, row_in, off as i32);
+                        acc = e.fma(v, wv[ky * kw + kx], acc);
+                    }
+                }
+                e.store(acc, row_out, (ox * 4) as i32);
+            }
+        };
+        let all: Vec<usize> = (0..kh).collect();
+        // Interior rows.
+        if r1 > r0 {
+            e.loop_range(r0 as i64, r1 as i64, 1, |e, oy| {
+                let off = e.fb.ins().imul_imm_s(oy, sh * iw * 4);
+                let row_in = e.fb.ins().iadd(src, off);
+                let row_in = e.addr(row_in, -pt * iw * 4);
+                let row_out = e.index(dst, oy, (ow * 4) as i64);
+                emit_row(e, row_in, row_out, &all);
+            });
+        }
+        // Edge rows.
+        for oy in (0..r0.min(oh)).chain(r1.max(r0)..oh) {
+            let kys = valid(oy, sh, dh, pt, kh, ih);
+            let row_in = e.addr(src, (oy as i64 * sh - pt) * iw * 4);
+            let row_out = e.addr(dst, (oy * ow * 4) as i64);
+            emit_row(e, row_in, row_out, &kys);
+        }
     });
 }

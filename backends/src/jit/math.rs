@@ -100,12 +100,19 @@ impl E<'_, '_> {
         let ity = E::int_of(ty);
         let hi = self.fconst(ty, 88.72283);
         let lo = self.fconst(ty, -87.33654);
-        // Clamp (NaN propagates through fmin/fmax).
-        let xc0 = self.fb.ins().fmin(x, hi);
-        let xc = self.fb.ins().fmax(xc0, lo);
+        // Clamp with compare-and-select (a NaN compares false and passes through), which is
+        // much shorter than the NaN-exact fmin/fmax sequences.
+        let above = self.fcmp(FloatCC::GreaterThan, x, hi);
+        let xc0 = self.sel(above, hi, x);
+        let below = self.fcmp(FloatCC::LessThan, xc0, lo);
+        let xc = self.sel(below, lo, xc0);
         let log2e = self.fconst(ty, std::f32::consts::LOG2_E);
         let t = self.fb.ins().fmul(xc, log2e);
-        let n = self.round_magic(t);
+        // n = round(t) by the magic-number trick; its integer value is the difference of the
+        // bit patterns (|t| < 2^22), so no float-to-int conversion is needed.
+        let magic = self.fconst(ty, 12582912.0); // 1.5 * 2^23
+        let tm = self.fb.ins().fadd(t, magic);
+        let n = self.fb.ins().fsub(tm, magic);
         let ln2_hi = self.fconst(ty, -0.693_145_75);
         let ln2_lo = self.fconst(ty, -1.428_606_8e-6);
         let r0 = self.fma(n, ln2_hi, xc);
@@ -126,7 +133,9 @@ impl E<'_, '_> {
         );
         // 2^n from the exponent bits; n in [-126, 128] after the clamp, so split the scale in two
         // factors to cover n = 128 and n = -126 without overflow/denormal exponents.
-        let ni = self.fb.ins().fcvt_to_sint_sat(ity, n);
+        let tm_bits = self.bits(ity, tm);
+        let magic_bits = self.iconst_ty(ity, 12582912.0f32.to_bits() as i64);
+        let ni = self.fb.ins().isub(tm_bits, magic_bits);
         let half = self.fb.ins().sshr_imm_s(ni, 1);
         let rest = self.fb.ins().isub(ni, half);
         let bias = self.iconst_ty(ity, 127);

@@ -231,17 +231,57 @@ pub fn pool(e: &mut E, k: &mut Kx, a: &PoolAttrs) -> Result<(), JitError> {
     let scratch = k.scratch;
     let kind = a.kind;
     let out_st: Vec<i64> = strides_of(&w.out_sp);
-    let mut win_st: Vec<i64> = (0..w.out_sp.len())
+    // Outer output axes are a loop nest; the innermost output axis is handled in the body, four
+    // outputs per `F32X4` (their windows `step` bytes apart in the plane) plus a scalar tail.
+    let last = w.out_sp.len() - 1;
+    let inner = w.out_sp[last];
+    let step = (w.strides[last] as i64) * ps[last] * 4;
+    let mut dims = w.out_sp[..last].to_vec();
+    dims.push(1);
+    let mut win_st: Vec<i64> = (0..last)
         .map(|ax| (w.strides[ax] as i64) * ps[ax] * 4)
         .collect();
-    let mut dims = w.out_sp.clone();
-    // The nest walks all output axes; add a unit innermost axis so every real axis is a loop.
-    dims.push(1);
     win_st.push(0);
-    let mut o_st: Vec<i64> = out_st.iter().map(|x| x * 4).collect();
+    let mut o_st: Vec<i64> = out_st[..last].iter().map(|x| x * 4).collect();
     o_st.push(0);
-    let mut idx_st: Vec<i64> = out_st.clone();
+    let mut idx_st: Vec<i64> = out_st[..last].to_vec();
     idx_st.push(0);
+    let chunks = if e.flags.has_simd() { inner / 4 } else { 0 };
+    // acc ⊕ v for one tap, on F32 or F32X4.
+    let combine = |e: &mut E, acc: Value, v: Value| -> Value {
+        match kind {
+            PoolKind::Max => {
+                // Keeps a tap only when it compares greater: NaN taps are skipped.
+                let gt = e.fcmp(FloatCC::GreaterThan, v, acc);
+                e.sel(gt, v, acc)
+            }
+            PoolKind::Average | PoolKind::Lp(1) => {
+                let v = if matches!(kind, PoolKind::Lp(_)) {
+                    e.fb.ins().fabs(v)
+                } else {
+                    v
+                };
+                e.fb.ins().fadd(acc, v)
+            }
+            PoolKind::Lp(_) => e.fma(v, v, acc),
+        }
+    };
+    // The pooled value from the accumulator; `oi` is the (first) output index.
+    let finish = |e: &mut E, acc: Value, oi: Value, ty: types::Type| -> Value {
+        match (&recip, recip_ptr) {
+            (Some((_, _)), Some(rp)) => {
+                let a = e.index(rp, oi, 4);
+                let m = e.load(ty, a, 0);
+                e.fb.ins().fmul(acc, m)
+            }
+            (Some((r, true)), None) => {
+                let m = e.fconst(ty, r[0]);
+                e.fb.ins().fmul(acc, m)
+            }
+            _ if kind == PoolKind::Lp(2) => e.fb.ins().sqrt(acc),
+            _ => acc,
+        }
+    };
     e.loop_n(w.planes, |e, p| {
         let s = e.index(src, p, (isz * 4) as i64);
         let d = e.index(dst, p, (osz * 4) as i64);
@@ -256,39 +296,39 @@ pub fn pool(e: &mut E, k: &mut Kx, a: &PoolAttrs) -> Result<(), JitError> {
         let ops = vec![win_st.clone(), o_st.clone(), idx_st.clone()];
         e.nest(&dims, &ops, &[plane, d, zero_idx], &mut |e, q| {
             let (win, out, oi) = (q[0], q[1], q[2]);
-            let mut acc = e.fconst(types::F32, fill);
-            for &t in &taps {
-                let v = e.load(types::F32, win, t as i32);
-                acc = match kind {
-                    PoolKind::Max => {
-                        let gt = e.fcmp(FloatCC::GreaterThan, v, acc);
-                        e.fb.ins().select(gt, v, acc)
-                    }
-                    PoolKind::Average | PoolKind::Lp(1) => {
-                        let v = if matches!(kind, PoolKind::Lp(_)) {
-                            e.fb.ins().fabs(v)
-                        } else {
-                            v
-                        };
-                        e.fb.ins().fadd(acc, v)
-                    }
-                    PoolKind::Lp(_) => e.fma(v, v, acc),
-                };
+            e.loop_n(chunks, |e, c| {
+                let wc = e.index(win, c, 4 * step);
+                let oc = e.index(out, c, 16);
+                let c4 = e.fb.ins().imul_imm_s(c, 4);
+                let ic = e.fb.ins().iadd(oi, c4);
+                let mut acc = e.fconst(types::F32X4, fill);
+                for &t in &taps {
+                    let v = if step == 4 {
+                        e.load(types::F32X4, wc, t as i32)
+                    } else {
+                        let x0 = e.load(types::F32, wc, t as i32);
+                        let mut v = e.fb.ins().splat(types::F32X4, x0);
+                        for l in 1..4u8 {
+                            let x = e.load(types::F32, wc, (t + step * l as i64) as i32);
+                            v = e.fb.ins().insertlane(v, x, l);
+                        }
+                        v
+                    };
+                    acc = combine(e, acc, v);
+                }
+                let r = finish(e, acc, ic, types::F32X4);
+                e.store(r, oc, 0);
+            });
+            for j in chunks * 4..inner {
+                let mut acc = e.fconst(types::F32, fill);
+                for &t in &taps {
+                    let v = e.load(types::F32, win, (t + step * j as i64) as i32);
+                    acc = combine(e, acc, v);
+                }
+                let ij = e.fb.ins().iadd_imm_s(oi, j as i64);
+                let r = finish(e, acc, ij, types::F32);
+                e.store(r, out, (4 * j) as i32);
             }
-            let r = match (&recip, recip_ptr) {
-                (Some((_, _)), Some(rp)) => {
-                    let a = e.index(rp, oi, 4);
-                    let m = e.load(types::F32, a, 0);
-                    e.fb.ins().fmul(acc, m)
-                }
-                (Some((r, true)), None) => {
-                    let m = e.fconst(types::F32, r[0]);
-                    e.fb.ins().fmul(acc, m)
-                }
-                _ if kind == PoolKind::Lp(2) => e.fb.ins().sqrt(acc),
-                _ => acc,
-            };
-            e.store(r, out, 0);
         });
     });
     Ok(())
