@@ -192,6 +192,10 @@ pub struct BenchArgs {
     /// Also write the measurements as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Also time every kernel node alone (JIT only) and report conv/GEMM rates against the
+    /// measured FMA peak.
+    #[arg(long)]
+    pub layers: bool,
     /// Inputs (default: deterministic pseudo-random data, leading symbolic batch dims = 1).
     #[command(flatten)]
     pub inputs: InputArgs,
@@ -469,6 +473,16 @@ fn cmd_bench(args: BenchArgs) -> Result<()> {
         "latency: median {:.3} ms, min {:.3} ms, max {:.3} ms ({} runs after {} warm-up)",
         stats.median_ms, stats.min_ms, stats.max_ms, args.iters, args.warmup
     );
+    if args.layers {
+        if jit.is_none() {
+            bail!("--layers needs the JIT backend");
+        }
+        let opts = kestrel_backends::jit::JitOptions::with_threads(args.threads);
+        let peak =
+            kestrel_backends::jit::peak::fma_peak_gflops(7).context("measuring the FMA peak")?;
+        let layers = crate::layers::profile(&graph, &opts, args.iters.min(20), &args.model)?;
+        crate::layers::print(&layers, peak * args.threads as f64, stats.median_ms);
+    }
     if let Some(path) = &args.json {
         let json = format!(
             "{{\"model\": {:?}, \"backend\": \"{}\", \"pipeline\": {:?}, \"threads\": {}, \"nodes\": {}, \"compile_ms\": {:.4}, \"median_ms\": {:.4}, \"min_ms\": {:.4}, \"max_ms\": {:.4}, \"iters\": {}}}\n",

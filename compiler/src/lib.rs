@@ -3,5 +3,6 @@
 pub mod cli;
 pub mod driver;
 pub mod dump;
+pub mod layers;
 pub mod onnx;
 pub mod tensor_io;

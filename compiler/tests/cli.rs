@@ -556,3 +556,46 @@ fn bench_reports_latency_compile_time_and_memory() {
         "{j}"
     );
 }
+
+/// `--layers` times each kernel node alone; the digits CNN has two convolutions and a Gemm, whose
+/// multiply-adds are known exactly.
+#[test]
+fn bench_layers_times_every_kernel_node() {
+    let o = kestrel(&[
+        "bench",
+        &digits("digits_cnn.b1.onnx"),
+        "--iters",
+        "3",
+        "--warmup",
+        "1",
+        "--layers",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("node ")).collect();
+    let convs = rows.iter().filter(|l| l.contains("(conv)")).count();
+    assert_eq!(convs, 2, "{text}");
+    // conv1: 16 outputs channels × 8×8 pixels × (1·3·3) = 9,216 MACs = 0.01 MMACs.
+    assert!(
+        rows.iter()
+            .any(|l| l.contains("(conv)") && l.contains(" 0.01 ")),
+        "{text}"
+    );
+    assert!(
+        text.contains("layers: ") && text.contains("FMA peak"),
+        "{text}"
+    );
+    let bad = kestrel(&[
+        "bench",
+        &digits("digits_cnn.b1.onnx"),
+        "--backend",
+        "interp",
+        "--layers",
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        stderr(&bad).contains("--layers needs the JIT"),
+        "{}",
+        stderr(&bad)
+    );
+}

@@ -18,6 +18,7 @@ pub mod gemm;
 pub mod isa;
 pub mod lower;
 pub mod math;
+pub mod peak;
 pub mod plan;
 
 mod conv;

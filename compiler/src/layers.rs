@@ -1,0 +1,183 @@
+//! Per-layer timing (`kestrel bench --layers`): every kernel node of the compiled graph is cut out
+//! into a one-node graph (its constant inputs stay constants, the others become inputs with
+//! deterministic data), compiled with the JIT and timed on its own. Convolutions and matrix
+//! products report their rate against the machine's 128-bit FMA peak, measured in the same run.
+//!
+//! A layer timed alone runs with warm caches for its own operands, so the sum of the layers is
+//! usually a little below the whole model's latency; the difference is reported.
+
+use crate::driver;
+use anyhow::{Context, Result};
+use kestrel_backends::jit::{self, JitOptions};
+use kestrel_ir::{Graph, NodeId, Op, ValueDef};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// The timing of one node.
+pub struct LayerTiming {
+    pub node: String,
+    pub op: String,
+    /// Output type, e.g. `f32[1,64,56,56]`.
+    pub output: String,
+    /// Multiply-adds of a convolution or matrix product (0 for other ops).
+    pub macs: u64,
+    pub median_ms: f64,
+}
+
+impl LayerTiming {
+    pub fn gflops(&self) -> f64 {
+        2.0 * self.macs as f64 / (self.median_ms * 1e-3) / 1e9
+    }
+}
+
+/// Multiply-adds of a convolution, Gemm or MatMul node with known shapes.
+pub fn macs(g: &Graph, id: NodeId) -> u64 {
+    let node = g.node(id);
+    let dims = |v| g.ty(v).dims().unwrap_or_default();
+    let out: u64 = dims(node.outputs[0]).iter().product::<usize>() as u64;
+    match &node.op {
+        Op::Conv(_) => {
+            // Each output element sums C/group · prod(kernel) products: the weight's [1..].
+            let w = dims(node.inputs[1]);
+            out * w[1..].iter().product::<usize>() as u64
+        }
+        Op::Gemm(a) => {
+            let x = dims(node.inputs[0]);
+            let k = if a.trans_a { x[0] } else { x[x.len() - 1] };
+            out * k as u64
+        }
+        Op::MatMul => {
+            let x = dims(node.inputs[0]);
+            out * *x.last().unwrap_or(&1) as u64
+        }
+        _ => 0,
+    }
+}
+
+/// Whether the JIT gives `node` its own kernel (not folded at compile time, not a view).
+fn is_kernel(g: &Graph, id: NodeId) -> bool {
+    let node = g.node(id);
+    let all_const = node
+        .inputs
+        .iter()
+        .all(|&v| matches!(g.value(v).def, ValueDef::Const(_)));
+    let view = matches!(
+        node.op,
+        Op::Reshape { .. } | Op::Flatten { .. } | Op::Squeeze | Op::Unsqueeze | Op::Identity
+    );
+    !(all_const || view || matches!(node.op, Op::Shape { .. } | Op::Size))
+}
+
+/// The one-node graph of `id`: constant inputs keep their data, other inputs become graph inputs.
+fn single_node_graph(g: &Graph, id: NodeId) -> Result<Graph> {
+    let node = g.node(id);
+    let mut one = Graph::new(format!("{}_n{}", g.name, id.0));
+    let mut ins = Vec::new();
+    for (i, &v) in node.inputs.iter().enumerate() {
+        let value = g.value(v);
+        ins.push(match &value.def {
+            ValueDef::Const(c) => match &c.data {
+                Some(t) => one.add_const(c.name.clone(), t.clone()),
+                None => one.add_input(format!("in{i}"), value.ty.clone()),
+            },
+            _ => one.add_input(format!("in{i}"), value.ty.clone()),
+        });
+    }
+    let outs = one
+        .add_node(node.op.clone(), &ins, node.name.clone())
+        .with_context(|| g.describe_node(id))?;
+    for (i, &o) in outs.iter().enumerate() {
+        one.add_output(format!("out{i}"), o);
+    }
+    Ok(one)
+}
+
+/// Times every kernel node of `g` (dimensions known) alone: median of `iters` runs after two
+/// warm-up runs.
+pub fn profile(
+    g: &Graph,
+    opts: &JitOptions,
+    iters: usize,
+    model: &Path,
+) -> Result<Vec<LayerTiming>> {
+    let mut out = Vec::new();
+    for i in 0..g.nodes.len() {
+        let id = NodeId(i as u32);
+        if !is_kernel(g, id) {
+            continue;
+        }
+        let one = single_node_graph(g, id)?;
+        let inputs = driver::synthetic_inputs(&one, model)?;
+        let compiled = jit::compile(&one, opts)
+            .with_context(|| format!("{}: compiling {}", model.display(), g.describe_node(id)))?;
+        let once = || -> Result<Duration> {
+            let t = Instant::now();
+            compiled
+                .run(&inputs)
+                .with_context(|| format!("{}: running {}", model.display(), g.describe_node(id)))?;
+            Ok(t.elapsed())
+        };
+        once()?;
+        once()?;
+        let times = (0..iters).map(|_| once()).collect::<Result<Vec<_>>>()?;
+        let node = g.node(id);
+        out.push(LayerTiming {
+            node: g.describe_node(id),
+            op: kestrel_ir::op_name(&node.op).to_string(),
+            output: g.ty(node.outputs[0]).to_string(),
+            macs: macs(g, id),
+            median_ms: driver::LatencyStats::of(&times).median_ms,
+        });
+    }
+    Ok(out)
+}
+
+/// Prints the per-layer table and its summary; `model_ms` is the whole model's median latency.
+pub fn print(layers: &[LayerTiming], peak_gflops: f64, model_ms: f64) {
+    println!(
+        "{:<44} {:<26} {:>10} {:>9} {:>8} {:>7}",
+        "node", "output", "MMACs", "ms", "GFLOP/s", "% peak"
+    );
+    for l in layers {
+        let (rate, pct) = if l.macs > 0 {
+            (
+                format!("{:.1}", l.gflops()),
+                format!("{:.0}", 100.0 * l.gflops() / peak_gflops),
+            )
+        } else {
+            (String::new(), String::new())
+        };
+        let name: String = l.node.chars().take(44).collect();
+        println!(
+            "{name:<44} {:<26} {:>10.2} {:>9.4} {rate:>8} {pct:>7}",
+            l.output,
+            l.macs as f64 / 1e6,
+            l.median_ms
+        );
+    }
+    let total: f64 = layers.iter().map(|l| l.median_ms).sum();
+    let dense: Vec<&LayerTiming> = layers.iter().filter(|l| l.macs > 0).collect();
+    let dense_ms: f64 = dense.iter().map(|l| l.median_ms).sum();
+    let dense_macs: u64 = dense.iter().map(|l| l.macs).sum();
+    let dense_rate = 2.0 * dense_macs as f64 / (dense_ms * 1e-3).max(1e-12) / 1e9;
+    println!(
+        "layers: {:.3} ms in total (the whole model: {model_ms:.3} ms); conv/gemm/matmul {dense_ms:.3} ms ({:.0}%) at {dense_rate:.1} GFLOP/s = {:.0}% of the {peak_gflops:.1} GFLOP/s FMA peak; other ops {:.3} ms",
+        total,
+        100.0 * dense_ms / total.max(1e-12),
+        100.0 * dense_rate / peak_gflops,
+        total - dense_ms
+    );
+    let mut by_op: std::collections::BTreeMap<&str, (usize, f64)> = Default::default();
+    for l in layers {
+        let e = by_op.entry(&l.op).or_default();
+        e.0 += 1;
+        e.1 += l.median_ms;
+    }
+    let mut ops: Vec<_> = by_op.into_iter().collect();
+    ops.sort_by(|a, b| b.1 .1.total_cmp(&a.1 .1));
+    let line: Vec<String> = ops
+        .iter()
+        .map(|(op, (n, ms))| format!("{op} {ms:.3} ms ({n})"))
+        .collect();
+    println!("by op: {}", line.join(", "));
+}
