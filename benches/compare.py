@@ -100,6 +100,7 @@ def main():
     print(f"# {args.rounds} interleaved rounds x {args.iters} iterations; cells: median ms")
     header = f"{'model':<28} {'thr':>3} " + " ".join(f"{r:>12}" for r in runtimes) + f" {'kestrel/ort':>12}"
     print(header)
+    speedups = []
     for rel in models:
         path = os.path.join(args.models, rel)
         if not os.path.isfile(path):
@@ -131,9 +132,22 @@ def main():
                     cells.append(f"{'error':>12}")
             ratio = f"{med['kestrel'] / med['onnxruntime']:>12.2f}" if "kestrel" in med and "onnxruntime" in med else f"{'-':>12}"
             print(f"{os.path.basename(rel):<28} {threads:>3} " + " ".join(cells) + f" {ratio}")
+            speedups.append((os.path.basename(rel), threads, med))
             for r, e in errors.items():
                 print(f"#   {r}: {e}")
             sys.stdout.flush()
+    # Speed-up of each runtime from its 1-thread to its N-thread median.
+    base = {(m, r): med[r] for m, t, med in speedups if t == 1 for r in med}
+    lines = []
+    for m, t, med in speedups:
+        if t == 1:
+            continue
+        cells = [f"{r} {base[(m, r)] / med[r]:.2f}x" for r in med if (m, r) in base]
+        if cells:
+            lines.append(f"{m:<28} {t:>3} " + ", ".join(cells))
+    if lines:
+        print("# speed-up over 1 thread (1-thread median / N-thread median)")
+        print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -10,10 +10,10 @@
 
 use super::emit::{broadcast_strides, collapse, E};
 use super::lower::Kx;
-use super::JitError;
+use super::{JitError, JitOptions};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
-use kestrel_ir::{BinaryOp, DType, Op, UnaryOp};
+use kestrel_ir::{BinaryOp, DType, Graph, Node, Op, UnaryOp};
 
 /// The Cranelift scalar type holding one element of `dt`.
 pub fn scalar_type(dt: DType) -> Option<Type> {
@@ -177,22 +177,98 @@ pub fn lower(e: &mut E, k: &mut Kx) -> Result<(), JitError> {
     let nin = k.node.inputs.len();
     let mut err: Option<String> = None;
     let status = k.status;
-    let mut body = |e: &mut E, p: &[Value]| {
-        let r = if vectorize {
-            inner_vector(e, &op, p, &inner_st, inner)
-        } else {
-            inner_scalar(e, &op, p, &byte_strides, n, inner, &in_dt, out_dt, status)
+    // Tasks split the outermost (collapsed) axis; when that is also the innermost one, each
+    // task's inner loop covers only its own range.
+    let parts = split_outer(dims[0], k.tasks);
+    k.for_task(e, |e, t| {
+        let Some(r) = parts.get(t) else { return };
+        let mut dims_t = dims.clone();
+        dims_t[0] = r.end - r.start;
+        let inner_t = dims_t[n - 1];
+        // Vector loops need 4 elements; a short 1-D task part runs scalar.
+        let vectorize_t = vectorize && inner_t >= 4;
+        let ptrs_t: Vec<Value> = ptrs
+            .iter()
+            .zip(&byte_strides)
+            .map(|(&p, st)| e.addr(p, r.start as i64 * st[0]))
+            .collect();
+        let mut body = |e: &mut E, p: &[Value]| {
+            let res = if vectorize_t {
+                inner_vector(e, &op, p, &inner_st, inner_t)
+            } else {
+                inner_scalar(e, &op, p, &byte_strides, n, inner_t, &in_dt, out_dt, status)
+            };
+            if let Err(w) = res {
+                err.get_or_insert(w);
+            }
         };
-        if let Err(w) = r {
-            err.get_or_insert(w);
-        }
-    };
-    e.nest(&dims, &byte_strides, &ptrs, &mut body);
+        e.nest(&dims_t, &byte_strides, &ptrs_t, &mut body);
+    });
     let _ = nin;
     match err {
         Some(w) => Err(k.unsupported(w)),
         None => Ok(()),
     }
+}
+
+/// `0..n` in `parts` contiguous ranges (multiples of 4 except the last, so vector loops stay
+/// whole); empty ranges are dropped.
+fn split_outer(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
+    let parts = parts.max(1);
+    let chunk = n.div_ceil(parts).next_multiple_of(4).max(1);
+    (0..parts)
+        .map(|t| (t * chunk).min(n)..((t + 1) * chunk).min(n))
+        .filter(|r| r.start < r.end)
+        .collect()
+}
+
+/// Number of tasks an element-wise node is split into: transcendental ops count 16 units of work
+/// per element, others 1, and a task needs at least `opts.min_task_macs` units.
+pub fn task_count(g: &Graph, node: &Node, opts: &JitOptions) -> usize {
+    let Some(dims) = g.ty(node.outputs[0]).dims() else {
+        return 1;
+    };
+    // Only float ops are split (integer division can fail at run time; split nodes cannot).
+    let float = |v| g.ty(v).dtype == DType::F32;
+    if !float(node.outputs[0]) || !node.inputs.iter().copied().any(float) {
+        return 1;
+    }
+    if matches!(node.op, Op::Binary(_)) && !node.inputs.iter().copied().all(float) {
+        return 1;
+    }
+    let elems: usize = dims.iter().product();
+    let heavy = match &node.op {
+        Op::Unary(u) => !matches!(
+            u,
+            UnaryOp::Relu
+                | UnaryOp::Neg
+                | UnaryOp::Abs
+                | UnaryOp::Floor
+                | UnaryOp::Ceil
+                | UnaryOp::Round
+                | UnaryOp::Sign
+                | UnaryOp::Not
+                | UnaryOp::IsNaN
+        ),
+        Op::Gelu { .. } | Op::Elu { .. } | Op::Selu { .. } => true,
+        _ => false,
+    };
+    let work = elems * if heavy { 16 } else { 1 };
+    let min = opts.min_task_macs.max(1);
+    if work < 2 * min {
+        return 1;
+    }
+    // The outermost axis after collapsing (as `lower` does) is what gets split.
+    let mut strides: Vec<Vec<i64>> = node
+        .inputs
+        .iter()
+        .map(|&v| broadcast_strides(&g.ty(v).dims().unwrap_or_default(), &dims))
+        .collect();
+    strides.push(super::emit::strides_of(&dims));
+    let (cdims, _) = collapse(&dims, &strides);
+    split_outer(cdims[0], opts.threads.min(work / min))
+        .len()
+        .max(1)
 }
 
 fn inner_vector(

@@ -685,7 +685,9 @@ fn fold(
 }
 
 /// Number of parallel tasks a node is split into: 1 unless `opts.threads > 1` and the node is a
-/// convolution or matrix product with enough work to pay for the hand-off (see each kernel).
+/// convolution, matrix product or element-wise op with enough work to pay for the hand-off (see
+/// each kernel). Split nodes must not fail at run time: element-wise ops with a run-time error
+/// (integer division by zero) are never split.
 fn task_count(g: &Graph, node: &Node, opts: &JitOptions) -> usize {
     if opts.threads <= 1 {
         return 1;
@@ -693,6 +695,15 @@ fn task_count(g: &Graph, node: &Node, opts: &JitOptions) -> usize {
     match node.op {
         Op::Conv(ref a) => super::conv::task_count(g, node, a, opts),
         Op::Gemm(_) | Op::MatMul => super::matmul::task_count(g, node, opts),
+        Op::Unary(_)
+        | Op::Binary(_)
+        | Op::HardSigmoid { .. }
+        | Op::LeakyRelu { .. }
+        | Op::Elu { .. }
+        | Op::Selu { .. }
+        | Op::Gelu { .. }
+        | Op::Clip
+        | Op::Where => super::elementwise::task_count(g, node, opts),
         _ => 1,
     }
 }

@@ -34,7 +34,22 @@ fn problem(g: &Graph, node: &Node) -> Option<(usize, usize, usize, usize)> {
         r => (out[r - 2], out[r - 1]),
     };
     let batch: usize = out.iter().product::<usize>() / (m * n).max(1);
+    // MatMul with one B for every batch runs as a single GEMM of `batch · m` rows.
+    let mut b = g.ty(node.inputs[1]).dims()?;
+    if b.len() == 1 {
+        b.push(1);
+    }
+    if matches!(node.op, Op::MatMul) && folds_batch(&a, &b) {
+        return Some((1, batch * m, n, kk));
+    }
     Some((batch, m, n, kk))
+}
+
+/// Whether a MatMul of A `a_dims` by B `b_dims` can treat A's batch as extra rows: B has no
+/// batch (or only 1s) and A is at least 2-D, so A's rows of every batch are contiguous and the
+/// output's rows follow them in the same order.
+fn folds_batch(a_dims: &[usize], b_dims: &[usize]) -> bool {
+    a_dims.len() > 2 && b_dims.len() >= 2 && b_dims[..b_dims.len() - 2].iter().all(|&d| d == 1)
 }
 
 /// Number of tasks a Gemm/MatMul node is split into (see [`JitOptions`]).
@@ -173,6 +188,13 @@ pub fn matmul(e: &mut E, k: &mut Kx) -> Result<(), JitError> {
     }
     if bd.len() == 1 {
         bd.push(1);
+    }
+    // One B for every batch: A's batches are rows of a single GEMM.
+    if folds_batch(&ad, &bd) {
+        let rows: usize = ad[..ad.len() - 1].iter().product();
+        let k_ = ad[ad.len() - 1];
+        ad = vec![rows, k_];
+        bd = bd[bd.len() - 2..].to_vec();
     }
     let (m, kk) = (ad[ad.len() - 2], ad[ad.len() - 1]);
     let n = bd[bd.len() - 1];
