@@ -27,10 +27,12 @@ fn agree(g: &Graph, inputs: &[Tensor], tol: f32) -> Result<(), TestCaseError> {
     let want = interp::run(g, inputs).map_err(|e| TestCaseError::fail(e.to_string()))?;
     // One thread, and every splittable node split into 2 and 3 tasks (run on a pool, and on the
     // calling thread through the null parallel-for).
+    // 3 tasks also with one output row per im2col block.
     for threads in [1, 2, 3] {
         let opts = JitOptions {
             threads,
             min_task_macs: 1,
+            im2col_block_bytes: if threads == 3 { 4 } else { 512 * 1024 },
         };
         let m = compile(g, &opts).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let got = m

@@ -44,6 +44,8 @@ struct Geo {
     /// Output pixels per channel and taps per channel.
     p: usize,
     taps: usize,
+    /// Byte budget of one im2col block (see [`block_rows`]).
+    col_block: usize,
 }
 
 fn geometry(
@@ -83,6 +85,7 @@ fn geometry(
         out_img,
         p,
         taps,
+        col_block: JitOptions::default().im2col_block_bytes,
     })
 }
 
@@ -132,21 +135,23 @@ fn split_of(geo: &Geo, tasks: usize) -> Split {
     }
 }
 
-fn geometry_of(g: &Graph, node: &Node, a: &ConvAttrs) -> Option<Geo> {
+fn geometry_of(g: &Graph, node: &Node, a: &ConvAttrs, opts: &JitOptions) -> Option<Geo> {
     let dims = |v: ValueId| g.ty(v).dims().unwrap_or_default();
-    geometry(
+    let mut geo = geometry(
         &dims(node.inputs[0]),
         &dims(node.inputs[1]),
         &dims(node.outputs[0]),
         a,
     )
-    .ok()
+    .ok()?;
+    geo.col_block = opts.im2col_block_bytes;
+    Some(geo)
 }
 
 /// Number of tasks a convolution is split into (see [`JitOptions`]).
 pub fn task_count(g: &Graph, node: &Node, a: &ConvAttrs, opts: &JitOptions) -> usize {
     let min = opts.min_task_macs.max(1);
-    let Some(geo) = geometry_of(g, node, a) else {
+    let Some(geo) = geometry_of(g, node, a, opts) else {
         return 1;
     };
     let macs = if is_depthwise(&geo) {
@@ -171,11 +176,11 @@ pub fn scratch_bytes(
     a: &ConvAttrs,
     _consts: &HashMap<ValueId, Tensor>,
     tasks: usize,
+    opts: &JitOptions,
 ) -> Result<usize, JitError> {
-    let Some(geo) = geometry_of(g, node, a) else {
+    let Some(geo) = geometry_of(g, node, a, opts) else {
         return Ok(0);
     };
-    let col = geo.cg * geo.taps * geo.p * 4;
     Ok(if is_depthwise(&geo) {
         if geo.w.needs_padding() && !is_direct_depthwise_2d(&geo) {
             geo.w.padded_elems() * 4 * tasks
@@ -184,17 +189,16 @@ pub fn scratch_bytes(
         }
     } else if is_direct_1x1(&geo) {
         0
-    } else if tasks > 1 && matches!(split_of(&geo, tasks), Split::Channels(_)) {
-        col * tasks
     } else {
-        col
+        col_block_bytes(&geo) * tasks.max(1)
     })
 }
 
 pub fn lower(e: &mut E, k: &mut Kx, a: &ConvAttrs) -> Result<(), JitError> {
     k.require_f32()?;
-    let geo =
+    let mut geo =
         geometry(&k.in_dims(0), &k.in_dims(1), &k.out_dims(0), a).map_err(|r| k.unsupported(r))?;
+    geo.col_block = k.opts.im2col_block_bytes;
     if geo.group == 0 || geo.c % geo.group != 0 || geo.m % geo.group != 0 {
         return Err(k.unsupported("conv groups that do not divide the channels"));
     }
@@ -212,15 +216,11 @@ pub fn lower(e: &mut E, k: &mut Kx, a: &ConvAttrs) -> Result<(), JitError> {
             depthwise(e, &geo, x, wp, bias, out, sc, r[t].clone());
         }
         Split::Pixels(r) => {
-            let w_out: usize = geo.w.out_sp[1..].iter().product();
-            let px = r[t].start * w_out..r[t].end * w_out;
-            let kk = geo.cg * geo.taps;
-            let sc = scratch.map(|s| e.addr(s, (kk * px.start * 4) as i64));
+            let sc = scratch.map(|s| e.addr(s, (t * col_block_bytes(&geo)) as i64));
             gemm_conv(e, &geo, x, wp, bias, out, sc, r[t].clone(), 0..geo.mg);
         }
         Split::Channels(r) => {
-            let col = geo.cg * geo.taps * geo.p * 4;
-            let sc = scratch.map(|s| e.addr(s, (t * col) as i64));
+            let sc = scratch.map(|s| e.addr(s, (t * col_block_bytes(&geo)) as i64));
             gemm_conv(
                 e,
                 &geo,
@@ -265,22 +265,70 @@ fn gemm_conv(
     };
     let flags = e.flags;
     let in_plane: usize = geo.w.in_sp.iter().product();
+    let in_row: usize = geo.w.in_sp[1..].iter().product();
+    let block = block_rows(geo);
+    let (s0, d0, pad0, k0, ext0) = (
+        geo.w.strides[0] as i64,
+        geo.w.dilations[0] as i64,
+        geo.w.pads[0].0 as i64,
+        geo.w.kernel[0] as i64,
+        geo.w.in_sp[0] as i64,
+    );
+    // Rows whose every kernel row is inside the input: im2col of such rows is the same code
+    // for any of them, shifted by whole input rows.
+    let row_inside = |y: usize| {
+        let top = y as i64 * s0 - pad0;
+        top >= 0 && top + (k0 - 1) * d0 < ext0
+    };
+    let chunk_inside = |c: usize| (c..c + block).all(row_inside);
     e.loop_n(geo.n, |e, img| {
         let xi = e.index(x, img, (geo.in_img * 4) as i64);
         let oi = e.index(out, img, (geo.out_img * 4) as i64);
         for gi in 0..geo.group {
             let xg = e.addr(xi, (gi * geo.cg * in_plane * 4) as i64);
             let m0 = gi * geo.mg + chans.start;
-            let og = e.addr(oi, ((m0 * geo.p + p0) * 4) as i64);
+            let og = e.addr(oi, (m0 * geo.p * 4) as i64);
             let wg = e.addr(wp, (m0 * kk * 4) as i64);
-            let (b, ldb) = if direct {
-                (e.addr(xg, (p0 * 4) as i64), geo.p)
-            } else {
-                let col = col.expect("conv scratch");
-                im2col(e, geo, xg, col, rows.clone());
-                (col, pn)
-            };
-            gemm::emit_gemm_unpacked(e.fb, &flags, wg, kk, b, ldb, og, geo.p, mn, pn, kk, &epi);
+            if direct {
+                let b = e.addr(xg, (p0 * 4) as i64);
+                let o = e.addr(og, (p0 * 4) as i64);
+                gemm::emit_gemm_unpacked(
+                    e.fb, &flags, wg, kk, b, geo.p, o, geo.p, mn, pn, kk, &epi,
+                );
+                continue;
+            }
+            let col = col.expect("conv scratch");
+            // Blocks of `block` output rows: im2col into the block buffer, then its GEMM.
+            let mut c = rows.start;
+            while c < rows.end {
+                let r = block.min(rows.end - c);
+                if r == block && chunk_inside(c) {
+                    let mut count = 1;
+                    while c + (count + 1) * block <= rows.end && chunk_inside(c + count * block) {
+                        count += 1;
+                    }
+                    let first = c;
+                    e.loop_n(count, |e, i| {
+                        let xb = e.index(xg, i, (block * geo.w.strides[0] * in_row * 4) as i64);
+                        let ob = e.index(og, i, (block * w_out * 4) as i64);
+                        let ob = e.addr(ob, (first * w_out * 4) as i64);
+                        im2col(e, geo, xb, col, first..first + block);
+                        let n = block * w_out;
+                        gemm::emit_gemm_unpacked(
+                            e.fb, &flags, wg, kk, col, n, ob, geo.p, mn, n, kk, &epi,
+                        );
+                    });
+                    c += count * block;
+                } else {
+                    im2col(e, geo, xg, col, c..c + r);
+                    let ob = e.addr(og, (c * w_out * 4) as i64);
+                    let n = r * w_out;
+                    gemm::emit_gemm_unpacked(
+                        e.fb, &flags, wg, kk, col, n, ob, geo.p, mn, n, kk, &epi,
+                    );
+                    c += r;
+                }
+            }
         }
         if let Some(b) = bias {
             for gi in 0..geo.group {
@@ -291,6 +339,21 @@ fn gemm_conv(
             }
         }
     });
+}
+
+/// Output rows (of the first spatial axis) per im2col block: a block's columns, `K × rows·width`
+/// f32, stay within `JitOptions::im2col_block_bytes` (512 KiB by default), so im2col writes them
+/// into L2 and the GEMM reads them from there.
+fn block_rows(geo: &Geo) -> usize {
+    let w_out: usize = geo.w.out_sp[1..].iter().product::<usize>().max(1);
+    let k = (geo.cg * geo.taps).max(1);
+    (geo.col_block / 4 / (k * w_out)).clamp(1, geo.w.out_sp[0].max(1))
+}
+
+/// Bytes of one task's im2col block.
+fn col_block_bytes(geo: &Geo) -> usize {
+    let w_out: usize = geo.w.out_sp[1..].iter().product();
+    geo.cg * geo.taps * block_rows(geo) * w_out * 4
 }
 
 /// `out[ch, 0..p] += bias[ch]` for `channels` rows `ld` f32 apart.

@@ -351,7 +351,7 @@ pub fn lower<M: Module>(
             continue;
         }
         let tasks = task_count(g, node, opts);
-        let scratch = scratch_bytes(g, id, node, &consts, tasks)?;
+        let scratch = scratch_bytes(g, id, node, &consts, tasks, opts)?;
         kinds.push(Kind::Kernel { scratch, tasks });
     }
     for o in &g.outputs {
@@ -715,9 +715,10 @@ fn scratch_bytes(
     node: &Node,
     consts: &HashMap<ValueId, Tensor>,
     tasks: usize,
+    opts: &JitOptions,
 ) -> Result<usize, JitError> {
     Ok(match node.op {
-        Op::Conv(ref a) => super::conv::scratch_bytes(g, id, node, a, consts, tasks)?,
+        Op::Conv(ref a) => super::conv::scratch_bytes(g, id, node, a, consts, tasks, opts)?,
         Op::Pool(ref a) => super::pool::scratch_bytes(g, node, a),
         _ => 0,
     })

@@ -51,6 +51,10 @@ pub struct JitOptions {
     /// Fewest multiply-adds worth a task of their own: smaller nodes are not split (a hand-off to
     /// a worker costs a few microseconds). Tests set 1 to split every node that can be split.
     pub min_task_macs: usize,
+    /// Byte budget of one im2col block of a convolution (the im2col matrix is built and consumed
+    /// a block of output rows at a time, so it stays in L2). Tests set it small to exercise the
+    /// blocking.
+    pub im2col_block_bytes: usize,
 }
 
 impl Default for JitOptions {
@@ -58,6 +62,7 @@ impl Default for JitOptions {
         JitOptions {
             threads: 1,
             min_task_macs: 1 << 19,
+            im2col_block_bytes: 512 * 1024,
         }
     }
 }

@@ -242,10 +242,12 @@ pub fn check_float_model_jit(model: &Path) {
     );
     // Split into parallel tasks, every output element is still computed in the same order: the
     // result equals the single-thread one bit for bit, on the pool and on the calling thread.
-    // Every node that can be split is (min_task_macs 1), to cover the most code.
+    // Every node that can be split is (min_task_macs 1), and convolutions build their im2col
+    // matrix a few rows at a time (small blocks), to cover the most code.
     let opts = kestrel_backends::jit::JitOptions {
         threads: 2,
         min_task_macs: 1,
+        im2col_block_bytes: 64 * 1024,
     };
     let (threaded, _, m2, _) = run_jit_with(model, &opts);
     assert!(
