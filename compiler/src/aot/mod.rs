@@ -136,6 +136,15 @@ pub fn compile_graph(g: &Graph, opts: &AotOptions, out: &Path, source: &str) -> 
         })?,
     };
     let cpu = CpuFeatures::parse(arch, opts.cpu.as_deref())?;
+    if arch == Arch::Riscv64 && !cpu.has("v") {
+        // Cranelift panics on any vector type without V, and the GEMM, convolution, pooling,
+        // normalisation and copy kernels are written on 128-bit vectors only.
+        bail!(
+            "{}: riscv64 without the vector extension is not supported yet (the kernels need \
+             128-bit vectors); compile with --cpu +v",
+            source
+        );
+    }
     let file_name = out
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -172,7 +181,7 @@ pub fn compile_graph(g: &Graph, opts: &AotOptions, out: &Path, source: &str) -> 
     let so_tmp = dir.join(format!(".{file_name}.tmp-{pid}"));
     let mut cleanup = Cleanup(vec![obj_tmp.clone(), so_tmp.clone()]);
     std::fs::write(&obj_tmp, &emitted.object)
-        .with_context(|| format!("writing {}", obj_tmp.display()))?;
+        .with_context(|| format!("-o {}: cannot write in {}", out.display(), dir.display()))?;
     let start = Instant::now();
     link::link(&linker, &obj_tmp, &so_tmp, &file_name)?;
     let link_time = start.elapsed();
