@@ -307,7 +307,7 @@ fn imports(bytes: &[u8]) -> (Vec<String>, Vec<String>) {
 }
 
 /// Every `--cpu` choice of every target: the feature alone, all together, the baseline, and
-/// `native` for the host. (riscv64 needs V: without it compiling is a clear error.)
+/// `native` for the host.
 #[test]
 fn every_target_and_cpu_choice_imports_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -315,17 +315,12 @@ fn every_target_and_cpu_choice_imports_nothing() {
     aot::bind_default_batch(&mut g, Path::new("digits.onnx")).unwrap();
     let mut count = 0;
     for arch in [Arch::X86_64, Arch::Aarch64, Arch::Riscv64] {
-        let base = if arch == Arch::Riscv64 { "+v," } else { "" };
-        let mut choices: Vec<String> = vec![if arch == Arch::Riscv64 {
-            "+v".into()
-        } else {
-            "generic".into()
-        }];
+        let mut choices: Vec<String> = vec!["generic".into()];
         if Arch::host() == Some(arch) {
             choices.push("native".into());
         }
         for f in arch.features() {
-            choices.push(format!("{base}+{}", f.name));
+            choices.push(format!("+{}", f.name));
         }
         let all: Vec<String> = arch
             .features()
@@ -342,6 +337,7 @@ fn every_target_and_cpu_choice_imports_nothing() {
                 prefix: "m".into(),
                 tasks: 2,
                 min_task_macs: 1,
+                scalarize: false,
             };
             let out = aot::compile_graph(&g, &opts, &so, "digits.onnx")
                 .unwrap_or_else(|e| panic!("{} --cpu {cpu}: {e:#}", arch.triple()));
@@ -355,14 +351,6 @@ fn every_target_and_cpu_choice_imports_nothing() {
             assert!(out.sizes.code > 0 && out.sizes.rodata > 0);
         }
     }
-    let opts = AotOptions {
-        target: Some("riscv64gc-unknown-linux-gnu".into()),
-        cpu: Some("generic".into()),
-        ..AotOptions::default()
-    };
-    let e = aot::compile_graph(&g, &opts, &dir.path().join("rv.so"), "digits.onnx").unwrap_err();
-    assert!(format!("{e:#}").contains("+v"), "{e:#}");
-    assert!(!dir.path().join("rv.so").exists());
 }
 
 /// Compiles examples/c/run_digits.c against `so` and its header with `cc`.
@@ -481,6 +469,17 @@ fn aarch64_so_runs_under_qemu() {
         "aarch64-linux-gnu-gcc",
         &["qemu-aarch64", "-cpu", "max"],
         "/usr/aarch64-linux-gnu",
+    );
+}
+
+#[test]
+fn riscv64_scalar_so_runs_under_qemu() {
+    cross_run(
+        "riscv64gc-unknown-linux-gnu",
+        "generic",
+        "riscv64-linux-gnu-gcc",
+        &["qemu-riscv64"],
+        "/usr/riscv64-linux-gnu",
     );
 }
 

@@ -107,13 +107,27 @@ pub fn io_of(g: &Graph) -> (Vec<IoInfo>, Vec<IoInfo>) {
 }
 
 /// Lowers `g` (prepared: every dimension known) for `cpu` and adds the ABI's symbols.
-pub fn emit(g: &Graph, cpu: &CpuFeatures, prefix: &str, opts: &JitOptions) -> Result<Emitted> {
+/// `scalar` rewrites the vector code lane by lane even when the target has vector registers
+/// (always done when it has none); tests use it to check the rewrite natively.
+pub fn emit(
+    g: &Graph,
+    cpu: &CpuFeatures,
+    prefix: &str,
+    opts: &JitOptions,
+    scalar: bool,
+) -> Result<Emitted> {
     let isa = cpu.isa()?;
     let flags = IsaFlags::from_isa(&*isa);
     let builder = ObjectBuilder::new(isa, prefix, cranelift_module::default_libcall_names())
         .map_err(|e| anyhow!("creating the object file: {e}"))?;
     let mut module = ObjectModule::new(builder);
-    let lowered = jit::lower(&mut module, g, &flags, prefix, opts)?;
+    let lowered = if flags.has_simd() && !scalar {
+        jit::lower(&mut module, g, &flags, prefix, opts)?
+    } else {
+        // riscv64 without V: the kernels' vector code is rewritten lane by lane.
+        let mut scalar = super::scalarize::Scalarize { inner: &mut module };
+        jit::lower(&mut scalar, g, &flags, prefix, opts)?
+    };
     let (inputs, outputs) = io_of(g);
     let info = ModelInfo {
         prefix: prefix.to_string(),

@@ -3,7 +3,8 @@
 //!
 //! The code is the JIT's: `kestrel_backends::jit::lower` writes it into a
 //! `cranelift_object::ObjectModule` for the target ISA (PIC, every ISA flag set explicitly,
-//! see [`isa`]); [`emit`] adds the model descriptor and the run wrappers; [`link`] links the
+//! see [`isa`]; on riscv64 without V the vector code is rewritten lane by lane, [`scalarize`]);
+//! [`emit`] adds the model descriptor and the run wrappers; [`link`] links the
 //! object with LLD and checks that the result imports nothing. Files appear only when complete:
 //! everything is written under temporary names in the output folder and renamed at the end.
 
@@ -11,6 +12,7 @@ pub mod emit;
 pub mod header;
 pub mod isa;
 pub mod link;
+pub mod scalarize;
 
 use crate::tensor_io::write_atomically;
 use anyhow::{bail, Context, Result};
@@ -37,6 +39,9 @@ pub struct AotOptions {
     pub tasks: usize,
     /// Fewest multiply-adds worth a task of their own.
     pub min_task_macs: usize,
+    /// Rewrite vector code lane by lane ([`scalarize`]) even for targets with vector registers
+    /// (it is always done for riscv64 without V). For tests: the rewrite then runs natively.
+    pub scalarize: bool,
 }
 
 impl Default for AotOptions {
@@ -47,6 +52,7 @@ impl Default for AotOptions {
             prefix: "kestrel".into(),
             tasks: 1,
             min_task_macs: JitOptions::default().min_task_macs,
+            scalarize: false,
         }
     }
 }
@@ -136,15 +142,6 @@ pub fn compile_graph(g: &Graph, opts: &AotOptions, out: &Path, source: &str) -> 
         })?,
     };
     let cpu = CpuFeatures::parse(arch, opts.cpu.as_deref())?;
-    if arch == Arch::Riscv64 && !cpu.has("v") {
-        // Cranelift panics on any vector type without V, and the GEMM, convolution, pooling,
-        // normalisation and copy kernels are written on 128-bit vectors only.
-        bail!(
-            "{}: riscv64 without the vector extension is not supported yet (the kernels need \
-             128-bit vectors); compile with --cpu +v",
-            source
-        );
-    }
     let file_name = out
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -168,7 +165,7 @@ pub fn compile_graph(g: &Graph, opts: &AotOptions, out: &Path, source: &str) -> 
         threads: opts.tasks,
         min_task_macs: opts.min_task_macs,
     };
-    let emitted = emit::emit(&g, &cpu, &opts.prefix, &jit_opts)
+    let emitted = emit::emit(&g, &cpu, &opts.prefix, &jit_opts, opts.scalarize)
         .with_context(|| format!("{source}: compiling for {}", arch.triple()))?;
     let codegen_time = start.elapsed();
 
