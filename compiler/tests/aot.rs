@@ -221,6 +221,20 @@ fn run_so_checks_inputs_like_onnx_models() {
     let o = kestrel(&["run", p(&so), "--input", &digit_npy(), "--print"]);
     ok(&o);
     assert!(String::from_utf8_lossy(&o.stdout).contains("argmax=7"));
+    // Files that are not Kestrel models.
+    let junk = dir.path().join("junk.so");
+    std::fs::write(&junk, b"not an ELF file").unwrap();
+    let o = kestrel(&["run", p(&junk), "--input", &digit_npy()]);
+    assert_user_error(&o, &["junk.so", "not a shared object"]);
+    let o = kestrel(&[
+        "run",
+        p(&dir.path().join("missing.so")),
+        "--input",
+        &digit_npy(),
+    ]);
+    assert_user_error(&o, &["missing.so"]);
+    let o = kestrel(&["dump", p(&so)]);
+    assert_user_error(&o, &["compiled shared object"]);
 }
 
 #[test]

@@ -118,8 +118,11 @@ pub fn emit(
 ) -> Result<Emitted> {
     let isa = cpu.isa()?;
     let flags = IsaFlags::from_isa(&*isa);
-    let builder = ObjectBuilder::new(isa, prefix, cranelift_module::default_libcall_names())
+    let mut builder = ObjectBuilder::new(isa, prefix, cranelift_module::default_libcall_names())
         .map_err(|e| anyhow!("creating the object file: {e}"))?;
+    // One section per data object, so that the linker drops constants no code references
+    // (`--gc-sections`; for example weights a kernel only reads in packed form).
+    builder.per_data_object_section(true);
     let mut module = ObjectModule::new(builder);
     let lowered = if flags.has_simd() && !scalar {
         jit::lower(&mut module, g, &flags, prefix, opts)?

@@ -102,6 +102,8 @@ pub fn link(linker: &Linker, object: &Path, out: &Path, soname: &str) -> Result<
         // References to the model's own exported symbols bind inside the object: no PLT slots.
         "-Bsymbolic",
         "--no-undefined",
+        // Drops data objects nothing references (exported symbols are roots).
+        "--gc-sections",
         "-z",
         "text",
         "-z",
