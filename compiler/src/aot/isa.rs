@@ -278,6 +278,10 @@ impl Arch {
     }
 }
 
+/// CPUID tests of x86-64 features: per `(leaf, subleaf)`, the `(register, mask)` pairs whose bits
+/// must all be set.
+pub type CpuidTests = Vec<((u32, u32), Vec<(usize, u32)>)>;
+
 /// A resolved feature set: names of [`Arch::features`], in table order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CpuFeatures {
@@ -415,8 +419,8 @@ impl CpuFeatures {
 
     /// x86-64: the CPUID bits to test, grouped by `(leaf, subleaf)` as `(register, mask)` pairs,
     /// and the XCR0 bits the OS must enable (0 when none).
-    pub fn cpuid_requirements(&self) -> (Vec<((u32, u32), Vec<(usize, u32)>)>, u64) {
-        let mut groups: Vec<((u32, u32), Vec<(usize, u32)>)> = Vec::new();
+    pub fn cpuid_requirements(&self) -> (CpuidTests, u64) {
+        let mut groups: CpuidTests = Vec::new();
         let mut xcr0 = 0u64;
         for name in &self.names {
             let Some(f) = self.arch.feature(name) else {

@@ -183,9 +183,9 @@ pub fn compile_graph(g: &Graph, opts: &AotOptions, out: &Path, source: &str) -> 
     link::link(&linker, &obj_tmp, &so_tmp, &file_name)?;
     let link_time = start.elapsed();
     let bytes = std::fs::read(&so_tmp).with_context(|| format!("reading {}", so_tmp.display()))?;
-    let sizes = link::check_shared_object(&bytes, arch, &opts.prefix).with_context(|| {
-        format!("the linked shared object breaks Kestrel's guarantees (a bug; please report it)")
-    })?;
+    let sizes = link::check_shared_object(&bytes, arch, &opts.prefix).context(
+        "the linked shared object breaks Kestrel's guarantees (a bug; please report it)",
+    )?;
     let text = header::header(&emitted.info, &file_name, source);
     write_atomically(&header_out, |f| {
         std::io::Write::write_all(f, text.as_bytes())
