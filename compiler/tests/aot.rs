@@ -613,7 +613,6 @@ fn a_cpu_without_the_features_gets_an_error_not_a_fault() {
     ]));
     let o = kestrel(&["run", p(&so), "--input", &digit_npy()]);
     assert_user_error(&o, &["lacks features", "+avxvnni"]);
-    // The run function itself refuses too (for hosts that skip the check).
     let model = kestrel_runtime::Model::load(&so)
         .err()
         .expect("load must refuse");
@@ -621,6 +620,93 @@ fn a_cpu_without_the_features_gets_an_error_not_a_fault() {
         matches!(model, kestrel_runtime::ModelError::Cpu { .. }),
         "{model}"
     );
+    // The run functions refuse by themselves, before touching any buffer (hosts that do not
+    // call kestrel_check_cpu get KESTREL_ERR_CPU, not an illegal instruction).
+    // SAFETY: the symbols have the ABI's types; with the check failing no pointer is read.
+    unsafe {
+        let lib = libloading::Library::new(std::path::absolute(&so).unwrap()).unwrap();
+        let check: libloading::Symbol<kestrel_runtime::abi::CheckCpuFn> =
+            lib.get(b"kestrel_check_cpu").unwrap();
+        assert_eq!(check(), kestrel_runtime::abi::ERR_CPU);
+        let run: libloading::Symbol<kestrel_runtime::abi::RunFn> = lib.get(b"kestrel_run").unwrap();
+        let st = run(std::ptr::null(), std::ptr::null(), std::ptr::null_mut());
+        assert_eq!(st, kestrel_runtime::abi::ERR_CPU);
+        let run_parallel: libloading::Symbol<kestrel_runtime::abi::RunParallelFn> =
+            lib.get(b"kestrel_run_parallel").unwrap();
+        let st = run_parallel(
+            std::ptr::null(),
+            std::ptr::null(),
+            std::ptr::null_mut(),
+            None,
+            std::ptr::null_mut(),
+        );
+        assert_eq!(st, kestrel_runtime::abi::ERR_CPU);
+    }
+}
+
+#[test]
+fn run_time_errors_and_bad_workspaces_are_statuses() {
+    use kestrel_ir::{DType, Graph, Op, Tensor, TensorType};
+    // y = table[idx]: an index out of range is status 1, named after the node.
+    let mut g = Graph::new("gather");
+    let table = Tensor::from_vec(vec![4, 2], (0..8).map(|i| i as f32).collect());
+    let data = g.add_const("table", table);
+    let idx = g.add_input("idx", TensorType::known(DType::I64, &[2]));
+    let y = g
+        .add(Op::Gather { axis: 0 }, &[data, idx], "lookup")
+        .unwrap();
+    g.add_output("y", y);
+    let dir = tempfile::tempdir().unwrap();
+    let so = dir.path().join("g.so");
+    aot::compile_graph(&g, &AotOptions::default(), &so, "gather").unwrap();
+    let m = kestrel_runtime::Model::load(&so).unwrap();
+    let run = |idx: [i64; 2]| {
+        let bytes: Vec<u8> = idx.iter().flat_map(|i| i.to_le_bytes()).collect();
+        m.run_to_vec(
+            None,
+            &[kestrel_runtime::TensorRef {
+                dtype: kestrel_runtime::DType::I64,
+                shape: &[2],
+                data: &bytes,
+            }],
+        )
+    };
+    let out = run([3, -4]).unwrap();
+    let vals: Vec<f32> = out[0]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    assert_eq!(vals, vec![6.0, 7.0, 0.0, 1.0]);
+    match run([0, 4]) {
+        Err(kestrel_runtime::ModelError::Runtime { status: 1, message }) => {
+            assert!(
+                message.contains("lookup") && message.contains("out of range"),
+                "{message}"
+            )
+        }
+        Err(e) => panic!("expected status 1, got {e}"),
+        Ok(_) => panic!("expected status 1, got success"),
+    }
+    drop(m);
+    // A null or misaligned workspace is refused by the run function when the model needs one.
+    let so = dir.path().join("d.so");
+    ok(&kestrel(&["compile", &digits_onnx(), "-o", p(&so)]));
+    // SAFETY: the symbol has the ABI's type; with a bad workspace no pointer is read.
+    unsafe {
+        let lib = libloading::Library::new(&so).unwrap();
+        let run: libloading::Symbol<kestrel_runtime::abi::RunFn> = lib.get(b"kestrel_run").unwrap();
+        let mut ws = vec![0u8; 256];
+        let base = ws.as_mut_ptr();
+        let misaligned = base.add(base.align_offset(64) + 1);
+        assert_eq!(
+            run(std::ptr::null(), std::ptr::null(), misaligned),
+            kestrel_runtime::abi::ERR_WORKSPACE
+        );
+        assert_eq!(
+            run(std::ptr::null(), std::ptr::null(), std::ptr::null_mut()),
+            kestrel_runtime::abi::ERR_WORKSPACE
+        );
+    }
 }
 
 #[test]
