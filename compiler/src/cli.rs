@@ -96,7 +96,7 @@ pub struct InputArgs {
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// An .onnx model, a .kir dump, or (later) a compiled .so.
+    /// An .onnx model, a .kir dump, or a shared object written by `kestrel compile`.
     pub model: PathBuf,
     /// Execution backend.
     #[arg(long, value_enum, default_value_t = Backend::Jit)]
@@ -152,15 +152,31 @@ pub struct DumpArgs {
 
 #[derive(Args, Debug)]
 pub struct CompileArgs {
+    /// An .onnx model or a .kir dump.
     pub model: PathBuf,
-    #[arg(short = 'o', long = "output")]
+    /// The shared object to write; its C header is written beside it (OUT.so -> OUT.h).
+    #[arg(short = 'o', long = "output", value_name = "OUT.so")]
     pub output: PathBuf,
-    #[arg(long)]
+    /// Target triple: x86_64-unknown-linux-gnu, aarch64-unknown-linux-gnu or
+    /// riscv64gc-unknown-linux-gnu (default: this machine).
+    #[arg(long, value_name = "TRIPLE")]
     pub target: Option<String>,
-    #[arg(long)]
+    /// CPU features: native (this machine; the default for the host target), generic (the
+    /// target's baseline; the default otherwise) or a comma list added to the baseline, e.g.
+    /// +avx2,+fma or +dotprod,+i8mm or +v.
+    #[arg(long, value_name = "native|generic|FEATURES")]
     pub cpu: Option<String>,
-    #[arg(long = "symbol-prefix")]
-    pub symbol_prefix: Option<String>,
+    /// Prefix of every exported symbol (NAME_run, NAME_model, ...), so several models link
+    /// into one program.
+    #[arg(long = "symbol-prefix", value_name = "NAME", default_value = "kestrel")]
+    pub symbol_prefix: String,
+    /// Split large convolutions and matrix products into at most N parallel tasks, which the
+    /// host's parallel-for runs on its threads (1: no splitting).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub tasks: usize,
+    /// Fewest multiply-adds worth a task of their own (with --tasks above 1).
+    #[arg(long = "min-task-macs", value_name = "N")]
+    pub min_task_macs: Option<usize>,
     #[command(flatten)]
     pub pipeline: PipelineArgs,
     #[arg(long)]
@@ -305,7 +321,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run(args) => cmd_run(args),
         Command::Dump(args) => cmd_dump(args),
-        Command::Compile(_) => not_yet("`kestrel compile` (ahead-of-time shared objects)"),
+        Command::Compile(args) => cmd_compile(args),
         Command::Bench(args) => cmd_bench(args),
         Command::Compare(_) => not_yet("`kestrel compare` (it needs pass pipelines and the JIT)"),
         Command::Passes => {
@@ -321,6 +337,9 @@ pub fn run(cli: Cli) -> Result<()> {
 fn cmd_run(args: RunArgs) -> Result<()> {
     if args.threads == 0 {
         bail!("--threads must be at least 1");
+    }
+    if crate::tensor_io::extension(&args.model).as_deref() == Some("so") {
+        return cmd_run_so(args);
     }
     let mut graph = driver::load_graph(&args.model)?;
     let specs = InputSpec::parse_all(&args.inputs)?;
@@ -360,6 +379,103 @@ fn cmd_run(args: RunArgs) -> Result<()> {
     }
     driver::write_outputs(args.output_dir.as_deref(), args.outputs.as_deref(), &named)
         .with_context(|| format!("{}: writing the outputs", args.model.display()))
+}
+
+/// `kestrel run m.so`: the shared object's own code through `kestrel_runtime::Model`, with the
+/// same input and output options as for ONNX models.
+fn cmd_run_so(args: RunArgs) -> Result<()> {
+    let p = &args.pipeline;
+    if p.pipeline.is_some()
+        || !p.disable_pass.is_empty()
+        || p.pass_limit.is_some()
+        || p.time_passes
+        || p.verify_each
+    {
+        bail!(
+            "{}: pipeline options do not apply to a compiled .so (give them to `kestrel compile`)",
+            args.model.display()
+        );
+    }
+    if args.backend != Backend::Jit {
+        bail!(
+            "{}: --backend {} does not apply to a compiled .so, which runs its own code",
+            args.model.display(),
+            args.backend.name()
+        );
+    }
+    if !args.inputs.input_shape.is_empty() {
+        bail!(
+            "{}: --input-shape does not apply to a compiled .so, whose shapes are fixed",
+            args.model.display()
+        );
+    }
+    let named = crate::aot::run_so(
+        &args.model,
+        &InputSpec::parse_all(&args.inputs)?,
+        args.threads,
+    )?;
+    if args.print {
+        for (name, t) in &named {
+            println!("{}", driver::summarize(name, t));
+        }
+    }
+    driver::write_outputs(args.output_dir.as_deref(), args.outputs.as_deref(), &named)
+        .with_context(|| format!("{}: writing the outputs", args.model.display()))
+}
+
+fn cmd_compile(args: CompileArgs) -> Result<()> {
+    if args.quantize.is_some() || args.calib.is_some() {
+        return not_yet("`kestrel compile --quantize/--calib` (int8)");
+    }
+    if args.prune.is_some() {
+        return not_yet("`kestrel compile --prune`");
+    }
+    if args.tasks == 0 {
+        bail!("--tasks must be at least 1");
+    }
+    let mut graph = driver::load_graph(&args.model)?;
+    let specs = InputSpec::parse_all(&args.inputs)?;
+    driver::apply_input_shapes(&mut graph, &specs.shapes, &args.model)?;
+    if !specs.files.is_empty() || !specs.archives.is_empty() {
+        // Sample inputs bind the shapes, as for `run`.
+        let inputs = driver::bind_inputs(&graph, &specs, &args.model)?;
+        driver::bind_shapes_from_inputs(&mut graph, &inputs, &args.model)?;
+    }
+    crate::aot::bind_default_batch(&mut graph, &args.model)?;
+    run_passes(
+        &mut graph,
+        &args.pipeline,
+        default_pipeline(Backend::Jit),
+        None,
+        None,
+        &args.model,
+    )?;
+    let mut opts = crate::aot::AotOptions {
+        target: args.target.clone(),
+        cpu: args.cpu.clone(),
+        prefix: args.symbol_prefix.clone(),
+        tasks: args.tasks,
+        ..Default::default()
+    };
+    if let Some(n) = args.min_task_macs {
+        opts.min_task_macs = n;
+    }
+    let out = crate::aot::compile_graph(
+        &graph,
+        &opts,
+        &args.output,
+        &args.model.display().to_string(),
+    )?;
+    eprintln!(
+        "kestrel: wrote {} ({} bytes: code {}, weights and tables {}; workspace {} bytes) and {}",
+        out.so.display(),
+        out.sizes.file,
+        out.sizes.code,
+        out.sizes.rodata,
+        out.info.workspace_size,
+        out.header.display()
+    );
+    Ok(())
 }
 
 /// The pipeline a backend runs when `--pipeline` is absent: the interpreter, being the

@@ -13,7 +13,8 @@ pub fn load_graph(path: &Path) -> Result<Graph> {
         Some("onnx") => Ok(crate::onnx::load_model(path)?.graph),
         Some("kir") => crate::dump::read_kir(path),
         Some("so") => bail!(
-            "{}: running compiled .so models is not available yet in this version of Kestrel",
+            "{}: a compiled shared object has no graph to load; `kestrel run` runs it, other \
+             commands need the model it was compiled from",
             path.display()
         ),
         _ => bail!(

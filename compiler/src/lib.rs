@@ -1,5 +1,6 @@
 //! Kestrel's driver: ONNX import, tensor files, and the `kestrel` command line.
 
+pub mod aot;
 pub mod cli;
 pub mod driver;
 pub mod dump;

@@ -331,7 +331,7 @@ fn dump_with_sidecar_runs_like_the_model() {
 
 #[test]
 fn commands_not_yet_available_say_so() {
-    let o = kestrel(&["compile", "m.onnx", "-o", "m.so"]);
+    let o = kestrel(&["quantize", "m.onnx", "--calib", "x.npy", "-o", "q.onnx"]);
     assert_user_error(&o, &["not available yet"]);
 }
 

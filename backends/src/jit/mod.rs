@@ -349,7 +349,7 @@ fn shape_query(op: &kestrel_ir::Op, dims: &[usize]) -> Tensor {
 }
 
 /// No value may need more bytes than the interpreter's limit (checked before any allocation).
-fn check_sizes(g: &Graph) -> Result<(), JitError> {
+pub fn check_sizes(g: &Graph) -> Result<(), JitError> {
     let limit = crate::interp::tensor_byte_limit();
     for (i, v) in g.values.iter().enumerate() {
         let Some(dims) = v.ty.dims() else { continue };
@@ -374,7 +374,7 @@ fn check_sizes(g: &Graph) -> Result<(), JitError> {
 }
 
 /// Every value's dimensions must be known.
-fn check_known_dims(g: &Graph) -> Result<(), JitError> {
+pub fn check_known_dims(g: &Graph) -> Result<(), JitError> {
     let mut missing: Vec<String> = Vec::new();
     for (i, v) in g.values.iter().enumerate() {
         for d in &v.ty.shape {
