@@ -384,12 +384,14 @@ fn every_op_with_non_default_attrs() -> Vec<Op> {
             dilations: vec![2, 2],
             group: 2,
             auto_pad: AutoPad::NotSet,
+            epilogue: Default::default(),
         }),
         Op::Gemm(GemmAttrs {
             alpha: F32(0.5),
             beta: F32(2.0),
             trans_a: true,
             trans_b: true,
+            epilogue: Default::default(),
         }),
         Op::MatMul,
         Op::BatchNorm { epsilon: F32(1e-3) },
@@ -523,6 +525,7 @@ fn attribute_text_forms() {
                 dilations: vec![],
                 group: 1,
                 auto_pad: AutoPad::SameUpper,
+                epilogue: Default::default(),
             }),
             "{auto_pad=same_upper, pads=[1,1,1,1]}",
         ),
@@ -559,6 +562,7 @@ fn attribute_text_forms() {
                 beta: F32(-0.0),
                 trans_a: false,
                 trans_b: true,
+                epilogue: Default::default(),
             }),
             "{beta=-0.0, trans_b=true}",
         ),
@@ -647,6 +651,7 @@ fn every_op_graph() -> Graph {
             dilations: vec![2, 2],
             group: 2,
             auto_pad: AutoPad::NotSet,
+            epilogue: Default::default(),
         }),
         &[x, w, b],
     );
@@ -658,6 +663,7 @@ fn every_op_graph() -> Graph {
             dilations: vec![],
             group: 2,
             auto_pad: AutoPad::SameUpper,
+            epilogue: Default::default(),
         }),
         &[x, w],
     );
@@ -670,6 +676,7 @@ fn every_op_graph() -> Graph {
             beta: F32(2.0),
             trans_a: true,
             trans_b: true,
+            epilogue: Default::default(),
         }),
         &[m, gb, gc],
     );
@@ -1266,6 +1273,7 @@ fn build(inputs: &[(String, TensorType)], steps: &[Step], outs: &[usize]) -> Gra
                     dilations: vec![],
                     group: *group,
                     auto_pad,
+                    epilogue: Default::default(),
                 });
                 node(&mut g, op, &[xv, w], &mut vals);
             }
@@ -1358,6 +1366,7 @@ fn build(inputs: &[(String, TensorType)], steps: &[Step], outs: &[usize]) -> Gra
                     beta: F32(1.0),
                     trans_a: false,
                     trans_b: *tb,
+                    epilogue: Default::default(),
                 });
                 node(&mut g, op, &[pick(&vals, *a), pick(&vals, *b)], &mut vals);
             }

@@ -22,6 +22,7 @@ pub mod plan;
 
 mod conv;
 mod elementwise;
+mod fused;
 mod matmul;
 mod normalize;
 mod pool;

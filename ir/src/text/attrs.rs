@@ -299,6 +299,7 @@ pub fn default_op(name: &str) -> Option<(Op, &'static [&'static str])> {
                 dilations: vec![],
                 group: 1,
                 auto_pad: AutoPad::NotSet,
+                epilogue: Epilogue::default(),
             }),
             NONE,
         ),
@@ -488,13 +489,19 @@ pub fn all_attrs(op: &Op) -> Vec<(&'static str, AttrValue)> {
             ("group", Int(c.group as i64)),
             ("pads", ints_u(&c.pads)),
             ("strides", ints_u(&c.strides)),
-        ],
+        ]
+        .into_iter()
+        .chain(epilogue_attrs(&c.epilogue))
+        .collect(),
         Op::Gemm(g) => vec![
             ("alpha", Float(g.alpha)),
             ("beta", Float(g.beta)),
             ("trans_a", Bool(g.trans_a)),
             ("trans_b", Bool(g.trans_b)),
-        ],
+        ]
+        .into_iter()
+        .chain(epilogue_attrs(&g.epilogue))
+        .collect(),
         Op::BatchNorm { epsilon } => vec![("epsilon", Float(*epsilon))],
         Op::Pool(p) => {
             let mut v = vec![
@@ -700,6 +707,65 @@ fn want_enum<T>(
     }
 }
 
+/// The epilogue of a conv/gemm as flat attributes: `epilogue` (the activation's name, default
+/// `none`), `epilogue_alpha`/`epilogue_beta` (Clip's min/max, HardSigmoid's alpha/beta; default
+/// 0.0 and absent for the other activations) and `residual` (default false).
+fn epilogue_attrs(e: &Epilogue) -> Vec<(&'static str, AttrValue)> {
+    let (a, b) = match e.act {
+        Activation::Clip { min, max } => (min, max),
+        Activation::HardSigmoid { alpha, beta } => (alpha, beta),
+        _ => (F32(0.0), F32(0.0)),
+    };
+    vec![
+        ("epilogue", ident(e.act.name())),
+        ("epilogue_alpha", AttrValue::Float(a)),
+        ("epilogue_beta", AttrValue::Float(b)),
+        ("residual", AttrValue::Bool(e.residual)),
+    ]
+}
+
+const ACTIVATIONS: &str = "none, relu, clip, hard_swish, hard_sigmoid, sigmoid, silu, gelu";
+
+fn activation_from(s: &str) -> Option<Activation> {
+    let z = F32(0.0);
+    Some(match s {
+        "none" => Activation::None,
+        "relu" => Activation::Relu,
+        "clip" => Activation::Clip { min: z, max: z },
+        "hard_swish" => Activation::HardSwish,
+        "hard_sigmoid" => Activation::HardSigmoid { alpha: z, beta: z },
+        "sigmoid" => Activation::Sigmoid,
+        "silu" => Activation::Silu,
+        "gelu" => Activation::Gelu,
+        _ => return None,
+    })
+}
+
+/// Attributes are applied in sorted order, so `epilogue` is set before its parameters.
+fn set_epilogue_attr(e: &mut Epilogue, key: &str, v: &AttrValue) -> Result<(), String> {
+    match key {
+        "epilogue" => e.act = want_enum(key, v, activation_from, ACTIVATIONS)?,
+        "residual" => e.residual = want_bool(key, v)?,
+        "epilogue_alpha" | "epilogue_beta" => {
+            let f = want_float(key, v)?;
+            let first = key == "epilogue_alpha";
+            match &mut e.act {
+                Activation::Clip { min, max } => *(if first { min } else { max }) = f,
+                Activation::HardSigmoid { alpha, beta } => {
+                    *(if first { alpha } else { beta }) = f
+                }
+                _ => {
+                    return Err(format!(
+                        "attribute `{key}` needs epilogue=clip or hard_sigmoid (given first)"
+                    ))
+                }
+            }
+        }
+        _ => return Err(format!("unknown epilogue attribute `{key}`")),
+    }
+    Ok(())
+}
+
 const AUTO_PAD: &str = "not_set, same_upper, same_lower, valid";
 
 /// Sets one attribute of `op`; `Err` if the op has no such attribute or the value has the wrong type.
@@ -734,6 +800,9 @@ fn set_attr(op: &mut Op, key: &str, v: &AttrValue) -> Result<(), String> {
             "group" => c.group = want_usize(key, v)?,
             "pads" => c.pads = want_usizes(key, v)?,
             "strides" => c.strides = want_usizes(key, v)?,
+            _ if key.starts_with("epilogue") || key == "residual" => {
+                set_epilogue_attr(&mut c.epilogue, key, v)?
+            }
             _ => return unknown(op),
         },
         Op::Gemm(g) => match key {
@@ -741,6 +810,9 @@ fn set_attr(op: &mut Op, key: &str, v: &AttrValue) -> Result<(), String> {
             "beta" => g.beta = want_float(key, v)?,
             "trans_a" => g.trans_a = want_bool(key, v)?,
             "trans_b" => g.trans_b = want_bool(key, v)?,
+            _ if key.starts_with("epilogue") || key == "residual" => {
+                set_epilogue_attr(&mut g.epilogue, key, v)?
+            }
             _ => return unknown(op),
         },
         Op::BatchNorm { epsilon } => match key {
