@@ -61,7 +61,13 @@ fn accuracy(logits: &Tensor, labels: &Tensor) -> Result<f64> {
         let best = row
             .iter()
             .enumerate()
-            .fold((0usize, f64::NEG_INFINITY), |b, (j, &x)| if x > b.1 { (j, x) } else { b })
+            .fold((0usize, f64::NEG_INFINITY), |b, (j, &x)| {
+                if x > b.1 {
+                    (j, x)
+                } else {
+                    b
+                }
+            })
             .0;
         right += (best as i64 == want) as usize;
     }
@@ -87,11 +93,17 @@ pub fn cmd_compare(args: CompareArgs) -> Result<()> {
     // The float reference.
     let mut reference: Option<Vec<Tensor>> = None;
     if let Some(p) = &args.inputs {
-        let arrays = crate::tensor_io::read_npz(p).with_context(|| format!("reading {}", p.display()))?;
+        let arrays =
+            crate::tensor_io::read_npz(p).with_context(|| format!("reading {}", p.display()))?;
         let refs: Option<Vec<Tensor>> = base
             .outputs
             .iter()
-            .map(|o| arrays.iter().find(|(n, _)| *n == o.name).map(|(_, t)| t.clone()))
+            .map(|o| {
+                arrays
+                    .iter()
+                    .find(|(n, _)| *n == o.name)
+                    .map(|(_, t)| t.clone())
+            })
             .collect();
         reference = refs;
     }
@@ -102,11 +114,18 @@ pub fn cmd_compare(args: CompareArgs) -> Result<()> {
     };
     let reference = match reference {
         Some(r) => r,
-        None => kestrel_backends::interp::run(&base, &inputs)
-            .with_context(|| format!("{}: running the reference interpreter", args.model.display()))?,
+        None => kestrel_backends::interp::run(&base, &inputs).with_context(|| {
+            format!(
+                "{}: running the reference interpreter",
+                args.model.display()
+            )
+        })?,
     };
     let labels = match &args.labels {
-        Some(p) => Some(crate::tensor_io::read_tensor_file(p).with_context(|| format!("reading {}", p.display()))?),
+        Some(p) => Some(
+            crate::tensor_io::read_tensor_file(p)
+                .with_context(|| format!("reading {}", p.display()))?,
+        ),
         None => None,
     };
     let pool = rayon::ThreadPoolBuilder::new()
@@ -126,10 +145,17 @@ pub fn cmd_compare(args: CompareArgs) -> Result<()> {
         for w in &report.warnings {
             eprintln!("kestrel: warning: {w}");
         }
-        let jit = kestrel_backends::jit::compile(&g, &kestrel_backends::jit::JitOptions { threads: args.threads })
-            .with_context(|| format!("{}: compiling with the JIT after {p}", args.model.display()))?;
+        let jit = kestrel_backends::jit::compile(
+            &g,
+            &kestrel_backends::jit::JitOptions {
+                threads: args.threads,
+            },
+        )
+        .with_context(|| format!("{}: compiling with the JIT after {p}", args.model.display()))?;
         let compile = t.elapsed();
-        let outs = jit.run(&inputs).with_context(|| format!("running {} after {p}", args.model.display()))?;
+        let outs = jit
+            .run(&inputs)
+            .with_context(|| format!("running {} after {p}", args.model.display()))?;
         let once = || -> Result<Duration> {
             let t = Instant::now();
             jit.run(&inputs)?;
@@ -189,7 +215,9 @@ pub fn table(rows: &[Row]) -> String {
             r.arena_bytes,
             r.code_bytes + r.weight_bytes,
             r.max_diff,
-            r.accuracy.map(|a| format!("{:.2} %", a * 100.0)).unwrap_or_else(|| "-".into())
+            r.accuracy
+                .map(|a| format!("{:.2} %", a * 100.0))
+                .unwrap_or_else(|| "-".into())
         ));
     }
     s
@@ -201,8 +229,15 @@ fn json(model: &str, threads: usize, rows: &[Row]) -> String {
         if i > 0 {
             s.push_str(", ");
         }
-        let acc = r.accuracy.map(|a| format!("{a}")).unwrap_or_else(|| "null".into());
-        let diff = if r.max_diff.is_finite() { format!("{:e}", r.max_diff) } else { "null".into() };
+        let acc = r
+            .accuracy
+            .map(|a| format!("{a}"))
+            .unwrap_or_else(|| "null".into());
+        let diff = if r.max_diff.is_finite() {
+            format!("{:e}", r.max_diff)
+        } else {
+            "null".into()
+        };
         s.push_str(&format!(
             "{{\"pipeline\": {:?}, \"nodes\": {}, \"compile_ms\": {:.4}, \"median_ms\": {:.4}, \"arena_bytes\": {}, \"code_bytes\": {}, \"weight_bytes\": {}, \"max_abs_diff\": {diff}, \"accuracy\": {acc}}}",
             r.pipeline, r.nodes, r.compile_ms, r.median_ms, r.arena_bytes, r.code_bytes, r.weight_bytes

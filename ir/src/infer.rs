@@ -23,9 +23,8 @@ use crate::broadcast::{
 use crate::dtype::{DType, Quant, QuantParams, F32};
 use crate::op::{
     ArgAttrs, AspectPolicy, AutoPad, BinaryOp, ConvAttrs, ConvTransposeAttrs, CoordMode, Epilogue,
-    GemmAttrs, Op,
-    PadMode, PoolAttrs, PoolKind, ReduceAttrs, ReduceKind, ResizeAttrs, ResizeBy, ScatterReduction,
-    UnaryOp,
+    GemmAttrs, Op, PadMode, PoolAttrs, PoolKind, ReduceAttrs, ReduceKind, ResizeAttrs, ResizeBy,
+    ScatterReduction, UnaryOp,
 };
 use crate::tensor::Tensor;
 use crate::types::{Dim, Shape, TensorType, MAX_RANK};
@@ -1032,8 +1031,16 @@ fn check_epilogue(e: &Epilogue, out: &TensorType, inputs: &[InferInput]) -> Resu
                 r.dtype, out.dtype
             ));
         }
-        if r.rank() != out.rank() || !r.shape.iter().zip(&out.shape).all(|(a, b)| dims_compatible(a, b)) {
-            return Err(format!("residual {r} does not have the output's shape {out}"));
+        if r.rank() != out.rank()
+            || !r
+                .shape
+                .iter()
+                .zip(&out.shape)
+                .all(|(a, b)| dims_compatible(a, b))
+        {
+            return Err(format!(
+                "residual {r} does not have the output's shape {out}"
+            ));
         }
     }
     Ok(())

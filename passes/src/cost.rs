@@ -88,10 +88,16 @@ impl CostModel for StaticCost {
             Op::Unary(u) => on * unary_flops(*u),
             Op::HardSigmoid { .. } => on * 4.0,
             Op::Gelu { .. } => on * activation_flops(Activation::Gelu),
-            Op::Reduce(r) if r.kind == ReduceKind::Mean => ins.first().map(|t| numel(t)).unwrap_or(on),
+            Op::Reduce(r) if r.kind == ReduceKind::Mean => {
+                ins.first().map(|t| numel(t)).unwrap_or(on)
+            }
             Op::LayerNorm { .. } | Op::Softmax { .. } => on * 6.0,
             // Views: free in the backend (no data moves).
-            Op::Reshape { .. } | Op::Flatten { .. } | Op::Squeeze | Op::Unsqueeze | Op::Identity => {
+            Op::Reshape { .. }
+            | Op::Flatten { .. }
+            | Op::Squeeze
+            | Op::Unsqueeze
+            | Op::Identity => {
                 return 1.0;
             }
             _ => on,

@@ -46,7 +46,10 @@ pub fn run_rules(
     let mut b = egraph::build(g);
     let sat = egraph::saturate(&mut b, rules, limits);
     cx.note(sat.to_string());
-    let model = cx.cost_model.as_deref().map(|m| m as &dyn crate::cost::CostModel);
+    let model = cx
+        .cost_model
+        .as_deref()
+        .map(|m| m as &dyn crate::cost::CostModel);
     let new = egraph::extract(g, &b, model).map_err(|e| PassError::failed("fuse", e))?;
     let before = crate::check::dump_text(g);
     let after = crate::check::dump_text(&new);

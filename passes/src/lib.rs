@@ -16,12 +16,12 @@
 pub mod cancel_transpose_reshape;
 mod check;
 pub mod cost;
-pub mod egraph;
-pub mod fuse;
 pub mod cse;
 pub mod dce;
+pub mod egraph;
 pub mod fold_batchnorm;
 pub mod fold_constants;
+pub mod fuse;
 pub mod manager;
 pub mod pipeline;
 pub mod registry;

@@ -332,7 +332,12 @@ impl PassManager {
         self.write_dump_notes(file, g, &[])
     }
 
-    fn write_dump_notes(&mut self, file: &str, g: &Graph, notes: &[String]) -> Result<(), PassError> {
+    fn write_dump_notes(
+        &mut self,
+        file: &str,
+        g: &Graph,
+        notes: &[String],
+    ) -> Result<(), PassError> {
         if let Some(sink) = &mut self.dump {
             let mut text = String::new();
             for n in notes {
@@ -341,11 +346,10 @@ impl PassManager {
                 text.push('\n');
             }
             text.push_str(&dump_text(g));
-            sink.write(file, &text)
-                .map_err(|source| PassError::Dump {
-                    file: file.to_string(),
-                    source,
-                })?;
+            sink.write(file, &text).map_err(|source| PassError::Dump {
+                file: file.to_string(),
+                source,
+            })?;
         }
         Ok(())
     }

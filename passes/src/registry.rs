@@ -42,7 +42,10 @@ const GROUPS: &[(&str, &str)] = &[(
 const PIPELINES: &[(&str, &str)] = &[
     ("O0", "no passes"),
     ("O1", "canonicalisation"),
-    ("O2", "canonicalisation and fusion (the default for the JIT)"),
+    (
+        "O2",
+        "canonicalisation and fusion (the default for the JIT)",
+    ),
 ];
 
 /// Every pass: `(name, one-line description)`.

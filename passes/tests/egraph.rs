@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 fn add_chain(n: usize) -> Graph {
     let mut g = Graph::new("chain");
     let ty = TensorType::known(DType::F32, &[4]);
-    let xs: Vec<_> = (0..n).map(|i| g.add_input(format!("x{i}"), ty.clone())).collect();
+    let xs: Vec<_> = (0..n)
+        .map(|i| g.add_input(format!("x{i}"), ty.clone()))
+        .collect();
     let mut acc = xs[0];
     for &x in &xs[1..] {
         acc = g.add(Op::Binary(BinaryOp::Add), &[acc, x], "").unwrap();
@@ -75,8 +77,15 @@ fn time_limit_holds() {
     let t = Instant::now();
     let sat = egraph::saturate(&mut b, &ac_rules(), limits);
     // One iteration may finish after the deadline; it must still stop soon after.
-    assert!(t.elapsed() < Duration::from_secs(20), "{:?}: {sat}", t.elapsed());
-    assert!(sat.stop.starts_with("time limit") || sat.stop.starts_with("node limit"), "{sat}");
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "{:?}: {sat}",
+        t.elapsed()
+    );
+    assert!(
+        sat.stop.starts_with("time limit") || sat.stop.starts_with("node limit"),
+        "{sat}"
+    );
 }
 
 #[test]
@@ -98,9 +107,16 @@ fn fuse_records_its_stop_reason_in_the_dump() {
     };
     let report = run_pipeline(&mut g, &opts, &PassContext::new()).unwrap();
     assert_eq!(report.notes.len(), 1, "{:?}", report.notes);
-    assert!(report.notes[0].contains("stop reason: saturated"), "{:?}", report.notes);
+    assert!(
+        report.notes[0].contains("stop reason: saturated"),
+        "{:?}",
+        report.notes
+    );
     let (_, dump) = report.dumps.last().expect("a dump after fuse");
-    assert!(dump.starts_with("// e-graph: stop reason: saturated"), "{dump}");
+    assert!(
+        dump.starts_with("// e-graph: stop reason: saturated"),
+        "{dump}"
+    );
     assert!(dump.contains("epilogue=relu"), "{dump}");
     // The dump (with its comment line) parses back.
     parse(dump, &|_| None).unwrap();
@@ -114,12 +130,18 @@ fn fuse_limits_are_options_and_a_limit_is_reported() {
         ..Default::default()
     };
     let report = run_pipeline(&mut g, &opts, &PassContext::new()).unwrap();
-    assert!(report.notes[0].contains("stop reason"), "{:?}", report.notes);
+    assert!(
+        report.notes[0].contains("stop reason"),
+        "{:?}",
+        report.notes
+    );
 }
 
 #[test]
 fn pattern_ops_parse_with_and_without_attribute_wildcards() {
     let p: egg::Pattern<egraph::KNode> = "(relu (conv* ?x ?w))".parse().unwrap();
     assert_eq!(p.to_string(), "(relu (conv* ?x ?w))");
-    assert!("(frobnicate ?x)".parse::<egg::Pattern<egraph::KNode>>().is_err());
+    assert!("(frobnicate ?x)"
+        .parse::<egg::Pattern<egraph::KNode>>()
+        .is_err());
 }

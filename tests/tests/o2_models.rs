@@ -77,7 +77,6 @@ fn count(g: &Graph, pred: impl Fn(&Op) -> bool) -> usize {
     g.nodes.iter().filter(|n| pred(&n.op)).count()
 }
 
-
 fn is_activation(op: &Op) -> bool {
     use kestrel_ir::UnaryOp::*;
     matches!(
@@ -127,10 +126,13 @@ fn histogram(g: &Graph) -> std::collections::BTreeMap<&'static str, usize> {
 fn max_diff(w: &Tensor, o: &Tensor) -> (f64, f64) {
     let (w, o) = (w.to_f64_vec(), o.to_f64_vec());
     let scale = w.iter().fold(1.0f64, |m, v| m.max(v.abs()));
-    let diff = w
-        .iter()
-        .zip(&o)
-        .fold(0.0f64, |m, (a, b)| if (a - b).is_nan() { f64::NAN } else { m.max((a - b).abs()) });
+    let diff = w.iter().zip(&o).fold(0.0f64, |m, (a, b)| {
+        if (a - b).is_nan() {
+            f64::NAN
+        } else {
+            m.max((a - b).abs())
+        }
+    });
     (diff, scale)
 }
 
@@ -185,30 +187,42 @@ fn o2_fuses_and_keeps_outputs() {
         }
         if name.starts_with("vit_tiny_16") {
             // Saturation time is in the note: "..., N ms".
-            let fuse = report.runs.iter().find(|r| r.pass == "fuse").expect("fuse ran");
+            let fuse = report
+                .runs
+                .iter()
+                .find(|r| r.pass == "fuse")
+                .expect("fuse ran");
             if fuse.time.as_secs_f64() >= 1.0 {
                 failures.push(format!("{name}: fuse took {:?}", fuse.time));
             }
         }
         let bad = standalone_after_conv(&g);
         if !bad.is_empty() {
-            failures.push(format!("{name}: activation/BN alone after conv/gemm: {bad:?}"));
+            failures.push(format!(
+                "{name}: activation/BN alone after conv/gemm: {bad:?}"
+            ));
         }
         hist.insert(name.clone(), histogram(&g));
-        let want = interp::run(&before, &inputs).unwrap_or_else(|e| panic!("{name}: original: {e}"));
+        let want =
+            interp::run(&before, &inputs).unwrap_or_else(|e| panic!("{name}: original: {e}"));
         let got = interp::run(&g, &inputs).unwrap_or_else(|e| panic!("{name}: O2: {e}"));
         for (k, (w, o)) in want.iter().zip(&got).enumerate() {
             let (diff, scale) = max_diff(w, o);
             eprintln!("{name}: output {k}: max |O2 - original| (interp) = {diff:.3e}");
             if !(diff <= 1e-4 * scale) {
-                failures.push(format!("{name}: interp output {k}: {diff:e} > 1e-4 * {scale}"));
+                failures.push(format!(
+                    "{name}: interp output {k}: {diff:e} > 1e-4 * {scale}"
+                ));
             }
         }
         let logits = read_npz(&io, "logits");
         if logits.dims() == want[0].dims() {
-            let m = kestrel_backends::jit::compile(&g, &kestrel_backends::jit::JitOptions::default())
-                .unwrap_or_else(|e| panic!("{name}: JIT after O2: {e}"));
-            let out = m.run(&inputs).unwrap_or_else(|e| panic!("{name}: run: {e}"));
+            let m =
+                kestrel_backends::jit::compile(&g, &kestrel_backends::jit::JitOptions::default())
+                    .unwrap_or_else(|e| panic!("{name}: JIT after O2: {e}"));
+            let out = m
+                .run(&inputs)
+                .unwrap_or_else(|e| panic!("{name}: run: {e}"));
             let (diff, scale) = max_diff(&logits, &out[0]);
             eprintln!("{name}: [jit O2] max |diff| vs reference = {diff:.3e}");
             if !(diff <= 1e-4 * scale) {
@@ -221,7 +235,9 @@ fn o2_fuses_and_keeps_outputs() {
         hist.get("vit_tiny_16.decomposed_ln.onnx"),
     ) {
         if a != b {
-            failures.push(format!("decomposed_ln op counts differ after O2:\n{a:?}\n{b:?}"));
+            failures.push(format!(
+                "decomposed_ln op counts differ after O2:\n{a:?}\n{b:?}"
+            ));
         }
     }
     assert!(ran > 0, "no model matched");

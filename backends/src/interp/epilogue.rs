@@ -57,12 +57,7 @@ pub fn activation_f32(act: Activation, x: f32) -> f32 {
 }
 
 /// Applies `e` to the output `y` of a conv/gemm; `residual` is the op's fourth input.
-pub fn apply(
-    op: &'static str,
-    e: &Epilogue,
-    y: Tensor,
-    residual: Option<&Tensor>,
-) -> Res<Tensor> {
+pub fn apply(op: &'static str, e: &Epilogue, y: Tensor, residual: Option<&Tensor>) -> Res<Tensor> {
     if e.is_none() {
         return Ok(y);
     }

@@ -211,13 +211,23 @@ pub fn eval_op(op: &Op, inputs: &[&Tensor]) -> Result<Vec<Tensor>, EvalError> {
             let n = if attrs.epilogue.residual { 4 } else { 3 };
             arity(name, inputs, if n == 4 { 4 } else { 2 }, n)?;
             let y = conv::conv(attrs, inputs[0], inputs[1], inputs.get(2).copied())?;
-            one(epilogue::apply(name, &attrs.epilogue, y, inputs.get(3).copied()))
+            one(epilogue::apply(
+                name,
+                &attrs.epilogue,
+                y,
+                inputs.get(3).copied(),
+            ))
         }
         Op::Gemm(attrs) => {
             let n = if attrs.epilogue.residual { 4 } else { 3 };
             arity(name, inputs, if n == 4 { 4 } else { 2 }, n)?;
             let y = matmul::gemm(attrs, inputs[0], inputs[1], inputs.get(2).copied())?;
-            one(epilogue::apply(name, &attrs.epilogue, y, inputs.get(3).copied()))
+            one(epilogue::apply(
+                name,
+                &attrs.epilogue,
+                y,
+                inputs.get(3).copied(),
+            ))
         }
         Op::MatMul => {
             arity(name, inputs, 2, 2)?;

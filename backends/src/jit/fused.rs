@@ -185,4 +185,3 @@ pub fn gemm(e: &mut E, k: &mut Kx, a: &GemmAttrs) -> Result<(), JitError> {
     apply_rows(e, k.outs[0], dims[0], dims[1], 1, None, res, a.epilogue.act);
     Ok(())
 }
-

@@ -751,9 +751,7 @@ fn set_epilogue_attr(e: &mut Epilogue, key: &str, v: &AttrValue) -> Result<(), S
             let first = key == "epilogue_alpha";
             match &mut e.act {
                 Activation::Clip { min, max } => *(if first { min } else { max }) = f,
-                Activation::HardSigmoid { alpha, beta } => {
-                    *(if first { alpha } else { beta }) = f
-                }
+                Activation::HardSigmoid { alpha, beta } => *(if first { alpha } else { beta }) = f,
                 _ => {
                     return Err(format!(
                         "attribute `{key}` needs epilogue=clip or hard_sigmoid (given first)"

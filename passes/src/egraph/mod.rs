@@ -133,7 +133,8 @@ impl egg::FromOp for KNode {
             Some(n) => (n, true),
             None => (op, false),
         };
-        let (o, _) = kestrel_ir::text::default_op(name).ok_or_else(|| format!("unknown op `{name}`"))?;
+        let (o, _) =
+            kestrel_ir::text::default_op(name).ok_or_else(|| format!("unknown op `{name}`"))?;
         Ok(KNode::Op {
             op: o,
             any,
@@ -429,10 +430,7 @@ impl CostFunction<KNode> for Cost<'_> {
 pub fn extract(g: &Graph, b: &Built, model: Option<&dyn CostModel>) -> Result<Graph, String> {
     let model: &dyn CostModel = model.unwrap_or(&StaticCost);
     let eg = &b.egraph;
-    let ex = Extractor::new(
-        eg,
-        Cost { eg, model },
-    );
+    let ex = Extractor::new(eg, Cost { eg, model });
     let mut out = Graph::new(g.name.clone());
     let mut map: HashMap<u32, ValueId> = HashMap::new();
     for &v in &g.inputs {

@@ -115,9 +115,7 @@ impl Applier<KNode, super::TypeAnalysis> for Fuse {
     ) -> Vec<Id> {
         let base = subst[self.base];
         let bi = info(eg, base);
-        if bi.uses != self.max_uses
-            || bi.ty.as_ref().is_none_or(|t| t.dtype != DType::F32)
-        {
+        if bi.uses != self.max_uses || bi.ty.as_ref().is_none_or(|t| t.dtype != DType::F32) {
             return vec![];
         }
         if self.max_uses == 2 {
@@ -134,7 +132,10 @@ impl Applier<KNode, super::TypeAnalysis> for Fuse {
         if let Some(r) = res {
             // The residual must have exactly the output's type (no broadcasting) and differ
             // from the base itself.
-            if eg.find(r) == eg.find(base) || info(eg, r).ty != bi.ty || bi.ty.as_ref().is_none_or(|t| t.dims().is_none()) {
+            if eg.find(r) == eg.find(base)
+                || info(eg, r).ty != bi.ty
+                || bi.ty.as_ref().is_none_or(|t| t.dims().is_none())
+            {
                 return vec![];
             }
         }
@@ -170,7 +171,11 @@ impl Applier<KNode, super::TypeAnalysis> for Fuse {
                     let Some(dims) = out_ty.as_ref().and_then(|t| t.dims()) else {
                         continue;
                     };
-                    let n = if matches!(op, Op::Conv(_)) { dims[1] } else { dims[1] };
+                    let n = if matches!(op, Op::Conv(_)) {
+                        dims[1]
+                    } else {
+                        dims[1]
+                    };
                     let z = eg.add(KNode::Const(zeros(n)));
                     args.push(z);
                 }
@@ -232,7 +237,11 @@ impl Applier<KNode, super::TypeAnalysis> for MatMulBiasToGemm {
             return vec![];
         }
         let m: usize = xd[..xd.len() - 1].iter().product();
-        let out_dims = info(eg, root).ty.as_ref().and_then(|t| t.dims()).unwrap_or_default();
+        let out_dims = info(eg, root)
+            .ty
+            .as_ref()
+            .and_then(|t| t.dims())
+            .unwrap_or_default();
         let s2 = eg.add(KNode::Const(shape_const(&[m, wd[0]])));
         let x2 = eg.add(KNode::op(Op::Reshape { allowzero: false }, &[x, s2]));
         let gemm = eg.add(KNode::op(Op::Gemm(Default::default()), &[x2, w, b]));
@@ -432,4 +441,3 @@ pub fn fusion_rules() -> Vec<Rule> {
     r.extend(epilogue_rules());
     r
 }
-
