@@ -10,16 +10,9 @@ use crate::{Pass, PassContext, PassError};
 use kestrel_ir::Graph;
 use std::time::Duration;
 
+#[derive(Default)]
 pub struct Fuse {
     pub limits: Limits,
-}
-
-impl Default for Fuse {
-    fn default() -> Self {
-        Fuse {
-            limits: Limits::default(),
-        }
-    }
 }
 
 impl Fuse {

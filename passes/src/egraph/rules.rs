@@ -10,7 +10,7 @@ fn v(s: &str) -> Var {
     s.parse().expect("variable")
 }
 
-fn info<'a>(eg: &'a EG, id: Id) -> &'a Info {
+fn info(eg: &EG, id: Id) -> &Info {
     &eg[id].data
 }
 
@@ -171,11 +171,8 @@ impl Applier<KNode, super::TypeAnalysis> for Fuse {
                     let Some(dims) = out_ty.as_ref().and_then(|t| t.dims()) else {
                         continue;
                     };
-                    let n = if matches!(op, Op::Conv(_)) {
-                        dims[1]
-                    } else {
-                        dims[1]
-                    };
+                    // Conv bias [M] and gemm C [N] both have the output's axis-1 extent.
+                    let n = dims[1];
                     let z = eg.add(KNode::Const(zeros(n)));
                     args.push(z);
                 }
@@ -349,7 +346,13 @@ impl Applier<KNode, super::TypeAnalysis> for LayerNormFromParts {
                 .and_then(|t| t.dims())
                 .is_some_and(|d| d.len() == 1 && Some(&d[0]) == xd.last())
         };
-        if !last_axis || two != 2.0 || !(eps >= 0.0) || !per_last(scale) || !per_last(bias) {
+        if !last_axis
+            || two != 2.0
+            || eps.is_nan()
+            || eps < 0.0
+            || !per_last(scale)
+            || !per_last(bias)
+        {
             return vec![];
         }
         let op = Op::LayerNorm {
