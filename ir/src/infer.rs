@@ -110,7 +110,7 @@ pub fn input_arity(op: &Op) -> (usize, Option<usize>) {
         }
         Op::BatchNorm { .. } => (5, Some(5)),
         Op::Reduce(_) | Op::Squeeze | Op::Split { .. } => (1, Some(2)),
-        Op::Concat { .. } => (1, None),
+        Op::Concat { .. } | Op::Map(_) => (1, None),
         Op::Slice => (3, Some(5)),
     }
 }
@@ -149,6 +149,21 @@ fn infer_op(op: &Op, inputs: &[InferInput]) -> Result<Vec<TensorType>, String> {
     match op {
         Op::Unary(u) => one(infer_unary(*u, x)?),
         Op::Binary(b) => one(infer_binary(*b, x, inputs[1].ty)?),
+        Op::Map(p) => {
+            p.check(inputs.len())?;
+            require_float(x, "input 0")?;
+            let mut shape = x.shape.clone();
+            for (i, inp) in inputs.iter().enumerate().skip(1) {
+                if inp.ty.dtype != x.dtype {
+                    return Err(format!(
+                        "input {i} has dtype {}, input 0 has {}",
+                        inp.ty.dtype, x.dtype
+                    ));
+                }
+                shape = broadcast_shapes(&shape, &inp.ty.shape)?;
+            }
+            one(plain(x.dtype, shape))
+        }
         Op::HardSigmoid { .. }
         | Op::LeakyRelu { .. }
         | Op::Elu { .. }

@@ -188,6 +188,93 @@ impl Epilogue {
     }
 }
 
+/// One instruction of a [`MapProgram`]; it defines the next register (`r0`, `r1`, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MapInstr {
+    /// The element of input `k`.
+    Input(u16),
+    /// A constant.
+    Const(F32),
+    /// A unary function of register `a`.
+    Unary(UnaryOp, u16),
+    /// A binary function of registers `a`, `b`.
+    Binary(BinaryOp, u16, u16),
+}
+
+/// An element-wise program: the result is the last register. Every operation rounds to f32
+/// like the op it replaces, so a map computes exactly what the chain of ops it fused computes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MapProgram {
+    pub code: Vec<MapInstr>,
+}
+
+impl MapProgram {
+    /// The unary ops a map may contain (float-valued, supported by every backend).
+    pub fn unary_ok(u: UnaryOp) -> bool {
+        use UnaryOp::*;
+        matches!(
+            u,
+            Relu | Sigmoid
+                | Tanh
+                | Exp
+                | Log
+                | Sqrt
+                | Reciprocal
+                | Neg
+                | Abs
+                | Erf
+                | HardSwish
+                | Softplus
+                | Softsign
+        )
+    }
+
+    /// The binary ops a map may contain.
+    pub fn binary_ok(b: BinaryOp) -> bool {
+        use BinaryOp::*;
+        matches!(b, Add | Sub | Mul | Div | Max | Min | PRelu)
+    }
+
+    /// Checks the program against `inputs` inputs: non-empty, registers defined before use,
+    /// input indices in range, only allowed ops.
+    pub fn check(&self, inputs: usize) -> Result<(), String> {
+        if self.code.is_empty() {
+            return Err("empty map program".into());
+        }
+        for (i, ins) in self.code.iter().enumerate() {
+            let reg = |r: u16| {
+                if (r as usize) < i {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "instruction {i} reads register {r} before it is defined"
+                    ))
+                }
+            };
+            match *ins {
+                MapInstr::Input(k) if (k as usize) >= inputs => {
+                    return Err(format!("instruction {i} reads input {k} of {inputs}"))
+                }
+                MapInstr::Input(_) | MapInstr::Const(_) => {}
+                MapInstr::Unary(u, a) => {
+                    if !Self::unary_ok(u) {
+                        return Err(format!("{} is not allowed in a map", u.name()));
+                    }
+                    reg(a)?
+                }
+                MapInstr::Binary(b, x, y) => {
+                    if !Self::binary_ok(b) {
+                        return Err(format!("{} is not allowed in a map", b.name()));
+                    }
+                    reg(x)?;
+                    reg(y)?
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// `Y = alpha * op(A) @ op(B) + beta * C`, `op` transposing when the flag is set.
 /// Inputs: `A` 2-D, `B` 2-D, optional `C` unidirectionally broadcastable to `[M, N]`, and with
 /// `epilogue.residual` a fourth input `R [M, N]` (then `C` is required):
@@ -401,6 +488,9 @@ pub enum Op {
     Unary(UnaryOp),
     /// `(a, b) -> y`, see [`BinaryOp`].
     Binary(BinaryOp),
+    /// `(x1, .., xn) -> y`: the element-wise [`MapProgram`] over the inputs broadcast together
+    /// (numpy rules); float inputs of one dtype.
+    Map(MapProgram),
     /// `(x) -> max(0, min(1, alpha * x + beta))`.
     HardSigmoid { alpha: F32, beta: F32 },
     /// `(x) -> x >= 0 ? x : alpha * x`.
@@ -661,6 +751,7 @@ impl Op {
         match self {
             Op::Unary(u) => u.name(),
             Op::Binary(b) => b.name(),
+            Op::Map(_) => "map",
             Op::HardSigmoid { .. } => "hard_sigmoid",
             Op::LeakyRelu { .. } => "leaky_relu",
             Op::Elu { .. } => "elu",

@@ -87,6 +87,18 @@ impl CostModel for StaticCost {
             // and the node overhead.
             Op::Unary(u) => on * unary_flops(*u),
             Op::HardSigmoid { .. } => on * 4.0,
+            Op::Binary(_) => on,
+            Op::Map(p) => {
+                on * p
+                    .code
+                    .iter()
+                    .map(|i| match i {
+                        kestrel_ir::MapInstr::Unary(u, _) => unary_flops(*u),
+                        kestrel_ir::MapInstr::Binary(..) => 1.0,
+                        _ => 0.0,
+                    })
+                    .sum::<f64>()
+            }
             Op::Gelu { .. } => on * activation_flops(Activation::Gelu),
             Op::Reduce(r) if r.kind == ReduceKind::Mean => {
                 ins.first().map(|t| numel(t)).unwrap_or(on)

@@ -22,6 +22,7 @@ mod conv;
 mod elementwise;
 pub mod epilogue;
 mod index;
+mod map;
 mod matmul;
 mod normalize;
 mod pad;
@@ -199,6 +200,7 @@ pub fn eval_op(op: &Op, inputs: &[&Tensor]) -> Result<Vec<Tensor>, EvalError> {
                 inputs.get(2).copied(),
             ))
         }
+        Op::Map(p) => one(map::map(p, inputs)),
         Op::Where => {
             arity(name, inputs, 3, 3)?;
             one(elementwise::where_(inputs[0], inputs[1], inputs[2]))

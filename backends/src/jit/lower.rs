@@ -609,6 +609,7 @@ fn emit_node(e: &mut E, k: &mut Kx) -> Result<(), JitError> {
     match &k.node.op {
         Op::Unary(_)
         | Op::Binary(_)
+        | Op::Map(_)
         | Op::HardSigmoid { .. }
         | Op::LeakyRelu { .. }
         | Op::Elu { .. }

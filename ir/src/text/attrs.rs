@@ -271,6 +271,7 @@ pub fn default_op(name: &str) -> Option<(Op, &'static [&'static str])> {
         })
     };
     Some(match name {
+        "map" => (Op::Map(MapProgram::default()), &["code"]),
         "hard_sigmoid" => (
             Op::HardSigmoid {
                 alpha: F32(0.2),
@@ -465,6 +466,7 @@ fn ident(s: &str) -> AttrValue {
 pub fn all_attrs(op: &Op) -> Vec<(&'static str, AttrValue)> {
     use AttrValue::*;
     let mut v: Vec<(&'static str, AttrValue)> = match op {
+        Op::Map(p) => vec![("code", Ints(map_code(p)))],
         Op::Unary(_)
         | Op::Binary(_)
         | Op::Clip
@@ -764,12 +766,76 @@ fn set_epilogue_attr(e: &mut Epilogue, key: &str, v: &AttrValue) -> Result<(), S
     Ok(())
 }
 
+/// A map program as integers, four per instruction: `[0, k, 0, 0]` input `k`; `[1, bits, 0, 0]`
+/// a constant (its f32 bit pattern); `[2, u, a, 0]` unary op number `u` of `UnaryOp::ALL` on
+/// register `a`; `[3, b, x, y]` binary op number `b` of `BinaryOp::ALL` on registers `x`, `y`.
+pub fn map_code(p: &MapProgram) -> Vec<i64> {
+    let mut v = Vec::with_capacity(4 * p.code.len());
+    for ins in &p.code {
+        v.extend(match *ins {
+            MapInstr::Input(k) => [0, k as i64, 0, 0],
+            MapInstr::Const(c) => [1, c.0.to_bits() as i64, 0, 0],
+            MapInstr::Unary(u, a) => [
+                2,
+                UnaryOp::ALL.iter().position(|&x| x == u).unwrap_or(0) as i64,
+                a as i64,
+                0,
+            ],
+            MapInstr::Binary(b, x, y) => [
+                3,
+                BinaryOp::ALL.iter().position(|&o| o == b).unwrap_or(0) as i64,
+                x as i64,
+                y as i64,
+            ],
+        });
+    }
+    v
+}
+
+/// Reads [`map_code`]'s encoding back.
+pub fn map_from_code(v: Vec<i64>) -> Result<MapProgram, String> {
+    if v.len() % 4 != 0 {
+        return Err("map code needs 4 integers per instruction".into());
+    }
+    let reg = |x: i64| u16::try_from(x).map_err(|_| format!("bad map register {x}"));
+    let mut code = Vec::new();
+    for c in v.chunks(4) {
+        code.push(match c[0] {
+            0 => MapInstr::Input(reg(c[1])?),
+            1 => MapInstr::Const(F32(f32::from_bits(
+                u32::try_from(c[1]).map_err(|_| format!("bad map constant bits {}", c[1]))?,
+            ))),
+            2 => MapInstr::Unary(
+                *usize::try_from(c[1])
+                    .ok()
+                    .and_then(|i| UnaryOp::ALL.get(i))
+                    .ok_or_else(|| format!("bad unary op number {}", c[1]))?,
+                reg(c[2])?,
+            ),
+            3 => MapInstr::Binary(
+                *usize::try_from(c[1])
+                    .ok()
+                    .and_then(|i| BinaryOp::ALL.get(i))
+                    .ok_or_else(|| format!("bad binary op number {}", c[1]))?,
+                reg(c[2])?,
+                reg(c[3])?,
+            ),
+            k => return Err(format!("bad map instruction kind {k}")),
+        });
+    }
+    Ok(MapProgram { code })
+}
+
 const AUTO_PAD: &str = "not_set, same_upper, same_lower, valid";
 
 /// Sets one attribute of `op`; `Err` if the op has no such attribute or the value has the wrong type.
 fn set_attr(op: &mut Op, key: &str, v: &AttrValue) -> Result<(), String> {
     let unknown = |op: &Op| Err(format!("{} has no attribute `{key}`", op.name()));
     match op {
+        Op::Map(p) => match key {
+            "code" => *p = map_from_code(want_ints(key, v)?)?,
+            _ => return unknown(op),
+        },
         Op::HardSigmoid { alpha, beta } => match key {
             "alpha" => *alpha = want_float(key, v)?,
             "beta" => *beta = want_float(key, v)?,

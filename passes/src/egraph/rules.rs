@@ -4,7 +4,9 @@
 
 use super::{infer_node, Info, KNode, Rule, EG};
 use egg::{rewrite as rw, Applier, Id, PatternAst, Subst, Symbol, Var};
-use kestrel_ir::{Activation, BinaryOp, DType, Epilogue, Op, Tensor, UnaryOp, F32};
+use kestrel_ir::{
+    Activation, BinaryOp, DType, Epilogue, MapInstr, MapProgram, Op, Tensor, UnaryOp, F32,
+};
 
 fn v(s: &str) -> Var {
     s.parse().expect("variable")
@@ -442,5 +444,191 @@ pub fn fusion_rules() -> Vec<Rule> {
     let mut r = recover_rules();
     r.extend(linear_rules());
     r.extend(epilogue_rules());
+    r.extend(map_rules());
     r
+}
+
+/// Largest map program the `map` family builds (instructions).
+pub const MAX_MAP_LEN: usize = 48;
+
+/// An element-wise e-node as a map program over its arguments (allowed ops only).
+fn as_program(n: &KNode) -> Option<(MapProgram, Vec<Id>)> {
+    let KNode::Op { op, args, .. } = n else {
+        return None;
+    };
+    let code = match op {
+        Op::Unary(u) if MapProgram::unary_ok(*u) => {
+            vec![MapInstr::Input(0), MapInstr::Unary(*u, 0)]
+        }
+        Op::Binary(b) if MapProgram::binary_ok(*b) => vec![
+            MapInstr::Input(0),
+            MapInstr::Input(1),
+            MapInstr::Binary(*b, 0, 1),
+        ],
+        Op::Map(p) => p.code.clone(),
+        _ => return None,
+    };
+    Some((MapProgram { code }, args.to_vec()))
+}
+
+/// The longest map program among the f32 nodes of class `c`.
+fn best_program(eg: &EG, c: Id) -> Option<(MapProgram, Vec<Id>)> {
+    if info(eg, c)
+        .ty
+        .as_ref()
+        .is_none_or(|t| t.dtype != DType::F32)
+    {
+        return None;
+    }
+    eg[c]
+        .nodes
+        .iter()
+        .filter_map(as_program)
+        .max_by_key(|(p, _)| p.code.len())
+}
+
+/// Whether argument class `c` of an element-wise node of type `ty` can be inlined: it is not a
+/// constant, has one use, the same type (no broadcasting, so nothing is computed twice) and an
+/// element-wise node.
+fn inlinable(eg: &EG, c: Id, ty: &Option<kestrel_ir::TensorType>) -> Option<(MapProgram, Vec<Id>)> {
+    let d = info(eg, c);
+    if d.is_const || d.uses != 1 || &d.ty != ty {
+        return None;
+    }
+    best_program(eg, c)
+}
+
+/// Inlines `child` (program and args) for argument `j` of `root`; then drops unused and
+/// duplicate arguments.
+fn inline(
+    root: &(MapProgram, Vec<Id>),
+    j: usize,
+    child: &(MapProgram, Vec<Id>),
+) -> Option<(MapProgram, Vec<Id>)> {
+    let (p, args) = root;
+    let (q, cargs) = child;
+    if matches!(p.code.last(), Some(MapInstr::Input(_)) | None) {
+        return None;
+    }
+    let n = args.len() as u16;
+    let mut code: Vec<MapInstr> = q
+        .code
+        .iter()
+        .map(|&i| match i {
+            MapInstr::Input(k) => MapInstr::Input(k + n),
+            other => other,
+        })
+        .collect();
+    let rq = (code.len() - 1) as u16;
+    let mut map: Vec<u16> = Vec::with_capacity(p.code.len());
+    for &i in &p.code {
+        let r = |x: u16, map: &Vec<u16>| map[x as usize];
+        match i {
+            MapInstr::Input(k) if k as usize == j => map.push(rq),
+            other => {
+                let ins = match other {
+                    MapInstr::Unary(u, a) => MapInstr::Unary(u, r(a, &map)),
+                    MapInstr::Binary(b, x, y) => MapInstr::Binary(b, r(x, &map), r(y, &map)),
+                    keep => keep,
+                };
+                map.push(code.len() as u16);
+                code.push(ins);
+            }
+        }
+    }
+    let mut all = args.clone();
+    all.extend(cargs);
+    // Compact the inputs: first use order, duplicates merged, unused (argument j) dropped.
+    let mut new_args: Vec<Id> = Vec::new();
+    let mut code2 = Vec::with_capacity(code.len());
+    for i in code {
+        code2.push(match i {
+            MapInstr::Input(k) => {
+                let id = all[k as usize];
+                let pos = new_args.iter().position(|&a| a == id).unwrap_or_else(|| {
+                    new_args.push(id);
+                    new_args.len() - 1
+                });
+                MapInstr::Input(pos as u16)
+            }
+            other => other,
+        });
+    }
+    (code2.len() <= MAX_MAP_LEN).then_some((MapProgram { code: code2 }, new_args))
+}
+
+/// Searcher of the `map` family: classes with an element-wise node one of whose arguments is
+/// an inlinable element-wise class.
+pub struct ElementwiseChain;
+
+impl egg::Searcher<KNode, super::TypeAnalysis> for ElementwiseChain {
+    fn search_eclass_with_limit(
+        &self,
+        eg: &EG,
+        eclass: Id,
+        _limit: usize,
+    ) -> Option<egg::SearchMatches<'_, KNode>> {
+        let ty = &info(eg, eclass).ty;
+        let (_, args) = best_program(eg, eclass)?;
+        args.iter()
+            .any(|&a| inlinable(eg, a, ty).is_some())
+            .then(|| egg::SearchMatches {
+                eclass,
+                substs: vec![Subst::default()],
+                ast: None,
+            })
+    }
+
+    fn vars(&self) -> Vec<Var> {
+        vec![]
+    }
+}
+
+/// Applier of the `map` family: the class's longest program with every inlinable argument
+/// inlined, as one `map` node.
+pub struct FuseIntoMap;
+
+impl Applier<KNode, super::TypeAnalysis> for FuseIntoMap {
+    fn apply_one(
+        &self,
+        eg: &mut EG,
+        root: Id,
+        _subst: &Subst,
+        _ast: Option<&PatternAst<KNode>>,
+        _rule: Symbol,
+    ) -> Vec<Id> {
+        let ty = info(eg, root).ty.clone();
+        let Some(mut cur) = best_program(eg, root) else {
+            return vec![];
+        };
+        let (mut j, mut steps) = (0, 0);
+        while j < cur.1.len() && steps < MAX_MAP_LEN {
+            let a = cur.1[j];
+            match inlinable(eg, a, &ty).and_then(|child| inline(&cur, j, &child)) {
+                // Arguments were renumbered: start over (bounded by `steps`).
+                Some(next) => {
+                    cur = next;
+                    j = 0;
+                    steps += 1;
+                }
+                None => j += 1,
+            }
+        }
+        let op = Op::Map(cur.0);
+        if infer_node(eg, &op, &cur.1) != ty {
+            return vec![];
+        }
+        let id = eg.add(KNode::op(op, &cur.1));
+        if eg.union(id, root) {
+            vec![id]
+        } else {
+            vec![]
+        }
+    }
+}
+
+/// Family `map`: chains of element-wise ops of one shape into one `map` kernel.
+pub fn map_rules() -> Vec<Rule> {
+    // op_k(.., op_j(..), ..) = map{op_k ∘ op_j}(..)   (op_j's value used once, same shape)
+    vec![Rule::new("elementwise-chain-into-map", ElementwiseChain, FuseIntoMap).expect("rule")]
 }
