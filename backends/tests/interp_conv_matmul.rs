@@ -217,6 +217,7 @@ fn conv_matches_direct_loops() {
             dilations: vec![dil; 2],
             group,
             auto_pad: AutoPad::NotSet,
+            epilogue: Default::default(),
         };
         let y = eval1(Op::Conv(attrs), &[&x, &k]);
         let (dims, expected) =
@@ -293,6 +294,7 @@ fn gemm_transposes_alpha_beta_and_broadcast_c() {
         beta: F32(0.5),
         trans_a: true,
         trans_b: true,
+        epilogue: Default::default(),
     };
     let y = eval1(Op::Gemm(attrs), &[&a, &b, &c]);
     // A^T B^T = [[22, 49], [28, 64]]

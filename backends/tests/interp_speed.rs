@@ -49,6 +49,7 @@ impl Builder {
             dilations: vec![],
             group: 1,
             auto_pad: AutoPad::NotSet,
+            epilogue: Default::default(),
         };
         let y = self.g.add(Op::Conv(attrs), &[x, w, b], "conv").unwrap();
         if relu {

@@ -138,6 +138,7 @@ proptest! {
         let a = ConvAttrs {
             strides: vec![stride, stride], pads: pads.clone(), dilations: vec![dil, dil],
             group, auto_pad: AutoPad::NotSet,
+            epilogue: Default::default(),
         };
         let mut g = Graph::new("p");
         let x = g.add_input("x", TensorType::known(DType::F32, &[n, c, h, w]));
@@ -208,7 +209,7 @@ proptest! {
             2 => ins.push(g.add_const("c", tensor(&[m, 1], seed + 2))),
             _ => {}
         }
-        let attrs = GemmAttrs { alpha: F32(alpha), beta: F32(beta), trans_a: false, trans_b };
+        let attrs = GemmAttrs { alpha: F32(alpha), beta: F32(beta), trans_a: false, trans_b, epilogue: Default::default() };
         let y = g.add(Op::Gemm(attrs), &ins, "gemm").unwrap();
         g.add_output("y", y);
         agree(&g, &[tensor(&[m, k], seed)], 1e-4)?;

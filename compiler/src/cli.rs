@@ -220,14 +220,25 @@ pub struct BenchArgs {
 #[derive(Args, Debug)]
 pub struct CompareArgs {
     pub model: PathBuf,
+    /// A pipeline to compare (repeatable): O0, O1, O2 or a textual pipeline.
     #[arg(long = "pipeline", required = true)]
     pub pipelines: Vec<String>,
+    /// Inputs (.npz with one array per graph input; arrays named after the graph outputs are the
+    /// float reference). Default: deterministic pseudo-random data.
     #[arg(long = "inputs")]
     pub inputs: Option<PathBuf>,
+    /// .npy of integer class ids, one per sample: adds top-1 accuracy.
     #[arg(long)]
     pub labels: Option<PathBuf>,
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Timed inferences per pipeline.
+    #[arg(long, default_value_t = 20)]
+    pub iters: usize,
+    /// Untimed inferences first.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Also write the table as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
 }
@@ -323,7 +334,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Dump(args) => cmd_dump(args),
         Command::Compile(args) => cmd_compile(args),
         Command::Bench(args) => cmd_bench(args),
-        Command::Compare(_) => not_yet("`kestrel compare` (it needs pass pipelines and the JIT)"),
+        Command::Compare(args) => crate::compare::cmd_compare(args),
         Command::Passes => {
             cmd_passes();
             Ok(())
@@ -479,11 +490,11 @@ fn cmd_compile(args: CompileArgs) -> Result<()> {
 }
 
 /// The pipeline a backend runs when `--pipeline` is absent: the interpreter, being the
-/// reference, runs the graph as imported; native code gets the canonicalised graph.
+/// reference, runs the graph as imported; native code gets the canonicalised and fused graph.
 fn default_pipeline(backend: Backend) -> &'static str {
     match backend {
         Backend::Interp => "O0",
-        Backend::Jit => "O1",
+        Backend::Jit => "O2",
     }
 }
 

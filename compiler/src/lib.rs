@@ -2,6 +2,7 @@
 
 pub mod aot;
 pub mod cli;
+pub mod compare;
 pub mod driver;
 pub mod dump;
 pub mod layers;

@@ -60,6 +60,7 @@ mod tests {
             dilations: vec![1, 1],
             group: 1,
             auto_pad: AutoPad::NotSet,
+            epilogue: Default::default(),
         });
         canonicalize_attrs(&mut op);
         assert_eq!(

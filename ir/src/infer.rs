@@ -22,9 +22,9 @@ use crate::broadcast::{
 };
 use crate::dtype::{DType, Quant, QuantParams, F32};
 use crate::op::{
-    ArgAttrs, AspectPolicy, AutoPad, BinaryOp, ConvAttrs, ConvTransposeAttrs, CoordMode, Op,
-    PadMode, PoolAttrs, PoolKind, ReduceAttrs, ReduceKind, ResizeAttrs, ResizeBy, ScatterReduction,
-    UnaryOp,
+    ArgAttrs, AspectPolicy, AutoPad, BinaryOp, ConvAttrs, ConvTransposeAttrs, CoordMode, Epilogue,
+    GemmAttrs, Op, PadMode, PoolAttrs, PoolKind, ReduceAttrs, ReduceKind, ResizeAttrs, ResizeBy,
+    ScatterReduction, UnaryOp,
 };
 use crate::tensor::Tensor;
 use crate::types::{Dim, Shape, TensorType, MAX_RANK};
@@ -89,6 +89,11 @@ pub fn input_arity(op: &Op) -> (usize, Option<usize>) {
         Op::Trilu { .. } => (1, Some(2)),
         Op::Clip => (1, Some(3)),
         Op::Where | Op::Range => (3, Some(3)),
+        Op::Conv(ConvAttrs { epilogue, .. }) | Op::Gemm(GemmAttrs { epilogue, .. })
+            if epilogue.residual =>
+        {
+            (4, Some(4))
+        }
         Op::Conv(_)
         | Op::Gemm(_)
         | Op::LayerNorm { .. }
@@ -105,7 +110,7 @@ pub fn input_arity(op: &Op) -> (usize, Option<usize>) {
         }
         Op::BatchNorm { .. } => (5, Some(5)),
         Op::Reduce(_) | Op::Squeeze | Op::Split { .. } => (1, Some(2)),
-        Op::Concat { .. } => (1, None),
+        Op::Concat { .. } | Op::Map(_) => (1, None),
         Op::Slice => (3, Some(5)),
     }
 }
@@ -144,6 +149,21 @@ fn infer_op(op: &Op, inputs: &[InferInput]) -> Result<Vec<TensorType>, String> {
     match op {
         Op::Unary(u) => one(infer_unary(*u, x)?),
         Op::Binary(b) => one(infer_binary(*b, x, inputs[1].ty)?),
+        Op::Map(p) => {
+            p.check(inputs.len())?;
+            require_float(x, "input 0")?;
+            let mut shape = x.shape.clone();
+            for (i, inp) in inputs.iter().enumerate().skip(1) {
+                if inp.ty.dtype != x.dtype {
+                    return Err(format!(
+                        "input {i} has dtype {}, input 0 has {}",
+                        inp.ty.dtype, x.dtype
+                    ));
+                }
+                shape = broadcast_shapes(&shape, &inp.ty.shape)?;
+            }
+            one(plain(x.dtype, shape))
+        }
         Op::HardSigmoid { .. }
         | Op::LeakyRelu { .. }
         | Op::Elu { .. }
@@ -180,7 +200,11 @@ fn infer_op(op: &Op, inputs: &[InferInput]) -> Result<Vec<TensorType>, String> {
             one(plain(a.dtype, shape))
         }
         Op::Cast { to } => one(plain(*to, x.shape.clone())),
-        Op::Conv(a) => one(infer_conv(a, inputs)?),
+        Op::Conv(a) => {
+            let ty = infer_conv(a, inputs)?;
+            check_epilogue(&a.epilogue, &ty, inputs)?;
+            one(ty)
+        }
         Op::Gemm(a) => {
             let (ta, tb) = (x, inputs[1].ty);
             require_same_dtype(ta, tb, "A", "B")?;
@@ -205,7 +229,9 @@ fn infer_op(op: &Op, inputs: &[InferInput]) -> Result<Vec<TensorType>, String> {
                 require_same_dtype(ta, c.ty, "A", "C")?;
                 broadcasts_to(&c.ty.shape, &out).map_err(|e| format!("C: {e}"))?;
             }
-            one(plain(ta.dtype, out))
+            let ty = plain(ta.dtype, out);
+            check_epilogue(&a.epilogue, &ty, inputs)?;
+            one(ty)
         }
         Op::MatMul => one(infer_matmul(x, inputs[1].ty)?),
         Op::BatchNorm { .. } => {
@@ -1001,6 +1027,36 @@ fn check_conv_operands(x: &TensorType, w: &TensorType, group: usize) -> Result<(
     }
     if group == 0 {
         return Err("group must be positive".into());
+    }
+    Ok(())
+}
+
+/// A fused epilogue needs float data, and its residual (input 3) must have the output's dtype and
+/// shape (extents compatible).
+fn check_epilogue(e: &Epilogue, out: &TensorType, inputs: &[InferInput]) -> Result<(), String> {
+    if e.is_none() {
+        return Ok(());
+    }
+    require_float(out, "output of a fused epilogue")?;
+    if e.residual {
+        let r = inputs[3].ty;
+        if r.dtype != out.dtype {
+            return Err(format!(
+                "residual has dtype {}, output has {}",
+                r.dtype, out.dtype
+            ));
+        }
+        if r.rank() != out.rank()
+            || !r
+                .shape
+                .iter()
+                .zip(&out.shape)
+                .all(|(a, b)| dims_compatible(a, b))
+        {
+            return Err(format!(
+                "residual {r} does not have the output's shape {out}"
+            ));
+        }
     }
     Ok(())
 }

@@ -115,7 +115,9 @@ pub enum AutoPad {
     Valid,
 }
 
-/// Convolution. Inputs: `x [N, C, D1..Dk]`, `w [M, C/group, K1..Kk]`, optional `b [M]`.
+/// Convolution. Inputs: `x [N, C, D1..Dk]`, `w [M, C/group, K1..Kk]`, optional `b [M]`, and with
+/// `epilogue.residual` a fourth input `r` of the output's shape (then `b` is required):
+/// `y = act(conv(x, w) + b + r)`.
 /// Output: `[N, M, O1..Ok]` with `Oi = floor((Di + pad_begin + pad_end - dil*(Ki-1) - 1) / stride) + 1`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConvAttrs {
@@ -128,16 +130,163 @@ pub struct ConvAttrs {
     /// Number of groups (1 = dense; C = depthwise).
     pub group: usize,
     pub auto_pad: AutoPad,
+    /// Fused epilogue (see [`Epilogue`]); the default is none.
+    pub epilogue: Epilogue,
+}
+
+/// An activation applied element-wise by a fused epilogue (f32).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Activation {
+    /// The identity.
+    #[default]
+    None,
+    /// `max(x, 0)`.
+    Relu,
+    /// `min(max(x, min), max)` (Relu6 is `Clip { min: 0, max: 6 }`).
+    Clip { min: F32, max: F32 },
+    /// `x * max(0, min(1, x/6 + 1/2))`.
+    HardSwish,
+    /// `max(0, min(1, alpha * x + beta))`.
+    HardSigmoid { alpha: F32, beta: F32 },
+    /// `1 / (1 + e^-x)`.
+    Sigmoid,
+    /// SiLU / swish: `x * sigmoid(x)`.
+    Silu,
+    /// `0.5 x (1 + erf(x / sqrt 2))`.
+    Gelu,
+}
+
+impl Activation {
+    /// The text-form name (`relu`, `hard_swish`, ...; `none` for the identity).
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::None => "none",
+            Activation::Relu => "relu",
+            Activation::Clip { .. } => "clip",
+            Activation::HardSwish => "hard_swish",
+            Activation::HardSigmoid { .. } => "hard_sigmoid",
+            Activation::Sigmoid => "sigmoid",
+            Activation::Silu => "silu",
+            Activation::Gelu => "gelu",
+        }
+    }
+}
+
+/// What a fused conv/gemm does to each output element after the accumulation (and bias):
+/// `y = act(acc + bias + residual)`. With `residual`, the op has one more input, the residual
+/// tensor of the output's shape, after the (then required) bias.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Epilogue {
+    pub act: Activation,
+    pub residual: bool,
+}
+
+impl Epilogue {
+    /// No activation and no residual: the plain op.
+    pub fn is_none(&self) -> bool {
+        self.act == Activation::None && !self.residual
+    }
+}
+
+/// One instruction of a [`MapProgram`]; it defines the next register (`r0`, `r1`, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MapInstr {
+    /// The element of input `k`.
+    Input(u16),
+    /// A constant.
+    Const(F32),
+    /// A unary function of register `a`.
+    Unary(UnaryOp, u16),
+    /// A binary function of registers `a`, `b`.
+    Binary(BinaryOp, u16, u16),
+}
+
+/// An element-wise program: the result is the last register. Every operation rounds to f32
+/// like the op it replaces, so a map computes exactly what the chain of ops it fused computes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MapProgram {
+    pub code: Vec<MapInstr>,
+}
+
+impl MapProgram {
+    /// The unary ops a map may contain (float-valued, supported by every backend).
+    pub fn unary_ok(u: UnaryOp) -> bool {
+        use UnaryOp::*;
+        matches!(
+            u,
+            Relu | Sigmoid
+                | Tanh
+                | Exp
+                | Log
+                | Sqrt
+                | Reciprocal
+                | Neg
+                | Abs
+                | Erf
+                | HardSwish
+                | Softplus
+                | Softsign
+        )
+    }
+
+    /// The binary ops a map may contain.
+    pub fn binary_ok(b: BinaryOp) -> bool {
+        use BinaryOp::*;
+        matches!(b, Add | Sub | Mul | Div | Max | Min | PRelu)
+    }
+
+    /// Checks the program against `inputs` inputs: non-empty, registers defined before use,
+    /// input indices in range, only allowed ops.
+    pub fn check(&self, inputs: usize) -> Result<(), String> {
+        if self.code.is_empty() {
+            return Err("empty map program".into());
+        }
+        for (i, ins) in self.code.iter().enumerate() {
+            let reg = |r: u16| {
+                if (r as usize) < i {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "instruction {i} reads register {r} before it is defined"
+                    ))
+                }
+            };
+            match *ins {
+                MapInstr::Input(k) if (k as usize) >= inputs => {
+                    return Err(format!("instruction {i} reads input {k} of {inputs}"))
+                }
+                MapInstr::Input(_) | MapInstr::Const(_) => {}
+                MapInstr::Unary(u, a) => {
+                    if !Self::unary_ok(u) {
+                        return Err(format!("{} is not allowed in a map", u.name()));
+                    }
+                    reg(a)?
+                }
+                MapInstr::Binary(b, x, y) => {
+                    if !Self::binary_ok(b) {
+                        return Err(format!("{} is not allowed in a map", b.name()));
+                    }
+                    reg(x)?;
+                    reg(y)?
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `Y = alpha * op(A) @ op(B) + beta * C`, `op` transposing when the flag is set.
-/// Inputs: `A` 2-D, `B` 2-D, optional `C` unidirectionally broadcastable to `[M, N]`.
+/// Inputs: `A` 2-D, `B` 2-D, optional `C` unidirectionally broadcastable to `[M, N]`, and with
+/// `epilogue.residual` a fourth input `R [M, N]` (then `C` is required):
+/// `Y = act(alpha * op(A) @ op(B) + beta * C + R)`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct GemmAttrs {
     pub alpha: F32,
     pub beta: F32,
     pub trans_a: bool,
     pub trans_b: bool,
+    /// Fused epilogue (see [`Epilogue`]); the default is none.
+    pub epilogue: Epilogue,
 }
 
 impl Default for GemmAttrs {
@@ -147,6 +296,7 @@ impl Default for GemmAttrs {
             beta: F32(1.0),
             trans_a: false,
             trans_b: false,
+            epilogue: Epilogue::default(),
         }
     }
 }
@@ -338,6 +488,9 @@ pub enum Op {
     Unary(UnaryOp),
     /// `(a, b) -> y`, see [`BinaryOp`].
     Binary(BinaryOp),
+    /// `(x1, .., xn) -> y`: the element-wise [`MapProgram`] over the inputs broadcast together
+    /// (numpy rules); float inputs of one dtype.
+    Map(MapProgram),
     /// `(x) -> max(0, min(1, alpha * x + beta))`.
     HardSigmoid { alpha: F32, beta: F32 },
     /// `(x) -> x >= 0 ? x : alpha * x`.
@@ -355,9 +508,9 @@ pub enum Op {
     /// `(x) -> x` converted to `to`. Float to int truncates toward zero; to bool is `x != 0`.
     /// `saturate` applies only to 8-bit float targets (unsupported) and is kept for fidelity.
     Cast { to: DType },
-    /// `(x, w, [b])`, see [`ConvAttrs`].
+    /// `(x, w, [b], [r])`, see [`ConvAttrs`].
     Conv(ConvAttrs),
-    /// `(a, b, [c])`, see [`GemmAttrs`].
+    /// `(a, b, [c], [r])`, see [`GemmAttrs`].
     Gemm(GemmAttrs),
     /// `(a, b) -> a @ b` with numpy matmul semantics (1-D promotion, batch broadcasting).
     MatMul,
@@ -598,6 +751,7 @@ impl Op {
         match self {
             Op::Unary(u) => u.name(),
             Op::Binary(b) => b.name(),
+            Op::Map(_) => "map",
             Op::HardSigmoid { .. } => "hard_sigmoid",
             Op::LeakyRelu { .. } => "leaky_relu",
             Op::Elu { .. } => "elu",

@@ -97,9 +97,11 @@ impl TensorType {
         known_dims(&self.shape)
     }
 
-    /// Number of elements when every dimension is known.
+    /// Number of elements when every dimension is known and the count fits in `usize`.
     pub fn numel(&self) -> Option<usize> {
-        self.dims().map(|d| d.iter().product())
+        self.dims()?
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
     }
 
     pub fn with_quant(mut self, quant: Option<Quant>) -> Self {

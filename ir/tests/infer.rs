@@ -260,6 +260,7 @@ fn conv(
         dilations: dilations.to_vec(),
         group,
         auto_pad,
+        epilogue: Default::default(),
     })
 }
 
@@ -1648,6 +1649,7 @@ mod fuzz {
                         dilations: d,
                         group,
                         auto_pad: AutoPad::SameLower,
+                        epilogue: Default::default(),
                     })
                 }
             ),

@@ -384,12 +384,14 @@ fn every_op_with_non_default_attrs() -> Vec<Op> {
             dilations: vec![2, 2],
             group: 2,
             auto_pad: AutoPad::NotSet,
+            epilogue: Default::default(),
         }),
         Op::Gemm(GemmAttrs {
             alpha: F32(0.5),
             beta: F32(2.0),
             trans_a: true,
             trans_b: true,
+            epilogue: Default::default(),
         }),
         Op::MatMul,
         Op::BatchNorm { epsilon: F32(1e-3) },
@@ -509,8 +511,66 @@ fn every_op_with_non_default_attrs() -> Vec<Op> {
             largest: false,
             sorted: false,
         },
+        // Fused forms.
+        Op::Conv(ConvAttrs {
+            group: 1,
+            epilogue: Epilogue {
+                act: Activation::Clip {
+                    min: F32(-1.5),
+                    max: F32(6.0),
+                },
+                residual: true,
+            },
+            ..Default::default()
+        }),
+        Op::Conv(ConvAttrs {
+            group: 1,
+            epilogue: Epilogue {
+                act: Activation::Silu,
+                residual: false,
+            },
+            ..Default::default()
+        }),
+        Op::Gemm(GemmAttrs {
+            epilogue: Epilogue {
+                act: Activation::HardSigmoid {
+                    alpha: F32(0.2),
+                    beta: F32(0.5),
+                },
+                residual: true,
+            },
+            ..Default::default()
+        }),
+        Op::Map(MapProgram {
+            code: vec![
+                MapInstr::Input(0),
+                MapInstr::Const(F32(-0.0)),
+                MapInstr::Binary(BinaryOp::Max, 0, 1),
+                MapInstr::Unary(UnaryOp::Tanh, 2),
+                MapInstr::Input(1),
+                MapInstr::Binary(BinaryOp::Mul, 3, 4),
+            ],
+        }),
     ]);
     ops
+}
+
+#[test]
+fn fused_ops_round_trip_through_the_text_form() {
+    let text = "graph @t(%x: f32[1,2,3,3], %r: f32[1,3,3,3], %a: f32[2,3]) -> (y: f32[1,3,3,3], z: f32[2,3]) {
+  %w = const dense<[0.5, -1.0, 0.25, 2.0, 1.5, -0.5]> : f32[3,2,1,1]
+  %b = const dense<[0.1, -0.2, 0.3]> : f32[3]
+  %y = conv(%x, %w, %b, %r) {epilogue=clip, epilogue_alpha=-1.0, epilogue_beta=6.0, residual=true} : f32[1,3,3,3]
+  %z = map(%a, %a) {code=[0,0,0,0,0,1,0,0,3,2,0,1,2,1,2,0]} : f32[2,3]
+  return %y, %z
+}";
+    let g = kestrel_ir::parse(text, &|_| None).unwrap();
+    check_round_trip(&g);
+    // A residual requires the fourth input; a map program is checked.
+    let bad = text.replace(", %r) {epilogue", ") {epilogue");
+    assert!(kestrel_ir::parse(&bad, &|_| None).is_err());
+    let bad = text.replace("3,2,0,1,2,1,2,0", "3,2,0,5,2,1,2,0");
+    assert!(kestrel_ir::parse(&bad, &|_| None).is_err());
 }
 
 #[test]
@@ -523,6 +583,7 @@ fn attribute_text_forms() {
                 dilations: vec![],
                 group: 1,
                 auto_pad: AutoPad::SameUpper,
+                epilogue: Default::default(),
             }),
             "{auto_pad=same_upper, pads=[1,1,1,1]}",
         ),
@@ -559,6 +620,7 @@ fn attribute_text_forms() {
                 beta: F32(-0.0),
                 trans_a: false,
                 trans_b: true,
+                epilogue: Default::default(),
             }),
             "{beta=-0.0, trans_b=true}",
         ),
@@ -602,6 +664,17 @@ fn every_op_graph() -> Graph {
         };
         n(&mut g, Op::Binary(b), &[a, c]);
     }
+    n(
+        &mut g,
+        Op::Map(MapProgram {
+            code: vec![
+                MapInstr::Input(0),
+                MapInstr::Unary(UnaryOp::Sigmoid, 0),
+                MapInstr::Binary(BinaryOp::Mul, 0, 1),
+            ],
+        }),
+        &[x],
+    );
     for op in [
         Op::HardSigmoid {
             alpha: F32(0.3),
@@ -647,6 +720,7 @@ fn every_op_graph() -> Graph {
             dilations: vec![2, 2],
             group: 2,
             auto_pad: AutoPad::NotSet,
+            epilogue: Default::default(),
         }),
         &[x, w, b],
     );
@@ -658,6 +732,7 @@ fn every_op_graph() -> Graph {
             dilations: vec![],
             group: 2,
             auto_pad: AutoPad::SameUpper,
+            epilogue: Default::default(),
         }),
         &[x, w],
     );
@@ -670,6 +745,7 @@ fn every_op_graph() -> Graph {
             beta: F32(2.0),
             trans_a: true,
             trans_b: true,
+            epilogue: Default::default(),
         }),
         &[m, gb, gc],
     );
@@ -1266,6 +1342,7 @@ fn build(inputs: &[(String, TensorType)], steps: &[Step], outs: &[usize]) -> Gra
                     dilations: vec![],
                     group: *group,
                     auto_pad,
+                    epilogue: Default::default(),
                 });
                 node(&mut g, op, &[xv, w], &mut vals);
             }
@@ -1358,6 +1435,7 @@ fn build(inputs: &[(String, TensorType)], steps: &[Step], outs: &[usize]) -> Gra
                     beta: F32(1.0),
                     trans_a: false,
                     trans_b: *tb,
+                    epilogue: Default::default(),
                 });
                 node(&mut g, op, &[pick(&vals, *a), pick(&vals, *b)], &mut vals);
             }

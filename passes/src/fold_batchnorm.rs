@@ -110,6 +110,10 @@ impl Folder<'_> {
         let Op::Conv(attrs) = &g.node(conv).op else {
             return false;
         };
+        // A fused epilogue is not linear: the batch norm cannot move into the weights.
+        if !attrs.epilogue.is_none() {
+            return false;
+        }
         let cin = g.node(conv).inputs.clone();
         if !single_use(g, x) {
             return false;
@@ -159,6 +163,9 @@ impl Folder<'_> {
         let Op::Gemm(attrs) = &g.node(gemm).op else {
             return false;
         };
+        if !attrs.epilogue.is_none() {
+            return false;
+        }
         let gin = g.node(gemm).inputs.clone();
         let n = a.len();
         if !single_use(g, x) || g.ty(x).rank() != 2 {

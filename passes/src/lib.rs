@@ -15,10 +15,13 @@
 
 pub mod cancel_transpose_reshape;
 mod check;
+pub mod cost;
 pub mod cse;
 pub mod dce;
+pub mod egraph;
 pub mod fold_batchnorm;
 pub mod fold_constants;
+pub mod fuse;
 pub mod manager;
 pub mod pipeline;
 pub mod registry;
@@ -72,6 +75,13 @@ pub struct PassContext {
     /// Largest number of elements a folded constant may have (per output); larger results are
     /// left computed at run time so folding never blows up memory or model size.
     pub max_fold_elements: usize,
+    /// Lines a pass records about its application (the e-graph passes' stop reason, sizes and
+    /// rule counts); the pass manager moves them into [`Report::notes`] and into the dump
+    /// written after that application, as `//` comments.
+    pub notes: Arc<std::sync::Mutex<Vec<String>>>,
+    /// Cost model for extraction in the e-graph passes; `None` is the static estimate
+    /// ([`cost::StaticCost`]).
+    pub cost_model: Option<Arc<dyn cost::CostModel + Send + Sync>>,
 }
 
 /// Default for [`PassContext::max_fold_elements`]: one million elements.
@@ -82,6 +92,8 @@ impl Default for PassContext {
         PassContext {
             evaluator: None,
             max_fold_elements: DEFAULT_MAX_FOLD_ELEMENTS,
+            notes: Default::default(),
+            cost_model: None,
         }
     }
 }
@@ -96,6 +108,21 @@ impl std::fmt::Debug for PassContext {
 }
 
 impl PassContext {
+    /// Records one note for the current pass application (see [`PassContext::notes`]).
+    pub fn note(&self, line: impl Into<String>) {
+        if let Ok(mut n) = self.notes.lock() {
+            n.push(line.into());
+        }
+    }
+
+    /// Takes the notes recorded since the last call.
+    pub fn take_notes(&self) -> Vec<String> {
+        self.notes
+            .lock()
+            .map(|mut n| std::mem::take(&mut *n))
+            .unwrap_or_default()
+    }
+
     /// A context without an evaluator.
     pub fn new() -> Self {
         Self::default()

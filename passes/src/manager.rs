@@ -87,6 +87,8 @@ pub struct Report {
     pub total_time: Duration,
     /// Dumps kept in memory by [`run_pipeline`] when `dump_after` is set without `dump_dir`.
     pub dumps: Vec<(String, String)>,
+    /// Notes passes recorded (e.g. an e-graph's stop reason), each prefixed `NNN-pass: `.
+    pub notes: Vec<String>,
 }
 
 impl Report {
@@ -327,12 +329,27 @@ impl PassManager {
     }
 
     fn write_dump(&mut self, file: &str, g: &Graph) -> Result<(), PassError> {
+        self.write_dump_notes(file, g, &[])
+    }
+
+    fn write_dump_notes(
+        &mut self,
+        file: &str,
+        g: &Graph,
+        notes: &[String],
+    ) -> Result<(), PassError> {
         if let Some(sink) = &mut self.dump {
-            sink.write(file, &dump_text(g))
-                .map_err(|source| PassError::Dump {
-                    file: file.to_string(),
-                    source,
-                })?;
+            let mut text = String::new();
+            for n in notes {
+                text.push_str("// ");
+                text.push_str(n);
+                text.push('\n');
+            }
+            text.push_str(&dump_text(g));
+            sink.write(file, &text).map_err(|source| PassError::Dump {
+                file: file.to_string(),
+                source,
+            })?;
         }
         Ok(())
     }
@@ -390,6 +407,10 @@ impl PassManager {
         let t = Instant::now();
         let changed = pass.run(g, st.cx)?;
         let time = t.elapsed();
+        let notes = st.cx.take_notes();
+        for n in &notes {
+            st.report.notes.push(format!("{index:03}-{name}: {n}"));
+        }
         st.report.runs.push(PassRun {
             index,
             pass: name,
@@ -409,7 +430,7 @@ impl PassManager {
             st.report.verify_time += t.elapsed();
         }
         if changed && self.dump_only.as_deref().is_none_or(|only| only == name) {
-            self.write_dump(&format!("{index:03}-{name}.kir"), g)?;
+            self.write_dump_notes(&format!("{index:03}-{name}.kir"), g, &notes)?;
         }
         if self.pass_limit.is_some_and(|l| index >= l) {
             st.stop = true;

@@ -141,6 +141,15 @@ pub fn o1() -> Pipeline {
     Pipeline::new(vec![PipelineItem::pass("canonicalize")])
 }
 
+/// `O2`: `O1` then fusion: `canonicalize,fuse,canonicalize` (see [`crate::fuse`]).
+pub fn o2() -> Pipeline {
+    Pipeline::new(vec![
+        PipelineItem::pass("canonicalize"),
+        PipelineItem::pass("fuse"),
+        PipelineItem::pass("canonicalize"),
+    ])
+}
+
 /// The `canonicalize` group: `fixpoint(fold-constants,remove-identity,fold-batchnorm,
 /// cancel-transpose-reshape,cse,dce)`.
 pub fn canonicalize() -> Pipeline {
@@ -164,6 +173,7 @@ pub fn named_pipeline(name: &str) -> Option<Pipeline> {
     match name {
         "O0" => Some(o0()),
         "O1" => Some(o1()),
+        "O2" => Some(o2()),
         _ => None,
     }
 }

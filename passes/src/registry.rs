@@ -23,6 +23,10 @@ const PASSES: &[(&str, &str)] = &[
         "fold BatchNorm into a preceding Conv/Gemm/MatMul(+Add), else rewrite it as Mul+Add",
     ),
     (
+        "fuse",
+        "e-graph fusion: activations/residual adds into conv/gemm epilogues, matmul+bias as gemm, GELU and LayerNorm recovered; options: node_limit=N, iter_limit=N, time_ms=N",
+    ),
+    (
         "cancel-transpose-reshape",
         "compose Transpose pairs, collapse Reshape/Flatten/Squeeze/Unsqueeze chains, drop no-op reshapes",
     ),
@@ -35,7 +39,14 @@ const GROUPS: &[(&str, &str)] = &[(
 )];
 
 /// Named pipelines with a description.
-const PIPELINES: &[(&str, &str)] = &[("O0", "no passes"), ("O1", "canonicalisation")];
+const PIPELINES: &[(&str, &str)] = &[
+    ("O0", "no passes"),
+    ("O1", "canonicalisation"),
+    (
+        "O2",
+        "canonicalisation and fusion (the default for the JIT)",
+    ),
+];
 
 /// Every pass: `(name, one-line description)`.
 pub fn list_passes() -> Vec<(&'static str, &'static str)> {
@@ -87,6 +98,11 @@ pub fn create_pass(name: &str, options: &[(String, String)]) -> Result<Box<dyn P
         "cancel-transpose-reshape" => {
             Box::new(crate::cancel_transpose_reshape::CancelTransposeReshape)
         }
+        "fuse" => Box::new(crate::fuse::Fuse::from_options(
+            opts.get("node_limit")?,
+            opts.get("iter_limit")?,
+            opts.get("time_ms")?,
+        )),
         _ => {
             return Err(PassError::UnknownPass {
                 name: name.to_string(),

@@ -28,7 +28,7 @@ fn sigmoid(x: f64) -> f64 {
 }
 
 /// A unary function on a float value (evaluated in f64, see the module docs of `interp`).
-fn unary_float(op: UnaryOp, x: f64) -> f64 {
+pub(crate) fn unary_float(op: UnaryOp, x: f64) -> f64 {
     match op {
         UnaryOp::Relu => {
             if x < 0.0 {
@@ -195,7 +195,7 @@ pub(crate) fn zip_broadcast<A: Copy, B: Copy, R>(
 }
 
 /// A binary function on float values; `None` for comparisons/logic handled elsewhere.
-fn binary_float(op: BinaryOp, a: f64, b: f64) -> f64 {
+pub(crate) fn binary_float(op: BinaryOp, a: f64, b: f64) -> f64 {
     match op {
         BinaryOp::Add => a + b,
         BinaryOp::Sub => a - b,

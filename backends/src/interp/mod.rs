@@ -20,7 +20,9 @@
 
 mod conv;
 mod elementwise;
+pub mod epilogue;
 mod index;
+mod map;
 mod matmul;
 mod normalize;
 mod pad;
@@ -199,6 +201,7 @@ pub fn eval_op(op: &Op, inputs: &[&Tensor]) -> Result<Vec<Tensor>, EvalError> {
                 inputs.get(2).copied(),
             ))
         }
+        Op::Map(p) => one(map::map(p, inputs)),
         Op::Where => {
             arity(name, inputs, 3, 3)?;
             one(elementwise::where_(inputs[0], inputs[1], inputs[2]))
@@ -208,21 +211,25 @@ pub fn eval_op(op: &Op, inputs: &[&Tensor]) -> Result<Vec<Tensor>, EvalError> {
             one(elementwise::cast(inputs[0], *to))
         }
         Op::Conv(attrs) => {
-            arity(name, inputs, 2, 3)?;
-            one(conv::conv(
-                attrs,
-                inputs[0],
-                inputs[1],
-                inputs.get(2).copied(),
+            let n = if attrs.epilogue.residual { 4 } else { 3 };
+            arity(name, inputs, if n == 4 { 4 } else { 2 }, n)?;
+            let y = conv::conv(attrs, inputs[0], inputs[1], inputs.get(2).copied())?;
+            one(epilogue::apply(
+                name,
+                &attrs.epilogue,
+                y,
+                inputs.get(3).copied(),
             ))
         }
         Op::Gemm(attrs) => {
-            arity(name, inputs, 2, 3)?;
-            one(matmul::gemm(
-                attrs,
-                inputs[0],
-                inputs[1],
-                inputs.get(2).copied(),
+            let n = if attrs.epilogue.residual { 4 } else { 3 };
+            arity(name, inputs, if n == 4 { 4 } else { 2 }, n)?;
+            let y = matmul::gemm(attrs, inputs[0], inputs[1], inputs.get(2).copied())?;
+            one(epilogue::apply(
+                name,
+                &attrs.epilogue,
+                y,
+                inputs.get(3).copied(),
             ))
         }
         Op::MatMul => {

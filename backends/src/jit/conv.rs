@@ -27,7 +27,7 @@ use super::lower::Kx;
 use super::pool::{pad_plane, Window};
 use super::{JitError, JitOptions};
 use cranelift_codegen::ir::{types, InstBuilder, Value};
-use kestrel_ir::{ConvAttrs, Graph, Node, NodeId, Tensor, ValueId};
+use kestrel_ir::{Activation, ConvAttrs, Graph, Node, NodeId, Tensor, ValueId};
 use std::collections::HashMap;
 
 struct Geo {
@@ -206,18 +206,44 @@ pub fn lower(e: &mut E, k: &mut Kx, a: &ConvAttrs) -> Result<(), JitError> {
     let bias = k.ins.get(2).copied();
     let split = split_of(&geo, k.tasks);
     let scratch = k.scratch;
+    // The fused epilogue: input 3 is the residual (same shape as the output).
+    let delta = match a.epilogue.residual {
+        true => {
+            let res = *k
+                .ins
+                .get(3)
+                .ok_or_else(|| k.unsupported("a residual epilogue without its input"))?;
+            Some(e.fb.ins().isub(res, out))
+        }
+        false => None,
+    };
+    let post = Post {
+        delta,
+        act: a.epilogue.act,
+    };
     k.for_task(e, |e, t| match &split {
         Split::Planes(r) if is_direct_depthwise_2d(&geo) => {
-            depthwise_2d(e, &geo, x, wp, bias, out, r[t].clone());
+            depthwise_2d(e, &geo, x, wp, bias, out, r[t].clone(), &post);
         }
         Split::Planes(r) => {
             let plane_bytes = geo.w.padded_elems() * 4;
             let sc = scratch.map(|s| e.addr(s, (t * plane_bytes) as i64));
-            depthwise(e, &geo, x, wp, bias, out, sc, r[t].clone());
+            depthwise(e, &geo, x, wp, bias, out, sc, r[t].clone(), &post);
         }
         Split::Pixels(r) => {
             let sc = scratch.map(|s| e.addr(s, (t * col_block_bytes(&geo)) as i64));
-            gemm_conv(e, &geo, x, wp, bias, out, sc, r[t].clone(), 0..geo.mg);
+            gemm_conv(
+                e,
+                &geo,
+                x,
+                wp,
+                bias,
+                out,
+                sc,
+                r[t].clone(),
+                0..geo.mg,
+                &post,
+            );
         }
         Split::Channels(r) => {
             let sc = scratch.map(|s| e.addr(s, (t * col_block_bytes(&geo)) as i64));
@@ -231,6 +257,7 @@ pub fn lower(e: &mut E, k: &mut Kx, a: &ConvAttrs) -> Result<(), JitError> {
                 sc,
                 0..geo.w.out_sp[0],
                 r[t].clone(),
+                &post,
             );
         }
     });
@@ -250,6 +277,7 @@ fn gemm_conv(
     col: Option<Value>,
     rows: std::ops::Range<usize>,
     chans: std::ops::Range<usize>,
+    post: &Post,
 ) {
     let kk = geo.cg * geo.taps;
     let w_out: usize = geo.w.out_sp[1..].iter().product();
@@ -289,12 +317,14 @@ fn gemm_conv(
             let m0 = gi * geo.mg + chans.start;
             let og = e.addr(oi, (m0 * geo.p * 4) as i64);
             let wg = e.addr(wp, (m0 * kk * 4) as i64);
+            let bg = bias.map(|b| e.addr(b, (m0 * 4) as i64));
             if direct {
                 let b = e.addr(xg, (p0 * 4) as i64);
                 let o = e.addr(og, (p0 * 4) as i64);
                 gemm::emit_gemm_unpacked(
                     e.fb, &flags, wg, kk, b, geo.p, o, geo.p, mn, pn, kk, &epi,
                 );
+                block_epilogue(e, o, bg, mn, pn, geo.p, post);
                 continue;
             }
             let col = col.expect("conv scratch");
@@ -317,6 +347,7 @@ fn gemm_conv(
                         gemm::emit_gemm_unpacked(
                             e.fb, &flags, wg, kk, col, n, ob, geo.p, mn, n, kk, &epi,
                         );
+                        block_epilogue(e, ob, bg, mn, n, geo.p, post);
                     });
                     c += count * block;
                 } else {
@@ -326,16 +357,9 @@ fn gemm_conv(
                     gemm::emit_gemm_unpacked(
                         e.fb, &flags, wg, kk, col, n, ob, geo.p, mn, n, kk, &epi,
                     );
+                    block_epilogue(e, ob, bg, mn, n, geo.p, post);
                     c += r;
                 }
-            }
-        }
-        if let Some(b) = bias {
-            for gi in 0..geo.group {
-                let m0 = gi * geo.mg + chans.start;
-                let ob = e.addr(oi, ((m0 * geo.p + p0) * 4) as i64);
-                let bb = e.addr(b, (m0 * 4) as i64);
-                add_channel_bias(e, ob, bb, mn, pn, geo.p);
             }
         }
     });
@@ -356,24 +380,72 @@ fn col_block_bytes(geo: &Geo) -> usize {
     geo.cg * geo.taps * block_rows(geo) * w_out * 4
 }
 
-/// `out[ch, 0..p] += bias[ch]` for `channels` rows `ld` f32 apart.
-pub fn add_channel_bias(e: &mut E, out: Value, bias: Value, channels: usize, p: usize, ld: usize) {
+/// What happens to a convolution output value before it is stored: the fused epilogue's residual
+/// (read at the same offset from the residual tensor as the output element has from the output:
+/// `delta` = residual base - output base) and activation.
+struct Post {
+    delta: Option<Value>,
+    act: Activation,
+}
+
+impl Post {
+    fn is_identity(&self) -> bool {
+        self.delta.is_none() && self.act == Activation::None
+    }
+
+    /// `act(v + residual)` for the value (F32 or F32X4, `ty`) stored at `ptr + off`.
+    fn finish(&self, e: &mut E, v: Value, ty: types::Type, ptr: Value, off: i32) -> Value {
+        let v = match self.delta {
+            Some(d) => {
+                let rp = e.fb.ins().iadd(ptr, d);
+                let r = e.load(ty, rp, off);
+                e.fb.ins().fadd(v, r)
+            }
+            None => v,
+        };
+        super::fused::activation(e, self.act, v, ty)
+    }
+}
+
+/// In place over a block of `channels` output rows of `p` f32, `ld` f32 apart, just written by the
+/// GEMM: `out[ch, j] = post(out[ch, j] + bias[ch])` (bias optional).
+fn block_epilogue(
+    e: &mut E,
+    out: Value,
+    bias: Option<Value>,
+    channels: usize,
+    p: usize,
+    ld: usize,
+    post: &Post,
+) {
+    if bias.is_none() && post.is_identity() {
+        return;
+    }
     e.loop_n(channels, |e, ch| {
-        let ba = e.index(bias, ch, 4);
-        let b = e.load(types::F32, ba, 0);
-        let bv = e.fb.ins().splat(types::F32X4, b);
+        let b = bias.map(|bp| {
+            let ba = e.index(bp, ch, 4);
+            e.load(types::F32, ba, 0)
+        });
+        let bv = b.map(|b| e.fb.ins().splat(types::F32X4, b));
         let row = e.index(out, ch, (ld * 4) as i64);
         let chunks = p / 4;
         e.loop_n(chunks, |e, i| {
             let a = e.index(row, i, 16);
-            let v = e.load(types::F32X4, a, 0);
-            let v = e.fb.ins().fadd(v, bv);
+            let mut v = e.load(types::F32X4, a, 0);
+            if let Some(bv) = bv {
+                v = e.fb.ins().fadd(v, bv);
+            }
+            let v = post.finish(e, v, types::F32X4, a, 0);
             e.store(v, a, 0);
         });
         for j in chunks * 4..p {
-            let v = e.load(types::F32, row, (j * 4) as i32);
-            let v = e.fb.ins().fadd(v, b);
-            e.store(v, row, (j * 4) as i32);
+            let off = (j * 4) as i32;
+            let mut v = e.load(types::F32, row, off);
+            if let Some(b) = b {
+                v = e.fb.ins().fadd(v, b);
+            }
+            let v = post.finish(e, v, types::F32, row, off);
+            e.store(v, row, off);
         }
     });
 }
@@ -499,6 +571,7 @@ fn depthwise(
     out: Value,
     scratch: Option<Value>,
     planes: std::ops::Range<usize>,
+    post: &Post,
 ) {
     let w = &g.w;
     let padded = w.needs_padding();
@@ -577,6 +650,7 @@ fn depthwise(
                             acc = e.fma(v, wsplat[t], acc);
                         }
                         let oa = e.index(o, i, 16);
+                        let acc = post.finish(e, acc, types::F32X4, oa, 0);
                         e.store(acc, oa, 0);
                     });
                 }
@@ -592,6 +666,7 @@ fn depthwise(
                             acc = e.fma(v, wv[t], acc);
                         }
                         let oa = e.index(o, jj, 4);
+                        let acc = post.finish(e, acc, types::F32, oa, 0);
                         e.store(acc, oa, 0);
                     });
                 }
@@ -615,6 +690,7 @@ fn depthwise_2d(
     bias: Option<Value>,
     out: Value,
     planes: std::ops::Range<usize>,
+    post: &Post,
 ) {
     let w = &g.w;
     let (ih, iw) = (w.in_sp[0] as i64, w.in_sp[1] as i64);
@@ -702,6 +778,7 @@ fn depthwise_2d(
                     }
                 }
                 let oa = e.index(base_out, i, 16);
+                let acc = post.finish(e, acc, types::F32X4, oa, 0);
                 e.store(acc, oa, 0);
             });
             // Scalar columns: the interior tail, then the edge columns with their valid taps.
@@ -719,6 +796,7 @@ fn depthwise_2d(
                         acc = e.fma(v, wv[ky * kw + kx], acc);
                     }
                 }
+                let acc = post.finish(e, acc, types::F32, row_out, (ox * 4) as i32);
                 e.store(acc, row_out, (ox * 4) as i32);
             }
         };

@@ -13,7 +13,7 @@ use super::lower::Kx;
 use super::{JitError, JitOptions};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
-use kestrel_ir::{BinaryOp, DType, Graph, Node, Op, UnaryOp};
+use kestrel_ir::{BinaryOp, DType, Graph, MapInstr, Node, Op, UnaryOp};
 
 /// The Cranelift scalar type holding one element of `dt`.
 pub fn scalar_type(dt: DType) -> Option<Type> {
@@ -34,6 +34,8 @@ fn support(op: &Op, ins: &[DType], out: DType) -> Result<bool, String> {
     let int = matches!(dt, DType::I32 | DType::I64);
     let bad = || Err(format!("{} on dtype {dt}", op.name()));
     match op {
+        Op::Map(_) if all_f32 => Ok(true),
+        Op::Map(_) => bad(),
         Op::Unary(u) => match u {
             UnaryOp::Not => {
                 if dt == DType::Bool {
@@ -517,6 +519,28 @@ pub fn apply(e: &mut E, op: &Op, a: &[Value], ty: Type, status: i32) -> Result<V
     let _ = status;
     let c = |e: &mut E, v: f32| e.fconst(ty, v);
     Ok(match op {
+        Op::Map(p) => {
+            // Registers as SSA values; each instruction through this same function.
+            let mut regs: Vec<Value> = Vec::with_capacity(p.code.len());
+            for ins in &p.code {
+                let v = match *ins {
+                    MapInstr::Input(k) => a[k as usize],
+                    MapInstr::Const(x) => c(e, x.0),
+                    MapInstr::Unary(u, r) => {
+                        apply(e, &Op::Unary(u), &[regs[r as usize]], ty, status)?
+                    }
+                    MapInstr::Binary(b, x, y) => apply(
+                        e,
+                        &Op::Binary(b),
+                        &[regs[x as usize], regs[y as usize]],
+                        ty,
+                        status,
+                    )?,
+                };
+                regs.push(v);
+            }
+            *regs.last().ok_or("empty map program")?
+        }
         Op::Unary(u) => {
             let x = a[0];
             match u {

@@ -730,6 +730,7 @@ fn emit_node(e: &mut E, k: &mut Kx) -> Result<(), JitError> {
     match &k.node.op {
         Op::Unary(_)
         | Op::Binary(_)
+        | Op::Map(_)
         | Op::HardSigmoid { .. }
         | Op::LeakyRelu { .. }
         | Op::Elu { .. }
@@ -738,7 +739,9 @@ fn emit_node(e: &mut E, k: &mut Kx) -> Result<(), JitError> {
         | Op::Clip
         | Op::Where
         | Op::Cast { .. } => elementwise::lower(e, k),
+        Op::Conv(a) if !a.epilogue.is_none() => super::fused::conv(e, k, a),
         Op::Conv(a) => conv::lower(e, k, a),
+        Op::Gemm(a) if !a.epilogue.is_none() => super::fused::gemm(e, k, a),
         Op::Gemm(a) => matmul::gemm(e, k, a),
         Op::MatMul => matmul::matmul(e, k),
         Op::BatchNorm { epsilon } => normalize::batch_norm(e, k, epsilon.0),

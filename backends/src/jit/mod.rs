@@ -23,6 +23,7 @@ pub mod plan;
 
 mod conv;
 mod elementwise;
+mod fused;
 mod matmul;
 mod normalize;
 mod pool;

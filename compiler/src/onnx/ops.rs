@@ -588,6 +588,7 @@ pub(crate) fn lower(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
                     .filter(|&g| g >= 1)
                     .ok_or_else(|| cx.bad_attr("group", "must be at least 1"))?,
                 auto_pad: auto_pad(cx)?,
+                epilogue: Default::default(),
             };
             let mut ins = vec![x, w];
             ins.extend(cx.opt(2));
@@ -600,6 +601,7 @@ pub(crate) fn lower(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
                 beta: F32(cx.float("beta", 1.0)?),
                 trans_a: cx.int("transA", 0)? != 0,
                 trans_b: cx.int("transB", 0)? != 0,
+                epilogue: Default::default(),
             };
             let mut ins = vec![a, b];
             ins.extend(cx.opt(2));

@@ -271,6 +271,7 @@ pub fn default_op(name: &str) -> Option<(Op, &'static [&'static str])> {
         })
     };
     Some(match name {
+        "map" => (Op::Map(MapProgram::default()), &["code"]),
         "hard_sigmoid" => (
             Op::HardSigmoid {
                 alpha: F32(0.2),
@@ -299,6 +300,7 @@ pub fn default_op(name: &str) -> Option<(Op, &'static [&'static str])> {
                 dilations: vec![],
                 group: 1,
                 auto_pad: AutoPad::NotSet,
+                epilogue: Epilogue::default(),
             }),
             NONE,
         ),
@@ -464,6 +466,7 @@ fn ident(s: &str) -> AttrValue {
 pub fn all_attrs(op: &Op) -> Vec<(&'static str, AttrValue)> {
     use AttrValue::*;
     let mut v: Vec<(&'static str, AttrValue)> = match op {
+        Op::Map(p) => vec![("code", Ints(map_code(p)))],
         Op::Unary(_)
         | Op::Binary(_)
         | Op::Clip
@@ -488,13 +491,19 @@ pub fn all_attrs(op: &Op) -> Vec<(&'static str, AttrValue)> {
             ("group", Int(c.group as i64)),
             ("pads", ints_u(&c.pads)),
             ("strides", ints_u(&c.strides)),
-        ],
+        ]
+        .into_iter()
+        .chain(epilogue_attrs(&c.epilogue))
+        .collect(),
         Op::Gemm(g) => vec![
             ("alpha", Float(g.alpha)),
             ("beta", Float(g.beta)),
             ("trans_a", Bool(g.trans_a)),
             ("trans_b", Bool(g.trans_b)),
-        ],
+        ]
+        .into_iter()
+        .chain(epilogue_attrs(&g.epilogue))
+        .collect(),
         Op::BatchNorm { epsilon } => vec![("epsilon", Float(*epsilon))],
         Op::Pool(p) => {
             let mut v = vec![
@@ -700,12 +709,133 @@ fn want_enum<T>(
     }
 }
 
+/// The epilogue of a conv/gemm as flat attributes: `epilogue` (the activation's name, default
+/// `none`), `epilogue_alpha`/`epilogue_beta` (Clip's min/max, HardSigmoid's alpha/beta; default
+/// 0.0 and absent for the other activations) and `residual` (default false).
+fn epilogue_attrs(e: &Epilogue) -> Vec<(&'static str, AttrValue)> {
+    let (a, b) = match e.act {
+        Activation::Clip { min, max } => (min, max),
+        Activation::HardSigmoid { alpha, beta } => (alpha, beta),
+        _ => (F32(0.0), F32(0.0)),
+    };
+    vec![
+        ("epilogue", ident(e.act.name())),
+        ("epilogue_alpha", AttrValue::Float(a)),
+        ("epilogue_beta", AttrValue::Float(b)),
+        ("residual", AttrValue::Bool(e.residual)),
+    ]
+}
+
+const ACTIVATIONS: &str = "none, relu, clip, hard_swish, hard_sigmoid, sigmoid, silu, gelu";
+
+fn activation_from(s: &str) -> Option<Activation> {
+    let z = F32(0.0);
+    Some(match s {
+        "none" => Activation::None,
+        "relu" => Activation::Relu,
+        "clip" => Activation::Clip { min: z, max: z },
+        "hard_swish" => Activation::HardSwish,
+        "hard_sigmoid" => Activation::HardSigmoid { alpha: z, beta: z },
+        "sigmoid" => Activation::Sigmoid,
+        "silu" => Activation::Silu,
+        "gelu" => Activation::Gelu,
+        _ => return None,
+    })
+}
+
+/// Attributes are applied in sorted order, so `epilogue` is set before its parameters.
+fn set_epilogue_attr(e: &mut Epilogue, key: &str, v: &AttrValue) -> Result<(), String> {
+    match key {
+        "epilogue" => e.act = want_enum(key, v, activation_from, ACTIVATIONS)?,
+        "residual" => e.residual = want_bool(key, v)?,
+        "epilogue_alpha" | "epilogue_beta" => {
+            let f = want_float(key, v)?;
+            let first = key == "epilogue_alpha";
+            match &mut e.act {
+                Activation::Clip { min, max } => *(if first { min } else { max }) = f,
+                Activation::HardSigmoid { alpha, beta } => *(if first { alpha } else { beta }) = f,
+                _ => {
+                    return Err(format!(
+                        "attribute `{key}` needs epilogue=clip or hard_sigmoid (given first)"
+                    ))
+                }
+            }
+        }
+        _ => return Err(format!("unknown epilogue attribute `{key}`")),
+    }
+    Ok(())
+}
+
+/// A map program as integers, four per instruction: `[0, k, 0, 0]` input `k`; `[1, bits, 0, 0]`
+/// a constant (its f32 bit pattern); `[2, u, a, 0]` unary op number `u` of `UnaryOp::ALL` on
+/// register `a`; `[3, b, x, y]` binary op number `b` of `BinaryOp::ALL` on registers `x`, `y`.
+pub fn map_code(p: &MapProgram) -> Vec<i64> {
+    let mut v = Vec::with_capacity(4 * p.code.len());
+    for ins in &p.code {
+        v.extend(match *ins {
+            MapInstr::Input(k) => [0, k as i64, 0, 0],
+            MapInstr::Const(c) => [1, c.0.to_bits() as i64, 0, 0],
+            MapInstr::Unary(u, a) => [
+                2,
+                UnaryOp::ALL.iter().position(|&x| x == u).unwrap_or(0) as i64,
+                a as i64,
+                0,
+            ],
+            MapInstr::Binary(b, x, y) => [
+                3,
+                BinaryOp::ALL.iter().position(|&o| o == b).unwrap_or(0) as i64,
+                x as i64,
+                y as i64,
+            ],
+        });
+    }
+    v
+}
+
+/// Reads [`map_code`]'s encoding back.
+pub fn map_from_code(v: Vec<i64>) -> Result<MapProgram, String> {
+    if v.len() % 4 != 0 {
+        return Err("map code needs 4 integers per instruction".into());
+    }
+    let reg = |x: i64| u16::try_from(x).map_err(|_| format!("bad map register {x}"));
+    let mut code = Vec::new();
+    for c in v.chunks(4) {
+        code.push(match c[0] {
+            0 => MapInstr::Input(reg(c[1])?),
+            1 => MapInstr::Const(F32(f32::from_bits(
+                u32::try_from(c[1]).map_err(|_| format!("bad map constant bits {}", c[1]))?,
+            ))),
+            2 => MapInstr::Unary(
+                *usize::try_from(c[1])
+                    .ok()
+                    .and_then(|i| UnaryOp::ALL.get(i))
+                    .ok_or_else(|| format!("bad unary op number {}", c[1]))?,
+                reg(c[2])?,
+            ),
+            3 => MapInstr::Binary(
+                *usize::try_from(c[1])
+                    .ok()
+                    .and_then(|i| BinaryOp::ALL.get(i))
+                    .ok_or_else(|| format!("bad binary op number {}", c[1]))?,
+                reg(c[2])?,
+                reg(c[3])?,
+            ),
+            k => return Err(format!("bad map instruction kind {k}")),
+        });
+    }
+    Ok(MapProgram { code })
+}
+
 const AUTO_PAD: &str = "not_set, same_upper, same_lower, valid";
 
 /// Sets one attribute of `op`; `Err` if the op has no such attribute or the value has the wrong type.
 fn set_attr(op: &mut Op, key: &str, v: &AttrValue) -> Result<(), String> {
     let unknown = |op: &Op| Err(format!("{} has no attribute `{key}`", op.name()));
     match op {
+        Op::Map(p) => match key {
+            "code" => *p = map_from_code(want_ints(key, v)?)?,
+            _ => return unknown(op),
+        },
         Op::HardSigmoid { alpha, beta } => match key {
             "alpha" => *alpha = want_float(key, v)?,
             "beta" => *beta = want_float(key, v)?,
@@ -734,6 +864,9 @@ fn set_attr(op: &mut Op, key: &str, v: &AttrValue) -> Result<(), String> {
             "group" => c.group = want_usize(key, v)?,
             "pads" => c.pads = want_usizes(key, v)?,
             "strides" => c.strides = want_usizes(key, v)?,
+            _ if key.starts_with("epilogue") || key == "residual" => {
+                set_epilogue_attr(&mut c.epilogue, key, v)?
+            }
             _ => return unknown(op),
         },
         Op::Gemm(g) => match key {
@@ -741,6 +874,9 @@ fn set_attr(op: &mut Op, key: &str, v: &AttrValue) -> Result<(), String> {
             "beta" => g.beta = want_float(key, v)?,
             "trans_a" => g.trans_a = want_bool(key, v)?,
             "trans_b" => g.trans_b = want_bool(key, v)?,
+            _ if key.starts_with("epilogue") || key == "residual" => {
+                set_epilogue_attr(&mut g.epilogue, key, v)?
+            }
             _ => return unknown(op),
         },
         Op::BatchNorm { epsilon } => match key {

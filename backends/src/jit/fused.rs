@@ -1,0 +1,162 @@
+//! Fused conv/gemm epilogues (`y = act(acc + bias + residual)`, see `kestrel_ir::Epilogue`).
+//!
+//! The core op is emitted by the unchanged kernels (`conv::lower`, `matmul::gemm`) on a stand-in
+//! node without the epilogue (for conv also without the bias); then one vectorised pass per
+//! output row (a conv channel plane, a gemm row) applies bias, residual and activation in place,
+//! while the row just written is still in cache. This replaces the separate bias pass of the
+//! conv kernel and the separate element-wise nodes (Relu, Clip, HardSwish, Sigmoid + Mul, Add...)
+//! of the unfused graph, each of which read and wrote the whole tensor.
+
+use super::elementwise;
+use super::emit::E;
+use super::lower::Kx;
+use super::JitError;
+use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
+use kestrel_ir::{Activation, ConvAttrs, Epilogue, GemmAttrs, Node, Op, UnaryOp};
+
+/// Emits `act(x)` on an `F32` or `F32X4` value.
+pub fn activation(e: &mut E, act: Activation, x: Value, ty: Type) -> Value {
+    let ew = |e: &mut E, op: &Op, a: &[Value]| {
+        elementwise::apply(e, op, a, ty, 0).expect("float activation is supported")
+    };
+    match act {
+        Activation::None => x,
+        Activation::Relu => ew(e, &Op::Unary(UnaryOp::Relu), &[x]),
+        Activation::Clip { min, max } => {
+            let lo = e.fconst(ty, min.0);
+            let hi = e.fconst(ty, max.0);
+            let v = e.fb.ins().fmax(x, lo);
+            e.fb.ins().fmin(v, hi)
+        }
+        Activation::HardSwish => ew(e, &Op::Unary(UnaryOp::HardSwish), &[x]),
+        Activation::HardSigmoid { alpha, beta } => ew(e, &Op::HardSigmoid { alpha, beta }, &[x]),
+        Activation::Sigmoid => e.sigmoid(x),
+        Activation::Silu => {
+            let s = e.sigmoid(x);
+            e.fb.ins().fmul(x, s)
+        }
+        Activation::Gelu => ew(e, &Op::Gelu { tanh_approx: false }, &[x]),
+    }
+}
+
+/// In place over `rows` rows of `p` f32 at `out`: `out[r, :] = act(out[r, :] + bias[r % channels]
+/// + res[r, :])`, bias and residual optional.
+#[allow(clippy::too_many_arguments)]
+pub fn apply_rows(
+    e: &mut E,
+    out: Value,
+    rows: usize,
+    p: usize,
+    channels: usize,
+    bias: Option<Value>,
+    res: Option<Value>,
+    act: Activation,
+) {
+    if bias.is_none() && res.is_none() && act == Activation::None {
+        return;
+    }
+    let row_bytes = (p * 4) as i64;
+    e.loop_n(rows, |e, r| {
+        let b = bias.map(|bp| {
+            let ch = if channels == rows {
+                r
+            } else {
+                e.fb.ins().urem_imm_s(r, channels as i64)
+            };
+            let a = e.index(bp, ch, 4);
+            e.load(types::F32, a, 0)
+        });
+        let row = e.index(out, r, row_bytes);
+        let rrow = res.map(|rp| e.index(rp, r, row_bytes));
+        let chunks = p / 4;
+        if chunks > 0 {
+            let bv = b.map(|b| e.fb.ins().splat(types::F32X4, b));
+            e.loop_n(chunks, |e, i| {
+                let a = e.index(row, i, 16);
+                let mut v = e.load(types::F32X4, a, 0);
+                if let Some(bv) = bv {
+                    v = e.fb.ins().fadd(v, bv);
+                }
+                if let Some(rr) = rrow {
+                    let ra = e.index(rr, i, 16);
+                    let rv = e.load(types::F32X4, ra, 0);
+                    v = e.fb.ins().fadd(v, rv);
+                }
+                let v = activation(e, act, v, types::F32X4);
+                e.store(v, a, 0);
+            });
+        }
+        for j in chunks * 4..p {
+            let off = (j * 4) as i32;
+            let mut v = e.load(types::F32, row, off);
+            if let Some(b) = b {
+                v = e.fb.ins().fadd(v, b);
+            }
+            if let Some(rr) = rrow {
+                let rv = e.load(types::F32, rr, off);
+                v = e.fb.ins().fadd(v, rv);
+            }
+            let v = activation(e, act, v, types::F32);
+            e.store(v, row, off);
+        }
+    });
+}
+
+/// A conv with a fused epilogue: `conv::lower` applies bias, residual and activation itself, to
+/// each block of output rows right after its GEMM (or to each depthwise output before it is
+/// stored), within the task that computed it.
+pub fn conv(e: &mut E, k: &mut Kx, a: &ConvAttrs) -> Result<(), JitError> {
+    super::conv::lower(e, k, a)
+}
+
+/// A gemm with a fused epilogue: the plain gemm (C handled as usual, a row-vector C inside the
+/// micro-kernel), then one pass adding the residual and applying the activation.
+pub fn gemm(e: &mut E, k: &mut Kx, a: &GemmAttrs) -> Result<(), JitError> {
+    k.require_f32()?;
+    let plain = GemmAttrs {
+        epilogue: Epilogue::default(),
+        ..a.clone()
+    };
+    let nin = k.node.inputs.len().min(3);
+    let node = Node {
+        op: Op::Gemm(plain.clone()),
+        inputs: k.node.inputs[..nin].into(),
+        outputs: k.node.outputs.clone(),
+        name: k.node.name.clone(),
+    };
+    let ins = k.ins[..nin].to_vec();
+    {
+        let mut sub = Kx {
+            g: k.g,
+            id: k.id,
+            node: &node,
+            ins,
+            outs: k.outs.clone(),
+            scratch: k.scratch,
+            consts: k.consts,
+            data: &mut *k.data,
+            status: k.status,
+            opts: k.opts,
+            tasks: k.tasks,
+            task: k.task,
+        };
+        super::matmul::gemm(e, &mut sub, &plain)?;
+    }
+    let dims = k.out_dims(0);
+    let (m, n) = (dims[0], dims[1]);
+    let res = if a.epilogue.residual {
+        Some(k.ins[3])
+    } else {
+        None
+    };
+    // Each task finishes the rows its GEMM computed (the same split as `matmul::gemm`).
+    let rows = super::gemm::split_rows(m, k.tasks);
+    let (out, act) = (k.outs[0], a.epilogue.act);
+    k.for_task(e, |e, t| {
+        let Some(r) = rows.get(t) else { return };
+        let o = e.addr(out, (r.start * n * 4) as i64);
+        let rt = res.map(|rp| e.addr(rp, (r.start * n * 4) as i64));
+        apply_rows(e, o, r.end - r.start, n, 1, None, rt, act);
+    });
+    Ok(())
+}

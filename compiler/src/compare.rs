@@ -1,0 +1,250 @@
+//! `kestrel compare`: one model compiled with several pass pipelines, side by side.
+//!
+//! For each pipeline: node count after the passes, compile time (passes + code generation),
+//! median latency of the JIT-compiled model (1 thread unless `--threads`), arena bytes, code +
+//! weights bytes, the largest absolute difference from the float reference, and top-1 accuracy
+//! when labels are given. The float reference is the model's own reference outputs when the
+//! `--inputs` archive holds arrays named after the graph outputs (the shared models' `io.npz`),
+//! otherwise the `O0` graph run by the reference interpreter.
+
+use crate::cli::CompareArgs;
+use crate::driver::{self, InputSpec};
+use anyhow::{bail, Context, Result};
+use kestrel_ir::{DType, Graph, Tensor};
+use std::time::{Duration, Instant};
+
+/// One row of the table.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub pipeline: String,
+    pub nodes: usize,
+    pub compile_ms: f64,
+    pub median_ms: f64,
+    /// Fastest run: on a loaded machine a steadier estimate than the median.
+    pub min_ms: f64,
+    pub arena_bytes: usize,
+    pub code_bytes: usize,
+    pub weight_bytes: usize,
+    pub max_diff: f64,
+    pub accuracy: Option<f64>,
+}
+
+/// The largest `|a - b|` over every output (NaN if shapes differ).
+fn max_diff(a: &[Tensor], b: &[Tensor]) -> f64 {
+    let mut m = 0f64;
+    for (x, y) in a.iter().zip(b) {
+        if x.dims() != y.dims() {
+            return f64::NAN;
+        }
+        for (p, q) in x.to_f64_vec().iter().zip(y.to_f64_vec()) {
+            let d = (p - q).abs();
+            if d.is_nan() {
+                return f64::NAN;
+            }
+            m = m.max(d);
+        }
+    }
+    m
+}
+
+/// Top-1 accuracy of `logits` (last axis = classes, leading axes = samples) against `labels`.
+fn accuracy(logits: &Tensor, labels: &Tensor) -> Result<f64> {
+    let dims = logits.dims();
+    let classes = *dims.last().context("logits are a scalar")?;
+    let v = logits.to_f64_vec();
+    let n = v.len() / classes.max(1);
+    let l = labels.to_i64_vec();
+    if l.len() != n {
+        bail!("{} labels for {n} samples", l.len());
+    }
+    let mut right = 0usize;
+    for (i, &want) in l.iter().enumerate() {
+        let row = &v[i * classes..(i + 1) * classes];
+        let best = row
+            .iter()
+            .enumerate()
+            .fold((0usize, f64::NEG_INFINITY), |b, (j, &x)| {
+                if x > b.1 {
+                    (j, x)
+                } else {
+                    b
+                }
+            })
+            .0;
+        right += (best as i64 == want) as usize;
+    }
+    Ok(right as f64 / n.max(1) as f64)
+}
+
+pub fn cmd_compare(args: CompareArgs) -> Result<()> {
+    if args.threads == 0 || args.iters == 0 {
+        bail!("--threads and --iters must be at least 1");
+    }
+    let mut base = driver::load_graph(&args.model)?;
+    let spec = InputSpec {
+        files: vec![],
+        archives: args.inputs.iter().cloned().collect(),
+        shapes: vec![],
+    };
+    let inputs = if args.inputs.is_some() {
+        driver::bind_inputs(&base, &spec, &args.model)?
+    } else {
+        driver::synthetic_inputs(&base, &args.model)?
+    };
+    driver::bind_shapes_from_inputs(&mut base, &inputs, &args.model)?;
+    // The float reference.
+    let mut reference: Option<Vec<Tensor>> = None;
+    if let Some(p) = &args.inputs {
+        let arrays =
+            crate::tensor_io::read_npz(p).with_context(|| format!("reading {}", p.display()))?;
+        let refs: Option<Vec<Tensor>> = base
+            .outputs
+            .iter()
+            .map(|o| {
+                arrays
+                    .iter()
+                    .find(|(n, _)| *n == o.name)
+                    .map(|(_, t)| t.clone())
+            })
+            .collect();
+        reference = refs;
+    }
+    let reference_from = if reference.is_some() {
+        "the reference outputs in the --inputs archive"
+    } else {
+        "the O0 graph on the reference interpreter"
+    };
+    let reference = match reference {
+        Some(r) => r,
+        None => kestrel_backends::interp::run(&base, &inputs).with_context(|| {
+            format!(
+                "{}: running the reference interpreter",
+                args.model.display()
+            )
+        })?,
+    };
+    let labels = match &args.labels {
+        Some(p) => Some(
+            crate::tensor_io::read_tensor_file(p)
+                .with_context(|| format!("reading {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads)
+        .build()
+        .context("creating the thread pool")?;
+    let mut rows = Vec::new();
+    for p in &args.pipelines {
+        let mut g: Graph = base.clone();
+        let t = Instant::now();
+        let opts = kestrel_passes::PipelineOptions {
+            pipeline: p.clone(),
+            ..Default::default()
+        };
+        let report = kestrel_passes::run_pipeline(&mut g, &opts, &driver::pass_context())
+            .with_context(|| format!("{}: pipeline {p:?}", args.model.display()))?;
+        for w in &report.warnings {
+            eprintln!("kestrel: warning: {w}");
+        }
+        let jit = kestrel_backends::jit::compile(
+            &g,
+            &kestrel_backends::jit::JitOptions::with_threads(args.threads),
+        )
+        .with_context(|| format!("{}: compiling with the JIT after {p}", args.model.display()))?;
+        let compile = t.elapsed();
+        let outs = jit
+            .run(&inputs)
+            .with_context(|| format!("running {} after {p}", args.model.display()))?;
+        let once = || -> Result<Duration> {
+            let t = Instant::now();
+            jit.run(&inputs)?;
+            Ok(t.elapsed())
+        };
+        let times = pool.install(|| -> Result<Vec<Duration>> {
+            for _ in 0..args.warmup {
+                once()?;
+            }
+            (0..args.iters).map(|_| once()).collect()
+        })?;
+        let stats = driver::LatencyStats::of(&times);
+        let acc = match (&labels, outs.first()) {
+            (Some(l), Some(o)) if o.dtype() == DType::F32 => Some(accuracy(o, l)?),
+            _ => None,
+        };
+        rows.push(Row {
+            pipeline: p.clone(),
+            nodes: g.nodes.len(),
+            compile_ms: compile.as_secs_f64() * 1e3,
+            median_ms: stats.median_ms,
+            min_ms: stats.min_ms,
+            arena_bytes: jit.arena_bytes(),
+            code_bytes: jit.code_bytes(),
+            weight_bytes: driver::weight_bytes(&g),
+            max_diff: max_diff(&outs, &reference),
+            accuracy: acc,
+        });
+    }
+    println!(
+        "{}: {} thread(s), {} timed runs after {} warm-up; max |diff| against {reference_from}",
+        args.model.display(),
+        args.threads,
+        args.iters,
+        args.warmup
+    );
+    println!("{}", table(&rows));
+    if let Some(path) = &args.json {
+        let json = json(&args.model.display().to_string(), args.threads, &rows);
+        crate::tensor_io::write_atomically(path, |f| std::io::Write::write_all(f, json.as_bytes()))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The rows as a Markdown table (what `docs/PERFORMANCE.md` shows).
+pub fn table(rows: &[Row]) -> String {
+    let mut s = String::from(
+        "| pipeline | nodes | compile ms | median ms | min ms | arena bytes | code+weights bytes | max abs diff | accuracy |\n|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        s.push_str(&format!(
+            "| {} | {} | {:.1} | {:.3} | {:.3} | {} | {} | {:.2e} | {} |\n",
+            r.pipeline,
+            r.nodes,
+            r.compile_ms,
+            r.median_ms,
+            r.min_ms,
+            r.arena_bytes,
+            r.code_bytes + r.weight_bytes,
+            r.max_diff,
+            r.accuracy
+                .map(|a| format!("{:.2} %", a * 100.0))
+                .unwrap_or_else(|| "-".into())
+        ));
+    }
+    s
+}
+
+fn json(model: &str, threads: usize, rows: &[Row]) -> String {
+    let mut s = format!("{{\"model\": {model:?}, \"threads\": {threads}, \"rows\": [");
+    for (i, r) in rows.iter().enumerate() {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        let acc = r
+            .accuracy
+            .map(|a| format!("{a}"))
+            .unwrap_or_else(|| "null".into());
+        let diff = if r.max_diff.is_finite() {
+            format!("{:e}", r.max_diff)
+        } else {
+            "null".into()
+        };
+        s.push_str(&format!(
+            "{{\"pipeline\": {:?}, \"nodes\": {}, \"compile_ms\": {:.4}, \"median_ms\": {:.4}, \"min_ms\": {:.4}, \"arena_bytes\": {}, \"code_bytes\": {}, \"weight_bytes\": {}, \"max_abs_diff\": {diff}, \"accuracy\": {acc}}}",
+            r.pipeline, r.nodes, r.compile_ms, r.median_ms, r.min_ms, r.arena_bytes, r.code_bytes, r.weight_bytes
+        ));
+    }
+    s.push_str("]}\n");
+    s
+}

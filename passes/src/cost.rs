@@ -1,0 +1,119 @@
+//! The cost model used to extract a graph from an e-graph.
+//!
+//! [`StaticCost`] is a static estimate: multiply-accumulates of the op plus the bytes it reads
+//! and writes (weighted, since a memory pass over a tensor costs about as much as a few
+//! arithmetic operations per element), plus a small per-node overhead. Fused ops are cheaper
+//! than their parts because the intermediate tensors are neither written nor read back. A
+//! backend can refine the estimate by implementing [`CostModel`] and handing it to the pass
+//! manager in [`crate::PassContext::cost_model`]; `passes` never depends on a backend.
+
+use kestrel_ir::{Activation, Op, ReduceKind, TensorType, UnaryOp};
+
+/// The cost of running one node.
+pub trait CostModel {
+    /// Cost of `op` applied to inputs of types `ins` producing `out` (arbitrary units; only
+    /// comparisons matter). Must be positive and finite.
+    fn node_cost(&self, op: &Op, ins: &[&TensorType], out: &TensorType) -> f64;
+}
+
+/// MACs + bytes-moved estimate (see the module documentation).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StaticCost;
+
+/// Cost of one byte read or written, relative to one multiply-accumulate.
+pub const BYTE_COST: f64 = 0.5;
+/// Fixed overhead of a node (a kernel call, loop setup).
+pub const NODE_COST: f64 = 64.0;
+
+fn numel(t: &TensorType) -> f64 {
+    t.numel().unwrap_or(1024) as f64
+}
+
+fn bytes(t: &TensorType) -> f64 {
+    numel(t) * t.dtype.size() as f64
+}
+
+/// Arithmetic per element of an activation (a polynomial for the transcendental ones).
+pub fn activation_flops(a: Activation) -> f64 {
+    match a {
+        Activation::None => 0.0,
+        Activation::Relu | Activation::Clip { .. } => 1.0,
+        Activation::HardSwish | Activation::HardSigmoid { .. } => 4.0,
+        Activation::Sigmoid => 12.0,
+        Activation::Silu => 13.0,
+        Activation::Gelu => 16.0,
+    }
+}
+
+fn unary_flops(u: UnaryOp) -> f64 {
+    match u {
+        UnaryOp::Relu | UnaryOp::Neg | UnaryOp::Abs => 1.0,
+        UnaryOp::Sigmoid => activation_flops(Activation::Sigmoid),
+        UnaryOp::HardSwish => activation_flops(Activation::HardSwish),
+        UnaryOp::Erf | UnaryOp::Exp | UnaryOp::Log | UnaryOp::Tanh => 12.0,
+        _ => 2.0,
+    }
+}
+
+impl CostModel for StaticCost {
+    fn node_cost(&self, op: &Op, ins: &[&TensorType], out: &TensorType) -> f64 {
+        let moved: f64 = ins.iter().map(|t| bytes(t)).sum::<f64>() + bytes(out);
+        let on = numel(out);
+        let compute = match op {
+            Op::Conv(a) => {
+                // out elements x (C / group x kernel taps).
+                let w = ins.get(1).map(|t| numel(t)).unwrap_or(1.0);
+                let m = out.shape.get(1).and_then(|d| d.known()).unwrap_or(1) as f64;
+                on * (w / m.max(1.0)) + on * activation_flops(a.epilogue.act)
+            }
+            Op::Gemm(a) => {
+                let k = ins
+                    .first()
+                    .and_then(|t| {
+                        let i = if a.trans_a { 0 } else { 1 };
+                        t.shape.get(i).and_then(|d| d.known())
+                    })
+                    .unwrap_or(1) as f64;
+                on * k + on * activation_flops(a.epilogue.act)
+            }
+            Op::MatMul => {
+                let k = ins
+                    .first()
+                    .and_then(|t| t.shape.last().and_then(|d| d.known()))
+                    .unwrap_or(1) as f64;
+                on * k
+            }
+            // Same arithmetic as the epilogue form, so fusing saves exactly the memory traffic
+            // and the node overhead.
+            Op::Unary(u) => on * unary_flops(*u),
+            Op::HardSigmoid { .. } => on * 4.0,
+            Op::Binary(_) => on,
+            Op::Map(p) => {
+                on * p
+                    .code
+                    .iter()
+                    .map(|i| match i {
+                        kestrel_ir::MapInstr::Unary(u, _) => unary_flops(*u),
+                        kestrel_ir::MapInstr::Binary(..) => 1.0,
+                        _ => 0.0,
+                    })
+                    .sum::<f64>()
+            }
+            Op::Gelu { .. } => on * activation_flops(Activation::Gelu),
+            Op::Reduce(r) if r.kind == ReduceKind::Mean => {
+                ins.first().map(|t| numel(t)).unwrap_or(on)
+            }
+            Op::LayerNorm { .. } | Op::Softmax { .. } => on * 6.0,
+            // Views: free in the backend (no data moves).
+            Op::Reshape { .. }
+            | Op::Flatten { .. }
+            | Op::Squeeze
+            | Op::Unsqueeze
+            | Op::Identity => {
+                return 1.0;
+            }
+            _ => on,
+        };
+        NODE_COST + compute + BYTE_COST * moved
+    }
+}

@@ -1,0 +1,255 @@
+//! O2 (canonicalisation + e-graph fusion) on the shared float models:
+//! - the O2 graph computes what the imported graph computes (interpreter, `1e-4 * max(1, |ref|)`);
+//! - compiled with the JIT it reproduces the reference logits of `*.io.npz` (same tolerance);
+//! - no activation or BatchNormalization stands alone after a conv/gemm (directly or through a
+//!   reshape);
+//! - `vit_tiny_16.decomposed_ln.onnx` compiles to the same op counts as `vit_tiny_16.onnx`;
+//! - saturation of `vit_tiny_16` takes less than 1 s.
+//!
+//! Runs only when `KESTREL_MODELS` names the models folder; `KESTREL_MODELS_FILTER=substring`
+//! restricts the models run. Quantized (`int8`) models are skipped (the JIT has no int8 yet).
+
+use kestrel_backends::interp;
+use kestrel_ir::{verify, Graph, Op, Tensor, TensorType};
+use kestrel_passes::{run_pipeline, PassContext, PipelineOptions};
+use std::path::{Path, PathBuf};
+
+fn models_dir() -> Option<PathBuf> {
+    let dir = PathBuf::from(std::env::var_os("KESTREL_MODELS")?);
+    assert!(
+        dir.is_dir(),
+        "KESTREL_MODELS={} is not a directory",
+        dir.display()
+    );
+    Some(dir)
+}
+
+fn onnx_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            onnx_files(&p, out);
+        } else if p.extension().is_some_and(|e| e == "onnx") {
+            out.push(p);
+        }
+    }
+}
+
+/// Array `name` of an `.npz`.
+fn read_npz(path: &Path, name: &str) -> Tensor {
+    kestrel::tensor_io::read_npz(path)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("{}: no array {name}", path.display()))
+        .1
+}
+
+/// The first `n` entries along axis 0.
+fn take_rows(t: &Tensor, n: usize) -> Tensor {
+    let mut dims = t.dims().to_vec();
+    let row: usize = dims[1..].iter().product::<usize>() * t.dtype().size();
+    dims[0] = n;
+    let bytes = t.bytes().slice(0..n * row);
+    Tensor::from_bytes(t.dtype(), dims, bytes).unwrap()
+}
+
+/// Binds every graph input's type to the data (first extent: the declared one when known,
+/// else at most 8 samples); returns the inputs to feed.
+fn bind_inputs(g: &mut Graph, data: &Tensor) -> Vec<Tensor> {
+    assert_eq!(g.inputs.len(), 1, "models with one input only");
+    let ty = g.ty(g.inputs[0]).clone();
+    let rows = ty.shape[0].known().unwrap_or(data.dims()[0].min(8));
+    let input = take_rows(data, rows);
+    assert_eq!(ty.dtype, input.dtype());
+    g.set_input_type(0, TensorType::known(ty.dtype, input.dims()))
+        .unwrap();
+    g.reinfer().unwrap();
+    verify(g).unwrap();
+    vec![input]
+}
+
+fn is_activation(op: &Op) -> bool {
+    use kestrel_ir::UnaryOp::*;
+    matches!(
+        op,
+        Op::Unary(Relu | Sigmoid | HardSwish | Tanh)
+            | Op::Clip
+            | Op::HardSigmoid { .. }
+            | Op::Gelu { .. }
+            | Op::LeakyRelu { .. }
+            | Op::BatchNorm { .. }
+    )
+}
+
+/// Nodes that are an activation or a batch norm whose input comes from a conv/gemm (possibly
+/// through reshape-like views).
+fn standalone_after_conv(g: &Graph) -> Vec<String> {
+    let mut bad = Vec::new();
+    for (i, n) in g.nodes.iter().enumerate() {
+        if !is_activation(&n.op) {
+            continue;
+        }
+        let mut v = n.inputs[0];
+        while let Some(p) = g.producer(v) {
+            match &g.node(p).op {
+                Op::Reshape { .. } | Op::Flatten { .. } | Op::Squeeze | Op::Unsqueeze => {
+                    v = g.node(p).inputs[0]
+                }
+                Op::Conv(_) | Op::Gemm(_) => {
+                    bad.push(g.describe_node(kestrel_ir::NodeId(i as u32)));
+                    break;
+                }
+                _ => break,
+            }
+        }
+    }
+    bad
+}
+
+fn histogram(g: &Graph) -> std::collections::BTreeMap<&'static str, usize> {
+    let mut h = std::collections::BTreeMap::new();
+    for n in &g.nodes {
+        *h.entry(n.op.name()).or_default() += 1;
+    }
+    h
+}
+
+fn max_diff(w: &Tensor, o: &Tensor) -> (f64, f64) {
+    let (w, o) = (w.to_f64_vec(), o.to_f64_vec());
+    let scale = w.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    let diff = w.iter().zip(&o).fold(0.0f64, |m, (a, b)| {
+        if (a - b).is_nan() {
+            f64::NAN
+        } else {
+            m.max((a - b).abs())
+        }
+    });
+    (diff, scale)
+}
+
+#[test]
+fn o2_fuses_and_keeps_outputs() {
+    let Some(dir) = models_dir() else {
+        eprintln!("KESTREL_MODELS not set: skipping");
+        return;
+    };
+    let filter = std::env::var("KESTREL_MODELS_FILTER").unwrap_or_default();
+    let mut files = Vec::new();
+    onnx_files(&dir, &mut files);
+    let cx = PassContext::with_evaluator(|op: &Op, ins: &[&Tensor]| {
+        Some(interp::eval_op(op, ins).map_err(|e| e.to_string()))
+    });
+    let mut failures = Vec::new();
+    let mut hist = std::collections::HashMap::new();
+    let mut ran = 0;
+    for path in files {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if !name.contains(&filter) || name.contains("int8") {
+            continue;
+        }
+        let io = path.with_file_name(name.replace(".onnx", ".io.npz"));
+        if !io.exists() {
+            continue;
+        }
+        ran += 1;
+        let mut g = kestrel::onnx::load_model(&path)
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .graph;
+        let data = read_npz(&io, "input");
+        let inputs = bind_inputs(&mut g, &data);
+        let before = g.clone();
+        let opts = PipelineOptions {
+            pipeline: "O2".into(),
+            verify_each: true,
+            ..Default::default()
+        };
+        let report = run_pipeline(&mut g, &opts, &cx).unwrap_or_else(|e| panic!("{name}: {e}"));
+        eprintln!(
+            "{name}: nodes {} -> {} ({:.0} ms); {}",
+            report.nodes_before,
+            report.nodes_after,
+            report.total_time.as_secs_f64() * 1e3,
+            report.notes.join("; ")
+        );
+        for n in &report.notes {
+            if n.contains("fuse") && !n.contains("saturated") {
+                failures.push(format!("{name}: fusion did not saturate: {n}"));
+            }
+        }
+        if name.starts_with("vit_tiny_16") {
+            // Saturation time is in the note: "..., N ms".
+            let fuse = report
+                .runs
+                .iter()
+                .find(|r| r.pass == "fuse")
+                .expect("fuse ran");
+            if fuse.time.as_secs_f64() >= 1.0 {
+                failures.push(format!("{name}: fuse took {:?}", fuse.time));
+            }
+        }
+        let bad = standalone_after_conv(&g);
+        if !bad.is_empty() {
+            failures.push(format!(
+                "{name}: activation/BN alone after conv/gemm: {bad:?}"
+            ));
+        }
+        hist.insert(name.clone(), histogram(&g));
+        let want =
+            interp::run(&before, &inputs).unwrap_or_else(|e| panic!("{name}: original: {e}"));
+        let got = interp::run(&g, &inputs).unwrap_or_else(|e| panic!("{name}: O2: {e}"));
+        for (k, (w, o)) in want.iter().zip(&got).enumerate() {
+            let (diff, scale) = max_diff(w, o);
+            eprintln!("{name}: output {k}: max |O2 - original| (interp) = {diff:.3e}");
+            if diff.is_nan() || diff > 1e-4 * scale {
+                failures.push(format!(
+                    "{name}: interp output {k}: {diff:e} > 1e-4 * {scale}"
+                ));
+            }
+        }
+        let logits = read_npz(&io, "logits");
+        if logits.dims() == want[0].dims() {
+            let m =
+                kestrel_backends::jit::compile(&g, &kestrel_backends::jit::JitOptions::default())
+                    .unwrap_or_else(|e| panic!("{name}: JIT after O2: {e}"));
+            let out = m
+                .run(&inputs)
+                .unwrap_or_else(|e| panic!("{name}: run: {e}"));
+            let (diff, scale) = max_diff(&logits, &out[0]);
+            eprintln!("{name}: [jit O2] max |diff| vs reference = {diff:.3e}");
+            if diff.is_nan() || diff > 1e-4 * scale {
+                failures.push(format!("{name}: JIT O2: {diff:e} > 1e-4 * {scale}"));
+            }
+            // Fused nodes split into tasks give the 1-thread result bit for bit.
+            let split = kestrel_backends::jit::JitOptions {
+                threads: 2,
+                min_task_macs: 1,
+                im2col_block_bytes: 64 * 1024,
+            };
+            let m2 = kestrel_backends::jit::compile(&g, &split)
+                .unwrap_or_else(|e| panic!("{name}: JIT after O2, 2 threads: {e}"));
+            let out2 = m2
+                .run(&inputs)
+                .unwrap_or_else(|e| panic!("{name}: run on 2 threads: {e}"));
+            if out2[0].bytes() != out[0].bytes() {
+                failures.push(format!("{name}: JIT O2 on 2 threads differs from 1 thread"));
+            }
+        }
+    }
+    if let (Some(a), Some(b)) = (
+        hist.get("vit_tiny_16.onnx"),
+        hist.get("vit_tiny_16.decomposed_ln.onnx"),
+    ) {
+        if a != b {
+            failures.push(format!(
+                "decomposed_ln op counts differ after O2:\n{a:?}\n{b:?}"
+            ));
+        }
+    }
+    assert!(ran > 0, "no model matched");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
