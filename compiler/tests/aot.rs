@@ -788,7 +788,9 @@ fn shared_models_run_under_qemu() {
         eprintln!("KESTREL_MODELS is not set: skipping the shared models under qemu");
         return;
     };
-    let targets: [(&str, &str, &str, &[&str], &str, &str); 3] = [
+    // (target, --cpu, cross compiler, qemu command, sysroot, file tag)
+    type Cross<'a> = (&'a str, &'a str, &'a str, &'a [&'a str], &'a str, &'a str);
+    let targets: [Cross; 3] = [
         (
             "aarch64-unknown-linux-gnu",
             "generic",
