@@ -775,3 +775,108 @@ fn runtime_checks_abi_version_and_descriptor() {
         Err(kestrel_runtime::ModelError::MissingSymbol { .. })
     ));
 }
+
+/// Shared models (`KESTREL_MODELS`) compiled for aarch64 and riscv64 (scalar and +v), run under
+/// qemu-user by `examples/c/run_model.c` (dlopen and the descriptor), match torch's reference
+/// outputs with the tolerance of the float model tests. They cover what digits does not: exp,
+/// hard-swish and sigmoid (mobilenet_v3_small), concatenation and global pooling (squeezenet1_1),
+/// layer norm, softmax, erf and batched matrix products (vit_tiny_16; not on scalar riscv64,
+/// which takes minutes under qemu).
+#[test]
+fn shared_models_run_under_qemu() {
+    let Some(models) = std::env::var_os("KESTREL_MODELS").map(PathBuf::from) else {
+        eprintln!("KESTREL_MODELS is not set: skipping the shared models under qemu");
+        return;
+    };
+    // (target, --cpu, cross compiler, qemu command, sysroot, file tag)
+    type Cross<'a> = (&'a str, &'a str, &'a str, &'a [&'a str], &'a str, &'a str);
+    let targets: [Cross; 3] = [
+        (
+            "aarch64-unknown-linux-gnu",
+            "generic",
+            "aarch64-linux-gnu-gcc",
+            &["qemu-aarch64"],
+            "/usr/aarch64-linux-gnu",
+            "a64",
+        ),
+        (
+            "riscv64gc-unknown-linux-gnu",
+            "+v",
+            "riscv64-linux-gnu-gcc",
+            &["qemu-riscv64", "-cpu", "rv64,v=true,vlen=128"],
+            "/usr/riscv64-linux-gnu",
+            "rvv",
+        ),
+        (
+            "riscv64gc-unknown-linux-gnu",
+            "generic",
+            "riscv64-linux-gnu-gcc",
+            &["qemu-riscv64"],
+            "/usr/riscv64-linux-gnu",
+            "rvs",
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (target, cpu, cc, qemu, sysroot, tag) in targets {
+        if !have_tool(cc) || !have_tool(qemu[0]) {
+            continue;
+        }
+        let harness = dir.path().join(format!("run_model_{tag}"));
+        let o = Command::new(cc)
+            .args(["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror"])
+            .arg(root().join("examples/c/run_model.c"))
+            .args(["-ldl", "-o"])
+            .arg(&harness)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{cc}: {}", stderr(&o));
+        for model in ["mobilenet_v3_small", "squeezenet1_1", "vit_tiny_16"] {
+            if model == "vit_tiny_16" && tag == "rvs" {
+                continue;
+            }
+            let onnx = models.join(format!("torchvision/{model}.onnx"));
+            let bundle = models.join(format!("torchvision/{model}.io.npz"));
+            assert!(onnx.is_file(), "{} is missing", onnx.display());
+            let arrays = kestrel::tensor_io::read_npz(&bundle).unwrap();
+            let get = |n: &str| arrays.iter().find(|(k, _)| k == n).unwrap().1.clone();
+            let (input, logits) = (get("input"), get("logits"));
+            let input_bin = dir.path().join(format!("{model}.in.bin"));
+            std::fs::write(&input_bin, &input.bytes()[..]).unwrap();
+            let so = dir.path().join(format!("{model}_{tag}.so"));
+            ok(&kestrel(&[
+                "compile",
+                p(&onnx),
+                "-o",
+                p(&so),
+                "--target",
+                target,
+                "--cpu",
+                cpu,
+                "--inputs",
+                p(&bundle),
+            ]));
+            let out = dir.path().join(format!("{model}_{tag}.out"));
+            let o = Command::new(qemu[0])
+                .args(&qemu[1..])
+                .args(["-L", sysroot])
+                .arg(&harness)
+                .arg(&so)
+                .arg(&input_bin)
+                .arg("-o")
+                .arg(&out)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{model} {target} {cpu}: {}", stderr(&o));
+            let got: Vec<f32> = std::fs::read(&out)
+                .unwrap()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            assert_close(
+                &got,
+                &logits.to_f32_vec(),
+                &format!("{model} {target} --cpu {cpu}"),
+            );
+        }
+    }
+}
