@@ -102,10 +102,80 @@ pub fn apply_rows(
     });
 }
 
-/// A conv with a fused epilogue: the plain convolution without bias, then one pass per channel
-/// plane adding the bias and residual and applying the activation.
+/// Extra scratch of a conv with a channel scale: the scaled weights `w * s` (f32).
+pub fn conv_extra_scratch(g: &kestrel_ir::Graph, node: &Node, a: &ConvAttrs) -> usize {
+    if a.epilogue.channel_scale {
+        (g.ty(node.inputs[1]).numel().unwrap_or(0) * 4).next_multiple_of(64)
+    } else {
+        0
+    }
+}
+
+/// `dst[m, c, t] = w[m, c, t] * s[c]` for weights `[M, C, taps]` (vectorised over `c` for 1×1
+/// kernels).
+fn scale_weights(e: &mut E, w: Value, s: Value, dst: Value, m: usize, c: usize, taps: usize) {
+    let row = (c * taps * 4) as i64;
+    e.loop_n(m, |e, i| {
+        let wr = e.index(w, i, row);
+        let dr = e.index(dst, i, row);
+        if taps == 1 {
+            let chunks = c / 4;
+            e.loop_n(chunks, |e, j| {
+                let wa = e.index(wr, j, 16);
+                let sa = e.index(s, j, 16);
+                let da = e.index(dr, j, 16);
+                let wv = e.load(types::F32X4, wa, 0);
+                let sv = e.load(types::F32X4, sa, 0);
+                let p = e.fb.ins().fmul(wv, sv);
+                e.store(p, da, 0);
+            });
+            for j in chunks * 4..c {
+                let off = (j * 4) as i32;
+                let wv = e.load(types::F32, wr, off);
+                let sv = e.load(types::F32, s, off);
+                let p = e.fb.ins().fmul(wv, sv);
+                e.store(p, dr, off);
+            }
+        } else {
+            e.loop_n(c, |e, j| {
+                let sa = e.index(s, j, 4);
+                let sv = e.load(types::F32, sa, 0);
+                let wc = e.index(wr, j, (taps * 4) as i64);
+                let dc = e.index(dr, j, (taps * 4) as i64);
+                for t in 0..taps {
+                    let off = (t * 4) as i32;
+                    let wv = e.load(types::F32, wc, off);
+                    let p = e.fb.ins().fmul(wv, sv);
+                    e.store(p, dc, off);
+                }
+            });
+        }
+    });
+}
+
+/// A conv with a fused epilogue: the plain convolution without bias (with a channel scale, on
+/// weights scaled at run time into the scratch), then one pass per channel plane adding the bias
+/// and residual and applying the activation.
 pub fn conv(e: &mut E, k: &mut Kx, a: &ConvAttrs) -> Result<(), JitError> {
     k.require_f32()?;
+    let mut w_ptr = k.ins[1];
+    let mut scratch = k.scratch;
+    if a.epilogue.channel_scale {
+        let wd = k.in_dims(1);
+        let n = k.in_dims(0)[0];
+        if n != 1 {
+            return Err(k.unsupported("a channel scale with a batch above 1"));
+        }
+        let base = k
+            .scratch
+            .ok_or_else(|| k.unsupported("channel scale without scratch"))?;
+        let taps: usize = wd[2..].iter().product();
+        let s = k.ins[k.ins.len() - 1];
+        scale_weights(e, k.ins[1], s, base, wd[0], wd[1], taps);
+        w_ptr = base;
+        let wbytes = (wd.iter().product::<usize>() * 4).next_multiple_of(64);
+        scratch = Some(e.addr(base, wbytes as i64));
+    }
     let plain = ConvAttrs {
         epilogue: Epilogue::default(),
         ..a.clone()
@@ -116,7 +186,7 @@ pub fn conv(e: &mut E, k: &mut Kx, a: &ConvAttrs) -> Result<(), JitError> {
         outputs: k.node.outputs.clone(),
         name: k.node.name.clone(),
     };
-    let ins = k.ins[..2].to_vec();
+    let ins = vec![k.ins[0], w_ptr];
     {
         let mut sub = Kx {
             g: k.g,
@@ -124,7 +194,7 @@ pub fn conv(e: &mut E, k: &mut Kx, a: &ConvAttrs) -> Result<(), JitError> {
             node: &node,
             ins,
             outs: k.outs.clone(),
-            scratch: k.scratch,
+            scratch,
             consts: k.consts,
             data: &mut *k.data,
             status: k.status,

@@ -597,7 +597,10 @@ fn scratch_bytes(
     consts: &HashMap<ValueId, Tensor>,
 ) -> Result<usize, JitError> {
     Ok(match node.op {
-        Op::Conv(ref a) => super::conv::scratch_bytes(g, id, node, a, consts)?,
+        Op::Conv(ref a) => {
+            super::conv::scratch_bytes(g, id, node, a, consts)?
+                + super::fused::conv_extra_scratch(g, node, a)
+        }
         Op::Pool(ref a) => super::pool::scratch_bytes(g, node, a),
         _ => 0,
     })
