@@ -796,7 +796,7 @@ pub fn map_code(p: &MapProgram) -> Vec<i64> {
 
 /// Reads [`map_code`]'s encoding back.
 pub fn map_from_code(v: Vec<i64>) -> Result<MapProgram, String> {
-    if v.len() % 4 != 0 {
+    if !v.len().is_multiple_of(4) {
         return Err("map code needs 4 integers per instruction".into());
     }
     let reg = |x: i64| u16::try_from(x).map_err(|_| format!("bad map register {x}"));
