@@ -88,7 +88,7 @@ proptest! {
         };
         let a = ConvAttrs {
             strides: vec![stride, stride], pads: vec![pad; 4], group,
-            epilogue: Epilogue { act, residual },
+            epilogue: Epilogue { act, residual, channel_scale: false },
             ..Default::default()
         };
         let mut g = Graph::new("p");
@@ -107,6 +107,39 @@ proptest! {
             ins.push(g.add_input("r", TensorType::known(DType::F32, &od)));
             inputs.push(tensor(&od, seed + 3));
         }
+        let y = g.add(Op::Conv(a), &ins, "conv").unwrap();
+        g.add_output("y", y);
+        g.remove_dead_nodes();
+        agree(&g, &inputs, 2e-4)?;
+    }
+
+    /// A squeeze-and-excitation scale fused into the conv (batch 1, group 1).
+    #[test]
+    fn conv_channel_scale(
+        c in 1usize..9, m in 1usize..7, h in 1usize..8, w in 1usize..8, k in 1usize..4,
+        pad in 0usize..2, residual in any::<bool>(),
+        act in prop::sample::select(activations()), seed in any::<u64>(),
+    ) {
+        let a = ConvAttrs {
+            pads: vec![pad; 4], group: 1,
+            epilogue: Epilogue { act, residual, channel_scale: true },
+            ..Default::default()
+        };
+        let mut g = Graph::new("p");
+        let x = g.add_input("x", TensorType::known(DType::F32, &[1, c, h, w]));
+        let wv = g.add_const("w", tensor(&[m, c, k, k], seed + 1));
+        let b = g.add_const("b", tensor(&[m], seed + 2));
+        let plain = ConvAttrs { epilogue: Epilogue::default(), ..a.clone() };
+        let Ok(probe) = g.add(Op::Conv(plain), &[x, wv], "probe") else { return Ok(()) };
+        let od = g.ty(probe).dims().unwrap();
+        let mut ins = vec![x, wv, b];
+        let mut inputs = vec![tensor(&[1, c, h, w], seed)];
+        if residual {
+            ins.push(g.add_input("r", TensorType::known(DType::F32, &od)));
+            inputs.push(tensor(&od, seed + 3));
+        }
+        ins.push(g.add_input("s", TensorType::known(DType::F32, &[1, c, 1, 1])));
+        inputs.push(tensor(&[1, c, 1, 1], seed + 4));
         let y = g.add(Op::Conv(a), &ins, "conv").unwrap();
         g.add_output("y", y);
         g.remove_dead_nodes();
@@ -135,7 +168,7 @@ proptest! {
             ins.push(g.add_input("r", TensorType::known(DType::F32, &[m, n])));
             inputs.push(tensor(&[m, n], seed + 3));
         }
-        let attrs = GemmAttrs { trans_b, epilogue: Epilogue { act, residual }, ..Default::default() };
+        let attrs = GemmAttrs { trans_b, epilogue: Epilogue { act, residual, channel_scale: false }, ..Default::default() };
         let y = g.add(Op::Gemm(attrs), &ins, "gemm").unwrap();
         g.add_output("y", y);
         agree(&g, &inputs, 2e-4)?;

@@ -599,3 +599,77 @@ fn bench_layers_times_every_kernel_node() {
         stderr(&bad)
     );
 }
+
+#[test]
+fn compare_prints_one_row_per_pipeline_with_accuracy() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("cmp.json");
+    let o = kestrel(&[
+        "compare",
+        &digits("digits_cnn.onnx"),
+        "--pipeline",
+        "O0",
+        "--pipeline",
+        "O1",
+        "--pipeline",
+        "O2",
+        "--inputs",
+        &digits("digits_cnn.io.npz"),
+        "--labels",
+        &digits("digits_test_y.npy"),
+        "--iters",
+        "2",
+        "--warmup",
+        "1",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("against the reference outputs"), "{out}");
+    let rows: Vec<&str> = out.lines().filter(|l| l.starts_with("| O")).collect();
+    assert_eq!(rows.len(), 3, "{out}");
+    for (row, p) in rows.iter().zip(["O0", "O1", "O2"]) {
+        assert!(row.starts_with(&format!("| {p} |")), "{row}");
+        // The digits CNN classifies its 360 test digits perfectly.
+        assert!(row.ends_with("| 100.00 % |"), "{row}");
+    }
+    // O2 fuses the two ReLUs into the convs: fewer nodes than O1.
+    let nodes = |r: &str| {
+        r.split('|')
+            .nth(2)
+            .unwrap()
+            .trim()
+            .parse::<usize>()
+            .unwrap()
+    };
+    assert!(nodes(rows[2]) < nodes(rows[1]), "{out}");
+    let j = std::fs::read_to_string(&json).unwrap();
+    assert_eq!(j.matches("\"pipeline\"").count(), 3, "{j}");
+    assert!(j.contains("\"accuracy\": 1"), "{j}");
+}
+
+#[test]
+fn compare_without_inputs_uses_the_interpreter_as_reference() {
+    let o = kestrel(&[
+        "compare",
+        &digits("digits_cnn.b1.onnx"),
+        "--pipeline",
+        "O1",
+        "--pipeline",
+        "canonicalize,fuse",
+        "--iters",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("the O0 graph on the reference interpreter"),
+        "{out}"
+    );
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("| ")).count(),
+        3,
+        "{out}"
+    );
+}

@@ -90,9 +90,10 @@ pub fn input_arity(op: &Op) -> (usize, Option<usize>) {
         Op::Clip => (1, Some(3)),
         Op::Where | Op::Range => (3, Some(3)),
         Op::Conv(ConvAttrs { epilogue, .. }) | Op::Gemm(GemmAttrs { epilogue, .. })
-            if epilogue.residual =>
+            if epilogue.extra_inputs() > 0 =>
         {
-            (4, Some(4))
+            let n = 3 + epilogue.extra_inputs();
+            (n, Some(n))
         }
         Op::Conv(_)
         | Op::Gemm(_)
@@ -230,6 +231,9 @@ fn infer_op(op: &Op, inputs: &[InferInput]) -> Result<Vec<TensorType>, String> {
                 broadcasts_to(&c.ty.shape, &out).map_err(|e| format!("C: {e}"))?;
             }
             let ty = plain(ta.dtype, out);
+            if a.epilogue.channel_scale {
+                return Err("channel_scale is for convolutions only".into());
+            }
             check_epilogue(&a.epilogue, &ty, inputs)?;
             one(ty)
         }
@@ -1038,6 +1042,12 @@ fn check_epilogue(e: &Epilogue, out: &TensorType, inputs: &[InferInput]) -> Resu
         return Ok(());
     }
     require_float(out, "output of a fused epilogue")?;
+    if e.channel_scale {
+        // Checked against the conv input in `infer_conv`.
+        if inputs.len() != 3 + e.extra_inputs() {
+            return Err("channel_scale needs the scale as the last input".into());
+        }
+    }
     if e.residual {
         let r = inputs[3].ty;
         if r.dtype != out.dtype {
@@ -1063,6 +1073,20 @@ fn check_epilogue(e: &Epilogue, out: &TensorType, inputs: &[InferInput]) -> Resu
 
 fn infer_conv(a: &ConvAttrs, inputs: &[InferInput]) -> Result<TensorType, String> {
     let (x, w) = (inputs[0].ty, inputs[1].ty);
+    if a.epilogue.channel_scale {
+        let s = inputs[inputs.len() - 1].ty;
+        let ok = a.group == 1
+            && s.dtype == x.dtype
+            && s.rank() == x.rank()
+            && dims_compatible(&s.shape[0], &x.shape[0])
+            && dims_compatible(&s.shape[1], &x.shape[1])
+            && s.shape[2..].iter().all(|d| *d == Dim::Known(1));
+        if !ok {
+            return Err(format!(
+                "channel scale {s} must be [N, C, 1..] of the input {x}, with group 1"
+            ));
+        }
+    }
     check_conv_operands(x, w, a.group)?;
     let (channels, m, per_group) = (&x.shape[1], &w.shape[0], &w.shape[1]);
     if let (Dim::Known(c), Dim::Known(cg)) = (channels, per_group) {

@@ -175,16 +175,26 @@ impl Activation {
 /// What a fused conv/gemm does to each output element after the accumulation (and bias):
 /// `y = act(acc + bias + residual)`. With `residual`, the op has one more input, the residual
 /// tensor of the output's shape, after the (then required) bias.
+///
+/// `channel_scale` (conv only, group 1) fuses the channel-wise multiply of a squeeze-and-
+/// excitation block into the conv that consumes it: the last input is `s [N, C, 1..]` and the
+/// conv reads `x * s` (so `y = act(conv(x * s, w) + b + r)`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Epilogue {
     pub act: Activation,
     pub residual: bool,
+    pub channel_scale: bool,
 }
 
 impl Epilogue {
-    /// No activation and no residual: the plain op.
+    /// No activation, residual or channel scale: the plain op.
     pub fn is_none(&self) -> bool {
-        self.act == Activation::None && !self.residual
+        self.act == Activation::None && !self.residual && !self.channel_scale
+    }
+
+    /// Inputs after the required ones (bias/C, residual, channel scale) when fused.
+    pub fn extra_inputs(&self) -> usize {
+        self.residual as usize + self.channel_scale as usize
     }
 }
 

@@ -520,6 +520,7 @@ fn every_op_with_non_default_attrs() -> Vec<Op> {
                     max: F32(6.0),
                 },
                 residual: true,
+                channel_scale: false,
             },
             ..Default::default()
         }),
@@ -528,6 +529,7 @@ fn every_op_with_non_default_attrs() -> Vec<Op> {
             epilogue: Epilogue {
                 act: Activation::Silu,
                 residual: false,
+                channel_scale: true,
             },
             ..Default::default()
         }),
@@ -538,6 +540,7 @@ fn every_op_with_non_default_attrs() -> Vec<Op> {
                     beta: F32(0.5),
                 },
                 residual: true,
+                channel_scale: false,
             },
             ..Default::default()
         }),

@@ -25,8 +25,12 @@ pub const BYTE_COST: f64 = 0.5;
 /// Fixed overhead of a node (a kernel call, loop setup).
 pub const NODE_COST: f64 = 64.0;
 
+/// Elements of `t` as f64 (no overflow on absurd extents; 1024 when unknown).
 fn numel(t: &TensorType) -> f64 {
-    t.numel().unwrap_or(1024) as f64
+    match t.dims() {
+        Some(d) => d.iter().map(|&x| x as f64).product(),
+        None => 1024.0,
+    }
 }
 
 fn bytes(t: &TensorType) -> f64 {
@@ -64,7 +68,13 @@ impl CostModel for StaticCost {
                 // out elements x (C / group x kernel taps).
                 let w = ins.get(1).map(|t| numel(t)).unwrap_or(1.0);
                 let m = out.shape.get(1).and_then(|d| d.known()).unwrap_or(1) as f64;
-                on * (w / m.max(1.0)) + on * activation_flops(a.epilogue.act)
+                // A channel scale multiplies the weights at run time (read + write them).
+                let scale = if a.epilogue.channel_scale {
+                    w * (1.0 + 8.0 * BYTE_COST)
+                } else {
+                    0.0
+                };
+                on * (w / m.max(1.0)) + on * activation_flops(a.epilogue.act) + scale
             }
             Op::Gemm(a) => {
                 let k = ins

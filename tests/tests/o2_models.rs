@@ -253,3 +253,36 @@ fn o2_fuses_and_keeps_outputs() {
     assert!(ran > 0, "no model matched");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Saturation on the imported `vit_tiny_16` (1,088 ONNX nodes, 524 IR nodes after import, before
+/// any other pass)
+/// finishes within 1 s and saturates.
+#[test]
+fn fuse_saturates_the_imported_vit_within_a_second() {
+    let Some(dir) = models_dir() else {
+        eprintln!("KESTREL_MODELS not set: skipping");
+        return;
+    };
+    let path = dir.join("torchvision/vit_tiny_16.onnx");
+    let mut g = kestrel::onnx::load_model(&path)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .graph;
+    let io = dir.join("torchvision/vit_tiny_16.io.npz");
+    let inputs = bind_inputs(&mut g, &read_npz(&io, "input"));
+    let nodes = g.nodes.len();
+    let mut b = kestrel_passes::egraph::build(&g);
+    let sat = kestrel_passes::egraph::saturate(
+        &mut b,
+        &kestrel_passes::egraph::rules::fusion_rules(),
+        kestrel_passes::egraph::Limits::default(),
+    );
+    eprintln!("vit_tiny_16 as imported ({nodes} nodes): {sat}");
+    assert_eq!(sat.stop, "saturated", "{sat}");
+    assert!(sat.time.as_secs_f64() < 1.0, "{sat}");
+    let out = kestrel_passes::egraph::extract(&g, &b, None).unwrap();
+    verify(&out).unwrap();
+    let want = interp::run(&g, &inputs).unwrap();
+    let got = interp::run(&out, &inputs).unwrap();
+    let (diff, scale) = max_diff(&want[0], &got[0]);
+    assert!(diff <= 1e-4 * scale, "{diff}");
+}

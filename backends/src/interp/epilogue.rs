@@ -58,7 +58,7 @@ pub fn activation_f32(act: Activation, x: f32) -> f32 {
 
 /// Applies `e` to the output `y` of a conv/gemm; `residual` is the op's fourth input.
 pub fn apply(op: &'static str, e: &Epilogue, y: Tensor, residual: Option<&Tensor>) -> Res<Tensor> {
-    if e.is_none() {
+    if e.act == Activation::None && !e.residual {
         return Ok(y);
     }
     if y.dtype() != DType::F32 {

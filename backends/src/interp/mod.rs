@@ -211,15 +211,24 @@ pub fn eval_op(op: &Op, inputs: &[&Tensor]) -> Result<Vec<Tensor>, EvalError> {
             one(elementwise::cast(inputs[0], *to))
         }
         Op::Conv(attrs) => {
-            let n = if attrs.epilogue.residual { 4 } else { 3 };
-            arity(name, inputs, if n == 4 { 4 } else { 2 }, n)?;
-            let y = conv::conv(attrs, inputs[0], inputs[1], inputs.get(2).copied())?;
-            one(epilogue::apply(
-                name,
-                &attrs.epilogue,
-                y,
-                inputs.get(3).copied(),
-            ))
+            let extra = attrs.epilogue.extra_inputs();
+            let n = 3 + extra;
+            arity(name, inputs, if extra > 0 { n } else { 2 }, n)?;
+            // A squeeze-and-excitation scale multiplies the input first, as `mul` does.
+            let scaled;
+            let x = if attrs.epilogue.channel_scale {
+                scaled = elementwise::binary(kestrel_ir::BinaryOp::Mul, inputs[0], inputs[n - 1])?;
+                &scaled
+            } else {
+                inputs[0]
+            };
+            let y = conv::conv(attrs, x, inputs[1], inputs.get(2).copied())?;
+            let r = if attrs.epilogue.residual {
+                inputs.get(3).copied()
+            } else {
+                None
+            };
+            one(epilogue::apply(name, &attrs.epilogue, y, r))
         }
         Op::Gemm(attrs) => {
             let n = if attrs.epilogue.residual { 4 } else { 3 };

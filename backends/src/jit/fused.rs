@@ -102,11 +102,110 @@ pub fn apply_rows(
     });
 }
 
-/// A conv with a fused epilogue: `conv::lower` applies bias, residual and activation itself, to
+/// Extra scratch of a conv with a channel scale: the scaled weights `w * s` (f32).
+pub fn conv_extra_scratch(g: &kestrel_ir::Graph, node: &Node, a: &ConvAttrs) -> usize {
+    if a.epilogue.channel_scale {
+        (g.ty(node.inputs[1]).numel().unwrap_or(0) * 4).next_multiple_of(64)
+    } else {
+        0
+    }
+}
+
+/// `dst[m, c, t] = w[m, c, t] * s[c]` for weights `[M, C, taps]` (vectorised over `c` for 1×1
+/// kernels).
+fn scale_weights(e: &mut E, w: Value, s: Value, dst: Value, m: usize, c: usize, taps: usize) {
+    let row = (c * taps * 4) as i64;
+    e.loop_n(m, |e, i| {
+        let wr = e.index(w, i, row);
+        let dr = e.index(dst, i, row);
+        if taps == 1 {
+            let chunks = c / 4;
+            e.loop_n(chunks, |e, j| {
+                let wa = e.index(wr, j, 16);
+                let sa = e.index(s, j, 16);
+                let da = e.index(dr, j, 16);
+                let wv = e.load(types::F32X4, wa, 0);
+                let sv = e.load(types::F32X4, sa, 0);
+                let p = e.fb.ins().fmul(wv, sv);
+                e.store(p, da, 0);
+            });
+            for j in chunks * 4..c {
+                let off = (j * 4) as i32;
+                let wv = e.load(types::F32, wr, off);
+                let sv = e.load(types::F32, s, off);
+                let p = e.fb.ins().fmul(wv, sv);
+                e.store(p, dr, off);
+            }
+        } else {
+            e.loop_n(c, |e, j| {
+                let sa = e.index(s, j, 4);
+                let sv = e.load(types::F32, sa, 0);
+                let wc = e.index(wr, j, (taps * 4) as i64);
+                let dc = e.index(dr, j, (taps * 4) as i64);
+                for t in 0..taps {
+                    let off = (t * 4) as i32;
+                    let wv = e.load(types::F32, wc, off);
+                    let p = e.fb.ins().fmul(wv, sv);
+                    e.store(p, dc, off);
+                }
+            });
+        }
+    });
+}
+
+/// A conv with a fused epilogue. `conv::lower` applies bias, residual and activation itself, to
 /// each block of output rows right after its GEMM (or to each depthwise output before it is
-/// stored), within the task that computed it.
+/// stored), within the task that computed it. A channel scale (the last input, `s[C]`) first
+/// scales the weights at run time into the scratch (`w[m, c, :] * s[c]`); such convs are never
+/// split into tasks (`lower::task_count`), so the scaling happens once before the convolution.
 pub fn conv(e: &mut E, k: &mut Kx, a: &ConvAttrs) -> Result<(), JitError> {
-    super::conv::lower(e, k, a)
+    if !a.epilogue.channel_scale {
+        return super::conv::lower(e, k, a);
+    }
+    k.require_f32()?;
+    let wd = k.in_dims(1);
+    if k.in_dims(0)[0] != 1 {
+        return Err(k.unsupported("a channel scale with a batch above 1"));
+    }
+    let base = k
+        .scratch
+        .ok_or_else(|| k.unsupported("channel scale without scratch"))?;
+    let taps: usize = wd[2..].iter().product();
+    let s = k.ins[k.ins.len() - 1];
+    scale_weights(e, k.ins[1], s, base, wd[0], wd[1], taps);
+    let wbytes = (wd.iter().product::<usize>() * 4).next_multiple_of(64);
+    let scratch = Some(e.addr(base, wbytes as i64));
+    let unscaled = ConvAttrs {
+        epilogue: Epilogue {
+            channel_scale: false,
+            ..a.epilogue
+        },
+        ..a.clone()
+    };
+    let nin = k.node.inputs.len() - 1;
+    let node = Node {
+        op: Op::Conv(unscaled.clone()),
+        inputs: k.node.inputs[..nin].into(),
+        outputs: k.node.outputs.clone(),
+        name: k.node.name.clone(),
+    };
+    let mut ins = k.ins[..nin].to_vec();
+    ins[1] = base;
+    let mut sub = Kx {
+        g: k.g,
+        id: k.id,
+        node: &node,
+        ins,
+        outs: k.outs.clone(),
+        scratch,
+        consts: k.consts,
+        data: &mut *k.data,
+        status: k.status,
+        opts: k.opts,
+        tasks: k.tasks,
+        task: k.task,
+    };
+    super::conv::lower(e, &mut sub, &unscaled)
 }
 
 /// A gemm with a fused epilogue: the plain gemm (C handled as usual, a row-vector C inside the

@@ -693,6 +693,8 @@ fn task_count(g: &Graph, node: &Node, opts: &JitOptions) -> usize {
         return 1;
     }
     match node.op {
+        // A channel scale rescales the weights in the node before the convolution: one task.
+        Op::Conv(ref a) if a.epilogue.channel_scale => 1,
         Op::Conv(ref a) => super::conv::task_count(g, node, a, opts),
         Op::Gemm(_) | Op::MatMul => super::matmul::task_count(g, node, opts),
         Op::Unary(_)
@@ -718,7 +720,10 @@ fn scratch_bytes(
     opts: &JitOptions,
 ) -> Result<usize, JitError> {
     Ok(match node.op {
-        Op::Conv(ref a) => super::conv::scratch_bytes(g, id, node, a, consts, tasks, opts)?,
+        Op::Conv(ref a) => {
+            super::conv::scratch_bytes(g, id, node, a, consts, tasks, opts)?
+                + super::fused::conv_extra_scratch(g, node, a)
+        }
         Op::Pool(ref a) => super::pool::scratch_bytes(g, node, a),
         _ => 0,
     })

@@ -722,6 +722,7 @@ fn epilogue_attrs(e: &Epilogue) -> Vec<(&'static str, AttrValue)> {
         ("epilogue", ident(e.act.name())),
         ("epilogue_alpha", AttrValue::Float(a)),
         ("epilogue_beta", AttrValue::Float(b)),
+        ("channel_scale", AttrValue::Bool(e.channel_scale)),
         ("residual", AttrValue::Bool(e.residual)),
     ]
 }
@@ -748,6 +749,7 @@ fn set_epilogue_attr(e: &mut Epilogue, key: &str, v: &AttrValue) -> Result<(), S
     match key {
         "epilogue" => e.act = want_enum(key, v, activation_from, ACTIVATIONS)?,
         "residual" => e.residual = want_bool(key, v)?,
+        "channel_scale" => e.channel_scale = want_bool(key, v)?,
         "epilogue_alpha" | "epilogue_beta" => {
             let f = want_float(key, v)?;
             let first = key == "epilogue_alpha";
@@ -864,7 +866,7 @@ fn set_attr(op: &mut Op, key: &str, v: &AttrValue) -> Result<(), String> {
             "group" => c.group = want_usize(key, v)?,
             "pads" => c.pads = want_usizes(key, v)?,
             "strides" => c.strides = want_usizes(key, v)?,
-            _ if key.starts_with("epilogue") || key == "residual" => {
+            _ if key.starts_with("epilogue") || key == "residual" || key == "channel_scale" => {
                 set_epilogue_attr(&mut c.epilogue, key, v)?
             }
             _ => return unknown(op),

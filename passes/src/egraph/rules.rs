@@ -165,6 +165,7 @@ impl Applier<KNode, super::TypeAnalysis> for Fuse {
             let new_epi = Epilogue {
                 act,
                 residual: epi.residual || res.is_some(),
+                ..epi
             };
             let mut args: Vec<Id> = args.to_vec();
             if let Some(r) = res {
@@ -175,10 +176,14 @@ impl Applier<KNode, super::TypeAnalysis> for Fuse {
                     };
                     // Conv bias [M] and gemm C [N] both have the output's axis-1 extent.
                     let n = dims[1];
+                    if n > 1 << 24 {
+                        continue;
+                    }
                     let z = eg.add(KNode::Const(zeros(n)));
                     args.push(z);
                 }
-                args.push(r);
+                // After the bias, before a channel scale.
+                args.insert(3, r);
             }
             match &mut op {
                 Op::Conv(a) => a.epilogue = new_epi,
@@ -235,7 +240,12 @@ impl Applier<KNode, super::TypeAnalysis> for MatMulBiasToGemm {
         {
             return vec![];
         }
-        let m: usize = xd[..xd.len() - 1].iter().product();
+        let Some(m) = xd[..xd.len() - 1]
+            .iter()
+            .try_fold(1usize, |a, &b| a.checked_mul(b))
+        else {
+            return vec![];
+        };
         let out_dims = info(eg, root)
             .ty
             .as_ref()
@@ -410,6 +420,102 @@ pub fn epilogue_rules() -> Vec<Rule> {
     ]
 }
 
+/// `conv(x * s, w, ..)` with `s [1, C, 1, 1]` (a squeeze-and-excitation scale) becomes
+/// `conv(x, w, b, .., s){channel_scale}`: the JIT scales the weights instead of the input, so
+/// only when the weights are smaller than the input (and group 1, batch 1, mul used once).
+pub struct ChannelScale;
+
+impl Applier<KNode, super::TypeAnalysis> for ChannelScale {
+    fn apply_one(
+        &self,
+        eg: &mut EG,
+        root: Id,
+        subst: &Subst,
+        _ast: Option<&PatternAst<KNode>>,
+        _rule: Symbol,
+    ) -> Vec<Id> {
+        let (x, sc) = (subst[v("?x")], subst[v("?s")]);
+        let (Some(xd), Some(sd)) = (
+            info(eg, x).ty.as_ref().and_then(|t| t.dims()),
+            info(eg, sc).ty.as_ref().and_then(|t| t.dims()),
+        ) else {
+            return vec![];
+        };
+        if xd.len() < 3
+            || xd[0] != 1
+            || sd.len() != xd.len()
+            || sd[0] != 1
+            || sd[1] != xd[1]
+            || sd[2..].iter().any(|&d| d != 1)
+            || info(eg, x).ty.as_ref().map(|t| t.dtype) != Some(DType::F32)
+        {
+            return vec![];
+        }
+        let x_elems: usize = xd.iter().product();
+        let nodes = eg[root].nodes.clone();
+        let mut changed = vec![];
+        for n in nodes {
+            let KNode::Op {
+                op: Op::Conv(a),
+                args,
+                ..
+            } = n
+            else {
+                continue;
+            };
+            let mul = args[0];
+            let is_mul = eg[mul].nodes.iter().any(|m| {
+                matches!(m, KNode::Op { op: Op::Binary(BinaryOp::Mul), args: ma, .. }
+                    if (eg.find(ma[0]) == eg.find(x) && eg.find(ma[1]) == eg.find(sc))
+                        || (eg.find(ma[1]) == eg.find(x) && eg.find(ma[0]) == eg.find(sc)))
+            });
+            let Some(wd) = info(eg, args[1]).ty.as_ref().and_then(|t| t.dims()) else {
+                continue;
+            };
+            let w_elems: usize = wd.iter().product();
+            if !is_mul
+                || info(eg, mul).uses != 1
+                || a.group != 1
+                || a.epilogue.channel_scale
+                || w_elems >= x_elems
+            {
+                continue;
+            }
+            let mut new_args: Vec<Id> = args.to_vec();
+            new_args[0] = x;
+            if new_args.len() == 2 {
+                let z = eg.add(KNode::Const(zeros(wd[0])));
+                new_args.push(z);
+            }
+            new_args.push(sc);
+            let mut na = a.clone();
+            na.epilogue.channel_scale = true;
+            let op = Op::Conv(na);
+            if infer_node(eg, &op, &new_args) != info(eg, root).ty {
+                continue;
+            }
+            let id = eg.add(KNode::op(op, &new_args));
+            if eg.union(id, root) {
+                changed.push(id);
+            }
+        }
+        changed
+    }
+}
+
+/// Family `se`: the channel-wise multiply of squeeze-and-excitation blocks into the next conv.
+pub fn se_rules() -> Vec<Rule> {
+    vec![
+        // conv(x * s, w, b) = conv(x, w, b, s){channel_scale}   (s: [1, C, 1, 1])
+        rw!("se-scale-into-conv"; "(conv* (mul ?x ?s) ?w)" => { ChannelScale }),
+        rw!("se-scale-into-conv-b"; "(conv* (mul ?x ?s) ?w ?b)" => { ChannelScale }),
+        rw!("se-scale-into-conv-br"; "(conv* (mul ?x ?s) ?w ?b ?r)" => { ChannelScale }),
+        rw!("se-scale-into-conv-2"; "(conv* (mul ?s ?x) ?w)" => { ChannelScale }),
+        rw!("se-scale-into-conv-b-2"; "(conv* (mul ?s ?x) ?w ?b)" => { ChannelScale }),
+        rw!("se-scale-into-conv-br-2"; "(conv* (mul ?s ?x) ?w ?b ?r)" => { ChannelScale }),
+    ]
+}
+
 /// Family `linear`: matmul + bias as gemm, and moving element-wise ops through the reshapes
 /// around it so they reach the gemm's epilogue.
 pub fn linear_rules() -> Vec<Rule> {
@@ -444,6 +550,7 @@ pub fn fusion_rules() -> Vec<Rule> {
     let mut r = recover_rules();
     r.extend(linear_rules());
     r.extend(epilogue_rules());
+    r.extend(se_rules());
     r.extend(map_rules());
     r
 }
