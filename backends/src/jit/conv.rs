@@ -650,7 +650,6 @@ fn depthwise(
                             acc = e.fma(v, wsplat[t], acc);
                         }
                         let oa = e.index(o, i, 16);
-                        let acc = post.finish(e, acc, types::F32X4, oa, 0);
                         e.store(acc, oa, 0);
                     });
                 }
@@ -666,12 +665,13 @@ fn depthwise(
                             acc = e.fma(v, wv[t], acc);
                         }
                         let oa = e.index(o, jj, 4);
-                        let acc = post.finish(e, acc, types::F32, oa, 0);
                         e.store(acc, oa, 0);
                     });
                 }
             },
         );
+        // The fused epilogue over the plane just written (still in L1/L2).
+        block_epilogue(e, d, None, 1, g.p, g.p, post);
     });
 }
 
@@ -778,7 +778,6 @@ fn depthwise_2d(
                     }
                 }
                 let oa = e.index(base_out, i, 16);
-                let acc = post.finish(e, acc, types::F32X4, oa, 0);
                 e.store(acc, oa, 0);
             });
             // Scalar columns: the interior tail, then the edge columns with their valid taps.
@@ -796,7 +795,6 @@ fn depthwise_2d(
                         acc = e.fma(v, wv[ky * kw + kx], acc);
                     }
                 }
-                let acc = post.finish(e, acc, types::F32, row_out, (ox * 4) as i32);
                 e.store(acc, row_out, (ox * 4) as i32);
             }
         };
@@ -809,6 +807,7 @@ fn depthwise_2d(
                 let row_in = e.addr(row_in, -pt * iw * 4);
                 let row_out = e.index(dst, oy, (ow * 4) as i64);
                 emit_row(e, row_in, row_out, &all);
+                block_epilogue(e, row_out, None, 1, ow, ow, post);
             });
         }
         // Edge rows.
@@ -817,6 +816,7 @@ fn depthwise_2d(
             let row_in = e.addr(src, (oy as i64 * sh - pt) * iw * 4);
             let row_out = e.addr(dst, (oy * ow * 4) as i64);
             emit_row(e, row_in, row_out, &kys);
+            block_epilogue(e, row_out, None, 1, ow, ow, post);
         }
     });
 }
