@@ -492,7 +492,12 @@ pub fn lower<M: Module>(
             let mut e = E::new(&mut fb, *flags);
             let params: Vec<Value> = (0..3).map(|j| e.load(types::I64, env, 8 * j)).collect();
             let mut ins = Vec::new();
-            for &v in &node.inputs {
+            for (j, &v) in node.inputs.iter().enumerate() {
+                if reads_only_a_packed_copy(g, node, j, &consts) {
+                    // Not emitted: the kernel packs its own copy at compile time.
+                    ins.push(e.iconst(0));
+                    continue;
+                }
                 ins.push(value_ptr(&mut e, &mut data, &params, &loc, &consts, v)?);
             }
             let mut outs = Vec::new();
@@ -621,6 +626,29 @@ pub fn lower<M: Module>(
         status_nodes,
         code_bytes,
     })
+}
+
+/// Whether the kernel of `node` reads its constant input `j` only through a copy packed at compile
+/// time (a Gemm's constant B; a MatMul's constant B shared by every batch), so the constant itself
+/// is not emitted as data: the packed copy is the only one in the module. Must agree with
+/// `matmul::gemm` and `matmul::matmul`.
+fn reads_only_a_packed_copy(
+    g: &Graph,
+    node: &Node,
+    j: usize,
+    consts: &HashMap<ValueId, Tensor>,
+) -> bool {
+    if j != 1 || !consts.contains_key(&node.inputs[1]) {
+        return false;
+    }
+    match node.op {
+        Op::Gemm(_) => true,
+        Op::MatMul => {
+            let b = g.ty(node.inputs[1]).dims().unwrap_or_default();
+            b.len() <= 2 || b[..b.len() - 2].iter().all(|&d| d == 1)
+        }
+        _ => false,
+    }
 }
 
 /// A pointer to the first element of `v` inside a node or entry function.
