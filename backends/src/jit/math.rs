@@ -226,9 +226,50 @@ impl E<'_, '_> {
 
     /// `1 / (1 + e^-x)`.
     pub fn sigmoid(&mut self, x: Value) -> Value {
+        // 1 / (1 + e^-x) with a shorter e^-x than `exp`: the argument is clamped to [-87, 89], where
+        // 2^n is one exponent field (n = 128 gives +inf, so sigmoid(-inf) = 0 exactly) with no
+        // overflow/underflow fix-ups, and the Taylor series stops at degree 6 (truncation
+        // < 1.3e-7 relative on |r| <= ln2/2, which the sigmoid inherits at most). Outside the
+        // clamp the exact result is within 1e-38 of 0, or rounds to 1.
         let ty = self.ty_of(x);
+        let ity = E::int_of(ty);
         let nx = self.fb.ins().fneg(x);
-        let ex = self.exp(nx);
+        let hi = self.fconst(ty, 89.0);
+        let lo = self.fconst(ty, -87.0);
+        let above = self.fcmp(FloatCC::GreaterThan, nx, hi);
+        let xc0 = self.sel(above, hi, nx);
+        let below = self.fcmp(FloatCC::LessThan, xc0, lo);
+        let xc = self.sel(below, lo, xc0);
+        let log2e = self.fconst(ty, std::f32::consts::LOG2_E);
+        let t = self.fb.ins().fmul(xc, log2e);
+        let magic = self.fconst(ty, 12582912.0); // 1.5 * 2^23
+        let tm = self.fb.ins().fadd(t, magic);
+        let n = self.fb.ins().fsub(tm, magic);
+        let ln2_hi = self.fconst(ty, -0.693_145_75);
+        let ln2_lo = self.fconst(ty, -1.428_606_8e-6);
+        let r0 = self.fma(n, ln2_hi, xc);
+        let r = self.fma(n, ln2_lo, r0);
+        let p = self.poly(
+            r,
+            &[
+                1.0,
+                1.0,
+                0.5,
+                1.0 / 6.0,
+                1.0 / 24.0,
+                1.0 / 120.0,
+                1.0 / 720.0,
+            ],
+        );
+        // 2^n with n in [-126, 128]: one exponent field (128: +inf).
+        let tm_bits = self.bits(ity, tm);
+        let magic_bits = self.iconst_ty(ity, 12582912.0f32.to_bits() as i64);
+        let ni = self.fb.ins().isub(tm_bits, magic_bits);
+        let bias = self.iconst_ty(ity, 127);
+        let eb = self.fb.ins().iadd(ni, bias);
+        let eb = self.fb.ins().ishl_imm_s(eb, 23);
+        let scale = self.bits(ty, eb);
+        let ex = self.fb.ins().fmul(p, scale);
         let one = self.fconst(ty, 1.0);
         let d = self.fb.ins().fadd(one, ex);
         self.fb.ins().fdiv(one, d)
