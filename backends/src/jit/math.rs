@@ -94,22 +94,33 @@ impl E<'_, '_> {
         self.copysign(f, x)
     }
 
-    /// `e^x`.
-    pub fn exp(&mut self, x: Value) -> Value {
+    /// The common part of `exp` and `sigmoid`: clamps `x` to `[lo, hi]` (compare-and-select: a NaN
+    /// compares false and passes through, and this is much shorter than the NaN-exact fmin/fmax),
+    /// reduces it to `x = n·ln2 + r` with `|r| <= ln2/2`, and returns the Taylor polynomial of
+    /// `e^r` to `degree` together with the integer `n` (I32 lanes). `n = round(x·log2 e)` comes from
+    /// the magic-number trick; its integer value is the difference of the bit patterns, so no
+    /// float-to-int conversion is needed.
+    fn exp_reduced(&mut self, x: Value, lo: f32, hi: f32, degree: usize) -> (Value, Value) {
+        const TAYLOR: [f32; 8] = [
+            1.0,
+            1.0,
+            0.5,
+            1.0 / 6.0,
+            1.0 / 24.0,
+            1.0 / 120.0,
+            1.0 / 720.0,
+            1.0 / 5040.0,
+        ];
         let ty = self.ty_of(x);
         let ity = E::int_of(ty);
-        let hi = self.fconst(ty, 88.72283);
-        let lo = self.fconst(ty, -87.33654);
-        // Clamp with compare-and-select (a NaN compares false and passes through), which is
-        // much shorter than the NaN-exact fmin/fmax sequences.
+        let hi = self.fconst(ty, hi);
+        let lo = self.fconst(ty, lo);
         let above = self.fcmp(FloatCC::GreaterThan, x, hi);
         let xc0 = self.sel(above, hi, x);
         let below = self.fcmp(FloatCC::LessThan, xc0, lo);
         let xc = self.sel(below, lo, xc0);
         let log2e = self.fconst(ty, std::f32::consts::LOG2_E);
         let t = self.fb.ins().fmul(xc, log2e);
-        // n = round(t) by the magic-number trick; its integer value is the difference of the
-        // bit patterns (|t| < 2^22), so no float-to-int conversion is needed.
         let magic = self.fconst(ty, 12582912.0); // 1.5 * 2^23
         let tm = self.fb.ins().fadd(t, magic);
         let n = self.fb.ins().fsub(tm, magic);
@@ -117,37 +128,39 @@ impl E<'_, '_> {
         let ln2_lo = self.fconst(ty, -1.428_606_8e-6);
         let r0 = self.fma(n, ln2_hi, xc);
         let r = self.fma(n, ln2_lo, r0);
-        // Taylor to degree 7 on |r| <= ln2/2: truncation error < 6e-9 relative.
-        let p = self.poly(
-            r,
-            &[
-                1.0,
-                1.0,
-                0.5,
-                1.0 / 6.0,
-                1.0 / 24.0,
-                1.0 / 120.0,
-                1.0 / 720.0,
-                1.0 / 5040.0,
-            ],
-        );
-        // 2^n from the exponent bits; n in [-126, 128] after the clamp, so split the scale in two
-        // factors to cover n = 128 and n = -126 without overflow/denormal exponents.
+        let p = self.poly(r, &TAYLOR[..=degree]);
         let tm_bits = self.bits(ity, tm);
         let magic_bits = self.iconst_ty(ity, 12582912.0f32.to_bits() as i64);
         let ni = self.fb.ins().isub(tm_bits, magic_bits);
+        (p, ni)
+    }
+
+    /// `2^n` for integer lanes `n` in `[-126, 128]` (128 gives +inf), from the exponent field.
+    fn pow2(&mut self, n: Value, ty: cranelift_codegen::ir::Type) -> Value {
+        let ity = E::int_of(ty);
+        let bias = self.iconst_ty(ity, 127);
+        let e = self.fb.ins().iadd(n, bias);
+        let e = self.fb.ins().ishl_imm_s(e, 23);
+        self.bits(ty, e)
+    }
+
+    /// `e^x`.
+    pub fn exp(&mut self, x: Value) -> Value {
+        let ty = self.ty_of(x);
+        let (hi, lo) = (88.72283, -87.33654);
+        // Taylor to degree 7 on |r| <= ln2/2: truncation error < 6e-9 relative.
+        let (p, ni) = self.exp_reduced(x, lo, hi, 7);
+        // n in [-126, 128] after the clamp: split the scale in two factors to cover n = 128 and
+        // n = -126 without overflow/denormal exponents.
         let half = self.fb.ins().sshr_imm_s(ni, 1);
         let rest = self.fb.ins().isub(ni, half);
-        let bias = self.iconst_ty(ity, 127);
-        let s1 = self.fb.ins().iadd(half, bias);
-        let s2 = self.fb.ins().iadd(rest, bias);
-        let s1 = self.fb.ins().ishl_imm_s(s1, 23);
-        let s2 = self.fb.ins().ishl_imm_s(s2, 23);
-        let f1 = self.bits(ty, s1);
-        let f2 = self.bits(ty, s2);
+        let f1 = self.pow2(half, ty);
+        let f2 = self.pow2(rest, ty);
         let y0 = self.fb.ins().fmul(p, f1);
         let y = self.fb.ins().fmul(y0, f2);
         // Beyond the clamp: +inf above, 0 below.
+        let hi = self.fconst(ty, hi);
+        let lo = self.fconst(ty, lo);
         let over = self.fcmp(FloatCC::GreaterThan, x, hi);
         let under = self.fcmp(FloatCC::LessThan, x, lo);
         let inf = self.fconst(ty, f32::INFINITY);
@@ -232,43 +245,9 @@ impl E<'_, '_> {
         // < 1.3e-7 relative on |r| <= ln2/2, which the sigmoid inherits at most). Outside the
         // clamp the exact result is within 1e-38 of 0, or rounds to 1.
         let ty = self.ty_of(x);
-        let ity = E::int_of(ty);
         let nx = self.fb.ins().fneg(x);
-        let hi = self.fconst(ty, 89.0);
-        let lo = self.fconst(ty, -87.0);
-        let above = self.fcmp(FloatCC::GreaterThan, nx, hi);
-        let xc0 = self.sel(above, hi, nx);
-        let below = self.fcmp(FloatCC::LessThan, xc0, lo);
-        let xc = self.sel(below, lo, xc0);
-        let log2e = self.fconst(ty, std::f32::consts::LOG2_E);
-        let t = self.fb.ins().fmul(xc, log2e);
-        let magic = self.fconst(ty, 12582912.0); // 1.5 * 2^23
-        let tm = self.fb.ins().fadd(t, magic);
-        let n = self.fb.ins().fsub(tm, magic);
-        let ln2_hi = self.fconst(ty, -0.693_145_75);
-        let ln2_lo = self.fconst(ty, -1.428_606_8e-6);
-        let r0 = self.fma(n, ln2_hi, xc);
-        let r = self.fma(n, ln2_lo, r0);
-        let p = self.poly(
-            r,
-            &[
-                1.0,
-                1.0,
-                0.5,
-                1.0 / 6.0,
-                1.0 / 24.0,
-                1.0 / 120.0,
-                1.0 / 720.0,
-            ],
-        );
-        // 2^n with n in [-126, 128]: one exponent field (128: +inf).
-        let tm_bits = self.bits(ity, tm);
-        let magic_bits = self.iconst_ty(ity, 12582912.0f32.to_bits() as i64);
-        let ni = self.fb.ins().isub(tm_bits, magic_bits);
-        let bias = self.iconst_ty(ity, 127);
-        let eb = self.fb.ins().iadd(ni, bias);
-        let eb = self.fb.ins().ishl_imm_s(eb, 23);
-        let scale = self.bits(ty, eb);
+        let (p, ni) = self.exp_reduced(nx, -87.0, 89.0, 6);
+        let scale = self.pow2(ni, ty);
         let ex = self.fb.ins().fmul(p, scale);
         let one = self.fconst(ty, 1.0);
         let d = self.fb.ins().fadd(one, ex);
