@@ -6,69 +6,11 @@
 //! the folder is missing). `KESTREL_MODELS_FILTER=substring` restricts the models run.
 //! Symbolic input extents are bound from the data (at most 8 samples), as `kestrel run` does.
 
+mod common;
+
 use kestrel_backends::interp;
-use kestrel_ir::{verify, Graph, Op, Tensor, TensorType};
+use kestrel_ir::{Graph, Op, Tensor};
 use kestrel_passes::{run_pipeline, PassContext, PipelineOptions};
-use std::path::{Path, PathBuf};
-
-fn models_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(std::env::var_os("KESTREL_MODELS")?);
-    assert!(
-        dir.is_dir(),
-        "KESTREL_MODELS={} is not a directory",
-        dir.display()
-    );
-    Some(dir)
-}
-
-fn onnx_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            onnx_files(&p, out);
-        } else if p.extension().is_some_and(|e| e == "onnx") {
-            out.push(p);
-        }
-    }
-}
-
-/// Array `name` of an `.npz`.
-fn read_npz(path: &Path, name: &str) -> Tensor {
-    kestrel::tensor_io::read_npz(path)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .into_iter()
-        .find(|(n, _)| n == name)
-        .unwrap_or_else(|| panic!("{}: no array {name}", path.display()))
-        .1
-}
-
-/// The first `n` entries along axis 0.
-fn take_rows(t: &Tensor, n: usize) -> Tensor {
-    let mut dims = t.dims().to_vec();
-    let row: usize = dims[1..].iter().product::<usize>() * t.dtype().size();
-    dims[0] = n;
-    let bytes = t.bytes().slice(0..n * row);
-    Tensor::from_bytes(t.dtype(), dims, bytes).unwrap()
-}
-
-/// Binds every graph input's type to the data (first extent: the declared one when known,
-/// else at most 8 samples); returns the inputs to feed.
-fn bind_inputs(g: &mut Graph, data: &Tensor) -> Vec<Tensor> {
-    assert_eq!(g.inputs.len(), 1, "models with one input only");
-    let ty = g.ty(g.inputs[0]).clone();
-    let rows = ty.shape[0].known().unwrap_or(data.dims()[0].min(8));
-    let input = take_rows(data, rows);
-    assert_eq!(ty.dtype, input.dtype());
-    g.set_input_type(0, TensorType::known(ty.dtype, input.dims()))
-        .unwrap();
-    g.reinfer().unwrap();
-    verify(g).unwrap();
-    vec![input]
-}
 
 fn count(g: &Graph, pred: impl Fn(&Op) -> bool) -> usize {
     g.nodes.iter().filter(|n| pred(&n.op)).count()
@@ -76,13 +18,13 @@ fn count(g: &Graph, pred: impl Fn(&Op) -> bool) -> usize {
 
 #[test]
 fn o1_removes_shape_batchnorm_identity_and_keeps_outputs() {
-    let Some(dir) = models_dir() else {
+    let Some(dir) = common::shared_models() else {
         eprintln!("KESTREL_MODELS not set: skipping");
         return;
     };
     let filter = std::env::var("KESTREL_MODELS_FILTER").unwrap_or_default();
     let mut files = Vec::new();
-    onnx_files(&dir, &mut files);
+    common::onnx_files(&dir, &mut files);
     assert!(!files.is_empty(), "no .onnx files under {}", dir.display());
     let cx = PassContext::with_evaluator(|op: &Op, ins: &[&Tensor]| {
         Some(interp::eval_op(op, ins).map_err(|e| e.to_string()))
@@ -108,7 +50,7 @@ fn o1_removes_shape_batchnorm_identity_and_keeps_outputs() {
                 continue;
             }
         };
-        let inputs = bind_inputs(&mut g, &read_npz(&io, "input"));
+        let inputs = common::bind_single_input(&mut g, &common::read_npz(&io, "input"));
         let before = g.clone();
         let opts = PipelineOptions {
             pipeline: "O1".into(),

@@ -9,69 +9,11 @@
 //! Runs only when `KESTREL_MODELS` names the models folder; `KESTREL_MODELS_FILTER=substring`
 //! restricts the models run. Quantized (`int8`) models are skipped (the JIT has no int8 yet).
 
+mod common;
+
 use kestrel_backends::interp;
-use kestrel_ir::{verify, Graph, Op, Tensor, TensorType};
+use kestrel_ir::{verify, Graph, Op, Tensor};
 use kestrel_passes::{run_pipeline, PassContext, PipelineOptions};
-use std::path::{Path, PathBuf};
-
-fn models_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(std::env::var_os("KESTREL_MODELS")?);
-    assert!(
-        dir.is_dir(),
-        "KESTREL_MODELS={} is not a directory",
-        dir.display()
-    );
-    Some(dir)
-}
-
-fn onnx_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            onnx_files(&p, out);
-        } else if p.extension().is_some_and(|e| e == "onnx") {
-            out.push(p);
-        }
-    }
-}
-
-/// Array `name` of an `.npz`.
-fn read_npz(path: &Path, name: &str) -> Tensor {
-    kestrel::tensor_io::read_npz(path)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .into_iter()
-        .find(|(n, _)| n == name)
-        .unwrap_or_else(|| panic!("{}: no array {name}", path.display()))
-        .1
-}
-
-/// The first `n` entries along axis 0.
-fn take_rows(t: &Tensor, n: usize) -> Tensor {
-    let mut dims = t.dims().to_vec();
-    let row: usize = dims[1..].iter().product::<usize>() * t.dtype().size();
-    dims[0] = n;
-    let bytes = t.bytes().slice(0..n * row);
-    Tensor::from_bytes(t.dtype(), dims, bytes).unwrap()
-}
-
-/// Binds every graph input's type to the data (first extent: the declared one when known,
-/// else at most 8 samples); returns the inputs to feed.
-fn bind_inputs(g: &mut Graph, data: &Tensor) -> Vec<Tensor> {
-    assert_eq!(g.inputs.len(), 1, "models with one input only");
-    let ty = g.ty(g.inputs[0]).clone();
-    let rows = ty.shape[0].known().unwrap_or(data.dims()[0].min(8));
-    let input = take_rows(data, rows);
-    assert_eq!(ty.dtype, input.dtype());
-    g.set_input_type(0, TensorType::known(ty.dtype, input.dims()))
-        .unwrap();
-    g.reinfer().unwrap();
-    verify(g).unwrap();
-    vec![input]
-}
 
 fn is_activation(op: &Op) -> bool {
     use kestrel_ir::UnaryOp::*;
@@ -134,13 +76,13 @@ fn max_diff(w: &Tensor, o: &Tensor) -> (f64, f64) {
 
 #[test]
 fn o2_fuses_and_keeps_outputs() {
-    let Some(dir) = models_dir() else {
+    let Some(dir) = common::shared_models() else {
         eprintln!("KESTREL_MODELS not set: skipping");
         return;
     };
     let filter = std::env::var("KESTREL_MODELS_FILTER").unwrap_or_default();
     let mut files = Vec::new();
-    onnx_files(&dir, &mut files);
+    common::onnx_files(&dir, &mut files);
     let cx = PassContext::with_evaluator(|op: &Op, ins: &[&Tensor]| {
         Some(interp::eval_op(op, ins).map_err(|e| e.to_string()))
     });
@@ -160,8 +102,8 @@ fn o2_fuses_and_keeps_outputs() {
         let mut g = kestrel::onnx::load_model(&path)
             .unwrap_or_else(|e| panic!("{name}: {e}"))
             .graph;
-        let data = read_npz(&io, "input");
-        let inputs = bind_inputs(&mut g, &data);
+        let data = common::read_npz(&io, "input");
+        let inputs = common::bind_single_input(&mut g, &data);
         let before = g.clone();
         let opts = PipelineOptions {
             pipeline: "O2".into(),
@@ -211,7 +153,7 @@ fn o2_fuses_and_keeps_outputs() {
                 ));
             }
         }
-        let logits = read_npz(&io, "logits");
+        let logits = common::read_npz(&io, "logits");
         if logits.dims() == want[0].dims() {
             let m =
                 kestrel_backends::jit::compile(&g, &kestrel_backends::jit::JitOptions::default())
@@ -259,7 +201,7 @@ fn o2_fuses_and_keeps_outputs() {
 /// finishes within 1 s and saturates.
 #[test]
 fn fuse_saturates_the_imported_vit_within_a_second() {
-    let Some(dir) = models_dir() else {
+    let Some(dir) = common::shared_models() else {
         eprintln!("KESTREL_MODELS not set: skipping");
         return;
     };
@@ -268,7 +210,7 @@ fn fuse_saturates_the_imported_vit_within_a_second() {
         .unwrap_or_else(|e| panic!("{e}"))
         .graph;
     let io = dir.join("torchvision/vit_tiny_16.io.npz");
-    let inputs = bind_inputs(&mut g, &read_npz(&io, "input"));
+    let inputs = common::bind_single_input(&mut g, &common::read_npz(&io, "input"));
     let nodes = g.nodes.len();
     let mut b = kestrel_passes::egraph::build(&g);
     let sat = kestrel_passes::egraph::saturate(

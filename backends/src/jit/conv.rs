@@ -603,18 +603,7 @@ fn depthwise(
             }
             _ => s,
         };
-        let wch = e.index(wp, ch, (ntaps * 4) as i64);
-        let b = match bias {
-            Some(b) => {
-                let a = e.index(b, ch, 4);
-                e.load(types::F32, a, 0)
-            }
-            None => e.fconst(types::F32, 0.0),
-        };
-        // Weights of this channel as scalars (and splats when vectorising).
-        let wv: Vec<Value> = (0..ntaps)
-            .map(|t| e.load(types::F32, wch, (t * 4) as i32))
-            .collect();
+        let (b, wv) = channel_bias_and_weights(e, wp, bias, ch, ntaps);
         // Four adjacent outputs per F32X4: their windows are `inner_stride` bytes apart, read with
         // one vector load when that is 4 bytes, else gathered lane by lane.
         let vectorize = inner_out >= 4 && ntaps <= 25 && inner_stride <= 64;
@@ -675,6 +664,28 @@ fn depthwise(
     });
 }
 
+/// The bias (0 without one) and the `ntaps` weights of depthwise channel `ch`, as F32 scalars.
+fn channel_bias_and_weights(
+    e: &mut E,
+    wp: Value,
+    bias: Option<Value>,
+    ch: Value,
+    ntaps: usize,
+) -> (Value, Vec<Value>) {
+    let wch = e.index(wp, ch, (ntaps * 4) as i64);
+    let b = match bias {
+        Some(b) => {
+            let a = e.index(b, ch, 4);
+            e.load(types::F32, a, 0)
+        }
+        None => e.fconst(types::F32, 0.0),
+    };
+    let wv = (0..ntaps)
+        .map(|t| e.load(types::F32, wch, (t * 4) as i32))
+        .collect();
+    (b, wv)
+}
+
 /// 2-D depthwise convolution of the planes `planes` of `N·C`, reading the input plane in place.
 ///
 /// Output rows whose every kernel row is inside the input form one loop; the few rows at the top
@@ -729,17 +740,7 @@ fn depthwise_2d(
         let ch = e.fb.ins().urem_imm_s(pl_idx, g.c as i64);
         let src = e.index(x, pl_idx, plane_in);
         let dst = e.index(out, pl_idx, plane_out);
-        let wch = e.index(wp, ch, (ntaps * 4) as i64);
-        let b = match bias {
-            Some(b) => {
-                let a = e.index(b, ch, 4);
-                e.load(types::F32, a, 0)
-            }
-            None => e.fconst(types::F32, 0.0),
-        };
-        let wv: Vec<Value> = (0..ntaps)
-            .map(|t| e.load(types::F32, wch, (t * 4) as i32))
-            .collect();
+        let (b, wv) = channel_bias_and_weights(e, wp, bias, ch, ntaps);
         let bv = e.fb.ins().splat(types::F32X4, b);
         let wsplat: Vec<Value> = wv
             .iter()

@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests: fixture paths and reference checks.
 #![allow(dead_code)]
 
-use kestrel_ir::{Graph, Op, Tensor, ValueDef};
+use kestrel_ir::{verify, Graph, Op, Tensor, TensorType, ValueDef};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -262,4 +262,54 @@ pub fn check_float_model_jit(model: &Path) {
         "{} [jit, 2 tasks on 1 thread]: output differs from 1 thread",
         model.display()
     );
+}
+
+/// Every `.onnx` file under `dir`, recursively, in sorted order, appended to `out`.
+pub fn onnx_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            onnx_files(&p, out);
+        } else if p.extension().is_some_and(|e| e == "onnx") {
+            out.push(p);
+        }
+    }
+}
+
+/// Array `name` of an `.npz`.
+pub fn read_npz(path: &Path, name: &str) -> Tensor {
+    kestrel::tensor_io::read_npz(path)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("{}: no array {name}", path.display()))
+        .1
+}
+
+/// The first `n` entries along axis 0.
+pub fn take_rows(t: &Tensor, n: usize) -> Tensor {
+    let mut dims = t.dims().to_vec();
+    let row: usize = dims[1..].iter().product::<usize>() * t.dtype().size();
+    dims[0] = n;
+    let bytes = t.bytes().slice(0..n * row);
+    Tensor::from_bytes(t.dtype(), dims, bytes).unwrap()
+}
+
+/// Binds the type of a single-input graph to the data (first extent: the declared one when
+/// known, else at most 8 samples); returns the inputs to feed.
+pub fn bind_single_input(g: &mut Graph, data: &Tensor) -> Vec<Tensor> {
+    assert_eq!(g.inputs.len(), 1, "models with one input only");
+    let ty = g.ty(g.inputs[0]).clone();
+    let rows = ty.shape[0].known().unwrap_or(data.dims()[0].min(8));
+    let input = take_rows(data, rows);
+    assert_eq!(ty.dtype, input.dtype());
+    g.set_input_type(0, TensorType::known(ty.dtype, input.dims()))
+        .unwrap();
+    g.reinfer().unwrap();
+    verify(g).unwrap();
+    vec![input]
 }
