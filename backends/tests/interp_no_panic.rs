@@ -90,6 +90,7 @@ fn ops() -> Vec<Op> {
         }),
         Op::Softmax { axis: -1 },
         Op::LogSoftmax { axis: 5 },
+        Op::Attention { scale: F32(0.5) },
         Op::LayerNorm {
             axis: 1,
             epsilon: F32(1e-5),

@@ -39,7 +39,7 @@ fn clip(s: String, max: usize) -> String {
 /// Fill colour by op family: compute-heavy ops stand out.
 fn colour(op: &Op) -> &'static str {
     match op {
-        Op::Conv(_) | Op::Gemm(_) | Op::MatMul => "#9ecae1",
+        Op::Conv(_) | Op::Gemm(_) | Op::MatMul | Op::Attention { .. } => "#9ecae1",
         Op::Pool(_) | Op::GlobalPool(_) | Op::Reduce(_) => "#c7e9c0",
         Op::Softmax { .. }
         | Op::LogSoftmax { .. }

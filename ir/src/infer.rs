@@ -85,7 +85,7 @@ pub fn input_arity(op: &Op) -> (usize, Option<usize>) {
         | Op::GatherElements { .. }
         | Op::CumSum { .. }
         | Op::TopK { .. } => (2, Some(2)),
-        Op::ScatterElements { .. } | Op::ScatterNd { .. } => (3, Some(3)),
+        Op::ScatterElements { .. } | Op::ScatterNd { .. } | Op::Attention { .. } => (3, Some(3)),
         Op::Trilu { .. } => (1, Some(2)),
         Op::Clip => (1, Some(3)),
         Op::Where | Op::Range => (3, Some(3)),
@@ -279,6 +279,7 @@ fn infer_op(op: &Op, inputs: &[InferInput]) -> Result<Vec<TensorType>, String> {
             norm_axis(*axis, x.rank())?;
             one(plain(x.dtype, x.shape.clone()))
         }
+        Op::Attention { .. } => one(infer_attention(x, inputs[1].ty, inputs[2].ty)?),
         Op::LayerNorm { axis, .. } => {
             require_float(x, "input")?;
             let axis = norm_axis(*axis, x.rank())?;
@@ -1338,6 +1339,34 @@ fn infer_matmul(a: &TensorType, b: &TensorType) -> Result<TensorType, String> {
         shape.push(b_shape[rb - 1].clone());
     }
     Ok(plain(a.dtype, shape))
+}
+
+/// `softmax(q @ k_t) @ v`: see [`Op::Attention`].
+fn infer_attention(q: &TensorType, kt: &TensorType, v: &TensorType) -> Result<TensorType, String> {
+    require_float(q, "q")?;
+    require_same_dtype(q, kt, "q", "k_t")?;
+    require_same_dtype(q, v, "q", "v")?;
+    let r = q.rank();
+    if r < 2 || kt.rank() != r || v.rank() != r {
+        return Err(format!(
+            "q, k_t and v must have one rank >= 2, got {q}, {kt} and {v}"
+        ));
+    }
+    for i in 0..r - 2 {
+        if !dims_compatible(&q.shape[i], &kt.shape[i]) || !dims_compatible(&q.shape[i], &v.shape[i])
+        {
+            return Err(format!("batch dims differ: {q}, {kt} and {v}"));
+        }
+    }
+    if !dims_compatible(&q.shape[r - 1], &kt.shape[r - 2]) {
+        return Err(format!("q's last dim must be k_t's rows: {q} and {kt}"));
+    }
+    if !dims_compatible(&kt.shape[r - 1], &v.shape[r - 2]) {
+        return Err(format!("k_t's last dim must be v's rows: {kt} and {v}"));
+    }
+    let mut shape: Vec<Dim> = q.shape[..r - 1].to_vec();
+    shape.push(v.shape[r - 1].clone());
+    Ok(plain(q.dtype, shape.into_iter().collect()))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -537,6 +537,12 @@ pub enum Op {
     Softmax { axis: i64 },
     /// `(x) -> log(softmax(x))` along one axis.
     LogSoftmax { axis: i64 },
+    /// `(q [.., M, D], k_t [.., D, N], v [.., N, Dv]) -> softmax(scale · q @ k_t) @ v` of shape
+    /// `[.., M, Dv]`, the softmax along the last axis. Scaled dot-product attention with the keys
+    /// already transposed; the batch dims of all three inputs are equal (no broadcasting), rank
+    /// >= 2, floats of one dtype. Only the fusion pass creates it (ONNX has no such op before
+    /// opset 23).
+    Attention { scale: F32 },
     /// `(x, scale, [bias])`: normalise over axes `axis..rank` then `* scale + bias` (broadcast).
     LayerNorm { axis: i64, epsilon: F32 },
     /// `(x) -> 2-D [prod(dims[..axis]), prod(dims[axis..])]`.
@@ -797,6 +803,7 @@ impl Op {
                 ReduceKind::SumSquare => "reduce_sum_square",
             },
             Op::Softmax { .. } => "softmax",
+            Op::Attention { .. } => "attention",
             Op::LogSoftmax { .. } => "log_softmax",
             Op::LayerNorm { .. } => "layer_norm",
             Op::Flatten { .. } => "flatten",

@@ -653,6 +653,29 @@ fn batchnorm_softmax_layernorm() {
     assert!(run(Op::LogSoftmax { axis: -3 }, &[f32t(&[2, 5])]).is_err());
     assert!(run(Op::Softmax { axis: i64::MIN }, &[f32t(&[2, 5])]).is_err());
 
+    // Attention: q [.., M, D], k_t [.., D, N], v [.., N, Dv] -> [.., M, Dv]; equal batch dims.
+    let att = Op::Attention { scale: F32(0.125) };
+    assert_eq!(
+        shape(att.clone(), &[f32t(&[2, 3, 7, 4]), f32t(&[2, 3, 4, 5]), f32t(&[2, 3, 5, 6])]),
+        kd(&[2, 3, 7, 6])
+    );
+    assert_eq!(
+        shape(att.clone(), &[f32t(&[7, 4]), f32t(&[4, 5]), f32t(&[5, 6])]),
+        kd(&[7, 6])
+    );
+    for (i, bad) in [
+        vec![f32t(&[7, 4]), f32t(&[3, 5]), f32t(&[5, 6])],
+        vec![f32t(&[7, 4]), f32t(&[4, 5]), f32t(&[4, 6])],
+        vec![f32t(&[2, 7, 4]), f32t(&[1, 4, 5]), f32t(&[2, 5, 6])],
+        vec![f32t(&[2, 7, 4]), f32t(&[4, 5]), f32t(&[5, 6])],
+        vec![f32t(&[4]), f32t(&[4]), f32t(&[4])],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert!(run(att.clone(), &bad).is_err(), "case {i}");
+    }
+
     let ln = Op::LayerNorm {
         axis: -1,
         epsilon: F32(1e-5),

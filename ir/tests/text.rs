@@ -413,6 +413,7 @@ fn every_op_with_non_default_attrs() -> Vec<Op> {
         }),
         Op::Softmax { axis: 1 },
         Op::LogSoftmax { axis: 0 },
+        Op::Attention { scale: F32(0.125) },
         Op::LayerNorm {
             axis: -2,
             epsilon: F32(1e-6),
@@ -713,6 +714,7 @@ fn every_op_graph() -> Graph {
     let hi = g.add_const("hi", Tensor::scalar(1.0f32));
     n(&mut g, Op::Clip, &[x, lo, hi]);
     n(&mut g, Op::Where, &[nan, x, lo]);
+    n(&mut g, Op::Attention { scale: F32(0.125) }, &[x, x, x]);
     let w = g.add_const("conv.w", ramp(&[4, 2, 3, 3]));
     let b = g.add_const("conv.b", f32s(&[4], &[0.5, -1.0, 2.0, 0.0]));
     n(

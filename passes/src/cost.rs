@@ -114,6 +114,18 @@ impl CostModel for StaticCost {
                 ins.first().map(|t| numel(t)).unwrap_or(on)
             }
             Op::LayerNorm { .. } | Op::Softmax { .. } => on * 6.0,
+            // Both products, the scale and the softmax of the scores; the scores never reach
+            // memory.
+            Op::Attention { .. } => {
+                let dim = |i: usize, from_end: usize| {
+                    ins.get(i)
+                        .and_then(|t| t.shape.len().checked_sub(from_end))
+                        .and_then(|a| ins[i].shape[a].known())
+                        .unwrap_or(1) as f64
+                };
+                let (d, n, dv) = (dim(0, 1), dim(1, 1), dim(2, 1));
+                on / dv.max(1.0) * n * (d + dv + 7.0)
+            }
             // Views: free in the backend (no data moves).
             Op::Reshape { .. }
             | Op::Flatten { .. }

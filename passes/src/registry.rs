@@ -24,7 +24,7 @@ const PASSES: &[(&str, &str)] = &[
     ),
     (
         "fuse",
-        "e-graph fusion: activations/residual adds into conv/gemm epilogues, SE scales into the next conv, matmul+bias as gemm, element-wise chains into map, GELU and LayerNorm recovered; options: node_limit=N, iter_limit=N, time_ms=N",
+        "e-graph fusion: activations/residual adds into conv/gemm epilogues, SE scales into the next conv, matmul+bias as gemm, element-wise chains into map, GELU and LayerNorm recovered, attention as one op; options: node_limit=N, iter_limit=N, time_ms=N",
     ),
     (
         "cancel-transpose-reshape",

@@ -1,5 +1,5 @@
-//! BatchNorm (inference), LayerNorm, Softmax and LogSoftmax. All computed in f64 and rounded once
-//! to the input dtype; float inputs only.
+//! BatchNorm (inference), LayerNorm, Softmax, LogSoftmax and Attention. All computed in f64 and
+//! rounded once to the input dtype (Attention: once per unfused step); float inputs only.
 
 use super::*;
 
@@ -117,6 +117,36 @@ pub(crate) fn softmax(name: &'static str, x: &Tensor, axis: i64, log: bool) -> R
         }
     }
     tensor_from_f64(x.dtype(), dims.to_vec(), &out)
+}
+
+/// Scaled dot-product attention (see `Op::Attention`), exactly as the unfused steps it stands for:
+/// `s = q @ k_t`, then `s · scale` rounded to the dtype, softmax along the last axis, `@ v`.
+pub(crate) fn attention(scale: f32, q: &Tensor, kt: &Tensor, v: &Tensor) -> Res<Tensor> {
+    let name = "attention";
+    require_float(name, q)?;
+    if kt.dtype() != q.dtype() || v.dtype() != q.dtype() {
+        return Err(invalid(name, "q, k_t and v must have one dtype"));
+    }
+    let (qd, kd, vd) = (q.dims(), kt.dims(), v.dims());
+    let r = qd.len();
+    if r < 2
+        || kd.len() != r
+        || vd.len() != r
+        || qd[..r - 2] != kd[..r - 2]
+        || qd[..r - 2] != vd[..r - 2]
+        || qd[r - 1] != kd[r - 2]
+        || kd[r - 1] != vd[r - 2]
+    {
+        return Err(invalid(
+            name,
+            format!("shapes {qd:?}, {kd:?}, {vd:?} are not q [.., M, D], k_t [.., D, N], v [.., N, Dv]"),
+        ));
+    }
+    let s = super::matmul::matmul(q, kt)?;
+    let scaled: Vec<f64> = s.to_f64_vec().iter().map(|x| x * scale as f64).collect();
+    let s = tensor_from_f64(q.dtype(), s.dims().to_vec(), &scaled)?;
+    let p = softmax(name, &s, -1, false)?;
+    super::matmul::matmul(&p, v)
 }
 
 /// `x / ||x||_p` along `axis` (p 1 or 2), in f64; a zero vector stays zero.

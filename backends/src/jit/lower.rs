@@ -725,6 +725,7 @@ fn task_count(g: &Graph, node: &Node, opts: &JitOptions) -> usize {
         Op::Conv(ref a) if a.epilogue.channel_scale => 1,
         Op::Conv(ref a) => super::conv::task_count(g, node, a, opts),
         Op::Gemm(_) | Op::MatMul => super::matmul::task_count(g, node, opts),
+        Op::Attention { .. } => super::attention::task_count(g, node, opts),
         Op::Unary(_)
         | Op::Binary(_)
         | Op::HardSigmoid { .. }
@@ -753,6 +754,7 @@ fn scratch_bytes(
                 + super::fused::conv_extra_scratch(g, node, a)
         }
         Op::Pool(ref a) => super::pool::scratch_bytes(g, node, a),
+        Op::Attention { .. } => super::attention::scratch_bytes(g, node, tasks),
         _ => 0,
     })
 }
@@ -782,6 +784,7 @@ fn emit_node(e: &mut E, k: &mut Kx) -> Result<(), JitError> {
         Op::GlobalPool(kind) => pool::global_pool(e, k, *kind),
         Op::Reduce(a) => reduce::lower(e, k, a),
         Op::Softmax { axis } => normalize::softmax(e, k, *axis, false),
+        Op::Attention { scale } => super::attention::lower(e, k, scale.0),
         Op::LogSoftmax { axis } => normalize::softmax(e, k, *axis, true),
         Op::LayerNorm { axis, epsilon } => normalize::layer_norm(e, k, *axis, epsilon.0),
         Op::Concat { axis } => shape::concat(e, k, *axis),

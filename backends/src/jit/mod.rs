@@ -21,6 +21,7 @@ pub mod math;
 pub mod peak;
 pub mod plan;
 
+mod attention;
 mod conv;
 mod elementwise;
 mod fused;

@@ -95,7 +95,7 @@ pub fn softmax(e: &mut E, k: &mut Kx, axis: i64, log: bool) -> Result<(), JitErr
 }
 
 /// Softmax of `n` f32 at byte stride `st` (vectorised when contiguous).
-fn softmax_row(e: &mut E, x: Value, out: Value, n: usize, st: i64, log: bool) {
+pub(super) fn softmax_row(e: &mut E, x: Value, out: Value, n: usize, st: i64, log: bool) {
     let contiguous = st == 4 && n >= 4;
     let chunks = if contiguous { n / 4 } else { 0 };
     let tail0 = chunks * 4;

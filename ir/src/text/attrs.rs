@@ -324,6 +324,7 @@ pub fn default_op(name: &str) -> Option<(Op, &'static [&'static str])> {
         "reduce_log_sum_exp" => (reduce(ReduceKind::LogSumExp), NONE),
         "reduce_sum_square" => (reduce(ReduceKind::SumSquare), NONE),
         "softmax" => (Op::Softmax { axis: -1 }, NONE),
+        "attention" => (Op::Attention { scale: F32(1.0) }, NONE),
         "log_softmax" => (Op::LogSoftmax { axis: -1 }, NONE),
         "layer_norm" => (
             Op::LayerNorm {
@@ -535,6 +536,7 @@ pub fn all_attrs(op: &Op) -> Vec<(&'static str, AttrValue)> {
         | Op::Gather { axis }
         | Op::DequantizeLinear { axis } => vec![("axis", Int(*axis))],
         Op::LayerNorm { axis, epsilon } => vec![("axis", Int(*axis)), ("epsilon", Float(*epsilon))],
+        Op::Attention { scale } => vec![("scale", Float(*scale))],
         Op::Reshape { allowzero } => vec![("allowzero", Bool(*allowzero))],
         Op::Transpose { perm } => vec![("perm", ints_u(perm))],
         Op::Split { axis, num_outputs } => vec![
@@ -917,6 +919,10 @@ fn set_attr(op: &mut Op, key: &str, v: &AttrValue) -> Result<(), String> {
         Op::LayerNorm { axis, epsilon } => match key {
             "axis" => *axis = want_int(key, v)?,
             "epsilon" => *epsilon = want_float(key, v)?,
+            _ => return unknown(op),
+        },
+        Op::Attention { scale } => match key {
+            "scale" => *scale = want_float(key, v)?,
             _ => return unknown(op),
         },
         Op::Reshape { allowzero } => match key {

@@ -383,6 +383,151 @@ impl Applier<KNode, super::TypeAnalysis> for LayerNormFromParts {
     }
 }
 
+/// Recovers `attention(q, k_t, v) {scale}` from `matmul(softmax(s), v)` where the scores `s` are
+/// `matmul(q, k_t)`, optionally times (or divided by) a scalar constant, with `q` and `k_t`
+/// themselves optionally times scalar constants (PyTorch's export scales both by the square
+/// root of the scale); all the scalars multiply into `scale`. Conditions: the softmax is along
+/// the last axis; the scores, their scaled form and the softmax each had one use (so nothing is
+/// computed twice); a scaled `q`/`k_t` is absorbed only when the scaling had one use; and the
+/// attention op types to the root's exact type (equal batch dims, f32).
+pub struct AttentionFromParts;
+
+/// `(x, c)` when class `id` holds `x * c` or `c * x` (`x / c` gives `1/c`) with `c` a finite
+/// scalar f32 constant.
+fn scaled_by_const(eg: &EG, id: Id) -> Vec<(Id, f32)> {
+    let mut out = vec![];
+    for n in &eg[id].nodes {
+        let KNode::Op {
+            op: Op::Binary(b),
+            args,
+            ..
+        } = n
+        else {
+            continue;
+        };
+        let c = |i: usize| info(eg, args[i]).scalar_f32().filter(|c| c.is_finite());
+        match b {
+            BinaryOp::Mul => {
+                if let Some(c) = c(1) {
+                    out.push((args[0], c));
+                } else if let Some(c) = c(0) {
+                    out.push((args[1], c));
+                }
+            }
+            BinaryOp::Div => {
+                if let Some(c) = c(1).filter(|&c| c != 0.0) {
+                    out.push((args[0], 1.0 / c));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// `(q, k_t)` of a `matmul(q, k_t)` node in class `id`.
+fn matmul_args(eg: &EG, id: Id) -> Option<(Id, Id)> {
+    eg[id].nodes.iter().find_map(|n| match n {
+        KNode::Op {
+            op: Op::MatMul,
+            args,
+            ..
+        } => Some((args[0], args[1])),
+        _ => None,
+    })
+}
+
+impl Applier<KNode, super::TypeAnalysis> for AttentionFromParts {
+    fn apply_one(
+        &self,
+        eg: &mut EG,
+        root: Id,
+        subst: &Subst,
+        _ast: Option<&PatternAst<KNode>>,
+        _rule: Symbol,
+    ) -> Vec<Id> {
+        let (s, vv) = (eg.find(subst[v("?s")]), eg.find(subst[v("?v")]));
+        let root_ty = info(eg, root).ty.clone();
+        let Some(rank) = root_ty.as_ref().and_then(|t| t.dims()).map(|d| d.len()) else {
+            return vec![];
+        };
+        // The softmax over `s` that the root multiplies by `v`, along the last axis, used once.
+        let softmax_ok = eg[root].nodes.iter().any(|n| match n {
+            KNode::Op {
+                op: Op::MatMul,
+                args,
+                ..
+            } if eg.find(args[1]) == vv => {
+                let p = eg.find(args[0]);
+                info(eg, p).uses == 1
+                    && eg[p].nodes.iter().any(|m| match m {
+                        KNode::Op {
+                            op: Op::Softmax { axis },
+                            args,
+                            ..
+                        } => {
+                            eg.find(args[0]) == s
+                                && kestrel_ir::norm_axis(*axis, rank).ok() == Some(rank - 1)
+                        }
+                        _ => false,
+                    })
+            }
+            _ => false,
+        });
+        if !softmax_ok || info(eg, s).uses != 1 {
+            return vec![];
+        }
+        // The scores: matmul(q, k_t), or it times a scalar (itself used once).
+        let (q, kt, mut scale) = if let Some((q, kt)) = matmul_args(eg, s) {
+            (q, kt, 1.0f32)
+        } else {
+            let Some((q, kt, c)) = scaled_by_const(eg, s).into_iter().find_map(|(x, c)| {
+                (info(eg, x).uses == 1)
+                    .then(|| matmul_args(eg, x).map(|(q, kt)| (q, kt, c)))
+                    .flatten()
+            }) else {
+                return vec![];
+            };
+            (q, kt, c)
+        };
+        // Scalar factors on q and k_t.
+        let mut absorb = |x: Id| -> Id {
+            match scaled_by_const(eg, x).first() {
+                Some(&(y, c)) if info(eg, x).uses == 1 => {
+                    scale *= c;
+                    y
+                }
+                _ => x,
+            }
+        };
+        let (q, kt) = (absorb(q), absorb(kt));
+        if !scale.is_finite() {
+            return vec![];
+        }
+        let op = Op::Attention { scale: F32(scale) };
+        let args = [q, kt, vv];
+        if root_ty.as_ref().map(|t| t.dtype) != Some(DType::F32)
+            || infer_node(eg, &op, &args) != root_ty
+        {
+            return vec![];
+        }
+        let y = eg.add(KNode::op(op, &args));
+        if eg.union(y, root) {
+            vec![y]
+        } else {
+            vec![]
+        }
+    }
+}
+
+/// Family `attention`: scaled dot-product attention as one op.
+pub fn attention_rules() -> Vec<Rule> {
+    vec![
+        // softmax(c · q @ k_t) @ v = attention{scale=c}(q, k_t, v)   (c: scalar factors anywhere)
+        rw!("attention-from-parts"; "(matmul (softmax* ?s) ?v)" => { AttentionFromParts }),
+    ]
+}
+
 fn is_scalar(eg: &EG, s: Subst, name: &str, want: f32, tol: f32) -> bool {
     info(eg, s[v(name)])
         .scalar_f32()
@@ -552,6 +697,7 @@ pub fn fusion_rules() -> Vec<Rule> {
     r.extend(epilogue_rules());
     r.extend(se_rules());
     r.extend(map_rules());
+    r.extend(attention_rules());
     r
 }
 
