@@ -656,7 +656,14 @@ fn batchnorm_softmax_layernorm() {
     // Attention: q [.., M, D], k_t [.., D, N], v [.., N, Dv] -> [.., M, Dv]; equal batch dims.
     let att = Op::Attention { scale: F32(0.125) };
     assert_eq!(
-        shape(att.clone(), &[f32t(&[2, 3, 7, 4]), f32t(&[2, 3, 4, 5]), f32t(&[2, 3, 5, 6])]),
+        shape(
+            att.clone(),
+            &[
+                f32t(&[2, 3, 7, 4]),
+                f32t(&[2, 3, 4, 5]),
+                f32t(&[2, 3, 5, 6])
+            ]
+        ),
         kd(&[2, 3, 7, 6])
     );
     assert_eq!(

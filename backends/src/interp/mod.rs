@@ -267,7 +267,9 @@ pub fn eval_op(op: &Op, inputs: &[&Tensor]) -> Result<Vec<Tensor>, EvalError> {
         }
         Op::Attention { scale } => {
             arity(name, inputs, 3, 3)?;
-            one(normalize::attention(scale.0, inputs[0], inputs[1], inputs[2]))
+            one(normalize::attention(
+                scale.0, inputs[0], inputs[1], inputs[2],
+            ))
         }
         Op::LogSoftmax { axis } => {
             arity(name, inputs, 1, 1)?;

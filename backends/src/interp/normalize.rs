@@ -139,7 +139,9 @@ pub(crate) fn attention(scale: f32, q: &Tensor, kt: &Tensor, v: &Tensor) -> Res<
     {
         return Err(invalid(
             name,
-            format!("shapes {qd:?}, {kd:?}, {vd:?} are not q [.., M, D], k_t [.., D, N], v [.., N, Dv]"),
+            format!(
+                "shapes {qd:?}, {kd:?}, {vd:?} are not q [.., M, D], k_t [.., D, N], v [.., N, Dv]"
+            ),
         ));
     }
     let s = super::matmul::matmul(q, kt)?;

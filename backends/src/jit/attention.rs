@@ -1,9 +1,10 @@
 //! Fused scaled dot-product attention (`Op::Attention`): `out = softmax(scale · q @ k_t) @ v`.
 //!
-//! Per batch matrix, the query rows are taken in blocks of [`block_rows`]. For a block, the
-//! scores `S = q_blk @ k_t` are computed by the GEMM (k_t read in place) into this task's scratch
-//! (`rows × N` f32, sized to stay in L1/L2), each score row is scaled and turned into its softmax
-//! in place, and `S @ v` (v read in place) writes the block's output rows. The `M × N` score
+//! Per batch matrix, each task packs k_t and v into its scratch in the GEMM's panel layout, then
+//! takes its query rows in blocks of [`block_rows`]. For a block, the scores `S = q_blk @ k_t` are
+//! computed by the GEMM into the task's scores scratch (`rows × N` f32, sized to stay in L1/L2),
+//! each score row is scaled and turned into its softmax in place, and `S @ v` writes the block's
+//! output rows. The `M × N` score
 //! matrix of the unfused graph is never written to memory, and the scale, softmax and both
 //! products become one kernel.
 //!
@@ -47,9 +48,13 @@ fn block_rows(n: usize) -> usize {
     (fit.min(MAX_BLOCK_ROWS) / gemm::MR * gemm::MR).max(gemm::MR)
 }
 
-/// Scratch bytes of one task: a scores block (64-byte aligned).
-fn task_scratch(n: usize) -> usize {
-    (block_rows(n) * n * 4).next_multiple_of(64)
+/// Scratch of one task: a scores block, then k_t and v packed for the GEMM (each 64-byte aligned).
+/// Returns the offsets of the two packed operands and the total.
+fn task_scratch(d: usize, n: usize, dv: usize) -> (usize, usize, usize) {
+    let scores = (block_rows(n) * n * 4).next_multiple_of(64);
+    let kt = (gemm::packed_b_len(d, n) * 4).next_multiple_of(64);
+    let v = (gemm::packed_b_len(n, dv) * 4).next_multiple_of(64);
+    (scores, scores + kt, scores + kt + v)
 }
 
 /// Number of tasks an attention node is split into (see [`JitOptions`]).
@@ -69,7 +74,9 @@ pub fn task_count(g: &Graph, node: &Node, opts: &JitOptions) -> usize {
 
 /// Scratch bytes of the node's kernel for all of its `tasks`.
 pub fn scratch_bytes(g: &Graph, node: &Node, tasks: usize) -> usize {
-    problem(g, node).map_or(0, |(_, _, _, n, _)| tasks.max(1) * task_scratch(n))
+    problem(g, node).map_or(0, |(_, _, d, n, dv)| {
+        tasks.max(1) * task_scratch(d, n, dv).2
+    })
 }
 
 pub fn lower(e: &mut E, k: &mut Kx, scale: f32) -> Result<(), JitError> {
@@ -96,20 +103,25 @@ pub fn lower(e: &mut E, k: &mut Kx, scale: f32) -> Result<(), JitError> {
     let (q_mat, kt_mat, v_mat, o_mat) = (m * d * 4, d * n * 4, n * dv * 4, m * dv * 4);
     let rows = gemm::split_rows(m, k.tasks);
     let per_block = block_rows(n);
-    let task_bytes = task_scratch(n);
+    let (kt_off, v_off, task_bytes) = task_scratch(d, n, dv);
     k.for_task(e, |e, t| {
         let Some(r) = rows.get(t) else { return };
         let s = e.addr(scratch, (t * task_bytes) as i64);
+        let ktp = e.addr(s, kt_off as i64);
+        let vp = e.addr(s, v_off as i64);
         e.loop_n(batch, |e, b| {
             let qb = e.index(q, b, q_mat as i64);
             let ktb = e.index(kt, b, kt_mat as i64);
             let vb = e.index(v, b, v_mat as i64);
             let ob = e.index(out, b, o_mat as i64);
+            // This batch's k_t and v in the micro-kernel's panel layout (every block reuses them).
+            gemm::emit_pack_b(e.fb, ktb, n, ktp, d, n);
+            gemm::emit_pack_b(e.fb, vb, dv, vp, n, dv);
             // One block of `mb` query rows starting at row `row0` (I64 value).
             let block = |e: &mut E, row0: cranelift_codegen::ir::Value, mb: usize| {
                 let qr = e.index(qb, row0, (d * 4) as i64);
                 let or = e.index(ob, row0, (dv * 4) as i64);
-                gemm::emit_gemm_unpacked(e.fb, &flags, qr, d, ktb, n, s, n, mb, n, d, &epi);
+                gemm::emit_gemm(e.fb, &flags, qr, d, ktp, s, n, mb, n, d, &epi);
                 e.loop_n(mb, |e, i| {
                     let row = e.index(s, i, (n * 4) as i64);
                     if scale != 1.0 {
@@ -117,7 +129,7 @@ pub fn lower(e: &mut E, k: &mut Kx, scale: f32) -> Result<(), JitError> {
                     }
                     softmax_row(e, row, row, n, 4, false);
                 });
-                gemm::emit_gemm_unpacked(e.fb, &flags, s, n, vb, dv, or, dv, mb, dv, n, &epi);
+                gemm::emit_gemm(e.fb, &flags, s, n, vp, or, dv, mb, dv, n, &epi);
             };
             let len = r.end - r.start;
             let (full, rest) = (len / per_block, len % per_block);
