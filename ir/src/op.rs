@@ -539,9 +539,9 @@ pub enum Op {
     LogSoftmax { axis: i64 },
     /// `(q [.., M, D], k_t [.., D, N], v [.., N, Dv]) -> softmax(scale · q @ k_t) @ v` of shape
     /// `[.., M, Dv]`, the softmax along the last axis. Scaled dot-product attention with the keys
-    /// already transposed; the batch dims of all three inputs are equal (no broadcasting), rank
-    /// >= 2, floats of one dtype. Only the fusion pass creates it (ONNX has no such op before
-    /// opset 23).
+    /// already transposed; the batch dims of all three inputs are equal (no broadcasting), the
+    /// rank is at least 2, floats of one dtype. Only the fusion pass creates it (ONNX has no such
+    /// op before opset 23).
     Attention { scale: F32 },
     /// `(x, scale, [bias])`: normalise over axes `axis..rank` then `* scale + bias` (broadcast).
     LayerNorm { axis: i64, epsilon: F32 },
