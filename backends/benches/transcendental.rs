@@ -1,0 +1,55 @@
+//! Throughput of the JIT's transcendental functions: one single-threaded element-wise node over
+//! 2^20 f32 elements per op (inputs in the range where each op is usually evaluated).
+//! Run: `cargo bench -p kestrel-backends --bench transcendental`; time per iteration in ms is
+//! about ns per element (2^20 elements).
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use kestrel_backends::jit::{compile, JitOptions};
+use kestrel_ir::{DType, Graph, Op, TensorType, UnaryOp};
+
+const N: usize = 1 << 20;
+
+/// `N` pseudo-random values uniform in `[lo, hi)` as little-endian bytes.
+fn inputs(lo: f32, hi: f32) -> Vec<u8> {
+    let mut s: u32 = 0x2545_f491;
+    (0..N)
+        .flat_map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            let u = (s >> 8) as f32 / (1u32 << 24) as f32;
+            (lo + (hi - lo) * u).to_le_bytes()
+        })
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let cases: [(&str, Op, f32, f32); 5] = [
+        ("exp", Op::Unary(UnaryOp::Exp), -10.0, 10.0),
+        ("sigmoid", Op::Unary(UnaryOp::Sigmoid), -10.0, 10.0),
+        ("tanh", Op::Unary(UnaryOp::Tanh), -5.0, 5.0),
+        ("erf", Op::Unary(UnaryOp::Erf), -4.0, 4.0),
+        ("gelu", Op::Gelu { tanh_approx: false }, -6.0, 6.0),
+    ];
+    let mut group = c.benchmark_group("transcendental");
+    group.throughput(Throughput::Elements(N as u64));
+    group.sample_size(20);
+    group.warm_up_time(std::time::Duration::from_millis(500));
+    group.measurement_time(std::time::Duration::from_secs(2));
+    for (name, op, lo, hi) in cases {
+        let mut g = Graph::new(name);
+        let x = g.add_input("x", TensorType::known(DType::F32, &[N]));
+        let y = g.add(op, &[x], "f").unwrap();
+        g.add_output("y", y);
+        let m = compile(&g, &JitOptions::default()).unwrap();
+        let input = inputs(lo, hi);
+        let mut out = vec![0u8; N * 4];
+        group.bench_function(name, |b| {
+            b.iter(|| m.run_into(&[&input], &mut [&mut out]).unwrap())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
