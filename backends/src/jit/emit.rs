@@ -26,8 +26,14 @@ pub fn lanes() -> MemFlagsData {
 pub struct E<'f, 'a> {
     pub fb: &'f mut FunctionBuilder<'a>,
     pub flags: IsaFlags,
-    /// Set by [`E::hoisting_constants`]: the block constants go to and those already there.
-    hoist: Option<(Block, Vec<(Type, u64, Value)>)>,
+    /// Set by [`E::hoisting_constants`].
+    hoist: Option<Hoist>,
+}
+
+/// Where [`E::hoisting_constants`] puts constants, and those already there (type, bits, value).
+struct Hoist {
+    block: Block,
+    consts: Vec<(Type, u64, Value)>,
 }
 
 impl<'f, 'a> E<'f, 'a> {
@@ -45,7 +51,10 @@ impl<'f, 'a> E<'f, 'a> {
     /// iteration (kernels are compiled at `opt_level=none`, which hoists nothing).
     pub fn hoisting_constants<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
         let b = self.fb.current_block().expect("a current block");
-        let prev = self.hoist.replace((b, Vec::new()));
+        let prev = self.hoist.replace(Hoist {
+            block: b,
+            consts: Vec::new(),
+        });
         let r = f(self);
         self.hoist = prev;
         r
@@ -59,17 +68,17 @@ impl<'f, 'a> E<'f, 'a> {
         key: u64,
         make: impl FnOnce(&mut FuncCursor) -> Value,
     ) -> Option<Value> {
-        let (b, cache) = self.hoist.as_mut()?;
-        if let Some(&(_, _, v)) = cache.iter().find(|&&(t, k, _)| t == ty && k == key) {
+        let h = self.hoist.as_mut()?;
+        if let Some(&(_, _, v)) = h.consts.iter().find(|&&(t, k, _)| t == ty && k == key) {
             return Some(v);
         }
-        if self.fb.current_block() == Some(*b) {
+        if self.fb.current_block() == Some(h.block) {
             return None;
         }
-        let last = self.fb.func.layout.last_inst(*b)?;
+        let last = self.fb.func.layout.last_inst(h.block)?;
         let mut pos = FuncCursor::new(&mut *self.fb.func).at_inst(last);
         let v = make(&mut pos);
-        cache.push((ty, key, v));
+        h.consts.push((ty, key, v));
         Some(v)
     }
 

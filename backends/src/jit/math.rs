@@ -24,7 +24,7 @@ const EXP_POLY: [f32; 6] = [
 /// `erf(x) = x·ERF_P(x²) / ERF_Q(x²)` on `|x| <= 3.92`: minimax for relative error, 1.8e-7
 /// before f32 rounding of the coefficients, 3.9e-7 evaluated in f32.
 const ERF_P: [f32; 6] = [
-    1.128_379_2,
+    std::f32::consts::FRAC_2_SQRT_PI,
     0.144_726_66,
     0.047_026_075,
     0.001_918_820_5,
