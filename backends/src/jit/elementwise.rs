@@ -295,24 +295,26 @@ fn inner_vector(
     }
     let chunks = inner / 4;
     let mut res: Result<(), String> = Ok(());
-    e.loop_n(chunks, |e, i| {
-        let off = e.fb.ins().imul_imm_s(i, 16);
-        let args: Vec<Value> = (0..nin)
-            .map(|j| match splats[j] {
-                Some((_, v)) => v,
-                None => {
-                    let a = e.fb.ins().iadd(p[j], off);
-                    e.load(types::F32X4, a, 0)
+    e.hoisting_constants(|e| {
+        e.loop_n(chunks, |e, i| {
+            let off = e.fb.ins().imul_imm_s(i, 16);
+            let args: Vec<Value> = (0..nin)
+                .map(|j| match splats[j] {
+                    Some((_, v)) => v,
+                    None => {
+                        let a = e.fb.ins().iadd(p[j], off);
+                        e.load(types::F32X4, a, 0)
+                    }
+                })
+                .collect();
+            match apply(e, op, &args, types::F32X4, 0) {
+                Ok(r) => {
+                    let a = e.fb.ins().iadd(out, off);
+                    e.store(r, a, 0);
                 }
-            })
-            .collect();
-        match apply(e, op, &args, types::F32X4, 0) {
-            Ok(r) => {
-                let a = e.fb.ins().iadd(out, off);
-                e.store(r, a, 0);
+                Err(w) => res = Err(w),
             }
-            Err(w) => res = Err(w),
-        }
+        })
     });
     res?;
     for j in chunks * 4..inner {

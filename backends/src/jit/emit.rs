@@ -5,9 +5,10 @@
 //! build constants and selects accept both, so math written once works on both.
 
 use super::isa::IsaFlags;
+use cranelift_codegen::cursor::{Cursor, FuncCursor};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::Endianness;
-use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Type, Value};
+use cranelift_codegen::ir::{types, Block, InstBuilder, MemFlagsData, Type, Value};
 use cranelift_frontend::FunctionBuilder;
 
 /// Memory flags of every tensor access: non-trapping (addresses are in bounds by construction),
@@ -25,11 +26,60 @@ pub fn lanes() -> MemFlagsData {
 pub struct E<'f, 'a> {
     pub fb: &'f mut FunctionBuilder<'a>,
     pub flags: IsaFlags,
+    /// Set by [`E::hoisting_constants`].
+    hoist: Option<Hoist>,
+}
+
+/// Where [`E::hoisting_constants`] puts constants, and those already there (type, bits, value).
+struct Hoist {
+    block: Block,
+    consts: Vec<(Type, u64, Value)>,
 }
 
 impl<'f, 'a> E<'f, 'a> {
     pub fn new(fb: &'f mut FunctionBuilder<'a>, flags: IsaFlags) -> Self {
-        E { fb, flags }
+        E {
+            fb,
+            flags,
+            hoist: None,
+        }
+    }
+
+    /// Runs `f` (which emits a loop from the current block) with every [`E::fconst`] and
+    /// [`E::iconst_ty`] placed once in the current block, before its terminator: the loop body
+    /// then reads them from registers (or spill slots) instead of rebuilding each one per
+    /// iteration (kernels are compiled at `opt_level=none`, which hoists nothing).
+    pub fn hoisting_constants<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
+        let b = self.fb.current_block().expect("a current block");
+        let prev = self.hoist.replace(Hoist {
+            block: b,
+            consts: Vec::new(),
+        });
+        let r = f(self);
+        self.hoist = prev;
+        r
+    }
+
+    /// The constant `make` builds, placed in the block [`E::hoisting_constants`] names (once
+    /// per `(ty, key)`); `None` when not hoisting or when that block is still the current one.
+    fn hoisted(
+        &mut self,
+        ty: Type,
+        key: u64,
+        make: impl FnOnce(&mut FuncCursor) -> Value,
+    ) -> Option<Value> {
+        let h = self.hoist.as_mut()?;
+        if let Some(&(_, _, v)) = h.consts.iter().find(|&&(t, k, _)| t == ty && k == key) {
+            return Some(v);
+        }
+        if self.fb.current_block() == Some(h.block) {
+            return None;
+        }
+        let last = self.fb.func.layout.last_inst(h.block)?;
+        let mut pos = FuncCursor::new(&mut *self.fb.func).at_inst(last);
+        let v = make(&mut pos);
+        h.consts.push((ty, key, v));
+        Some(v)
     }
 
     pub fn iconst(&mut self, n: i64) -> Value {
@@ -72,6 +122,17 @@ impl<'f, 'a> E<'f, 'a> {
 
     /// An f32 constant of type `ty` (`F32`, or `F32X4` splatted).
     pub fn fconst(&mut self, ty: Type, c: f32) -> Value {
+        let make = |pos: &mut FuncCursor| {
+            let s = pos.ins().f32const(c);
+            if ty.is_vector() {
+                pos.ins().splat(ty, s)
+            } else {
+                s
+            }
+        };
+        if let Some(v) = self.hoisted(ty, c.to_bits() as u64, make) {
+            return v;
+        }
         let s = self.fb.ins().f32const(c);
         if ty.is_vector() {
             self.fb.ins().splat(ty, s)
@@ -82,6 +143,17 @@ impl<'f, 'a> E<'f, 'a> {
 
     /// An i32 constant of type `ty` (`I32`, or `I32X4` splatted).
     pub fn iconst_ty(&mut self, ty: Type, c: i64) -> Value {
+        let make = |pos: &mut FuncCursor| {
+            if ty.is_vector() {
+                let s = pos.ins().iconst(ty.lane_type(), c);
+                pos.ins().splat(ty, s)
+            } else {
+                pos.ins().iconst(ty, c)
+            }
+        };
+        if let Some(v) = self.hoisted(ty, c as u64, make) {
+            return v;
+        }
         if ty.is_vector() {
             let s = self.fb.ins().iconst(ty.lane_type(), c);
             self.fb.ins().splat(ty, s)

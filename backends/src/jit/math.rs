@@ -10,6 +10,49 @@ use super::emit::E;
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{InstBuilder, Value};
 
+/// `e^r` on `|r| <= ln2/2 + 1e-6`: minimax for relative error with `c0 = 1`, 8.6e-8 before f32
+/// rounding of the coefficients, 1.6e-7 evaluated in f32 with FMA.
+const EXP_POLY: [f32; 6] = [
+    1.0,
+    0.999_999_64,
+    0.499_991_86,
+    0.166_679_43,
+    0.041_893_8,
+    0.008_262_789,
+];
+
+/// `erf(x) = x·ERF_P(x²) / ERF_Q(x²)` on `|x| <= 3.92`: minimax for relative error, 1.8e-7
+/// before f32 rounding of the coefficients, 3.9e-7 evaluated in f32.
+const ERF_P: [f32; 6] = [
+    std::f32::consts::FRAC_2_SQRT_PI,
+    0.144_726_66,
+    0.047_026_075,
+    0.001_918_820_5,
+    0.000_262_830_4,
+    2.639_835e-6,
+];
+const ERF_Q: [f32; 6] = [
+    1.0,
+    0.461_597_03,
+    0.095_525_33,
+    0.011_222_172,
+    0.000_753_083_85,
+    4.308_705e-5,
+];
+
+/// `tanh(x) = x·TANH_P(x²) / TANH_Q(x²)` on `|x| <= 7.9`: minimax for relative error, 3.1e-7
+/// before f32 rounding of the coefficients, 4.5e-7 evaluated in f32.
+const TANH_P: [f32; 7] = [
+    0.999_999_7,
+    0.112_551_086,
+    0.001_047_468_9,
+    -1.089_730_7e-5,
+    7.401_171_6e-8,
+    -4.390_623_1e-10,
+    1.318_846_8e-12,
+];
+const TANH_Q: [f32; 4] = [1.0, 0.445_881_8, 0.016_345_18, -4.769_467_7e-5];
+
 impl E<'_, '_> {
     fn ty_of(&self, v: Value) -> cranelift_codegen::ir::Type {
         self.fb.func.dfg.value_type(v)
@@ -94,79 +137,93 @@ impl E<'_, '_> {
         self.copysign(f, x)
     }
 
-    /// The common part of `exp` and `sigmoid`: clamps `x` to `[lo, hi]` (compare-and-select: a NaN
-    /// compares false and passes through, and this is much shorter than the NaN-exact fmin/fmax),
-    /// reduces it to `x = n·ln2 + r` with `|r| <= ln2/2`, and returns the Taylor polynomial of
-    /// `e^r` to `degree` together with the integer `n` (I32 lanes). `n = round(x·log2 e)` comes from
-    /// the magic-number trick; its integer value is the difference of the bit patterns, so no
-    /// float-to-int conversion is needed.
-    fn exp_reduced(&mut self, x: Value, lo: f32, hi: f32, degree: usize) -> (Value, Value) {
-        const TAYLOR: [f32; 8] = [
-            1.0,
-            1.0,
-            0.5,
-            1.0 / 6.0,
-            1.0 / 24.0,
-            1.0 / 120.0,
-            1.0 / 720.0,
-            1.0 / 5040.0,
-        ];
-        let ty = self.ty_of(x);
-        let ity = E::int_of(ty);
-        let hi = self.fconst(ty, hi);
-        let lo = self.fconst(ty, lo);
-        let above = self.fcmp(FloatCC::GreaterThan, x, hi);
-        let xc0 = self.sel(above, hi, x);
-        let below = self.fcmp(FloatCC::LessThan, xc0, lo);
-        let xc = self.sel(below, lo, xc0);
-        let log2e = self.fconst(ty, std::f32::consts::LOG2_E);
-        let t = self.fb.ins().fmul(xc, log2e);
-        let magic = self.fconst(ty, 12582912.0); // 1.5 * 2^23
-        let tm = self.fb.ins().fadd(t, magic);
-        let n = self.fb.ins().fsub(tm, magic);
-        let ln2_hi = self.fconst(ty, -0.693_145_75);
-        let ln2_lo = self.fconst(ty, -1.428_606_8e-6);
-        let r0 = self.fma(n, ln2_hi, xc);
-        let r = self.fma(n, ln2_lo, r0);
-        let p = self.poly(r, &TAYLOR[..=degree]);
-        let tm_bits = self.bits(ity, tm);
-        let magic_bits = self.iconst_ty(ity, 12582912.0f32.to_bits() as i64);
-        let ni = self.fb.ins().isub(tm_bits, magic_bits);
-        (p, ni)
+    /// `c[0] + c[1] x + c[2] x^2 + ...` in Estrin's scheme: pairs `c[2i] + c[2i+1] x`, then the
+    /// same over the pairs in `x^2`, and so on, three terms left being Horner's (degree 5:
+    /// 3 dependent multiply-adds instead of Horner's 5). `pows[k]` is `x^(2^k)`; missing powers are computed and appended, so several
+    /// polynomials in the same `x` share them.
+    fn poly_estrin(&mut self, pows: &mut Vec<Value>, c: &[f32]) -> Value {
+        let ty = self.ty_of(pows[0]);
+        let mut terms: Vec<Value> = c.iter().map(|&v| self.fconst(ty, v)).collect();
+        let mut level = 0;
+        while terms.len() > 1 {
+            if pows.len() <= level {
+                let p = pows[level - 1];
+                let sq = self.fb.ins().fmul(p, p);
+                pows.push(sq);
+            }
+            let x = pows[level];
+            if let [a, b, c] = terms[..] {
+                // a + x (b + x c): as deep as squaring x first, one instruction less.
+                let t = self.fma(c, x, b);
+                return self.fma(t, x, a);
+            }
+            terms = terms
+                .chunks(2)
+                .map(|t| match *t {
+                    [a, b] => self.fma(b, x, a),
+                    [a] => a,
+                    _ => unreachable!(),
+                })
+                .collect();
+            level += 1;
+        }
+        terms[0]
     }
 
-    /// `2^n` for integer lanes `n` in `[-126, 128]` (128 gives +inf), from the exponent field.
-    fn pow2(&mut self, n: Value, ty: cranelift_codegen::ir::Type) -> Value {
+    /// `x` clamped to `[lo, hi]`. The compare-and-select pairs lower to one `minps`/`maxps`
+    /// (`minss`/`maxss`) each on x86-64; a NaN compares false and passes through.
+    fn clamp(&mut self, x: Value, lo: f32, hi: f32) -> Value {
+        let ty = self.ty_of(x);
+        let hi = self.fconst(ty, hi);
+        let above = self.fcmp(FloatCC::LessThan, hi, x);
+        let x = self.sel(above, hi, x);
+        let lo = self.fconst(ty, lo);
+        let below = self.fcmp(FloatCC::LessThan, x, lo);
+        self.sel(below, lo, x)
+    }
+
+    /// The range reduction `exp` and `sigmoid` share. With `u = -x` when `negate`, else `u = x`
+    /// (clamped by the caller so that `bias + n` is in `[0, 255]`): `n = round(u·log2 e)`,
+    /// `r = u - n·ln2` (`|r| <= ln2/2 + 1e-6`, two-constant reduction), and returns
+    /// `(scale·P(r), 2^(n + bias - 127))` where `P` is [`EXP_POLY`]. The 2^k factor is the
+    /// magic-number rounding's own bit pattern shifted into the exponent field: the magic constant
+    /// `1.5·2^23 + bias` has `bias + n` in its low 9 bits after the add, and its higher bits
+    /// shift out. An exponent field of 0 gives 0.0, of 255 gives +inf.
+    fn exp_reduced(&mut self, x: Value, negate: bool, scale: f32, bias: i32) -> (Value, Value) {
+        let ty = self.ty_of(x);
         let ity = E::int_of(ty);
-        let bias = self.iconst_ty(ity, 127);
-        let e = self.fb.ins().iadd(n, bias);
-        let e = self.fb.ins().ishl_imm_s(e, 23);
-        self.bits(ty, e)
+        let sgn = if negate { -1.0 } else { 1.0 };
+        let log2e = self.fconst(ty, sgn * std::f32::consts::LOG2_E);
+        let t = self.fb.ins().fmul(x, log2e);
+        let magic = self.fconst(ty, 12582912.0 + bias as f32);
+        let tm = self.fb.ins().fadd(t, magic);
+        let n = self.fb.ins().fsub(tm, magic);
+        // s = x - n·ln2·sgn = sgn·r exactly as computed from u (negation is exact).
+        let ln2_hi = self.fconst(ty, -sgn * 0.693_145_75);
+        let ln2_lo = self.fconst(ty, -sgn * 1.428_606_8e-6);
+        let s0 = self.fma(n, ln2_hi, x);
+        let s = self.fma(n, ln2_lo, s0);
+        let mut c = EXP_POLY.map(|c| c * scale);
+        for (k, ck) in c.iter_mut().enumerate() {
+            if k % 2 == 1 {
+                *ck *= sgn;
+            }
+        }
+        let p = self.poly_estrin(&mut vec![s], &c);
+        let tm_bits = self.bits(ity, tm);
+        let e = self.fb.ins().ishl_imm_s(tm_bits, 23);
+        (p, self.bits(ty, e))
     }
 
     /// `e^x`.
     pub fn exp(&mut self, x: Value) -> Value {
-        let ty = self.ty_of(x);
-        let (hi, lo) = (88.72283, -87.33654);
-        // Taylor to degree 7 on |r| <= ln2/2: truncation error < 6e-9 relative.
-        let (p, ni) = self.exp_reduced(x, lo, hi, 7);
-        // n in [-126, 128] after the clamp: split the scale in two factors to cover n = 128 and
-        // n = -126 without overflow/denormal exponents.
-        let half = self.fb.ins().sshr_imm_s(ni, 1);
-        let rest = self.fb.ins().isub(ni, half);
-        let f1 = self.pow2(half, ty);
-        let f2 = self.pow2(rest, ty);
-        let y0 = self.fb.ins().fmul(p, f1);
-        let y = self.fb.ins().fmul(y0, f2);
-        // Beyond the clamp: +inf above, 0 below.
-        let hi = self.fconst(ty, hi);
-        let lo = self.fconst(ty, lo);
-        let over = self.fcmp(FloatCC::GreaterThan, x, hi);
-        let under = self.fcmp(FloatCC::LessThan, x, lo);
-        let inf = self.fconst(ty, f32::INFINITY);
-        let zero = self.fconst(ty, 0.0);
-        let y = self.sel(over, inf, y);
-        self.sel(under, zero, y)
+        // n = round(x·log2 e) in [-126, 128] after the clamp; the result is 2·P(r) · 2^(n-1), so
+        // n = 128 stays finite up to ln(f32::MAX) and overflows to +inf above it, and
+        // x < -87.5 (n = -126: exponent field 0) gives 0 (exact results there are < 1.7e-38,
+        // inside the absolute tolerance).
+        let xc = self.clamp(x, -87.5, 88.8);
+        let (p, scale) = self.exp_reduced(xc, false, 2.0, 126);
+        self.fb.ins().fmul(p, scale)
     }
 
     /// Natural logarithm.
@@ -239,15 +296,13 @@ impl E<'_, '_> {
 
     /// `1 / (1 + e^-x)`.
     pub fn sigmoid(&mut self, x: Value) -> Value {
-        // 1 / (1 + e^-x) with a shorter e^-x than `exp`: the argument is clamped to [-87, 89], where
-        // 2^n is one exponent field (n = 128 gives +inf, so sigmoid(-inf) = 0 exactly) with no
-        // overflow/underflow fix-ups, and the Taylor series stops at degree 6 (truncation
-        // < 1.3e-7 relative on |r| <= ln2/2, which the sigmoid inherits at most). Outside the
-        // clamp the exact result is within 1e-38 of 0, or rounds to 1.
+        // e^-x = P(r) · 2^n with n = round(-x·log2 e) in [-126, 128] after the clamp: n = 128
+        // is the exponent field 255, +inf, so sigmoid(x <= -88.4) = 0 (exact < 4e-39); at the
+        // other end e^-x < 1e-38 vanishes next to 1. The relative error of e^-x carries over to
+        // the sigmoid scaled by e^-x / (1 + e^-x) < 1.
         let ty = self.ty_of(x);
-        let nx = self.fb.ins().fneg(x);
-        let (p, ni) = self.exp_reduced(nx, -87.0, 89.0, 6);
-        let scale = self.pow2(ni, ty);
+        let xc = self.clamp(x, -88.5, 87.5);
+        let (p, scale) = self.exp_reduced(xc, true, 1.0, 127);
         let ex = self.fb.ins().fmul(p, scale);
         let one = self.fconst(ty, 1.0);
         let d = self.fb.ins().fadd(one, ex);
@@ -256,80 +311,31 @@ impl E<'_, '_> {
 
     /// Hyperbolic tangent.
     pub fn tanh(&mut self, x: Value) -> Value {
-        let ty = self.ty_of(x);
-        let ax = self.fb.ins().fabs(x);
-        // Small |x|: odd Taylor series to x^15 (|x| < 0.4: truncation < 1e-9 relative).
-        let x2 = self.fb.ins().fmul(x, x);
-        let p = self.poly(
-            x2,
-            &[
-                1.0,
-                -1.0 / 3.0,
-                2.0 / 15.0,
-                -17.0 / 315.0,
-                62.0 / 2835.0,
-                -1382.0 / 155925.0,
-                21844.0 / 6081075.0,
-                -929569.0 / 638512875.0,
-            ],
-        );
-        let small = self.fb.ins().fmul(x, p);
-        // Large |x|: 1 - 2 / (e^{2|x|} + 1), sign restored.
-        let two = self.fconst(ty, 2.0);
-        let a2 = self.fb.ins().fmul(ax, two);
-        let ex = self.exp(a2);
-        let one = self.fconst(ty, 1.0);
-        let d = self.fb.ins().fadd(ex, one);
-        let q = self.fb.ins().fdiv(two, d);
-        let l = self.fb.ins().fsub(one, q);
-        let large = self.copysign(l, x);
-        let lim = self.fconst(ty, 0.4);
-        let is_small = self.fcmp(FloatCC::LessThan, ax, lim);
-        self.sel(is_small, small, large)
+        // x·P(x²)/Q(x²) on |x| <= 7.9 ([`TANH_P`], [`TANH_Q`]), with x clamped there first
+        // (1 - tanh(7.9) = 2.7e-7) and the quotient clamped to [-1, 1] after (the approximation
+        // reaches 1 + 2e-7 near the clamp, so tanh(±inf) = ±1 exactly). NaN passes both clamps.
+        let xc = self.clamp(x, -7.9, 7.9);
+        let z = self.fb.ins().fmul(xc, xc);
+        let mut pows = vec![z];
+        let p = self.poly_estrin(&mut pows, &TANH_P);
+        let q = self.poly_estrin(&mut pows, &TANH_Q);
+        let xp = self.fb.ins().fmul(xc, p);
+        let y = self.fb.ins().fdiv(xp, q);
+        self.clamp(y, -1.0, 1.0)
     }
 
     /// Error function.
     pub fn erf(&mut self, x: Value) -> Value {
-        let ty = self.ty_of(x);
-        let ax = self.fb.ins().fabs(x);
-        // |x| < 0.5: Maclaurin series to x^17 (truncation < 1e-10 relative).
-        let x2 = self.fb.ins().fmul(x, x);
-        let c = std::f64::consts::FRAC_2_SQRT_PI;
-        let mut coef = Vec::new();
-        let mut fact = 1.0f64;
-        for n in 0..9 {
-            if n > 0 {
-                fact *= n as f64;
-            }
-            let sign = if n % 2 == 0 { 1.0 } else { -1.0 };
-            coef.push((sign * c / (fact * (2 * n + 1) as f64)) as f32);
-        }
-        let p = self.poly(x2, &coef);
-        let small = self.fb.ins().fmul(x, p);
-        // |x| >= 0.5: Abramowitz & Stegun 7.1.26 (absolute error <= 1.5e-7), sign restored.
-        let pc = self.fconst(ty, 0.327_591_1);
-        let one = self.fconst(ty, 1.0);
-        let d = self.fma(pc, ax, one);
-        let t = self.fb.ins().fdiv(one, d);
-        let q = self.poly(
-            t,
-            &[
-                0.0,
-                0.254_829_6,
-                -0.284_496_74,
-                1.421_413_7,
-                -1.453_152_1,
-                1.061_405_4,
-            ],
-        );
-        let nx2 = self.fb.ins().fneg(x2);
-        let ex = self.exp(nx2);
-        let qe = self.fb.ins().fmul(q, ex);
-        let l = self.fb.ins().fsub(one, qe);
-        let large = self.copysign(l, x);
-        let lim = self.fconst(ty, 0.5);
-        let is_small = self.fcmp(FloatCC::LessThan, ax, lim);
-        // NaN stays NaN (the compare above is false for NaN, and `large` is NaN).
-        self.sel(is_small, small, large)
+        // x·P(x²)/Q(x²) on |x| <= 3.92 ([`ERF_P`], [`ERF_Q`]), with x clamped there first (erfc(3.92)
+        // = 3e-8) and the quotient clamped to [-1, 1] after (the approximation reaches 1 + 1e-7
+        // near the clamp, so erf(±inf) = ±1 exactly). NaN passes both clamps.
+        let xc = self.clamp(x, -3.92, 3.92);
+        let z = self.fb.ins().fmul(xc, xc);
+        let mut pows = vec![z];
+        let p = self.poly_estrin(&mut pows, &ERF_P);
+        let q = self.poly_estrin(&mut pows, &ERF_Q);
+        let xp = self.fb.ins().fmul(xc, p);
+        let y = self.fb.ins().fdiv(xp, q);
+        self.clamp(y, -1.0, 1.0)
     }
 }

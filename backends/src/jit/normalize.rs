@@ -116,16 +116,18 @@ pub(super) fn softmax_row(e: &mut E, x: Value, out: Value, n: usize, st: i64, lo
     // Sum of exp(x - max); for softmax, store the exponentials.
     let mut sum = if contiguous {
         let init = e.fconst(types::F32X4, 0.0);
-        let v = e.loop_acc(chunks, &[init], |e, i, acc| {
-            let a = e.index(x, i, 16);
-            let v = e.load(types::F32X4, a, 0);
-            let d = e.fb.ins().fsub(v, mxv);
-            let ex = e.exp(d);
-            if !log {
-                let o = e.index(out, i, 16);
-                e.store(ex, o, 0);
-            }
-            vec![e.fb.ins().fadd(acc[0], ex)]
+        let v = e.hoisting_constants(|e| {
+            e.loop_acc(chunks, &[init], |e, i, acc| {
+                let a = e.index(x, i, 16);
+                let v = e.load(types::F32X4, a, 0);
+                let d = e.fb.ins().fsub(v, mxv);
+                let ex = e.exp(d);
+                if !log {
+                    let o = e.index(out, i, 16);
+                    e.store(ex, o, 0);
+                }
+                vec![e.fb.ins().fadd(acc[0], ex)]
+            })
         })[0];
         e.hsum(v)
     } else {

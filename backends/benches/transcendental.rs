@@ -1,0 +1,81 @@
+//! Throughput of the JIT's transcendental functions: one single-threaded element-wise node over
+//! 2^20 f32 elements per op (inputs in the range where each op is usually evaluated), timed in
+//! thread CPU time (the machine is shared). `neg` is the memory-traffic floor.
+//! Run: `cargo bench -p kestrel-backends --bench transcendental`; time per iteration in ms is
+//! about ns per element (2^20 elements).
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use kestrel_backends::jit::{compile, JitOptions};
+use kestrel_ir::{DType, Graph, Op, TensorType, UnaryOp};
+use std::time::Duration;
+
+const N: usize = 1 << 20;
+
+/// Thread CPU time (`clock_gettime(CLOCK_THREAD_CPUTIME_ID)`; libc is linked by std).
+fn thread_cpu_time() -> Duration {
+    #[repr(C)]
+    struct Timespec {
+        sec: i64,
+        nsec: i64,
+    }
+    extern "C" {
+        fn clock_gettime(clk: i32, ts: *mut Timespec) -> i32;
+    }
+    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+    let mut ts = Timespec { sec: 0, nsec: 0 };
+    // SAFETY: `ts` is a valid timespec; the clock id exists on Linux.
+    unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.sec as u64, ts.nsec as u32)
+}
+
+/// `N` pseudo-random values uniform in `[lo, hi)` as little-endian bytes.
+fn inputs(lo: f32, hi: f32) -> Vec<u8> {
+    let mut s: u32 = 0x2545_f491;
+    (0..N)
+        .flat_map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            let u = (s >> 8) as f32 / (1u32 << 24) as f32;
+            (lo + (hi - lo) * u).to_le_bytes()
+        })
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let cases: [(&str, Op, f32, f32); 6] = [
+        ("neg", Op::Unary(UnaryOp::Neg), -10.0, 10.0),
+        ("exp", Op::Unary(UnaryOp::Exp), -10.0, 10.0),
+        ("sigmoid", Op::Unary(UnaryOp::Sigmoid), -10.0, 10.0),
+        ("tanh", Op::Unary(UnaryOp::Tanh), -5.0, 5.0),
+        ("erf", Op::Unary(UnaryOp::Erf), -4.0, 4.0),
+        ("gelu", Op::Gelu { tanh_approx: false }, -6.0, 6.0),
+    ];
+    let mut group = c.benchmark_group("transcendental");
+    group.throughput(Throughput::Elements(N as u64));
+    group.sample_size(20);
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(2));
+    for (name, op, lo, hi) in cases {
+        let mut g = Graph::new(name);
+        let x = g.add_input("x", TensorType::known(DType::F32, &[N]));
+        let y = g.add(op, &[x], "f").unwrap();
+        g.add_output("y", y);
+        let m = compile(&g, &JitOptions::default()).unwrap();
+        let input = inputs(lo, hi);
+        let mut out = vec![0u8; N * 4];
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let start = thread_cpu_time();
+                for _ in 0..iters {
+                    m.run_into(&[&input], &mut [&mut out]).unwrap();
+                }
+                thread_cpu_time() - start
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
