@@ -421,6 +421,19 @@ fn block_epilogue(
     if bias.is_none() && post.is_identity() {
         return;
     }
+    // The activation's constants are built once per block, not per vector.
+    e.hoisting_constants(|e| block_epilogue_rows(e, out, bias, channels, p, ld, post));
+}
+
+fn block_epilogue_rows(
+    e: &mut E,
+    out: Value,
+    bias: Option<Value>,
+    channels: usize,
+    p: usize,
+    ld: usize,
+    post: &Post,
+) {
     e.loop_n(channels, |e, ch| {
         let b = bias.map(|bp| {
             let ba = e.index(bp, ch, 4);
@@ -664,6 +677,9 @@ fn depthwise(
     });
 }
 
+/// Largest output plane (bytes) whose fused epilogue the 2-D depthwise kernel applies in one pass.
+const DEPTHWISE_PLANE_EPILOGUE_BYTES: usize = 32 << 10;
+
 /// The bias (0 without one) and the `ntaps` weights of depthwise channel `ch`, as F32 scalars.
 fn channel_bias_and_weights(
     e: &mut E,
@@ -736,6 +752,9 @@ fn depthwise_2d(
     let plane_in = ih * iw * 4;
     let plane_out = (g.p * 4) as i64;
     let ntaps = kh * kw;
+    // The epilogue runs over each output row while it is in L1, unless the whole plane fits in
+    // L1: then once over the plane, so short rows (7, 14 pixels) are not mostly scalar tails.
+    let per_plane = g.p * 4 <= DEPTHWISE_PLANE_EPILOGUE_BYTES;
     e.loop_range(planes.start as i64, planes.end as i64, 1, |e, pl_idx| {
         let ch = e.fb.ins().urem_imm_s(pl_idx, g.c as i64);
         let src = e.index(x, pl_idx, plane_in);
@@ -808,7 +827,9 @@ fn depthwise_2d(
                 let row_in = e.addr(row_in, -pt * iw * 4);
                 let row_out = e.index(dst, oy, (ow * 4) as i64);
                 emit_row(e, row_in, row_out, &all);
-                block_epilogue(e, row_out, None, 1, ow, ow, post);
+                if !per_plane {
+                    block_epilogue(e, row_out, None, 1, ow, ow, post);
+                }
             });
         }
         // Edge rows.
@@ -817,7 +838,12 @@ fn depthwise_2d(
             let row_in = e.addr(src, (oy as i64 * sh - pt) * iw * 4);
             let row_out = e.addr(dst, (oy * ow * 4) as i64);
             emit_row(e, row_in, row_out, &kys);
-            block_epilogue(e, row_out, None, 1, ow, ow, post);
+            if !per_plane {
+                block_epilogue(e, row_out, None, 1, ow, ow, post);
+            }
+        }
+        if per_plane {
+            block_epilogue(e, dst, None, 1, g.p, g.p, post);
         }
     });
 }

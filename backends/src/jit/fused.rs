@@ -56,49 +56,52 @@ pub fn apply_rows(
         return;
     }
     let row_bytes = (p * 4) as i64;
-    e.loop_n(rows, |e, r| {
-        let b = bias.map(|bp| {
-            let ch = if channels == rows {
-                r
-            } else {
-                e.fb.ins().urem_imm_s(r, channels as i64)
-            };
-            let a = e.index(bp, ch, 4);
-            e.load(types::F32, a, 0)
-        });
-        let row = e.index(out, r, row_bytes);
-        let rrow = res.map(|rp| e.index(rp, r, row_bytes));
-        let chunks = p / 4;
-        if chunks > 0 {
-            let bv = b.map(|b| e.fb.ins().splat(types::F32X4, b));
-            e.loop_n(chunks, |e, i| {
-                let a = e.index(row, i, 16);
-                let mut v = e.load(types::F32X4, a, 0);
-                if let Some(bv) = bv {
-                    v = e.fb.ins().fadd(v, bv);
+    // The activation's constants are built once, not per vector.
+    e.hoisting_constants(|e| {
+        e.loop_n(rows, |e, r| {
+            let b = bias.map(|bp| {
+                let ch = if channels == rows {
+                    r
+                } else {
+                    e.fb.ins().urem_imm_s(r, channels as i64)
+                };
+                let a = e.index(bp, ch, 4);
+                e.load(types::F32, a, 0)
+            });
+            let row = e.index(out, r, row_bytes);
+            let rrow = res.map(|rp| e.index(rp, r, row_bytes));
+            let chunks = p / 4;
+            if chunks > 0 {
+                let bv = b.map(|b| e.fb.ins().splat(types::F32X4, b));
+                e.loop_n(chunks, |e, i| {
+                    let a = e.index(row, i, 16);
+                    let mut v = e.load(types::F32X4, a, 0);
+                    if let Some(bv) = bv {
+                        v = e.fb.ins().fadd(v, bv);
+                    }
+                    if let Some(rr) = rrow {
+                        let ra = e.index(rr, i, 16);
+                        let rv = e.load(types::F32X4, ra, 0);
+                        v = e.fb.ins().fadd(v, rv);
+                    }
+                    let v = activation(e, act, v, types::F32X4);
+                    e.store(v, a, 0);
+                });
+            }
+            for j in chunks * 4..p {
+                let off = (j * 4) as i32;
+                let mut v = e.load(types::F32, row, off);
+                if let Some(b) = b {
+                    v = e.fb.ins().fadd(v, b);
                 }
                 if let Some(rr) = rrow {
-                    let ra = e.index(rr, i, 16);
-                    let rv = e.load(types::F32X4, ra, 0);
+                    let rv = e.load(types::F32, rr, off);
                     v = e.fb.ins().fadd(v, rv);
                 }
-                let v = activation(e, act, v, types::F32X4);
-                e.store(v, a, 0);
-            });
-        }
-        for j in chunks * 4..p {
-            let off = (j * 4) as i32;
-            let mut v = e.load(types::F32, row, off);
-            if let Some(b) = b {
-                v = e.fb.ins().fadd(v, b);
+                let v = activation(e, act, v, types::F32);
+                e.store(v, row, off);
             }
-            if let Some(rr) = rrow {
-                let rv = e.load(types::F32, rr, off);
-                v = e.fb.ins().fadd(v, rv);
-            }
-            let v = activation(e, act, v, types::F32);
-            e.store(v, row, off);
-        }
+        })
     });
 }
 
