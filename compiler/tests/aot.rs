@@ -780,8 +780,8 @@ fn runtime_checks_abi_version_and_descriptor() {
 /// qemu-user by `examples/c/run_model.c` (dlopen and the descriptor), match torch's reference
 /// outputs with the tolerance of the float model tests. They cover what digits does not: exp,
 /// hard-swish and sigmoid (mobilenet_v3_small), concatenation and global pooling (squeezenet1_1),
-/// layer norm, softmax, erf and batched matrix products (vit_tiny_16; not on scalar riscv64,
-/// which takes minutes under qemu).
+/// layer norm, fused attention (its GEMMs and softmax) and GELU epilogues (vit_tiny_16; not on
+/// scalar riscv64, which takes minutes under qemu).
 #[test]
 fn shared_models_run_under_qemu() {
     let Some(models) = std::env::var_os("KESTREL_MODELS").map(PathBuf::from) else {
