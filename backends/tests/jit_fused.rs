@@ -217,7 +217,8 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
     /// Fused attention on random shapes (several row blocks, a partial block, keys not a multiple
-    /// of the GEMM panel): JIT vs interpreter, and 3 tasks give the serial result bit for bit.
+    /// of the GEMM panel): JIT vs interpreter; 3 tasks and the unfused graph on the JIT give the
+    /// serial result bit for bit.
     #[test]
     fn attention(
         batch in prop::collection::vec(1usize..3, 0..3), m in 1usize..41, d in 1usize..20,
@@ -238,5 +239,20 @@ proptest! {
         let split = JitOptions { threads: 3, min_task_macs: 1, im2col_block_bytes: 4 };
         let par = compile(&g, &split).unwrap().run(&inputs).unwrap();
         prop_assert_eq!(serial[0].to_f32_vec(), par[0].to_f32_vec());
+        // The unfused form on the JIT gives the same bits (same micro-kernel, same order).
+        let mut u = Graph::new("unfused");
+        let q = u.add_input("q", TensorType::known(DType::F32, &dims(m, d)));
+        let kt = u.add_input("k_t", TensorType::known(DType::F32, &dims(d, n)));
+        let v = u.add_input("v", TensorType::known(DType::F32, &dims(n, dv)));
+        let mut s = u.add(Op::MatMul, &[q, kt], "scores").unwrap();
+        if scale != 1.0 {
+            let c = u.add_const("scale", Tensor::scalar(scale));
+            s = u.add(Op::Binary(BinaryOp::Mul), &[s, c], "scaled").unwrap();
+        }
+        let p = u.add(Op::Softmax { axis: -1 }, &[s], "p").unwrap();
+        let y = u.add(Op::MatMul, &[p, v], "y").unwrap();
+        u.add_output("y", y);
+        let unfused = compile(&u, &JitOptions::default()).unwrap().run(&inputs).unwrap();
+        prop_assert_eq!(serial[0].to_f32_vec(), unfused[0].to_f32_vec());
     }
 }

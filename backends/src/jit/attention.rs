@@ -4,13 +4,14 @@
 //! takes its query rows in blocks of [`block_rows`]. For a block, the scores `S = q_blk @ k_t` are
 //! computed by the GEMM into the task's scores scratch (`rows × N` f32, sized to stay in L1/L2),
 //! each score row is scaled and turned into its softmax in place, and `S @ v` writes the block's
-//! output rows. The `M × N` score
-//! matrix of the unfused graph is never written to memory, and the scale, softmax and both
-//! products become one kernel.
+//! output rows. The `M × N` score matrix of the unfused graph is never written to memory, and the
+//! scale, softmax and both products become one kernel.
 //!
-//! Rounding: the same steps as the unfused ops in the same order (products accumulated by the
-//! GEMM, the scale applied to each product, softmax as `normalize::softmax_row`), so the result
-//! equals `matmul → mul → softmax → matmul` on the JIT up to the GEMM's blocking of `k`.
+//! Rounding: the steps of `matmul → mul(scale) → softmax → matmul` in that order (products by the
+//! same GEMM micro-kernel, the scale applied to each product, softmax as `normalize::softmax_row`),
+//! so for a graph written that way the result is the unfused JIT's bit for bit. Where the fusion
+//! folded scalar factors of `q` or `k_t` into `scale`, it differs from the unfused graph by their
+//! rounding only.
 //!
 //! Threads: the query rows of every batch matrix are split into [`task_count`] ranges valid for
 //! the GEMM (multiples of `gemm::MR`); each task has its own scores scratch. A row's result does
