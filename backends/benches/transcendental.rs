@@ -9,24 +9,12 @@ use kestrel_backends::jit::{compile, JitOptions};
 use kestrel_ir::{DType, Graph, Op, TensorType, UnaryOp};
 use std::time::Duration;
 
-const N: usize = 1 << 20;
+// Only its `thread_cpu_seconds` is used here (the module allows dead code).
+#[path = "../tests/gemm_harness/mod.rs"]
+mod gemm_harness;
+use gemm_harness::thread_cpu_seconds;
 
-/// Thread CPU time (`clock_gettime(CLOCK_THREAD_CPUTIME_ID)`; libc is linked by std).
-fn thread_cpu_time() -> Duration {
-    #[repr(C)]
-    struct Timespec {
-        sec: i64,
-        nsec: i64,
-    }
-    extern "C" {
-        fn clock_gettime(clk: i32, ts: *mut Timespec) -> i32;
-    }
-    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
-    let mut ts = Timespec { sec: 0, nsec: 0 };
-    // SAFETY: `ts` is a valid timespec; the clock id exists on Linux.
-    unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.sec as u64, ts.nsec as u32)
-}
+const N: usize = 1 << 20;
 
 /// `N` pseudo-random values uniform in `[lo, hi)` as little-endian bytes.
 fn inputs(lo: f32, hi: f32) -> Vec<u8> {
@@ -66,11 +54,11 @@ fn bench(c: &mut Criterion) {
         let mut out = vec![0u8; N * 4];
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
-                let start = thread_cpu_time();
+                let start = thread_cpu_seconds();
                 for _ in 0..iters {
                     m.run_into(&[&input], &mut [&mut out]).unwrap();
                 }
-                thread_cpu_time() - start
+                Duration::from_secs_f64(thread_cpu_seconds() - start)
             })
         });
     }
