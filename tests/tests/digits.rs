@@ -66,6 +66,11 @@ fn digits_cnn_int8_matches_onnxruntime() {
 }
 
 #[test]
+fn digits_cnn_int8_jit_matches_onnxruntime() {
+    check_int8_model_jit(&fixture("digits_cnn.int8.onnx"));
+}
+
+#[test]
 fn digits_cnn_classifies_the_test_split() {
     let (out, _, _) = run_interp(&fixture("digits_cnn.onnx"));
     let labels = kestrel::tensor_io::read_npy(&fixture("digits_test_y.npy"))

@@ -31,6 +31,7 @@ macro_rules! int8_model {
             let model = shared_model(&dir, $path);
             check_text_round_trip(&model);
             check_int8_model(&model);
+            check_int8_model_jit(&model);
         }
     };
 }

@@ -816,11 +816,9 @@ fn emit_node(e: &mut E, k: &mut Kx) -> Result<(), JitError> {
         | Op::Hardmax { .. }
         | Op::LpNormalization { .. }
         | Op::TopK { .. } => Err(k.unsupported(format!("op {}", k.node.op.name()))),
-        Op::Shape { .. }
-        | Op::Size
-        | Op::Range
-        | Op::QuantizeLinear { .. }
-        | Op::DequantizeLinear { .. } => {
+        Op::QuantizeLinear { axis, to } => super::quant::quantize(e, k, *axis, *to),
+        Op::DequantizeLinear { axis } => super::quant::dequantize(e, k, *axis),
+        Op::Shape { .. } | Op::Size | Op::Range => {
             Err(k.unsupported(format!("op {} with run-time inputs", k.node.op.name())))
         }
     }

@@ -28,6 +28,7 @@ mod fused;
 mod matmul;
 mod normalize;
 mod pool;
+mod quant;
 mod reduce;
 mod resize;
 mod shape;

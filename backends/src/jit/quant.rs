@@ -1,0 +1,136 @@
+//! QuantizeLinear (f32 -> 8- or 16-bit integers) and DequantizeLinear (8- or 16-bit integers ->
+//! f32), per tensor or per axis, with the interpreter's semantics bit for bit:
+//!
+//! - quantize: `q = round_half_even(x / scale)` in f32, then `clamp(q + zero_point, lo, hi)` of the
+//!   target type; NaN gives the zero point, infinities saturate;
+//! - dequantize: `(x - zero_point)` exactly in i32, converted to f32, times the f32 scale.
+//!
+//! These are what quantize-dequantize (QDQ) models exported by other tools are made of: the
+//! weights' DequantizeLinear folds into f32 constants at compile time, and each activation's
+//! QuantizeLinear/DequantizeLinear pair runs here, around f32 kernels. One scalar loop per
+//! quantization parameter (a channel, or the whole tensor); 32- and 64-bit targets are refused.
+
+use super::emit::E;
+use super::lower::Kx;
+use super::JitError;
+use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
+use kestrel_ir::DType;
+
+/// `(outer, channels, inner)` around `axis` when the parameters are per axis, else `(1, 1, numel)`.
+fn layout(k: &Kx, axis: i64) -> Result<(usize, usize, usize), JitError> {
+    let dims = k.in_dims(0);
+    let params = k.in_dims(1);
+    let n: usize = dims.iter().product();
+    if params.iter().product::<usize>() == 1 && params.len() <= 1 {
+        return Ok((1, 1, n));
+    }
+    let a = kestrel_ir::norm_axis(axis, dims.len()).map_err(|w| k.unsupported(w))?;
+    if params.len() != 1 || params[0] != dims[a] {
+        return Err(k.unsupported(format!(
+            "quantization parameters of shape {params:?} for an input of shape {dims:?}, axis {axis}"
+        )));
+    }
+    let outer = dims[..a].iter().product();
+    let inner = dims[a + 1..].iter().product();
+    Ok((outer, dims[a], inner))
+}
+
+/// The CLIF type of an 8- or 16-bit quantized dtype.
+fn narrow_type(k: &Kx, dt: DType) -> Result<Type, JitError> {
+    match dt {
+        DType::I8 | DType::U8 => Ok(types::I8),
+        DType::I16 | DType::U16 => Ok(types::I16),
+        _ => Err(k.unsupported(format!("quantized dtype {dt} (8- and 16-bit only)"))),
+    }
+}
+
+/// The zero point of channel `ch` (I64 value) widened to I32, or 0 without one.
+fn zero_point(e: &mut E, k: &Kx, dt: DType, ty: Type, ch: Value) -> Value {
+    match k.ins.get(2) {
+        Some(&zp) => {
+            let a = e.index(zp, ch, ty.bytes() as i64);
+            let z = e.load(ty, a, 0);
+            if dt.is_signed_int() {
+                e.fb.ins().sextend(types::I32, z)
+            } else {
+                e.fb.ins().uextend(types::I32, z)
+            }
+        }
+        None => e.fb.ins().iconst(types::I32, 0),
+    }
+}
+
+pub fn quantize(e: &mut E, k: &mut Kx, axis: i64, to: DType) -> Result<(), JitError> {
+    if k.in_dtype(0) != DType::F32 || k.in_dtype(1) != DType::F32 {
+        return Err(k.unsupported("quantize_linear of a non-f32 input or scale"));
+    }
+    let ty = narrow_type(k, to)?;
+    let (lo, hi) = to.int_range().unwrap_or((0, 0));
+    let (outer, channels, inner) = layout(k, axis)?;
+    let (x, scale, out) = (k.ins[0], k.ins[1], k.outs[0]);
+    let size = ty.bytes() as i64;
+    e.loop_n(outer * channels, |e, oc| {
+        let ch = e.fb.ins().urem_imm_s(oc, channels as i64);
+        let sa = e.index(scale, ch, 4);
+        let s = e.load(types::F32, sa, 0);
+        let z = zero_point(e, k, to, ty, ch);
+        // q + z in [lo, hi]  <=>  q in [lo - z, hi - z] (exact in f32 for 8/16-bit types).
+        let zf = e.fb.ins().fcvt_from_sint(types::F32, z);
+        let lo_f = e.fb.ins().f32const(lo as f32);
+        let hi_f = e.fb.ins().f32const(hi as f32);
+        let qlo = e.fb.ins().fsub(lo_f, zf);
+        let qhi = e.fb.ins().fsub(hi_f, zf);
+        let xr = e.index(x, oc, (inner * 4) as i64);
+        let or = e.index(out, oc, inner as i64 * size);
+        e.loop_n(inner, |e, i| {
+            let xa = e.index(xr, i, 4);
+            let v = e.load(types::F32, xa, 0);
+            let d = e.fb.ins().fdiv(v, s);
+            let q = e.nearest(d);
+            // fmax/fmin keep a NaN, which converts to 0: the result is then the zero point.
+            let c = e.fb.ins().fmax(q, qlo);
+            let c = e.fb.ins().fmin(c, qhi);
+            let qi = e.fb.ins().fcvt_to_sint_sat(types::I32, c);
+            let r = e.fb.ins().iadd(qi, z);
+            let r = e.fb.ins().ireduce(ty, r);
+            let oa = e.index(or, i, size);
+            e.store(r, oa, 0);
+        });
+    });
+    Ok(())
+}
+
+pub fn dequantize(e: &mut E, k: &mut Kx, axis: i64) -> Result<(), JitError> {
+    let from = k.in_dtype(0);
+    if k.in_dtype(1) != DType::F32 || k.out_dtype(0) != DType::F32 {
+        return Err(k.unsupported("dequantize_linear with a non-f32 scale"));
+    }
+    let ty = narrow_type(k, from)?;
+    let (outer, channels, inner) = layout(k, axis)?;
+    let (x, scale, out) = (k.ins[0], k.ins[1], k.outs[0]);
+    let size = ty.bytes() as i64;
+    let signed = from.is_signed_int();
+    e.loop_n(outer * channels, |e, oc| {
+        let ch = e.fb.ins().urem_imm_s(oc, channels as i64);
+        let sa = e.index(scale, ch, 4);
+        let s = e.load(types::F32, sa, 0);
+        let z = zero_point(e, k, from, ty, ch);
+        let xr = e.index(x, oc, inner as i64 * size);
+        let or = e.index(out, oc, (inner * 4) as i64);
+        e.loop_n(inner, |e, i| {
+            let xa = e.index(xr, i, size);
+            let v = e.load(ty, xa, 0);
+            let v = if signed {
+                e.fb.ins().sextend(types::I32, v)
+            } else {
+                e.fb.ins().uextend(types::I32, v)
+            };
+            let d = e.fb.ins().isub(v, z);
+            let f = e.fb.ins().fcvt_from_sint(types::F32, d);
+            let r = e.fb.ins().fmul(f, s);
+            let oa = e.index(or, i, 4);
+            e.store(r, oa, 0);
+        });
+    });
+    Ok(())
+}
