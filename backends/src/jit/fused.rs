@@ -105,10 +105,20 @@ pub fn apply_rows(
     });
 }
 
-/// Extra scratch of a conv with a channel scale: the scaled weights `w * s` (f32).
-pub fn conv_extra_scratch(g: &kestrel_ir::Graph, node: &Node, a: &ConvAttrs) -> usize {
+/// Bytes of one copy of a conv's weights `w * s` (f32, 64-byte aligned).
+fn scaled_weight_bytes(g: &kestrel_ir::Graph, node: &Node) -> usize {
+    (g.ty(node.inputs[1]).numel().unwrap_or(0) * 4).next_multiple_of(64)
+}
+
+/// Extra scratch of a conv with a channel scale: one copy of the scaled weights per task.
+pub fn conv_extra_scratch(
+    g: &kestrel_ir::Graph,
+    node: &Node,
+    a: &ConvAttrs,
+    tasks: usize,
+) -> usize {
     if a.epilogue.channel_scale {
-        (g.ty(node.inputs[1]).numel().unwrap_or(0) * 4).next_multiple_of(64)
+        tasks.max(1) * scaled_weight_bytes(g, node)
     } else {
         0
     }
@@ -159,8 +169,9 @@ fn scale_weights(e: &mut E, w: Value, s: Value, dst: Value, m: usize, c: usize, 
 /// A conv with a fused epilogue. `conv::lower` applies bias, residual and activation itself, to
 /// each block of output rows right after its GEMM (or to each depthwise output before it is
 /// stored), within the task that computed it. A channel scale (the last input, `s[C]`) first
-/// scales the weights at run time into the scratch (`w[m, c, :] * s[c]`); such convs are never
-/// split into tasks (`lower::task_count`), so the scaling happens once before the convolution.
+/// scales the weights at run time into the scratch (`w[m, c, :] * s[c]`): split into tasks, each
+/// task scales a copy of its own (the weights are small next to the convolution's work; SE
+/// projections are at most a few hundred kilobytes), then computes its part from that copy.
 pub fn conv(e: &mut E, k: &mut Kx, a: &ConvAttrs) -> Result<(), JitError> {
     if !a.epilogue.channel_scale {
         return super::conv::lower(e, k, a);
@@ -170,14 +181,16 @@ pub fn conv(e: &mut E, k: &mut Kx, a: &ConvAttrs) -> Result<(), JitError> {
     if k.in_dims(0)[0] != 1 {
         return Err(k.unsupported("a channel scale with a batch above 1"));
     }
-    let base = k
+    let scratch0 = k
         .scratch
         .ok_or_else(|| k.unsupported("channel scale without scratch"))?;
     let taps: usize = wd[2..].iter().product();
     let s = k.ins[k.ins.len() - 1];
+    let wbytes = scaled_weight_bytes(k.g, k.node);
+    // This task's copy of the scaled weights; the convolution's own scratch follows all copies.
+    let base = e.index(scratch0, k.task, wbytes as i64);
     scale_weights(e, k.ins[1], s, base, wd[0], wd[1], taps);
-    let wbytes = (wd.iter().product::<usize>() * 4).next_multiple_of(64);
-    let scratch = Some(e.addr(base, wbytes as i64));
+    let scratch = Some(e.addr(scratch0, (k.tasks.max(1) * wbytes) as i64));
     let unscaled = ConvAttrs {
         epilogue: Epilogue {
             channel_scale: false,

@@ -721,8 +721,6 @@ fn task_count(g: &Graph, node: &Node, opts: &JitOptions) -> usize {
         return 1;
     }
     match node.op {
-        // A channel scale rescales the weights in the node before the convolution: one task.
-        Op::Conv(ref a) if a.epilogue.channel_scale => 1,
         Op::Conv(ref a) => super::conv::task_count(g, node, a, opts),
         Op::Gemm(_) | Op::MatMul => super::matmul::task_count(g, node, opts),
         Op::Attention { .. } => super::attention::task_count(g, node, opts),
@@ -751,7 +749,7 @@ fn scratch_bytes(
     Ok(match node.op {
         Op::Conv(ref a) => {
             super::conv::scratch_bytes(g, id, node, a, consts, tasks, opts)?
-                + super::fused::conv_extra_scratch(g, node, a)
+                + super::fused::conv_extra_scratch(g, node, a, tasks)
         }
         Op::Pool(ref a) => super::pool::scratch_bytes(g, node, a),
         Op::Attention { .. } => super::attention::scratch_bytes(g, node, tasks),
