@@ -128,6 +128,29 @@ fn interp_logits() -> Vec<f32> {
     kestrel_backends::interp::run(&g, &[x]).unwrap()[0].to_f32_vec()
 }
 
+/// The quantization step of a QDQ model's output (the scale of its last DequantizeLinear).
+fn output_step(onnx: &Path) -> f32 {
+    let g = kestrel::driver::load_graph(onnx).unwrap();
+    let node = g.node(g.producer(g.outputs[0].value).unwrap());
+    assert!(matches!(node.op, kestrel_ir::Op::DequantizeLinear { .. }));
+    match &g.value(node.inputs[1]).def {
+        kestrel_ir::ValueDef::Const(c) => c.data.as_ref().unwrap().to_f32_vec()[0],
+        _ => panic!("output scale is not constant"),
+    }
+}
+
+/// Quantize-dequantize models: within two output steps of onnxruntime's integer arithmetic, the
+/// bound `tests/tests/shared_models.rs` holds the host JIT to.
+fn assert_within_steps(got: &[f32], want: &[f32], step: f32, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (g, w) in got.iter().zip(want) {
+        assert!(
+            (g - w).abs() <= 2.0 * step * 1.0001,
+            "{what}: {g} differs from the reference {w} by more than two steps of {step}"
+        );
+    }
+}
+
 fn assert_close(got: &[f32], want: &[f32], what: &str) {
     assert_eq!(got.len(), want.len(), "{what}");
     let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
@@ -781,7 +804,8 @@ fn runtime_checks_abi_version_and_descriptor() {
 /// outputs with the tolerance of the float model tests. They cover what digits does not: exp,
 /// hard-swish and sigmoid (mobilenet_v3_small), concatenation and global pooling (squeezenet1_1),
 /// layer norm, fused attention (its GEMMs and softmax) and GELU epilogues (vit_tiny_16; not on
-/// scalar riscv64, which takes minutes under qemu).
+/// scalar riscv64, which takes minutes under qemu), QuantizeLinear/DequantizeLinear
+/// (digits_cnn.int8, within two output steps).
 #[test]
 fn shared_models_run_under_qemu() {
     let Some(models) = std::env::var_os("KESTREL_MODELS").map(PathBuf::from) else {
@@ -830,12 +854,18 @@ fn shared_models_run_under_qemu() {
             .output()
             .unwrap();
         assert!(o.status.success(), "{cc}: {}", stderr(&o));
-        for model in ["mobilenet_v3_small", "squeezenet1_1", "vit_tiny_16"] {
-            if model == "vit_tiny_16" && tag == "rvs" {
+        for model in [
+            "torchvision/mobilenet_v3_small",
+            "torchvision/squeezenet1_1",
+            "torchvision/vit_tiny_16",
+            "digits/digits_cnn.int8",
+        ] {
+            if model.ends_with("vit_tiny_16") && tag == "rvs" {
                 continue;
             }
-            let onnx = models.join(format!("torchvision/{model}.onnx"));
-            let bundle = models.join(format!("torchvision/{model}.io.npz"));
+            let onnx = models.join(format!("{model}.onnx"));
+            let bundle = models.join(format!("{model}.io.npz"));
+            let model = model.rsplit('/').next().unwrap();
             assert!(onnx.is_file(), "{} is missing", onnx.display());
             let arrays = kestrel::tensor_io::read_npz(&bundle).unwrap();
             let get = |n: &str| arrays.iter().find(|(k, _)| k == n).unwrap().1.clone();
@@ -872,11 +902,12 @@ fn shared_models_run_under_qemu() {
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect();
-            assert_close(
-                &got,
-                &logits.to_f32_vec(),
-                &format!("{model} {target} --cpu {cpu}"),
-            );
+            let what = format!("{model} {target} --cpu {cpu}");
+            if model.ends_with("int8") {
+                assert_within_steps(&got, &logits.to_f32_vec(), output_step(&onnx), &what);
+            } else {
+                assert_close(&got, &logits.to_f32_vec(), &what);
+            }
         }
     }
 }
