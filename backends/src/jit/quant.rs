@@ -7,8 +7,9 @@
 //!
 //! These are what quantize-dequantize (QDQ) models exported by other tools are made of: the
 //! weights' DequantizeLinear folds into f32 constants at compile time, and each activation's
-//! QuantizeLinear/DequantizeLinear pair runs here, around f32 kernels. One scalar loop per
-//! quantization parameter (a channel, or the whole tensor); 32- and 64-bit targets are refused.
+//! QuantizeLinear/DequantizeLinear pair runs here, around f32 kernels. One loop per quantization
+//! parameter (a channel, or the whole tensor): quantize computes four lanes at a time, dequantize
+//! one element at a time; 32- and 64-bit targets are refused.
 
 use super::emit::E;
 use super::lower::Kx;
@@ -82,20 +83,44 @@ pub fn quantize(e: &mut E, k: &mut Kx, axis: i64, to: DType) -> Result<(), JitEr
         let qhi = e.fb.ins().fsub(hi_f, zf);
         let xr = e.index(x, oc, (inner * 4) as i64);
         let or = e.index(out, oc, inner as i64 * size);
-        e.loop_n(inner, |e, i| {
-            let xa = e.index(xr, i, 4);
-            let v = e.load(types::F32, xa, 0);
+        // `round_half_even(v / s)` clamped to [qlo, qhi], plus z, as I32 (lanes of F32X4 `v`
+        // give I32X4). fmax/fmin keep a NaN, which converts to 0: the result is then the zero
+        // point, as in the interpreter.
+        let quant = |e: &mut E, v: Value, s: Value, qlo: Value, qhi: Value, z: Value| {
             let d = e.fb.ins().fdiv(v, s);
             let q = e.nearest(d);
-            // fmax/fmin keep a NaN, which converts to 0: the result is then the zero point.
             let c = e.fb.ins().fmax(q, qlo);
             let c = e.fb.ins().fmin(c, qhi);
-            let qi = e.fb.ins().fcvt_to_sint_sat(types::I32, c);
-            let r = e.fb.ins().iadd(qi, z);
+            let ity = E::int_of(e.fb.func.dfg.value_type(v));
+            let qi = e.fb.ins().fcvt_to_sint_sat(ity, c);
+            e.fb.ins().iadd(qi, z)
+        };
+        // Four elements per step; the lanes are stored one by one (no narrowing shuffles, which
+        // the scalar riscv64 rewrite does not have).
+        let chunks = inner / 4;
+        if chunks > 0 {
+            let sv = e.fb.ins().splat(types::F32X4, s);
+            let lov = e.fb.ins().splat(types::F32X4, qlo);
+            let hiv = e.fb.ins().splat(types::F32X4, qhi);
+            let zv = e.fb.ins().splat(types::I32X4, z);
+            e.loop_n(chunks, |e, i| {
+                let xa = e.index(xr, i, 16);
+                let v = e.load(types::F32X4, xa, 0);
+                let r = quant(e, v, sv, lov, hiv, zv);
+                let oa = e.index(or, i, 4 * size);
+                for l in 0..4u8 {
+                    let x = e.fb.ins().extractlane(r, l);
+                    let x = e.fb.ins().ireduce(ty, x);
+                    e.store(x, oa, (l as i64 * size) as i32);
+                }
+            });
+        }
+        for j in chunks * 4..inner {
+            let v = e.load(types::F32, xr, (j * 4) as i32);
+            let r = quant(e, v, s, qlo, qhi, z);
             let r = e.fb.ins().ireduce(ty, r);
-            let oa = e.index(or, i, size);
-            e.store(r, oa, 0);
-        });
+            e.store(r, or, (j as i64 * size) as i32);
+        }
     });
     Ok(())
 }
