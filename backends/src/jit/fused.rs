@@ -207,21 +207,7 @@ pub fn conv(e: &mut E, k: &mut Kx, a: &ConvAttrs) -> Result<(), JitError> {
     };
     let mut ins = k.ins[..nin].to_vec();
     ins[1] = base;
-    let mut sub = Kx {
-        g: k.g,
-        id: k.id,
-        node: &node,
-        ins,
-        outs: k.outs.clone(),
-        scratch,
-        consts: k.consts,
-        data: &mut *k.data,
-        status: k.status,
-        opts: k.opts,
-        tasks: k.tasks,
-        task: k.task,
-    };
-    super::conv::lower(e, &mut sub, &unscaled)
+    super::conv::lower(e, &mut k.stand_in(&node, ins, scratch), &unscaled)
 }
 
 /// A gemm with a fused epilogue: the plain gemm (C handled as usual, a row-vector C inside the
@@ -240,23 +226,8 @@ pub fn gemm(e: &mut E, k: &mut Kx, a: &GemmAttrs) -> Result<(), JitError> {
         name: k.node.name.clone(),
     };
     let ins = k.ins[..nin].to_vec();
-    {
-        let mut sub = Kx {
-            g: k.g,
-            id: k.id,
-            node: &node,
-            ins,
-            outs: k.outs.clone(),
-            scratch: k.scratch,
-            consts: k.consts,
-            data: &mut *k.data,
-            status: k.status,
-            opts: k.opts,
-            tasks: k.tasks,
-            task: k.task,
-        };
-        super::matmul::gemm(e, &mut sub, &plain)?;
-    }
+    let scratch = k.scratch;
+    super::matmul::gemm(e, &mut k.stand_in(&node, ins, scratch), &plain)?;
     let dims = k.out_dims(0);
     let (m, n) = (dims[0], dims[1]);
     let res = if a.epilogue.residual {

@@ -176,6 +176,31 @@ pub struct Kx<'a> {
 }
 
 impl Kx<'_> {
+    /// The context of `node`, a stand-in for this kernel's node (same outputs, the inputs
+    /// `ins`, the scratch `scratch`), run in the same function and task: how a fused kernel
+    /// emits its plain core with the unchanged kernel.
+    pub fn stand_in<'b>(
+        &'b mut self,
+        node: &'b Node,
+        ins: Vec<Value>,
+        scratch: Option<Value>,
+    ) -> Kx<'b> {
+        Kx {
+            g: self.g,
+            id: self.id,
+            node,
+            ins,
+            outs: self.outs.clone(),
+            scratch,
+            consts: self.consts,
+            data: &mut *self.data,
+            status: self.status,
+            opts: self.opts,
+            tasks: self.tasks,
+            task: self.task,
+        }
+    }
+
     pub fn in_dtype(&self, i: usize) -> DType {
         self.g.ty(self.node.inputs[i]).dtype
     }

@@ -16,6 +16,16 @@ fn info(eg: &EG, id: Id) -> &Info {
     &eg[id].data
 }
 
+/// Merges the class `new` built by an applier into `root`: the applier's result (`[new]` when
+/// that changed the e-graph, else nothing).
+fn merged(eg: &mut EG, new: Id, root: Id) -> Vec<Id> {
+    if eg.union(new, root) {
+        vec![new]
+    } else {
+        vec![]
+    }
+}
+
 /// Where the activation of a fused epilogue comes from.
 #[derive(Clone, Copy, Debug)]
 pub enum Act {
@@ -261,11 +271,7 @@ impl Applier<KNode, super::TypeAnalysis> for MatMulBiasToGemm {
         if info(eg, y).ty != info(eg, root).ty {
             return vec![];
         }
-        if eg.union(y, root) {
-            vec![y]
-        } else {
-            vec![]
-        }
+        merged(eg, y, root)
     }
 }
 
@@ -307,11 +313,7 @@ impl Applier<KNode, super::TypeAnalysis> for ResidualThroughReshape {
         if info(eg, y).ty != rt {
             return vec![];
         }
-        if eg.union(y, root) {
-            vec![y]
-        } else {
-            vec![]
-        }
+        merged(eg, y, root)
     }
 }
 
@@ -375,11 +377,7 @@ impl Applier<KNode, super::TypeAnalysis> for LayerNormFromParts {
             return vec![];
         }
         let y = eg.add(KNode::op(op, &[x, scale, bias]));
-        if eg.union(y, root) {
-            vec![y]
-        } else {
-            vec![]
-        }
+        merged(eg, y, root)
     }
 }
 
@@ -512,11 +510,7 @@ impl Applier<KNode, super::TypeAnalysis> for AttentionFromParts {
             return vec![];
         }
         let y = eg.add(KNode::op(op, &args));
-        if eg.union(y, root) {
-            vec![y]
-        } else {
-            vec![]
-        }
+        merged(eg, y, root)
     }
 }
 
@@ -872,11 +866,7 @@ impl Applier<KNode, super::TypeAnalysis> for FuseIntoMap {
             return vec![];
         }
         let id = eg.add(KNode::op(op, &cur.1));
-        if eg.union(id, root) {
-            vec![id]
-        } else {
-            vec![]
-        }
+        merged(eg, id, root)
     }
 }
 
