@@ -152,6 +152,32 @@ proptest! {
         agree(&g, &[tensor(&[n, c, h, w], seed)], 1e-4)?;
     }
 
+    /// Depthwise 2-D convolutions over the shapes of the direct kernels: kernels up to 7 wide,
+    /// strides up to 3 and dilations per axis, asymmetric padding, widths around multiples of
+    /// four (the row-padded kernel's overlapping last group) and below four.
+    #[test]
+    fn depthwise_conv2d(
+        c in 1usize..4, h in 1usize..12, w in 1usize..20, kh in 1usize..8, kw in 1usize..8,
+        sh in 1usize..4, sw in 1usize..4, dh in 1usize..3, dw in 1usize..3,
+        pads in prop::collection::vec(0usize..4, 4), bias in any::<bool>(), seed in any::<u64>(),
+    ) {
+        let a = ConvAttrs {
+            strides: vec![sh, sw], pads: pads.clone(), dilations: vec![dh, dw],
+            group: c, auto_pad: AutoPad::NotSet,
+            epilogue: Default::default(),
+        };
+        let mut g = Graph::new("p");
+        let x = g.add_input("x", TensorType::known(DType::F32, &[1, c, h, w]));
+        let wv = g.add_const("w", tensor(&[c, 1, kh, kw], seed + 1));
+        let mut ins = vec![x, wv];
+        if bias {
+            ins.push(g.add_const("b", tensor(&[c], seed + 2)));
+        }
+        let Ok(y) = g.add(Op::Conv(a), &ins, "conv") else { return Ok(()) };
+        g.add_output("y", y);
+        agree(&g, &[tensor(&[1, c, h, w], seed)], 1e-4)?;
+    }
+
     #[test]
     fn pooling(
         c in 1usize..4, h in 2usize..12, w in 2usize..12, k in 1usize..4, stride in 1usize..3,

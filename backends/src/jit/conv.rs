@@ -7,9 +7,12 @@
 //! - otherwise `col_g` is built by im2col in the node's arena scratch: the tap ranges that fall
 //!   inside the input are computed at compile time, so rows are contiguous copies (unit stride)
 //!   or strided copies, and zeros fill the padding;
-//! - depthwise convolution (`group == C == M`) has its own direct kernel: each channel is copied
-//!   into a zero-padded plane (scratch), then outputs are accumulated tap by tap, four adjacent
-//!   outputs per `F32X4` when the innermost stride is 1.
+//! - depthwise convolution (`group == C == M`) has its own kernels. 2-D with at least four output
+//!   columns and a column stride of 1 or 2 ([`depthwise_2d_padded`], the common case): each input
+//!   plane is copied into rows padded with zeros left and right, then every output row is computed
+//!   four columns per `F32X4` (the last group overlapping), stride 2 by de-interleaving two loads;
+//!   the top and bottom edge rows use only their valid kernel rows. Other 2-D shapes read the
+//!   input in place with scalar edge columns ([`depthwise_2d`]); N-d ones use a zero-padded plane.
 //!
 //! The bias is added in a separate vectorised pass over each output channel (the GEMM epilogue
 //! adds per-column biases, and here channels are rows).
@@ -182,7 +185,9 @@ pub fn scratch_bytes(
         return Ok(0);
     };
     Ok(if is_depthwise(&geo) {
-        if geo.w.needs_padding() && !is_direct_depthwise_2d(&geo) {
+        if is_padded_depthwise_2d(&geo) {
+            padded_plane_bytes(&geo) * tasks.max(1)
+        } else if geo.w.needs_padding() && !is_direct_depthwise_2d(&geo) {
             geo.w.padded_elems() * 4 * tasks
         } else {
             0
@@ -222,6 +227,11 @@ pub fn lower(e: &mut E, k: &mut Kx, a: &ConvAttrs) -> Result<(), JitError> {
         act: a.epilogue.act,
     };
     k.for_task(e, |e, t| match &split {
+        Split::Planes(r) if is_padded_depthwise_2d(&geo) => {
+            let sc = scratch.expect("scratch_bytes reserves the padded planes");
+            let sc = e.addr(sc, (t * padded_plane_bytes(&geo)) as i64);
+            depthwise_2d_padded(e, &geo, x, wp, bias, out, sc, r[t].clone(), &post);
+        }
         Split::Planes(r) if is_direct_depthwise_2d(&geo) => {
             depthwise_2d(e, &geo, x, wp, bias, out, r[t].clone(), &post);
         }
@@ -702,6 +712,178 @@ fn channel_bias_and_weights(
     (b, wv)
 }
 
+/// The kernel indices `t < k` whose input coordinate `o·s − p + t·d` lies in `0..extent`.
+fn valid_taps(o: usize, s: i64, d: i64, p: i64, k: usize, extent: i64) -> Vec<usize> {
+    (0..k)
+        .filter(|&t| (0..extent).contains(&(o as i64 * s - p + t as i64 * d)))
+        .collect()
+}
+
+/// The output coordinates `0..n` whose every kernel index is valid ([`valid_taps`]), as a range
+/// (contiguous: validity is monotone towards the centre); `(0, 0)` when there are none.
+fn full_taps_range(n: usize, s: i64, d: i64, p: i64, k: usize, extent: i64) -> (usize, usize) {
+    let full: Vec<usize> = (0..n)
+        .filter(|&o| valid_taps(o, s, d, p, k, extent).len() == k)
+        .collect();
+    (
+        full.first().copied().unwrap_or(0),
+        full.last().map_or(0, |&o| o + 1),
+    )
+}
+
+/// 2-D depthwise convolutions with at least four output columns and a column stride of 1 or 2
+/// run on row-padded copies of their input planes ([`depthwise_2d_padded`]).
+fn is_padded_depthwise_2d(g: &Geo) -> bool {
+    is_direct_depthwise_2d(g) && g.w.out_sp[1] >= 4 && matches!(g.w.strides[1], 1 | 2)
+}
+
+/// f32 per row of [`depthwise_2d_padded`]'s plane copy: the left padding, the input row, then
+/// zeros up to the last element the last (possibly overlapping) group of four columns reads.
+fn padded_row_len(g: &Geo) -> usize {
+    let w = &g.w;
+    let (ow, sw) = (w.out_sp[1], w.strides[1]);
+    // Stride 2 reads two vectors (eight columns) per group of four outputs.
+    let reach = (w.kernel[1] - 1) * w.dilations[1] + ow * sw;
+    reach.max(w.pads[1].0 + w.in_sp[1]).next_multiple_of(4)
+}
+
+/// Scratch bytes of one task of [`depthwise_2d_padded`].
+fn padded_plane_bytes(g: &Geo) -> usize {
+    g.w.in_sp[0] * padded_row_len(g) * 4
+}
+
+/// 2-D depthwise convolution of the planes `planes` of `N·C` on a copy of each input plane whose
+/// rows are padded with zeros left and right (`scratch`, [`padded_plane_bytes`]).
+///
+/// Every output row is computed four columns per `F32X4`, the last group overlapping the one
+/// before when the width is not a multiple of four (it recomputes the same values), so there
+/// are no scalar columns. Stride 2 loads eight columns and keeps the even ones
+/// ([`E::even_lanes`]). Rows at the top and bottom edges use only their valid kernel rows, as in
+/// [`depthwise_2d`].
+#[allow(clippy::too_many_arguments)]
+fn depthwise_2d_padded(
+    e: &mut E,
+    g: &Geo,
+    x: Value,
+    wp: Value,
+    bias: Option<Value>,
+    out: Value,
+    scratch: Value,
+    planes: std::ops::Range<usize>,
+    post: &Post,
+) {
+    let w = &g.w;
+    let (ih, iw) = (w.in_sp[0], w.in_sp[1]);
+    let (oh, ow) = (w.out_sp[0], w.out_sp[1]);
+    let (kh, kw) = (w.kernel[0], w.kernel[1]);
+    let (sh, sw) = (w.strides[0] as i64, w.strides[1]);
+    let (dh, dw) = (w.dilations[0] as i64, w.dilations[1]);
+    let (pt, pl) = (w.pads[0].0 as i64, w.pads[1].0);
+    let row_len = padded_row_len(g);
+    let row_bytes = (row_len * 4) as i64;
+    let (r0, r1) = full_taps_range(oh, sh, dh, pt, kh, ih as i64);
+    let ntaps = kh * kw;
+    // The epilogue is a pass over each row (or over the plane when it fits in L1) after it is
+    // computed: applied in registers, its constants and the weights overflow the registers.
+    let per_plane = g.p * 4 <= DEPTHWISE_PLANE_EPILOGUE_BYTES;
+    // The padding columns are written once here; each plane's copy overwrites only the inside.
+    e.fill_f32(scratch, ih * row_len, 0.0);
+    {
+        e.loop_range(planes.start as i64, planes.end as i64, 1, |e, pl_idx| {
+            let ch = e.fb.ins().urem_imm_s(pl_idx, g.c as i64);
+            let src = e.index(x, pl_idx, (ih * iw * 4) as i64);
+            let dst = e.index(out, pl_idx, (g.p * 4) as i64);
+            let inside = e.addr(scratch, (pl * 4) as i64);
+            e.loop_n(ih, |e, y| {
+                let s = e.index(src, y, (iw * 4) as i64);
+                let d = e.index(inside, y, row_bytes);
+                e.memcpy(d, s, iw * 4);
+            });
+            let (b, wv) = channel_bias_and_weights(e, wp, bias, ch, ntaps);
+            let bv = e.fb.ins().splat(types::F32X4, b);
+            let zero = e.fconst(types::F32X4, 0.0);
+            let wsplat: Vec<Value> = wv
+                .iter()
+                .map(|&s| e.fb.ins().splat(types::F32X4, s))
+                .collect();
+            // Four outputs whose leftmost window starts at `win` (in the copy), stored at `o`.
+            let group = |e: &mut E, win: Value, o: Value, kys: &[usize]| {
+                // Two accumulators (alternate taps) halve the chain of dependent FMAs.
+                let mut acc = [bv, zero];
+                let mut n = 0;
+                for &ky in kys {
+                    let row = (ky as i64 * dh) * row_len as i64;
+                    // Stride 2: the vectors loaded at each column offset of this kernel row, so
+                    // that column c + 1 reuses column c's pair (odd lanes instead of even).
+                    let mut loaded: HashMap<i64, Value> = HashMap::new();
+                    let mut at = |e: &mut E, col: i64| {
+                        *loaded
+                            .entry(col)
+                            .or_insert_with(|| e.load(types::F32X4, win, ((row + col) * 4) as i32))
+                    };
+                    for kx in 0..kw {
+                        let col = (kx * dw) as i64;
+                        let v = if sw == 1 {
+                            at(e, col)
+                        } else {
+                            let base = col - col % 2;
+                            let (lo, hi) = (at(e, base), at(e, base + 4));
+                            e.deinterleave(lo, hi, col % 2 == 1)
+                        };
+                        acc[n % 2] = e.fma(v, wsplat[ky * kw + kx], acc[n % 2]);
+                        n += 1;
+                    }
+                }
+                let sum = if n > 1 {
+                    e.fb.ins().fadd(acc[0], acc[1])
+                } else {
+                    acc[0]
+                };
+                e.store(sum, o, 0);
+            };
+            // One output row; `row_in` is the copy's row `oy·sh − pt` (possibly outside the
+            // copy: only the valid kernel rows `kys` are read).
+            let emit_row = |e: &mut E, row_in: Value, row_out: Value, kys: &[usize]| {
+                e.loop_n(ow / 4, |e, i| {
+                    let win = e.index(row_in, i, (16 * sw) as i64);
+                    let o = e.index(row_out, i, 16);
+                    group(e, win, o, kys);
+                });
+                if ow % 4 != 0 {
+                    let last = ow - 4;
+                    let win = e.addr(row_in, (last * sw * 4) as i64);
+                    let o = e.addr(row_out, (last * 4) as i64);
+                    group(e, win, o, kys);
+                }
+            };
+            let all: Vec<usize> = (0..kh).collect();
+            if r1 > r0 {
+                e.loop_range(r0 as i64, r1 as i64, 1, |e, oy| {
+                    let row_in = e.index(scratch, oy, sh * row_bytes);
+                    let row_in = e.addr(row_in, -pt * row_bytes);
+                    let row_out = e.index(dst, oy, (ow * 4) as i64);
+                    emit_row(e, row_in, row_out, &all);
+                    if !per_plane {
+                        block_epilogue(e, row_out, None, 1, ow, ow, post);
+                    }
+                });
+            }
+            for oy in (0..r0.min(oh)).chain(r1.max(r0)..oh) {
+                let kys = valid_taps(oy, sh, dh, pt, kh, ih as i64);
+                let row_in = e.addr(scratch, (oy as i64 * sh - pt) * row_bytes);
+                let row_out = e.addr(dst, (oy * ow * 4) as i64);
+                emit_row(e, row_in, row_out, &kys);
+                if !per_plane {
+                    block_epilogue(e, row_out, None, 1, ow, ow, post);
+                }
+            }
+            if per_plane {
+                block_epilogue(e, dst, None, 1, g.p, g.p, post);
+            }
+        });
+    }
+}
+
 /// 2-D depthwise convolution of the planes `planes` of `N·C`, reading the input plane in place.
 ///
 /// Output rows whose every kernel row is inside the input form one loop; the few rows at the top
@@ -726,29 +908,9 @@ fn depthwise_2d(
     let (sh, sw) = (w.strides[0] as i64, w.strides[1] as i64);
     let (dh, dw) = (w.dilations[0] as i64, w.dilations[1] as i64);
     let (pt, pl) = (w.pads[0].0 as i64, w.pads[1].0 as i64);
-    // Valid kernel indices for an output coordinate along one axis.
-    let valid = |o: usize, s: i64, d: i64, p: i64, k: usize, extent: i64| -> Vec<usize> {
-        (0..k)
-            .filter(|&t| {
-                let i = o as i64 * s - p + t as i64 * d;
-                (0..extent).contains(&i)
-            })
-            .collect()
-    };
-    let full = |o: usize, s: i64, d: i64, p: i64, k: usize, extent: i64| {
-        valid(o, s, d, p, k, extent).len() == k
-    };
-    let rows_full: Vec<usize> = (0..oh).filter(|&o| full(o, sh, dh, pt, kh, ih)).collect();
-    let cols_full: Vec<usize> = (0..ow).filter(|&o| full(o, sw, dw, pl, kw, iw)).collect();
-    // Interior ranges (contiguous by construction: validity is monotone towards the centre).
-    let (r0, r1) = (
-        rows_full.first().copied().unwrap_or(0),
-        rows_full.last().map_or(0, |&r| r + 1),
-    );
-    let (c0, c1) = (
-        cols_full.first().copied().unwrap_or(0),
-        cols_full.last().map_or(0, |&c| c + 1),
-    );
+    let valid = valid_taps;
+    let (r0, r1) = full_taps_range(oh, sh, dh, pt, kh, ih);
+    let (c0, c1) = full_taps_range(ow, sw, dw, pl, kw, iw);
     let plane_in = ih * iw * 4;
     let plane_out = (g.p * 4) as i64;
     let ntaps = kh * kw;

@@ -322,6 +322,36 @@ impl<'f, 'a> E<'f, 'a> {
         s
     }
 
+    /// The even (`odd == false`: lanes 0, 2 of `a` then 0, 2 of `b`) or odd (lanes 1, 3 of each)
+    /// elements of the eight `a ++ b` (two `F32X4`). One `shufps` on x86-64, one `uzp1`/`uzp2` on
+    /// aarch64; lane by lane when the code will be scalarised ([`IsaFlags::scalarized`]).
+    pub fn deinterleave(&mut self, a: Value, b: Value, odd: bool) -> Value {
+        let first = odd as u8;
+        if self.flags.scalarized {
+            let x = self.fb.ins().extractlane(a, first);
+            let mut v = self.fb.ins().splat(types::F32X4, x);
+            for (dst, src, lane) in [(1u8, a, first + 2), (2, b, first), (3, b, first + 2)] {
+                let x = self.fb.ins().extractlane(src, lane);
+                v = self.fb.ins().insertlane(v, x, dst);
+            }
+            return v;
+        }
+        let mask: Vec<u8> = [0u8, 2, 4, 6]
+            .iter()
+            .flat_map(|&l| (0..4).map(move |b| (l + first) * 4 + b))
+            .collect();
+        let imm = self
+            .fb
+            .func
+            .dfg
+            .immediates
+            .push(cranelift_codegen::ir::ConstantData::from(mask));
+        let a8 = self.fb.ins().bitcast(types::I8X16, lanes(), a);
+        let b8 = self.fb.ins().bitcast(types::I8X16, lanes(), b);
+        let r = self.fb.ins().shuffle(a8, b8, imm);
+        self.fb.ins().bitcast(types::F32X4, lanes(), r)
+    }
+
     /// Horizontal max (`is_max`) or min of the four lanes of an `F32X4`.
     pub fn hminmax(&mut self, v: Value, is_max: bool) -> Value {
         let mut s = self.fb.ins().extractlane(v, 0u8);

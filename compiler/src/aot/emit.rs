@@ -128,6 +128,10 @@ pub fn emit(
         jit::lower(&mut module, g, &flags, prefix, opts)?
     } else {
         // riscv64 without V: the kernels' vector code is rewritten lane by lane.
+        let flags = IsaFlags {
+            scalarized: true,
+            ..flags
+        };
         let mut scalar = super::scalarize::Scalarize { inner: &mut module };
         jit::lower(&mut scalar, g, &flags, prefix, opts)?
     };
