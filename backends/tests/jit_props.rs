@@ -72,6 +72,33 @@ fn dims_strategy(max_rank: usize, max_dim: usize) -> impl Strategy<Value = Vec<u
     prop::collection::vec(1..=max_dim, 1..=max_rank)
 }
 
+/// 1×1 convolutions with enough input and output channels pack their input into B panels first
+/// (`conv.rs`, `packs_1x1_input`): plain, grouped, with bias, on pixel counts that are not a
+/// multiple of the panel width, split into tasks.
+#[test]
+fn conv1x1_packed_input() {
+    for (c, m, group, h, w, bias) in [
+        (200, 136, 1, 7, 7, true),
+        (192, 128, 1, 3, 5, false),
+        (400, 272, 2, 2, 9, true),
+    ] {
+        let a = ConvAttrs {
+            group,
+            ..Default::default()
+        };
+        let mut g = Graph::new("p");
+        let x = g.add_input("x", TensorType::known(DType::F32, &[1, c, h, w]));
+        let wv = g.add_const("w", tensor(&[m, c / group, 1, 1], 7));
+        let mut ins = vec![x, wv];
+        if bias {
+            ins.push(g.add_const("b", tensor(&[m], 8)));
+        }
+        let y = g.add(Op::Conv(a), &ins, "conv").unwrap();
+        g.add_output("y", y);
+        agree(&g, &[tensor(&[1, c, h, w], 9)], 1e-4).unwrap();
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 

@@ -105,6 +105,40 @@ fn is_direct_1x1(g: &Geo) -> bool {
     g.taps == 1 && g.w.strides.iter().all(|&s| s == 1) && !g.w.needs_padding()
 }
 
+/// A direct 1×1 convolution packs its input into B panels first (scratch) when the input rows are
+/// read across many channels (the unpacked panel, `K` rows each in their own cache lines, would
+/// not stay in L1) and enough output channels reuse each panel to pay for the packing pass.
+fn packs_1x1_input(g: &Geo) -> bool {
+    is_direct_1x1(g)
+        && g.cg >= PACK_MIN_K
+        && g.mg >= PACK_MIN_M
+        && packed_input_bytes(g) <= PACK_MAX_BYTES
+}
+
+/// Scratch bytes of one task of a GEMM convolution: its im2col block, or its packed input.
+fn gemm_task_scratch(g: &Geo) -> usize {
+    if packs_1x1_input(g) {
+        packed_input_bytes(g)
+    } else if is_direct_1x1(g) {
+        0
+    } else {
+        col_block_bytes(g)
+    }
+}
+
+/// Input channels from which [`packs_1x1_input`] packs.
+const PACK_MIN_K: usize = 192;
+/// Output channels (per group) from which [`packs_1x1_input`] packs.
+const PACK_MIN_M: usize = 128;
+/// Largest packed input (per task) [`packs_1x1_input`] builds: it should stay in L2.
+const PACK_MAX_BYTES: usize = 512 << 10;
+
+/// Scratch bytes of one task of a packing 1×1 convolution (every pixel: an upper bound for any
+/// task's share).
+fn packed_input_bytes(g: &Geo) -> usize {
+    gemm::gemm_unpacked_scratch_bytes(g.mg, g.p, g.cg)
+}
+
 /// Fewest output pixels per task for the pixel split (narrower GEMMs waste the 8-wide panels).
 const MIN_TASK_PIXELS: usize = 64;
 
@@ -192,10 +226,8 @@ pub fn scratch_bytes(
         } else {
             0
         }
-    } else if is_direct_1x1(&geo) {
-        0
     } else {
-        col_block_bytes(&geo) * tasks.max(1)
+        gemm_task_scratch(&geo) * tasks.max(1)
     })
 }
 
@@ -241,7 +273,7 @@ pub fn lower(e: &mut E, k: &mut Kx, a: &ConvAttrs) -> Result<(), JitError> {
             depthwise(e, &geo, x, wp, bias, out, sc, r[t].clone(), &post);
         }
         Split::Pixels(r) => {
-            let sc = scratch.map(|s| e.addr(s, (t * col_block_bytes(&geo)) as i64));
+            let sc = scratch.map(|s| e.addr(s, (t * gemm_task_scratch(&geo)) as i64));
             gemm_conv(
                 e,
                 &geo,
@@ -256,7 +288,7 @@ pub fn lower(e: &mut E, k: &mut Kx, a: &ConvAttrs) -> Result<(), JitError> {
             );
         }
         Split::Channels(r) => {
-            let sc = scratch.map(|s| e.addr(s, (t * col_block_bytes(&geo)) as i64));
+            let sc = scratch.map(|s| e.addr(s, (t * gemm_task_scratch(&geo)) as i64));
             gemm_conv(
                 e,
                 &geo,
@@ -331,9 +363,14 @@ fn gemm_conv(
             if direct {
                 let b = e.addr(xg, (p0 * 4) as i64);
                 let o = e.addr(og, (p0 * 4) as i64);
-                gemm::emit_gemm_unpacked(
-                    e.fb, &flags, wg, kk, b, geo.p, o, geo.p, mn, pn, kk, &epi,
-                );
+                match col.filter(|_| packs_1x1_input(geo)) {
+                    Some(panels) => gemm::emit_gemm_unpacked_scratch(
+                        e.fb, &flags, wg, kk, b, geo.p, o, geo.p, panels, mn, pn, kk, &epi,
+                    ),
+                    None => gemm::emit_gemm_unpacked(
+                        e.fb, &flags, wg, kk, b, geo.p, o, geo.p, mn, pn, kk, &epi,
+                    ),
+                }
                 block_epilogue(e, o, bg, mn, pn, geo.p, post);
                 continue;
             }
