@@ -72,23 +72,30 @@ fn dims_strategy(max_rank: usize, max_dim: usize) -> impl Strategy<Value = Vec<u
     prop::collection::vec(1..=max_dim, 1..=max_rank)
 }
 
-/// 1×1 convolutions with enough input and output channels pack their input into B panels first
-/// (`conv.rs`, `packs_1x1_input`): plain, grouped, with bias, on pixel counts that are not a
-/// multiple of the panel width, split into tasks.
+/// Convolutions reading enough input channels into enough outputs pack their input (1×1) or
+/// their im2col blocks into B panels first (`conv.rs`: `packs_1x1_input`, `packs_im2col`):
+/// plain, grouped, strided and padded, with and without bias, on pixel counts that are not a
+/// multiple of the panel width, split into tasks (and with one output row per im2col block).
 #[test]
-fn conv1x1_packed_input() {
-    for (c, m, group, h, w, bias) in [
-        (200, 136, 1, 7, 7, true),
-        (192, 128, 1, 3, 5, false),
-        (400, 272, 2, 2, 9, true),
+fn conv_packed_input() {
+    // (c, m, group, h, w, kernel, stride, pad, bias)
+    for (c, m, group, h, w, k, s, p, bias) in [
+        (200, 136, 1, 7, 7, 1, 1, 0, true),
+        (192, 128, 1, 3, 5, 1, 1, 0, false),
+        (400, 272, 2, 2, 9, 1, 1, 0, true),
+        (64, 128, 1, 9, 9, 3, 2, 1, true),
+        (200, 128, 1, 6, 7, 1, 2, 0, false),
+        (48, 160, 1, 5, 6, 3, 1, 1, false),
     ] {
         let a = ConvAttrs {
             group,
+            strides: vec![s, s],
+            pads: vec![p; 4],
             ..Default::default()
         };
         let mut g = Graph::new("p");
         let x = g.add_input("x", TensorType::known(DType::F32, &[1, c, h, w]));
-        let wv = g.add_const("w", tensor(&[m, c / group, 1, 1], 7));
+        let wv = g.add_const("w", tensor(&[m, c / group, k, k], 7));
         let mut ins = vec![x, wv];
         if bias {
             ins.push(g.add_const("b", tensor(&[m], 8)));

@@ -115,15 +115,33 @@ fn packs_1x1_input(g: &Geo) -> bool {
         && packed_input_bytes(g) <= PACK_MAX_BYTES
 }
 
-/// Scratch bytes of one task of a GEMM convolution: its im2col block, or its packed input.
+/// Scratch bytes of one task of a GEMM convolution: its im2col block (followed by the block packed
+/// into B panels when [`packs_im2col`]), or its packed input.
 fn gemm_task_scratch(g: &Geo) -> usize {
     if packs_1x1_input(g) {
         packed_input_bytes(g)
     } else if is_direct_1x1(g) {
         0
+    } else if packs_im2col(g) {
+        col_block_bytes(g) + packed_col_bytes(g)
     } else {
         col_block_bytes(g)
     }
+}
+
+/// An im2col convolution packs each im2col block into B panels before its GEMM, for the reason
+/// and under the conditions of [`packs_1x1_input`].
+fn packs_im2col(g: &Geo) -> bool {
+    !is_direct_1x1(g)
+        && g.cg * g.taps >= PACK_MIN_K
+        && g.mg >= PACK_MIN_M
+        && packed_col_bytes(g) <= PACK_MAX_BYTES
+}
+
+/// Bytes of one im2col block packed into B panels.
+fn packed_col_bytes(g: &Geo) -> usize {
+    let w_out: usize = g.w.out_sp[1..].iter().product();
+    gemm::gemm_unpacked_scratch_bytes(g.mg, block_rows(g) * w_out, g.cg * g.taps)
 }
 
 /// Input channels from which [`packs_1x1_input`] packs.
@@ -375,6 +393,16 @@ fn gemm_conv(
                 continue;
             }
             let col = col.expect("conv scratch");
+            // The GEMM of one im2col block of `n` columns into `ob`.
+            let packed = packs_im2col(geo).then(|| e.addr(col, col_block_bytes(geo) as i64));
+            let block_gemm = |e: &mut E, col: Value, n: usize, ob: Value| match packed {
+                Some(panels) => gemm::emit_gemm_unpacked_scratch(
+                    e.fb, &flags, wg, kk, col, n, ob, geo.p, panels, mn, n, kk, &epi,
+                ),
+                None => gemm::emit_gemm_unpacked(
+                    e.fb, &flags, wg, kk, col, n, ob, geo.p, mn, n, kk, &epi,
+                ),
+            };
             // Blocks of `block` output rows: im2col into the block buffer, then its GEMM.
             let mut c = rows.start;
             while c < rows.end {
@@ -391,9 +419,7 @@ fn gemm_conv(
                         let ob = e.addr(ob, (first * w_out * 4) as i64);
                         im2col(e, geo, xb, col, first..first + block);
                         let n = block * w_out;
-                        gemm::emit_gemm_unpacked(
-                            e.fb, &flags, wg, kk, col, n, ob, geo.p, mn, n, kk, &epi,
-                        );
+                        block_gemm(e, col, n, ob);
                         block_epilogue(e, ob, bg, mn, n, geo.p, post);
                     });
                     c += count * block;
@@ -401,9 +427,7 @@ fn gemm_conv(
                     im2col(e, geo, xg, col, c..c + r);
                     let ob = e.addr(og, (c * w_out * 4) as i64);
                     let n = r * w_out;
-                    gemm::emit_gemm_unpacked(
-                        e.fb, &flags, wg, kk, col, n, ob, geo.p, mn, n, kk, &epi,
-                    );
+                    block_gemm(e, col, n, ob);
                     block_epilogue(e, ob, bg, mn, n, geo.p, post);
                     c += r;
                 }
