@@ -818,9 +818,10 @@ fn padded_plane_bytes(g: &Geo) -> usize {
 ///
 /// Every output row is computed four columns per `F32X4`, the last group overlapping the one
 /// before when the width is not a multiple of four (it recomputes the same values), so there
-/// are no scalar columns. Stride 2 loads eight columns and keeps the even ones
-/// ([`E::even_lanes`]). Rows at the top and bottom edges use only their valid kernel rows, as in
-/// [`depthwise_2d`].
+/// are no scalar columns. Stride 2 loads eight columns and keeps the even or odd ones
+/// ([`E::deinterleave`]). Kernels larger than 3×3 at stride 1 compute interior rows in pairs,
+/// loading their shared input rows once. Rows at the top and bottom edges use only their valid
+/// kernel rows, as in [`depthwise_2d`].
 #[allow(clippy::too_many_arguments)]
 fn depthwise_2d_padded(
     e: &mut E,
