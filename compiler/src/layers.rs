@@ -1,5 +1,5 @@
 //! Per-layer timing (`kestrel bench --layers`): every kernel node of the compiled graph is cut out
-//! into a one-node graph (its constant inputs stay constants, the others become inputs with
+//! into a one-node graph (inputs known at compile time stay constants, the others become inputs with
 //! deterministic data), compiled with the JIT and timed on its own. Convolutions and matrix
 //! products report their rate against the machine's 128-bit FMA peak, measured in the same run.
 //!
@@ -11,7 +11,8 @@
 use crate::driver;
 use anyhow::{Context, Result};
 use kestrel_backends::jit::{self, JitOptions};
-use kestrel_ir::{Graph, NodeId, Op, ValueDef};
+use kestrel_ir::{Graph, NodeId, Op, Tensor, ValueDef, ValueId};
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -56,33 +57,29 @@ pub fn macs(g: &Graph, id: NodeId) -> u64 {
     }
 }
 
-/// Whether the JIT gives `node` its own kernel (not folded at compile time, not a view).
-fn is_kernel(g: &Graph, id: NodeId) -> bool {
+/// Whether the JIT gives `node` its own kernel (not folded at compile time, not a view); `known`
+/// is [`jit::compile_time_values`] of the graph.
+fn is_kernel(g: &Graph, id: NodeId, known: &HashMap<ValueId, Tensor>) -> bool {
     let node = g.node(id);
-    let all_const = node
-        .inputs
-        .iter()
-        .all(|&v| matches!(g.value(v).def, ValueDef::Const(_)));
     let view = matches!(
         node.op,
         Op::Reshape { .. } | Op::Flatten { .. } | Op::Squeeze | Op::Unsqueeze | Op::Identity
     );
-    !(all_const || view || matches!(node.op, Op::Shape { .. } | Op::Size))
+    !(jit::is_folded(node, known) || view)
 }
 
-/// The one-node graph of `id`: constant inputs keep their data, other inputs become graph inputs.
-fn single_node_graph(g: &Graph, id: NodeId) -> Result<Graph> {
+/// The one-node graph of `id`: inputs known at compile time (constants, and values the JIT folds,
+/// such as the dequantized weights of a QDQ model) are constants, the others graph inputs.
+fn single_node_graph(g: &Graph, id: NodeId, known: &HashMap<ValueId, Tensor>) -> Result<Graph> {
     let node = g.node(id);
     let mut one = Graph::new(format!("{}_n{}", g.name, id.0));
     let mut ins = Vec::new();
     for (i, &v) in node.inputs.iter().enumerate() {
         let value = g.value(v);
-        ins.push(match &value.def {
-            ValueDef::Const(c) => match &c.data {
-                Some(t) => one.add_const(c.name.clone(), t.clone()),
-                None => one.add_input(format!("in{i}"), value.ty.clone()),
-            },
-            _ => one.add_input(format!("in{i}"), value.ty.clone()),
+        ins.push(match (&value.def, known.get(&v)) {
+            (ValueDef::Const(c), Some(t)) => one.add_const(c.name.clone(), t.clone()),
+            (_, Some(t)) => one.add_const(format!("in{i}"), t.clone()),
+            (_, None) => one.add_input(format!("in{i}"), value.ty.clone()),
         });
     }
     let outs = one
@@ -102,13 +99,15 @@ pub fn profile(
     iters: usize,
     model: &Path,
 ) -> Result<Vec<LayerTiming>> {
+    let known = jit::compile_time_values(g)
+        .with_context(|| format!("{}: folding constants", model.display()))?;
     let mut out = Vec::new();
     for i in 0..g.nodes.len() {
         let id = NodeId(i as u32);
-        if !is_kernel(g, id) {
+        if !is_kernel(g, id, &known) {
             continue;
         }
-        let one = single_node_graph(g, id)?;
+        let one = single_node_graph(g, id, &known)?;
         let inputs = driver::synthetic_inputs(&one, model)?;
         let compiled = jit::compile(&one, opts)
             .with_context(|| format!("{}: compiling {}", model.display(), g.describe_node(id)))?;

@@ -600,6 +600,49 @@ fn bench_layers_times_every_kernel_node() {
     );
 }
 
+/// `--layers` on a QDQ int8 model: weights dequantized at compile time stay constants of the
+/// one-node graphs (a transposed Gemm weight was a run-time input the JIT refuses) and are not
+/// timed as layers of their own.
+#[test]
+fn bench_layers_on_a_qdq_model_keeps_folded_weights_constant() {
+    let o = kestrel(&[
+        "bench",
+        &digits("digits_cnn.int8.onnx"),
+        "--iters",
+        "3",
+        "--warmup",
+        "1",
+        "--layers",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("node ")).collect();
+    assert_eq!(
+        rows.iter().filter(|l| l.contains("(conv)")).count(),
+        2,
+        "{text}"
+    );
+    assert_eq!(
+        rows.iter().filter(|l| l.contains("(gemm)")).count(),
+        1,
+        "{text}"
+    );
+    // One QuantizeLinear/DequantizeLinear pair per activation (six), none for the weights.
+    let by_op = text
+        .lines()
+        .find(|l| l.starts_with("by op: "))
+        .unwrap_or("");
+    assert!(
+        by_op.contains("quantize_linear") && by_op.contains(" ms (6)"),
+        "{text}"
+    );
+    let dq = by_op
+        .split(", ")
+        .find(|p| p.contains("dequantize_linear"))
+        .unwrap_or("");
+    assert!(dq.ends_with("(6)"), "{by_op}");
+}
+
 #[test]
 fn compare_prints_one_row_per_pipeline_with_accuracy() {
     let dir = tempfile::tempdir().unwrap();

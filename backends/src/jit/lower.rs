@@ -325,6 +325,43 @@ fn is_view(op: &Op) -> bool {
 /// Largest tensor folded at compile time (elements); bigger all-constant nodes are compiled.
 const MAX_FOLD_ELEMS: usize = 1 << 22;
 
+/// The values of `g` known at compile time, as [`lower`] computes them: the constants with data,
+/// and the outputs of every node it evaluates at compile time with the interpreter (`Shape` and
+/// `Size`, and nodes whose inputs are all known and whose outputs have at most
+/// [`MAX_FOLD_ELEMS`] elements). Such nodes emit no code.
+pub fn compile_time_values(g: &Graph) -> Result<HashMap<ValueId, Tensor>, JitError> {
+    let mut consts: HashMap<ValueId, Tensor> = HashMap::new();
+    for (i, v) in g.values.iter().enumerate() {
+        if let ValueDef::Const(c) = &v.def {
+            if let Some(t) = &c.data {
+                consts.insert(ValueId(i as u32), t.clone());
+            }
+        }
+    }
+    for (i, node) in g.nodes.iter().enumerate() {
+        let out_elems: usize = node
+            .outputs
+            .iter()
+            .map(|&v| g.ty(v).numel().unwrap_or(usize::MAX))
+            .sum();
+        let all_const = node.inputs.iter().all(|v| consts.contains_key(v));
+        let shape_only = matches!(node.op, Op::Shape { .. } | Op::Size);
+        if shape_only || (all_const && out_elems <= MAX_FOLD_ELEMS) {
+            let outs = fold(g, NodeId(i as u32), node, &consts)?;
+            for (&v, t) in node.outputs.iter().zip(outs) {
+                consts.insert(v, t);
+            }
+        }
+    }
+    Ok(consts)
+}
+
+/// Whether [`lower`] evaluates `node` at compile time (its outputs are in `consts`, the result of
+/// [`compile_time_values`]).
+pub fn is_folded(node: &Node, consts: &HashMap<ValueId, Tensor>) -> bool {
+    !node.outputs.is_empty() && node.outputs.iter().all(|v| consts.contains_key(v))
+}
+
 /// Lowers `g` into `module` (see the module documentation). Every dimension must be known.
 pub fn lower<M: Module>(
     module: &mut M,
@@ -334,31 +371,12 @@ pub fn lower<M: Module>(
     opts: &JitOptions,
 ) -> Result<Lowered, JitError> {
     let n_nodes = g.nodes.len();
-    // Constants and folding.
-    let mut consts: HashMap<ValueId, Tensor> = HashMap::new();
-    for (i, v) in g.values.iter().enumerate() {
-        if let ValueDef::Const(c) = &v.def {
-            if let Some(t) = &c.data {
-                consts.insert(ValueId(i as u32), t.clone());
-            }
-        }
-    }
+    let consts = compile_time_values(g)?;
     let mut kinds: Vec<Kind> = Vec::with_capacity(n_nodes);
     let graph_outputs: Vec<ValueId> = g.outputs.iter().map(|o| o.value).collect();
     for (i, node) in g.nodes.iter().enumerate() {
         let id = NodeId(i as u32);
-        let out_elems: usize = node
-            .outputs
-            .iter()
-            .map(|&v| g.ty(v).numel().unwrap_or(usize::MAX))
-            .sum();
-        let all_const = node.inputs.iter().all(|v| consts.contains_key(v));
-        let shape_only = matches!(node.op, Op::Shape { .. } | Op::Size);
-        if shape_only || (all_const && out_elems <= MAX_FOLD_ELEMS) {
-            let outs = fold(g, id, node, &consts)?;
-            for (&v, t) in node.outputs.iter().zip(outs) {
-                consts.insert(v, t);
-            }
+        if is_folded(node, &consts) {
             kinds.push(Kind::Folded);
             continue;
         }

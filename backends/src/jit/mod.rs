@@ -42,7 +42,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub use isa::IsaFlags;
-pub use lower::{lower, Lowered};
+pub use lower::{compile_time_values, is_folded, lower, Lowered};
 pub use plan::MemoryPlan;
 
 /// Options of [`compile`].
