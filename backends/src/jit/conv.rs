@@ -850,128 +850,125 @@ fn depthwise_2d_padded(
     let per_plane = g.p * 4 <= DEPTHWISE_PLANE_EPILOGUE_BYTES;
     // The padding columns are written once here; each plane's copy overwrites only the inside.
     e.fill_f32(scratch, ih * row_len, 0.0);
-    {
-        e.loop_range(planes.start as i64, planes.end as i64, 1, |e, pl_idx| {
-            let ch = e.fb.ins().urem_imm_s(pl_idx, g.c as i64);
-            let src = e.index(x, pl_idx, (ih * iw * 4) as i64);
-            let dst = e.index(out, pl_idx, (g.p * 4) as i64);
-            let inside = e.addr(scratch, (pl * 4) as i64);
-            e.loop_n(ih, |e, y| {
-                let s = e.index(src, y, (iw * 4) as i64);
-                let d = e.index(inside, y, row_bytes);
-                e.memcpy(d, s, iw * 4);
-            });
-            let (b, wv) = channel_bias_and_weights(e, wp, bias, ch, ntaps);
-            let bv = e.fb.ins().splat(types::F32X4, b);
-            let zero = e.fconst(types::F32X4, 0.0);
-            let wsplat: Vec<Value> = wv
-                .iter()
-                .map(|&s| e.fb.ins().splat(types::F32X4, s))
-                .collect();
-            // Four outputs in each of the output rows `rows` (`(j, kys)`: the row `j` below the
-            // first, with its valid kernel rows) whose leftmost windows start at `win + j·sh`
-            // rows (in the copy); stored at `o + j` output rows. An input vector is loaded once
-            // for every row that reads it. Each row's taps are summed in kernel order into two
-            // accumulators (alternate taps: half the chain of dependent FMAs), so a row gives the
-            // same result alone or with others.
-            let group = |e: &mut E, win: Value, o: Value, rows: &[(usize, &[usize])]| {
-                let mut acc: Vec<[Value; 2]> = rows.iter().map(|_| [bv, zero]).collect();
-                let mut count = vec![0usize; rows.len()];
-                // Input row (relative to the window) -> the (row index, ky) pairs reading it.
-                let mut readers: BTreeMap<i64, Vec<(usize, usize)>> = BTreeMap::new();
-                for (r, &(j, kys)) in rows.iter().enumerate() {
-                    for &ky in kys {
-                        let y = j as i64 * sh + ky as i64 * dh;
-                        readers.entry(y).or_default().push((r, ky));
-                    }
-                }
-                for (y, users) in &readers {
-                    let row = y * row_len as i64;
-                    // Stride 2: the vectors loaded at each column offset of this input row, so
-                    // that column c + 1 reuses column c's pair (odd lanes instead of even).
-                    let mut loaded: HashMap<i64, Value> = HashMap::new();
-                    let mut at = |e: &mut E, col: i64| {
-                        *loaded
-                            .entry(col)
-                            .or_insert_with(|| e.load(types::F32X4, win, ((row + col) * 4) as i32))
-                    };
-                    for kx in 0..kw {
-                        let col = (kx * dw) as i64;
-                        let v = if sw == 1 {
-                            at(e, col)
-                        } else {
-                            let base = col - col % 2;
-                            let (lo, hi) = (at(e, base), at(e, base + 4));
-                            e.deinterleave(lo, hi, col % 2 == 1)
-                        };
-                        for &(r, ky) in users {
-                            let a = &mut acc[r][count[r] % 2];
-                            *a = e.fma(v, wsplat[ky * kw + kx], *a);
-                            count[r] += 1;
-                        }
-                    }
-                }
-                for (r, &(j, _)) in rows.iter().enumerate() {
-                    let sum = if count[r] > 1 {
-                        e.fb.ins().fadd(acc[r][0], acc[r][1])
-                    } else {
-                        acc[r][0]
-                    };
-                    e.store(sum, o, (j * ow * 4) as i32);
-                }
-            };
-            // Output rows `rows` (see `group`) from `row_out`; `row_in` is the copy's row
-            // `oy·sh − pt` of the first (possibly outside the copy: only valid kernel rows are
-            // read).
-            let emit_rows =
-                |e: &mut E, row_in: Value, row_out: Value, rows: &[(usize, &[usize])]| {
-                    e.loop_n(ow / 4, |e, i| {
-                        let win = e.index(row_in, i, (16 * sw) as i64);
-                        let o = e.index(row_out, i, 16);
-                        group(e, win, o, rows);
-                    });
-                    if ow % 4 != 0 {
-                        let last = ow - 4;
-                        let win = e.addr(row_in, (last * sw * 4) as i64);
-                        let o = e.addr(row_out, (last * 4) as i64);
-                        group(e, win, o, rows);
-                    }
-                    if !per_plane {
-                        block_epilogue(e, row_out, None, rows.len(), ow, ow, post);
-                    }
-                };
-            let all: Vec<usize> = (0..kh).collect();
-            // Interior rows two at a time when they share kh - 1 input rows (stride 1) and the
-            // kernel has more taps than fit in registers anyway (beyond 3×3, where the second
-            // row's accumulators would push the weights out of registers), then the rest.
-            let pairs = if sh == 1 && ntaps > 9 {
-                r1.saturating_sub(r0) / 2
-            } else {
-                0
-            };
-            let interior = |e: &mut E, oy: Value, rows: &[(usize, &[usize])]| {
-                let row_in = e.index(scratch, oy, sh * row_bytes);
-                let row_in = e.addr(row_in, -pt * row_bytes);
-                let row_out = e.index(dst, oy, (ow * 4) as i64);
-                emit_rows(e, row_in, row_out, rows);
-            };
-            e.loop_range(r0 as i64, (r0 + 2 * pairs) as i64, 2, |e, oy| {
-                interior(e, oy, &[(0, &all), (1, &all)]);
-            });
-            e.loop_range((r0 + 2 * pairs) as i64, r1 as i64, 1, |e, oy| {
-                interior(e, oy, &[(0, &all)]);
-            });
-            for oy in (0..r0.min(oh)).chain(r1.max(r0)..oh) {
-                let kys = valid_taps(oy, sh, dh, pt, kh, ih as i64);
-                let row_in = e.addr(scratch, (oy as i64 * sh - pt) * row_bytes);
-                let row_out = e.addr(dst, (oy * ow * 4) as i64);
-                emit_rows(e, row_in, row_out, &[(0, &kys)]);
-            }
-            if per_plane {
-                block_epilogue(e, dst, None, 1, g.p, g.p, post);
-            }
+    e.loop_range(planes.start as i64, planes.end as i64, 1, |e, pl_idx| {
+        let ch = e.fb.ins().urem_imm_s(pl_idx, g.c as i64);
+        let src = e.index(x, pl_idx, (ih * iw * 4) as i64);
+        let dst = e.index(out, pl_idx, (g.p * 4) as i64);
+        let inside = e.addr(scratch, (pl * 4) as i64);
+        e.loop_n(ih, |e, y| {
+            let s = e.index(src, y, (iw * 4) as i64);
+            let d = e.index(inside, y, row_bytes);
+            e.memcpy(d, s, iw * 4);
         });
-    }
+        let (b, wv) = channel_bias_and_weights(e, wp, bias, ch, ntaps);
+        let bv = e.fb.ins().splat(types::F32X4, b);
+        let zero = e.fconst(types::F32X4, 0.0);
+        let wsplat: Vec<Value> = wv
+            .iter()
+            .map(|&s| e.fb.ins().splat(types::F32X4, s))
+            .collect();
+        // Four outputs in each of the output rows `rows` (`(j, kys)`: the row `j` below the
+        // first, with its valid kernel rows) whose leftmost windows start at `win + j·sh`
+        // rows (in the copy); stored at `o + j` output rows. An input vector is loaded once
+        // for every row that reads it. Each row's taps are summed in kernel order into two
+        // accumulators (alternate taps: half the chain of dependent FMAs), so a row gives the
+        // same result alone or with others.
+        let group = |e: &mut E, win: Value, o: Value, rows: &[(usize, &[usize])]| {
+            let mut acc: Vec<[Value; 2]> = rows.iter().map(|_| [bv, zero]).collect();
+            let mut count = vec![0usize; rows.len()];
+            // Input row (relative to the window) -> the (row index, ky) pairs reading it.
+            let mut readers: BTreeMap<i64, Vec<(usize, usize)>> = BTreeMap::new();
+            for (r, &(j, kys)) in rows.iter().enumerate() {
+                for &ky in kys {
+                    let y = j as i64 * sh + ky as i64 * dh;
+                    readers.entry(y).or_default().push((r, ky));
+                }
+            }
+            for (y, users) in &readers {
+                let row = y * row_len as i64;
+                // Stride 2: the vectors loaded at each column offset of this input row, so
+                // that column c + 1 reuses column c's pair (odd lanes instead of even).
+                let mut loaded: HashMap<i64, Value> = HashMap::new();
+                let mut at = |e: &mut E, col: i64| {
+                    *loaded
+                        .entry(col)
+                        .or_insert_with(|| e.load(types::F32X4, win, ((row + col) * 4) as i32))
+                };
+                for kx in 0..kw {
+                    let col = (kx * dw) as i64;
+                    let v = if sw == 1 {
+                        at(e, col)
+                    } else {
+                        let base = col - col % 2;
+                        let (lo, hi) = (at(e, base), at(e, base + 4));
+                        e.deinterleave(lo, hi, col % 2 == 1)
+                    };
+                    for &(r, ky) in users {
+                        let a = &mut acc[r][count[r] % 2];
+                        *a = e.fma(v, wsplat[ky * kw + kx], *a);
+                        count[r] += 1;
+                    }
+                }
+            }
+            for (r, &(j, _)) in rows.iter().enumerate() {
+                let sum = if count[r] > 1 {
+                    e.fb.ins().fadd(acc[r][0], acc[r][1])
+                } else {
+                    acc[r][0]
+                };
+                e.store(sum, o, (j * ow * 4) as i32);
+            }
+        };
+        // Output rows `rows` (see `group`) from `row_out`; `row_in` is the copy's row
+        // `oy·sh − pt` of the first (possibly outside the copy: only valid kernel rows are
+        // read).
+        let emit_rows = |e: &mut E, row_in: Value, row_out: Value, rows: &[(usize, &[usize])]| {
+            e.loop_n(ow / 4, |e, i| {
+                let win = e.index(row_in, i, (16 * sw) as i64);
+                let o = e.index(row_out, i, 16);
+                group(e, win, o, rows);
+            });
+            if ow % 4 != 0 {
+                let last = ow - 4;
+                let win = e.addr(row_in, (last * sw * 4) as i64);
+                let o = e.addr(row_out, (last * 4) as i64);
+                group(e, win, o, rows);
+            }
+            if !per_plane {
+                block_epilogue(e, row_out, None, rows.len(), ow, ow, post);
+            }
+        };
+        let all: Vec<usize> = (0..kh).collect();
+        // Interior rows two at a time when they share kh - 1 input rows (stride 1) and the
+        // kernel has more taps than fit in registers anyway (beyond 3×3, where the second
+        // row's accumulators would push the weights out of registers), then the rest.
+        let pairs = if sh == 1 && ntaps > 9 {
+            r1.saturating_sub(r0) / 2
+        } else {
+            0
+        };
+        let interior = |e: &mut E, oy: Value, rows: &[(usize, &[usize])]| {
+            let row_in = e.index(scratch, oy, sh * row_bytes);
+            let row_in = e.addr(row_in, -pt * row_bytes);
+            let row_out = e.index(dst, oy, (ow * 4) as i64);
+            emit_rows(e, row_in, row_out, rows);
+        };
+        e.loop_range(r0 as i64, (r0 + 2 * pairs) as i64, 2, |e, oy| {
+            interior(e, oy, &[(0, &all), (1, &all)]);
+        });
+        e.loop_range((r0 + 2 * pairs) as i64, r1 as i64, 1, |e, oy| {
+            interior(e, oy, &[(0, &all)]);
+        });
+        for oy in (0..r0.min(oh)).chain(r1.max(r0)..oh) {
+            let kys = valid_taps(oy, sh, dh, pt, kh, ih as i64);
+            let row_in = e.addr(scratch, (oy as i64 * sh - pt) * row_bytes);
+            let row_out = e.addr(dst, (oy * ow * 4) as i64);
+            emit_rows(e, row_in, row_out, &[(0, &kys)]);
+        }
+        if per_plane {
+            block_epilogue(e, dst, None, 1, g.p, g.p, post);
+        }
+    });
 }
 
 /// 2-D depthwise convolution of the planes `planes` of `N·C`, reading the input plane in place.
