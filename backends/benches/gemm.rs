@@ -9,7 +9,7 @@ use cranelift_codegen::ir::immediates::Ieee32;
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
 use cranelift_frontend::FunctionBuilder;
 use gemm_harness::{compile, thread_cpu_seconds, Compiled};
-use kestrel_backends::jit::gemm::{self, Epilogue};
+use kestrel_backends::jit::kernels::gemm::{self, Epilogue};
 
 /// (median, minimum) thread-CPU seconds of one `run()` over 15 timed repetitions after a warm-up.
 fn time_runs(mut run: impl FnMut()) -> (f64, f64) {

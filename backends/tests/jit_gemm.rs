@@ -6,7 +6,7 @@ mod gemm_harness;
 
 use cranelift_codegen::ir::{types, InstBuilder};
 use gemm_harness::compile;
-use kestrel_backends::jit::gemm::{self, Epilogue};
+use kestrel_backends::jit::kernels::gemm::{self, Epilogue};
 use proptest::prelude::*;
 
 /// How the test feeds B to the emitter.

@@ -25,6 +25,7 @@
 //!   share their input's storage (kernels never write their inputs, so sharing is safe);
 //! - *kernels*: everything else gets a function; unsupported ones are a [`JitError`].
 
+use super::context::{DataSink, Kx};
 use super::emit::E;
 use super::isa::IsaFlags;
 use super::plan::{self, Buffer, MemoryPlan};
@@ -35,9 +36,7 @@ use cranelift_codegen::ir::{
 use cranelift_codegen::ir::{UserExternalName, UserFuncName};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_module::{DataDescription, DataId, FuncId, Linkage, Module};
-use kestrel_ir::{
-    BinaryOp, DType, Graph, Node, NodeId, Op, ResizeAttrs, ResizeMode, Tensor, ValueDef, ValueId,
-};
+use kestrel_ir::{BinaryOp, DType, Graph, Node, NodeId, Op, Tensor, ValueDef, ValueId};
 use std::collections::HashMap;
 
 /// What [`lower`] produced.
@@ -74,20 +73,6 @@ enum Kind {
         scratch: usize,
         tasks: usize,
     },
-}
-
-/// Creates read-only data objects while a kernel is emitted.
-pub trait DataSink {
-    /// Declares and defines a read-only data object holding `bytes` (aligned to 16) and makes it
-    /// addressable from `func`.
-    fn rodata(&mut self, func: &mut Function, bytes: Vec<u8>) -> Result<GlobalValue, JitError>;
-    /// The data object of a constant value (declared once per value).
-    fn constant(
-        &mut self,
-        func: &mut Function,
-        v: ValueId,
-        t: &Tensor,
-    ) -> Result<GlobalValue, JitError>;
 }
 
 struct ModData<'m, M: Module> {
@@ -149,141 +134,6 @@ impl<M: Module> DataSink for ModData<'_, M> {
             }
         };
         Ok(self.module.declare_data_in_func(id, func))
-    }
-}
-
-/// Everything a kernel emitter needs about its node.
-pub struct Kx<'a> {
-    pub g: &'a Graph,
-    pub id: NodeId,
-    pub node: &'a Node,
-    /// Pointer (I64) to each input's first element.
-    pub ins: Vec<Value>,
-    /// Pointer (I64) to each output's first element.
-    pub outs: Vec<Value>,
-    /// Pointer to this kernel's scratch buffer (when it asked for one).
-    pub scratch: Option<Value>,
-    /// Constant data known at compile time (graph constants and folded values).
-    pub consts: &'a HashMap<ValueId, Tensor>,
-    pub data: &'a mut dyn DataSink,
-    /// Status the kernel returns on a run-time error.
-    pub status: i32,
-    pub opts: &'a JitOptions,
-    /// Number of parallel tasks this node was planned with (see [`task_count`]), and the index
-    /// (I64 run-time value, `< tasks`) of the task this function call performs.
-    pub tasks: usize,
-    pub task: Value,
-}
-
-impl Kx<'_> {
-    /// The context of `node`, a stand-in for this kernel's node (same outputs, the inputs
-    /// `ins`, the scratch `scratch`), run in the same function and task: how a fused kernel
-    /// emits its plain core with the unchanged kernel.
-    pub fn stand_in<'b>(
-        &'b mut self,
-        node: &'b Node,
-        ins: Vec<Value>,
-        scratch: Option<Value>,
-    ) -> Kx<'b> {
-        Kx {
-            g: self.g,
-            id: self.id,
-            node,
-            ins,
-            outs: self.outs.clone(),
-            scratch,
-            consts: self.consts,
-            data: &mut *self.data,
-            status: self.status,
-            opts: self.opts,
-            tasks: self.tasks,
-            task: self.task,
-        }
-    }
-
-    pub fn in_dtype(&self, i: usize) -> DType {
-        self.g.ty(self.node.inputs[i]).dtype
-    }
-    pub fn in_dims(&self, i: usize) -> Vec<usize> {
-        self.g.ty(self.node.inputs[i]).dims().unwrap_or_default()
-    }
-    pub fn out_dtype(&self, i: usize) -> DType {
-        self.g.ty(self.node.outputs[i]).dtype
-    }
-    pub fn out_dims(&self, i: usize) -> Vec<usize> {
-        self.g.ty(self.node.outputs[i]).dims().unwrap_or_default()
-    }
-    /// The compile-time value of input `i`, if it is constant.
-    pub fn const_in(&self, i: usize) -> Option<&Tensor> {
-        self.node.inputs.get(i).and_then(|v| self.consts.get(v))
-    }
-    pub fn unsupported(&self, what: impl Into<String>) -> JitError {
-        JitError::Unsupported {
-            node: self.g.describe_node(self.id),
-            what: what.into(),
-        }
-    }
-    /// Requires every input and output to be f32.
-    pub fn require_f32(&self) -> Result<(), JitError> {
-        for &v in self.node.inputs.iter().chain(&self.node.outputs) {
-            let dt = self.g.ty(v).dtype;
-            if dt != DType::F32 {
-                return Err(self.unsupported(format!("dtype {dt}")));
-            }
-        }
-        Ok(())
-    }
-    /// Requires input 0 and every output to be f32 (other inputs are parameters).
-    pub fn require_f32_data(&self) -> Result<(), JitError> {
-        for &v in self.node.inputs[..1].iter().chain(&self.node.outputs) {
-            let dt = self.g.ty(v).dtype;
-            if dt != DType::F32 {
-                return Err(self.unsupported(format!("dtype {dt}")));
-            }
-        }
-        Ok(())
-    }
-    /// A pointer to new read-only data holding `bytes`.
-    pub fn rodata(&mut self, e: &mut E, bytes: Vec<u8>) -> Result<Value, JitError> {
-        let gv = self.data.rodata(e.fb.func, bytes)?;
-        Ok(e.fb.ins().symbol_value(types::I64, gv))
-    }
-    /// A pointer to new read-only f32 data.
-    pub fn rodata_f32(&mut self, e: &mut E, v: &[f32]) -> Result<Value, JitError> {
-        let bytes = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-        self.rodata(e, bytes)
-    }
-    /// Emits `body(e, t)` for the task `t` this call performs: with one task just `body(e, 0)`,
-    /// otherwise one compile-time specialised copy per task, selected by [`Kx::task`].
-    pub fn for_task(&self, e: &mut E, mut body: impl FnMut(&mut E, usize)) {
-        if self.tasks <= 1 {
-            body(e, 0);
-            return;
-        }
-        let join = e.fb.create_block();
-        let mut switch = cranelift_frontend::Switch::new();
-        let blocks: Vec<_> = (0..self.tasks).map(|_| e.fb.create_block()).collect();
-        for (t, &b) in blocks.iter().enumerate() {
-            switch.set_entry(t as u128, b);
-        }
-        switch.emit(e.fb, self.task, join);
-        for (t, &b) in blocks.iter().enumerate() {
-            e.fb.switch_to_block(b);
-            body(e, t);
-            e.fb.ins().jump(join, &[]);
-        }
-        e.fb.switch_to_block(join);
-    }
-
-    /// Returns this kernel's status from the function when `cond` (I8) is true.
-    pub fn fail_if(&self, e: &mut E, cond: Value) {
-        let fail = e.fb.create_block();
-        let cont = e.fb.create_block();
-        e.fb.ins().brif(cond, fail, &[], cont, &[]);
-        e.fb.switch_to_block(fail);
-        let s = e.fb.ins().iconst(types::I32, self.status as i64);
-        e.fb.ins().return_(&[s]);
-        e.fb.switch_to_block(cont);
     }
 }
 
@@ -393,8 +243,8 @@ pub fn lower<M: Module>(
             kinds.push(Kind::View);
             continue;
         }
-        let tasks = task_count(g, node, opts);
-        let scratch = scratch_bytes(g, id, node, &consts, tasks, opts)?;
+        let tasks = super::ops::task_count(g, node, opts);
+        let scratch = super::ops::scratch_bytes(g, id, node, &consts, tasks, opts)?;
         kinds.push(Kind::Kernel { scratch, tasks });
     }
     for o in &g.outputs {
@@ -562,7 +412,7 @@ pub fn lower<M: Module>(
                 tasks,
                 task,
             };
-            emit_node(&mut e, &mut kx)?;
+            super::ops::emit_node(&mut e, &mut kx)?;
             let zero = e.fb.ins().iconst(types::I32, 0);
             e.fb.ins().return_(&[zero]);
             fb.seal_all_blocks();
@@ -753,114 +603,4 @@ fn fold(
     };
     let refs: Vec<&Tensor> = args.iter().collect();
     crate::interp::eval_op(&node.op, &refs).map_err(|e| fail(e.to_string()))
-}
-
-/// Number of parallel tasks a node is split into: 1 unless `opts.threads > 1` and the node is a
-/// convolution, matrix product or element-wise op with enough work to pay for the hand-off (see
-/// each kernel). Split nodes must not fail at run time: element-wise ops with a run-time error
-/// (integer division by zero) are never split.
-fn task_count(g: &Graph, node: &Node, opts: &JitOptions) -> usize {
-    if opts.threads <= 1 {
-        return 1;
-    }
-    match node.op {
-        Op::Conv(ref a) => super::conv::task_count(g, node, a, opts),
-        Op::Gemm(_) | Op::MatMul => super::matmul::task_count(g, node, opts),
-        Op::Attention { .. } => super::attention::task_count(g, node, opts),
-        Op::Unary(_)
-        | Op::Binary(_)
-        | Op::HardSigmoid { .. }
-        | Op::LeakyRelu { .. }
-        | Op::Elu { .. }
-        | Op::Selu { .. }
-        | Op::Gelu { .. }
-        | Op::Clip
-        | Op::Where => super::elementwise::task_count(g, node, opts),
-        _ => 1,
-    }
-}
-
-/// Scratch bytes a node's kernel needs (for all of its `tasks` together).
-fn scratch_bytes(
-    g: &Graph,
-    id: NodeId,
-    node: &Node,
-    consts: &HashMap<ValueId, Tensor>,
-    tasks: usize,
-    opts: &JitOptions,
-) -> Result<usize, JitError> {
-    Ok(match node.op {
-        Op::Conv(ref a) => {
-            super::conv::scratch_bytes(g, id, node, a, consts, tasks, opts)?
-                + super::fused::conv_extra_scratch(g, node, a, tasks)
-        }
-        Op::Pool(ref a) => super::pool::scratch_bytes(g, node, a),
-        Op::Attention { .. } => super::attention::scratch_bytes(g, node, tasks),
-        _ => 0,
-    })
-}
-
-/// Emits the kernel of one node.
-fn emit_node(e: &mut E, k: &mut Kx) -> Result<(), JitError> {
-    use super::{conv, elementwise, matmul, normalize, pool, reduce, shape};
-    match &k.node.op {
-        Op::Unary(_)
-        | Op::Binary(_)
-        | Op::Map(_)
-        | Op::HardSigmoid { .. }
-        | Op::LeakyRelu { .. }
-        | Op::Elu { .. }
-        | Op::Selu { .. }
-        | Op::Gelu { .. }
-        | Op::Clip
-        | Op::Where
-        | Op::Cast { .. } => elementwise::lower(e, k),
-        Op::Conv(a) if !a.epilogue.is_none() => super::fused::conv(e, k, a),
-        Op::Conv(a) => conv::lower(e, k, a),
-        Op::Gemm(a) if !a.epilogue.is_none() => super::fused::gemm(e, k, a),
-        Op::Gemm(a) => matmul::gemm(e, k, a),
-        Op::MatMul => matmul::matmul(e, k),
-        Op::BatchNorm { epsilon } => normalize::batch_norm(e, k, epsilon.0),
-        Op::Pool(a) => pool::pool(e, k, a),
-        Op::GlobalPool(kind) => pool::global_pool(e, k, *kind),
-        Op::Reduce(a) => reduce::lower(e, k, a),
-        Op::Softmax { axis } => normalize::softmax(e, k, *axis, false),
-        Op::Attention { scale } => super::attention::lower(e, k, scale.0),
-        Op::LogSoftmax { axis } => normalize::softmax(e, k, *axis, true),
-        Op::LayerNorm { axis, epsilon } => normalize::layer_norm(e, k, *axis, epsilon.0),
-        Op::Concat { axis } => shape::concat(e, k, *axis),
-        Op::Reshape { .. } | Op::Flatten { .. } | Op::Squeeze | Op::Unsqueeze | Op::Identity => {
-            shape::copy(e, k)
-        }
-        Op::Expand => shape::expand(e, k),
-        Op::ConstantOfShape { value } => shape::constant_of_shape(e, k, value),
-        Op::Gather { axis } if k.const_in(1).is_none() => shape::gather_runtime(e, k, *axis),
-        Op::Transpose { .. }
-        | Op::Slice
-        | Op::Gather { .. }
-        | Op::Split { .. }
-        | Op::Tile
-        | Op::Pad { .. }
-        | Op::Resize(ResizeAttrs {
-            mode: ResizeMode::Nearest,
-            ..
-        }) => shape::by_index(e, k),
-        Op::Resize(a) => super::resize::lower(e, k, a),
-        Op::GatherElements { .. } if k.const_in(1).is_some() => shape::by_index(e, k),
-        Op::ConvTranspose(_)
-        | Op::Arg(_)
-        | Op::GatherElements { .. }
-        | Op::ScatterElements { .. }
-        | Op::ScatterNd { .. }
-        | Op::Trilu { .. }
-        | Op::CumSum { .. }
-        | Op::Hardmax { .. }
-        | Op::LpNormalization { .. }
-        | Op::TopK { .. } => Err(k.unsupported(format!("op {}", k.node.op.name()))),
-        Op::QuantizeLinear { axis, to } => super::quant::quantize(e, k, *axis, *to),
-        Op::DequantizeLinear { axis } => super::quant::dequantize(e, k, *axis),
-        Op::Shape { .. } | Op::Size | Op::Range => {
-            Err(k.unsupported(format!("op {} with run-time inputs", k.node.op.name())))
-        }
-    }
 }

@@ -13,25 +13,14 @@
 //!   Cranelift libcalls): instructions are chosen from [`isa::IsaFlags`];
 //! - running allocates nothing but the returned tensors ([`JitModel::run_into`] allocates nothing).
 
+pub mod context;
 pub mod emit;
-pub mod gemm;
 pub mod isa;
+pub mod kernels;
 pub mod lower;
-pub mod math;
+pub mod ops;
 pub mod peak;
 pub mod plan;
-
-mod attention;
-mod conv;
-mod elementwise;
-mod fused;
-mod matmul;
-mod normalize;
-mod pool;
-mod quant;
-mod reduce;
-mod resize;
-mod shape;
 
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_jit::{JITBuilder, JITModule};

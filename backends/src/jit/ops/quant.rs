@@ -11,9 +11,9 @@
 //! parameter (a channel, or the whole tensor): quantize computes four lanes at a time, dequantize
 //! eight; 32- and 64-bit targets are refused.
 
-use super::emit::{mf, E};
-use super::lower::Kx;
-use super::JitError;
+use crate::jit::context::Kx;
+use crate::jit::emit::{mf, E};
+use crate::jit::JitError;
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 use kestrel_ir::DType;
 

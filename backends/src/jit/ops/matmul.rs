@@ -10,10 +10,10 @@
 //! Threads: both split the rows of A (and C) into [`task_count`] ranges; each task is a
 //! compile-time specialised GEMM on its rows (of every batch matrix, for MatMul).
 
-use super::emit::{broadcast_strides, E};
-use super::gemm;
-use super::lower::Kx;
-use super::{JitError, JitOptions};
+use crate::jit::context::Kx;
+use crate::jit::emit::{broadcast_strides, E};
+use crate::jit::kernels::gemm;
+use crate::jit::{JitError, JitOptions};
 use cranelift_codegen::ir::{types, Value};
 use kestrel_ir::{GemmAttrs, Graph, Node, Op};
 
@@ -217,7 +217,7 @@ pub fn matmul(e: &mut E, k: &mut Kx) -> Result<(), JitError> {
     }
     let sa = broadcast_strides(a_batch, &batch);
     let sb = broadcast_strides(b_batch, &batch);
-    let so = super::emit::strides_of(&batch);
+    let so = crate::jit::emit::strides_of(&batch);
     let (a_mat, b_mat, o_mat) = ((m * kk * 4) as i64, (kk * n * 4) as i64, (m * n * 4) as i64);
     let strides = vec![
         sa.iter().map(|s| s * a_mat).chain([0]).collect::<Vec<_>>(),

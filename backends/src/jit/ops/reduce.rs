@@ -5,9 +5,9 @@
 //! `F32X4` with a scalar tail. `LogSumExp` subtracts the maximum first (no overflow). Max/Min skip
 //! nothing: a NaN input makes the result NaN (`fmax`/`fmin` propagate it).
 
-use super::emit::{collapse, strides_of, E};
-use super::lower::Kx;
-use super::JitError;
+use crate::jit::context::Kx;
+use crate::jit::emit::{collapse, strides_of, E};
+use crate::jit::JitError;
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 use kestrel_ir::{ReduceAttrs, ReduceKind};
 

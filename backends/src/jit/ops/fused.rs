@@ -7,37 +7,12 @@
 //! conv kernel and the separate element-wise nodes (Relu, Clip, HardSwish, Sigmoid + Mul, Add...)
 //! of the unfused graph, each of which read and wrote the whole tensor.
 
-use super::elementwise;
-use super::emit::E;
-use super::lower::Kx;
-use super::JitError;
-use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
-use kestrel_ir::{Activation, ConvAttrs, Epilogue, GemmAttrs, Node, Op, UnaryOp};
-
-/// Emits `act(x)` on an `F32` or `F32X4` value.
-pub fn activation(e: &mut E, act: Activation, x: Value, ty: Type) -> Value {
-    let ew = |e: &mut E, op: &Op, a: &[Value]| {
-        elementwise::apply(e, op, a, ty, 0).expect("float activation is supported")
-    };
-    match act {
-        Activation::None => x,
-        Activation::Relu => ew(e, &Op::Unary(UnaryOp::Relu), &[x]),
-        Activation::Clip { min, max } => {
-            let lo = e.fconst(ty, min.0);
-            let hi = e.fconst(ty, max.0);
-            let v = e.fb.ins().fmax(x, lo);
-            e.fb.ins().fmin(v, hi)
-        }
-        Activation::HardSwish => ew(e, &Op::Unary(UnaryOp::HardSwish), &[x]),
-        Activation::HardSigmoid { alpha, beta } => ew(e, &Op::HardSigmoid { alpha, beta }, &[x]),
-        Activation::Sigmoid => e.sigmoid(x),
-        Activation::Silu => {
-            let s = e.sigmoid(x);
-            e.fb.ins().fmul(x, s)
-        }
-        Activation::Gelu => ew(e, &Op::Gelu { tanh_approx: false }, &[x]),
-    }
-}
+use crate::jit::context::Kx;
+use crate::jit::emit::E;
+use crate::jit::kernels::pointwise::activation;
+use crate::jit::JitError;
+use cranelift_codegen::ir::{types, InstBuilder, Value};
+use kestrel_ir::{Activation, ConvAttrs, Epilogue, GemmAttrs, Node, Op};
 
 /// In place over `rows` rows of `p` f32 at `out`: `out[r, :] = act(out[r, :] + bias[r % channels]
 /// + res[r, :])`, bias and residual optional.
@@ -236,7 +211,7 @@ pub fn gemm(e: &mut E, k: &mut Kx, a: &GemmAttrs) -> Result<(), JitError> {
         None
     };
     // Each task finishes the rows its GEMM computed (the same split as `matmul::gemm`).
-    let rows = super::gemm::split_rows(m, k.tasks);
+    let rows = crate::jit::kernels::gemm::split_rows(m, k.tasks);
     let (out, act) = (k.outs[0], a.epilogue.act);
     k.for_task(e, |e, t| {
         let Some(r) = rows.get(t) else { return };

@@ -24,7 +24,7 @@
 //! Threads: [`emit_gemm_rows`] computes only the rows `[m_begin, m_end)` (run-time values), so a
 //! parallel-for task can take a row range from [`split_rows`]; the tasks write disjoint rows of C.
 
-use super::isa::IsaFlags;
+use crate::jit::isa::IsaFlags;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::immediates::Ieee32;
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};

@@ -6,7 +6,7 @@
 //! `log(0) = -inf`, `log(x < 0) = NaN`, `log(inf) = inf`). No function calls anything: rounding
 //! uses the add-magic trick, 2^n is built from exponent bits.
 
-use super::emit::E;
+use crate::jit::emit::E;
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{InstBuilder, Value};
 

@@ -9,9 +9,9 @@
 //! so the innermost level sums `prod(T_a)` products (4 for bilinear, 16 for bicubic in 2-D).
 //! Coordinates outside a `tf_crop_and_resize` box set a flag that selects the extrapolation value.
 
-use super::emit::{strides_of, E};
-use super::lower::Kx;
-use super::JitError;
+use crate::jit::context::Kx;
+use crate::jit::emit::{strides_of, E};
+use crate::jit::JitError;
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use kestrel_ir::ResizeAttrs;

@@ -17,11 +17,11 @@
 //! the GEMM (multiples of `gemm::MR`); each task has its own scores scratch. A row's result does
 //! not depend on its block or task, so any task count gives the same bits.
 
-use super::emit::E;
-use super::gemm;
-use super::lower::Kx;
-use super::normalize::softmax_row;
-use super::{JitError, JitOptions};
+use crate::jit::context::Kx;
+use crate::jit::emit::E;
+use crate::jit::kernels::gemm;
+use crate::jit::kernels::softmax::softmax_row;
+use crate::jit::{JitError, JitOptions};
 use cranelift_codegen::ir::{types, InstBuilder};
 use kestrel_ir::{Graph, Node};
 

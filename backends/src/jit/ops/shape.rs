@@ -9,9 +9,9 @@
 //! broadcasts), as contiguous runs when those are long, or else as a per-element table.
 //! So these kernels agree with the interpreter by construction.
 
-use super::emit::{collapse, int_type_of_size, strides_of, E};
-use super::lower::Kx;
-use super::JitError;
+use crate::jit::context::Kx;
+use crate::jit::emit::{collapse, int_type_of_size, strides_of, E};
+use crate::jit::JitError;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use kestrel_ir::{DType, Op, ResizeMode, Tensor};
@@ -30,7 +30,7 @@ pub fn copy(e: &mut E, k: &mut Kx) -> Result<(), JitError> {
 /// already holds the shape).
 pub fn expand(e: &mut E, k: &mut Kx) -> Result<(), JitError> {
     let out = k.out_dims(0);
-    let s = super::emit::broadcast_strides(&k.in_dims(0), &out);
+    let s = crate::jit::emit::broadcast_strides(&k.in_dims(0), &out);
     copy_strided(e, k.ins[0], k.outs[0], k.in_dtype(0).size(), &out, &s, 0);
     Ok(())
 }

@@ -24,11 +24,11 @@
 //!   the output channels instead and each builds the whole `col` in its own scratch block.
 //! - Depthwise convolutions split the `N·C` planes, one padded-plane scratch per task.
 
-use super::emit::{strides_of, E};
-use super::gemm;
-use super::lower::Kx;
-use super::pool::{pad_plane, Window};
-use super::{JitError, JitOptions};
+use crate::jit::context::Kx;
+use crate::jit::emit::{strides_of, E};
+use crate::jit::kernels::gemm;
+use crate::jit::kernels::window::{pad_plane, Window};
+use crate::jit::{JitError, JitOptions};
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use kestrel_ir::{Activation, ConvAttrs, Graph, Node, NodeId, Tensor, ValueId};
 use std::collections::{BTreeMap, HashMap};
@@ -474,7 +474,7 @@ impl Post {
             }
             None => v,
         };
-        super::fused::activation(e, self.act, v, ty)
+        crate::jit::kernels::pointwise::activation(e, self.act, v, ty)
     }
 }
 

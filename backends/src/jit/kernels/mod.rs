@@ -1,0 +1,9 @@
+//! Micro-kernels and reusable emitters below the op lowerings: the GEMM blocking and its
+//! register tiles, the transcendental functions. Nothing here knows about graph nodes: kernels
+//! take pointers, extents and the emitter, never a [`super::context::Kx`].
+
+pub mod gemm;
+pub mod math;
+pub mod pointwise;
+pub mod softmax;
+pub mod window;
