@@ -9,7 +9,7 @@ use cranelift_codegen::ir::immediates::Ieee32;
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
 use cranelift_frontend::FunctionBuilder;
 use gemm_harness::{compile, thread_cpu_seconds, Compiled};
-use kestrel_backends::jit::kernels::gemm::{self, Epilogue};
+use kestrel_backends::jit::kernels::gemm;
 
 /// (median, minimum) thread-CPU seconds of one `run()` over 15 timed repetitions after a warm-up.
 fn time_runs(mut run: impl FnMut()) -> (f64, f64) {
@@ -120,7 +120,7 @@ fn main() {
         let f = compile(4, |fb, flags, p| {
             let (pa, pb, pc) = (p[0], p[1], p[2]);
             repeat(fb, p[3], |fb| {
-                gemm::emit_gemm(fb, flags, pa, k, pb, pc, n, m, n, k, &Epilogue::default());
+                gemm::emit_gemm(fb, flags, pa, k, pb, pc, n, m, n, k, None);
             });
         });
         let reps = 100_000usize;
@@ -155,15 +155,12 @@ fn main() {
         for (name, kind) in kinds {
             let f = compile(6, |fb, flags, p| {
                 let (pa, pb, pc, pbias, ps) = (p[0], p[1], p[2], p[3], p[4]);
-                let epi = Epilogue {
-                    bias: Some(pbias),
-                    relu: true,
-                };
+                let epi = Some(pbias);
                 repeat(fb, p[5], |fb| match kind {
-                    0 => gemm::emit_gemm(fb, flags, pa, k, pb, pc, n, m, n, k, &epi),
-                    1 => gemm::emit_gemm_unpacked(fb, flags, pa, k, pb, n, pc, n, m, n, k, &epi),
+                    0 => gemm::emit_gemm(fb, flags, pa, k, pb, pc, n, m, n, k, epi),
+                    1 => gemm::emit_gemm_unpacked(fb, flags, pa, k, pb, n, pc, n, m, n, k, epi),
                     _ => gemm::emit_gemm_unpacked_scratch(
-                        fb, flags, pa, k, pb, n, pc, n, ps, m, n, k, &epi,
+                        fb, flags, pa, k, pb, n, pc, n, ps, m, n, k, epi,
                     ),
                 });
             });

@@ -1,12 +1,12 @@
 //! The JIT GEMM emitter against a naive f64 reference: many shapes (edges of the 4×8 tile, k
-//! across the k blocks, padded leading dimensions, bias/ReLU), every B source, row splits; and
+//! across the k blocks, padded leading dimensions, column bias), every B source, row splits; and
 //! the emitted code's instructions (FMA, no calls).
 
 mod gemm_harness;
 
 use cranelift_codegen::ir::{types, InstBuilder};
 use gemm_harness::compile;
-use kestrel_backends::jit::kernels::gemm::{self, Epilogue};
+use kestrel_backends::jit::kernels::gemm;
 use proptest::prelude::*;
 
 /// How the test feeds B to the emitter.
@@ -33,7 +33,6 @@ struct Case {
     ldb_pad: usize,
     ldc_pad: usize,
     bias: bool,
-    relu: bool,
     variant: Variant,
     seed: u64,
 }
@@ -69,10 +68,6 @@ fn run(c: Case) -> Result<(), String> {
     let bias: Vec<f32> = (0..n).map(|_| rng.next()).collect();
     let mut out = vec![SENTINEL; m * ldc];
 
-    let epi_of = |bias_ptr| Epilogue {
-        bias: c.bias.then_some(bias_ptr),
-        relu: c.relu,
-    };
     // Operand that the generated function reads as B.
     let b_arg: Vec<f32> = match c.variant {
         Variant::Packed | Variant::Split(_) => gemm::pack_b(&b, k, n, false).data,
@@ -98,23 +93,23 @@ fn run(c: Case) -> Result<(), String> {
     let mut scratch = vec![0u8; gemm::gemm_unpacked_scratch_bytes(m, n, k) + 16];
     let f = compile(5, |fb, flags, p| {
         let (pa, pb, pc, pbias, ps) = (p[0], p[1], p[2], p[3], p[4]);
-        let epi = epi_of(pbias);
+        let epi = c.bias.then_some(pbias);
         match c.variant {
             Variant::Packed | Variant::PackedT => {
-                gemm::emit_gemm(fb, flags, pa, lda, pb, pc, ldc, m, n, k, &epi)
+                gemm::emit_gemm(fb, flags, pa, lda, pb, pc, ldc, m, n, k, epi)
             }
             Variant::Split(parts) => {
                 for r in gemm::split_rows(m, parts) {
                     let mb = fb.ins().iconst(types::I64, r.start as i64);
                     let me = fb.ins().iconst(types::I64, r.end as i64);
-                    gemm::emit_gemm_rows(fb, flags, pa, lda, pb, pc, ldc, m, n, k, &epi, mb, me);
+                    gemm::emit_gemm_rows(fb, flags, pa, lda, pb, pc, ldc, m, n, k, epi, mb, me);
                 }
             }
             Variant::Unpacked => {
-                gemm::emit_gemm_unpacked(fb, flags, pa, lda, pb, ldb, pc, ldc, m, n, k, &epi)
+                gemm::emit_gemm_unpacked(fb, flags, pa, lda, pb, ldb, pc, ldc, m, n, k, epi)
             }
             Variant::Scratch => gemm::emit_gemm_unpacked_scratch(
-                fb, flags, pa, lda, pb, ldb, pc, ldc, ps, m, n, k, &epi,
+                fb, flags, pa, lda, pb, ldb, pc, ldc, ps, m, n, k, epi,
             ),
         }
     });
@@ -159,9 +154,6 @@ fn run(c: Case) -> Result<(), String> {
                 acc += t;
                 abs += t.abs();
             }
-            if c.relu {
-                acc = acc.max(0.0);
-            }
             let tol = 1e-4 * (1.0 + acc.abs()) + 2.0 * k as f64 * f32::EPSILON as f64 * abs;
             let err = (got as f64 - acc).abs();
             // NaN-safe: a NaN result fails.
@@ -182,7 +174,6 @@ fn case(m: usize, n: usize, k: usize, variant: Variant) -> Case {
         ldb_pad: 0,
         ldc_pad: 0,
         bias: false,
-        relu: false,
         variant,
         seed: (m * 1_000_003 + n * 1009 + k) as u64,
     }
@@ -207,7 +198,6 @@ fn tile_edges_every_variant() {
                 for (vi, &v) in VARIANTS.iter().enumerate() {
                     let mut c = case(m, n, k, v);
                     c.bias = (m + n + vi) % 2 == 0;
-                    c.relu = (m + k + vi) % 3 == 0;
                     c.ldc_pad = (n + vi) % 3;
                     c.lda_pad = (k + vi) % 2;
                     c.ldb_pad = vi % 2;
@@ -239,7 +229,6 @@ fn k_blocks_and_row_blocks() {
         for (vi, &v) in VARIANTS.iter().enumerate() {
             let mut c = case(m, n, k, v);
             c.bias = vi % 2 == 0;
-            c.relu = vi % 3 != 1;
             c.lda_pad = 3;
             c.ldc_pad = vi;
             run(c).unwrap_or_else(|e| panic!("{c:?}: {e}"));
@@ -249,12 +238,11 @@ fn k_blocks_and_row_blocks() {
 
 #[test]
 fn degenerate_shapes() {
-    // k = 0: C = relu(bias) or 0. m = 0 or n = 0: nothing is written.
+    // k = 0: C = bias or 0. m = 0 or n = 0: nothing is written.
     for v in VARIANTS {
         for (m, n, k) in [(3, 9, 0), (5, 4, 0), (0, 8, 5), (4, 0, 5)] {
             let mut c = case(m, n, k, v);
             c.bias = true;
-            c.relu = true;
             run(c).unwrap_or_else(|e| panic!("{c:?}: {e}"));
         }
     }
@@ -277,9 +265,9 @@ proptest! {
         m in 1usize..70, n in 1usize..70,
         k in prop_oneof![1usize..70, 1usize..600],
         lda_pad in 0usize..5, ldb_pad in 0usize..5, ldc_pad in 0usize..5,
-        bias: bool, relu: bool, variant in variant(), seed: u64,
+        bias: bool, variant in variant(), seed: u64,
     ) {
-        let c = Case { m, n, k, lda_pad, ldb_pad, ldc_pad, bias, relu, variant, seed };
+        let c = Case { m, n, k, lda_pad, ldb_pad, ldc_pad, bias, variant, seed };
         if let Err(e) = run(c) {
             return Err(TestCaseError::fail(format!("{c:?}: {e}")));
         }
@@ -299,11 +287,7 @@ fn emitted_code_uses_fma_and_calls_nothing() {
                 fl.is_riscv64 = false;
                 fl.is_x86 = true;
             }
-            let epi = Epilogue {
-                bias: None,
-                relu: true,
-            };
-            gemm::emit_gemm(fb, &fl, p[0], 300, p[1], p[2], 13, 9, 13, 300, &epi);
+            gemm::emit_gemm(fb, &fl, p[0], 300, p[1], p[2], 13, 9, 13, 300, None);
         });
         assert_eq!(f.relocs, 0);
         let text = f.vcode.to_lowercase();
@@ -336,19 +320,7 @@ fn emitted_code_uses_fma_and_calls_nothing() {
 #[ignore]
 fn print_kernel() {
     let f = compile(3, |fb, flags, p| {
-        gemm::emit_gemm(
-            fb,
-            flags,
-            p[0],
-            256,
-            p[1],
-            p[2],
-            8,
-            4,
-            8,
-            256,
-            &Epilogue::default(),
-        );
+        gemm::emit_gemm(fb, flags, p[0], 256, p[1], p[2], 8, 4, 8, 256, None);
     });
     println!("{}", f.vcode);
 }
@@ -381,13 +353,10 @@ fn compile_for(triple: &str, enable: &[&str]) -> (String, usize) {
     fb.switch_to_block(entry);
     fb.seal_block(entry);
     let p = fb.block_params(entry).to_vec();
-    let epi = Epilogue {
-        bias: Some(p[3]),
-        relu: true,
-    };
-    gemm::emit_gemm(&mut fb, &flags, p[0], 300, p[1], p[2], 13, 9, 13, 300, &epi);
+    let epi = Some(p[3]);
+    gemm::emit_gemm(&mut fb, &flags, p[0], 300, p[1], p[2], 13, 9, 13, 300, epi);
     gemm::emit_gemm_unpacked_scratch(
-        &mut fb, &flags, p[0], 300, p[1], 13, p[2], 13, p[3], 9, 13, 300, &epi,
+        &mut fb, &flags, p[0], 300, p[1], 13, p[2], 13, p[3], 9, 13, 300, epi,
     );
     fb.ins().return_(&[]);
     fb.seal_all_blocks();

@@ -2,6 +2,7 @@
 //! register tiles, the transcendental functions. Nothing here knows about graph nodes: kernels
 //! take pointers, extents and the emitter, never a [`super::context::Kx`].
 
+pub mod epilogue;
 pub mod gemm;
 pub mod math;
 pub mod pointwise;

@@ -99,7 +99,6 @@ pub fn lower(e: &mut E, k: &mut Kx, scale: f32) -> Result<(), JitError> {
         return Err(k.unsupported("attention without its scratch buffer"));
     };
     let flags = e.flags;
-    let epi = gemm::Epilogue::default();
     let (q, kt, v, out) = (k.ins[0], k.ins[1], k.ins[2], k.outs[0]);
     let (q_mat, kt_mat, v_mat, o_mat) = (m * d * 4, d * n * 4, n * dv * 4, m * dv * 4);
     let rows = gemm::split_rows(m, k.tasks);
@@ -122,7 +121,7 @@ pub fn lower(e: &mut E, k: &mut Kx, scale: f32) -> Result<(), JitError> {
             let block = |e: &mut E, row0: cranelift_codegen::ir::Value, mb: usize| {
                 let qr = e.index(qb, row0, (d * 4) as i64);
                 let or = e.index(ob, row0, (dv * 4) as i64);
-                gemm::emit_gemm(e.fb, &flags, qr, d, ktp, s, n, mb, n, d, &epi);
+                gemm::emit_gemm(e.fb, &flags, qr, d, ktp, s, n, mb, n, d, None);
                 e.loop_n(mb, |e, i| {
                     let row = e.index(s, i, (n * 4) as i64);
                     if scale != 1.0 {
@@ -130,7 +129,7 @@ pub fn lower(e: &mut E, k: &mut Kx, scale: f32) -> Result<(), JitError> {
                     }
                     softmax_row(e, row, row, n, 4, false);
                 });
-                gemm::emit_gemm(e.fb, &flags, s, n, vp, or, dv, mb, dv, n, &epi);
+                gemm::emit_gemm(e.fb, &flags, s, n, vp, or, dv, mb, dv, n, None);
             };
             let len = r.end - r.start;
             let (full, rest) = (len / per_block, len % per_block);

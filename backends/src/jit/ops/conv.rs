@@ -26,11 +26,12 @@
 
 use crate::jit::context::Kx;
 use crate::jit::emit::{strides_of, E};
+use crate::jit::kernels::epilogue::OutputEpilogue;
 use crate::jit::kernels::gemm;
 use crate::jit::kernels::window::{pad_plane, Window};
 use crate::jit::{JitError, JitOptions};
 use cranelift_codegen::ir::{types, InstBuilder, Value};
-use kestrel_ir::{Activation, ConvAttrs, Graph, Node, NodeId, Tensor, ValueId};
+use kestrel_ir::{ConvAttrs, Graph, Node, NodeId, Tensor, ValueId};
 use std::collections::{BTreeMap, HashMap};
 
 struct Geo {
@@ -262,20 +263,15 @@ pub fn lower(e: &mut E, k: &mut Kx, a: &ConvAttrs) -> Result<(), JitError> {
     let split = split_of(&geo, k.tasks);
     let scratch = k.scratch;
     // The fused epilogue: input 3 is the residual (same shape as the output).
-    let delta = match a.epilogue.residual {
-        true => {
-            let res = *k
-                .ins
+    let residual = match a.epilogue.residual {
+        true => Some(
+            *k.ins
                 .get(3)
-                .ok_or_else(|| k.unsupported("a residual epilogue without its input"))?;
-            Some(e.fb.ins().isub(res, out))
-        }
+                .ok_or_else(|| k.unsupported("a residual epilogue without its input"))?,
+        ),
         false => None,
     };
-    let post = Post {
-        delta,
-        act: a.epilogue.act,
-    };
+    let post = OutputEpilogue::new(e, out, residual, a.epilogue.act);
     k.for_task(e, |e, t| match &split {
         Split::Planes(r) if is_padded_depthwise_2d(&geo) => {
             let sc = scratch.expect("scratch_bytes reserves the padded planes");
@@ -337,7 +333,7 @@ fn gemm_conv(
     col: Option<Value>,
     rows: std::ops::Range<usize>,
     chans: std::ops::Range<usize>,
-    post: &Post,
+    post: &OutputEpilogue,
 ) {
     let kk = geo.cg * geo.taps;
     let w_out: usize = geo.w.out_sp[1..].iter().product();
@@ -347,10 +343,6 @@ fn gemm_conv(
         return;
     }
     let direct = is_direct_1x1(geo);
-    let epi = gemm::Epilogue {
-        bias: None,
-        relu: false,
-    };
     let flags = e.flags;
     let in_plane: usize = geo.w.in_sp.iter().product();
     let in_row: usize = geo.w.in_sp[1..].iter().product();
@@ -383,13 +375,13 @@ fn gemm_conv(
                 let o = e.addr(og, (p0 * 4) as i64);
                 match col.filter(|_| packs_1x1_input(geo)) {
                     Some(panels) => gemm::emit_gemm_unpacked_scratch(
-                        e.fb, &flags, wg, kk, b, geo.p, o, geo.p, panels, mn, pn, kk, &epi,
+                        e.fb, &flags, wg, kk, b, geo.p, o, geo.p, panels, mn, pn, kk, None,
                     ),
                     None => gemm::emit_gemm_unpacked(
-                        e.fb, &flags, wg, kk, b, geo.p, o, geo.p, mn, pn, kk, &epi,
+                        e.fb, &flags, wg, kk, b, geo.p, o, geo.p, mn, pn, kk, None,
                     ),
                 }
-                block_epilogue(e, o, bg, mn, pn, geo.p, post);
+                post.apply_rows(e, o, bg, mn, pn, geo.p);
                 continue;
             }
             let col = col.expect("conv scratch");
@@ -397,10 +389,10 @@ fn gemm_conv(
             let packed = packs_im2col(geo).then(|| e.addr(col, col_block_bytes(geo) as i64));
             let block_gemm = |e: &mut E, col: Value, n: usize, ob: Value| match packed {
                 Some(panels) => gemm::emit_gemm_unpacked_scratch(
-                    e.fb, &flags, wg, kk, col, n, ob, geo.p, panels, mn, n, kk, &epi,
+                    e.fb, &flags, wg, kk, col, n, ob, geo.p, panels, mn, n, kk, None,
                 ),
                 None => gemm::emit_gemm_unpacked(
-                    e.fb, &flags, wg, kk, col, n, ob, geo.p, mn, n, kk, &epi,
+                    e.fb, &flags, wg, kk, col, n, ob, geo.p, mn, n, kk, None,
                 ),
             };
             // Blocks of `block` output rows: im2col into the block buffer, then its GEMM.
@@ -420,7 +412,7 @@ fn gemm_conv(
                         im2col(e, geo, xb, col, first..first + block);
                         let n = block * w_out;
                         block_gemm(e, col, n, ob);
-                        block_epilogue(e, ob, bg, mn, n, geo.p, post);
+                        post.apply_rows(e, ob, bg, mn, n, geo.p);
                     });
                     c += count * block;
                 } else {
@@ -428,7 +420,7 @@ fn gemm_conv(
                     let ob = e.addr(og, (c * w_out * 4) as i64);
                     let n = r * w_out;
                     block_gemm(e, col, n, ob);
-                    block_epilogue(e, ob, bg, mn, n, geo.p, post);
+                    post.apply_rows(e, ob, bg, mn, n, geo.p);
                     c += r;
                 }
             }
@@ -449,89 +441,6 @@ fn block_rows(geo: &Geo) -> usize {
 fn col_block_bytes(geo: &Geo) -> usize {
     let w_out: usize = geo.w.out_sp[1..].iter().product();
     geo.cg * geo.taps * block_rows(geo) * w_out * 4
-}
-
-/// What happens to a convolution output value before it is stored: the fused epilogue's residual
-/// (read at the same offset from the residual tensor as the output element has from the output:
-/// `delta` = residual base - output base) and activation.
-struct Post {
-    delta: Option<Value>,
-    act: Activation,
-}
-
-impl Post {
-    fn is_identity(&self) -> bool {
-        self.delta.is_none() && self.act == Activation::None
-    }
-
-    /// `act(v + residual)` for the value (F32 or F32X4, `ty`) stored at `ptr + off`.
-    fn finish(&self, e: &mut E, v: Value, ty: types::Type, ptr: Value, off: i32) -> Value {
-        let v = match self.delta {
-            Some(d) => {
-                let rp = e.fb.ins().iadd(ptr, d);
-                let r = e.load(ty, rp, off);
-                e.fb.ins().fadd(v, r)
-            }
-            None => v,
-        };
-        crate::jit::kernels::pointwise::activation(e, self.act, v, ty)
-    }
-}
-
-/// In place over a block of `channels` output rows of `p` f32, `ld` f32 apart, just written by the
-/// GEMM: `out[ch, j] = post(out[ch, j] + bias[ch])` (bias optional).
-fn block_epilogue(
-    e: &mut E,
-    out: Value,
-    bias: Option<Value>,
-    channels: usize,
-    p: usize,
-    ld: usize,
-    post: &Post,
-) {
-    if bias.is_none() && post.is_identity() {
-        return;
-    }
-    // The activation's constants are built once per block, not per vector.
-    e.hoisting_constants(|e| block_epilogue_rows(e, out, bias, channels, p, ld, post));
-}
-
-fn block_epilogue_rows(
-    e: &mut E,
-    out: Value,
-    bias: Option<Value>,
-    channels: usize,
-    p: usize,
-    ld: usize,
-    post: &Post,
-) {
-    e.loop_n(channels, |e, ch| {
-        let b = bias.map(|bp| {
-            let ba = e.index(bp, ch, 4);
-            e.load(types::F32, ba, 0)
-        });
-        let bv = b.map(|b| e.fb.ins().splat(types::F32X4, b));
-        let row = e.index(out, ch, (ld * 4) as i64);
-        let chunks = p / 4;
-        e.loop_n(chunks, |e, i| {
-            let a = e.index(row, i, 16);
-            let mut v = e.load(types::F32X4, a, 0);
-            if let Some(bv) = bv {
-                v = e.fb.ins().fadd(v, bv);
-            }
-            let v = post.finish(e, v, types::F32X4, a, 0);
-            e.store(v, a, 0);
-        });
-        for j in chunks * 4..p {
-            let off = (j * 4) as i32;
-            let mut v = e.load(types::F32, row, off);
-            if let Some(b) = b {
-                v = e.fb.ins().fadd(v, b);
-            }
-            let v = post.finish(e, v, types::F32, row, off);
-            e.store(v, row, off);
-        }
-    });
 }
 
 /// Builds `col [cg * taps, pixels]` for one group and the output rows `rows` of the first spatial
@@ -655,7 +564,7 @@ fn depthwise(
     out: Value,
     scratch: Option<Value>,
     planes: std::ops::Range<usize>,
-    post: &Post,
+    post: &OutputEpilogue,
 ) {
     let w = &g.w;
     let padded = w.needs_padding();
@@ -744,7 +653,7 @@ fn depthwise(
             },
         );
         // The fused epilogue over the plane just written (still in L1/L2).
-        block_epilogue(e, d, None, 1, g.p, g.p, post);
+        post.apply_rows(e, d, None, 1, g.p, g.p);
     });
 }
 
@@ -832,7 +741,7 @@ fn depthwise_2d_padded(
     out: Value,
     scratch: Value,
     planes: std::ops::Range<usize>,
-    post: &Post,
+    post: &OutputEpilogue,
 ) {
     let w = &g.w;
     let (ih, iw) = (w.in_sp[0], w.in_sp[1]);
@@ -935,7 +844,7 @@ fn depthwise_2d_padded(
                 group(e, win, o, rows);
             }
             if !per_plane {
-                block_epilogue(e, row_out, None, rows.len(), ow, ow, post);
+                post.apply_rows(e, row_out, None, rows.len(), ow, ow);
             }
         };
         let all: Vec<usize> = (0..kh).collect();
@@ -966,7 +875,7 @@ fn depthwise_2d_padded(
             emit_rows(e, row_in, row_out, &[(0, &kys)]);
         }
         if per_plane {
-            block_epilogue(e, dst, None, 1, g.p, g.p, post);
+            post.apply_rows(e, dst, None, 1, g.p, g.p);
         }
     });
 }
@@ -986,7 +895,7 @@ fn depthwise_2d(
     bias: Option<Value>,
     out: Value,
     planes: std::ops::Range<usize>,
-    post: &Post,
+    post: &OutputEpilogue,
 ) {
     let w = &g.w;
     let (ih, iw) = (w.in_sp[0] as i64, w.in_sp[1] as i64);
@@ -1077,7 +986,7 @@ fn depthwise_2d(
                 let row_out = e.index(dst, oy, (ow * 4) as i64);
                 emit_row(e, row_in, row_out, &all);
                 if !per_plane {
-                    block_epilogue(e, row_out, None, 1, ow, ow, post);
+                    post.apply_rows(e, row_out, None, 1, ow, ow);
                 }
             });
         }
@@ -1088,11 +997,11 @@ fn depthwise_2d(
             let row_out = e.addr(dst, (oy * ow * 4) as i64);
             emit_row(e, row_in, row_out, &kys);
             if !per_plane {
-                block_epilogue(e, row_out, None, 1, ow, ow, post);
+                post.apply_rows(e, row_out, None, 1, ow, ow);
             }
         }
         if per_plane {
-            block_epilogue(e, dst, None, 1, g.p, g.p, post);
+            post.apply_rows(e, dst, None, 1, g.p, g.p);
         }
     });
 }

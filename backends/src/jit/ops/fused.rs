@@ -1,84 +1,22 @@
-//! Fused conv/gemm epilogues (`y = act(acc + bias + residual)`, see `kestrel_ir::Epilogue`).
+//! Convolutions and Gemms with a fused epilogue (`y = act(acc + bias + residual)`, see
+//! `kestrel_ir::Epilogue`), applied by the one epilogue emitter, `kernels::epilogue`.
 //!
-//! The core op is emitted by the unchanged kernels (`conv::lower`, `matmul::gemm`) on a stand-in
-//! node without the epilogue (for conv also without the bias); then one vectorised pass per
-//! output row (a conv channel plane, a gemm row) applies bias, residual and activation in place,
-//! while the row just written is still in cache. This replaces the separate bias pass of the
-//! conv kernel and the separate element-wise nodes (Relu, Clip, HardSwish, Sigmoid + Mul, Add...)
-//! of the unfused graph, each of which read and wrote the whole tensor.
+//! - conv: `conv::lower` applies bias, residual and activation itself, to each block of output
+//!   rows right after its GEMM (or to each depthwise output before it is stored); this module
+//!   adds only the squeeze-and-excitation channel scale, which scales the weights first.
+//! - gemm: the plain gemm on a stand-in node (a row-vector C is the micro-kernel's initial
+//!   accumulator), then one in-place pass over the rows each task computed, while they are
+//!   still in cache.
+//!
+//! Either way the unfused graph's separate element-wise nodes (Relu, Clip, HardSwish, Sigmoid +
+//! Mul, Add...), each of which read and wrote the whole tensor, are gone.
 
 use crate::jit::context::Kx;
 use crate::jit::emit::E;
-use crate::jit::kernels::pointwise::activation;
+use crate::jit::kernels::epilogue::OutputEpilogue;
 use crate::jit::JitError;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
-use kestrel_ir::{Activation, ConvAttrs, Epilogue, GemmAttrs, Node, Op};
-
-/// In place over `rows` rows of `p` f32 at `out`: `out[r, :] = act(out[r, :] + bias[r % channels]
-/// + res[r, :])`, bias and residual optional.
-#[allow(clippy::too_many_arguments)]
-pub fn apply_rows(
-    e: &mut E,
-    out: Value,
-    rows: usize,
-    p: usize,
-    channels: usize,
-    bias: Option<Value>,
-    res: Option<Value>,
-    act: Activation,
-) {
-    if bias.is_none() && res.is_none() && act == Activation::None {
-        return;
-    }
-    let row_bytes = (p * 4) as i64;
-    // The activation's constants are built once, not per vector.
-    e.hoisting_constants(|e| {
-        e.loop_n(rows, |e, r| {
-            let b = bias.map(|bp| {
-                let ch = if channels == rows {
-                    r
-                } else {
-                    e.fb.ins().urem_imm_s(r, channels as i64)
-                };
-                let a = e.index(bp, ch, 4);
-                e.load(types::F32, a, 0)
-            });
-            let row = e.index(out, r, row_bytes);
-            let rrow = res.map(|rp| e.index(rp, r, row_bytes));
-            let chunks = p / 4;
-            if chunks > 0 {
-                let bv = b.map(|b| e.fb.ins().splat(types::F32X4, b));
-                e.loop_n(chunks, |e, i| {
-                    let a = e.index(row, i, 16);
-                    let mut v = e.load(types::F32X4, a, 0);
-                    if let Some(bv) = bv {
-                        v = e.fb.ins().fadd(v, bv);
-                    }
-                    if let Some(rr) = rrow {
-                        let ra = e.index(rr, i, 16);
-                        let rv = e.load(types::F32X4, ra, 0);
-                        v = e.fb.ins().fadd(v, rv);
-                    }
-                    let v = activation(e, act, v, types::F32X4);
-                    e.store(v, a, 0);
-                });
-            }
-            for j in chunks * 4..p {
-                let off = (j * 4) as i32;
-                let mut v = e.load(types::F32, row, off);
-                if let Some(b) = b {
-                    v = e.fb.ins().fadd(v, b);
-                }
-                if let Some(rr) = rrow {
-                    let rv = e.load(types::F32, rr, off);
-                    v = e.fb.ins().fadd(v, rv);
-                }
-                let v = activation(e, act, v, types::F32);
-                e.store(v, row, off);
-            }
-        })
-    });
-}
+use kestrel_ir::{ConvAttrs, Epilogue, GemmAttrs, Node, Op};
 
 /// Bytes of one copy of a conv's weights `w * s` (f32, 64-byte aligned).
 fn scaled_weight_bytes(g: &kestrel_ir::Graph, node: &Node) -> usize {
@@ -213,11 +151,11 @@ pub fn gemm(e: &mut E, k: &mut Kx, a: &GemmAttrs) -> Result<(), JitError> {
     // Each task finishes the rows its GEMM computed (the same split as `matmul::gemm`).
     let rows = crate::jit::kernels::gemm::split_rows(m, k.tasks);
     let (out, act) = (k.outs[0], a.epilogue.act);
+    let post = OutputEpilogue::new(e, out, res, act);
     k.for_task(e, |e, t| {
         let Some(r) = rows.get(t) else { return };
         let o = e.addr(out, (r.start * n * 4) as i64);
-        let rt = res.map(|rp| e.addr(rp, (r.start * n * 4) as i64));
-        apply_rows(e, o, r.end - r.start, n, 1, None, rt, act);
+        post.apply_rows(e, o, None, r.end - r.start, n, n);
     });
     Ok(())
 }

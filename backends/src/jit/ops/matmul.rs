@@ -2,7 +2,7 @@
 //!
 //! - `Gemm`: a constant B (either orientation) is scaled by `alpha` and packed at compile time
 //!   (`pack_b`), a run-time B must be untransposed with `alpha == 1`; `trans_a` needs a constant
-//!   or is refused. A `C` that is a row vector (`[N]`, `[1, N]`) becomes the epilogue bias (scaled
+//!   or is refused. A `C` that is a row vector (`[N]`, `[1, N]`) becomes the GEMM's column bias (scaled
 //!   by `beta` at compile time when constant); any other `C` is added afterwards with broadcasting.
 //! - `MatMul`: numpy semantics (1-D promotion, batch broadcasting). A constant B shared by every
 //!   batch is packed once; otherwise each batch runs the unpacked GEMM.
@@ -126,7 +126,6 @@ pub fn gemm(e: &mut E, k: &mut Kx, a: &GemmAttrs) -> Result<(), JitError> {
             }
         }
     }
-    let epi = gemm::Epilogue { bias, relu: false };
     let out = k.outs[0];
     let packed_b = match k.const_in(1) {
         Some(bt) => {
@@ -151,9 +150,9 @@ pub fn gemm(e: &mut E, k: &mut Kx, a: &GemmAttrs) -> Result<(), JitError> {
         let at = e.addr(a_ptr, (r.start * lda * 4) as i64);
         let ot = e.addr(out, (r.start * n * 4) as i64);
         match packed_b {
-            Some(bp) => gemm::emit_gemm(e.fb, &flags, at, lda, bp, ot, n, mt, n, kk, &epi),
+            Some(bp) => gemm::emit_gemm(e.fb, &flags, at, lda, bp, ot, n, mt, n, kk, bias),
             None => {
-                gemm::emit_gemm_unpacked(e.fb, &flags, at, lda, b_in, n, ot, n, mt, n, kk, &epi)
+                gemm::emit_gemm_unpacked(e.fb, &flags, at, lda, b_in, n, ot, n, mt, n, kk, bias)
             }
         }
         if let (true, Some(c)) = (add_c_after, c_in) {
@@ -227,10 +226,6 @@ pub fn matmul(e: &mut E, k: &mut Kx) -> Result<(), JitError> {
     let mut dims = batch.clone();
     dims.push(1);
     let flags = e.flags;
-    let epi = gemm::Epilogue {
-        bias: None,
-        relu: false,
-    };
     let shared_const_b = sb.iter().all(|&s| s == 0) && k.const_in(1).is_some();
     let packed = if shared_const_b {
         let v = k.const_in(1).map(|t| t.to_f32_vec()).unwrap_or_default();
@@ -247,9 +242,9 @@ pub fn matmul(e: &mut E, k: &mut Kx) -> Result<(), JitError> {
         let at = e.addr(a0, (r.start * kk * 4) as i64);
         let ot = e.addr(o0, (r.start * n * 4) as i64);
         e.nest(&dims, &strides, &[at, b0, ot], &mut |e, p| match packed {
-            Some(bp) => gemm::emit_gemm(e.fb, &flags, p[0], kk, bp, p[2], n, mt, n, kk, &epi),
+            Some(bp) => gemm::emit_gemm(e.fb, &flags, p[0], kk, bp, p[2], n, mt, n, kk, None),
             None => {
-                gemm::emit_gemm_unpacked(e.fb, &flags, p[0], kk, p[1], n, p[2], n, mt, n, kk, &epi)
+                gemm::emit_gemm_unpacked(e.fb, &flags, p[0], kk, p[1], n, p[2], n, mt, n, kk, None)
             }
         });
     });

@@ -1,0 +1,115 @@
+//! The one output epilogue of fused convolutions and matrix products (`kestrel_ir::Epilogue`):
+//! `y = act(acc + bias + residual)`, applied to values a kernel has just computed.
+//!
+//! Two ways in, same arithmetic in the same order (so a value gets the same bits whichever way
+//! it takes): [`OutputEpilogue::finish`] on one value about to be stored (the depthwise kernels
+//! apply it in registers), and [`OutputEpilogue::apply_rows`] in place over a block of rows a
+//! GEMM has just written (still in cache). The bias here is per row (a conv's output channel);
+//! a GEMM's per-column bias is the micro-kernel's initial accumulator instead (see
+//! `super::gemm`), which rounds differently, so the two are not interchangeable.
+
+use super::pointwise::activation;
+use crate::jit::emit::E;
+use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
+use kestrel_ir::Activation;
+
+/// What happens to an output value after the accumulation and the bias.
+#[derive(Clone, Copy, Debug)]
+pub struct OutputEpilogue {
+    /// The residual is read at the same offset from the residual tensor as the output element
+    /// has from the output: `residual_delta` = residual base − output base (I64), when fused.
+    pub residual_delta: Option<Value>,
+    pub act: Activation,
+}
+
+impl OutputEpilogue {
+    /// No residual and no activation.
+    pub fn none() -> OutputEpilogue {
+        OutputEpilogue {
+            residual_delta: None,
+            act: Activation::None,
+        }
+    }
+
+    /// The epilogue of an output at `out` with the residual tensor at `residual` (both I64
+    /// pointers; `residual` absent when not fused).
+    pub fn new(e: &mut E, out: Value, residual: Option<Value>, act: Activation) -> OutputEpilogue {
+        OutputEpilogue {
+            residual_delta: residual.map(|r| e.fb.ins().isub(r, out)),
+            act,
+        }
+    }
+
+    pub fn is_identity(&self) -> bool {
+        self.residual_delta.is_none() && self.act == Activation::None
+    }
+
+    /// `act(v + residual)` for the value `v` (F32 or F32X4, `ty`) to be stored at `ptr + off`.
+    pub fn finish(&self, e: &mut E, v: Value, ty: Type, ptr: Value, off: i32) -> Value {
+        let v = match self.residual_delta {
+            Some(d) => {
+                let rp = e.fb.ins().iadd(ptr, d);
+                let r = e.load(ty, rp, off);
+                e.fb.ins().fadd(v, r)
+            }
+            None => v,
+        };
+        activation(e, self.act, v, ty)
+    }
+
+    /// In place over `rows` rows of `cols` f32 at `out`, `ld` f32 apart:
+    /// `out[r, j] = finish(out[r, j] + bias[r])` (bias optional). The activation's constants are
+    /// built once for the whole block.
+    pub fn apply_rows(
+        &self,
+        e: &mut E,
+        out: Value,
+        bias: Option<Value>,
+        rows: usize,
+        cols: usize,
+        ld: usize,
+    ) {
+        if bias.is_none() && self.is_identity() {
+            return;
+        }
+        e.hoisting_constants(|e| self.rows_loop(e, out, bias, rows, cols, ld));
+    }
+
+    fn rows_loop(
+        &self,
+        e: &mut E,
+        out: Value,
+        bias: Option<Value>,
+        rows: usize,
+        cols: usize,
+        ld: usize,
+    ) {
+        e.loop_n(rows, |e, r| {
+            let b = bias.map(|bp| {
+                let ba = e.index(bp, r, 4);
+                e.load(types::F32, ba, 0)
+            });
+            let bv = b.map(|b| e.fb.ins().splat(types::F32X4, b));
+            let row = e.index(out, r, (ld * 4) as i64);
+            let chunks = cols / 4;
+            e.loop_n(chunks, |e, i| {
+                let a = e.index(row, i, 16);
+                let mut v = e.load(types::F32X4, a, 0);
+                if let Some(bv) = bv {
+                    v = e.fb.ins().fadd(v, bv);
+                }
+                let v = self.finish(e, v, types::F32X4, a, 0);
+                e.store(v, a, 0);
+            });
+            for j in chunks * 4..cols {
+                let off = (j * 4) as i32;
+                let mut v = e.load(types::F32, row, off);
+                if let Some(b) = b {
+                    v = e.fb.ins().fadd(v, b);
+                }
+                let v = self.finish(e, v, types::F32, row, off);
+                e.store(v, row, off);
+            }
+        });
+    }
+}
