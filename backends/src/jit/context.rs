@@ -4,7 +4,8 @@
 //! emitter and the JIT's error and option types.
 
 use super::emit::E;
-use super::{JitError, JitOptions};
+use super::error::JitError;
+use super::options::JitOptions;
 use cranelift_codegen::ir::{types, Function, GlobalValue, InstBuilder, Value};
 use kestrel_ir::{DType, Graph, Node, NodeId, Tensor, ValueId};
 use std::collections::HashMap;

@@ -2,8 +2,9 @@
 //! independent `F32X4` multiply-adds (12 accumulators, enough to cover the FMA latency). Kernel
 //! efficiency is reported against this number (`kestrel bench --layers`, the GEMM benchmark).
 
+use super::error::JitError;
 use super::isa::IsaFlags;
-use super::{host_isa, JitError};
+use super::model::host_isa;
 use cranelift_codegen::ir::immediates::Ieee32;
 use cranelift_codegen::ir::{types, AbiParam, InstBuilder, MemFlagsData, UserFuncName};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
@@ -19,7 +20,7 @@ const FLOPS_PER_ITER: f64 = (2 * ACCUMULATORS * 4 * 2) as f64;
 /// about 5 ms each, after one warm-up. Without FMA the loop uses `fmul` + `fadd`, which is then
 /// the relevant peak.
 pub fn fma_peak_gflops(runs: usize) -> Result<f64, JitError> {
-    let cg = |reason: String| JitError::Codegen {
+    let peak_error = |reason: String| JitError::Codegen {
         context: " (peak kernel)".into(),
         reason,
     };
@@ -34,7 +35,7 @@ pub fn fma_peak_gflops(runs: usize) -> Result<f64, JitError> {
     sig.params.push(AbiParam::new(types::I64));
     let id = module
         .declare_function("kestrel_peak", Linkage::Local, &sig)
-        .map_err(|e| cg(e.to_string()))?;
+        .map_err(|e| peak_error(e.to_string()))?;
     let fcfg = module.isa().frontend_config();
     let mut ctx = module.make_context();
     ctx.func.signature = sig;
@@ -91,10 +92,10 @@ pub fn fma_peak_gflops(runs: usize) -> Result<f64, JitError> {
     }
     module
         .define_function(id, &mut ctx)
-        .map_err(|e| cg(format!("{e:?}")))?;
+        .map_err(|e| peak_error(format!("{e:?}")))?;
     module
         .finalize_definitions()
-        .map_err(|e| cg(e.to_string()))?;
+        .map_err(|e| peak_error(e.to_string()))?;
     let ptr = module.get_finalized_function(id);
     // SAFETY: declared above as (i64, i64) -> (); it writes 12 vectors at `sink`.
     let f: extern "C" fn(u64, *mut f32) = unsafe { std::mem::transmute(ptr) };

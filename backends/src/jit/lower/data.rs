@@ -5,7 +5,7 @@
 use super::placement::Loc;
 use crate::jit::context::DataSink;
 use crate::jit::emit::E;
-use crate::jit::JitError;
+use crate::jit::error::JitError;
 use cranelift_codegen::ir::{
     types, AbiParam, Function, GlobalValue, InstBuilder, Signature, Value,
 };

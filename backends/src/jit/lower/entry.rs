@@ -5,8 +5,8 @@
 use super::data::{codegen_error, entry_sig, parallel_for_sig, value_ptr, ModuleData};
 use super::placement::{Loc, Placement};
 use crate::jit::emit::E;
+use crate::jit::error::JitError;
 use crate::jit::isa::IsaFlags;
-use crate::jit::JitError;
 use cranelift_codegen::ir::{types, Function, InstBuilder};
 use cranelift_codegen::ir::{UserExternalName, UserFuncName};
 use cranelift_codegen::Context;

@@ -1,7 +1,7 @@
 //! Nodes the JIT evaluates at compile time (with the reference interpreter) instead of emitting
 //! code for them.
 
-use crate::jit::JitError;
+use crate::jit::error::JitError;
 use kestrel_ir::{DType, Graph, Node, NodeId, Op, Tensor, ValueDef, ValueId};
 use std::collections::HashMap;
 

@@ -32,9 +32,10 @@ mod placement;
 
 pub use fold::{compile_time_values, is_folded};
 
+use super::error::JitError;
 use super::isa::IsaFlags;
+use super::options::JitOptions;
 use super::plan::MemoryPlan;
-use super::{JitError, JitOptions};
 use cranelift_frontend::FunctionBuilderContext;
 use cranelift_module::{FuncId, Module};
 use kestrel_ir::Graph;

@@ -7,8 +7,9 @@
 //! offset in the arena, whose buffers (kernel outputs and scratch) are placed by the lifetime
 //! planner (`crate::jit::plan`); a view's use extends the lifetime of the buffer it shares.
 
+use crate::jit::error::JitError;
+use crate::jit::options::JitOptions;
 use crate::jit::plan::{self, Buffer, MemoryPlan};
-use crate::jit::{JitError, JitOptions};
 use kestrel_ir::{Graph, NodeId, Op, Tensor, ValueDef, ValueId};
 use std::collections::HashMap;
 
