@@ -43,10 +43,12 @@ pub fn host_isa() -> Result<std::sync::Arc<dyn cranelift_codegen::isa::TargetIsa
     };
     let mut fb = settings::builder();
     // Kernels are hand-scheduled: opt_level none keeps emission order (CRANELIFT.md).
-    fb.set("opt_level", "none").map_err(|e| host_isa_error(e.to_string()))?;
+    fb.set("opt_level", "none")
+        .map_err(|e| host_isa_error(e.to_string()))?;
     fb.set("enable_verifier", "false")
         .map_err(|e| host_isa_error(e.to_string()))?;
-    fb.set("is_pic", "false").map_err(|e| host_isa_error(e.to_string()))?;
+    fb.set("is_pic", "false")
+        .map_err(|e| host_isa_error(e.to_string()))?;
     let isa_builder = cranelift_native::builder().map_err(|e| host_isa_error(e.to_string()))?;
     isa_builder
         .finish(settings::Flags::new(fb))

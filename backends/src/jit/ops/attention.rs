@@ -19,9 +19,10 @@
 
 use crate::jit::context::Kx;
 use crate::jit::emit::E;
+use crate::jit::error::JitError;
 use crate::jit::kernels::gemm;
 use crate::jit::kernels::softmax::softmax_row;
-use crate::jit::{JitError, JitOptions};
+use crate::jit::options::JitOptions;
 use cranelift_codegen::ir::{types, InstBuilder};
 use kestrel_ir::{Graph, Node};
 

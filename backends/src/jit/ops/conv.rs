@@ -26,10 +26,11 @@
 
 use crate::jit::context::Kx;
 use crate::jit::emit::{strides_of, E};
+use crate::jit::error::JitError;
 use crate::jit::kernels::epilogue::OutputEpilogue;
 use crate::jit::kernels::gemm;
 use crate::jit::kernels::window::{pad_plane, Window};
-use crate::jit::{JitError, JitOptions};
+use crate::jit::options::JitOptions;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use kestrel_ir::{ConvAttrs, Graph, Node, NodeId, Tensor, ValueId};
 use std::collections::{BTreeMap, HashMap};

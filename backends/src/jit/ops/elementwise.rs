@@ -10,8 +10,9 @@
 
 use crate::jit::context::Kx;
 use crate::jit::emit::{broadcast_strides, collapse, E};
+use crate::jit::error::JitError;
 use crate::jit::kernels::pointwise::apply;
-use crate::jit::{JitError, JitOptions};
+use crate::jit::options::JitOptions;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 use kestrel_ir::{BinaryOp, DType, Graph, Node, Op, UnaryOp};

@@ -13,8 +13,8 @@
 
 use crate::jit::context::Kx;
 use crate::jit::emit::E;
+use crate::jit::error::JitError;
 use crate::jit::kernels::epilogue::OutputEpilogue;
-use crate::jit::JitError;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use kestrel_ir::{ConvAttrs, Epilogue, GemmAttrs, Node, Op};
 

@@ -12,8 +12,9 @@
 
 use crate::jit::context::Kx;
 use crate::jit::emit::{broadcast_strides, E};
+use crate::jit::error::JitError;
 use crate::jit::kernels::gemm;
-use crate::jit::{JitError, JitOptions};
+use crate::jit::options::JitOptions;
 use cranelift_codegen::ir::{types, Value};
 use kestrel_ir::{GemmAttrs, Graph, Node, Op};
 

@@ -17,7 +17,8 @@ pub mod shape;
 
 use crate::jit::context::Kx;
 use crate::jit::emit::E;
-use crate::jit::{JitError, JitOptions};
+use crate::jit::error::JitError;
+use crate::jit::options::JitOptions;
 use kestrel_ir::{Graph, Node, NodeId, Op, ResizeAttrs, ResizeMode, Tensor, ValueId};
 use std::collections::HashMap;
 

@@ -10,8 +10,8 @@
 
 use crate::jit::context::Kx;
 use crate::jit::emit::E;
+use crate::jit::error::JitError;
 use crate::jit::kernels::softmax::softmax_row;
-use crate::jit::JitError;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 
 pub fn batch_norm(e: &mut E, k: &mut Kx, eps: f32) -> Result<(), JitError> {

@@ -11,8 +11,8 @@
 
 use crate::jit::context::Kx;
 use crate::jit::emit::{strides_of, E};
+use crate::jit::error::JitError;
 use crate::jit::kernels::window::{pad_plane, Window};
-use crate::jit::JitError;
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use kestrel_ir::{Graph, Node, PoolAttrs, PoolKind};

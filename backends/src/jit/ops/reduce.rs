@@ -7,7 +7,7 @@
 
 use crate::jit::context::Kx;
 use crate::jit::emit::{collapse, strides_of, E};
-use crate::jit::JitError;
+use crate::jit::error::JitError;
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 use kestrel_ir::{ReduceAttrs, ReduceKind};
 

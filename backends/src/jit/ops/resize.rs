@@ -11,7 +11,7 @@
 
 use crate::jit::context::Kx;
 use crate::jit::emit::{strides_of, E};
-use crate::jit::JitError;
+use crate::jit::error::JitError;
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use kestrel_ir::ResizeAttrs;

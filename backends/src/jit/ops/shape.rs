@@ -11,7 +11,7 @@
 
 use crate::jit::context::Kx;
 use crate::jit::emit::{collapse, int_type_of_size, strides_of, E};
-use crate::jit::JitError;
+use crate::jit::error::JitError;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use kestrel_ir::{DType, Op, ResizeMode, Tensor};

@@ -8,8 +8,8 @@
 //! `cols·j..`) is `kcb_pad / k_step` steps of `cols · k_step` elements at `j·kcb_pad·cols`;
 //! in a step, element `(column c, k offset q)` is at `c·k_step + q`. Padding is zero.
 
+use super::loops::{for_count, fresh_block, load_lanes};
 use super::tile::{mem, Tile};
-use super::{fresh_block, load_lanes};
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use cranelift_frontend::FunctionBuilder;
 
@@ -111,13 +111,13 @@ pub fn emit_pack_b(
     let pack_block = |fb: &mut FunctionBuilder, src: Value, dst: Value, kcb: usize| {
         let full = n / cols;
         let rem = n % cols;
-        super::for_count(fb, kcb, |fb, pi| {
+        for_count(fb, kcb, |fb, pi| {
             let so = fb.ins().imul_imm_s(pi, ldb_b);
             let src_row = fb.ins().iadd(src, so);
             let d_o = fb.ins().imul_imm_s(pi, (cols * 4) as i64);
             let dst_row = fb.ins().iadd(dst, d_o);
             let panel_bytes = (kcb * cols * 4) as i64;
-            super::for_count(fb, full, |fb, jp| {
+            for_count(fb, full, |fb, jp| {
                 let so = fb.ins().imul_imm_s(jp, (cols * 4) as i64);
                 let s = fb.ins().iadd(src_row, so);
                 let d_o = fb.ins().imul_imm_s(jp, panel_bytes);
@@ -139,7 +139,7 @@ pub fn emit_pack_b(
         });
     };
     if kb.count >= 2 {
-        super::for_count(fb, kb.count - 1, |fb, blk| {
+        for_count(fb, kb.count - 1, |fb, blk| {
             let so = fb.ins().imul_imm_s(blk, kb.kc as i64 * ldb_b);
             let s = fb.ins().iadd(b, so);
             let d_o = fb.ins().imul_imm_s(blk, (kb.kc as i64) * n_pad * 4);
