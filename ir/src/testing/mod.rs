@@ -28,6 +28,7 @@ use std::path::PathBuf;
 /// The folder named by `KESTREL_MODELS`, or `None` when it is unset (the caller skips and says
 /// so). A set but missing folder panics: CI sets it, and a missing folder must not pass as a
 /// skipped check.
+#[track_caller]
 pub fn shared_models() -> Option<PathBuf> {
     let dir = PathBuf::from(std::env::var_os("KESTREL_MODELS")?);
     assert!(
