@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """onnxruntime's own fusion gain on the shared models, for comparison with Kestrel's O1 -> O2.
 
-    python3 benches/ort_fusion_levels.py [--models ../shared/models] [--iters 30]
+    python3 benches/ort_fusion_levels.py [--models DIR] [--iters 30]
 
 For each model, one thread, the median latency with `graph_optimization_level` BASIC (constant
 folding and redundant-node removal), EXTENDED (adds onnxruntime's fusions) and ALL (adds its memory
 layout changes), and the ratios to BASIC. Needs `pip install onnxruntime numpy`.
 """
 import argparse
+import os
 import time
 
 import numpy as np
@@ -40,7 +41,9 @@ def median_ms(path, level, iters):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--models", default="../shared/models")
+    # Default: KESTREL_MODELS, else the shared models beside the clone (as benches/compare.py).
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    ap.add_argument("--models", default=os.environ.get("KESTREL_MODELS", os.path.join(root, "..", "shared", "models")))
     ap.add_argument("--iters", type=int, default=30)
     ap.add_argument("names", nargs="*", default=["efficientnet_b0", "vit_tiny_16"])
     a = ap.parse_args()

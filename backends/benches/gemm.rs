@@ -10,6 +10,7 @@ use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
 use cranelift_frontend::FunctionBuilder;
 use gemm_harness::{compile, thread_cpu_seconds, Compiled};
 use kestrel_backends::jit::kernels::gemm;
+use kestrel_ir::testing::{Lcg, Random};
 
 /// (median, minimum) thread-CPU seconds of one `run()` over 15 timed repetitions after a warm-up.
 fn time_runs(mut run: impl FnMut()) -> (f64, f64) {
@@ -77,15 +78,7 @@ fn peak_kernel() -> (Compiled, f64) {
 }
 
 fn rand_vec(len: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed;
-    (0..len)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-        })
-        .collect()
+    Lcg::from_state(seed).f32s(len, -0.5, 0.5)
 }
 
 fn main() {

@@ -6,6 +6,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use kestrel_backends::jit::{compile, JitOptions};
+use kestrel_ir::testing::XorShift32;
 use kestrel_ir::{DType, Graph, Op, TensorType, UnaryOp};
 use std::time::Duration;
 
@@ -18,15 +19,9 @@ const N: usize = 1 << 20;
 
 /// `N` pseudo-random values uniform in `[lo, hi)` as little-endian bytes.
 fn inputs(lo: f32, hi: f32) -> Vec<u8> {
-    let mut s: u32 = 0x2545_f491;
+    let mut rng = XorShift32::from_state(0x2545_f491);
     (0..N)
-        .flat_map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            let u = (s >> 8) as f32 / (1u32 << 24) as f32;
-            (lo + (hi - lo) * u).to_le_bytes()
-        })
+        .flat_map(|_| rng.uniform_f32(lo, hi).to_le_bytes())
         .collect()
 }
 

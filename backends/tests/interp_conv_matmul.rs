@@ -3,6 +3,7 @@
 mod common;
 use common::*;
 use kestrel_backends::interp::EvalError;
+use kestrel_ir::testing::{Lcg, Random};
 use kestrel_ir::{AutoPad, ConvAttrs, GemmAttrs, Op, Tensor, F32};
 
 fn conv(attrs: ConvAttrs) -> Op {
@@ -132,17 +133,7 @@ fn conv_shape_errors() {
 
 /// Deterministic pseudo-random values in [-1, 1).
 fn noise(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
+    Lcg::seeded(seed).f32s(n, -1.0, 1.0)
 }
 
 /// Direct 2-D convolution, f64 accumulation.

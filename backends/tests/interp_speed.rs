@@ -5,6 +5,7 @@
 mod common;
 use common::*;
 use kestrel_backends::interp::run;
+use kestrel_ir::testing::{Lcg, Random};
 use kestrel_ir::{
     AutoPad, BinaryOp, ConvAttrs, DType, GemmAttrs, Graph, Op, PoolAttrs, PoolKind, TensorType,
     UnaryOp, ValueId,
@@ -19,15 +20,8 @@ impl Builder {
     fn weights(&mut self, dims: &[usize], scale: f32) -> ValueId {
         let n: usize = dims.iter().product();
         self.seed += 1;
-        let mut s = self.seed;
-        let v: Vec<f32> = (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                (((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0) * scale
-            })
-            .collect();
+        let mut rng = Lcg::from_state(self.seed);
+        let v: Vec<f32> = (0..n).map(|_| rng.uniform_f32(-1.0, 1.0) * scale).collect();
         let name = format!("w{}", self.seed);
         self.g.add_const(name, f32t(dims, &v))
     }

@@ -3,23 +3,13 @@
 
 use kestrel_backends::interp;
 use kestrel_backends::jit::{compile, JitOptions};
+use kestrel_ir::testing::{Random, XorShift64};
 use kestrel_ir::*;
 use proptest::prelude::*;
 
-fn data(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 8.0 - 4.0
-        })
-        .collect()
-}
-
+/// Deterministic pseudo-random f32 values in [-4, 4).
 fn tensor(dims: &[usize], seed: u64) -> Tensor {
-    Tensor::from_vec(dims.to_vec(), data(dims.iter().product(), seed))
+    XorShift64::seeded(seed).tensor_f32(dims, -4.0, 4.0)
 }
 
 fn agree(g: &Graph, inputs: &[Tensor], tol: f32) -> Result<(), TestCaseError> {

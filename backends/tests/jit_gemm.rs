@@ -7,6 +7,7 @@ mod gemm_harness;
 use cranelift_codegen::ir::{types, InstBuilder};
 use gemm_harness::compile;
 use kestrel_backends::jit::kernels::gemm;
+use kestrel_ir::testing::{Lcg, Random};
 use proptest::prelude::*;
 
 /// How the test feeds B to the emitter.
@@ -39,33 +40,21 @@ struct Case {
 
 const SENTINEL: f32 = -7.25;
 
-/// Deterministic values in [-1, 1).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> f32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-}
-
 /// Runs one case; returns a description of the first mismatch.
 fn run(c: Case) -> Result<(), String> {
     let Case { m, n, k, .. } = c;
     let (lda, ldb, ldc) = (k + c.lda_pad, n + c.ldb_pad, n + c.ldc_pad);
-    let mut rng = Rng(c.seed);
+    let mut rng = Lcg::from_state(c.seed);
     // Padding of A and B is NaN: reading it would poison a result.
     let mut a = vec![f32::NAN; m * lda];
     for i in 0..m {
         for p in 0..k {
-            a[i * lda + p] = rng.next();
+            a[i * lda + p] = rng.uniform_f32(-1.0, 1.0);
         }
     }
     let mut b = vec![0f32; k * n];
-    b.iter_mut().for_each(|x| *x = rng.next());
-    let bias: Vec<f32> = (0..n).map(|_| rng.next()).collect();
+    b.iter_mut().for_each(|x| *x = rng.uniform_f32(-1.0, 1.0));
+    let bias: Vec<f32> = rng.f32s(n, -1.0, 1.0);
     let mut out = vec![SENTINEL; m * ldc];
 
     // Operand that the generated function reads as B.

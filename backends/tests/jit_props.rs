@@ -2,24 +2,17 @@
 
 use kestrel_backends::interp;
 use kestrel_backends::jit::{compile, JitOptions};
+use kestrel_ir::testing::{check_close, Random, XorShift64};
 use kestrel_ir::*;
 use proptest::prelude::*;
 
 /// Deterministic pseudo-random f32 values in [-2, 2).
 fn data(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
-        })
-        .collect()
+    XorShift64::seeded(seed).f32s(n, -2.0, 2.0)
 }
 
 fn tensor(dims: &[usize], seed: u64) -> Tensor {
-    Tensor::from_vec(dims.to_vec(), data(dims.iter().product(), seed))
+    XorShift64::seeded(seed).tensor_f32(dims, -2.0, 2.0)
 }
 
 /// Runs `g` on both backends and compares: |jit - interp| <= tol * max(1, |interp|).
@@ -57,10 +50,8 @@ fn compare(got: &[Tensor], want: &[Tensor], tol: f32) -> Result<(), TestCaseErro
         prop_assert_eq!(a.dims(), b.dims());
         prop_assert_eq!(a.dtype(), b.dtype());
         if a.dtype() == DType::F32 {
-            for (x, y) in a.to_f32_vec().iter().zip(b.to_f32_vec()) {
-                let ok = (x - y).abs() <= tol * y.abs().max(1.0) || (x.is_nan() && y.is_nan());
-                prop_assert!(ok, "jit {} vs interp {}", x, y);
-            }
+            let close = check_close(&a.to_f32_vec(), &b.to_f32_vec(), tol);
+            prop_assert!(close.is_ok(), "jit vs interp: {}", close.unwrap_err());
         } else {
             prop_assert_eq!(a.bytes(), b.bytes());
         }

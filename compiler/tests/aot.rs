@@ -8,6 +8,7 @@
 //! except under CI (`CI` or `KESTREL_MODELS` set), where a missing tool fails the test.
 
 use kestrel::aot::{self, AotOptions, Arch};
+use kestrel_ir::testing;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -143,23 +144,21 @@ fn output_step(onnx: &Path) -> f32 {
 /// bound `tests/tests/shared_models.rs` holds the host JIT to.
 fn assert_within_steps(got: &[f32], want: &[f32], step: f32, what: &str) {
     assert_eq!(got.len(), want.len(), "{what}");
-    for (g, w) in got.iter().zip(want) {
-        assert!(
-            (g - w).abs() <= 2.0 * step * 1.0001,
-            "{what}: {g} differs from the reference {w} by more than two steps of {step}"
+    if let Err(m) = testing::check_within_steps(got, want, step, 2.0) {
+        panic!(
+            "{what}: {} differs from the reference {} by more than two steps of {step}",
+            m.got, m.want
         );
     }
 }
 
+/// Max |got - want| <= 1e-4 * max(1, max |want|).
 fn assert_close(got: &[f32], want: &[f32], what: &str) {
     assert_eq!(got.len(), want.len(), "{what}");
-    let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
-    for (g, w) in got.iter().zip(want) {
-        assert!(
-            (g - w).abs() <= 1e-4 * scale,
-            "{what}: {got:?} differs from the interpreter's {want:?}"
-        );
-    }
+    assert!(
+        testing::max_abs_diff(got, want) <= 1e-4 * testing::magnitude(want),
+        "{what}: {got:?} differs from the interpreter's {want:?}"
+    );
 }
 
 #[test]
@@ -808,7 +807,7 @@ fn runtime_checks_abi_version_and_descriptor() {
 /// (digits_cnn.int8, within two output steps).
 #[test]
 fn shared_models_run_under_qemu() {
-    let Some(models) = std::env::var_os("KESTREL_MODELS").map(PathBuf::from) else {
+    let Some(models) = testing::shared_models() else {
         eprintln!("KESTREL_MODELS is not set: skipping the shared models under qemu");
         return;
     };

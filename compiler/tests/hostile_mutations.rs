@@ -9,6 +9,7 @@
 //! initializers) lives, so that the test stays fast. The generator is a seeded xorshift, so every
 //! run feeds the same corruptions; a failure message names the seed, the case and the mutation.
 
+use kestrel_ir::testing::{Random, XorShift64};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,29 +17,14 @@ use std::time::{Duration, Instant};
 const TIMEOUT: Duration = Duration::from_secs(10);
 const WINDOW: usize = 64 * 1024;
 
-/// xorshift64: deterministic and dependency-free.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
 /// Applies one random mutation to `b` and describes it. With `window`, positions fall in the first
 /// or last `window` bytes.
-fn mutate(rng: &mut Rng, b: &mut Vec<u8>, window: Option<usize>) -> String {
+fn mutate(rng: &mut XorShift64, b: &mut Vec<u8>, window: Option<usize>) -> String {
     let len = b.len();
-    let pos = |rng: &mut Rng| match window {
+    let pos = |rng: &mut XorShift64| match window {
         Some(w) if len > 2 * w => {
             let p = rng.below(w);
-            if rng.next() & 1 == 0 {
+            if rng.next_u64() & 1 == 0 {
                 p
             } else {
                 len - 1 - p
@@ -56,7 +42,7 @@ fn mutate(rng: &mut Rng, b: &mut Vec<u8>, window: Option<usize>) -> String {
             let n = 1 + rng.below(8);
             for _ in 0..n {
                 let p = pos(rng);
-                b[p] = rng.next() as u8;
+                b[p] = rng.next_u64() as u8;
             }
             format!("{n} random bytes")
         }
@@ -71,7 +57,7 @@ fn mutate(rng: &mut Rng, b: &mut Vec<u8>, window: Option<usize>) -> String {
         3 => {
             let at = pos(rng);
             let n = 1 + rng.below(64);
-            let junk: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+            let junk: Vec<u8> = (0..n).map(|_| rng.next_u64() as u8).collect();
             b.splice(at..at, junk);
             format!("{n} junk bytes spliced at {at}")
         }
@@ -160,7 +146,7 @@ fn check(
 
 /// Corrupts `model` `n` times; `dump` on every copy, `run` (with `io`) on every `run_every`-th.
 fn fuzz_model(
-    rng: &mut Rng,
+    rng: &mut XorShift64,
     scratch: &Path,
     model: &Path,
     io: Option<&Path>,
@@ -256,7 +242,7 @@ fn new_stats() -> Stats {
 fn corrupted_fixture_models() {
     let start = Instant::now();
     let dir = tempfile::tempdir().unwrap();
-    let mut rng = Rng(0x5eed_0001_d1c7_5a11);
+    let mut rng = XorShift64::from_state(0x5eed_0001_d1c7_5a11);
     let mut stats = new_stats();
     for name in [
         "digits_cnn.onnx",
@@ -322,15 +308,10 @@ fn corrupted_fixture_models() {
 
 #[test]
 fn corrupted_shared_models() {
-    let Some(root) = std::env::var_os("KESTREL_MODELS").map(PathBuf::from) else {
+    let Some(root) = kestrel_ir::testing::shared_models() else {
         eprintln!("KESTREL_MODELS is not set: shared models skipped");
         return;
     };
-    assert!(
-        root.is_dir(),
-        "KESTREL_MODELS={} is not a folder",
-        root.display()
-    );
     let start = Instant::now();
     let mut models = Vec::new();
     for sub in ["digits", "mnist5k", "torchvision"] {
@@ -346,7 +327,7 @@ fn corrupted_shared_models() {
     models.sort();
     assert!(models.len() >= 10, "only {} models found", models.len());
     let dir = tempfile::tempdir().unwrap();
-    let mut rng = Rng(0x5eed_0002_0bad_f00d);
+    let mut rng = XorShift64::from_state(0x5eed_0002_0bad_f00d);
     let mut stats = new_stats();
     for (k, model) in models.iter().enumerate() {
         let big = std::fs::metadata(model).unwrap().len() > 1 << 20;
@@ -379,7 +360,7 @@ fn corrupted_input_files() {
     kestrel::tensor_io::write_npz(&npz_path, &[("input".to_string(), input.clone())]).unwrap();
     let npz = std::fs::read(&npz_path).unwrap();
     let pb = prost::Message::encode_to_vec(&kestrel::onnx::tensor_to_proto("input", &input));
-    let mut rng = Rng(0x5eed_0003_1234_5678);
+    let mut rng = XorShift64::from_state(0x5eed_0003_1234_5678);
     let mut stats = new_stats();
     let out = dir.path().join("out.npz");
     let m = model.to_str().unwrap();

@@ -1230,11 +1230,10 @@ fn variadic_mean_and_misc_ops() {
 
 // ---------------------------------------------------------------- real models
 
-fn import_dir(dir: &str) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        eprintln!("{dir} not present: skipped");
-        return 0;
-    };
+/// Imports every `.onnx` file of `dir`; returns how many. A missing folder fails.
+fn import_dir(dir: &Path) -> usize {
+    let entries = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{} (in KESTREL_MODELS): {e}", dir.display()));
     let mut paths: Vec<_> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
@@ -1265,10 +1264,17 @@ fn import_dir(dir: &str) -> usize {
     paths.len()
 }
 
+/// Every model of the shared folder (`KESTREL_MODELS`) imports; skipped, saying so, when it is
+/// unset, and failing when it is set but the folder or its `digits` or `torchvision` part is
+/// missing.
 #[test]
 fn real_models_import() {
-    let n =
-        import_dir("/work/shared/models/digits") + import_dir("/work/shared/models/torchvision");
+    let Some(models) = kestrel_ir::testing::shared_models() else {
+        eprintln!("KESTREL_MODELS is not set: the shared models' import is not checked");
+        return;
+    };
+    let n = import_dir(&models.join("digits")) + import_dir(&models.join("torchvision"));
+    assert!(n > 0, "no .onnx files in {}", models.display());
     eprintln!("imported {n} models");
 }
 

@@ -13,6 +13,8 @@ pub mod infer;
 pub mod op;
 pub mod rewrite;
 pub mod tensor;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod text;
 pub mod types;
 pub mod verify;

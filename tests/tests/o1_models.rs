@@ -9,6 +9,7 @@
 mod common;
 
 use kestrel_backends::interp;
+use kestrel_ir::testing;
 use kestrel_ir::{Graph, Op, Tensor};
 use kestrel_passes::{run_pipeline, PassContext, PipelineOptions};
 
@@ -89,11 +90,8 @@ fn o1_removes_shape_batchnorm_identity_and_keeps_outputs() {
                 continue;
             }
             let (w, o) = (w.to_f64_vec(), o.to_f64_vec());
-            let scale = w.iter().fold(1.0f64, |m, v| m.max(v.abs()));
-            let diff = w
-                .iter()
-                .zip(&o)
-                .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+            let scale = testing::magnitude(&w);
+            let diff = testing::max_abs_diff(&o, &w);
             eprintln!("{name}: output {k}: max |O1 - original| = {diff:.3e} (scale {scale:.3})");
             if diff > 1e-4 * scale || diff.is_nan() {
                 failures.push(format!(

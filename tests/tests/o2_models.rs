@@ -14,6 +14,7 @@
 mod common;
 
 use kestrel_backends::interp;
+use kestrel_ir::testing;
 use kestrel_ir::{verify, Graph, Op, Tensor};
 use kestrel_passes::{run_pipeline, PassContext, PipelineOptions};
 
@@ -63,17 +64,10 @@ fn histogram(g: &Graph) -> std::collections::BTreeMap<&'static str, usize> {
     h
 }
 
+/// (max |o - w|, max(1, max |w|)) over the values as f64; the difference is NaN when any is.
 fn max_diff(w: &Tensor, o: &Tensor) -> (f64, f64) {
     let (w, o) = (w.to_f64_vec(), o.to_f64_vec());
-    let scale = w.iter().fold(1.0f64, |m, v| m.max(v.abs()));
-    let diff = w.iter().zip(&o).fold(0.0f64, |m, (a, b)| {
-        if (a - b).is_nan() {
-            f64::NAN
-        } else {
-            m.max((a - b).abs())
-        }
-    });
-    (diff, scale)
+    (testing::max_abs_diff(&o, &w), testing::magnitude(&w))
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //!
 //! Generated code must call nothing outside itself, so every emitter picks its instructions from
 //! these flags (for example `fma` only when [`IsaFlags::use_fma`], rounding instructions only
-//! with SSE4.1 on x86-64); see `/work/shared/CRANELIFT.md`.
+//! with SSE4.1 on x86-64); see docs/CRANELIFT.md.
 
 use cranelift_codegen::isa::TargetIsa;
 use target_lexicon::Architecture;

@@ -42,7 +42,7 @@ pub fn host_isa() -> Result<std::sync::Arc<dyn cranelift_codegen::isa::TargetIsa
         reason,
     };
     let mut fb = settings::builder();
-    // Kernels are hand-scheduled: opt_level none keeps emission order (CRANELIFT.md).
+    // Kernels are hand-scheduled: opt_level none keeps emission order (docs/CRANELIFT.md).
     fb.set("opt_level", "none")
         .map_err(|e| host_isa_error(e.to_string()))?;
     fb.set("enable_verifier", "false")

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use kestrel_backends::interp::{eval_op, EvalError};
+use kestrel_ir::testing::check_close;
 use kestrel_ir::{Op, Tensor};
 
 pub fn f32t(dims: &[usize], v: &[f32]) -> Tensor {
@@ -41,11 +42,7 @@ pub fn assert_close(t: &Tensor, dims: &[usize], expected: &[f64], tol: f64) {
     assert_eq!(t.dims(), dims, "shape");
     let got = t.to_f64_vec();
     assert_eq!(got.len(), expected.len(), "element count");
-    for (i, (&g, &e)) in got.iter().zip(expected).enumerate() {
-        let ok = (g.is_nan() && e.is_nan()) || (g - e).abs() <= tol * e.abs().max(1.0);
-        assert!(
-            ok,
-            "element {i}: got {g}, expected {e}\n got: {got:?}\nwant: {expected:?}"
-        );
+    if let Err(m) = check_close(&got, expected, tol) {
+        panic!("{m}\n got: {got:?}\nwant: {expected:?}");
     }
 }

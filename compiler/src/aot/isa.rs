@@ -2,7 +2,7 @@
 //!
 //! Every Cranelift ISA flag of the target is set explicitly, to true or false, from the feature
 //! set: Cranelift's CPU presets are incomplete (`x86-64-v3` lacks `has_avx`, which turns every
-//! `fma` into a libcall; see `/work/shared/CRANELIFT.md`), so they are never used.
+//! `fma` into a libcall; see `docs/CRANELIFT.md`), so they are never used.
 
 use anyhow::{anyhow, bail, Context, Result};
 use cranelift_codegen::isa::TargetIsa;

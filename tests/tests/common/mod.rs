@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: fixture paths and reference checks.
 #![allow(dead_code)]
 
+use kestrel_ir::testing::{max_abs, step_bound, tensor_max_abs_diff};
 use kestrel_ir::{verify, Graph, Op, Tensor, TensorType, ValueDef};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -10,18 +11,10 @@ pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
 
-/// The folder named by `KESTREL_MODELS`, or `None` when it is unset. A set but missing folder
-/// fails the test: CI sets it, and a missing folder must not pass as a skipped check.
-pub fn shared_models() -> Option<PathBuf> {
-    let dir = std::env::var_os("KESTREL_MODELS")?;
-    let dir = PathBuf::from(dir);
-    assert!(
-        dir.is_dir(),
-        "KESTREL_MODELS={} is not a folder",
-        dir.display()
-    );
-    Some(dir)
-}
+/// The folder named by `KESTREL_MODELS`, or `None` when it is unset; a set but missing folder
+/// fails the test.
+#[allow(unused_imports)] // like the functions here: some test targets do not use it
+pub use kestrel_ir::testing::shared_models;
 
 /// A model of the shared folder, failing if it is missing.
 pub fn shared_model(dir: &Path, rel: &str) -> PathBuf {
@@ -60,19 +53,6 @@ pub fn io_of(model: &Path) -> PathBuf {
     model.with_file_name(name.replace(".onnx", ".io.npz"))
 }
 
-pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims(), "shapes differ");
-    a.to_f32_vec()
-        .iter()
-        .zip(b.to_f32_vec())
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
-pub fn max_abs(t: &Tensor) -> f32 {
-    t.to_f32_vec().iter().fold(0.0f32, |m, v| m.max(v.abs()))
-}
-
 /// Runs the interpreter on the bundle's input and returns (output, reference, seconds).
 pub fn run_interp(model: &Path) -> (Tensor, Tensor, f64) {
     let g = load(model);
@@ -87,8 +67,8 @@ pub fn run_interp(model: &Path) -> (Tensor, Tensor, f64) {
 /// Float models: max |out - ref| <= 1e-4 * max(1, max |ref|).
 pub fn check_float_model(model: &Path) {
     let (out, logits, secs) = run_interp(model);
-    let diff = max_abs_diff(&out, &logits);
-    let tol = 1e-4 * max_abs(&logits).max(1.0);
+    let diff = tensor_max_abs_diff(&out, &logits);
+    let tol = 1e-4 * max_abs(&logits.to_f32_vec()).max(1.0);
     eprintln!(
         "{}: max |diff| {diff:e} (tolerance {tol:e}), interpreter {secs:.2} s",
         model.display()
@@ -120,13 +100,13 @@ pub fn output_step(g: &Graph) -> f32 {
 pub fn check_int8_model(model: &Path) {
     let step = output_step(&load(model));
     let (out, logits, secs) = run_interp(model);
-    let diff = max_abs_diff(&out, &logits);
+    let diff = tensor_max_abs_diff(&out, &logits);
     eprintln!(
         "{}: max |diff| {diff:e} (one step {step:e}), interpreter {secs:.2} s",
         model.display()
     );
     assert!(
-        diff <= step * 1.0001,
+        diff <= step_bound(step, 1.0),
         "{}: max |diff| {diff} > one output step {step}",
         model.display()
     );
@@ -218,8 +198,8 @@ pub fn run_jit_with(
 /// Float models through the JIT, with the interpreter's tolerance.
 pub fn check_float_model_jit(model: &Path) {
     let (out, logits, m, secs) = run_jit(model);
-    let diff = max_abs_diff(&out, &logits);
-    let tol = 1e-4 * max_abs(&logits).max(1.0);
+    let diff = tensor_max_abs_diff(&out, &logits);
+    let tol = 1e-4 * max_abs(&logits.to_f32_vec()).max(1.0);
     eprintln!(
         "{} [jit]: max |diff| {diff:e} (tolerance {tol:e}); compile {:.3} s, run {secs:.4} s, code {} B, arena {} B (lower bound {} B)",
         model.display(),
@@ -273,14 +253,14 @@ pub fn check_float_model_jit(model: &Path) {
 pub fn check_int8_model_jit(model: &Path) {
     let step = output_step(&load(model));
     let (out, logits, m, secs) = run_jit(model);
-    let diff = max_abs_diff(&out, &logits);
+    let diff = tensor_max_abs_diff(&out, &logits);
     eprintln!(
         "{} [jit]: max |diff| {diff:e} (one step {step:e}); compile {:.3} s, run {secs:.4} s",
         model.display(),
         m.compile_time().as_secs_f64()
     );
     assert!(
-        diff <= 2.0 * step * 1.0001,
+        diff <= step_bound(step, 2.0),
         "{} [jit]: max |diff| {diff} > two output steps {step}",
         model.display()
     );
