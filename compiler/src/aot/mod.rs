@@ -8,11 +8,8 @@
 //! object with LLD and checks that the result imports nothing. Files appear only when complete:
 //! everything is written under temporary names in the output folder and renamed at the end.
 
-pub mod emit;
 pub mod header;
-pub mod isa;
 pub mod link;
-pub mod scalarize;
 
 use crate::tensor_io::write_atomically;
 use anyhow::{bail, Context, Result};
@@ -21,8 +18,8 @@ use kestrel_ir::Graph;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-pub use emit::{IoInfo, ModelInfo};
-pub use isa::{Arch, CpuFeatures};
+use kestrel_backends::aot::{object as emit, target as isa};
+pub use kestrel_backends::aot::{Arch, CpuFeatures, IoInfo, ModelInfo};
 pub use link::SoSizes;
 
 /// Options of [`compile_graph`].

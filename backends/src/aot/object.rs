@@ -10,7 +10,8 @@
 //!
 //! Everything is Cranelift output or data: the object imports nothing.
 
-use super::isa::{Arch, CpuFeatures};
+use super::target::{Arch, CpuFeatures};
+use crate::jit::{self, IsaFlags, JitOptions};
 use anyhow::{anyhow, Context, Result};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
@@ -20,7 +21,6 @@ use cranelift_codegen::ir::{
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_module::{DataDescription, DataId, FuncId, Linkage, Module};
 use cranelift_object::{ObjectBuilder, ObjectModule};
-use kestrel_backends::jit::{self, IsaFlags, JitOptions};
 use kestrel_ir::Graph;
 use kestrel_runtime::abi::{
     self, ModelDesc, TensorDesc, ABI_VERSION, ARENA_ALIGN, ERR_CPU, ERR_WORKSPACE, MODEL_MAGIC,
