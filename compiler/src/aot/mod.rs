@@ -1,12 +1,13 @@
 //! Ahead-of-time compilation: a graph into a self-contained shared object and its C header
 //! (`kestrel compile`; the ABI is `docs/ABI.md`, the command line `docs/CLI.md`).
 //!
-//! The code is the JIT's: `kestrel_backends::jit::lower` writes it into a
-//! `cranelift_object::ObjectModule` for the target ISA (PIC, every ISA flag set explicitly,
-//! see [`isa`]; on riscv64 without V the vector code is rewritten lane by lane, [`scalarize`]);
-//! [`emit`] adds the model descriptor and the run wrappers; [`link`] links the
-//! object with LLD and checks that the result imports nothing. Files appear only when complete:
-//! everything is written under temporary names in the output folder and renamed at the end.
+//! The code is the JIT's: [`kestrel_backends::aot::emit_object`] lowers the graph into an object
+//! file for the target ISA (PIC, every ISA flag set explicitly, see
+//! [`kestrel_backends::aot::target`]; on riscv64 without V the vector code is rewritten lane by
+//! lane, [`kestrel_backends::aot::scalarize`]) with the model descriptor and the run wrappers;
+//! [`link`] links the object with LLD and checks that the result imports nothing; [`header`]
+//! writes the C header. Files appear only when complete: everything is written under temporary
+//! names in the output folder and renamed at the end.
 
 pub mod header;
 pub mod link;
@@ -18,14 +19,13 @@ use kestrel_ir::Graph;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use kestrel_backends::aot::{object as emit, target as isa};
-pub use kestrel_backends::aot::{Arch, CpuFeatures, IoInfo, ModelInfo};
+pub use kestrel_backends::aot::{Arch, CpuFeatures, IoInfo, ModelInfo, TARGETS};
 pub use link::SoSizes;
 
 /// Options of [`compile_graph`].
 #[derive(Clone, Debug)]
 pub struct AotOptions {
-    /// Target triple (one of [`isa::TARGETS`]); `None` is the host.
+    /// Target triple (one of [`TARGETS`]); `None` is the host.
     pub target: Option<String>,
     /// `--cpu`: `native`, `generic` or a feature list (`None`: native for the host, generic
     /// otherwise).
@@ -36,8 +36,9 @@ pub struct AotOptions {
     pub tasks: usize,
     /// Fewest multiply-adds worth a task of their own.
     pub min_task_macs: usize,
-    /// Rewrite vector code lane by lane ([`scalarize`]) even for targets with vector registers
-    /// (it is always done for riscv64 without V). For tests: the rewrite then runs natively.
+    /// Rewrite vector code lane by lane ([`kestrel_backends::aot::scalarize`]) even for targets
+    /// with vector registers (it is always done for riscv64 without V). For tests: the rewrite
+    /// then runs natively.
     pub scalarize: bool,
 }
 
@@ -134,7 +135,7 @@ pub fn compile_graph(g: &Graph, opts: &AotOptions, out: &Path, source: &str) -> 
         None => Arch::host().ok_or_else(|| {
             anyhow::anyhow!(
                 "this machine is not one of the supported targets; give --target ({})",
-                isa::TARGETS.join(", ")
+                TARGETS.join(", ")
             )
         })?,
     };
@@ -163,8 +164,9 @@ pub fn compile_graph(g: &Graph, opts: &AotOptions, out: &Path, source: &str) -> 
         min_task_macs: opts.min_task_macs,
         ..JitOptions::default()
     };
-    let emitted = emit::emit(&g, &cpu, &opts.prefix, &jit_opts, opts.scalarize)
-        .with_context(|| format!("{source}: compiling for {}", arch.triple()))?;
+    let emitted =
+        kestrel_backends::aot::emit_object(&g, &cpu, &opts.prefix, &jit_opts, opts.scalarize)
+            .with_context(|| format!("{source}: compiling for {}", arch.triple()))?;
     let codegen_time = start.elapsed();
 
     let dir = match out.parent() {
