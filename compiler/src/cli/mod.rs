@@ -4,10 +4,11 @@
 //! usage error (clap). Commands whose feature has not landed yet parse their full option set and
 //! then fail with a message saying so.
 
-use crate::driver::{self, InputSpec};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use std::path::PathBuf;
+use kestrel::driver::{self, InputSpec, PassOptions};
+use kestrel::Backend;
+use std::path::{Path, PathBuf};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -42,20 +43,20 @@ pub enum Command {
     Distill(DistillArgs),
 }
 
+/// `--backend`: the values of [`kestrel::Backend`].
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
+pub enum BackendArg {
     /// Native code compiled in-process by Cranelift.
     Jit,
     /// The reference interpreter (the semantic oracle).
     Interp,
 }
 
-impl Backend {
-    /// The name the command line uses.
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::Jit => "jit",
-            Backend::Interp => "interp",
+impl From<BackendArg> for Backend {
+    fn from(b: BackendArg) -> Backend {
+        match b {
+            BackendArg::Jit => Backend::Jit,
+            BackendArg::Interp => Backend::Interp,
         }
     }
 }
@@ -80,6 +81,18 @@ pub struct PipelineArgs {
     pub verify_each: bool,
 }
 
+impl PipelineArgs {
+    pub fn options(&self) -> PassOptions {
+        PassOptions {
+            pipeline: self.pipeline.clone(),
+            disable_pass: self.disable_pass.clone(),
+            pass_limit: self.pass_limit,
+            time_passes: self.time_passes,
+            verify_each: self.verify_each,
+        }
+    }
+}
+
 /// Input binding options shared by `run`, `bench` and `compile`.
 #[derive(Args, Debug, Clone, Default)]
 pub struct InputArgs {
@@ -94,13 +107,20 @@ pub struct InputArgs {
     pub input_shape: Vec<String>,
 }
 
+impl InputArgs {
+    /// The spec these options describe; a malformed `--input-shape` is an error.
+    pub fn spec(&self) -> Result<InputSpec> {
+        InputSpec::parse(&self.input, &self.inputs, &self.input_shape)
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// An .onnx model, a .kir dump, or a shared object written by `kestrel compile`.
     pub model: PathBuf,
     /// Execution backend.
-    #[arg(long, value_enum, default_value_t = Backend::Jit)]
-    pub backend: Backend,
+    #[arg(long, value_enum, default_value_t = BackendArg::Jit)]
+    pub backend: BackendArg,
     #[command(flatten)]
     pub pipeline: PipelineArgs,
     /// Worker threads.
@@ -193,8 +213,8 @@ pub struct CompileArgs {
 pub struct BenchArgs {
     pub model: PathBuf,
     /// Execution backend.
-    #[arg(long, value_enum, default_value_t = Backend::Jit)]
-    pub backend: Backend,
+    #[arg(long, value_enum, default_value_t = BackendArg::Jit)]
+    pub backend: BackendArg,
     #[command(flatten)]
     pub pipeline: PipelineArgs,
     #[arg(long, default_value_t = 1)]
@@ -291,31 +311,13 @@ fn not_yet(what: &str) -> Result<()> {
     bail!("{what} is not available yet in this version of Kestrel")
 }
 
-/// Runs the pass pipeline the options name (`default` when `--pipeline` is absent) over `graph`,
-/// printing the timing table on stderr for `--time-passes`.
-fn run_passes(
-    graph: &mut kestrel_ir::Graph,
-    p: &PipelineArgs,
-    default: &str,
-    dump_dir: Option<PathBuf>,
-    dump_after: Option<String>,
-    model: &std::path::Path,
-) -> Result<kestrel_passes::Report> {
-    let opts = kestrel_passes::PipelineOptions {
-        pipeline: p.pipeline.clone().unwrap_or_else(|| default.to_string()),
-        disable: p.disable_pass.clone(),
-        pass_limit: p.pass_limit,
-        time_passes: p.time_passes,
-        verify_each: p.verify_each,
-        dump_dir,
-        dump_after,
-    };
-    let report = kestrel_passes::run_pipeline(graph, &opts, &driver::pass_context())
-        .with_context(|| format!("{}: pipeline {:?}", model.display(), opts.pipeline))?;
+/// Prints what the pass manager reports on stderr: warnings, the `--time-passes` table when
+/// asked for, and a note when `--pass-limit` stopped the pipeline.
+fn print_pass_report(report: &kestrel_passes::Report, time_passes: bool) {
     for w in &report.warnings {
         eprintln!("kestrel: warning: {w}");
     }
-    if p.time_passes {
+    if time_passes {
         eprint!("{}", report.timing_table());
     }
     if report.stopped_by_limit {
@@ -324,7 +326,6 @@ fn run_passes(
             report.runs.len()
         );
     }
-    Ok(report)
 }
 
 /// Runs the parsed command line.
@@ -334,7 +335,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Dump(args) => cmd_dump(args),
         Command::Compile(args) => cmd_compile(args),
         Command::Bench(args) => cmd_bench(args),
-        Command::Compare(args) => crate::compare::cmd_compare(args),
+        Command::Compare(args) => cmd_compare(args),
         Command::Passes => {
             cmd_passes();
             Ok(())
@@ -345,73 +346,60 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn cmd_run(args: RunArgs) -> Result<()> {
-    if args.threads == 0 {
-        bail!("--threads must be at least 1");
-    }
-    if crate::tensor_io::extension(&args.model).as_deref() == Some("so") {
-        return cmd_run_so(args);
-    }
-    let mut graph = driver::load_graph(&args.model)?;
-    let specs = InputSpec::parse_all(&args.inputs)?;
-    driver::apply_input_shapes(&mut graph, &specs.shapes, &args.model)?;
-    let inputs = driver::bind_inputs(&graph, &specs, &args.model)?;
-    // Bind symbolic dims from the arrays before the passes, so shape arithmetic folds.
-    driver::bind_shapes_from_inputs(&mut graph, &inputs, &args.model)?;
-    let default_pipeline = default_pipeline(args.backend);
-    run_passes(
-        &mut graph,
-        &args.pipeline,
-        default_pipeline,
-        None,
-        None,
-        &args.model,
-    )?;
-    let outputs = match args.backend {
-        Backend::Interp => kestrel_backends::interp::run(&graph, &inputs)
-            .with_context(|| format!("running {}", args.model.display()))?,
-        Backend::Jit => {
-            let model = compile_jit(&graph, args.threads, &args.model)?;
-            model
-                .run(&inputs)
-                .with_context(|| format!("running {}", args.model.display()))?
-        }
-    };
-    let named: Vec<(String, kestrel_ir::Tensor)> = graph
-        .outputs
-        .iter()
-        .map(|o| o.name.clone())
-        .zip(outputs)
-        .collect();
-    if args.print {
-        for (name, t) in &named {
+/// Prints a summary line per output (`--print`) and writes the output files.
+fn show_outputs(
+    named: &[(String, kestrel_ir::Tensor)],
+    print: bool,
+    output_dir: Option<&Path>,
+    outputs: Option<&Path>,
+    model: &Path,
+) -> Result<()> {
+    if print {
+        for (name, t) in named {
             println!("{}", driver::summarize(name, t));
         }
     }
-    driver::write_outputs(args.output_dir.as_deref(), args.outputs.as_deref(), &named)
-        .with_context(|| format!("{}: writing the outputs", args.model.display()))
+    driver::write_outputs(output_dir, outputs, named)
+        .with_context(|| format!("{}: writing the outputs", model.display()))
+}
+
+fn cmd_run(args: RunArgs) -> Result<()> {
+    driver::check_threads(args.threads)?;
+    if kestrel::tensor_io::extension(&args.model).as_deref() == Some("so") {
+        return cmd_run_so(args);
+    }
+    let model = kestrel::load(&args.model)?;
+    let opts = kestrel::InProcessOptions {
+        backend: args.backend.into(),
+        passes: args.pipeline.options(),
+        threads: args.threads,
+        inputs: args.inputs.spec()?,
+    };
+    let time_passes = args.pipeline.time_passes;
+    let named = kestrel::run(model, &opts, &mut |r| print_pass_report(r, time_passes))?;
+    show_outputs(
+        &named,
+        args.print,
+        args.output_dir.as_deref(),
+        args.outputs.as_deref(),
+        &args.model,
+    )
 }
 
 /// `kestrel run m.so`: the shared object's own code through `kestrel_runtime::Model`, with the
 /// same input and output options as for ONNX models.
 fn cmd_run_so(args: RunArgs) -> Result<()> {
-    let p = &args.pipeline;
-    if p.pipeline.is_some()
-        || !p.disable_pass.is_empty()
-        || p.pass_limit.is_some()
-        || p.time_passes
-        || p.verify_each
-    {
+    if !args.pipeline.options().is_default() {
         bail!(
             "{}: pipeline options do not apply to a compiled .so (give them to `kestrel compile`)",
             args.model.display()
         );
     }
-    if args.backend != Backend::Jit {
+    if args.backend != BackendArg::Jit {
         bail!(
             "{}: --backend {} does not apply to a compiled .so, which runs its own code",
             args.model.display(),
-            args.backend.name()
+            Backend::from(args.backend).name()
         );
     }
     if !args.inputs.input_shape.is_empty() {
@@ -420,18 +408,14 @@ fn cmd_run_so(args: RunArgs) -> Result<()> {
             args.model.display()
         );
     }
-    let named = crate::aot::run_so(
+    let named = kestrel::aot::run_so(&args.model, &args.inputs.spec()?, args.threads)?;
+    show_outputs(
+        &named,
+        args.print,
+        args.output_dir.as_deref(),
+        args.outputs.as_deref(),
         &args.model,
-        &InputSpec::parse_all(&args.inputs)?,
-        args.threads,
-    )?;
-    if args.print {
-        for (name, t) in &named {
-            println!("{}", driver::summarize(name, t));
-        }
-    }
-    driver::write_outputs(args.output_dir.as_deref(), args.outputs.as_deref(), &named)
-        .with_context(|| format!("{}: writing the outputs", args.model.display()))
+    )
 }
 
 fn cmd_compile(args: CompileArgs) -> Result<()> {
@@ -441,27 +425,9 @@ fn cmd_compile(args: CompileArgs) -> Result<()> {
     if args.prune.is_some() {
         return not_yet("`kestrel compile --prune`");
     }
-    if args.tasks == 0 {
-        bail!("--tasks must be at least 1");
-    }
-    let mut graph = driver::load_graph(&args.model)?;
-    let specs = InputSpec::parse_all(&args.inputs)?;
-    driver::apply_input_shapes(&mut graph, &specs.shapes, &args.model)?;
-    if !specs.files.is_empty() || !specs.archives.is_empty() {
-        // Sample inputs bind the shapes, as for `run`.
-        let inputs = driver::bind_inputs(&graph, &specs, &args.model)?;
-        driver::bind_shapes_from_inputs(&mut graph, &inputs, &args.model)?;
-    }
-    crate::aot::bind_default_batch(&mut graph, &args.model)?;
-    run_passes(
-        &mut graph,
-        &args.pipeline,
-        default_pipeline(Backend::Jit),
-        None,
-        None,
-        &args.model,
-    )?;
-    let mut opts = crate::aot::AotOptions {
+    kestrel::aot::check_tasks(args.tasks)?;
+    let model = kestrel::load(&args.model)?;
+    let mut aot = kestrel::aot::AotOptions {
         target: args.target.clone(),
         cpu: args.cpu.clone(),
         prefix: args.symbol_prefix.clone(),
@@ -469,14 +435,17 @@ fn cmd_compile(args: CompileArgs) -> Result<()> {
         ..Default::default()
     };
     if let Some(n) = args.min_task_macs {
-        opts.min_task_macs = n;
+        aot.min_task_macs = n;
     }
-    let out = crate::aot::compile_graph(
-        &graph,
-        &opts,
-        &args.output,
-        &args.model.display().to_string(),
-    )?;
+    let opts = kestrel::CompileSoOptions {
+        passes: args.pipeline.options(),
+        inputs: args.inputs.spec()?,
+        aot,
+    };
+    let time_passes = args.pipeline.time_passes;
+    let out = kestrel::compile_so(model, &args.output, &opts, &mut |r| {
+        print_pass_report(r, time_passes)
+    })?;
     eprintln!(
         "kestrel: wrote {} ({} bytes: code {}, weights and tables {}; workspace {} bytes) and {}",
         out.so.display(),
@@ -489,143 +458,61 @@ fn cmd_compile(args: CompileArgs) -> Result<()> {
     Ok(())
 }
 
-/// The pipeline a backend runs when `--pipeline` is absent: the interpreter, being the
-/// reference, runs the graph as imported; native code gets the canonicalised and fused graph.
-fn default_pipeline(backend: Backend) -> &'static str {
-    match backend {
-        Backend::Interp => "O0",
-        Backend::Jit => "O2",
-    }
-}
-
-/// Compiles a graph whose dimensions are bound with the JIT.
-fn compile_jit(
-    graph: &kestrel_ir::Graph,
-    threads: usize,
-    model: &std::path::Path,
-) -> Result<kestrel_backends::jit::JitModel> {
-    let opts = kestrel_backends::jit::JitOptions::with_threads(threads);
-    kestrel_backends::jit::compile(graph, &opts)
-        .with_context(|| format!("{}: compiling with the JIT", model.display()))
-}
-
 fn cmd_bench(args: BenchArgs) -> Result<()> {
-    if args.threads == 0 || args.iters == 0 {
-        bail!("--threads and --iters must be at least 1");
-    }
-    let start = std::time::Instant::now();
-    let mut graph = driver::load_graph(&args.model)?;
-    let import = start.elapsed();
-    let specs = InputSpec::parse_all(&args.inputs)?;
-    driver::apply_input_shapes(&mut graph, &specs.shapes, &args.model)?;
-    let inputs = if specs.files.is_empty() && specs.archives.is_empty() {
-        driver::synthetic_inputs(&graph, &args.model)?
-    } else {
-        driver::bind_inputs(&graph, &specs, &args.model)?
+    driver::check_threads_and_iters(args.threads, args.iters)?;
+    let model = kestrel::load(&args.model)?;
+    let opts = kestrel::bench::BenchOptions {
+        backend: args.backend.into(),
+        passes: args.pipeline.options(),
+        threads: args.threads,
+        iters: args.iters,
+        warmup: args.warmup,
+        inputs: args.inputs.spec()?,
     };
-    driver::bind_shapes_from_inputs(&mut graph, &inputs, &args.model)?;
-    let report = run_passes(
-        &mut graph,
-        &args.pipeline,
-        default_pipeline(args.backend),
-        None,
-        None,
-        &args.model,
-    )?;
-    let jit = match args.backend {
-        Backend::Jit => Some(compile_jit(&graph, args.threads, &args.model)?),
-        Backend::Interp => None,
-    };
-    let compile = start.elapsed();
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(args.threads)
-        .build()
-        .context("creating the thread pool")?;
-    let once = || -> Result<std::time::Duration> {
-        let t = std::time::Instant::now();
-        match &jit {
-            Some(model) => {
-                model
-                    .run(&inputs)
-                    .with_context(|| format!("running {}", args.model.display()))?;
-            }
-            None => {
-                kestrel_backends::interp::run(&graph, &inputs)
-                    .with_context(|| format!("running {}", args.model.display()))?;
-            }
-        }
-        Ok(t.elapsed())
-    };
-    let times = pool.install(|| -> Result<Vec<std::time::Duration>> {
-        for _ in 0..args.warmup {
-            once()?;
-        }
-        (0..args.iters).map(|_| once()).collect()
-    })?;
-    let stats = driver::LatencyStats::of(&times);
-    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
-    println!(
-        "{}: backend {}, pipeline {}, {} thread(s), {} nodes",
-        args.model.display(),
-        args.backend.name(),
-        report.pipeline,
-        args.threads,
-        graph.nodes.len()
-    );
-    match &jit {
-        Some(model) => {
-            println!(
-                "compile: {:.2} ms (import {:.2} ms, passes {:.2} ms, code generation {:.2} ms)",
-                ms(compile),
-                ms(import),
-                ms(report.total_time),
-                ms(model.compile_time())
-            );
-            println!(
-                "memory: arena {} bytes (lower bound {} bytes, {:.2}x), code {} bytes",
-                model.arena_bytes(),
-                model.arena_lower_bound(),
-                model.arena_bytes() as f64 / model.arena_lower_bound().max(1) as f64,
-                model.code_bytes()
-            );
-        }
-        None => println!(
-            "compile: {:.2} ms (import {:.2} ms, passes {:.2} ms)",
-            ms(compile),
-            ms(import),
-            ms(report.total_time)
-        ),
-    }
-    println!(
-        "latency: median {:.3} ms, min {:.3} ms, max {:.3} ms ({} runs after {} warm-up)",
-        stats.median_ms, stats.min_ms, stats.max_ms, args.iters, args.warmup
-    );
+    let time_passes = args.pipeline.time_passes;
+    let report = kestrel::bench::bench(model, &opts, &mut |r| print_pass_report(r, time_passes))?;
+    print!("{}", report.summary());
     if args.layers {
-        if jit.is_none() {
+        if report.backend != Backend::Jit {
             bail!("--layers needs the JIT backend");
         }
-        let opts = kestrel_backends::jit::JitOptions::with_threads(args.threads);
-        let peak =
-            kestrel_backends::jit::peak::fma_peak_gflops(7).context("measuring the FMA peak")?;
-        let layers = crate::layers::profile(&graph, &opts, args.iters.min(20), &args.model)?;
-        crate::layers::print(&layers, peak * args.threads as f64, stats.median_ms);
+        let jit = kestrel_backends::jit::JitOptions::with_threads(args.threads);
+        let peak = kestrel::layers::fma_peak_gflops(args.threads)?;
+        let layers =
+            kestrel::layers::profile(&report.graph, &jit, args.iters.min(20), &args.model)?;
+        print!(
+            "{}",
+            kestrel::layers::table(&layers, peak, report.latency.median_ms)
+        );
     }
     if let Some(path) = &args.json {
-        let json = format!(
-            "{{\"model\": {:?}, \"backend\": \"{}\", \"pipeline\": {:?}, \"threads\": {}, \"nodes\": {}, \"compile_ms\": {:.4}, \"median_ms\": {:.4}, \"min_ms\": {:.4}, \"max_ms\": {:.4}, \"iters\": {}}}\n",
-            args.model.display().to_string(),
-            args.backend.name(),
-            report.pipeline,
-            args.threads,
-            graph.nodes.len(),
-            ms(compile),
-            stats.median_ms,
-            stats.min_ms,
-            stats.max_ms,
-            args.iters
-        );
-        crate::tensor_io::write_atomically(path, |f| std::io::Write::write_all(f, json.as_bytes()))
-            .with_context(|| format!("writing {}", path.display()))?;
+        write_text(path, &report.to_json())?;
+    }
+    Ok(())
+}
+
+/// Writes `text` to `path` atomically.
+fn write_text(path: &Path, text: &str) -> Result<()> {
+    kestrel::tensor_io::write_atomically(path, |f| std::io::Write::write_all(f, text.as_bytes()))
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn cmd_compare(args: CompareArgs) -> Result<()> {
+    driver::check_threads_and_iters(args.threads, args.iters)?;
+    let model = kestrel::load(&args.model)?;
+    let opts = kestrel::compare::CompareOptions {
+        pipelines: args.pipelines.clone(),
+        inputs: args.inputs.clone(),
+        labels: args.labels.clone(),
+        threads: args.threads,
+        iters: args.iters,
+        warmup: args.warmup,
+    };
+    let comparison = kestrel::compare::compare(model, &opts, &mut |r| print_pass_report(r, false))?;
+    println!("{}", comparison.heading());
+    println!("{}", kestrel::compare::table(&comparison.rows));
+    if let Some(path) = &args.json {
+        write_text(path, &comparison.to_json())?;
     }
     Ok(())
 }
@@ -656,19 +543,21 @@ fn cmd_dump(args: DumpArgs) -> Result<()> {
     if args.format == DumpFormat::Dot && args.output.is_some() {
         bail!("--format dot prints to stdout; redirect it instead of -o");
     }
-    let mut graph = driver::load_graph(&args.model)?;
-    let specs = InputSpec::parse_all(&args.inputs)?;
-    driver::apply_input_shapes(&mut graph, &specs.shapes, &args.model)?;
-    let dump_dir = args.dump_dir.clone();
-    let report = run_passes(
-        &mut graph,
-        &args.pipeline,
-        "O0",
-        dump_dir.clone(),
-        args.after.clone(),
-        &args.model,
+    let model = kestrel::load(&args.model)?;
+    let spec = args.inputs.spec()?;
+    let mut pipeline = args.pipeline.options().resolve("O0");
+    pipeline.dump_dir = args.dump_dir.clone();
+    pipeline.dump_after = args.after.clone();
+    let time_passes = args.pipeline.time_passes;
+    let prepared = driver::prepare(
+        model,
+        &spec,
+        driver::InputPolicy::ShapesOnly,
+        &pipeline,
+        &mut |r| print_pass_report(r, time_passes),
     )?;
-    if let Some(dir) = &dump_dir {
+    let report = &prepared.report;
+    if let Some(dir) = &args.dump_dir {
         eprintln!(
             "kestrel: wrote {} dumps to {}",
             report.runs.iter().filter(|r| r.changed).count() + 1,
@@ -687,59 +576,17 @@ fn cmd_dump(args: DumpArgs) -> Result<()> {
     }
     match args.format {
         DumpFormat::Dot => {
-            print!("{}", kestrel_ir::dot::to_dot(&graph));
+            print!("{}", kestrel_ir::dot::to_dot(&prepared.graph));
             Ok(())
         }
-        DumpFormat::Text => crate::dump::dump(&graph, args.output.as_deref(), args.force),
+        DumpFormat::Text => match &args.output {
+            Some(path) => kestrel::dump::write_kir(&prepared.graph, path, args.force),
+            None => {
+                // A closed pipe (`kestrel dump m.onnx | head`) is not an error worth reporting.
+                let text = kestrel::dump::to_text(&prepared.graph);
+                let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
+                Ok(())
+            }
+        },
     }
-}
-
-/// The error and its causes on one line, skipping a cause whose text its parent already shows
-/// (errors that both print and chain their source would otherwise repeat it).
-///
-/// The result is always a single line of bounded length, whatever a hostile file put in the
-/// names and texts it quotes: control characters (newlines, escape sequences) are escaped, and a
-/// message longer than [`MAX_MESSAGE_CHARS`] keeps its start (file, node) and end (reason) around
-/// an ellipsis.
-pub fn error_chain(e: &anyhow::Error) -> String {
-    one_line(&raw_chain(e))
-}
-
-/// Longest error message printed, in characters.
-pub const MAX_MESSAGE_CHARS: usize = 4096;
-
-/// `text` with control characters escaped (`\n`, `\u{1b}`, ...) and its middle elided when it
-/// is longer than [`MAX_MESSAGE_CHARS`].
-pub fn one_line(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() {
-            escaped.extend(c.escape_default());
-        } else {
-            escaped.push(c);
-        }
-    }
-    let n = escaped.chars().count();
-    if n <= MAX_MESSAGE_CHARS {
-        return escaped;
-    }
-    let keep = MAX_MESSAGE_CHARS / 2;
-    let head: String = escaped.chars().take(keep).collect();
-    let tail: String = escaped.chars().skip(n - keep).collect();
-    format!("{head} [... {} characters elided ...] {tail}", n - 2 * keep)
-}
-
-fn raw_chain(e: &anyhow::Error) -> String {
-    let mut message = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if message.contains(&text) {
-            continue;
-        }
-        if !message.is_empty() {
-            message.push_str(": ");
-        }
-        message.push_str(&text);
-    }
-    message
 }
