@@ -25,7 +25,8 @@ pub struct BenchOptions {
     pub iters: usize,
     /// Untimed runs first.
     pub warmup: usize,
-    /// Inputs; without data, deterministic pseudo-random ones ([`InputPolicy::SyntheticUnlessGiven`]).
+    /// Inputs; without data, deterministic pseudo-random ones
+    /// ([`InputPolicy::SyntheticUnlessGiven`]).
     pub inputs: InputSpec,
 }
 
