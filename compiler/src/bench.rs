@@ -1,6 +1,6 @@
 //! `kestrel bench`: the latency of one inference, and what compiling took.
 //!
-//! [`bench`] prepares the model (inputs given or pseudo-random, the pipeline), compiles it for
+//! [`bench()`] prepares the model (inputs given or pseudo-random, the pipeline), compiles it for
 //! the backend and times `iters` runs after `warmup` untimed ones, on a pool of `threads`
 //! threads (the caller included). The per-node profile of `--layers` is [`crate::layers`].
 
@@ -12,7 +12,7 @@ use kestrel_passes::Report;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// Options of [`bench`].
+/// Options of [`bench()`].
 #[derive(Clone, Debug)]
 pub struct BenchOptions {
     pub backend: Backend,
@@ -53,7 +53,7 @@ pub struct JitSizes {
     pub code: usize,
 }
 
-/// What [`bench`] measured.
+/// What [`bench()`] measured.
 #[derive(Clone, Debug)]
 pub struct BenchReport {
     pub model: PathBuf,

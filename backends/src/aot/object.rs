@@ -1,4 +1,4 @@
-//! The object file of a shared object: the JIT's lowering ([`crate::jit::lower`]) into a
+//! The object file of a shared object: the JIT's lowering ([`crate::jit::lower()`]) into a
 //! `cranelift_object::ObjectModule`, plus what the C ABI (`docs/ABI.md`) adds around it:
 //!
 //! - `{prefix}_model`: the model descriptor (data, `kestrel_runtime::abi::ModelDesc`) with the
