@@ -7,10 +7,11 @@
 //! `--inputs` archive holds arrays named after the graph outputs (the shared models' `io.npz`),
 //! otherwise the `O0` graph run by the reference interpreter.
 
-use crate::cli::CompareArgs;
-use crate::driver::{self, InputSpec};
+use crate::driver::{self, InputPolicy, InputSpec, LoadedModel};
 use anyhow::{bail, Context, Result};
 use kestrel_ir::{DType, Graph, Tensor};
+use kestrel_passes::Report;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// One row of the table.
@@ -76,25 +77,110 @@ fn accuracy(logits: &Tensor, labels: &Tensor) -> Result<f64> {
     Ok(right as f64 / n.max(1) as f64)
 }
 
-pub fn cmd_compare(args: CompareArgs) -> Result<()> {
-    if args.threads == 0 || args.iters == 0 {
-        bail!("--threads and --iters must be at least 1");
+/// Options of [`compare`].
+#[derive(Clone, Debug)]
+pub struct CompareOptions {
+    /// The pipelines, one row each, in this order: names (`O0`, `O1`, `O2`) or textual ones.
+    pub pipelines: Vec<String>,
+    /// An `.npz` with one array per graph input (arrays named after the graph outputs are the
+    /// float reference); `None`: deterministic pseudo-random inputs.
+    pub inputs: Option<PathBuf>,
+    /// An `.npy` of integer class ids, one per sample: adds top-1 accuracy.
+    pub labels: Option<PathBuf>,
+    /// Threads of the pool the runs execute on (at least 1); the JIT splits large kernels into
+    /// as many tasks.
+    pub threads: usize,
+    /// Timed runs per pipeline (at least 1).
+    pub iters: usize,
+    /// Untimed runs first.
+    pub warmup: usize,
+}
+
+impl Default for CompareOptions {
+    fn default() -> Self {
+        CompareOptions {
+            pipelines: Vec::new(),
+            inputs: None,
+            labels: None,
+            threads: 1,
+            iters: 20,
+            warmup: 3,
+        }
     }
-    let mut base = driver::load_graph(&args.model)?;
+}
+
+/// Where the float reference of a comparison came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reference {
+    /// Arrays named after the graph outputs in the inputs archive.
+    Archive,
+    /// The `O0` graph run by the reference interpreter.
+    Interpreter,
+}
+
+impl Reference {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Reference::Archive => "the reference outputs in the --inputs archive",
+            Reference::Interpreter => "the O0 graph on the reference interpreter",
+        }
+    }
+}
+
+/// The result of [`compare`]: one row per pipeline, in the order asked.
+#[derive(Clone, Debug)]
+pub struct Comparison {
+    pub model: PathBuf,
+    pub threads: usize,
+    pub iters: usize,
+    pub warmup: usize,
+    pub reference: Reference,
+    pub rows: Vec<Row>,
+}
+
+impl Comparison {
+    /// The line `kestrel compare` prints above the table: model, threads, runs, reference.
+    pub fn heading(&self) -> String {
+        format!(
+            "{}: {} thread(s), {} timed runs after {} warm-up; max |diff| against {}",
+            self.model.display(),
+            self.threads,
+            self.iters,
+            self.warmup,
+            self.reference.describe()
+        )
+    }
+
+    /// `kestrel compare --json`: the rows as one JSON object.
+    pub fn to_json(&self) -> String {
+        json(&self.model.display().to_string(), self.threads, &self.rows)
+    }
+}
+
+/// Compiles `model` with each pipeline of `opts` on the JIT and measures it against the float
+/// reference (see the module documentation). `on_passes` sees each pipeline's pass report
+/// before that pipeline's code generation.
+pub fn compare(
+    model: LoadedModel,
+    opts: &CompareOptions,
+    on_passes: &mut dyn FnMut(&Report),
+) -> Result<Comparison> {
+    driver::check_threads_and_iters(opts.threads, opts.iters)?;
+    let LoadedModel {
+        graph: mut base,
+        path: model,
+        ..
+    } = model;
     let spec = InputSpec {
         files: vec![],
-        archives: args.inputs.iter().cloned().collect(),
+        archives: opts.inputs.iter().cloned().collect(),
         shapes: vec![],
     };
-    let inputs = if args.inputs.is_some() {
-        driver::bind_inputs(&base, &spec, &args.model)?
-    } else {
-        driver::synthetic_inputs(&base, &args.model)?
-    };
-    driver::bind_shapes_from_inputs(&mut base, &inputs, &args.model)?;
+    let inputs =
+        driver::prepare_inputs(&mut base, &spec, InputPolicy::SyntheticUnlessGiven, &model)?;
     // The float reference.
     let mut reference: Option<Vec<Tensor>> = None;
-    if let Some(p) = &args.inputs {
+    if let Some(p) = &opts.inputs {
         let arrays =
             crate::tensor_io::read_npz(p).with_context(|| format!("reading {}", p.display()))?;
         let refs: Option<Vec<Tensor>> = base
@@ -110,20 +196,16 @@ pub fn cmd_compare(args: CompareArgs) -> Result<()> {
         reference = refs;
     }
     let reference_from = if reference.is_some() {
-        "the reference outputs in the --inputs archive"
+        Reference::Archive
     } else {
-        "the O0 graph on the reference interpreter"
+        Reference::Interpreter
     };
     let reference = match reference {
         Some(r) => r,
-        None => kestrel_backends::interp::run(&base, &inputs).with_context(|| {
-            format!(
-                "{}: running the reference interpreter",
-                args.model.display()
-            )
-        })?,
+        None => kestrel_backends::interp::run(&base, &inputs)
+            .with_context(|| format!("{}: running the reference interpreter", model.display()))?,
     };
-    let labels = match &args.labels {
+    let labels = match &opts.labels {
         Some(p) => Some(
             crate::tensor_io::read_tensor_file(p)
                 .with_context(|| format!("reading {}", p.display()))?,
@@ -131,41 +213,38 @@ pub fn cmd_compare(args: CompareArgs) -> Result<()> {
         None => None,
     };
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(args.threads)
+        .num_threads(opts.threads)
         .build()
         .context("creating the thread pool")?;
     let mut rows = Vec::new();
-    for p in &args.pipelines {
+    for p in &opts.pipelines {
         let mut g: Graph = base.clone();
         let t = Instant::now();
-        let opts = kestrel_passes::PipelineOptions {
+        let pipeline = kestrel_passes::PipelineOptions {
             pipeline: p.clone(),
             ..Default::default()
         };
-        let report = kestrel_passes::run_pipeline(&mut g, &opts, &driver::pass_context())
-            .with_context(|| format!("{}: pipeline {p:?}", args.model.display()))?;
-        for w in &report.warnings {
-            eprintln!("kestrel: warning: {w}");
-        }
+        let report = driver::run_pipeline(&mut g, &pipeline, &model)?;
+        on_passes(&report);
         let jit = kestrel_backends::jit::compile(
             &g,
-            &kestrel_backends::jit::JitOptions::with_threads(args.threads),
+            &kestrel_backends::jit::JitOptions::with_threads(opts.threads),
         )
-        .with_context(|| format!("{}: compiling with the JIT after {p}", args.model.display()))?;
+        .with_context(|| format!("{}: compiling with the JIT after {p}", model.display()))?;
         let compile = t.elapsed();
         let outs = jit
             .run(&inputs)
-            .with_context(|| format!("running {} after {p}", args.model.display()))?;
+            .with_context(|| format!("running {} after {p}", model.display()))?;
         let once = || -> Result<Duration> {
             let t = Instant::now();
             jit.run(&inputs)?;
             Ok(t.elapsed())
         };
         let times = pool.install(|| -> Result<Vec<Duration>> {
-            for _ in 0..args.warmup {
+            for _ in 0..opts.warmup {
                 once()?;
             }
-            (0..args.iters).map(|_| once()).collect()
+            (0..opts.iters).map(|_| once()).collect()
         })?;
         let stats = driver::LatencyStats::of(&times);
         let acc = match (&labels, outs.first()) {
@@ -185,20 +264,14 @@ pub fn cmd_compare(args: CompareArgs) -> Result<()> {
             accuracy: acc,
         });
     }
-    println!(
-        "{}: {} thread(s), {} timed runs after {} warm-up; max |diff| against {reference_from}",
-        args.model.display(),
-        args.threads,
-        args.iters,
-        args.warmup
-    );
-    println!("{}", table(&rows));
-    if let Some(path) = &args.json {
-        let json = json(&args.model.display().to_string(), args.threads, &rows);
-        crate::tensor_io::write_atomically(path, |f| std::io::Write::write_all(f, json.as_bytes()))
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    Ok(())
+    Ok(Comparison {
+        model,
+        threads: opts.threads,
+        iters: opts.iters,
+        warmup: opts.warmup,
+        reference: reference_from,
+        rows,
+    })
 }
 
 /// The rows as a Markdown table (what `docs/PERFORMANCE.md` shows).

@@ -1,10 +1,17 @@
-//! What the commands share: loading a model by file type, binding inputs, writing outputs.
+//! What the commands share: loading a model by file type, binding inputs, running the pass
+//! pipeline, writing outputs.
+//!
+//! Every function takes plain Rust types and prints nothing, so the command line, other front
+//! ends (a Python package) and a training loop run the same steps with the same checks and
+//! messages. A user's mistake is an `Err` whose message names the model file, the input or node,
+//! and the reason.
 
-use crate::cli::InputArgs;
 use crate::tensor_io::{self, extension};
 use anyhow::{anyhow, bail, Context, Result};
 use kestrel_ir::{Dim, Graph, Tensor, ValueDef};
+use kestrel_passes::Report;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// Loads a model: `.onnx` through the importer, `.kir` through the text parser (weights from the
 /// sidecar written beside it by `kestrel dump -o`).
@@ -24,38 +31,86 @@ pub fn load_graph(path: &Path) -> Result<Graph> {
     }
 }
 
-/// Parsed `--input`, `--inputs` and `--input-shape` options.
-#[derive(Debug, Default)]
+/// A model as loaded from its file: the graph, the file it came from (named in every message)
+/// and how long loading took.
+#[derive(Clone, Debug)]
+pub struct LoadedModel {
+    pub graph: Graph,
+    pub path: PathBuf,
+    pub load_time: Duration,
+}
+
+impl LoadedModel {
+    /// A graph built in memory (by a training loop, a test); `name` stands for the model file in
+    /// messages.
+    pub fn from_graph(graph: Graph, name: impl Into<PathBuf>) -> LoadedModel {
+        LoadedModel {
+            graph,
+            path: name.into(),
+            load_time: Duration::ZERO,
+        }
+    }
+}
+
+/// Loads `path` with [`load_graph`] and measures how long that took.
+pub fn load(path: &Path) -> Result<LoadedModel> {
+    let start = Instant::now();
+    let graph = load_graph(path)?;
+    Ok(LoadedModel {
+        graph,
+        path: path.to_path_buf(),
+        load_time: start.elapsed(),
+    })
+}
+
+/// Which graph inputs get which data and shapes: the `--input`, `--inputs` and `--input-shape`
+/// options. Files are read only when the spec is bound ([`bind_inputs`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct InputSpec {
-    /// `(Some(name), file)` for NAME=FILE, `(None, file)` for a positional FILE.
+    /// `(Some(name), file)` binds the input `name`; `(None, file)` the next unbound input in
+    /// graph order (`.npy` or ONNX `TensorProto` `.pb`).
     pub files: Vec<(Option<String>, PathBuf)>,
+    /// `.npz` archives: every array named after a graph input binds it, others are ignored.
     pub archives: Vec<PathBuf>,
-    /// `(input name, dims)` from `--input-shape`.
+    /// `(input name, dims)`: fixes the shape of an input with symbolic dimensions.
     pub shapes: Vec<(String, Vec<usize>)>,
 }
 
 impl InputSpec {
-    pub fn parse_all(args: &InputArgs) -> Result<InputSpec> {
-        let files = args
-            .input
-            .iter()
-            .map(|s| match s.split_once('=') {
-                Some((name, file)) if !name.is_empty() && !name.contains('/') => {
-                    (Some(name.to_string()), PathBuf::from(file))
-                }
-                _ => (None, PathBuf::from(s)),
-            })
-            .collect();
-        let shapes = args
-            .input_shape
+    /// The spec of the command-line forms: `inputs` are `--input` values (`NAME=FILE` or `FILE`,
+    /// see [`parse_input_binding`]), `archives` `--inputs` files, `input_shapes` `--input-shape`
+    /// values (`NAME=1x3x224x224`, see [`parse_shape_spec`]).
+    pub fn parse(
+        inputs: &[String],
+        archives: &[PathBuf],
+        input_shapes: &[String],
+    ) -> Result<InputSpec> {
+        let shapes = input_shapes
             .iter()
             .map(|s| parse_shape_spec(s))
             .collect::<Result<_>>()?;
         Ok(InputSpec {
-            files,
-            archives: args.inputs.clone(),
+            files: inputs.iter().map(|s| parse_input_binding(s)).collect(),
+            archives: archives.to_vec(),
             shapes,
         })
+    }
+
+    /// Whether the spec gives any input data (files or archives), not only shapes.
+    pub fn has_data(&self) -> bool {
+        !self.files.is_empty() || !self.archives.is_empty()
+    }
+}
+
+/// Splits an `--input` value: `NAME=FILE` names the input (a NAME is not empty and has no `/`,
+/// so a path containing `=` is still a file), anything else is a file for the next unbound
+/// input.
+pub fn parse_input_binding(s: &str) -> (Option<String>, PathBuf) {
+    match s.split_once('=') {
+        Some((name, file)) if !name.is_empty() && !name.contains('/') => {
+            (Some(name.to_string()), PathBuf::from(file))
+        }
+        _ => (None, PathBuf::from(s)),
     }
 }
 
@@ -139,46 +194,25 @@ fn input_names(g: &Graph) -> String {
 /// Matches the given files to graph inputs (by name, then in order) and checks every input is
 /// bound exactly once with the right dtype and rank. Returns tensors in `g.inputs` order.
 pub fn bind_inputs(g: &Graph, spec: &InputSpec, model: &Path) -> Result<Vec<Tensor>> {
-    let mut bound: Vec<Option<(Tensor, PathBuf)>> = vec![None; g.inputs.len()];
-    let position = |name: &str| {
-        g.inputs
-            .iter()
-            .position(|&v| g.value(v).name.as_deref() == Some(name))
-    };
-    let bind = |pos: usize,
-                t: Tensor,
-                file: &Path,
-                bound: &mut Vec<Option<(Tensor, PathBuf)>>|
-     -> Result<()> {
-        let name = g.value(g.inputs[pos]).name.clone().unwrap_or_default();
-        if let Some((_, prev)) = &bound[pos] {
-            bail!(
-                "input {name:?} is bound twice ({} and {})",
-                prev.display(),
-                file.display()
-            );
-        }
-        bound[pos] = Some((t, file.to_path_buf()));
-        Ok(())
-    };
+    let mut binding = Binding::new(g);
     for archive in &spec.archives {
         for (name, t) in tensor_io::read_npz(archive)? {
-            if let Some(pos) = position(&name) {
-                bind(pos, t, archive, &mut bound)?;
+            if let Some(pos) = binding.position(&name) {
+                binding.bind(pos, t, archive.display().to_string())?;
             }
         }
     }
     for (name, file) in &spec.files {
         let t = tensor_io::read_tensor_file(file)?;
         let pos = match name {
-            Some(n) => position(n).ok_or_else(|| {
+            Some(n) => binding.position(n).ok_or_else(|| {
                 anyhow!(
                     "{}: --input {n}=...: the model has no input {n:?} (inputs: {})",
                     model.display(),
                     input_names(g)
                 )
             })?,
-            None => bound.iter().position(Option::is_none).ok_or_else(|| {
+            None => binding.next_unbound().ok_or_else(|| {
                 anyhow!(
                     "{}: every graph input is already bound; {} has nowhere to go",
                     model.display(),
@@ -186,46 +220,192 @@ pub fn bind_inputs(g: &Graph, spec: &InputSpec, model: &Path) -> Result<Vec<Tens
                 )
             })?,
         };
-        bind(pos, t, file, &mut bound)?;
+        binding.bind(pos, t, file.display().to_string())?;
     }
-    let mut out = Vec::with_capacity(bound.len());
-    for (pos, slot) in bound.into_iter().enumerate() {
-        let v = g.value(g.inputs[pos]);
-        let name = v.name.clone().unwrap_or_default();
-        let Some((t, file)) = slot else {
-            bail!(
-                "{}: input {name:?} ({}) is not bound; give --input {name}=FILE or --inputs FILE.npz",
+    binding.finish(model, |name| {
+        format!("is not bound; give --input {name}=FILE or --inputs FILE.npz")
+    })
+}
+
+/// Binds tensors given by input name (every graph input exactly once) with the checks of
+/// [`bind_inputs`]. Returns them in `g.inputs` order.
+pub fn bind_named(g: &Graph, named: &[(String, Tensor)], model: &Path) -> Result<Vec<Tensor>> {
+    let mut binding = Binding::new(g);
+    for (name, t) in named {
+        let pos = binding.position(name).ok_or_else(|| {
+            anyhow!(
+                "{}: the model has no input {name:?} (inputs: {})",
                 model.display(),
-                v.ty
-            );
-        };
-        if t.dtype() != v.ty.dtype {
-            bail!(
-                "{}: input {name:?} expects {}, {} holds {} {:?}",
-                model.display(),
-                v.ty,
-                file.display(),
-                t.dtype(),
-                t.dims()
-            );
-        }
-        let fits = t.dims().len() == v.ty.rank()
-            && t.dims().iter().zip(&v.ty.shape).all(|(&n, d)| match d {
-                Dim::Known(k) => *k == n,
-                _ => true,
-            });
-        if !fits {
-            bail!(
-                "{}: input {name:?} expects shape {}, {} holds shape {:?}",
-                model.display(),
-                v.ty,
-                file.display(),
-                t.dims()
-            );
-        }
-        out.push(t);
+                input_names(g)
+            )
+        })?;
+        binding.bind(pos, t.clone(), format!("the tensor given for {name:?}"))?;
     }
-    Ok(out)
+    binding.finish(model, |_| "is not given".to_string())
+}
+
+/// Tensors assigned to graph inputs so far, each with where it came from (for messages).
+struct Binding<'g> {
+    g: &'g Graph,
+    slots: Vec<Option<(Tensor, String)>>,
+}
+
+impl<'g> Binding<'g> {
+    fn new(g: &'g Graph) -> Binding<'g> {
+        Binding {
+            g,
+            slots: vec![None; g.inputs.len()],
+        }
+    }
+
+    fn position(&self, name: &str) -> Option<usize> {
+        self.g
+            .inputs
+            .iter()
+            .position(|&v| self.g.value(v).name.as_deref() == Some(name))
+    }
+
+    fn next_unbound(&self) -> Option<usize> {
+        self.slots.iter().position(Option::is_none)
+    }
+
+    /// Assigns `t` (from `source`) to input `pos`; binding an input twice is an error.
+    fn bind(&mut self, pos: usize, t: Tensor, source: String) -> Result<()> {
+        let name = self
+            .g
+            .value(self.g.inputs[pos])
+            .name
+            .clone()
+            .unwrap_or_default();
+        if let Some((_, prev)) = &self.slots[pos] {
+            bail!("input {name:?} is bound twice ({prev} and {source})");
+        }
+        self.slots[pos] = Some((t, source));
+        Ok(())
+    }
+
+    /// Checks, input by input, that each is bound (else the error says `input NAME (TYPE)` and
+    /// `unbound(NAME)`) to a tensor of its dtype and shape; returns the tensors in input order.
+    fn finish(self, model: &Path, unbound: impl Fn(&str) -> String) -> Result<Vec<Tensor>> {
+        let g = self.g;
+        let mut out = Vec::with_capacity(self.slots.len());
+        for (pos, slot) in self.slots.into_iter().enumerate() {
+            let v = g.value(g.inputs[pos]);
+            let name = v.name.clone().unwrap_or_default();
+            let Some((t, source)) = slot else {
+                bail!(
+                    "{}: input {name:?} ({}) {}",
+                    model.display(),
+                    v.ty,
+                    unbound(&name)
+                );
+            };
+            if t.dtype() != v.ty.dtype {
+                bail!(
+                    "{}: input {name:?} expects {}, {source} holds {} {:?}",
+                    model.display(),
+                    v.ty,
+                    t.dtype(),
+                    t.dims()
+                );
+            }
+            let fits = t.dims().len() == v.ty.rank()
+                && t.dims().iter().zip(&v.ty.shape).all(|(&n, d)| match d {
+                    Dim::Known(k) => *k == n,
+                    _ => true,
+                });
+            if !fits {
+                bail!(
+                    "{}: input {name:?} expects shape {}, {source} holds shape {:?}",
+                    model.display(),
+                    v.ty,
+                    t.dims()
+                );
+            }
+            out.push(t);
+        }
+        Ok(out)
+    }
+}
+
+/// How [`prepare_inputs`] uses what an [`InputSpec`] gives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputPolicy {
+    /// Every graph input must be bound by the spec's files and archives; the arrays' shapes then
+    /// bind the symbolic dimensions (`kestrel run`).
+    Required,
+    /// Bound by the spec when it gives any data, otherwise deterministic pseudo-random inputs
+    /// ([`synthetic_inputs`]); their shapes bind the symbolic dimensions (`bench`, `compare`).
+    SyntheticUnlessGiven,
+    /// Sample arrays, when the spec gives any, bind the symbolic dimensions; then a leading one
+    /// left symbolic becomes 1 and any other is an error ([`bind_default_batch`]) (`compile`).
+    DefaultBatch,
+    /// Only the spec's shapes apply; its files are not read (`dump`).
+    ShapesOnly,
+}
+
+/// Applies `spec` to `graph` under `policy`: the shapes first ([`apply_input_shapes`]), then
+/// the data, then the symbolic dimensions the data binds ([`bind_shapes_from_inputs`]), so that
+/// passes see concrete shapes. Returns the input tensors in graph-input order: empty for
+/// [`InputPolicy::ShapesOnly`], and for [`InputPolicy::DefaultBatch`] without data.
+pub fn prepare_inputs(
+    graph: &mut Graph,
+    spec: &InputSpec,
+    policy: InputPolicy,
+    model: &Path,
+) -> Result<Vec<Tensor>> {
+    apply_input_shapes(graph, &spec.shapes, model)?;
+    let inputs = match policy {
+        InputPolicy::ShapesOnly => return Ok(Vec::new()),
+        InputPolicy::Required => bind_inputs(graph, spec, model)?,
+        InputPolicy::SyntheticUnlessGiven if !spec.has_data() => synthetic_inputs(graph, model)?,
+        InputPolicy::SyntheticUnlessGiven => bind_inputs(graph, spec, model)?,
+        InputPolicy::DefaultBatch if spec.has_data() => bind_inputs(graph, spec, model)?,
+        InputPolicy::DefaultBatch => Vec::new(),
+    };
+    bind_shapes_from_inputs(graph, &inputs, model)?;
+    if policy == InputPolicy::DefaultBatch {
+        bind_default_batch(graph, model)?;
+    }
+    Ok(inputs)
+}
+
+/// Binds what `compile` may default: a symbolic leading (batch) dimension of an input becomes
+/// 1. Any other unbound dimension is an error that lists them all (`docs/CLI.md`).
+pub fn bind_default_batch(g: &mut Graph, model: &Path) -> Result<()> {
+    let mut changed = false;
+    let mut unbound = Vec::new();
+    for &v in &g.inputs.clone() {
+        let name = g.value(v).name.clone().unwrap_or_default();
+        let ty = &mut g.values[v.index()].ty;
+        for (axis, d) in ty.shape.iter_mut().enumerate() {
+            if matches!(d, Dim::Known(_)) {
+                continue;
+            }
+            if axis == 0 {
+                *d = Dim::Known(1);
+                changed = true;
+            } else {
+                unbound.push(format!("{name} axis {axis} ({d})"));
+            }
+        }
+    }
+    if !unbound.is_empty() {
+        bail!(
+            "{}: compiling needs every input dimension bound; unbound: {} (give --input-shape NAME=DIMS)",
+            model.display(),
+            unbound.join(", ")
+        );
+    }
+    if changed {
+        g.reinfer().with_context(|| {
+            format!(
+                "{}: after binding the batch dimension to 1",
+                model.display()
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// One line describing a tensor: name, type, and a few statistics.
@@ -345,6 +525,119 @@ pub fn pass_context() -> kestrel_passes::PassContext {
     kestrel_passes::PassContext::with_evaluator(|op: &kestrel_ir::Op, inputs: &[&Tensor]| {
         Some(kestrel_backends::interp::eval_op(op, inputs).map_err(|e| e.to_string()))
     })
+}
+
+/// The pass pipeline to run and the pass manager's switches: what the `--pipeline`,
+/// `--disable-pass`, `--pass-limit`, `--time-passes` and `--verify-each` options say.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PassOptions {
+    /// A named pipeline (`O0`, `O1`, `O2`; `kestrel passes` lists them) or a textual one such as
+    /// `canonicalize,fixpoint(cse,dce)`; `None`: the caller's default.
+    pub pipeline: Option<String>,
+    /// Passes (or groups) to skip, by name.
+    pub disable_pass: Vec<String>,
+    /// Stop after this many pass applications (to bisect a miscompile).
+    pub pass_limit: Option<usize>,
+    /// Asks for the timing table ([`Report::timing_table`]); timing is measured regardless.
+    pub time_passes: bool,
+    /// Verify the graph after every pass application.
+    pub verify_each: bool,
+}
+
+impl PassOptions {
+    /// The pipeline `pipeline` with the pass manager's defaults.
+    pub fn pipeline(pipeline: impl Into<String>) -> PassOptions {
+        PassOptions {
+            pipeline: Some(pipeline.into()),
+            ..PassOptions::default()
+        }
+    }
+
+    /// Whether nothing is asked for: no pipeline named, no switch set.
+    pub fn is_default(&self) -> bool {
+        *self == PassOptions::default()
+    }
+
+    /// The pass manager's options, running `default` when no pipeline is named.
+    pub fn resolve(&self, default: &str) -> kestrel_passes::PipelineOptions {
+        kestrel_passes::PipelineOptions {
+            pipeline: self.pipeline.clone().unwrap_or_else(|| default.to_string()),
+            disable: self.disable_pass.clone(),
+            pass_limit: self.pass_limit,
+            time_passes: self.time_passes,
+            verify_each: self.verify_each,
+            dump_dir: None,
+            dump_after: None,
+        }
+    }
+}
+
+/// Runs the pipeline `opts` over `graph` with [`pass_context`]; errors name the model and the
+/// pipeline. Warnings, timings and dumps kept in memory are in the returned report.
+pub fn run_pipeline(
+    graph: &mut Graph,
+    opts: &kestrel_passes::PipelineOptions,
+    model: &Path,
+) -> Result<Report> {
+    kestrel_passes::run_pipeline(graph, opts, &pass_context())
+        .with_context(|| format!("{}: pipeline {:?}", model.display(), opts.pipeline))
+}
+
+/// A model ready for code generation: inputs bound, pipeline run.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    /// The graph after the pipeline.
+    pub graph: Graph,
+    /// The input tensors in graph-input order, as [`prepare_inputs`] returned them.
+    pub inputs: Vec<Tensor>,
+    /// What the pass manager did.
+    pub report: Report,
+    /// The model file (or the name standing for it), for messages.
+    pub path: PathBuf,
+    pub load_time: Duration,
+}
+
+/// [`prepare_inputs`], then [`run_pipeline`]. `on_passes` sees the pass report as soon as the
+/// pipeline has run, before any later step can fail (the command line prints warnings and
+/// timings there).
+pub fn prepare(
+    model: LoadedModel,
+    spec: &InputSpec,
+    policy: InputPolicy,
+    pipeline: &kestrel_passes::PipelineOptions,
+    on_passes: &mut dyn FnMut(&Report),
+) -> Result<Prepared> {
+    let LoadedModel {
+        mut graph,
+        path,
+        load_time,
+    } = model;
+    let inputs = prepare_inputs(&mut graph, spec, policy, &path)?;
+    let report = run_pipeline(&mut graph, pipeline, &path)?;
+    on_passes(&report);
+    Ok(Prepared {
+        graph,
+        inputs,
+        report,
+        path,
+        load_time,
+    })
+}
+
+/// Checks a thread count and a count of timed runs: both must be at least 1.
+pub fn check_threads_and_iters(threads: usize, iters: usize) -> Result<()> {
+    if threads == 0 || iters == 0 {
+        bail!("--threads and --iters must be at least 1");
+    }
+    Ok(())
+}
+
+/// Checks a thread count: at least 1.
+pub fn check_threads(threads: usize) -> Result<()> {
+    if threads == 0 {
+        bail!("--threads must be at least 1");
+    }
+    Ok(())
 }
 
 /// Deterministic inputs for benchmarking: pseudo-random floats in [0, 1) (integers and bools

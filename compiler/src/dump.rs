@@ -13,21 +13,22 @@ pub fn sidecar_path(kir: &Path) -> PathBuf {
     kir.with_extension("weights.npz")
 }
 
-/// Prints `g` to stdout with large constants `elided`, or writes it to `output` with large constants
-/// referenced by name and stored in the sidecar. Existing files are kept unless `force`.
-pub fn dump(g: &Graph, output: Option<&Path>, force: bool) -> Result<()> {
-    let Some(path) = output else {
-        let printed = text::print(
-            g,
-            &PrintOptions {
-                weights: WeightStyle::Elided,
-            },
-        );
-        let mut out = std::io::stdout().lock();
-        // A closed pipe (`kestrel dump m.onnx | head`) is not an error worth reporting.
-        let _ = out.write_all(printed.text.as_bytes());
-        return Ok(());
-    };
+/// The textual form of `g` with large constants printed as `elided` (what `kestrel dump` prints
+/// without `-o`).
+pub fn to_text(g: &Graph) -> String {
+    text::print(
+        g,
+        &PrintOptions {
+            weights: WeightStyle::Elided,
+        },
+    )
+    .text
+}
+
+/// Writes the textual form of `g` to `path`, large constants referenced by name and stored in
+/// the sidecar ([`sidecar_path`]). Existing files are kept (an error) unless `force`; on failure
+/// neither file is left behind.
+pub fn write_kir(g: &Graph, path: &Path, force: bool) -> Result<()> {
     let sidecar = sidecar_path(path);
     for p in [path, sidecar.as_path()] {
         if p.exists() && !force {

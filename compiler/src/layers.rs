@@ -13,6 +13,7 @@ use anyhow::{Context, Result};
 use kestrel_backends::jit::{self, JitOptions};
 use kestrel_ir::{Graph, NodeId, Op, Tensor, ValueDef, ValueId};
 use std::collections::HashMap;
+use std::fmt::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -137,9 +138,21 @@ pub fn profile(
     Ok(out)
 }
 
-/// Prints the per-layer table and its summary; `model_ms` is the whole model's median latency.
-pub fn print(layers: &[LayerTiming], peak_gflops: f64, model_ms: f64) {
-    println!(
+/// The 128-bit FMA peak of `threads` cores in GFLOP/s: this core's, measured now by a
+/// register-only generated loop (median of seven runs), times `threads`. [`table`] compares the
+/// rates of convolutions and matrix products with it.
+pub fn fma_peak_gflops(threads: usize) -> Result<f64> {
+    let one = jit::peak::fma_peak_gflops(7).context("measuring the FMA peak")?;
+    Ok(one * threads as f64)
+}
+
+/// The per-layer table and its summary lines, as `kestrel bench --layers` prints them:
+/// `peak_gflops` is the FMA peak the rates are compared with ([`fma_peak_gflops`]), `model_ms`
+/// the whole model's median latency.
+pub fn table(layers: &[LayerTiming], peak_gflops: f64, model_ms: f64) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
         "{:<44} {:<26} {:>10} {:>9} {:>8} {:>7}",
         "node", "output", "MMACs", "ms", "GFLOP/s", "% peak"
     );
@@ -153,7 +166,8 @@ pub fn print(layers: &[LayerTiming], peak_gflops: f64, model_ms: f64) {
             (String::new(), String::new())
         };
         let name: String = l.node.chars().take(44).collect();
-        println!(
+        let _ = writeln!(
+            s,
             "{name:<44} {:<26} {:>10.2} {:>9.4} {rate:>8} {pct:>7}",
             l.output,
             l.macs as f64 / 1e6,
@@ -165,7 +179,8 @@ pub fn print(layers: &[LayerTiming], peak_gflops: f64, model_ms: f64) {
     let dense_ms: f64 = dense.iter().map(|l| l.median_ms).sum();
     let dense_macs: u64 = dense.iter().map(|l| l.macs).sum();
     let dense_rate = 2.0 * dense_macs as f64 / (dense_ms * 1e-3).max(1e-12) / 1e9;
-    println!(
+    let _ = writeln!(
+        s,
         "layers: {:.3} ms in total (the whole model: {model_ms:.3} ms); conv/gemm/matmul {dense_ms:.3} ms ({:.0}%) at {dense_rate:.1} GFLOP/s = {:.0}% of the {peak_gflops:.1} GFLOP/s FMA peak; other ops {:.3} ms",
         total,
         100.0 * dense_ms / total.max(1e-12),
@@ -184,7 +199,8 @@ pub fn print(layers: &[LayerTiming], peak_gflops: f64, model_ms: f64) {
         .iter()
         .map(|(op, (n, ms))| format!("{op} {ms:.3} ms ({n})"))
         .collect();
-    println!("by op: {}", line.join(", "));
+    let _ = writeln!(s, "by op: {}", line.join(", "));
+    s
 }
 
 /// CPU time consumed by the calling thread, where the platform reports it.

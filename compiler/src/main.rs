@@ -1,9 +1,11 @@
 use clap::Parser;
 
+mod cli;
+
 fn main() {
-    let cli = kestrel::cli::Cli::parse();
-    if let Err(e) = kestrel::cli::run(cli) {
-        eprintln!("kestrel: error: {}", kestrel::cli::error_chain(&e));
+    let cli = cli::Cli::parse();
+    if let Err(e) = cli::run(cli) {
+        eprintln!("kestrel: error: {}", kestrel::error_chain(&e));
         std::process::exit(1);
     }
 }

@@ -348,7 +348,7 @@ fn imports(bytes: &[u8]) -> (Vec<String>, Vec<String>) {
 fn every_target_and_cpu_choice_imports_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut g = kestrel::driver::load_graph(Path::new(&digits_onnx())).unwrap();
-    aot::bind_default_batch(&mut g, Path::new("digits.onnx")).unwrap();
+    kestrel::driver::bind_default_batch(&mut g, Path::new("digits.onnx")).unwrap();
     let mut count = 0;
     for arch in [Arch::X86_64, Arch::Aarch64, Arch::Riscv64] {
         let mut choices: Vec<String> = vec!["generic".into()];

@@ -409,10 +409,7 @@ pub fn run_case(case: &Case, backend: Backend, atol: f64, rtol: f64) -> Outcome 
                 match (load("input"), load("output")) {
                     (Ok(i), Ok(o)) => sets.push((i, o)),
                     (Err(e), _) | (_, Err(e)) => {
-                        return Outcome::Import(format!(
-                            "test data: {}",
-                            kestrel::cli::error_chain(&e)
-                        ))
+                        return Outcome::Import(format!("test data: {}", kestrel::error_chain(&e)))
                     }
                 }
             }
@@ -428,7 +425,7 @@ pub fn run_case(case: &Case, backend: Backend, atol: f64, rtol: f64) -> Outcome 
             match (inputs, expected) {
                 (Ok(i), Ok(o)) => vec![(i, o)],
                 (Err(e), _) | (_, Err(e)) => {
-                    return Outcome::Import(format!("test data: {}", kestrel::cli::error_chain(&e)))
+                    return Outcome::Import(format!("test data: {}", kestrel::error_chain(&e)))
                 }
             }
         }
@@ -437,7 +434,7 @@ pub fn run_case(case: &Case, backend: Backend, atol: f64, rtol: f64) -> Outcome 
         // Some cases feed fewer data files than graph inputs (optional trailing inputs).
         let outputs = match backend(&graph, inputs) {
             Ok(o) => o,
-            Err(e) => return Outcome::Run(kestrel::cli::error_chain(&e)),
+            Err(e) => return Outcome::Run(kestrel::error_chain(&e)),
         };
         if outputs.len() < expected.len() {
             return Outcome::Mismatch(format!(

@@ -4,7 +4,7 @@
 //! `KESTREL_MODELS`. Also split into tasks run on a 2-thread pool, and serially.
 //!
 //! PIC (the `.so`) against non-PIC (the JIT) only changes addressing, never arithmetic. The
-//! lane-by-lane rewrite used for riscv64 without V (`kestrel::aot::scalarize`) is checked here
+//! lane-by-lane rewrite used for riscv64 without V (`kestrel_backends::aot::scalarize`) is checked here
 //! too, natively: each lane does the same IEEE operation, so the bits are the same.
 
 mod common;

@@ -26,7 +26,7 @@ pub struct IsaFlags {
     pub has_i8mm: bool,
     /// riscv64 vector extension (without it, vector types must not be used at all).
     pub has_v: bool,
-    /// The vector code will be rewritten lane by lane (`compiler/src/aot/scalarize.rs`): set for
+    /// The vector code will be rewritten lane by lane (`crate::aot::scalarize`): set for
     /// targets without vector registers, and by the AOT compiler when asked to. Kernels then
     /// use lane moves (`extractlane`/`insertlane`) instead of byte shuffles.
     pub scalarized: bool,

@@ -1,6 +1,6 @@
 //! The C header written beside a shared object (`docs/ABI.md` documents every line of it).
 
-use super::emit::{IoInfo, ModelInfo};
+use kestrel_backends::aot::{IoInfo, ModelInfo};
 use kestrel_runtime::abi::{DType, ABI_VERSION, ARENA_ALIGN, ERR_CPU, ERR_WORKSPACE, MODEL_MAGIC};
 use std::fmt::Write;
 

@@ -4,8 +4,8 @@
 //! `rust-lld` of the Rust toolchain (`$(rustc --print sysroot)/lib/rustlib/*/bin/rust-lld`),
 //! or `ld.lld` on `PATH`. No C library is linked: the object imports nothing.
 
-use super::isa::Arch;
 use anyhow::{anyhow, bail, Context, Result};
+use kestrel_backends::aot::Arch;
 use object::read::elf::{Dyn, FileHeader, SectionHeader};
 use object::{elf, Object, ObjectSection, ObjectSymbol};
 use std::path::{Path, PathBuf};

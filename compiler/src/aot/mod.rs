@@ -1,34 +1,34 @@
 //! Ahead-of-time compilation: a graph into a self-contained shared object and its C header
 //! (`kestrel compile`; the ABI is `docs/ABI.md`, the command line `docs/CLI.md`).
 //!
-//! The code is the JIT's: `kestrel_backends::jit::lower` writes it into a
-//! `cranelift_object::ObjectModule` for the target ISA (PIC, every ISA flag set explicitly,
-//! see [`isa`]; on riscv64 without V the vector code is rewritten lane by lane, [`scalarize`]);
-//! [`emit`] adds the model descriptor and the run wrappers; [`link`] links the
-//! object with LLD and checks that the result imports nothing. Files appear only when complete:
-//! everything is written under temporary names in the output folder and renamed at the end.
+//! The code is the JIT's: [`kestrel_backends::aot::emit_object`] lowers the graph into an object
+//! file for the target ISA (PIC, every ISA flag set explicitly, see
+//! [`kestrel_backends::aot::target`]; on riscv64 without V the vector code is rewritten lane by
+//! lane, [`kestrel_backends::aot::scalarize`]) with the model descriptor and the run wrappers;
+//! [`link`] links the object with LLD and checks that the result imports nothing; [`header`]
+//! writes the C header. Files appear only when complete: everything is written under temporary
+//! names in the output folder and renamed at the end.
 
-pub mod emit;
 pub mod header;
-pub mod isa;
 pub mod link;
-pub mod scalarize;
 
+use crate::driver::{self, InputPolicy, InputSpec, LoadedModel, PassOptions};
+use crate::inprocess::Backend;
 use crate::tensor_io::write_atomically;
 use anyhow::{bail, Context, Result};
 use kestrel_backends::jit::{self, JitOptions};
 use kestrel_ir::Graph;
+use kestrel_passes::Report;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-pub use emit::{IoInfo, ModelInfo};
-pub use isa::{Arch, CpuFeatures};
+pub use kestrel_backends::aot::{Arch, CpuFeatures, IoInfo, ModelInfo, TARGETS};
 pub use link::SoSizes;
 
 /// Options of [`compile_graph`].
 #[derive(Clone, Debug)]
 pub struct AotOptions {
-    /// Target triple (one of [`isa::TARGETS`]); `None` is the host.
+    /// Target triple (one of [`TARGETS`]); `None` is the host.
     pub target: Option<String>,
     /// `--cpu`: `native`, `generic` or a feature list (`None`: native for the host, generic
     /// otherwise).
@@ -39,8 +39,9 @@ pub struct AotOptions {
     pub tasks: usize,
     /// Fewest multiply-adds worth a task of their own.
     pub min_task_macs: usize,
-    /// Rewrite vector code lane by lane ([`scalarize`]) even for targets with vector registers
-    /// (it is always done for riscv64 without V). For tests: the rewrite then runs natively.
+    /// Rewrite vector code lane by lane ([`kestrel_backends::aot::scalarize`]) even for targets
+    /// with vector registers (it is always done for riscv64 without V). For tests: the rewrite
+    /// then runs natively.
     pub scalarize: bool,
 }
 
@@ -82,6 +83,14 @@ pub fn check_prefix(prefix: &str) -> Result<()> {
             "--symbol-prefix {prefix:?} is not a C identifier (letters, digits and _, not \
              starting with a digit, at most 64 characters)"
         );
+    }
+    Ok(())
+}
+
+/// Checks a task count: at least 1.
+pub fn check_tasks(tasks: usize) -> Result<()> {
+    if tasks == 0 {
+        bail!("--tasks must be at least 1");
     }
     Ok(())
 }
@@ -129,15 +138,13 @@ impl Drop for Cleanup {
 /// the header beside it. `source` names the model in messages and in the header.
 pub fn compile_graph(g: &Graph, opts: &AotOptions, out: &Path, source: &str) -> Result<AotOutput> {
     check_prefix(&opts.prefix)?;
-    if opts.tasks == 0 {
-        bail!("--tasks must be at least 1");
-    }
+    check_tasks(opts.tasks)?;
     let arch = match &opts.target {
         Some(t) => Arch::from_triple(t)?,
         None => Arch::host().ok_or_else(|| {
             anyhow::anyhow!(
                 "this machine is not one of the supported targets; give --target ({})",
-                isa::TARGETS.join(", ")
+                TARGETS.join(", ")
             )
         })?,
     };
@@ -166,8 +173,9 @@ pub fn compile_graph(g: &Graph, opts: &AotOptions, out: &Path, source: &str) -> 
         min_task_macs: opts.min_task_macs,
         ..JitOptions::default()
     };
-    let emitted = emit::emit(&g, &cpu, &opts.prefix, &jit_opts, opts.scalarize)
-        .with_context(|| format!("{source}: compiling for {}", arch.triple()))?;
+    let emitted =
+        kestrel_backends::aot::emit_object(&g, &cpu, &opts.prefix, &jit_opts, opts.scalarize)
+            .with_context(|| format!("{source}: compiling for {}", arch.triple()))?;
     let codegen_time = start.elapsed();
 
     let dir = match out.parent() {
@@ -208,43 +216,42 @@ pub fn compile_graph(g: &Graph, opts: &AotOptions, out: &Path, source: &str) -> 
     })
 }
 
-/// Binds what `compile` may default: a symbolic leading (batch) dimension of an input becomes
-/// 1. Any other unbound dimension is an error that lists them all (`docs/CLI.md`).
-pub fn bind_default_batch(g: &mut Graph, model: &Path) -> Result<()> {
-    use kestrel_ir::Dim;
-    let mut changed = false;
-    let mut unbound = Vec::new();
-    for &v in &g.inputs.clone() {
-        let name = g.value(v).name.clone().unwrap_or_default();
-        let ty = &mut g.values[v.index()].ty;
-        for (axis, d) in ty.shape.iter_mut().enumerate() {
-            if matches!(d, Dim::Known(_)) {
-                continue;
-            }
-            if axis == 0 {
-                *d = Dim::Known(1);
-                changed = true;
-            } else {
-                unbound.push(format!("{name} axis {axis} ({d})"));
-            }
-        }
-    }
-    if !unbound.is_empty() {
-        bail!(
-            "{}: compiling needs every input dimension bound; unbound: {} (give --input-shape NAME=DIMS)",
-            model.display(),
-            unbound.join(", ")
-        );
-    }
-    if changed {
-        g.reinfer().with_context(|| {
-            format!(
-                "{}: after binding the batch dimension to 1",
-                model.display()
-            )
-        })?;
-    }
-    Ok(())
+/// Options of [`compile_so`].
+#[derive(Clone, Debug, Default)]
+pub struct CompileSoOptions {
+    /// The pipeline; without one, the JIT's default (`O2`), so that a host `.so` computes bit
+    /// for bit what the JIT computes.
+    pub passes: PassOptions,
+    /// Input shapes, and optionally sample arrays whose shapes bind the symbolic dimensions.
+    pub inputs: InputSpec,
+    pub aot: AotOptions,
+}
+
+/// `kestrel compile MODEL -o OUT.so`: binds the input shapes ([`InputPolicy::DefaultBatch`]: a
+/// leading dimension left symbolic becomes 1, any other is an error), runs the pipeline and
+/// writes `out` and its header ([`compile_graph`]). `on_passes` sees the pass report before
+/// code generation ([`driver::prepare`]).
+pub fn compile_so(
+    model: LoadedModel,
+    out: &Path,
+    opts: &CompileSoOptions,
+    on_passes: &mut dyn FnMut(&Report),
+) -> Result<AotOutput> {
+    check_tasks(opts.aot.tasks)?;
+    let pipeline = opts.passes.resolve(Backend::Jit.default_pipeline());
+    let prepared = driver::prepare(
+        model,
+        &opts.inputs,
+        InputPolicy::DefaultBatch,
+        &pipeline,
+        on_passes,
+    )?;
+    compile_graph(
+        &prepared.graph,
+        &opts.aot,
+        out,
+        &prepared.path.display().to_string(),
+    )
 }
 
 /// The `--symbol-prefix` a shared object was compiled with: the `P` of its exported `P_model`
@@ -306,11 +313,12 @@ pub fn load_so(path: &Path) -> Result<kestrel_runtime::Model> {
     Ok(kestrel_runtime::Model::load_with_prefix(path, &prefix)?)
 }
 
-/// `kestrel run m.so`: binds the inputs as for ONNX models, runs the shared object's code (on
-/// `threads` pool workers when above 1) and returns the named outputs.
+/// `kestrel run m.so`: binds the inputs as for ONNX models (the spec's shapes must be empty: a
+/// compiled model's are fixed), runs the shared object's code (on `threads` pool workers when
+/// above 1) and returns the named outputs.
 pub fn run_so(
     path: &Path,
-    specs: &crate::driver::InputSpec,
+    specs: &InputSpec,
     threads: usize,
 ) -> Result<Vec<(String, kestrel_ir::Tensor)>> {
     let model = load_so(path)?;
@@ -322,7 +330,7 @@ pub fn run_so(
             kestrel_ir::TensorType::known(runtime_dtype(t.dtype), &t.shape),
         );
     }
-    let inputs = crate::driver::bind_inputs(&g, specs, path)?;
+    let inputs = driver::bind_inputs(&g, specs, path)?;
     let refs: Vec<kestrel_runtime::TensorRef> = model
         .inputs()
         .iter()

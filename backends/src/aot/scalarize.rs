@@ -9,7 +9,7 @@
 //!
 //! [`Scalarize`] wraps a `cranelift_module::Module` and applies the rewrite in
 //! `define_function`, so the shared lowering needs no change. An instruction the rewrite does not
-//! know is an error naming its opcode, never a Cranelift panic.
+//! know is a [`ScalarizeError`] naming its opcode, never a Cranelift panic.
 
 use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::cursor::{Cursor, FuncCursor};
@@ -25,6 +25,29 @@ use cranelift_module::{
     ModuleResult,
 };
 use std::collections::{HashMap, HashSet};
+
+/// Why a function could not be scalarised: a kernel emitted vector code this rewrite does not
+/// handle (a bug in the kernel or here, never a property of the user's model).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScalarizeError {
+    /// An instruction on vectors that has no lane-by-lane form here.
+    #[error(
+        "scalarising vector code: no scalar form for `{opcode}` on vectors (a kernel needs a scalar path)"
+    )]
+    NoScalarForm { opcode: String },
+    /// A vector value used before the instruction defining it was rewritten.
+    #[error("scalarising vector code: vector value {value} used before its definition")]
+    UseBeforeDefinition { value: String },
+    /// An instruction whose types or format contradict its opcode.
+    #[error("scalarising vector code: {reason}")]
+    Malformed { reason: String },
+}
+
+fn malformed(reason: impl Into<String>) -> ScalarizeError {
+    ScalarizeError::Malformed {
+        reason: reason.into(),
+    }
+}
 
 /// A module whose functions are scalarised before compilation (see the module documentation).
 pub struct Scalarize<'m, M: Module> {
@@ -67,8 +90,7 @@ impl<M: Module> Module for Scalarize<'_, M> {
         ctx: &mut Context,
         ctrl_plane: &mut ControlPlane,
     ) -> ModuleResult<()> {
-        scalarize(&mut ctx.func)
-            .map_err(|e| ModuleError::Backend(anyhow::anyhow!("scalarising vector code: {e}")))?;
+        scalarize(&mut ctx.func).map_err(|e| ModuleError::Backend(e.into()))?;
         self.inner
             .define_function_with_control_plane(func, ctx, ctrl_plane)
     }
@@ -134,7 +156,7 @@ fn lanes_of(ty: Type) -> (Type, usize) {
 }
 
 /// Rewrites `func` so that it uses no vector type (see the module documentation).
-pub fn scalarize(func: &mut Function) -> Result<(), String> {
+pub fn scalarize(func: &mut Function) -> Result<(), ScalarizeError> {
     let uses_vectors = func
         .dfg
         .values()
@@ -177,12 +199,14 @@ fn get(
     func: &Function,
     lanes: &HashMap<Value, Vec<Value>>,
     v: Value,
-) -> Result<Vec<Value>, String> {
+) -> Result<Vec<Value>, ScalarizeError> {
     let v = func.dfg.resolve_aliases(v);
     lanes
         .get(&v)
         .cloned()
-        .ok_or_else(|| format!("vector value {v} used before its definition"))
+        .ok_or_else(|| ScalarizeError::UseBeforeDefinition {
+            value: v.to_string(),
+        })
 }
 
 fn rewrite(
@@ -190,7 +214,7 @@ fn rewrite(
     inst: Inst,
     lanes: &mut HashMap<Value, Vec<Value>>,
     spill: &mut Option<ir::StackSlot>,
-) -> Result<(), String> {
+) -> Result<(), ScalarizeError> {
     let data = func.dfg.insts[inst];
     let opcode = data.opcode();
     let args: Vec<Value> = func
@@ -217,7 +241,8 @@ fn rewrite(
     let new: Vec<Value>;
     match (opcode, data) {
         (Opcode::Load, InstructionData::Load { flags, offset, .. }) => {
-            let (lt, n) = lanes_of(vec_result.ok_or("vector load without a vector type")?);
+            let (lt, n) =
+                lanes_of(vec_result.ok_or_else(|| malformed("vector load without a vector type"))?);
             let off: i32 = offset.into();
             new = (0..n)
                 .map(|k| {
@@ -239,7 +264,8 @@ fn rewrite(
             return Ok(());
         }
         (Opcode::Splat, _) => {
-            let (_, n) = lanes_of(vec_result.ok_or("splat without a vector type")?);
+            let (_, n) =
+                lanes_of(vec_result.ok_or_else(|| malformed("splat without a vector type"))?);
             new = vec![args[0]; n];
         }
         (Opcode::Extractlane, InstructionData::BinaryImm8 { imm, .. }) => {
@@ -256,7 +282,7 @@ fn rewrite(
             new = vals;
         }
         (Opcode::Bitcast, _) => {
-            let to = vec_result.ok_or("bitcast of a vector to a scalar")?;
+            let to = vec_result.ok_or_else(|| malformed("bitcast of a vector to a scalar"))?;
             let vals = get(pos.func, lanes, args[0])?;
             let (lt, n) = lanes_of(to);
             let from_lt = pos.func.dfg.value_type(vals[0]);
@@ -293,7 +319,8 @@ fn rewrite(
             }
         }
         (Opcode::Fcmp | Opcode::Icmp, _) => {
-            let to = vec_result.ok_or("vector compare without a vector result")?;
+            let to =
+                vec_result.ok_or_else(|| malformed("vector compare without a vector result"))?;
             let (mask_t, _) = lanes_of(to);
             let a = get(pos.func, lanes, args[0])?;
             let b = get(pos.func, lanes, args[1])?;
@@ -314,11 +341,11 @@ fn rewrite(
                         pos.ins().bmask(mask_t, c)
                     })
                     .collect(),
-                _ => return Err(format!("unexpected format of {opcode}")),
+                _ => return Err(malformed(format!("unexpected format of {opcode}"))),
             };
         }
         (Opcode::Bitselect, _) => {
-            let to = vec_result.ok_or("bitselect without a vector type")?;
+            let to = vec_result.ok_or_else(|| malformed("bitselect without a vector type"))?;
             let (lt, _) = lanes_of(to);
             let c = get(pos.func, lanes, args[0])?;
             let x = get(pos.func, lanes, args[1])?;
@@ -352,7 +379,9 @@ fn rewrite(
             let (lt, n) = if ctrl.is_vector() {
                 lanes_of(ctrl)
             } else {
-                return Err(format!("{op} with vector operands but a scalar type"));
+                return Err(malformed(format!(
+                    "{op} with vector operands but a scalar type"
+                )));
             };
             let arg_lanes: Vec<Option<Vec<Value>>> = args
                 .iter()
@@ -382,9 +411,9 @@ fn rewrite(
             new = out;
         }
         (op, _) => {
-            return Err(format!(
-                "no scalar form for `{op}` on vectors (a kernel needs a scalar path)"
-            ))
+            return Err(ScalarizeError::NoScalarForm {
+                opcode: op.to_string(),
+            })
         }
     }
     if let Some(r) = results.first() {
@@ -444,7 +473,7 @@ fn rewrite_branch(
     func: &mut Function,
     inst: Inst,
     lanes: &HashMap<Value, Vec<Value>>,
-) -> Result<(), String> {
+) -> Result<(), ScalarizeError> {
     let calls: Vec<BlockCall> = func.dfg.insts[inst]
         .branch_destination(&func.dfg.jump_tables, &func.dfg.exception_tables)
         .to_vec();

@@ -1,10 +1,12 @@
-//! Targets and CPU features of `kestrel compile` (syntax: `docs/CLI.md`).
+//! Targets and CPU features of `kestrel compile` (syntax: `docs/CLI.md`), and the Cranelift ISA
+//! they describe.
 //!
 //! Every Cranelift ISA flag of the target is set explicitly, to true or false, from the feature
 //! set: Cranelift's CPU presets are incomplete (`x86-64-v3` lacks `has_avx`, which turns every
-//! `fma` into a libcall; see `docs/CRANELIFT.md`), so they are never used.
+//! `fma` into a libcall; see `docs/CRANELIFT.md`), so they are never used. Kernels read the flags back
+//! from the ISA as [`crate::jit::IsaFlags`], the same way for the host ISA and for any target's.
 
-use anyhow::{anyhow, bail, Context, Result};
+use super::AotError;
 use cranelift_codegen::isa::TargetIsa;
 use cranelift_codegen::settings::{self, Configurable};
 use std::sync::Arc;
@@ -205,15 +207,14 @@ const RISCV64_OTHER_FLAGS: &[&str] = &[
 
 impl Arch {
     /// Parses a `--target` triple.
-    pub fn from_triple(triple: &str) -> Result<Arch> {
+    pub fn from_triple(triple: &str) -> Result<Arch, AotError> {
         match triple {
             "x86_64-unknown-linux-gnu" => Ok(Arch::X86_64),
             "aarch64-unknown-linux-gnu" => Ok(Arch::Aarch64),
             "riscv64gc-unknown-linux-gnu" => Ok(Arch::Riscv64),
-            _ => bail!(
-                "--target {triple:?} is not supported; supported targets: {}",
-                TARGETS.join(", ")
-            ),
+            _ => Err(AotError::UnsupportedTarget {
+                triple: triple.to_string(),
+            }),
         }
     }
 
@@ -292,7 +293,7 @@ pub struct CpuFeatures {
 impl CpuFeatures {
     /// Resolves `--cpu` (`native`, `generic`, or `+a,+b,-c` relative to the baseline); `None`
     /// means `native` for the host and `generic` for another target.
-    pub fn parse(arch: Arch, cpu: Option<&str>) -> Result<CpuFeatures> {
+    pub fn parse(arch: Arch, cpu: Option<&str>) -> Result<CpuFeatures, AotError> {
         let spec = match cpu {
             Some(s) => s.trim(),
             None if Arch::host() == Some(arch) => "native",
@@ -302,12 +303,10 @@ impl CpuFeatures {
         match spec {
             "native" => {
                 if Arch::host() != Some(arch) {
-                    bail!(
-                        "--cpu native describes this machine, which is not a {} machine; \
-                         give --cpu generic or a feature list such as {}",
-                        arch.triple(),
-                        example_list(arch)
-                    );
+                    return Err(AotError::NativeCpuForOtherTarget {
+                        target: arch.triple(),
+                        example: example_list(arch),
+                    });
                 }
                 for f in arch.features() {
                     if host_has(f.name) {
@@ -329,22 +328,26 @@ impl CpuFeatures {
                     let (on, name) = match item.split_at_checked(1) {
                         Some(("+", n)) => (true, n),
                         Some(("-", n)) => (false, n),
-                        _ => bail!(
-                            "--cpu {list:?}: {item:?} is not a feature change; expected \
-                             native, generic, or a comma list such as {}",
-                            example_list(arch)
-                        ),
+                        _ => {
+                            return Err(AotError::NotAFeatureChange {
+                                list: list.to_string(),
+                                item: item.to_string(),
+                                example: example_list(arch),
+                            })
+                        }
                     };
                     let Some(f) = arch.feature(name) else {
-                        bail!(
-                            "--cpu {list:?}: unknown {} feature {name:?}; known features: {}",
-                            arch.triple(),
-                            arch.features()
+                        return Err(AotError::UnknownFeature {
+                            list: list.to_string(),
+                            target: arch.triple(),
+                            name: name.to_string(),
+                            known: arch
+                                .features()
                                 .iter()
                                 .map(|f| f.name)
                                 .collect::<Vec<_>>()
-                                .join(", ")
-                        );
+                                .join(", "),
+                        });
                     };
                     if on {
                         add(arch, &mut set, f.name);
@@ -379,12 +382,12 @@ impl CpuFeatures {
 
     /// Builds the Cranelift ISA: `opt_level=none` (hand-scheduled kernels, as the JIT),
     /// `is_pic=true` (shared objects), and every ISA flag set explicitly.
-    pub fn isa(&self) -> Result<Arc<dyn TargetIsa>> {
+    pub fn isa(&self) -> Result<Arc<dyn TargetIsa>, AotError> {
         let arch = self.arch;
-        let triple: Triple = arch
-            .triple()
-            .parse()
-            .map_err(|e| anyhow!("target triple {}: {e}", arch.triple()))?;
+        let triple: Triple = arch.triple().parse().map_err(|e| AotError::Isa {
+            what: format!("target triple {}", arch.triple()),
+            reason: format!("{e}"),
+        })?;
         let mut fb = settings::builder();
         for (k, v) in [
             ("opt_level", "none"),
@@ -392,11 +395,15 @@ impl CpuFeatures {
             ("is_pic", "true"),
             ("enable_probestack", "false"),
         ] {
-            fb.set(k, v)
-                .with_context(|| format!("Cranelift setting {k}={v}"))?;
+            fb.set(k, v).map_err(|e| AotError::Isa {
+                what: format!("Cranelift setting {k}={v}"),
+                reason: e.to_string(),
+            })?;
         }
-        let mut ib = cranelift_codegen::isa::lookup(triple)
-            .with_context(|| format!("Cranelift has no backend for {}", arch.triple()))?;
+        let mut ib = cranelift_codegen::isa::lookup(triple).map_err(|e| AotError::Isa {
+            what: format!("Cranelift has no backend for {}", arch.triple()),
+            reason: e.to_string(),
+        })?;
         let mut on: Vec<&str> = Vec::new();
         for f in arch.features() {
             if self.has(f.name) {
@@ -410,11 +417,16 @@ impl CpuFeatures {
             .chain(arch.other_flags());
         for &flag in all {
             let value = if on.contains(&flag) { "true" } else { "false" };
-            ib.set(flag, value)
-                .with_context(|| format!("Cranelift ISA flag {flag}={value}"))?;
+            ib.set(flag, value).map_err(|e| AotError::Isa {
+                what: format!("Cranelift ISA flag {flag}={value}"),
+                reason: e.to_string(),
+            })?;
         }
         ib.finish(settings::Flags::new(fb))
-            .with_context(|| format!("building the Cranelift ISA for {}", arch.triple()))
+            .map_err(|e| AotError::Isa {
+                what: format!("building the Cranelift ISA for {}", arch.triple()),
+                reason: e.to_string(),
+            })
     }
 
     /// x86-64: the CPUID bits to test, grouped by `(leaf, subleaf)` as `(register, mask)` pairs,

@@ -1,4 +1,4 @@
-//! The object file of a shared object: the JIT's lowering (`kestrel_backends::jit::lower`) into a
+//! The object file of a shared object: the JIT's lowering ([`crate::jit::lower()`]) into a
 //! `cranelift_object::ObjectModule`, plus what the C ABI (`docs/ABI.md`) adds around it:
 //!
 //! - `{prefix}_model`: the model descriptor (data, `kestrel_runtime::abi::ModelDesc`) with the
@@ -10,8 +10,9 @@
 //!
 //! Everything is Cranelift output or data: the object imports nothing.
 
-use super::isa::{Arch, CpuFeatures};
-use anyhow::{anyhow, Context, Result};
+use super::target::{Arch, CpuFeatures};
+use super::AotError;
+use crate::jit::{self, IsaFlags, JitOptions};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
     types, AbiParam, Block, Function, InstBuilder, MemFlagsData, Signature, StackSlotData,
@@ -20,7 +21,6 @@ use cranelift_codegen::ir::{
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_module::{DataDescription, DataId, FuncId, Linkage, Module};
 use cranelift_object::{ObjectBuilder, ObjectModule};
-use kestrel_backends::jit::{self, IsaFlags, JitOptions};
 use kestrel_ir::Graph;
 use kestrel_runtime::abi::{
     self, ModelDesc, TensorDesc, ABI_VERSION, ARENA_ALIGN, ERR_CPU, ERR_WORKSPACE, MODEL_MAGIC,
@@ -53,6 +53,16 @@ pub struct ModelInfo {
     pub status: Vec<String>,
     pub target: &'static str,
     pub cpu: String,
+}
+
+type Result<T> = std::result::Result<T, AotError>;
+
+/// [`AotError::Object`]: step `what` of writing the object file failed with `reason`.
+fn object_error(what: impl Into<String>, reason: impl std::fmt::Display) -> AotError {
+    AotError::Object {
+        what: what.into(),
+        reason: reason.to_string(),
+    }
 }
 
 /// The object file and its description.
@@ -109,7 +119,7 @@ pub fn io_of(g: &Graph) -> (Vec<IoInfo>, Vec<IoInfo>) {
 /// Lowers `g` (prepared: every dimension known) for `cpu` and adds the ABI's symbols.
 /// `scalar` rewrites the vector code lane by lane even when the target has vector registers
 /// (always done when it has none); tests use it to check the rewrite natively.
-pub fn emit(
+pub fn emit_object(
     g: &Graph,
     cpu: &CpuFeatures,
     prefix: &str,
@@ -119,7 +129,7 @@ pub fn emit(
     let isa = cpu.isa()?;
     let flags = IsaFlags::from_isa(&*isa);
     let mut builder = ObjectBuilder::new(isa, prefix, cranelift_module::default_libcall_names())
-        .map_err(|e| anyhow!("creating the object file: {e}"))?;
+        .map_err(|e| object_error("creating the object file", e))?;
     // One section per data object, so that the linker drops constants no code references
     // (`--gc-sections`; for example weights a kernel only reads in packed form).
     builder.per_data_object_section(true);
@@ -170,7 +180,7 @@ pub fn emit(
     let object = module
         .finish()
         .emit()
-        .map_err(|e| anyhow!("writing the object file: {e}"))?;
+        .map_err(|e| object_error("writing the object file", e))?;
     Ok(Emitted {
         object,
         info,
@@ -202,7 +212,7 @@ fn define_fn(
     }
     module
         .define_function(id, &mut ctx)
-        .map_err(|e| anyhow!("code generation of the ABI wrappers: {e:?}"))?;
+        .map_err(|e| object_error("code generation of the ABI wrappers", format!("{e:?}")))?;
     *code_bytes += ctx
         .compiled_code()
         .map(|c| c.code_buffer().len())
@@ -265,7 +275,7 @@ fn define_check_cpu(
     let s = sig(module, &[], Some(types::I32));
     let id = module
         .declare_function(&name, Linkage::Export, &s)
-        .map_err(|e| anyhow!("{name}: {e}"))?;
+        .map_err(|e| object_error(&name, e))?;
     let (groups, xcr0) = cpu.cpuid_requirements();
     if cpu.arch != Arch::X86_64 || (groups.is_empty() && xcr0 == 0) {
         define_fn(module, fctx, id, s, code_bytes, |fb, _, _| {
@@ -278,26 +288,26 @@ fn define_check_cpu(
     let cpuid_sig = sig(module, &[types::I32, types::I32, types::I64], None);
     let cpuid = module
         .declare_function(&format!("{prefix}__cpuid"), Linkage::Local, &cpuid_sig)
-        .map_err(|e| anyhow!("cpuid: {e}"))?;
+        .map_err(|e| object_error("cpuid", e))?;
     module
         .define_function_bytes(cpuid, 16, CPUID_FN, &[])
-        .map_err(|e| anyhow!("cpuid: {e}"))?;
+        .map_err(|e| object_error("cpuid", e))?;
     let xgetbv_sig = sig(module, &[], Some(types::I64));
     let xgetbv = module
         .declare_function(&format!("{prefix}__xgetbv"), Linkage::Local, &xgetbv_sig)
-        .map_err(|e| anyhow!("xgetbv: {e}"))?;
+        .map_err(|e| object_error("xgetbv", e))?;
     module
         .define_function_bytes(xgetbv, 16, XGETBV_FN, &[])
-        .map_err(|e| anyhow!("xgetbv: {e}"))?;
+        .map_err(|e| object_error("xgetbv", e))?;
     let state = module
         .declare_data(&format!("{prefix}__cpu_state"), Linkage::Local, true, false)
-        .map_err(|e| anyhow!("cpu state: {e}"))?;
+        .map_err(|e| object_error("cpu state", e))?;
     let mut d = DataDescription::new();
     d.define_zeroinit(8);
     d.set_align(8);
     module
         .define_data(state, &d)
-        .map_err(|e| anyhow!("cpu state: {e}"))?;
+        .map_err(|e| object_error("cpu state", e))?;
 
     define_fn(module, fctx, id, s, code_bytes, |fb, module, _| {
         let gv = module.declare_data_in_func(state, fb.func);
@@ -405,7 +415,7 @@ fn define_run(
     let s = sig(module, &vec![types::I64; n], Some(types::I32));
     let id = module
         .declare_function(&name, Linkage::Export, &s)
-        .map_err(|e| anyhow!("{name}: {e}"))?;
+        .map_err(|e| object_error(&name, e))?;
     define_fn(module, fctx, id, s, code_bytes, |fb, module, block| {
         let params = fb.block_params(block).to_vec();
         let check_ref = module.declare_func_in_func(check, fb.func);
@@ -475,7 +485,7 @@ impl Rodata<'_> {
         let id = self
             .module
             .declare_data(&name, linkage, false, false)
-            .map_err(|e| anyhow!("{name}: {e}"))?;
+            .map_err(|e| object_error(&name, e))?;
         let mut d = DataDescription::new();
         let mut bytes = bytes;
         if bytes.is_empty() {
@@ -489,8 +499,7 @@ impl Rodata<'_> {
         }
         self.module
             .define_data(id, &d)
-            .map_err(|e| anyhow!("{name}: {e}"))
-            .context("defining the model descriptor")?;
+            .map_err(|e| object_error(format!("defining the model descriptor: {name}"), e))?;
         Ok(id)
     }
 

@@ -1,0 +1,53 @@
+//! `kestrel compare`: pass pipelines side by side.
+
+use super::{print_pass_report, write_text};
+use anyhow::Result;
+use clap::Args;
+use kestrel::driver;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    pub model: PathBuf,
+    /// A pipeline to compare (repeatable): O0, O1, O2 or a textual pipeline.
+    #[arg(long = "pipeline", required = true)]
+    pub pipelines: Vec<String>,
+    /// Inputs (.npz with one array per graph input; arrays named after the graph outputs are the
+    /// float reference). Default: deterministic pseudo-random data.
+    #[arg(long = "inputs")]
+    pub inputs: Option<PathBuf>,
+    /// .npy of integer class ids, one per sample: adds top-1 accuracy.
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Timed inferences per pipeline.
+    #[arg(long, default_value_t = 20)]
+    pub iters: usize,
+    /// Untimed inferences first.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Also write the table as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+pub fn run(args: CompareArgs) -> Result<()> {
+    driver::check_threads_and_iters(args.threads, args.iters)?;
+    let model = kestrel::load(&args.model)?;
+    let opts = kestrel::compare::CompareOptions {
+        pipelines: args.pipelines.clone(),
+        inputs: args.inputs.clone(),
+        labels: args.labels.clone(),
+        threads: args.threads,
+        iters: args.iters,
+        warmup: args.warmup,
+    };
+    let comparison = kestrel::compare::compare(model, &opts, &mut |r| print_pass_report(r, false))?;
+    println!("{}", comparison.heading());
+    println!("{}", kestrel::compare::table(&comparison.rows));
+    if let Some(path) = &args.json {
+        write_text(path, &comparison.to_json())?;
+    }
+    Ok(())
+}
