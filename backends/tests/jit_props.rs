@@ -463,3 +463,54 @@ proptest! {
         agree(&h, &[int_tensor(dt, &dims, seed + 5)], 0.0)?;
     }
 }
+
+/// The JIT compiles only graphs folded for code generation: a node whose inputs are all
+/// constants, or a shape query, is refused by name (the driver folds them first), while the same
+/// op on a run-time input compiles.
+#[test]
+fn unfolded_nodes_are_refused() {
+    let mut g = Graph::new("unfolded");
+    let x = g.add_input("x", TensorType::new(DType::F32, shape_of(&[4])));
+    let a = g.add_const("a", Tensor::from_vec(vec![4], vec![1f32, 2.0, 3.0, 4.0]));
+    let b = g.add_const("b", Tensor::from_vec(vec![4], vec![1f32; 4]));
+    let s = g
+        .add_node(Op::Binary(BinaryOp::Add), &[a, b], "const_add")
+        .unwrap()[0];
+    let y = g.add_node(Op::Binary(BinaryOp::Mul), &[x, s], "").unwrap()[0];
+    g.add_output("y", y);
+    match compile(&g, &JitOptions::default()) {
+        Err(kestrel_backends::jit::JitError::NotFolded { node }) => {
+            assert!(node.contains("const_add"), "{node}")
+        }
+        other => panic!("expected NotFolded, got {:?}", other.err()),
+    }
+
+    let mut g = Graph::new("shape_query");
+    let x = g.add_input("x", TensorType::new(DType::F32, shape_of(&[2, 3])));
+    let s = g
+        .add_node(
+            Op::Shape {
+                start: 0,
+                end: None,
+            },
+            &[x],
+            "shape",
+        )
+        .unwrap()[0];
+    g.add_output("s", s);
+    assert!(matches!(
+        compile(&g, &JitOptions::default()),
+        Err(kestrel_backends::jit::JitError::NotFolded { .. })
+    ));
+
+    let mut g = Graph::new("runtime");
+    let x = g.add_input("x", TensorType::new(DType::F32, shape_of(&[4])));
+    let b = g.add_const("b", Tensor::from_vec(vec![4], vec![1f32; 4]));
+    let y = g.add_node(Op::Binary(BinaryOp::Add), &[x, b], "").unwrap()[0];
+    g.add_output("y", y);
+    let m = compile(&g, &JitOptions::default()).unwrap();
+    let out = m
+        .run(&[Tensor::from_vec(vec![4], vec![1f32, 2.0, 3.0, 4.0])])
+        .unwrap();
+    assert_eq!(out[0].to_f32_vec(), vec![2.0, 3.0, 4.0, 5.0]);
+}

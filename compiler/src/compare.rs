@@ -226,6 +226,7 @@ pub fn compare(
         };
         let report = driver::run_pipeline(&mut g, &pipeline, &model)?;
         on_passes(&report);
+        driver::fold_for_codegen(&mut g, &model)?;
         let jit = kestrel_backends::jit::compile(
             &g,
             &kestrel_backends::jit::JitOptions::with_threads(opts.threads),

@@ -521,6 +521,16 @@ pub fn bind_shapes_from_inputs(g: &mut Graph, inputs: &[Tensor], model: &Path) -
 }
 
 /// The pass context of the driver: constant folding evaluates ops with the reference interpreter.
+/// Folds `g` for code generation (`kestrel_passes::fold_constants::fold_for_codegen`, with the
+/// interpreter as evaluator): every node whose result is known at compile time becomes a
+/// constant, as the code generators require. Every path to native code runs it after the
+/// pipeline, whatever the pipeline was.
+pub fn fold_for_codegen(g: &mut Graph, model: &Path) -> Result<()> {
+    kestrel_passes::fold_constants::fold_for_codegen(g, &pass_context())
+        .with_context(|| format!("{}: folding constants for code generation", model.display()))?;
+    Ok(())
+}
+
 pub fn pass_context() -> kestrel_passes::PassContext {
     kestrel_passes::PassContext::with_evaluator(|op: &kestrel_ir::Op, inputs: &[&Tensor]| {
         Some(kestrel_backends::interp::eval_op(op, inputs).map_err(|e| e.to_string()))

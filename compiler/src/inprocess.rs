@@ -56,17 +56,20 @@ impl InProcessModel {
     /// With the JIT, `threads` (at least 1) workers share the tasks large kernels are split
     /// into; outputs are bit-identical for any count. `model` names the model in messages.
     pub fn new(
-        graph: Graph,
+        mut graph: Graph,
         backend: Backend,
         threads: usize,
         model: &Path,
     ) -> Result<InProcessModel> {
         driver::check_threads(threads)?;
         let jit = match backend {
-            Backend::Jit => Some(
-                jit::compile(&graph, &JitOptions::with_threads(threads))
-                    .with_context(|| format!("{}: compiling with the JIT", model.display()))?,
-            ),
+            Backend::Jit => {
+                driver::fold_for_codegen(&mut graph, model)?;
+                Some(
+                    jit::compile(&graph, &JitOptions::with_threads(threads))
+                        .with_context(|| format!("{}: compiling with the JIT", model.display()))?,
+                )
+            }
             Backend::Interp => None,
         };
         Ok(InProcessModel {
@@ -77,7 +80,7 @@ impl InProcessModel {
         })
     }
 
-    /// The graph as compiled (after the pipeline).
+    /// The graph as compiled (after the pipeline and, for the JIT, the fold for code generation).
     pub fn graph(&self) -> &Graph {
         &self.graph
     }

@@ -58,18 +58,17 @@ pub fn macs(g: &Graph, id: NodeId) -> u64 {
     }
 }
 
-/// Whether the JIT gives `node` its own kernel (not folded at compile time, not a view); `known`
-/// is [`jit::compile_time_values`] of the graph.
-fn is_kernel(g: &Graph, id: NodeId, known: &HashMap<ValueId, Tensor>) -> bool {
+/// Whether the JIT gives `node` (of a graph folded for code generation) its own kernel: everything
+/// but views.
+fn is_kernel(g: &Graph, id: NodeId) -> bool {
     let node = g.node(id);
-    let view = matches!(
+    !matches!(
         node.op,
         Op::Reshape { .. } | Op::Flatten { .. } | Op::Squeeze | Op::Unsqueeze | Op::Identity
-    );
-    !(jit::is_folded(node, known) || view)
+    )
 }
 
-/// The one-node graph of `id`: inputs known at compile time (constants, and values the JIT folds,
+/// The one-node graph of `id`: inputs known at compile time (the constants of the folded graph,
 /// such as the dequantized weights of a QDQ model) are constants, the others graph inputs.
 fn single_node_graph(g: &Graph, id: NodeId, known: &HashMap<ValueId, Tensor>) -> Result<Graph> {
     let node = g.node(id);
@@ -92,20 +91,22 @@ fn single_node_graph(g: &Graph, id: NodeId, known: &HashMap<ValueId, Tensor>) ->
     Ok(one)
 }
 
-/// Times every kernel node of `g` (dimensions known) alone: median of `iters` runs after two
-/// warm-up runs.
+/// Times every kernel node of `g` (dimensions known; folded for code generation first, as every
+/// compile is) alone: median of `iters` runs after two warm-up runs.
 pub fn profile(
     g: &Graph,
     opts: &JitOptions,
     iters: usize,
     model: &Path,
 ) -> Result<Vec<LayerTiming>> {
-    let known = jit::compile_time_values(g)
-        .with_context(|| format!("{}: folding constants", model.display()))?;
+    let mut folded = g.clone();
+    driver::fold_for_codegen(&mut folded, model)?;
+    let g = &folded;
+    let known = jit::constant_values(g);
     let mut out = Vec::new();
     for i in 0..g.nodes.len() {
         let id = NodeId(i as u32);
-        if !is_kernel(g, id, &known) {
+        if !is_kernel(g, id) {
             continue;
         }
         let one = single_node_graph(g, id, &known)?;

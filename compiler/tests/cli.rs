@@ -482,6 +482,29 @@ fn run_with_o1_matches_o0() {
     }
 }
 
+/// Every path to native code folds for code generation whatever the pipeline: the QDQ model under
+/// O0 (dequantized weights still computed from int8 constants, shape arithmetic unfolded) runs on
+/// the JIT and gives the O2 run's outputs.
+#[test]
+fn the_jit_runs_an_unfolded_pipeline() {
+    let run = |pipeline: &str| {
+        let o = kestrel(&[
+            "run",
+            &digits("digits_cnn.int8.onnx"),
+            "--inputs",
+            &digits("digits_cnn.int8.io.npz"),
+            "--pipeline",
+            pipeline,
+            "--print",
+        ]);
+        assert!(o.status.success(), "{pipeline}: {}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let o0 = run("O0");
+    assert!(o0.starts_with("logits: f32["), "{o0}");
+    assert_eq!(o0, run("O2"));
+}
+
 #[test]
 fn bad_pipelines_are_user_errors() {
     let o = kestrel(&[

@@ -32,6 +32,12 @@ pub use text::{parse, print, ParseError, PrintOptions, Printed, WeightStyle};
 pub use types::{known_dims, shape_of, Dim, Shape, TensorType, MAX_RANK};
 pub use verify::{dependency_graph, toposort, verify, CycleError, VerifyError, VerifyErrorKind};
 
+/// Largest output (elements, per output) of a node that is evaluated at compile time before code
+/// generation: the driver folds every node whose inputs are all constants up to this size
+/// (`kestrel_passes::fold_constants::fold_for_codegen`), and the code generator checks that it
+/// did (`kestrel_backends::jit::lower`), so both sides agree on which nodes get code.
+pub const MAX_CODEGEN_FOLD_ELEMENTS: usize = 1 << 22;
+
 /// The text-form name of an op.
 pub fn op_name(op: &Op) -> &'static str {
     op.name()

@@ -8,8 +8,13 @@
 //! - any other node whose inputs are all constants with data, through [`PassContext::evaluator`],
 //!   when every output has a known shape of at most `max_elements` elements (default
 //!   [`PassContext::max_fold_elements`]) and no quantization parameters. `quantize_linear` and
-//!   `dequantize_linear` are left alone unless `fold_quant=true`, so quantized weights stay
-//!   quantized for the integer passes.
+//!   `dequantize_linear`, and nodes whose outputs carry quantization parameters, are left alone
+//!   unless `fold_quant=true`, so quantized weights stay quantized for the integer passes.
+//!
+//! [`fold_for_codegen`] is the fold the driver runs before code generation, whatever the
+//! pipeline: every node with constant inputs and outputs of at most
+//! [`kestrel_ir::MAX_CODEGEN_FOLD_ELEMENTS`] elements, quantized or not. The code generator
+//! refuses a graph where such a node is left.
 //!
 //! Before a node is examined its output types are re-inferred from its (possibly newly constant)
 //! inputs, so a `reshape` whose shape operand just folded gets its now-known output type, and so
@@ -26,7 +31,8 @@ use kestrel_ir::{shape_of, Dim, Graph, NodeId, Op, Tensor, ValueId};
 pub struct FoldConstants {
     /// Overrides [`PassContext::max_fold_elements`].
     pub max_elements: Option<usize>,
-    /// Also fold `quantize_linear` / `dequantize_linear` of constants.
+    /// Also fold `quantize_linear` / `dequantize_linear` of constants and nodes whose outputs carry
+    /// quantization parameters (the folded constant's type then has none).
     pub fold_quant: bool,
 }
 
@@ -91,7 +97,7 @@ impl FoldConstants {
             .collect::<Option<_>>()?;
         for &o in &node.outputs {
             let ty = g.ty(o);
-            if ty.quant.is_some() || ty.numel()? > limit {
+            if (ty.quant.is_some() && !self.fold_quant) || ty.numel()? > limit {
                 return None;
             }
         }
@@ -138,6 +144,17 @@ impl FoldConstants {
             .collect::<Option<_>>()?;
         Some(Tensor::from_vec(idx.dims().to_vec(), vals))
     }
+}
+
+/// The fold that precedes code generation (see the module documentation): `fold-constants` with
+/// `fold_quant=true` and the limit [`kestrel_ir::MAX_CODEGEN_FOLD_ELEMENTS`]. Needs an evaluator in
+/// `cx` for anything beyond shape queries.
+pub fn fold_for_codegen(g: &mut Graph, cx: &PassContext) -> Result<bool, PassError> {
+    FoldConstants {
+        max_elements: Some(kestrel_ir::MAX_CODEGEN_FOLD_ELEMENTS),
+        fold_quant: true,
+    }
+    .run(g, cx)
 }
 
 impl Pass for FoldConstants {

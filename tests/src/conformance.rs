@@ -206,6 +206,8 @@ pub fn jit_backend(g: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         g.values[v.index()].ty.shape = kestrel_ir::shape_of(t.dims());
     }
     g.reinfer()?;
+    let name = g.name.clone();
+    kestrel::driver::fold_for_codegen(&mut g, std::path::Path::new(&name))?;
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<Vec<Tensor>> {
         let m = kestrel_backends::jit::compile(&g, &kestrel_backends::jit::JitOptions::default())?;
         Ok(m.run(inputs)?)

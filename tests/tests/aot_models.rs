@@ -28,7 +28,9 @@ fn check_model(model: &Path) {
         &kestrel::driver::pass_context(),
     )
     .unwrap();
-    let jit_out = jit::compile(&g, &JitOptions::default())
+    let mut folded = g.clone();
+    kestrel::driver::fold_for_codegen(&mut folded, model).unwrap();
+    let jit_out = jit::compile(&folded, &JitOptions::default())
         .unwrap()
         .run(std::slice::from_ref(&input))
         .unwrap();

@@ -24,7 +24,8 @@ fn undefined_symbols(model: &Path) -> Vec<String> {
 }
 
 fn lowered_undefined_symbols(model: &Path, opts: &JitOptions) -> Vec<String> {
-    let g = jit::fold_shapes(&common::load(model)).unwrap();
+    let mut g = common::load(model);
+    kestrel::driver::fold_for_codegen(&mut g, model).unwrap();
     let mut fb = settings::builder();
     fb.set("opt_level", "none").unwrap();
     fb.set("is_pic", "true").unwrap();

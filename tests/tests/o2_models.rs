@@ -159,6 +159,8 @@ fn o2_fuses_and_keeps_outputs() {
         }
         let logits = common::read_npz(&io, "logits");
         if logits.dims() == want[0].dims() {
+            let mut g = g.clone();
+            kestrel::driver::fold_for_codegen(&mut g, &path).unwrap();
             let m =
                 kestrel_backends::jit::compile(&g, &kestrel_backends::jit::JitOptions::default())
                     .unwrap_or_else(|e| panic!("{name}: JIT after O2: {e}"));

@@ -12,7 +12,11 @@ pub enum JitError {
     /// A constant without data (a dump with elided weights).
     #[error("constant \"{name}\" has no data (elided weights): the graph cannot be compiled")]
     ElidedConstant { name: String },
-    /// Evaluating a node at compile time failed.
+    /// A node the fold before code generation evaluates (constant inputs, or a shape query) is
+    /// still in the graph: the caller skipped that fold, or it failed on this node.
+    #[error("{node}: its result is known at compile time but was not folded (run fold-constants with fold_quant=true before code generation, as kestrel's driver does)")]
+    NotFolded { node: String },
+    /// Evaluating something at compile time failed.
     #[error("{node}: evaluating at compile time: {reason}")]
     Fold { node: String, reason: String },
     /// Cranelift rejected the generated code (a bug in the lowering).

@@ -6,9 +6,11 @@
 //! function on caller-provided inputs, with every intermediate tensor in one preallocated arena.
 //!
 //! Contracts:
-//! - every op is either compiled to native code or evaluated at compile time (nodes whose
-//!   inputs are all constants, and `Shape`/`Size`, whose results depend only on types); an op the
-//!   JIT cannot compile is a [`JitError::Unsupported`] naming the node, never a hidden fallback;
+//! - the graph comes folded for code generation (`kestrel_passes::fold_constants::
+//!   fold_for_codegen`, which the driver runs: nodes whose inputs are all constants, and
+//!   `Shape`/`Size`, are constants by then; [`check_folded`] refuses a graph where one is left);
+//!   every op is compiled to native code, and an op the JIT cannot compile is a
+//!   [`JitError::Unsupported`] naming the node, never a hidden fallback;
 //! - the generated code calls nothing outside its own module (no libm, no Rust helpers, no
 //!   Cranelift libcalls): instructions are chosen from [`isa::IsaFlags`];
 //! - running allocates nothing but the returned tensors ([`JitModel::run_into`] allocates nothing).
@@ -26,10 +28,10 @@ pub mod options;
 pub mod peak;
 pub mod plan;
 
-pub use checks::{check_known_dims, check_sizes, fold_shapes};
+pub use checks::{check_known_dims, check_sizes};
 pub use error::JitError;
 pub use isa::IsaFlags;
-pub use lower::{compile_time_values, is_folded, lower, Lowered};
+pub use lower::{check_folded, constant_values, lower, should_be_folded, Lowered};
 pub use model::{compile, host_isa, JitModel};
 pub use options::JitOptions;
 pub use plan::MemoryPlan;

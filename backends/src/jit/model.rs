@@ -1,6 +1,6 @@
 //! Compiling a graph for the host in memory ([`compile`]) and running it ([`JitModel`]).
 
-use super::checks::{check_known_dims, check_sizes, fold_shapes};
+use super::checks::{check_known_dims, check_sizes};
 use super::error::JitError;
 use super::isa::IsaFlags;
 use super::lower;
@@ -55,7 +55,8 @@ pub fn host_isa() -> Result<std::sync::Arc<dyn cranelift_codegen::isa::TargetIsa
         .map_err(|e| host_isa_error(e.to_string()))
 }
 
-/// Compiles `g` (every dimension known) for the host.
+/// Compiles `g` for the host: `g` verifies, every dimension is known and it is folded for code
+/// generation (see the module documentation of `super`).
 pub fn compile(g: &Graph, opts: &JitOptions) -> Result<JitModel, JitError> {
     let start = Instant::now();
     kestrel_ir::verify(g).map_err(|errors| JitError::InvalidGraph {
@@ -65,13 +66,6 @@ pub fn compile(g: &Graph, opts: &JitOptions) -> Result<JitModel, JitError> {
             .collect::<Vec<_>>()
             .join("; "),
     })?;
-    let folded;
-    let g = if check_known_dims(g).is_err() {
-        folded = fold_shapes(g)?;
-        &folded
-    } else {
-        g
-    };
     check_known_dims(g)?;
     check_sizes(g)?;
     let isa = host_isa()?;

@@ -100,9 +100,9 @@ pub fn header_path(so: &Path) -> PathBuf {
     so.with_extension("h")
 }
 
-/// The graph `lower` sees, exactly as `jit::compile` prepares it (so that host `.so` files and
-/// the JIT run the same code): verified, shape arithmetic folded, every dimension known.
-pub fn prepare(g: &Graph) -> Result<Graph> {
+/// The graph `lower` sees, exactly as the JIT's path prepares it (so that host `.so` files and the
+/// JIT run the same code): verified, folded for code generation, every dimension known.
+pub fn prepare(g: &Graph, source: &str) -> Result<Graph> {
     kestrel_ir::verify(g).map_err(|errors| {
         anyhow::anyhow!(
             "the graph is malformed: {}",
@@ -113,11 +113,8 @@ pub fn prepare(g: &Graph) -> Result<Graph> {
                 .join("; ")
         )
     })?;
-    let g = if jit::check_known_dims(g).is_err() {
-        jit::fold_shapes(g)?
-    } else {
-        g.clone()
-    };
+    let mut g = g.clone();
+    crate::driver::fold_for_codegen(&mut g, Path::new(source))?;
     jit::check_known_dims(&g)?;
     jit::check_sizes(&g)?;
     Ok(g)
@@ -167,7 +164,7 @@ pub fn compile_graph(g: &Graph, opts: &AotOptions, out: &Path, source: &str) -> 
     let linker = link::find_linker()?;
 
     let start = Instant::now();
-    let g = prepare(g).with_context(|| format!("{source}: compiling"))?;
+    let g = prepare(g, source).with_context(|| format!("{source}: compiling"))?;
     let jit_opts = JitOptions {
         threads: opts.tasks,
         min_task_macs: opts.min_task_macs,

@@ -185,6 +185,7 @@ pub fn run_jit_with(
     let (input, logits) = reference(&io_of(model));
     kestrel::driver::bind_shapes_from_inputs(&mut g, std::slice::from_ref(&input), model)
         .unwrap_or_else(|e| panic!("{e:#}"));
+    kestrel::driver::fold_for_codegen(&mut g, model).unwrap_or_else(|e| panic!("{e:#}"));
     let m = kestrel_backends::jit::compile(&g, opts)
         .unwrap_or_else(|e| panic!("compiling {}: {e}", model.display()));
     let start = Instant::now();

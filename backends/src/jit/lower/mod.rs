@@ -19,10 +19,11 @@
 //! It returns 0, or the status `k` of the first node that failed at run time (an index out of
 //! range); `Lowered::status_nodes[k - 1]` names that node. Split nodes never fail at run time.
 //!
-//! Three steps, one module each: [`placement`] classifies the nodes (folded, views, kernels)
+//! Three steps, one module each: [`placement`] classifies the nodes (views, kernels)
 //! and places every value (graph input or output, constant, arena offset); [`functions`] emits
 //! one function per kernel node; [`entry`] emits the entry function. [`data`] holds the module
-//! side (data objects, signatures, value pointers), [`fold`] what is evaluated at compile time.
+//! side (data objects, signatures, value pointers), [`fold`] what is known at compile time (the graph's constants: the
+//! graph must come folded).
 
 mod data;
 mod entry;
@@ -30,7 +31,7 @@ mod fold;
 mod functions;
 mod placement;
 
-pub use fold::{compile_time_values, is_folded};
+pub use fold::{check_folded, constant_values, should_be_folded};
 
 use super::error::JitError;
 use super::isa::IsaFlags;
@@ -53,7 +54,8 @@ pub struct Lowered {
     pub code_bytes: usize,
 }
 
-/// Lowers `g` into `module` (see the module documentation). Every dimension must be known.
+/// Lowers `g` into `module` (see the module documentation). Every dimension must be known and
+/// the graph folded for code generation ([`check_folded`]).
 pub fn lower<M: Module>(
     module: &mut M,
     g: &Graph,
@@ -61,7 +63,8 @@ pub fn lower<M: Module>(
     prefix: &str,
     opts: &JitOptions,
 ) -> Result<Lowered, JitError> {
-    let consts = compile_time_values(g)?;
+    fold::check_folded(g)?;
+    let consts = constant_values(g);
     let placement = placement::place(g, &consts, opts)?;
     let mut ctx = module.make_context();
     let mut fctx = FunctionBuilderContext::new();

@@ -1,7 +1,6 @@
 //! Where values live and what each node becomes, decided before any code is emitted.
 //!
-//! Nodes are classified ([`Kind`]): *folded* (computed at compile time, see `super::fold`),
-//! *views* (`Op::is_view` ops not producing a graph output share their input's storage; kernels
+//! Nodes are classified ([`Kind`]): *views* (`Op::is_view` ops not producing a graph output share their input's storage; kernels
 //! never write their inputs, so sharing is safe), and *kernels* (a function each, with its task
 //! count and scratch). Every value then gets a [`Loc`]: a graph input or output, a constant, or an
 //! offset in the arena, whose buffers (kernel outputs and scratch) are placed by the lifetime
@@ -22,14 +21,13 @@ pub enum Loc {
     Output(usize),
     /// Byte offset in the arena.
     Arena(usize),
-    /// Constant data of this value (graph constant or folded), by symbol.
+    /// Constant data of this value, by symbol.
     Const(ValueId),
 }
 
 /// What a node becomes.
 #[derive(Clone, Debug)]
 pub(super) enum Kind {
-    Folded,
     View,
     /// A node with a function; `scratch` bytes serve all its `tasks` together.
     Kernel {
@@ -56,8 +54,8 @@ fn is_view(op: &Op) -> bool {
     )
 }
 
-/// Classifies the nodes of `g` and places its values; `consts` are the values known at compile
-/// time (`super::fold::compile_time_values`).
+/// Classifies the nodes of `g` and places its values; `consts` are the graph's constants
+/// (`super::fold::constant_values`).
 pub(super) fn place(
     g: &Graph,
     consts: &HashMap<ValueId, Tensor>,
@@ -68,10 +66,6 @@ pub(super) fn place(
     let graph_outputs: Vec<ValueId> = g.outputs.iter().map(|o| o.value).collect();
     for (i, node) in g.nodes.iter().enumerate() {
         let id = NodeId(i as u32);
-        if super::fold::is_folded(node, consts) {
-            kinds.push(Kind::Folded);
-            continue;
-        }
         for &v in &node.inputs {
             if let ValueDef::Const(c) = &g.value(v).def {
                 if c.data.is_none() {
@@ -113,7 +107,6 @@ pub(super) fn place(
     let mut written_outputs: Vec<bool> = vec![false; g.outputs.len()];
     for (i, node) in g.nodes.iter().enumerate() {
         match &kinds[i] {
-            Kind::Folded => {}
             Kind::View => {
                 let src = node.inputs[0];
                 root[node.outputs[0].index()] = root[src.index()];
