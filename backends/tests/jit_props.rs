@@ -145,9 +145,9 @@ proptest! {
             Op::Unary(UnaryOp::Exp), Op::Unary(UnaryOp::Erf), Op::Unary(UnaryOp::Abs),
             Op::Unary(UnaryOp::Floor), Op::Unary(UnaryOp::Round), Op::Unary(UnaryOp::HardSwish),
             Op::Unary(UnaryOp::Softplus), Op::Unary(UnaryOp::Mish),
-            Op::LeakyRelu { alpha: F32(0.1) }, Op::Elu { alpha: F32(0.7) },
-            Op::Gelu { tanh_approx: false }, Op::Gelu { tanh_approx: true },
-            Op::HardSigmoid { alpha: F32(0.2), beta: F32(0.5) },
+            Op::Unary(UnaryOp::LeakyRelu { alpha: F32(0.1) }), Op::Unary(UnaryOp::Elu { alpha: F32(0.7) }),
+            Op::Unary(UnaryOp::Gelu { tanh_approx: false }), Op::Unary(UnaryOp::Gelu { tanh_approx: true }),
+            Op::Unary(UnaryOp::HardSigmoid { alpha: F32(0.2), beta: F32(0.5) }),
         ];
         let mut g = Graph::new("p");
         let x = g.add_input("x", TensorType::known(DType::F32, &dims));

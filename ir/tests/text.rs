@@ -312,7 +312,8 @@ fn attribute_table_round_trips_non_default_values() {
         assert_eq!(attrs, sorted, "{op:?}");
         let parts: Vec<(String, AttrValue)> =
             attrs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-        assert_eq!(&op_from_parts(op.name(), &parts).unwrap(), op);
+        let operands = input_arity(op).0;
+        assert_eq!(&op_from_parts(op.name(), operands, &parts).unwrap(), op);
     }
 }
 
@@ -355,7 +356,7 @@ fn attribute_errors_are_reported() {
     for (name, attrs, msg) in bad {
         let parts: Vec<(String, AttrValue)> =
             attrs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-        let e = op_from_parts(name, &parts).unwrap_err();
+        let e = op_from_parts(name, 1, &parts).unwrap_err();
         assert!(e.contains(msg), "{name}: {e}");
     }
 }
@@ -364,17 +365,17 @@ fn every_op_with_non_default_attrs() -> Vec<Op> {
     let mut ops: Vec<Op> = UnaryOp::ALL.into_iter().map(Op::Unary).collect();
     ops.extend(BinaryOp::ALL.into_iter().map(Op::Binary));
     ops.extend([
-        Op::HardSigmoid {
+        Op::Unary(UnaryOp::HardSigmoid {
             alpha: F32(0.3),
             beta: F32(0.25),
-        },
-        Op::LeakyRelu { alpha: F32(0.2) },
-        Op::Elu { alpha: F32(0.5) },
-        Op::Selu {
+        }),
+        Op::Unary(UnaryOp::LeakyRelu { alpha: F32(0.2) }),
+        Op::Unary(UnaryOp::Elu { alpha: F32(0.5) }),
+        Op::Unary(UnaryOp::Selu {
             alpha: F32(2.0),
             gamma: F32(3.0),
-        },
-        Op::Gelu { tanh_approx: true },
+        }),
+        Op::Unary(UnaryOp::Gelu { tanh_approx: true }),
         Op::Clip,
         Op::Where,
         Op::Cast { to: DType::F16 },
@@ -516,10 +517,10 @@ fn every_op_with_non_default_attrs() -> Vec<Op> {
         Op::Conv(ConvAttrs {
             group: 1,
             epilogue: Epilogue {
-                act: Activation::Clip {
+                act: Some(UnaryOp::Clip {
                     min: F32(-1.5),
                     max: F32(6.0),
-                },
+                }),
                 residual: true,
                 channel_scale: false,
             },
@@ -528,7 +529,7 @@ fn every_op_with_non_default_attrs() -> Vec<Op> {
         Op::Conv(ConvAttrs {
             group: 1,
             epilogue: Epilogue {
-                act: Activation::Silu,
+                act: Some(UnaryOp::Silu),
                 residual: false,
                 channel_scale: true,
             },
@@ -536,10 +537,10 @@ fn every_op_with_non_default_attrs() -> Vec<Op> {
         }),
         Op::Gemm(GemmAttrs {
             epilogue: Epilogue {
-                act: Activation::HardSigmoid {
+                act: Some(UnaryOp::HardSigmoid {
                     alpha: F32(0.2),
                     beta: F32(0.5),
-                },
+                }),
                 residual: true,
                 channel_scale: false,
             },
@@ -680,17 +681,17 @@ fn every_op_graph() -> Graph {
         &[x],
     );
     for op in [
-        Op::HardSigmoid {
+        Op::Unary(UnaryOp::HardSigmoid {
             alpha: F32(0.3),
             beta: F32(0.25),
-        },
-        Op::LeakyRelu { alpha: F32(0.2) },
-        Op::Elu { alpha: F32(0.5) },
-        Op::Selu {
+        }),
+        Op::Unary(UnaryOp::LeakyRelu { alpha: F32(0.2) }),
+        Op::Unary(UnaryOp::Elu { alpha: F32(0.5) }),
+        Op::Unary(UnaryOp::Selu {
             alpha: F32(2.0),
             gamma: F32(3.0),
-        },
-        Op::Gelu { tanh_approx: true },
+        }),
+        Op::Unary(UnaryOp::Gelu { tanh_approx: true }),
         Op::Cast { to: DType::F16 },
         Op::Softmax { axis: 1 },
         Op::LogSoftmax { axis: 0 },
@@ -1305,7 +1306,7 @@ fn build(inputs: &[(String, TensorType)], steps: &[Step], outs: &[usize]) -> Gra
             ),
             Step::Leaky(a, f) => node(
                 &mut g,
-                Op::LeakyRelu { alpha: F32(*f) },
+                Op::Unary(UnaryOp::LeakyRelu { alpha: F32(*f) }),
                 &[pick(&vals, *a)],
                 &mut vals,
             ),

@@ -7,7 +7,7 @@
 //! backend can refine the estimate by implementing [`CostModel`] and handing it to the pass
 //! manager in [`crate::PassContext::cost_model`]; `passes` never depends on a backend.
 
-use kestrel_ir::{Activation, Op, ReduceKind, TensorType, UnaryOp};
+use kestrel_ir::{Op, ReduceKind, TensorType, UnaryOp};
 
 /// The cost of running one node.
 pub trait CostModel {
@@ -37,26 +37,28 @@ fn bytes(t: &TensorType) -> f64 {
     numel(t) * t.dtype.size() as f64
 }
 
-/// Arithmetic per element of an activation (a polynomial for the transcendental ones).
-pub fn activation_flops(a: Activation) -> f64 {
-    match a {
-        Activation::None => 0.0,
-        Activation::Relu | Activation::Clip { .. } => 1.0,
-        Activation::HardSwish | Activation::HardSigmoid { .. } => 4.0,
-        Activation::Sigmoid => 12.0,
-        Activation::Silu => 13.0,
-        Activation::Gelu => 16.0,
+/// Arithmetic per element of a unary op (a polynomial for the transcendental ones), alone or as
+/// a fused epilogue's activation.
+pub fn unary_flops(u: UnaryOp) -> f64 {
+    match u {
+        UnaryOp::Relu
+        | UnaryOp::Neg
+        | UnaryOp::Abs
+        | UnaryOp::Clip { .. }
+        | UnaryOp::LeakyRelu { .. }
+        | UnaryOp::Elu { .. }
+        | UnaryOp::Selu { .. } => 1.0,
+        UnaryOp::HardSwish | UnaryOp::HardSigmoid { .. } => 4.0,
+        UnaryOp::Sigmoid | UnaryOp::Erf | UnaryOp::Exp | UnaryOp::Log | UnaryOp::Tanh => 12.0,
+        UnaryOp::Silu => 13.0,
+        UnaryOp::Gelu { .. } => 16.0,
+        _ => 2.0,
     }
 }
 
-fn unary_flops(u: UnaryOp) -> f64 {
-    match u {
-        UnaryOp::Relu | UnaryOp::Neg | UnaryOp::Abs => 1.0,
-        UnaryOp::Sigmoid => activation_flops(Activation::Sigmoid),
-        UnaryOp::HardSwish => activation_flops(Activation::HardSwish),
-        UnaryOp::Erf | UnaryOp::Exp | UnaryOp::Log | UnaryOp::Tanh => 12.0,
-        _ => 2.0,
-    }
+/// Arithmetic per element of a fused epilogue's activation (0 for none).
+pub fn activation_flops(act: Option<UnaryOp>) -> f64 {
+    act.map_or(0.0, unary_flops)
 }
 
 impl CostModel for StaticCost {
@@ -96,7 +98,6 @@ impl CostModel for StaticCost {
             // Same arithmetic as the epilogue form, so fusing saves exactly the memory traffic
             // and the node overhead.
             Op::Unary(u) => on * unary_flops(*u),
-            Op::HardSigmoid { .. } => on * 4.0,
             Op::Binary(_) => on,
             Op::Map(p) => {
                 on * p
@@ -109,7 +110,6 @@ impl CostModel for StaticCost {
                     })
                     .sum::<f64>()
             }
-            Op::Gelu { .. } => on * activation_flops(Activation::Gelu),
             Op::Reduce(r) if r.kind == ReduceKind::Mean => {
                 ins.first().map(|t| numel(t)).unwrap_or(on)
             }

@@ -21,11 +21,15 @@ fn is_activation(op: &Op) -> bool {
     use kestrel_ir::UnaryOp::*;
     matches!(
         op,
-        Op::Unary(Relu | Sigmoid | HardSwish | Tanh)
-            | Op::Clip
-            | Op::HardSigmoid { .. }
-            | Op::Gelu { .. }
-            | Op::LeakyRelu { .. }
+        Op::Unary(
+            Relu | Sigmoid
+                | HardSwish
+                | Tanh
+                | Clip { .. }
+                | HardSigmoid { .. }
+                | Gelu { .. }
+                | LeakyRelu { .. }
+        ) | Op::Clip
             | Op::BatchNorm { .. }
     )
 }

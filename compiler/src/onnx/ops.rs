@@ -13,7 +13,7 @@ use super::tensor::{convert, dtype_from_onnx};
 use kestrel_ir::tensor::f32_to_f16;
 use kestrel_ir::{
     ArgAttrs, ArgKind, AspectPolicy, AutoPad, BinaryOp, ConvAttrs, ConvTransposeAttrs, CoordMode,
-    DType, GemmAttrs, Graph, NearestMode, Op, PadMode, PoolAttrs, PoolKind, ReduceAttrs,
+    DType, GemmAttrs, Graph, NearestMode, Op, PadMode, Param, PoolAttrs, PoolKind, ReduceAttrs,
     ReduceKind, ResizeAttrs, ResizeBy, ResizeMode, ScatterReduction, Tensor, UnaryOp, ValueId, F32,
 };
 use std::path::Path;
@@ -283,41 +283,60 @@ fn auto_pad(cx: &Cx) -> Result<AutoPad, Reason> {
     })
 }
 
-fn unary(op_type: &str) -> Option<UnaryOp> {
-    Some(match op_type {
-        "Relu" => UnaryOp::Relu,
-        "Sigmoid" => UnaryOp::Sigmoid,
-        "Tanh" => UnaryOp::Tanh,
-        "Exp" => UnaryOp::Exp,
-        "Log" => UnaryOp::Log,
-        "Sqrt" => UnaryOp::Sqrt,
-        "Reciprocal" => UnaryOp::Reciprocal,
-        "Neg" => UnaryOp::Neg,
-        "Abs" => UnaryOp::Abs,
-        "Erf" => UnaryOp::Erf,
-        "Floor" => UnaryOp::Floor,
-        "Ceil" => UnaryOp::Ceil,
-        "Round" => UnaryOp::Round,
-        "Sign" => UnaryOp::Sign,
-        "Not" => UnaryOp::Not,
-        "HardSwish" => UnaryOp::HardSwish,
-        "Softplus" => UnaryOp::Softplus,
-        "Softsign" => UnaryOp::Softsign,
-        "Sin" => UnaryOp::Sin,
-        "Cos" => UnaryOp::Cos,
-        "Tan" => UnaryOp::Tan,
-        "Asin" => UnaryOp::Asin,
-        "Acos" => UnaryOp::Acos,
-        "Atan" => UnaryOp::Atan,
-        "Sinh" => UnaryOp::Sinh,
-        "Cosh" => UnaryOp::Cosh,
-        "Asinh" => UnaryOp::Asinh,
-        "Acosh" => UnaryOp::Acosh,
-        "Atanh" => UnaryOp::Atanh,
-        "Mish" => UnaryOp::Mish,
-        "IsNaN" => UnaryOp::IsNaN,
-        _ => return None,
-    })
+/// ONNX ops that are one [`UnaryOp`], by the IR name of that op. Its float parameters are the
+/// ONNX attributes of the same names, with the op table's defaults (which are ONNX's).
+const UNARY: &[(&str, &str)] = &[
+    ("Relu", "relu"),
+    ("Sigmoid", "sigmoid"),
+    ("Tanh", "tanh"),
+    ("Exp", "exp"),
+    ("Log", "log"),
+    ("Sqrt", "sqrt"),
+    ("Reciprocal", "reciprocal"),
+    ("Neg", "neg"),
+    ("Abs", "abs"),
+    ("Erf", "erf"),
+    ("Floor", "floor"),
+    ("Ceil", "ceil"),
+    ("Round", "round"),
+    ("Sign", "sign"),
+    ("Not", "not"),
+    ("HardSwish", "hard_swish"),
+    ("Softplus", "softplus"),
+    ("Softsign", "softsign"),
+    ("Sin", "sin"),
+    ("Cos", "cos"),
+    ("Tan", "tan"),
+    ("Asin", "asin"),
+    ("Acos", "acos"),
+    ("Atan", "atan"),
+    ("Sinh", "sinh"),
+    ("Cosh", "cosh"),
+    ("Asinh", "asinh"),
+    ("Acosh", "acosh"),
+    ("Atanh", "atanh"),
+    ("Mish", "mish"),
+    ("IsNaN", "is_nan"),
+    ("HardSigmoid", "hard_sigmoid"),
+    ("LeakyRelu", "leaky_relu"),
+    ("Elu", "elu"),
+    ("Selu", "selu"),
+];
+
+/// The unary op of `op_type` (see [`UNARY`]) with its float parameters read from the node.
+fn unary(cx: &Cx, op_type: &str) -> Result<Option<UnaryOp>, Reason> {
+    let Some(&(_, name)) = UNARY.iter().find(|(onnx, _)| *onnx == op_type) else {
+        return Ok(None);
+    };
+    let mut u = UnaryOp::from_name(name)
+        .ok_or_else(|| invalid(format!("internal: no unary op `{name}`")))?;
+    for (key, p) in u.params() {
+        if let Param::Float(default) = p {
+            let v = cx.float(key, default.0)?;
+            u.set_param(key, Param::Float(F32(v))).map_err(invalid)?;
+        }
+    }
+    Ok(Some(u))
 }
 
 fn binary(op_type: &str) -> Option<BinaryOp> {
@@ -359,7 +378,7 @@ fn reduce_kind(op_type: &str) -> Option<ReduceKind> {
 /// than the node has outputs: the caller rejects the node if a missing output is used.
 pub(crate) fn lower(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
     let op_type = cx.node.op_type.as_str();
-    if let Some(u) = unary(op_type) {
+    if let Some(u) = unary(cx, op_type)? {
         let x = cx.input(0)?;
         return cx.one(Op::Unary(u), &[x]);
     }
@@ -419,32 +438,6 @@ pub(crate) fn lower(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
             }
             Ok(vec![acc])
         }
-        "HardSigmoid" => {
-            let x = cx.input(0)?;
-            let op = Op::HardSigmoid {
-                alpha: F32(cx.float("alpha", 0.2)?),
-                beta: F32(cx.float("beta", 0.5)?),
-            };
-            cx.one(op, &[x])
-        }
-        "LeakyRelu" => {
-            let x = cx.input(0)?;
-            let alpha = F32(cx.float("alpha", 0.01)?);
-            cx.one(Op::LeakyRelu { alpha }, &[x])
-        }
-        "Elu" => {
-            let x = cx.input(0)?;
-            let alpha = F32(cx.float("alpha", 1.0)?);
-            cx.one(Op::Elu { alpha }, &[x])
-        }
-        "Selu" => {
-            let x = cx.input(0)?;
-            let op = Op::Selu {
-                alpha: F32(cx.float("alpha", 1.673_263_2)?),
-                gamma: F32(cx.float("gamma", 1.050_701)?),
-            };
-            cx.one(op, &[x])
-        }
         "Gelu" => {
             let x = cx.input(0)?;
             let tanh_approx = match cx.string("approximate", "none")? {
@@ -454,7 +447,7 @@ pub(crate) fn lower(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
                     return Err(cx.bad_attr("approximate", format!("unknown value \"{other}\"")))
                 }
             };
-            cx.one(Op::Gelu { tanh_approx }, &[x])
+            cx.one(Op::Unary(UnaryOp::Gelu { tanh_approx }), &[x])
         }
         "Clip" => lower_clip(cx),
         "Where" => {
@@ -989,20 +982,61 @@ fn lower_layer_norm(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
 }
 
 /// Clip: before opset 11 the bounds are float attributes; from 11 they are optional inputs.
-/// A missing lower bound followed by an upper one is materialised as the dtype's lowest value.
+///
+/// Float data whose bounds are constants exact in f32 (or absent) becomes [`UnaryOp::Clip`]: a
+/// missing bound is unbounded (a missing `min` is the dtype's lowest value, -inf for floats).
+/// Other Clips keep run-time bounds as inputs ([`Op::Clip`]), a missing `min` materialised as the
+/// dtype's lowest value; an integer Clip without bounds is the identity.
 fn lower_clip(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
+    /// One bound of the node.
+    #[derive(Clone, Copy)]
+    enum Bound {
+        Absent,
+        /// An attribute (before opset 11), rounded to x's dtype.
+        Attr(f64),
+        Input(ValueId),
+    }
     let x = cx.input(0)?;
     let dt = cx.dtype(x);
+    let rounded = |v: f32| scalar_tensor(dt, v as f64).get_f64(0);
     let (lo, hi) = if cx.opset < 11 {
-        let lo = attr_float(cx.node, "min")?;
-        let hi = attr_float(cx.node, "max")?;
+        let b = |v: Option<f32>| v.map_or(Bound::Absent, |v| Bound::Attr(rounded(v)));
         (
-            lo.map(|v| cx.scalar("min", dt, v as f64)),
-            hi.map(|v| cx.scalar("max", dt, v as f64)),
+            b(attr_float(cx.node, "min")?),
+            b(attr_float(cx.node, "max")?),
         )
     } else {
-        (cx.opt(1), cx.opt(2))
+        let b = |v: Option<ValueId>| v.map_or(Bound::Absent, Bound::Input);
+        (b(cx.opt(1)), b(cx.opt(2)))
     };
+    // A bound as an f32 parameter: absent, or a constant scalar of x's dtype exact in f32.
+    let param = |cx: &Cx, b: Bound, unbounded: f32| -> Option<F32> {
+        let v = match b {
+            Bound::Absent => return Some(F32(unbounded)),
+            Bound::Attr(v) => v,
+            Bound::Input(id) => {
+                let t = cx.g.const_data(id)?;
+                if t.dtype() != dt || t.numel() != 1 {
+                    return None;
+                }
+                t.get_f64(0)
+            }
+        };
+        ((v as f32) as f64 == v).then_some(F32(v as f32))
+    };
+    if dt.is_float() {
+        let min = param(cx, lo, f32::NEG_INFINITY);
+        let max = param(cx, hi, f32::INFINITY);
+        if let (Some(min), Some(max)) = (min, max) {
+            return cx.one(Op::Unary(UnaryOp::Clip { min, max }), &[x]);
+        }
+    }
+    let value = |cx: &mut Cx, b: Bound, what: &str| match b {
+        Bound::Absent => None,
+        Bound::Attr(v) => Some(cx.scalar(what, dt, v)),
+        Bound::Input(id) => Some(id),
+    };
+    let (lo, hi) = (value(cx, lo, "min"), value(cx, hi, "max"));
     let mut ins = vec![x];
     match (lo, hi) {
         (lo, Some(hi)) => {
@@ -1013,7 +1047,7 @@ fn lower_clip(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
             ins.extend([lo, hi]);
         }
         (Some(lo), None) => ins.push(lo),
-        (None, None) => {}
+        (None, None) => return cx.one(Op::Identity, &[x]),
     }
     cx.one(Op::Clip, &ins)
 }
@@ -1388,6 +1422,13 @@ fn lower_upsample(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_unary_entry_names_an_ir_op() {
+        for (onnx, name) in UNARY {
+            assert!(UnaryOp::from_name(name).is_some(), "{onnx} -> {name}");
+        }
+    }
 
     #[test]
     fn scalars_of_every_dtype() {

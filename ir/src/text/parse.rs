@@ -520,7 +520,7 @@ impl Parser<'_> {
                 Ok((p.ty()?, at))
             })?;
         }
-        let op = match op_from_parts(&op_name, &attrs) {
+        let op = match op_from_parts(&op_name, args.len(), &attrs) {
             Ok(op) => op,
             Err(e) => return self.err_at(op_at, e),
         };

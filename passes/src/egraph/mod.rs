@@ -133,8 +133,8 @@ impl egg::FromOp for KNode {
             Some(n) => (n, true),
             None => (op, false),
         };
-        let (o, _) =
-            kestrel_ir::text::default_op(name).ok_or_else(|| format!("unknown op `{name}`"))?;
+        let (o, _) = kestrel_ir::Op::named(name, children.len())
+            .ok_or_else(|| format!("unknown op `{name}`"))?;
         Ok(KNode::Op {
             op: o,
             any,

@@ -4,9 +4,7 @@
 
 use super::{infer_node, Info, KNode, Rule, EG};
 use egg::{rewrite as rw, Applier, Id, PatternAst, Subst, Symbol, Var};
-use kestrel_ir::{
-    Activation, BinaryOp, DType, Epilogue, MapInstr, MapProgram, Op, Tensor, UnaryOp, F32,
-};
+use kestrel_ir::{BinaryOp, DType, Epilogue, MapInstr, MapProgram, Op, Tensor, UnaryOp, F32};
 
 fn v(s: &str) -> Var {
     s.parse().expect("variable")
@@ -29,11 +27,13 @@ fn merged(eg: &mut EG, new: Id, root: Id) -> Vec<Id> {
 /// Where the activation of a fused epilogue comes from.
 #[derive(Clone, Copy, Debug)]
 pub enum Act {
-    Fixed(Activation),
-    /// Clip with scalar constant bounds `?lo` (and `?hi`, else unbounded above).
+    /// This one (`None`: no activation, for a residual alone).
+    Fixed(Option<UnaryOp>),
+    /// `Op::Clip` with scalar constant bounds `?lo` (and `?hi`, else unbounded above).
     Clip(&'static str, Option<&'static str>),
-    /// The parameters of the matched root op (`hard_sigmoid{alpha, beta}`).
-    FromRoot,
+    /// The matched root's unary op of this name applied to the base, with its parameters
+    /// (`hard_sigmoid{alpha, beta}`, `clip{min, max}`).
+    FromRoot(&'static str),
 }
 
 /// Folds an activation and/or a residual into the epilogue of the conv/gemm in class `base`.
@@ -49,10 +49,10 @@ pub struct Fuse {
 }
 
 impl Fuse {
-    pub fn act(a: Activation) -> Self {
+    pub fn act(a: UnaryOp) -> Self {
         Fuse {
             base: v("?c"),
-            act: Act::Fixed(a),
+            act: Act::Fixed(Some(a)),
             residual: None,
             max_uses: 1,
         }
@@ -68,7 +68,7 @@ impl Fuse {
     pub fn residual() -> Self {
         Fuse {
             base: v("?c"),
-            act: Act::Fixed(Activation::None),
+            act: Act::Fixed(None),
             residual: Some(v("?r")),
             max_uses: 1,
         }
@@ -76,12 +76,13 @@ impl Fuse {
     pub fn silu() -> Self {
         Fuse {
             max_uses: 2,
-            ..Fuse::act(Activation::Silu)
+            ..Fuse::act(UnaryOp::Silu)
         }
     }
 
-    fn activation(&self, eg: &EG, root: Id, base: Id, subst: &Subst) -> Option<Activation> {
-        Some(match self.act {
+    /// The activation to fuse (`Some(None)` for none), or `None` when the match does not fuse.
+    fn activation(&self, eg: &EG, root: Id, base: Id, subst: &Subst) -> Option<Option<UnaryOp>> {
+        let act = match self.act {
             Act::Fixed(a) => a,
             Act::Clip(lo, hi) => {
                 let min = info(eg, subst[v(lo)]).scalar_f32()?;
@@ -89,26 +90,28 @@ impl Fuse {
                     Some(h) => info(eg, subst[v(h)]).scalar_f32()?,
                     None => f32::INFINITY,
                 };
-                if min.is_nan() || max.is_nan() {
-                    return None;
-                }
-                Activation::Clip {
+                Some(UnaryOp::Clip {
                     min: F32(min),
                     max: F32(max),
-                }
+                })
             }
-            Act::FromRoot => eg[root].nodes.iter().find_map(|n| match n {
+            Act::FromRoot(name) => Some(eg[root].nodes.iter().find_map(|n| match n {
                 KNode::Op {
-                    op: Op::HardSigmoid { alpha, beta },
+                    op: Op::Unary(u),
                     args,
                     ..
-                } if eg.find(args[0]) == eg.find(base) => Some(Activation::HardSigmoid {
-                    alpha: *alpha,
-                    beta: *beta,
-                }),
+                } if u.name() == name && eg.find(args[0]) == eg.find(base) => Some(*u),
                 _ => None,
-            })?,
-        })
+            })?),
+        };
+        // A NaN clip bound keeps x in the interpreter but gives NaN in the JIT's epilogue.
+        if let Some(UnaryOp::Clip { min, max }) = act {
+            if min.0.is_nan() || max.0.is_nan() {
+                return None;
+            }
+        }
+        debug_assert!(act.is_none_or(|a| a.is_epilogue_activation()));
+        Some(act)
     }
 }
 
@@ -169,7 +172,7 @@ impl Applier<KNode, super::TypeAnalysis> for Fuse {
                 }
                 _ => continue,
             };
-            if epi.act != Activation::None || (res.is_some() && epi.residual) {
+            if epi.act.is_some() || (res.is_some() && epi.residual) {
                 continue;
             }
             let new_epi = Epilogue {
@@ -538,21 +541,23 @@ fn cond_gelu(eg: &mut EG, _id: Id, s: &Subst) -> bool {
 pub fn epilogue_rules() -> Vec<Rule> {
     vec![
         // relu(conv(..)) = conv(..){epilogue=relu}
-        rw!("relu-into-epilogue"; "(relu ?c)" => { Fuse::act(Activation::Relu) }),
-        // clip(y, lo, hi) = y{epilogue=clip(lo, hi)} (Relu6 is clip(0, 6))
+        rw!("relu-into-epilogue"; "(relu ?c)" => { Fuse::act(UnaryOp::Relu) }),
+        // clip{min,max}(y) = y{epilogue=clip(min, max)} (Relu6 is clip(0, 6))
+        rw!("clip-attrs-into-epilogue"; "(clip* ?c)" => { Fuse::with(Act::FromRoot("clip")) }),
+        // clip(y, lo, hi) = y{epilogue=clip(lo, hi)} (bounds as constant operands)
         rw!("clip-into-epilogue"; "(clip ?c ?lo ?hi)" => { Fuse::with(Act::Clip("?lo", Some("?hi"))) }),
         rw!("clip-min-into-epilogue"; "(clip ?c ?lo)" => { Fuse::with(Act::Clip("?lo", None)) }),
         // hard_swish(y) = y{epilogue=hard_swish}
-        rw!("hard-swish-into-epilogue"; "(hard_swish ?c)" => { Fuse::act(Activation::HardSwish) }),
+        rw!("hard-swish-into-epilogue"; "(hard_swish ?c)" => { Fuse::act(UnaryOp::HardSwish) }),
         // hard_sigmoid{a,b}(y) = y{epilogue=hard_sigmoid(a, b)}
-        rw!("hard-sigmoid-into-epilogue"; "(hard_sigmoid* ?c)" => { Fuse::with(Act::FromRoot) }),
+        rw!("hard-sigmoid-into-epilogue"; "(hard_sigmoid* ?c)" => { Fuse::with(Act::FromRoot("hard_sigmoid")) }),
         // sigmoid(y) = y{epilogue=sigmoid}
-        rw!("sigmoid-into-epilogue"; "(sigmoid ?c)" => { Fuse::act(Activation::Sigmoid) }),
+        rw!("sigmoid-into-epilogue"; "(sigmoid ?c)" => { Fuse::act(UnaryOp::Sigmoid) }),
         // y * sigmoid(y) = y{epilogue=silu}
         rw!("silu-into-epilogue"; "(mul ?c (sigmoid ?c))" => { Fuse::silu() }),
         rw!("silu-into-epilogue-2"; "(mul (sigmoid ?c) ?c)" => { Fuse::silu() }),
         // gelu(y) = y{epilogue=gelu}
-        rw!("gelu-into-epilogue"; "(gelu ?c)" => { Fuse::act(Activation::Gelu) }),
+        rw!("gelu-into-epilogue"; "(gelu ?c)" => { Fuse::act(UnaryOp::Gelu { tanh_approx: false }) }),
         // y + r = y{residual}(.., r)   (r of y's exact type)
         rw!("residual-into-epilogue"; "(add ?c ?r)" => { Fuse::residual() }),
         rw!("residual-into-epilogue-2"; "(add ?r ?c)" => { Fuse::residual() }),

@@ -30,7 +30,7 @@ use crate::jit::kernels::gemm;
 use crate::jit::kernels::window::{pad_plane, Window};
 use crate::jit::{JitError, JitOptions};
 use cranelift_codegen::ir::{types, InstBuilder, Value};
-use kestrel_ir::{Activation, ConvAttrs, Graph, Node, NodeId, Tensor, ValueId};
+use kestrel_ir::{ConvAttrs, Graph, Node, NodeId, Tensor, UnaryOp, ValueId};
 use std::collections::{BTreeMap, HashMap};
 
 struct Geo {
@@ -456,12 +456,12 @@ fn col_block_bytes(geo: &Geo) -> usize {
 /// `delta` = residual base - output base) and activation.
 struct Post {
     delta: Option<Value>,
-    act: Activation,
+    act: Option<UnaryOp>,
 }
 
 impl Post {
     fn is_identity(&self) -> bool {
-        self.delta.is_none() && self.act == Activation::None
+        self.delta.is_none() && self.act.is_none()
     }
 
     /// `act(v + residual)` for the value (F32 or F32X4, `ty`) stored at `ptr + off`.

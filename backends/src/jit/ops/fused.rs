@@ -12,7 +12,7 @@ use crate::jit::emit::E;
 use crate::jit::kernels::pointwise::activation;
 use crate::jit::JitError;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
-use kestrel_ir::{Activation, ConvAttrs, Epilogue, GemmAttrs, Node, Op};
+use kestrel_ir::{ConvAttrs, Epilogue, GemmAttrs, Node, Op, UnaryOp};
 
 /// In place over `rows` rows of `p` f32 at `out`: `out[r, :] = act(out[r, :] + bias[r % channels]
 /// + res[r, :])`, bias and residual optional.
@@ -25,9 +25,9 @@ pub fn apply_rows(
     channels: usize,
     bias: Option<Value>,
     res: Option<Value>,
-    act: Activation,
+    act: Option<UnaryOp>,
 ) {
-    if bias.is_none() && res.is_none() && act == Activation::None {
+    if bias.is_none() && res.is_none() && act.is_none() {
         return;
     }
     let row_bytes = (p * 4) as i64;
