@@ -369,12 +369,89 @@ pub enum MapInstr {
 
 /// An element-wise program: the result is the last register. Every operation rounds to f32
 /// like the op it replaces, so a map computes exactly what the chain of ops it fused computes.
+///
+/// Graphs hold programs in [canonical](MapProgram::canonical) form (`Graph::add_node` puts them
+/// there), the form the text form denotes.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MapProgram {
     pub code: Vec<MapInstr>,
 }
 
 impl MapProgram {
+    /// The same function in canonical form: the instructions the result depends on, in
+    /// post-order from the result (operands left to right), each input and each constant (by
+    /// bit pattern) defined once, at its first use. Two programs with the same expression DAG
+    /// have the same canonical form. A program that reads a register before defining it is
+    /// returned unchanged (inference rejects it).
+    pub fn canonical(&self) -> MapProgram {
+        match self.code.len().checked_sub(1) {
+            Some(root) => Self::canonical_from(&self.code, root).unwrap_or_else(|| self.clone()),
+            None => self.clone(),
+        }
+    }
+
+    /// The canonical program computing register `root` of `code`; `None` if a register is read
+    /// before it is defined (or `root` is out of range).
+    pub fn canonical_from(code: &[MapInstr], root: usize) -> Option<MapProgram> {
+        if root >= code.len() {
+            return None;
+        }
+        for (i, ins) in code.iter().enumerate() {
+            let ok = match *ins {
+                MapInstr::Unary(_, a) => (a as usize) < i,
+                MapInstr::Binary(_, a, b) => (a as usize) < i && (b as usize) < i,
+                MapInstr::Input(_) | MapInstr::Const(_) => true,
+            };
+            if !ok {
+                return None;
+            }
+        }
+        let mut new: Vec<Option<u16>> = vec![None; code.len()];
+        let mut out: Vec<MapInstr> = Vec::new();
+        let mut leaves: Vec<(MapInstr, u16)> = Vec::new();
+        // (register, operands already placed); operands are pushed last-first so that the
+        // first operand is placed first.
+        let mut stack = vec![(root, false)];
+        while let Some((i, expanded)) = stack.pop() {
+            if new[i].is_some() {
+                continue;
+            }
+            let ins = code[i];
+            let placed = |r: u16| new[r as usize].expect("operand placed before its user");
+            let emit = match ins {
+                MapInstr::Input(_) | MapInstr::Const(_) => {
+                    let same = |l: &MapInstr| match (l, ins) {
+                        (MapInstr::Input(a), MapInstr::Input(b)) => *a == b,
+                        (MapInstr::Const(a), MapInstr::Const(b)) => a == &b,
+                        _ => false,
+                    };
+                    if let Some(&(_, r)) = leaves.iter().find(|(l, _)| same(l)) {
+                        new[i] = Some(r);
+                        continue;
+                    }
+                    ins
+                }
+                MapInstr::Unary(u, a) if expanded => MapInstr::Unary(u, placed(a)),
+                MapInstr::Binary(b, x, y) if expanded => MapInstr::Binary(b, placed(x), placed(y)),
+                MapInstr::Unary(_, a) => {
+                    stack.extend([(i, true), (a as usize, false)]);
+                    continue;
+                }
+                MapInstr::Binary(_, x, y) => {
+                    stack.extend([(i, true), (y as usize, false), (x as usize, false)]);
+                    continue;
+                }
+            };
+            let r = u16::try_from(out.len()).ok()?;
+            if matches!(emit, MapInstr::Input(_) | MapInstr::Const(_)) {
+                leaves.push((emit, r));
+            }
+            out.push(emit);
+            new[i] = Some(r);
+        }
+        Some(MapProgram { code: out })
+    }
+
     /// The unary ops a map may contain (float-valued, supported by every backend).
     pub fn unary_ok(u: UnaryOp) -> bool {
         use UnaryOp::*;

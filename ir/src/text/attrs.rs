@@ -10,6 +10,7 @@
 //! always listed.
 
 use super::number::{fmt_f32, DenseFmt};
+use super::program::program_text;
 use crate::dtype::{DType, F32};
 use crate::op::*;
 use crate::tensor::Tensor;
@@ -31,6 +32,8 @@ pub enum AttrValue {
     DType(DType),
     /// A small constant tensor ([`Op::ConstantOfShape`]'s `value`).
     Tensor(Tensor),
+    /// A map program ([`Op::Map`]'s `code`), written as its expressions (`super::program`).
+    Map(MapProgram),
 }
 
 impl AttrValue {
@@ -44,12 +47,14 @@ impl AttrValue {
             AttrValue::Ident(_) => "an identifier",
             AttrValue::DType(_) => "a dtype",
             AttrValue::Tensor(_) => "a tensor",
+            AttrValue::Map(_) => "a map program",
         }
     }
 }
 
 impl fmt::Display for AttrValue {
-    /// The text form: `3`, `0.5`, `true`, `[1,2]`, `linear`, `u8`, `dense<[0.0]> : f32[1]`.
+    /// The text form: `3`, `0.5`, `true`, `[1,2]`, `linear`, `u8`, `dense<[0.0]> : f32[1]`,
+    /// `[r0 = sigmoid(x0), mul(x0, r0)]`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AttrValue::Int(v) => write!(f, "{v}"),
@@ -77,6 +82,7 @@ impl fmt::Display for AttrValue {
                 }
                 f.write_str("]")
             }
+            AttrValue::Map(p) => f.write_str(&program_text(p)),
         }
     }
 }
@@ -266,7 +272,7 @@ fn ident(s: &str) -> AttrValue {
 pub fn all_attrs(op: &Op) -> Vec<(&'static str, AttrValue)> {
     use AttrValue::*;
     let mut v: Vec<(&'static str, AttrValue)> = match op {
-        Op::Map(p) => vec![("code", Ints(map_code(p)))],
+        Op::Map(p) => vec![("code", Map(p.clone()))],
         Op::Unary(u) => u
             .params()
             .into_iter()
@@ -601,7 +607,7 @@ fn set_epilogue_attr(e: &mut Epilogue, key: &str, v: &AttrValue) -> Result<(), S
 }
 
 /// A unary op's parameter as an attribute value.
-fn param_value(p: Param) -> AttrValue {
+pub(crate) fn param_value(p: Param) -> AttrValue {
     match p {
         Param::Float(f) => AttrValue::Float(f),
         Param::Bool(b) => AttrValue::Bool(b),
@@ -609,7 +615,7 @@ fn param_value(p: Param) -> AttrValue {
 }
 
 /// Sets parameter `key` of `u` from an attribute value of the parameter's type.
-fn set_param(u: &mut UnaryOp, key: &str, v: &AttrValue) -> Result<(), String> {
+pub(crate) fn set_param(u: &mut UnaryOp, key: &str, v: &AttrValue) -> Result<(), String> {
     let Some((_, current)) = u.params().into_iter().find(|(k, _)| *k == key) else {
         return Err(format!("{} has no attribute `{key}`", u.name()));
     };
@@ -620,66 +626,6 @@ fn set_param(u: &mut UnaryOp, key: &str, v: &AttrValue) -> Result<(), String> {
     u.set_param(key, value)
 }
 
-/// A map program as integers, four per instruction: `[0, k, 0, 0]` input `k`; `[1, bits, 0, 0]`
-/// a constant (its f32 bit pattern); `[2, u, a, 0]` unary op number `u` of `UnaryOp::ALL` on
-/// register `a`; `[3, b, x, y]` binary op number `b` of `BinaryOp::ALL` on registers `x`, `y`.
-pub fn map_code(p: &MapProgram) -> Vec<i64> {
-    let mut v = Vec::with_capacity(4 * p.code.len());
-    for ins in &p.code {
-        v.extend(match *ins {
-            MapInstr::Input(k) => [0, k as i64, 0, 0],
-            MapInstr::Const(c) => [1, c.0.to_bits() as i64, 0, 0],
-            MapInstr::Unary(u, a) => [
-                2,
-                UnaryOp::ALL.iter().position(|&x| x == u).unwrap_or(0) as i64,
-                a as i64,
-                0,
-            ],
-            MapInstr::Binary(b, x, y) => [
-                3,
-                BinaryOp::ALL.iter().position(|&o| o == b).unwrap_or(0) as i64,
-                x as i64,
-                y as i64,
-            ],
-        });
-    }
-    v
-}
-
-/// Reads [`map_code`]'s encoding back.
-pub fn map_from_code(v: Vec<i64>) -> Result<MapProgram, String> {
-    if !v.len().is_multiple_of(4) {
-        return Err("map code needs 4 integers per instruction".into());
-    }
-    let reg = |x: i64| u16::try_from(x).map_err(|_| format!("bad map register {x}"));
-    let mut code = Vec::new();
-    for c in v.chunks(4) {
-        code.push(match c[0] {
-            0 => MapInstr::Input(reg(c[1])?),
-            1 => MapInstr::Const(F32(f32::from_bits(
-                u32::try_from(c[1]).map_err(|_| format!("bad map constant bits {}", c[1]))?,
-            ))),
-            2 => MapInstr::Unary(
-                *usize::try_from(c[1])
-                    .ok()
-                    .and_then(|i| UnaryOp::ALL.get(i))
-                    .ok_or_else(|| format!("bad unary op number {}", c[1]))?,
-                reg(c[2])?,
-            ),
-            3 => MapInstr::Binary(
-                *usize::try_from(c[1])
-                    .ok()
-                    .and_then(|i| BinaryOp::ALL.get(i))
-                    .ok_or_else(|| format!("bad binary op number {}", c[1]))?,
-                reg(c[2])?,
-                reg(c[3])?,
-            ),
-            k => return Err(format!("bad map instruction kind {k}")),
-        });
-    }
-    Ok(MapProgram { code })
-}
-
 const AUTO_PAD: &str = "not_set, same_upper, same_lower, valid";
 
 /// Sets one attribute of `op`; `Err` if the op has no such attribute or the value has the wrong type.
@@ -687,7 +633,15 @@ fn set_attr(op: &mut Op, key: &str, v: &AttrValue) -> Result<(), String> {
     let unknown = |op: &Op| Err(format!("{} has no attribute `{key}`", op.name()));
     match op {
         Op::Map(p) => match key {
-            "code" => *p = map_from_code(want_ints(key, v)?)?,
+            "code" => match v {
+                AttrValue::Map(m) => *p = m.clone(),
+                _ => {
+                    return Err(format!(
+                        "attribute `code` expects a map program (`[mul(x0, x1)]`), got {}",
+                        v.kind()
+                    ))
+                }
+            },
             _ => return unknown(op),
         },
         Op::Unary(u) => set_param(u, key, v)?,
