@@ -859,6 +859,30 @@ pub enum Op {
 }
 
 impl Op {
+    /// Element-wise ops: every output element is a function of the input elements at its
+    /// (numpy-broadcast) position alone — unary, binary, map, clip, where and cast.
+    pub fn is_elementwise(&self) -> bool {
+        matches!(
+            self,
+            Op::Unary(_) | Op::Binary(_) | Op::Map(_) | Op::Clip | Op::Where | Op::Cast { .. }
+        )
+    }
+
+    /// Ops that only give their first input another shape, keeping its elements in row-major
+    /// order: reshape, flatten, squeeze, unsqueeze.
+    pub fn is_reshape(&self) -> bool {
+        matches!(
+            self,
+            Op::Reshape { .. } | Op::Flatten { .. } | Op::Squeeze | Op::Unsqueeze
+        )
+    }
+
+    /// Views: a reshape or the identity. The output holds the input's bytes unchanged, so a
+    /// backend may let it alias the input's buffer.
+    pub fn is_view(&self) -> bool {
+        self.is_reshape() || matches!(self, Op::Identity)
+    }
+
     /// Number of outputs the node has (all ops but `Split` and `TopK` have one).
     pub fn num_outputs(&self) -> usize {
         match self {
@@ -1084,5 +1108,36 @@ mod tests {
         let mut r = UnaryOp::Relu;
         assert!(r.params().is_empty());
         assert!(r.set_param("alpha", Param::Float(F32(1.0))).is_err());
+    }
+
+    #[test]
+    fn predicates_classify_ops() {
+        let views = [
+            Op::Reshape { allowzero: false },
+            Op::Flatten { axis: 1 },
+            Op::Squeeze,
+            Op::Unsqueeze,
+            Op::Identity,
+        ];
+        for op in &views {
+            assert!(op.is_view(), "{op:?}");
+            assert_eq!(op.is_reshape(), *op != Op::Identity, "{op:?}");
+            assert!(!op.is_elementwise(), "{op:?}");
+        }
+        for op in [Op::Transpose { perm: vec![1, 0] }, Op::Expand, Op::MatMul] {
+            assert!(!op.is_view() && !op.is_elementwise(), "{op:?}");
+        }
+        let elementwise = [
+            Op::Unary(UnaryOp::Silu),
+            Op::Binary(BinaryOp::Add),
+            Op::Map(MapProgram::default()),
+            Op::Clip,
+            Op::Where,
+            Op::Cast { to: DType::I8 },
+        ];
+        for op in &elementwise {
+            assert!(op.is_elementwise() && !op.is_view(), "{op:?}");
+        }
+        assert!(BinaryOp::Mul.is_commutative() && !BinaryOp::Sub.is_commutative());
     }
 }

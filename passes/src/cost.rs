@@ -127,13 +127,7 @@ impl CostModel for StaticCost {
                 on / dv.max(1.0) * n * (d + dv + 7.0)
             }
             // Views: free in the backend (no data moves).
-            Op::Reshape { .. }
-            | Op::Flatten { .. }
-            | Op::Squeeze
-            | Op::Unsqueeze
-            | Op::Identity => {
-                return 1.0;
-            }
+            _ if op.is_view() => return 1.0,
             _ => on,
         };
         NODE_COST + compute + BYTE_COST * moved

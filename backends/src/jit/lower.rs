@@ -165,13 +165,6 @@ fn parallel_for_sig<M: Module>(module: &M) -> Signature {
     sig
 }
 
-fn is_view(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::Reshape { .. } | Op::Flatten { .. } | Op::Squeeze | Op::Unsqueeze | Op::Identity
-    )
-}
-
 /// Largest tensor folded at compile time (elements); bigger all-constant nodes are compiled.
 const MAX_FOLD_ELEMS: usize = 1 << 22;
 
@@ -239,7 +232,7 @@ pub fn lower<M: Module>(
                 }
             }
         }
-        if is_view(&node.op) && !graph_outputs.contains(&node.outputs[0]) {
+        if node.op.is_view() && !graph_outputs.contains(&node.outputs[0]) {
             kinds.push(Kind::View);
             continue;
         }

@@ -33,7 +33,8 @@ pub fn task_count(g: &Graph, node: &Node, opts: &JitOptions) -> usize {
         Op::Conv(ref a) => conv::task_count(g, node, a, opts),
         Op::Gemm(_) | Op::MatMul => matmul::task_count(g, node, opts),
         Op::Attention { .. } => attention::task_count(g, node, opts),
-        Op::Unary(_) | Op::Binary(_) | Op::Clip | Op::Where => {
+        // Map and cast nodes run as one task.
+        ref op if op.is_elementwise() && !matches!(op, Op::Map(_) | Op::Cast { .. }) => {
             elementwise::task_count(g, node, opts)
         }
         _ => 1,
