@@ -35,26 +35,7 @@ impl LayerTiming {
 
 /// Multiply-adds of a convolution, Gemm or MatMul node with known shapes.
 pub fn macs(g: &Graph, id: NodeId) -> u64 {
-    let node = g.node(id);
-    let dims = |v| g.ty(v).dims().unwrap_or_default();
-    let out: u64 = dims(node.outputs[0]).iter().product::<usize>() as u64;
-    match &node.op {
-        Op::Conv(_) => {
-            // Each output element sums C/group · prod(kernel) products: the weight's [1..].
-            let w = dims(node.inputs[1]);
-            out * w[1..].iter().product::<usize>() as u64
-        }
-        Op::Gemm(a) => {
-            let x = dims(node.inputs[0]);
-            let k = if a.trans_a { x[0] } else { x[x.len() - 1] };
-            out * k as u64
-        }
-        Op::MatMul => {
-            let x = dims(node.inputs[0]);
-            out * *x.last().unwrap_or(&1) as u64
-        }
-        _ => 0,
-    }
+    kestrel_ir::cost::node_macs(g, g.node(id))
 }
 
 /// Whether the JIT gives `node` its own kernel (not folded at compile time, not a view); `known`

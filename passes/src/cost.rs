@@ -7,6 +7,7 @@
 //! backend can refine the estimate by implementing [`CostModel`] and handing it to the pass
 //! manager in [`crate::PassContext::cost_model`]; `passes` never depends on a backend.
 
+use kestrel_ir::cost::macs_per_output;
 use kestrel_ir::{Op, ReduceKind, TensorType, UnaryOp};
 
 /// The cost of running one node.
@@ -67,34 +68,23 @@ impl CostModel for StaticCost {
         let on = numel(out);
         let compute = match op {
             Op::Conv(a) => {
-                // out elements x (C / group x kernel taps).
                 let w = ins.get(1).map(|t| numel(t)).unwrap_or(1.0);
                 let m = out.shape.get(1).and_then(|d| d.known()).unwrap_or(1) as f64;
+                // Weights of unknown shape: their guessed elements over the output channels.
+                let per_output = macs_per_output(op, ins).map_or(w / m.max(1.0), |k| k as f64);
                 // A channel scale multiplies the weights at run time (read + write them).
                 let scale = if a.epilogue.channel_scale {
                     w * (1.0 + 8.0 * BYTE_COST)
                 } else {
                     0.0
                 };
-                on * (w / m.max(1.0)) + on * activation_flops(a.epilogue.act) + scale
+                on * per_output + on * activation_flops(a.epilogue.act) + scale
             }
             Op::Gemm(a) => {
-                let k = ins
-                    .first()
-                    .and_then(|t| {
-                        let i = if a.trans_a { 0 } else { 1 };
-                        t.shape.get(i).and_then(|d| d.known())
-                    })
-                    .unwrap_or(1) as f64;
+                let k = macs_per_output(op, ins).unwrap_or(1) as f64;
                 on * k + on * activation_flops(a.epilogue.act)
             }
-            Op::MatMul => {
-                let k = ins
-                    .first()
-                    .and_then(|t| t.shape.last().and_then(|d| d.known()))
-                    .unwrap_or(1) as f64;
-                on * k
-            }
+            Op::MatMul => on * macs_per_output(op, ins).unwrap_or(1) as f64,
             // Same arithmetic as the epilogue form, so fusing saves exactly the memory traffic
             // and the node overhead.
             Op::Unary(u) => on * unary_flops(*u),
