@@ -19,7 +19,7 @@ fn softplus(x: f64) -> f64 {
 }
 
 /// `1 / (1 + e^-x)`, without overflow.
-pub(crate) fn sigmoid(x: f64) -> f64 {
+fn sigmoid(x: f64) -> f64 {
     if x >= 0.0 {
         1.0 / (1.0 + (-x).exp())
     } else {

@@ -18,8 +18,9 @@ use kestrel_ir::{
 };
 use std::path::Path;
 
-/// Everything a lowering needs about one ONNX node.
-pub(crate) struct Cx<'a> {
+/// The lowering of one ONNX node into the graph being built: the node, the graph, and
+/// everything else a lowering needs.
+pub(crate) struct NodeLowering<'a> {
     pub g: &'a mut Graph,
     pub node: &'a NodeProto,
     /// The default domain's opset version.
@@ -35,7 +36,7 @@ pub(crate) struct Cx<'a> {
     pub nconst: usize,
 }
 
-impl Cx<'_> {
+impl NodeLowering<'_> {
     fn name(&self) -> String {
         self.node.name.clone()
     }
@@ -273,7 +274,7 @@ fn dtype_bounds(dtype: DType) -> (f64, f64) {
     }
 }
 
-fn auto_pad(cx: &Cx) -> Result<AutoPad, Reason> {
+fn auto_pad(cx: &NodeLowering) -> Result<AutoPad, Reason> {
     Ok(match cx.string("auto_pad", "NOTSET")? {
         "NOTSET" | "" => AutoPad::NotSet,
         "SAME_UPPER" => AutoPad::SameUpper,
@@ -324,7 +325,7 @@ const UNARY: &[(&str, &str)] = &[
 ];
 
 /// The unary op of `op_type` (see [`UNARY`]) with its float parameters read from the node.
-fn unary(cx: &Cx, op_type: &str) -> Result<Option<UnaryOp>, Reason> {
+fn unary(cx: &NodeLowering, op_type: &str) -> Result<Option<UnaryOp>, Reason> {
     let Some(&(_, name)) = UNARY.iter().find(|(onnx, _)| *onnx == op_type) else {
         return Ok(None);
     };
@@ -376,7 +377,7 @@ fn reduce_kind(op_type: &str) -> Option<ReduceKind> {
 
 /// Lowers one node; returns the IR values of its outputs, in order. It may return fewer values
 /// than the node has outputs: the caller rejects the node if a missing output is used.
-pub(crate) fn lower(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
+pub(crate) fn lower(cx: &mut NodeLowering) -> Result<Vec<ValueId>, Reason> {
     let op_type = cx.node.op_type.as_str();
     if let Some(u) = unary(cx, op_type)? {
         let x = cx.input(0)?;
@@ -826,7 +827,7 @@ pub(crate) fn lower(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
 }
 
 /// The `reduction` attribute of ScatterElements-16+ / ScatterND-16+ (absent: assignment).
-fn scatter_reduction(cx: &Cx) -> Result<ScatterReduction, Reason> {
+fn scatter_reduction(cx: &NodeLowering) -> Result<ScatterReduction, Reason> {
     Ok(match cx.string("reduction", "none")? {
         "none" => ScatterReduction::None,
         "add" => ScatterReduction::Add,
@@ -857,7 +858,7 @@ fn dtype_from_name(s: &str) -> Option<DType> {
 }
 
 /// The exponent `p` of LpPool / GlobalLpPool: a float before opset 2, an int after.
-fn lp_p(cx: &Cx) -> Result<u32, Reason> {
+fn lp_p(cx: &NodeLowering) -> Result<u32, Reason> {
     let p = if cx.opset < 2 {
         let f = cx.float("p", 2.0)?;
         if f.fract() != 0.0 || f < 1.0 {
@@ -878,7 +879,7 @@ fn lp_p(cx: &Cx) -> Result<u32, Reason> {
 
 /// Element-wise binary ops, including the `broadcast`/`axis` attributes of opsets before 7:
 /// with an `axis`, the second input is aligned at that axis of the first by appending unit axes.
-fn lower_binary(cx: &mut Cx, b: BinaryOp) -> Result<Vec<ValueId>, Reason> {
+fn lower_binary(cx: &mut NodeLowering, b: BinaryOp) -> Result<Vec<ValueId>, Reason> {
     let a = cx.input(0)?;
     let mut y = cx.input(1)?;
     if cx.opset < 7 && cx.int("broadcast", 0)? != 0 {
@@ -901,7 +902,7 @@ fn lower_binary(cx: &mut Cx, b: BinaryOp) -> Result<Vec<ValueId>, Reason> {
     cx.one(Op::Binary(b), &[a, y])
 }
 
-fn lower_dropout(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
+fn lower_dropout(cx: &mut NodeLowering) -> Result<Vec<ValueId>, Reason> {
     let x = cx.input(0)?;
     // Before opset 7 `is_test` defaulted to training mode; like every runtime running exported
     // models, the importer treats Dropout as inference-mode whatever `is_test` says.
@@ -938,7 +939,7 @@ fn lower_dropout(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
 
 /// LayerNormalization; its optional `Mean` and `InvStdDev` outputs (over axes `axis..rank`,
 /// kept as unit dims) are computed only when used, in the input's dtype.
-fn lower_layer_norm(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
+fn lower_layer_norm(cx: &mut NodeLowering) -> Result<Vec<ValueId>, Reason> {
     let (x, scale) = (cx.input(0)?, cx.input(1)?);
     let axis = cx.int("axis", -1)?;
     let epsilon = cx.float("epsilon", 1e-5)?;
@@ -960,7 +961,7 @@ fn lower_layer_norm(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
         return Err(cx.bad_attr("axis", format!("{axis} is out of range for rank {rank}")));
     }
     let axes: Vec<i64> = (a..rank).collect();
-    let mean_of = |cx: &mut Cx, v: ValueId| -> Result<ValueId, Reason> {
+    let mean_of = |cx: &mut NodeLowering, v: ValueId| -> Result<ValueId, Reason> {
         let ax = cx.i64s("axes", &axes);
         let attrs = ReduceAttrs {
             kind: ReduceKind::Mean,
@@ -987,7 +988,7 @@ fn lower_layer_norm(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
 /// missing bound is unbounded (a missing `min` is the dtype's lowest value, -inf for floats).
 /// Other Clips keep run-time bounds as inputs ([`Op::Clip`]), a missing `min` materialised as the
 /// dtype's lowest value; an integer Clip without bounds is the identity.
-fn lower_clip(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
+fn lower_clip(cx: &mut NodeLowering) -> Result<Vec<ValueId>, Reason> {
     /// One bound of the node.
     #[derive(Clone, Copy)]
     enum Bound {
@@ -1010,7 +1011,7 @@ fn lower_clip(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
         (b(cx.opt(1)), b(cx.opt(2)))
     };
     // A bound as an f32 parameter: absent, or a constant scalar of x's dtype exact in f32.
-    let param = |cx: &Cx, b: Bound, unbounded: f32| -> Option<F32> {
+    let param = |cx: &NodeLowering, b: Bound, unbounded: f32| -> Option<F32> {
         let v = match b {
             Bound::Absent => return Some(F32(unbounded)),
             Bound::Attr(v) => v,
@@ -1031,7 +1032,7 @@ fn lower_clip(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
             return cx.one(Op::Unary(UnaryOp::Clip { min, max }), &[x]);
         }
     }
-    let value = |cx: &mut Cx, b: Bound, what: &str| match b {
+    let value = |cx: &mut NodeLowering, b: Bound, what: &str| match b {
         Bound::Absent => None,
         Bound::Attr(v) => Some(cx.scalar(what, dt, v)),
         Bound::Input(id) => Some(id),
@@ -1053,7 +1054,7 @@ fn lower_clip(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
 }
 
 /// Reductions: `axes` is an attribute before opset 18 (13 for ReduceSum), an input after.
-fn lower_reduce(cx: &mut Cx, kind: ReduceKind) -> Result<Vec<ValueId>, Reason> {
+fn lower_reduce(cx: &mut NodeLowering, kind: ReduceKind) -> Result<Vec<ValueId>, Reason> {
     let x = cx.input(0)?;
     let input_from = if kind == ReduceKind::Sum { 13 } else { 18 };
     let axes = if cx.opset < input_from {
@@ -1077,7 +1078,7 @@ fn lower_reduce(cx: &mut Cx, kind: ReduceKind) -> Result<Vec<ValueId>, Reason> {
 /// Softmax / LogSoftmax / Hardmax. Before opset 13 the input is coerced to 2-D at `axis`
 /// (default 1) and normalised over the trailing block: equal to the one-axis op when `axis` is the
 /// last axis, otherwise Flatten(axis) → op(axis 1) → Reshape back to the input's shape.
-fn lower_softmax(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
+fn lower_softmax(cx: &mut NodeLowering) -> Result<Vec<ValueId>, Reason> {
     let x = cx.input(0)?;
     let kind = cx.node.op_type.clone();
     let make = |axis: i64| match kind.as_str() {
@@ -1118,7 +1119,7 @@ fn lower_softmax(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
 
 /// Split: sizes from the `split` attribute before opset 13 (or input 1 of Split-1), input 1
 /// after; the number of parts is the number of node outputs.
-fn lower_split(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
+fn lower_split(cx: &mut NodeLowering) -> Result<Vec<ValueId>, Reason> {
     let x = cx.input(0)?;
     let n = cx.node.output.len();
     if n == 0 {
@@ -1155,7 +1156,7 @@ fn lower_split(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
 
 /// Slice: starts/ends/axes attributes before opset 10, inputs after. When steps are given
 /// without axes, axes `0..len(starts)` are materialised.
-fn lower_slice(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
+fn lower_slice(cx: &mut NodeLowering) -> Result<Vec<ValueId>, Reason> {
     let x = cx.input(0)?;
     if cx.opset < 10 {
         let starts = cx.req_ints("starts")?;
@@ -1223,7 +1224,7 @@ fn expand_pads(axes: &[i64], given: &[i64], rank: i64) -> Result<Vec<i64>, Reaso
 /// [`expand_pads`] computed in the graph, for pads or axes known only at run time:
 /// `full[s, j] = sum_k (axes[k] mod rank == j) * pads[s, k]` with `pads` viewed as `[2, K]`.
 fn expand_pads_dynamic(
-    cx: &mut Cx,
+    cx: &mut NodeLowering,
     pads: ValueId,
     axes: ValueId,
     rank: i64,
@@ -1254,7 +1255,7 @@ fn expand_pads_dynamic(
     cx.add(Op::Reshape { allowzero: false }, &[full, flat])
 }
 
-fn pad_mode(cx: &Cx) -> Result<PadMode, Reason> {
+fn pad_mode(cx: &NodeLowering) -> Result<PadMode, Reason> {
     Ok(match cx.string("mode", "constant")? {
         "constant" => PadMode::Constant,
         "reflect" => PadMode::Reflect,
@@ -1266,7 +1267,7 @@ fn pad_mode(cx: &Cx) -> Result<PadMode, Reason> {
 
 /// Pad: `pads` (`paddings` in Pad-1) and `value` attributes before opset 11; inputs from 11;
 /// the `axes` input of opset 18 is expanded into full pads (which must then be constant).
-fn lower_pad(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
+fn lower_pad(cx: &mut NodeLowering) -> Result<Vec<ValueId>, Reason> {
     let x = cx.input(0)?;
     let mode = pad_mode(cx)?;
     if cx.opset < 11 {
@@ -1297,7 +1298,7 @@ fn lower_pad(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
     cx.one(Op::Pad { mode }, &ins)
 }
 
-fn resize_mode(cx: &Cx, s: &str) -> Result<ResizeMode, Reason> {
+fn resize_mode(cx: &NodeLowering, s: &str) -> Result<ResizeMode, Reason> {
     Ok(match s {
         "nearest" => ResizeMode::Nearest,
         "linear" | "bilinear" => ResizeMode::Linear,
@@ -1313,7 +1314,7 @@ fn is_empty(g: &Graph, v: ValueId) -> bool {
 
 /// Resize-10 takes `(X, scales)` with asymmetric coordinates; Resize-11+ takes
 /// `(X, roi, scales, sizes)`, of which one of scales/sizes is present and non-empty.
-fn lower_resize(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
+fn lower_resize(cx: &mut NodeLowering) -> Result<Vec<ValueId>, Reason> {
     let x = cx.input(0)?;
     let mode = resize_mode(cx, cx.string("mode", "nearest")?)?;
     if cx.opset < 11 {
@@ -1396,7 +1397,7 @@ fn legacy_resize_attrs(mode: ResizeMode, by: ResizeBy) -> ResizeAttrs {
 }
 
 /// Upsample (deprecated): scales are an attribute in opset 7, an input in opset 9.
-fn lower_upsample(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
+fn lower_upsample(cx: &mut NodeLowering) -> Result<Vec<ValueId>, Reason> {
     let x = cx.input(0)?;
     if cx.opset < 7 {
         return Err(unsupported(
