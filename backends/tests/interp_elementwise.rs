@@ -246,6 +246,24 @@ fn erf_is_precise() {
 #[test]
 fn activations_with_attributes() {
     let x = f32t(&[4], &[-2.0, -0.5, 0.0, 1.0]);
+    // ThresholdedRelu keeps only values above alpha (not alpha itself); NaN becomes 0.
+    let t = f32t(&[6], &[-2.0, 0.5, 1.0, 1.5, 4.0, f32::NAN]);
+    let y = eval1(
+        Op::Unary(UnaryOp::ThresholdedRelu { alpha: F32(1.0) }),
+        &[&t],
+    );
+    assert_eq!(y.to_f32_vec(), vec![0.0, 0.0, 0.0, 1.5, 4.0, 0.0]);
+    let y = eval1(
+        Op::Unary(UnaryOp::ThresholdedRelu { alpha: F32(-1.0) }),
+        &[&t],
+    );
+    assert_eq!(y.to_f32_vec(), vec![0.0, 0.5, 1.0, 1.5, 4.0, 0.0]);
+    let t64 = Tensor::from_vec(vec![2], vec![0.75f64, 2.0]);
+    let y = eval1(
+        Op::Unary(UnaryOp::ThresholdedRelu { alpha: F32(1.0) }),
+        &[&t64],
+    );
+    assert_eq!(y.to_f64_vec(), vec![0.0, 2.0]);
     let y = eval1(Op::Unary(UnaryOp::LeakyRelu { alpha: F32(0.1) }), &[&x]);
     assert_close(&y, &[4], &[-0.2, -0.05, 0.0, 1.0], 1e-7);
     let y = eval1(

@@ -180,6 +180,8 @@ unary_ops! {
     /// SiLU / swish: `x * sigmoid(x)` with the sigmoid rounded to the element type first (f32
     /// for f16/bf16), i.e. exactly `mul(x, sigmoid(x))`.
     Silu => "silu",
+    /// `x > alpha ? x : 0` (NaN gives 0).
+    ThresholdedRelu { alpha: F32 = F32(1.0) } => "thresholded_relu",
 }
 
 impl UnaryOp {

@@ -120,6 +120,13 @@ pub(crate) fn unary_float(op: UnaryOp, x: f64, round: impl Fn(f64) -> f64) -> f6
             0.5 * x * (1.0 + (k * (x + 0.044715 * x * x * x)).tanh())
         }
         UnaryOp::Silu => x * round(sigmoid(x)),
+        UnaryOp::ThresholdedRelu { alpha } => {
+            if x > alpha.0 as f64 {
+                x
+            } else {
+                0.0
+            }
+        }
         // Not and IsNaN are handled by the caller.
         UnaryOp::Not | UnaryOp::IsNaN => f64::NAN,
     }

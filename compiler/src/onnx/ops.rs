@@ -322,6 +322,7 @@ const UNARY: &[(&str, &str)] = &[
     ("LeakyRelu", "leaky_relu"),
     ("Elu", "elu"),
     ("Selu", "selu"),
+    ("ThresholdedRelu", "thresholded_relu"),
 ];
 
 /// The unary op of `op_type` (see [`UNARY`]) with its float parameters read from the node.

@@ -185,6 +185,13 @@ pub fn apply(e: &mut E, op: &Op, a: &[Value], ty: Type, status: i32) -> Result<V
                     let s = e.sigmoid(x);
                     e.fb.ins().fmul(x, s)
                 }
+                UnaryOp::ThresholdedRelu { alpha } => {
+                    // Unordered (NaN) is not greater: 0.
+                    let al = c(e, alpha.0);
+                    let z = c(e, 0.0);
+                    let above = e.fcmp(FloatCC::GreaterThan, x, al);
+                    e.sel(above, x, z)
+                }
                 _ => return Err(format!("{} on f32", u.name())),
             }
         }
