@@ -1,8 +1,9 @@
-//! Op attributes as name/value pairs, and the per-op defaults.
+//! Op attributes as name/value pairs.
 //!
-//! This is the single place that knows each op's attribute names, types and defaults. The text
-//! printer and parser use it, and so can any other consumer that needs a flat view of an op
-//! (the e-graph language, graphviz dumps): [`op_attrs`] lists an op's non-default attributes and
+//! This is the single place that knows each op's attribute names and types; the ops' names and
+//! default attributes are the op tables of [`crate::op`] ([`Op::named`], [`UnaryOp::params`]).
+//! The text printer and parser use it, and so can any other consumer that needs a flat view of
+//! an op (graphviz dumps): [`op_attrs`] lists an op's non-default attributes and
 //! [`op_from_parts`] rebuilds an op from its name and attributes.
 //!
 //! Attribute names are the Rust field names of [`Op`] (`group`, `trans_a`, `num_outputs`, ...).
@@ -242,18 +243,9 @@ fn reduction_from(s: &str) -> Option<ScatterReduction> {
 
 const REDUCTIONS: &str = "none, add, mul, max, min";
 
-// ---------------------------------------------------------------------------------------------
-// Defaults: the op table in `crate::op` (`Op::named`) defines every op's defaults.
-
-/// The op named `name` taking `operands` operands, with every attribute at its default, and
-/// its required attributes; see [`Op::named`].
-pub fn default_op(name: &str, operands: usize) -> Option<(Op, &'static [&'static str])> {
-    Op::named(name, operands)
-}
-
-/// The defaults of `op`'s kind (the op of the same name and operand count).
+/// The defaults of `op`'s kind (the op of the same name and operand count, see [`Op::named`]).
 fn defaults_of(op: &Op) -> Option<(Op, &'static [&'static str])> {
-    default_op(op.name(), crate::infer::input_arity(op).0)
+    Op::named(op.name(), crate::infer::input_arity(op).0)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -864,7 +856,7 @@ pub fn op_from_parts(
     attrs: &[(String, AttrValue)],
 ) -> Result<Op, String> {
     let (mut op, required) =
-        default_op(name, operands).ok_or_else(|| format!("unknown op `{name}`"))?;
+        Op::named(name, operands).ok_or_else(|| format!("unknown op `{name}`"))?;
     for (i, (k, v)) in attrs.iter().enumerate() {
         if attrs[..i].iter().any(|(k2, _)| k2 == k) {
             return Err(format!("duplicate attribute `{k}`"));
@@ -886,7 +878,7 @@ mod tests {
     #[test]
     fn defaults_print_nothing_and_round_trip() {
         for name in ["conv", "gemm", "softmax", "resize", "lp_pool", "selu"] {
-            let (op, req) = default_op(name, 1).unwrap();
+            let (op, req) = Op::named(name, 1).unwrap();
             let attrs = op_attrs(&op);
             assert_eq!(attrs.len(), req.len(), "{name}: {attrs:?}");
             let parts: Vec<_> = attrs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
