@@ -29,13 +29,18 @@ use crate::op::{MapInstr, MapProgram, UnaryOp};
 /// Deepest nesting of inline operations the printer writes; a deeper operation becomes a let.
 pub const MAX_INLINE_DEPTH: usize = 32;
 
-/// The text form of `p` (see the module documentation).
+/// The text form of `p` (see the module documentation). A program that reads a register before
+/// defining it (which no graph holds: inference rejects it) prints as its instruction list, for
+/// error messages.
 pub fn program_text(p: &MapProgram) -> String {
-    let c = p.canonical();
-    let code = &c.code;
-    let Some(root) = code.len().checked_sub(1) else {
+    let Some(root) = p.code.len().checked_sub(1) else {
         return "[]".into();
     };
+    let Some(c) = MapProgram::canonical_from(&p.code, root) else {
+        return format!("<invalid map program {:?}>", p.code);
+    };
+    let code = &c.code;
+    let root = code.len() - 1;
     let mut uses = vec![0usize; code.len()];
     for ins in code {
         match *ins {
@@ -93,4 +98,18 @@ fn non_default_params(u: UnaryOp) -> Vec<String> {
         .filter(|p| !defaults.contains(p))
         .map(|(k, v)| format!("{k}={}", param_value(v)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_programs_print_without_panicking() {
+        let p = MapProgram {
+            code: vec![MapInstr::Input(0), MapInstr::Unary(UnaryOp::Relu, 5)],
+        };
+        assert!(program_text(&p).starts_with("<invalid map program"));
+        assert_eq!(program_text(&MapProgram::default()), "[]");
+    }
 }
