@@ -32,7 +32,12 @@ fn bench(c: &mut Criterion) {
         ("sigmoid", Op::Unary(UnaryOp::Sigmoid), -10.0, 10.0),
         ("tanh", Op::Unary(UnaryOp::Tanh), -5.0, 5.0),
         ("erf", Op::Unary(UnaryOp::Erf), -4.0, 4.0),
-        ("gelu", Op::Gelu { tanh_approx: false }, -6.0, 6.0),
+        (
+            "gelu",
+            Op::Unary(UnaryOp::Gelu { tanh_approx: false }),
+            -6.0,
+            6.0,
+        ),
     ];
     let mut group = c.benchmark_group("transcendental");
     group.throughput(Throughput::Elements(N as u64));

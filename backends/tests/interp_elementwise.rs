@@ -246,17 +246,35 @@ fn erf_is_precise() {
 #[test]
 fn activations_with_attributes() {
     let x = f32t(&[4], &[-2.0, -0.5, 0.0, 1.0]);
-    let y = eval1(Op::LeakyRelu { alpha: F32(0.1) }, &[&x]);
+    // ThresholdedRelu keeps only values above alpha (not alpha itself); NaN becomes 0.
+    let t = f32t(&[6], &[-2.0, 0.5, 1.0, 1.5, 4.0, f32::NAN]);
+    let y = eval1(
+        Op::Unary(UnaryOp::ThresholdedRelu { alpha: F32(1.0) }),
+        &[&t],
+    );
+    assert_eq!(y.to_f32_vec(), vec![0.0, 0.0, 0.0, 1.5, 4.0, 0.0]);
+    let y = eval1(
+        Op::Unary(UnaryOp::ThresholdedRelu { alpha: F32(-1.0) }),
+        &[&t],
+    );
+    assert_eq!(y.to_f32_vec(), vec![0.0, 0.5, 1.0, 1.5, 4.0, 0.0]);
+    let t64 = Tensor::from_vec(vec![2], vec![0.75f64, 2.0]);
+    let y = eval1(
+        Op::Unary(UnaryOp::ThresholdedRelu { alpha: F32(1.0) }),
+        &[&t64],
+    );
+    assert_eq!(y.to_f64_vec(), vec![0.0, 2.0]);
+    let y = eval1(Op::Unary(UnaryOp::LeakyRelu { alpha: F32(0.1) }), &[&x]);
     assert_close(&y, &[4], &[-0.2, -0.05, 0.0, 1.0], 1e-7);
     let y = eval1(
-        Op::HardSigmoid {
+        Op::Unary(UnaryOp::HardSigmoid {
             alpha: F32(0.2),
             beta: F32(0.5),
-        },
+        }),
         &[&x],
     );
     assert_close(&y, &[4], &[0.1, 0.4, 0.5, 0.7], 1e-7);
-    let y = eval1(Op::Elu { alpha: F32(1.0) }, &[&x]);
+    let y = eval1(Op::Unary(UnaryOp::Elu { alpha: F32(1.0) }), &[&x]);
     assert_close(
         &y,
         &[4],
@@ -264,10 +282,10 @@ fn activations_with_attributes() {
         1e-7,
     );
     let y = eval1(
-        Op::Selu {
+        Op::Unary(UnaryOp::Selu {
             alpha: F32(2.0),
             gamma: F32(3.0),
-        },
+        }),
         &[&x],
     );
     assert_close(
@@ -277,11 +295,14 @@ fn activations_with_attributes() {
         1e-6,
     );
     let y = eval1(
-        Op::Gelu { tanh_approx: false },
+        Op::Unary(UnaryOp::Gelu { tanh_approx: false }),
         &[&f32t(&[2], &[1.0, -1.0])],
     );
     assert_close(&y, &[2], &[0.8413447460685429, -0.15865525393145707], 1e-7);
-    let y = eval1(Op::Gelu { tanh_approx: true }, &[&f32t(&[1], &[1.0])]);
+    let y = eval1(
+        Op::Unary(UnaryOp::Gelu { tanh_approx: true }),
+        &[&f32t(&[1], &[1.0])],
+    );
     assert_close(&y, &[1], &[0.8411919906082768], 1e-7);
 }
 
@@ -298,7 +319,23 @@ fn clip_and_where() {
         3.0,
         "absent max is unbounded"
     );
-    assert_eq!(eval1(Op::Clip, &[&x]).to_f32_vec()[0], -2.0);
+    // The unary clip is the same function with the bounds as parameters.
+    let unary = |min: f32, max: f32| {
+        Op::Unary(UnaryOp::Clip {
+            min: F32(min),
+            max: F32(max),
+        })
+    };
+    let u = eval1(unary(0.0, 1.0), &[&x]).to_f32_vec();
+    assert_eq!(&u[..3], &y[..3]);
+    assert!(u[3].is_nan());
+    let u = eval1(unary(0.0, f32::INFINITY), &[&x]).to_f32_vec();
+    assert_eq!(&u[..3], &[0.0, 0.5, 3.0]);
+    let u = eval1(unary(f32::NEG_INFINITY, f32::INFINITY), &[&x]).to_f32_vec();
+    assert_eq!(&u[..3], &[-2.0, 0.5, 3.0]);
+    // min > max yields max (as numpy).
+    let u = eval1(unary(2.0, 1.0), &[&x]).to_f32_vec();
+    assert_eq!(&u[..3], &[1.0, 1.0, 1.0]);
     let xi = i64v(&[-5, 5, 50]);
     let y = eval1(
         Op::Clip,

@@ -51,11 +51,11 @@ fn ops() -> Vec<Op> {
         axes: vec![],
     };
     ops.extend([
-        Op::HardSigmoid {
+        Op::Unary(UnaryOp::HardSigmoid {
             alpha: F32(0.2),
             beta: F32(0.5),
-        },
-        Op::Gelu { tanh_approx: false },
+        }),
+        Op::Unary(UnaryOp::Gelu { tanh_approx: false }),
         Op::Clip,
         Op::Where,
         Op::Cast { to: DType::U8 },

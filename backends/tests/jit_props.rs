@@ -63,6 +63,44 @@ fn dims_strategy(max_rank: usize, max_dim: usize) -> impl Strategy<Value = Vec<u
     prop::collection::vec(1..=max_dim, 1..=max_rank)
 }
 
+/// ThresholdedRelu on both sides of its threshold, at it, and on NaN: the JIT's values are the
+/// interpreter's, bit for bit, on the vector loop and the scalar tail.
+#[test]
+fn thresholded_relu_matches_the_interpreter_at_the_threshold() {
+    let x = [
+        -3.0,
+        0.5,
+        1.0,
+        1.0000001,
+        3.0,
+        f32::NAN,
+        -0.0,
+        f32::INFINITY,
+        1.0,
+    ];
+    let want = [0.0, 0.0, 0.0, 1.0000001, 3.0, 0.0, 0.0, f32::INFINITY, 0.0];
+    let mut g = Graph::new("t");
+    let xv = g.add_input("x", TensorType::known(DType::F32, &[x.len()]));
+    let op = Op::Unary(UnaryOp::ThresholdedRelu { alpha: F32(1.0) });
+    let y = g.add(op, &[xv], "t").unwrap();
+    g.add_output("y", y);
+    let input = Tensor::from_vec(vec![x.len()], x.to_vec());
+    let interp = interp::run(&g, std::slice::from_ref(&input)).unwrap();
+    let jit = compile(&g, &JitOptions::default())
+        .unwrap()
+        .run(&[input])
+        .unwrap();
+    let bits = |t: &Tensor| {
+        t.to_f32_vec()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect::<Vec<_>>()
+    };
+    let want_bits: Vec<u32> = want.iter().map(|v| v.to_bits()).collect();
+    assert_eq!(bits(&interp[0]), want_bits);
+    assert_eq!(bits(&jit[0]), want_bits);
+}
+
 /// Convolutions reading enough input channels into enough outputs pack their input (1×1) or
 /// their im2col blocks into B panels first (`conv.rs`: `packs_1x1_input`, `packs_im2col`):
 /// plain, grouped, strided and padded, with and without bias, on pixel counts that are not a
@@ -128,7 +166,7 @@ proptest! {
     #[test]
     fn unary_and_activations(
         dims in dims_strategy(3, 9),
-        which in 0usize..16,
+        which in 0usize..20,
         seed in any::<u64>(),
     ) {
         let ops = [
@@ -136,9 +174,13 @@ proptest! {
             Op::Unary(UnaryOp::Exp), Op::Unary(UnaryOp::Erf), Op::Unary(UnaryOp::Abs),
             Op::Unary(UnaryOp::Floor), Op::Unary(UnaryOp::Round), Op::Unary(UnaryOp::HardSwish),
             Op::Unary(UnaryOp::Softplus), Op::Unary(UnaryOp::Mish),
-            Op::LeakyRelu { alpha: F32(0.1) }, Op::Elu { alpha: F32(0.7) },
-            Op::Gelu { tanh_approx: false }, Op::Gelu { tanh_approx: true },
-            Op::HardSigmoid { alpha: F32(0.2), beta: F32(0.5) },
+            Op::Unary(UnaryOp::LeakyRelu { alpha: F32(0.1) }), Op::Unary(UnaryOp::Elu { alpha: F32(0.7) }),
+            Op::Unary(UnaryOp::Gelu { tanh_approx: false }), Op::Unary(UnaryOp::Gelu { tanh_approx: true }),
+            Op::Unary(UnaryOp::HardSigmoid { alpha: F32(0.2), beta: F32(0.5) }),
+            Op::Unary(UnaryOp::Selu { alpha: F32(1.5), gamma: F32(1.1) }),
+            Op::Unary(UnaryOp::Clip { min: F32(-0.5), max: F32(f32::INFINITY) }),
+            Op::Unary(UnaryOp::Silu),
+            Op::Unary(UnaryOp::ThresholdedRelu { alpha: F32(0.25) }),
         ];
         let mut g = Graph::new("p");
         let x = g.add_input("x", TensorType::known(DType::F32, &dims));

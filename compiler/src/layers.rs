@@ -11,7 +11,7 @@
 use crate::driver;
 use anyhow::{Context, Result};
 use kestrel_backends::jit::{self, JitOptions};
-use kestrel_ir::{Graph, NodeId, Op, Tensor, ValueDef, ValueId};
+use kestrel_ir::{Graph, NodeId, Tensor, ValueDef, ValueId};
 use std::collections::HashMap;
 use std::fmt::Write;
 use std::path::Path;
@@ -36,36 +36,13 @@ impl LayerTiming {
 
 /// Multiply-adds of a convolution, Gemm or MatMul node with known shapes.
 pub fn macs(g: &Graph, id: NodeId) -> u64 {
-    let node = g.node(id);
-    let dims = |v| g.ty(v).dims().unwrap_or_default();
-    let out: u64 = dims(node.outputs[0]).iter().product::<usize>() as u64;
-    match &node.op {
-        Op::Conv(_) => {
-            // Each output element sums C/group · prod(kernel) products: the weight's [1..].
-            let w = dims(node.inputs[1]);
-            out * w[1..].iter().product::<usize>() as u64
-        }
-        Op::Gemm(a) => {
-            let x = dims(node.inputs[0]);
-            let k = if a.trans_a { x[0] } else { x[x.len() - 1] };
-            out * k as u64
-        }
-        Op::MatMul => {
-            let x = dims(node.inputs[0]);
-            out * *x.last().unwrap_or(&1) as u64
-        }
-        _ => 0,
-    }
+    kestrel_ir::cost::node_macs(g, g.node(id))
 }
 
 /// Whether the JIT gives `node` (of a graph folded for code generation) its own kernel: everything
 /// but views.
 fn is_kernel(g: &Graph, id: NodeId) -> bool {
-    let node = g.node(id);
-    !matches!(
-        node.op,
-        Op::Reshape { .. } | Op::Flatten { .. } | Op::Squeeze | Op::Unsqueeze | Op::Identity
-    )
+    !g.node(id).op.is_view()
 }
 
 /// The one-node graph of `id`: inputs known at compile time (the constants of the folded graph,

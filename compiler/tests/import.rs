@@ -14,7 +14,7 @@ use kestrel::onnx::{
 };
 use kestrel_ir::{
     AspectPolicy, BinaryOp, CoordMode, DType, Dim, Graph, NearestMode, Op, PadMode, ReduceKind,
-    ResizeBy, ResizeMode, Tensor, UnaryOp, ValueDef, ValueId,
+    ResizeBy, ResizeMode, Tensor, UnaryOp, ValueDef, ValueId, F32,
 };
 use prost::Message;
 use std::path::Path;
@@ -611,6 +611,13 @@ fn nodes_out_of_order_are_sorted() {
 
 #[test]
 fn clip_6_attributes_vs_clip_11_inputs() {
+    let clip = |min: f32, max: f32| {
+        Op::Unary(UnaryOp::Clip {
+            min: F32(min),
+            max: F32(max),
+        })
+    };
+    // Constant (or absent) bounds on floats: the unary clip.
     let n = node(
         "Clip",
         &["x"],
@@ -618,22 +625,20 @@ fn clip_6_attributes_vs_clip_11_inputs() {
         vec![a_float("min", 0.0), a_float("max", 6.0)],
     );
     let g = ok(&model(6, vec![n], vec![], vec![f32_in("x", &[4])], &["y"]));
-    assert_eq!(ops(&g), vec![&Op::Clip]);
-    let ins = &g.nodes[0].inputs;
-    assert_eq!(ins.len(), 3);
-    assert_eq!(g.const_data(ins[1]).unwrap().to_f32_vec(), vec![0.0]);
-    assert_eq!(g.const_data(ins[2]).unwrap().to_f32_vec(), vec![6.0]);
-    assert_eq!(g.ty(ins[1]).rank(), 0);
+    assert_eq!(ops(&g), vec![&clip(0.0, 6.0)]);
+    assert_eq!(g.nodes[0].inputs.len(), 1);
+    let consts = g
+        .values
+        .iter()
+        .filter(|v| matches!(v.def, ValueDef::Const(_)));
+    assert_eq!(consts.count(), 0, "no bound constants left behind");
 
-    // Only max: min is materialised as -inf.
+    // Only max: min is -inf.
     let n = node("Clip", &["x"], &["y"], vec![a_float("max", 1.0)]);
     let g = ok(&model(6, vec![n], vec![], vec![f32_in("x", &[4])], &["y"]));
-    assert_eq!(
-        g.const_data(g.nodes[0].inputs[1]).unwrap().to_f32_vec(),
-        vec![f32::NEG_INFINITY]
-    );
+    assert_eq!(ops(&g), vec![&clip(f32::NEG_INFINITY, 1.0)]);
 
-    // Clip-11: inputs, the middle one empty.
+    // Clip-11: inputs, the middle one empty, the last an initializer.
     let n = node("Clip", &["x", "", "hi"], &["y"], vec![]);
     let g = ok(&model(
         11,
@@ -642,6 +647,18 @@ fn clip_6_attributes_vs_clip_11_inputs() {
         vec![f32_in("x", &[4])],
         &["y"],
     ));
+    assert_eq!(ops(&g), vec![&clip(f32::NEG_INFINITY, 2.0)]);
+
+    // A bound known only at run time: bounds stay inputs, a missing min materialised as -inf.
+    let n = node("Clip", &["x", "", "hi"], &["y"], vec![]);
+    let g = ok(&model(
+        11,
+        vec![n],
+        vec![],
+        vec![f32_in("x", &[4]), f32_in("hi", &[])],
+        &["y"],
+    ));
+    assert_eq!(ops(&g), vec![&Op::Clip]);
     let ins = &g.nodes[0].inputs;
     assert_eq!(ins.len(), 3);
     assert_eq!(
@@ -652,7 +669,34 @@ fn clip_6_attributes_vs_clip_11_inputs() {
 
     let n = node("Clip", &["x"], &["y"], vec![]);
     let g = ok(&model(13, vec![n], vec![], vec![f32_in("x", &[4])], &["y"]));
+    assert_eq!(ops(&g), vec![&clip(f32::NEG_INFINITY, f32::INFINITY)]);
     assert_eq!(g.nodes[0].inputs.len(), 1);
+
+    // Integer data keeps its bounds as inputs (an f32 parameter cannot hold every i64); with no
+    // bound at all it is the identity.
+    let i64_in = |name: &str| vi(name, DataType::Int64, &[D::N(3)]);
+    let n = node("Clip", &["x", "lo"], &["y"], vec![]);
+    let lo = tensor_to_proto("lo", &Tensor::scalar(-1i64));
+    let g = ok(&model(13, vec![n], vec![lo], vec![i64_in("x")], &["y"]));
+    assert_eq!(ops(&g), vec![&Op::Clip]);
+    assert_eq!(
+        g.const_data(g.nodes[0].inputs[1]).unwrap().to_i64_vec(),
+        vec![-1]
+    );
+    let n = node("Clip", &["x"], &["y"], vec![]);
+    let g = ok(&model(13, vec![n], vec![], vec![i64_in("x")], &["y"]));
+    assert_eq!(ops(&g), vec![&Op::Identity]);
+
+    // An f64 bound that is not exact in f32 stays an input.
+    let f64_in = vi("x", DataType::Double, &[D::N(3)]);
+    let n = node("Clip", &["x", "lo"], &["y"], vec![]);
+    let lo = tensor_to_proto("lo", &Tensor::scalar(0.1f64));
+    let g = ok(&model(13, vec![n], vec![lo], vec![f64_in.clone()], &["y"]));
+    assert_eq!(ops(&g), vec![&Op::Clip]);
+    let n = node("Clip", &["x", "lo"], &["y"], vec![]);
+    let lo = tensor_to_proto("lo", &Tensor::scalar(0.5f64));
+    let g = ok(&model(13, vec![n], vec![lo], vec![f64_in], &["y"]));
+    assert_eq!(ops(&g), vec![&clip(0.5, f32::INFINITY)]);
 }
 
 #[test]
@@ -1168,7 +1212,7 @@ fn variadic_mean_and_misc_ops() {
             &Op::Binary(BinaryOp::Div),
             &Op::Binary(BinaryOp::Fmod),
             &Op::Identity,
-            &Op::Gelu { tanh_approx: true },
+            &Op::Unary(UnaryOp::Gelu { tanh_approx: true }),
             &Op::Transpose { perm: vec![1, 0] },
         ]
     );

@@ -5,7 +5,8 @@ use crate::op::{AutoPad, Op};
 
 /// Rewrites attributes that spell the default out (`strides=[1,1]`, `dilations=[1,1]`,
 /// `pads=[0,0,0,0]`, `auto_pad=VALID`) into the canonical empty form, which every consumer reads
-/// as the same default. [`crate::Graph::add_node`] applies it to every node it adds.
+/// as the same default, and map programs into [`crate::MapProgram::canonical`] form.
+/// [`crate::Graph::add_node`] applies it to every node it adds.
 pub fn canonicalize_attrs(op: &mut Op) {
     match op {
         Op::Conv(a) => canonical_window(
@@ -20,6 +21,7 @@ pub fn canonicalize_attrs(op: &mut Op) {
             &mut a.pads,
             &mut a.auto_pad,
         ),
+        Op::Map(p) => *p = p.canonical(),
         _ => {}
     }
 }

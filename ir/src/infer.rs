@@ -56,11 +56,6 @@ impl<'a> InferInput<'a> {
 pub fn input_arity(op: &Op) -> (usize, Option<usize>) {
     match op {
         Op::Unary(_)
-        | Op::HardSigmoid { .. }
-        | Op::LeakyRelu { .. }
-        | Op::Elu { .. }
-        | Op::Selu { .. }
-        | Op::Gelu { .. }
         | Op::Cast { .. }
         | Op::Pool(_)
         | Op::GlobalPool(_)
@@ -87,7 +82,7 @@ pub fn input_arity(op: &Op) -> (usize, Option<usize>) {
         | Op::TopK { .. } => (2, Some(2)),
         Op::ScatterElements { .. } | Op::ScatterNd { .. } | Op::Attention { .. } => (3, Some(3)),
         Op::Trilu { .. } => (1, Some(2)),
-        Op::Clip => (1, Some(3)),
+        Op::Clip => (2, Some(3)),
         Op::Where | Op::Range => (3, Some(3)),
         Op::Conv(ConvAttrs { epilogue, .. }) | Op::Gemm(GemmAttrs { epilogue, .. })
             if epilogue.extra_inputs() > 0 =>
@@ -164,14 +159,6 @@ fn infer_op(op: &Op, inputs: &[InferInput]) -> Result<Vec<TensorType>, String> {
                 shape = broadcast_shapes(&shape, &inp.ty.shape)?;
             }
             one(plain(x.dtype, shape))
-        }
-        Op::HardSigmoid { .. }
-        | Op::LeakyRelu { .. }
-        | Op::Elu { .. }
-        | Op::Selu { .. }
-        | Op::Gelu { .. } => {
-            require_float(x, "input")?;
-            one(plain(x.dtype, x.shape.clone()))
         }
         Op::Clip => {
             require_numeric(x, "input")?;
@@ -1036,11 +1023,14 @@ fn check_conv_operands(x: &TensorType, w: &TensorType, group: usize) -> Result<(
     Ok(())
 }
 
-/// A fused epilogue needs float data, and its residual (input 3) must have the output's dtype and
+/// A fused epilogue needs an epilogue activation (or none), float data, and its residual (input 3) must have the output's dtype and
 /// shape (extents compatible).
 fn check_epilogue(e: &Epilogue, out: &TensorType, inputs: &[InferInput]) -> Result<(), String> {
     if e.is_none() {
         return Ok(());
+    }
+    if let Some(u) = e.act.filter(|u| !u.is_epilogue_activation()) {
+        return Err(format!("{} cannot be an epilogue activation", u.name()));
     }
     require_float(out, "output of a fused epilogue")?;
     if e.channel_scale {

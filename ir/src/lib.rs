@@ -6,6 +6,7 @@
 
 pub mod broadcast;
 pub mod canon;
+pub mod cost;
 pub mod dot;
 pub mod dtype;
 pub mod graph;

@@ -12,76 +12,253 @@
 use crate::dtype::{DType, F32};
 use crate::tensor::Tensor;
 
-/// Element-wise unary functions. Inputs: `x`. Output: same shape; same dtype except where noted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum UnaryOp {
-    Relu,
-    Sigmoid,
-    Tanh,
-    Exp,
-    Log,
-    Sqrt,
-    Reciprocal,
-    Neg,
-    Abs,
-    Erf,
-    Floor,
-    Ceil,
-    /// Round half to even.
-    Round,
-    Sign,
-    /// Logical not (bool only).
-    Not,
-    /// `x * max(0, min(1, x/6 + 1/2))`.
-    HardSwish,
-    /// `ln(1 + e^x)`.
-    Softplus,
-    /// `x / (1 + |x|)`.
-    Softsign,
-    Sin,
-    Cos,
-    Tan,
-    Asin,
-    Acos,
-    Atan,
-    Sinh,
-    Cosh,
-    Asinh,
-    Acosh,
-    Atanh,
-    /// `x * tanh(softplus(x))`.
-    Mish,
-    /// Output dtype bool.
-    IsNaN,
+/// The value of one parameter of a [`UnaryOp`] (see [`UnaryOp::params`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Param {
+    Float(F32),
+    Bool(bool),
 }
 
-/// Element-wise binary functions with numpy broadcasting. Inputs: `a`, `b` of the same dtype.
-/// Output: broadcast shape; dtype of the inputs, or bool for comparisons and logic.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum BinaryOp {
-    Add,
-    Sub,
-    Mul,
+/// The Rust types a [`UnaryOp`] parameter may have.
+pub trait ParamType: Copy {
+    fn to_param(self) -> Param;
+    fn from_param(p: Param) -> Option<Self>;
+}
+
+impl ParamType for F32 {
+    fn to_param(self) -> Param {
+        Param::Float(self)
+    }
+    fn from_param(p: Param) -> Option<Self> {
+        match p {
+            Param::Float(v) => Some(v),
+            Param::Bool(_) => None,
+        }
+    }
+}
+
+impl ParamType for bool {
+    fn to_param(self) -> Param {
+        Param::Bool(self)
+    }
+    fn from_param(p: Param) -> Option<Self> {
+        match p {
+            Param::Bool(v) => Some(v),
+            Param::Float(_) => None,
+        }
+    }
+}
+
+/// Declares [`UnaryOp`] from one table: each row is a variant (with its parameters and their
+/// defaults) and its text-form name. The enum, [`UnaryOp::ALL`], [`UnaryOp::name`],
+/// [`UnaryOp::from_name`], [`UnaryOp::params`] and [`UnaryOp::set_param`] all come from the rows,
+/// so an op cannot lack a name, a lookup entry or a parameter accessor.
+macro_rules! unary_ops {
+    ($(
+        $(#[$meta:meta])*
+        $variant:ident $({ $($field:ident : $fty:ty = $default:expr),+ $(,)? })? => $name:literal,
+    )+) => {
+        /// Element-wise unary functions. Inputs: `x`. Output: same shape; same dtype except where
+        /// noted. `relu`, `neg`, `abs` and `sign` also take integers (wrapping arithmetic), `not`
+        /// takes bool, the others floats. Parameters are the variant's fields; their defaults
+        /// are ONNX's.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum UnaryOp {
+            $( $(#[$meta])* $variant $({ $($field: $fty),+ })?, )+
+        }
+
+        impl UnaryOp {
+            /// Every unary op, parameters at their defaults, in declaration order.
+            pub const ALL: [UnaryOp; [$(stringify!($variant)),+].len()] = [
+                $( UnaryOp::$variant $({ $($field: $default),+ })? ),+
+            ];
+
+            /// The text-form name (`relu`, `hard_swish`, ...).
+            pub fn name(self) -> &'static str {
+                match self {
+                    $( UnaryOp::$variant { .. } => $name, )+
+                }
+            }
+
+            /// The op named `name`, parameters at their defaults.
+            pub fn from_name(name: &str) -> Option<UnaryOp> {
+                match name {
+                    $( $name => Some(UnaryOp::$variant $({ $($field: $default),+ })?), )+
+                    _ => None,
+                }
+            }
+
+            /// The parameters by field name, in declaration order (empty for most ops).
+            pub fn params(self) -> Vec<(&'static str, Param)> {
+                match self {
+                    $( UnaryOp::$variant $({ $($field),+ })? => vec![
+                        $($( (stringify!($field), ParamType::to_param($field)) ),+)?
+                    ], )+
+                }
+            }
+
+            /// Sets parameter `key`; `Err` if the op has no such parameter or `value` has
+            /// another type.
+            pub fn set_param(&mut self, key: &str, value: Param) -> Result<(), String> {
+                let name = self.name();
+                match self {
+                    $( UnaryOp::$variant $({ $($field),+ })? => {
+                        $($(
+                            if key == stringify!($field) {
+                                *$field = ParamType::from_param(value).ok_or_else(|| {
+                                    format!("parameter `{key}` of {name} has another type")
+                                })?;
+                                return Ok(());
+                            }
+                        )+)?
+                    } )+
+                }
+                Err(format!("{name} has no attribute `{key}`"))
+            }
+        }
+    };
+}
+
+unary_ops! {
+    /// `max(x, 0)`.
+    Relu => "relu",
+    Sigmoid => "sigmoid",
+    Tanh => "tanh",
+    Exp => "exp",
+    Log => "log",
+    Sqrt => "sqrt",
+    Reciprocal => "reciprocal",
+    Neg => "neg",
+    Abs => "abs",
+    Erf => "erf",
+    Floor => "floor",
+    Ceil => "ceil",
+    /// Round half to even.
+    Round => "round",
+    Sign => "sign",
+    /// Logical not (bool only).
+    Not => "not",
+    /// `x * max(0, min(1, x/6 + 1/2))`.
+    HardSwish => "hard_swish",
+    /// `ln(1 + e^x)`.
+    Softplus => "softplus",
+    /// `x / (1 + |x|)`.
+    Softsign => "softsign",
+    Sin => "sin",
+    Cos => "cos",
+    Tan => "tan",
+    Asin => "asin",
+    Acos => "acos",
+    Atan => "atan",
+    Sinh => "sinh",
+    Cosh => "cosh",
+    Asinh => "asinh",
+    Acosh => "acosh",
+    Atanh => "atanh",
+    /// `x * tanh(softplus(x))`.
+    Mish => "mish",
+    /// Output dtype bool.
+    IsNaN => "is_nan",
+    /// `x < min ? min : x`, then `> max ? max`: NaN stays NaN and `min > max` yields `max`.
+    /// [`Op::Clip`] is the same function with bounds given as inputs.
+    Clip { min: F32 = F32(f32::NEG_INFINITY), max: F32 = F32(f32::INFINITY) } => "clip",
+    /// `max(0, min(1, alpha * x + beta))`.
+    HardSigmoid { alpha: F32 = F32(0.2), beta: F32 = F32(0.5) } => "hard_sigmoid",
+    /// `x >= 0 ? x : alpha * x`.
+    LeakyRelu { alpha: F32 = F32(0.01) } => "leaky_relu",
+    /// `x >= 0 ? x : alpha * (e^x - 1)`.
+    Elu { alpha: F32 = F32(1.0) } => "elu",
+    /// `gamma * (x > 0 ? x : alpha * (e^x - 1))`; the defaults are ONNX's
+    /// 1.67326319217681884765625 and 1.05070102214813232421875 (exact f32s).
+    Selu {
+        alpha: F32 = F32(f32::from_bits(0x3fd6_2d7d)),
+        gamma: F32 = F32(f32::from_bits(0x3f86_7d5f)),
+    } => "selu",
+    /// `0.5 x (1 + erf(x / sqrt 2))`, or the tanh form
+    /// `0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))` when `tanh_approx`.
+    Gelu { tanh_approx: bool = false } => "gelu",
+    /// SiLU / swish: `x * sigmoid(x)` with the sigmoid rounded to the element type first (f32
+    /// for f16/bf16), i.e. exactly `mul(x, sigmoid(x))`.
+    Silu => "silu",
+    /// `x > alpha ? x : 0` (NaN gives 0).
+    ThresholdedRelu { alpha: F32 = F32(1.0) } => "thresholded_relu",
+}
+
+impl UnaryOp {
+    /// The activations a fused conv/gemm epilogue can apply ([`Epilogue::act`]): relu, clip,
+    /// hard_swish, hard_sigmoid, sigmoid, silu and the erf form of gelu.
+    pub fn is_epilogue_activation(self) -> bool {
+        matches!(
+            self,
+            UnaryOp::Relu
+                | UnaryOp::Clip { .. }
+                | UnaryOp::HardSwish
+                | UnaryOp::HardSigmoid { .. }
+                | UnaryOp::Sigmoid
+                | UnaryOp::Silu
+                | UnaryOp::Gelu { tanh_approx: false }
+        )
+    }
+}
+
+/// Declares [`BinaryOp`] from one table of variants and text-form names: the enum,
+/// [`BinaryOp::ALL`], [`BinaryOp::name`] and [`BinaryOp::from_name`] come from the rows.
+macro_rules! binary_ops {
+    ($( $(#[$meta:meta])* $variant:ident => $name:literal, )+) => {
+        /// Element-wise binary functions with numpy broadcasting. Inputs: `a`, `b` of the same
+        /// dtype. Output: broadcast shape; dtype of the inputs, or bool for comparisons and logic.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum BinaryOp {
+            $( $(#[$meta])* $variant, )+
+        }
+
+        impl BinaryOp {
+            /// Every binary op, in declaration order.
+            pub const ALL: [BinaryOp; [$(stringify!($variant)),+].len()] =
+                [$( BinaryOp::$variant ),+];
+
+            /// The text-form name (`add`, `less_or_equal`, ...).
+            pub fn name(self) -> &'static str {
+                match self {
+                    $( BinaryOp::$variant => $name, )+
+                }
+            }
+
+            /// The op named `name`.
+            pub fn from_name(name: &str) -> Option<BinaryOp> {
+                match name {
+                    $( $name => Some(BinaryOp::$variant), )+
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+binary_ops! {
+    Add => "add",
+    Sub => "sub",
+    Mul => "mul",
     /// Integer division truncates toward zero (C semantics, as onnxruntime does).
-    Div,
+    Div => "div",
     /// `a ^ b`; the exponent may have a different numeric dtype than the base (ONNX Pow-12+).
-    Pow,
+    Pow => "pow",
     /// Integer modulo whose sign follows the divisor (Python `%`); for floats use `Fmod`.
-    Mod,
+    Mod => "mod",
     /// C `fmod`: the sign follows the dividend.
-    Fmod,
-    Max,
-    Min,
+    Fmod => "fmod",
+    Max => "max",
+    Min => "min",
     /// `a >= 0 ? a : b * a` (PRelu with broadcast slope `b`).
-    PRelu,
-    Equal,
-    Less,
-    LessOrEqual,
-    Greater,
-    GreaterOrEqual,
-    And,
-    Or,
-    Xor,
+    PRelu => "prelu",
+    Equal => "equal",
+    Less => "less",
+    LessOrEqual => "less_or_equal",
+    Greater => "greater",
+    GreaterOrEqual => "greater_or_equal",
+    And => "and",
+    Or => "or",
+    Xor => "xor",
 }
 
 impl BinaryOp {
@@ -94,6 +271,22 @@ impl BinaryOp {
                 | BinaryOp::LessOrEqual
                 | BinaryOp::Greater
                 | BinaryOp::GreaterOrEqual
+                | BinaryOp::And
+                | BinaryOp::Or
+                | BinaryOp::Xor
+        )
+    }
+
+    /// `op(a, b)` equals `op(b, a)` for all inputs (CSE and the e-graph's mirrored rules rely on
+    /// it).
+    pub fn is_commutative(self) -> bool {
+        matches!(
+            self,
+            BinaryOp::Add
+                | BinaryOp::Mul
+                | BinaryOp::Max
+                | BinaryOp::Min
+                | BinaryOp::Equal
                 | BinaryOp::And
                 | BinaryOp::Or
                 | BinaryOp::Xor
@@ -134,54 +327,19 @@ pub struct ConvAttrs {
     pub epilogue: Epilogue,
 }
 
-/// An activation applied element-wise by a fused epilogue (f32).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Activation {
-    /// The identity.
-    #[default]
-    None,
-    /// `max(x, 0)`.
-    Relu,
-    /// `min(max(x, min), max)` (Relu6 is `Clip { min: 0, max: 6 }`).
-    Clip { min: F32, max: F32 },
-    /// `x * max(0, min(1, x/6 + 1/2))`.
-    HardSwish,
-    /// `max(0, min(1, alpha * x + beta))`.
-    HardSigmoid { alpha: F32, beta: F32 },
-    /// `1 / (1 + e^-x)`.
-    Sigmoid,
-    /// SiLU / swish: `x * sigmoid(x)`.
-    Silu,
-    /// `0.5 x (1 + erf(x / sqrt 2))`.
-    Gelu,
-}
-
-impl Activation {
-    /// The text-form name (`relu`, `hard_swish`, ...; `none` for the identity).
-    pub fn name(self) -> &'static str {
-        match self {
-            Activation::None => "none",
-            Activation::Relu => "relu",
-            Activation::Clip { .. } => "clip",
-            Activation::HardSwish => "hard_swish",
-            Activation::HardSigmoid { .. } => "hard_sigmoid",
-            Activation::Sigmoid => "sigmoid",
-            Activation::Silu => "silu",
-            Activation::Gelu => "gelu",
-        }
-    }
-}
-
 /// What a fused conv/gemm does to each output element after the accumulation (and bias):
 /// `y = act(acc + bias + residual)`. With `residual`, the op has one more input, the residual
 /// tensor of the output's shape, after the (then required) bias.
+///
+/// `act` is `None` (the identity) or a unary op for which [`UnaryOp::is_epilogue_activation`]
+/// holds (type inference rejects the others); it computes exactly what the op computes alone.
 ///
 /// `channel_scale` (conv only, group 1) fuses the channel-wise multiply of a squeeze-and-
 /// excitation block into the conv that consumes it: the last input is `s [N, C, 1..]` and the
 /// conv reads `x * s` (so `y = act(conv(x * s, w) + b + r)`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Epilogue {
-    pub act: Activation,
+    pub act: Option<UnaryOp>,
     pub residual: bool,
     pub channel_scale: bool,
 }
@@ -189,7 +347,7 @@ pub struct Epilogue {
 impl Epilogue {
     /// No activation, residual or channel scale: the plain op.
     pub fn is_none(&self) -> bool {
-        self.act == Activation::None && !self.residual && !self.channel_scale
+        self.act.is_none() && !self.residual && !self.channel_scale
     }
 
     /// Inputs after the required ones (bias/C, residual, channel scale) when fused.
@@ -213,12 +371,89 @@ pub enum MapInstr {
 
 /// An element-wise program: the result is the last register. Every operation rounds to f32
 /// like the op it replaces, so a map computes exactly what the chain of ops it fused computes.
+///
+/// Graphs hold programs in [canonical](MapProgram::canonical) form (`Graph::add_node` puts them
+/// there), the form the text form denotes.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MapProgram {
     pub code: Vec<MapInstr>,
 }
 
 impl MapProgram {
+    /// The same function in canonical form: the instructions the result depends on, in
+    /// post-order from the result (operands left to right), each input and each constant (by
+    /// bit pattern) defined once, at its first use. Two programs with the same expression DAG
+    /// have the same canonical form. A program that reads a register before defining it is
+    /// returned unchanged (inference rejects it).
+    pub fn canonical(&self) -> MapProgram {
+        match self.code.len().checked_sub(1) {
+            Some(root) => Self::canonical_from(&self.code, root).unwrap_or_else(|| self.clone()),
+            None => self.clone(),
+        }
+    }
+
+    /// The canonical program computing register `root` of `code`; `None` if a register is read
+    /// before it is defined (or `root` is out of range).
+    pub fn canonical_from(code: &[MapInstr], root: usize) -> Option<MapProgram> {
+        if root >= code.len() {
+            return None;
+        }
+        for (i, ins) in code.iter().enumerate() {
+            let ok = match *ins {
+                MapInstr::Unary(_, a) => (a as usize) < i,
+                MapInstr::Binary(_, a, b) => (a as usize) < i && (b as usize) < i,
+                MapInstr::Input(_) | MapInstr::Const(_) => true,
+            };
+            if !ok {
+                return None;
+            }
+        }
+        let mut new: Vec<Option<u16>> = vec![None; code.len()];
+        let mut out: Vec<MapInstr> = Vec::new();
+        let mut leaves: Vec<(MapInstr, u16)> = Vec::new();
+        // (register, operands already placed); operands are pushed last-first so that the
+        // first operand is placed first.
+        let mut stack = vec![(root, false)];
+        while let Some((i, expanded)) = stack.pop() {
+            if new[i].is_some() {
+                continue;
+            }
+            let ins = code[i];
+            let placed = |r: u16| new[r as usize].expect("operand placed before its user");
+            let emit = match ins {
+                MapInstr::Input(_) | MapInstr::Const(_) => {
+                    let same = |l: &MapInstr| match (l, ins) {
+                        (MapInstr::Input(a), MapInstr::Input(b)) => *a == b,
+                        (MapInstr::Const(a), MapInstr::Const(b)) => a == &b,
+                        _ => false,
+                    };
+                    if let Some(&(_, r)) = leaves.iter().find(|(l, _)| same(l)) {
+                        new[i] = Some(r);
+                        continue;
+                    }
+                    ins
+                }
+                MapInstr::Unary(u, a) if expanded => MapInstr::Unary(u, placed(a)),
+                MapInstr::Binary(b, x, y) if expanded => MapInstr::Binary(b, placed(x), placed(y)),
+                MapInstr::Unary(_, a) => {
+                    stack.extend([(i, true), (a as usize, false)]);
+                    continue;
+                }
+                MapInstr::Binary(_, x, y) => {
+                    stack.extend([(i, true), (y as usize, false), (x as usize, false)]);
+                    continue;
+                }
+            };
+            let r = u16::try_from(out.len()).ok()?;
+            if matches!(emit, MapInstr::Input(_) | MapInstr::Const(_)) {
+                leaves.push((emit, r));
+            }
+            out.push(emit);
+            new[i] = Some(r);
+        }
+        Some(MapProgram { code: out })
+    }
+
     /// The unary ops a map may contain (float-valued, supported by every backend).
     pub fn unary_ok(u: UnaryOp) -> bool {
         use UnaryOp::*;
@@ -501,17 +736,12 @@ pub enum Op {
     /// `(x1, .., xn) -> y`: the element-wise [`MapProgram`] over the inputs broadcast together
     /// (numpy rules); float inputs of one dtype.
     Map(MapProgram),
-    /// `(x) -> max(0, min(1, alpha * x + beta))`.
-    HardSigmoid { alpha: F32, beta: F32 },
-    /// `(x) -> x >= 0 ? x : alpha * x`.
-    LeakyRelu { alpha: F32 },
-    /// `(x) -> x >= 0 ? x : alpha * (e^x - 1)`.
-    Elu { alpha: F32 },
-    /// `(x) -> gamma * (x > 0 ? x : alpha * (e^x - 1))`.
-    Selu { alpha: F32, gamma: F32 },
-    /// `(x) -> 0.5 x (1 + erf(x / sqrt 2))`, or the tanh form when `tanh_approx`.
-    Gelu { tanh_approx: bool },
-    /// `(x, [min], [max]) -> clamp`; `min`/`max` are scalars of x's dtype. An absent bound is unbounded.
+    /// `(x, min, [max]) -> clip`, the function of [`UnaryOp::Clip`] with bounds known only at run
+    /// time: `min`/`max` are scalars of x's dtype, which may also be an integer type (integer
+    /// bounds need not fit an f32 parameter). The importer produces [`UnaryOp::Clip`] when x is a
+    /// float and the bounds are constants exact in f32 (or absent); an absent `max` is
+    /// unbounded. With no bound at all, a float Clip is `UnaryOp::Clip` and an integer one
+    /// `Identity`.
     Clip,
     /// `(cond: bool, a, b) -> cond ? a : b`, broadcasting all three.
     Where,
@@ -631,6 +861,30 @@ pub enum Op {
 }
 
 impl Op {
+    /// Element-wise ops: every output element is a function of the input elements at its
+    /// (numpy-broadcast) position alone — unary, binary, map, clip, where and cast.
+    pub fn is_elementwise(&self) -> bool {
+        matches!(
+            self,
+            Op::Unary(_) | Op::Binary(_) | Op::Map(_) | Op::Clip | Op::Where | Op::Cast { .. }
+        )
+    }
+
+    /// Ops that only give their first input another shape, keeping its elements in row-major
+    /// order: reshape, flatten, squeeze, unsqueeze.
+    pub fn is_reshape(&self) -> bool {
+        matches!(
+            self,
+            Op::Reshape { .. } | Op::Flatten { .. } | Op::Squeeze | Op::Unsqueeze
+        )
+    }
+
+    /// Views: a reshape or the identity. The output holds the input's bytes unchanged, so a
+    /// backend may let it alias the input's buffer.
+    pub fn is_view(&self) -> bool {
+        self.is_reshape() || matches!(self, Op::Identity)
+    }
+
     /// Number of outputs the node has (all ops but `Split` and `TopK` have one).
     pub fn num_outputs(&self) -> usize {
         match self {
@@ -641,204 +895,251 @@ impl Op {
     }
 }
 
-impl UnaryOp {
-    pub const ALL: [UnaryOp; 31] = [
-        UnaryOp::Relu,
-        UnaryOp::Sigmoid,
-        UnaryOp::Tanh,
-        UnaryOp::Exp,
-        UnaryOp::Log,
-        UnaryOp::Sqrt,
-        UnaryOp::Reciprocal,
-        UnaryOp::Neg,
-        UnaryOp::Abs,
-        UnaryOp::Erf,
-        UnaryOp::Floor,
-        UnaryOp::Ceil,
-        UnaryOp::Round,
-        UnaryOp::Sign,
-        UnaryOp::Not,
-        UnaryOp::HardSwish,
-        UnaryOp::Softplus,
-        UnaryOp::Softsign,
-        UnaryOp::Sin,
-        UnaryOp::Cos,
-        UnaryOp::Tan,
-        UnaryOp::Asin,
-        UnaryOp::Acos,
-        UnaryOp::Atan,
-        UnaryOp::Sinh,
-        UnaryOp::Cosh,
-        UnaryOp::Asinh,
-        UnaryOp::Acosh,
-        UnaryOp::Atanh,
-        UnaryOp::Mish,
-        UnaryOp::IsNaN,
-    ];
+/// Declares the text-form names of [`Op`] and the op each name denotes with default attributes,
+/// one row per name: `pattern => "name" = default [, [required attributes]]`. [`Op::name`] (an
+/// exhaustive match, so a new variant without a row does not compile) and [`Op::named`] (its
+/// inverse) come from the rows; unary and binary ops are named by their own tables.
+macro_rules! op_names {
+    ($( $pat:pat => $name:literal = $default:expr $(, [$($req:literal),+])? ; )+) => {
+        impl Op {
+            /// The text-form name of the op (`conv`, `relu`, `max_pool`, ...): unique per op kind,
+            /// except that [`UnaryOp::Clip`] and [`Op::Clip`] are both `clip` (the text form tells
+            /// them apart by their number of operands, see [`Op::named`]).
+            pub fn name(&self) -> &'static str {
+                match self {
+                    Op::Unary(u) => u.name(),
+                    Op::Binary(b) => b.name(),
+                    $( $pat => $name, )+
+                }
+            }
 
-    /// The text-form name (`relu`, `hard_swish`, ...).
-    pub fn name(self) -> &'static str {
-        match self {
-            UnaryOp::Relu => "relu",
-            UnaryOp::Sigmoid => "sigmoid",
-            UnaryOp::Tanh => "tanh",
-            UnaryOp::Exp => "exp",
-            UnaryOp::Log => "log",
-            UnaryOp::Sqrt => "sqrt",
-            UnaryOp::Reciprocal => "reciprocal",
-            UnaryOp::Neg => "neg",
-            UnaryOp::Abs => "abs",
-            UnaryOp::Erf => "erf",
-            UnaryOp::Floor => "floor",
-            UnaryOp::Ceil => "ceil",
-            UnaryOp::Round => "round",
-            UnaryOp::Sign => "sign",
-            UnaryOp::Not => "not",
-            UnaryOp::HardSwish => "hard_swish",
-            UnaryOp::Softplus => "softplus",
-            UnaryOp::Softsign => "softsign",
-            UnaryOp::Sin => "sin",
-            UnaryOp::Cos => "cos",
-            UnaryOp::Tan => "tan",
-            UnaryOp::Asin => "asin",
-            UnaryOp::Acos => "acos",
-            UnaryOp::Atan => "atan",
-            UnaryOp::Sinh => "sinh",
-            UnaryOp::Cosh => "cosh",
-            UnaryOp::Asinh => "asinh",
-            UnaryOp::Acosh => "acosh",
-            UnaryOp::Atanh => "atanh",
-            UnaryOp::Mish => "mish",
-            UnaryOp::IsNaN => "is_nan",
+            /// The names of every op that is neither unary nor binary, in table order.
+            pub const NAMES: &'static [&'static str] = &[$($name),+];
+
+            /// The op named `name` taking `operands` operands, with every attribute at its
+            /// default, and the names of its required attributes (those without a default; their
+            /// values in the returned op are placeholders). `clip` with one operand is
+            /// [`UnaryOp::Clip`], with more [`Op::Clip`]. `None` if no op has that name.
+            pub fn named(name: &str, operands: usize) -> Option<(Op, &'static [&'static str])> {
+                const NONE: &[&str] = &[];
+                if name == "clip" && operands > 1 {
+                    return Some((Op::Clip, NONE));
+                }
+                if let Some(u) = UnaryOp::from_name(name) {
+                    return Some((Op::Unary(u), NONE));
+                }
+                if let Some(b) = BinaryOp::from_name(name) {
+                    return Some((Op::Binary(b), NONE));
+                }
+                Some(match name {
+                    $( $name => ($default, &[$($($req),+)?]), )+
+                    _ => return None,
+                })
+            }
         }
-    }
+    };
 }
 
-impl BinaryOp {
-    pub const ALL: [BinaryOp; 18] = [
-        BinaryOp::Add,
-        BinaryOp::Sub,
-        BinaryOp::Mul,
-        BinaryOp::Div,
-        BinaryOp::Pow,
-        BinaryOp::Mod,
-        BinaryOp::Fmod,
-        BinaryOp::Max,
-        BinaryOp::Min,
-        BinaryOp::PRelu,
-        BinaryOp::Equal,
-        BinaryOp::Less,
-        BinaryOp::LessOrEqual,
-        BinaryOp::Greater,
-        BinaryOp::GreaterOrEqual,
-        BinaryOp::And,
-        BinaryOp::Or,
-        BinaryOp::Xor,
-    ];
+/// Default `p` of Lp pooling (ONNX).
+pub const DEFAULT_LP_P: u32 = 2;
 
-    /// The text-form name (`add`, `less_or_equal`, ...).
-    pub fn name(self) -> &'static str {
-        match self {
-            BinaryOp::Add => "add",
-            BinaryOp::Sub => "sub",
-            BinaryOp::Mul => "mul",
-            BinaryOp::Div => "div",
-            BinaryOp::Pow => "pow",
-            BinaryOp::Mod => "mod",
-            BinaryOp::Fmod => "fmod",
-            BinaryOp::Max => "max",
-            BinaryOp::Min => "min",
-            BinaryOp::PRelu => "prelu",
-            BinaryOp::Equal => "equal",
-            BinaryOp::Less => "less",
-            BinaryOp::LessOrEqual => "less_or_equal",
-            BinaryOp::Greater => "greater",
-            BinaryOp::GreaterOrEqual => "greater_or_equal",
-            BinaryOp::And => "and",
-            BinaryOp::Or => "or",
-            BinaryOp::Xor => "xor",
-        }
-    }
+fn default_pool(kind: PoolKind) -> Op {
+    Op::Pool(PoolAttrs {
+        kind,
+        kernel: vec![],
+        strides: vec![],
+        pads: vec![],
+        dilations: vec![],
+        ceil_mode: false,
+        count_include_pad: false,
+        auto_pad: AutoPad::NotSet,
+    })
 }
 
-impl Op {
-    /// The text-form name of the op (`conv`, `relu`, `max_pool`, ...): unique per op kind.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Op::Unary(u) => u.name(),
-            Op::Binary(b) => b.name(),
-            Op::Map(_) => "map",
-            Op::HardSigmoid { .. } => "hard_sigmoid",
-            Op::LeakyRelu { .. } => "leaky_relu",
-            Op::Elu { .. } => "elu",
-            Op::Selu { .. } => "selu",
-            Op::Gelu { .. } => "gelu",
-            Op::Clip => "clip",
-            Op::Where => "where",
-            Op::Cast { .. } => "cast",
-            Op::Conv(_) => "conv",
-            Op::Gemm(_) => "gemm",
-            Op::MatMul => "matmul",
-            Op::BatchNorm { .. } => "batch_norm",
-            Op::Pool(p) => match p.kind {
-                PoolKind::Max => "max_pool",
-                PoolKind::Average => "average_pool",
-                PoolKind::Lp(_) => "lp_pool",
-            },
-            Op::GlobalPool(k) => match k {
-                PoolKind::Max => "global_max_pool",
-                PoolKind::Average => "global_average_pool",
-                PoolKind::Lp(_) => "global_lp_pool",
-            },
-            Op::Reduce(r) => match r.kind {
-                ReduceKind::Sum => "reduce_sum",
-                ReduceKind::Mean => "reduce_mean",
-                ReduceKind::Max => "reduce_max",
-                ReduceKind::Min => "reduce_min",
-                ReduceKind::Prod => "reduce_prod",
-                ReduceKind::L1 => "reduce_l1",
-                ReduceKind::L2 => "reduce_l2",
-                ReduceKind::LogSum => "reduce_log_sum",
-                ReduceKind::LogSumExp => "reduce_log_sum_exp",
-                ReduceKind::SumSquare => "reduce_sum_square",
-            },
-            Op::Softmax { .. } => "softmax",
-            Op::Attention { .. } => "attention",
-            Op::LogSoftmax { .. } => "log_softmax",
-            Op::LayerNorm { .. } => "layer_norm",
-            Op::Flatten { .. } => "flatten",
-            Op::Reshape { .. } => "reshape",
-            Op::Transpose { .. } => "transpose",
-            Op::Concat { .. } => "concat",
-            Op::Split { .. } => "split",
-            Op::Slice => "slice",
-            Op::Gather { .. } => "gather",
-            Op::Squeeze => "squeeze",
-            Op::Unsqueeze => "unsqueeze",
-            Op::Shape { .. } => "shape",
-            Op::Size => "size",
-            Op::Expand => "expand",
-            Op::Tile => "tile",
-            Op::Range => "range",
-            Op::ConstantOfShape { .. } => "constant_of_shape",
-            Op::Identity => "identity",
-            Op::QuantizeLinear { .. } => "quantize_linear",
-            Op::DequantizeLinear { .. } => "dequantize_linear",
-            Op::Resize(_) => "resize",
-            Op::Pad { .. } => "pad",
-            Op::ConvTranspose(_) => "conv_transpose",
-            Op::Arg(a) => match a.kind {
-                ArgKind::Max => "arg_max",
-                ArgKind::Min => "arg_min",
-            },
-            Op::GatherElements { .. } => "gather_elements",
-            Op::ScatterElements { .. } => "scatter_elements",
-            Op::ScatterNd { .. } => "scatter_nd",
-            Op::Trilu { .. } => "trilu",
-            Op::CumSum { .. } => "cum_sum",
-            Op::Hardmax { .. } => "hardmax",
-            Op::LpNormalization { .. } => "lp_normalization",
-            Op::TopK { .. } => "top_k",
+fn default_reduce(kind: ReduceKind) -> Op {
+    Op::Reduce(ReduceAttrs {
+        kind,
+        keepdims: true,
+        noop_with_empty_axes: false,
+    })
+}
+
+fn default_arg(kind: ArgKind) -> Op {
+    Op::Arg(ArgAttrs {
+        kind,
+        axis: 0,
+        keepdims: true,
+        select_last_index: false,
+    })
+}
+
+fn default_resize() -> Op {
+    Op::Resize(ResizeAttrs {
+        by: ResizeBy::Scales,
+        mode: ResizeMode::Nearest,
+        coord: CoordMode::HalfPixel,
+        nearest: NearestMode::RoundPreferFloor,
+        cubic_coeff_a: F32(-0.75),
+        exclude_outside: false,
+        extrapolation_value: F32(0.0),
+        antialias: false,
+        aspect: AspectPolicy::Stretch,
+        axes: vec![],
+    })
+}
+
+#[rustfmt::skip]
+op_names! {
+    Op::Map(_) => "map" = Op::Map(MapProgram::default()), ["code"];
+    Op::Clip => "clip" = Op::Clip;
+    Op::Where => "where" = Op::Where;
+    Op::Cast { .. } => "cast" = Op::Cast { to: DType::F32 }, ["to"];
+    Op::Conv(_) => "conv" = Op::Conv(ConvAttrs { group: 1, ..Default::default() });
+    Op::Gemm(_) => "gemm" = Op::Gemm(GemmAttrs::default());
+    Op::MatMul => "matmul" = Op::MatMul;
+    Op::BatchNorm { .. } => "batch_norm" = Op::BatchNorm { epsilon: F32(1e-5) };
+    Op::Pool(PoolAttrs { kind: PoolKind::Max, .. }) => "max_pool" = default_pool(PoolKind::Max), ["kernel"];
+    Op::Pool(PoolAttrs { kind: PoolKind::Average, .. }) => "average_pool" = default_pool(PoolKind::Average), ["kernel"];
+    Op::Pool(PoolAttrs { kind: PoolKind::Lp(_), .. }) => "lp_pool" = default_pool(PoolKind::Lp(DEFAULT_LP_P)), ["kernel"];
+    Op::GlobalPool(PoolKind::Max) => "global_max_pool" = Op::GlobalPool(PoolKind::Max);
+    Op::GlobalPool(PoolKind::Average) => "global_average_pool" = Op::GlobalPool(PoolKind::Average);
+    Op::GlobalPool(PoolKind::Lp(_)) => "global_lp_pool" = Op::GlobalPool(PoolKind::Lp(DEFAULT_LP_P));
+    Op::Reduce(ReduceAttrs { kind: ReduceKind::Sum, .. }) => "reduce_sum" = default_reduce(ReduceKind::Sum);
+    Op::Reduce(ReduceAttrs { kind: ReduceKind::Mean, .. }) => "reduce_mean" = default_reduce(ReduceKind::Mean);
+    Op::Reduce(ReduceAttrs { kind: ReduceKind::Max, .. }) => "reduce_max" = default_reduce(ReduceKind::Max);
+    Op::Reduce(ReduceAttrs { kind: ReduceKind::Min, .. }) => "reduce_min" = default_reduce(ReduceKind::Min);
+    Op::Reduce(ReduceAttrs { kind: ReduceKind::Prod, .. }) => "reduce_prod" = default_reduce(ReduceKind::Prod);
+    Op::Reduce(ReduceAttrs { kind: ReduceKind::L1, .. }) => "reduce_l1" = default_reduce(ReduceKind::L1);
+    Op::Reduce(ReduceAttrs { kind: ReduceKind::L2, .. }) => "reduce_l2" = default_reduce(ReduceKind::L2);
+    Op::Reduce(ReduceAttrs { kind: ReduceKind::LogSum, .. }) => "reduce_log_sum" = default_reduce(ReduceKind::LogSum);
+    Op::Reduce(ReduceAttrs { kind: ReduceKind::LogSumExp, .. }) => "reduce_log_sum_exp" = default_reduce(ReduceKind::LogSumExp);
+    Op::Reduce(ReduceAttrs { kind: ReduceKind::SumSquare, .. }) => "reduce_sum_square" = default_reduce(ReduceKind::SumSquare);
+    Op::Softmax { .. } => "softmax" = Op::Softmax { axis: -1 };
+    Op::Attention { .. } => "attention" = Op::Attention { scale: F32(1.0) };
+    Op::LogSoftmax { .. } => "log_softmax" = Op::LogSoftmax { axis: -1 };
+    Op::LayerNorm { .. } => "layer_norm" = Op::LayerNorm { axis: -1, epsilon: F32(1e-5) };
+    Op::Flatten { .. } => "flatten" = Op::Flatten { axis: 1 };
+    Op::Reshape { .. } => "reshape" = Op::Reshape { allowzero: false };
+    Op::Transpose { .. } => "transpose" = Op::Transpose { perm: vec![] }, ["perm"];
+    Op::Concat { .. } => "concat" = Op::Concat { axis: 0 }, ["axis"];
+    Op::Split { .. } => "split" = Op::Split { axis: 0, num_outputs: 1 }, ["num_outputs"];
+    Op::Slice => "slice" = Op::Slice;
+    Op::Gather { .. } => "gather" = Op::Gather { axis: 0 };
+    Op::Squeeze => "squeeze" = Op::Squeeze;
+    Op::Unsqueeze => "unsqueeze" = Op::Unsqueeze;
+    Op::Shape { .. } => "shape" = Op::Shape { start: 0, end: None };
+    Op::Size => "size" = Op::Size;
+    Op::Expand => "expand" = Op::Expand;
+    Op::Tile => "tile" = Op::Tile;
+    Op::Range => "range" = Op::Range;
+    Op::ConstantOfShape { .. } => "constant_of_shape" = Op::ConstantOfShape { value: Tensor::from_vec(vec![1], vec![0f32]) };
+    Op::Identity => "identity" = Op::Identity;
+    Op::QuantizeLinear { .. } => "quantize_linear" = Op::QuantizeLinear { axis: 1, to: DType::U8 }, ["to"];
+    Op::DequantizeLinear { .. } => "dequantize_linear" = Op::DequantizeLinear { axis: 1 };
+    Op::Resize(_) => "resize" = default_resize(), ["by"];
+    Op::Pad { .. } => "pad" = Op::Pad { mode: PadMode::Constant };
+    Op::ConvTranspose(_) => "conv_transpose" = Op::ConvTranspose(ConvTransposeAttrs { group: 1, ..Default::default() });
+    Op::Arg(ArgAttrs { kind: ArgKind::Max, .. }) => "arg_max" = default_arg(ArgKind::Max);
+    Op::Arg(ArgAttrs { kind: ArgKind::Min, .. }) => "arg_min" = default_arg(ArgKind::Min);
+    Op::GatherElements { .. } => "gather_elements" = Op::GatherElements { axis: 0 };
+    Op::ScatterElements { .. } => "scatter_elements" = Op::ScatterElements { axis: 0, reduction: ScatterReduction::None };
+    Op::ScatterNd { .. } => "scatter_nd" = Op::ScatterNd { reduction: ScatterReduction::None };
+    Op::Trilu { .. } => "trilu" = Op::Trilu { upper: true };
+    Op::CumSum { .. } => "cum_sum" = Op::CumSum { exclusive: false, reverse: false };
+    Op::Hardmax { .. } => "hardmax" = Op::Hardmax { axis: -1 };
+    Op::LpNormalization { .. } => "lp_normalization" = Op::LpNormalization { axis: -1, p: 2 };
+    Op::TopK { .. } => "top_k" = Op::TopK { axis: -1, largest: true, sorted: true };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn every_name_is_unique_and_denotes_its_op() {
+        let mut seen = HashSet::new();
+        for u in UnaryOp::ALL {
+            assert!(seen.insert(u.name()), "duplicate name {}", u.name());
+            assert_eq!(UnaryOp::from_name(u.name()), Some(u));
+            assert_eq!(Op::named(u.name(), 1).map(|(o, _)| o), Some(Op::Unary(u)));
         }
+        for b in BinaryOp::ALL {
+            assert!(seen.insert(b.name()), "duplicate name {}", b.name());
+            assert_eq!(BinaryOp::from_name(b.name()), Some(b));
+            assert_eq!(Op::named(b.name(), 2).map(|(o, _)| o), Some(Op::Binary(b)));
+        }
+        for &name in Op::NAMES {
+            // `clip` is the one name shared by two kinds, told apart by the operand count.
+            assert!(seen.insert(name) || name == "clip", "duplicate name {name}");
+            let (op, _) = Op::named(name, 2).unwrap();
+            assert_eq!(op.name(), name);
+        }
+        let unbounded = UnaryOp::Clip {
+            min: F32(f32::NEG_INFINITY),
+            max: F32(f32::INFINITY),
+        };
+        assert_eq!(Op::named("clip", 1).unwrap().0, Op::Unary(unbounded));
+        assert_eq!(Op::named("clip", 3).unwrap().0, Op::Clip);
+        assert!(Op::named("frobnicate", 1).is_none());
+    }
+
+    #[test]
+    fn parameters_are_read_and_set_by_name() {
+        let mut u = UnaryOp::from_name("hard_sigmoid").unwrap();
+        assert_eq!(
+            u.params(),
+            vec![
+                ("alpha", Param::Float(F32(0.2))),
+                ("beta", Param::Float(F32(0.5)))
+            ]
+        );
+        u.set_param("beta", Param::Float(F32(0.25))).unwrap();
+        assert_eq!(
+            u,
+            UnaryOp::HardSigmoid {
+                alpha: F32(0.2),
+                beta: F32(0.25)
+            }
+        );
+        assert!(u.set_param("gamma", Param::Float(F32(1.0))).is_err());
+        assert!(u.set_param("alpha", Param::Bool(true)).is_err());
+        let mut g = UnaryOp::Gelu { tanh_approx: false };
+        g.set_param("tanh_approx", Param::Bool(true)).unwrap();
+        assert_eq!(g, UnaryOp::Gelu { tanh_approx: true });
+        let mut r = UnaryOp::Relu;
+        assert!(r.params().is_empty());
+        assert!(r.set_param("alpha", Param::Float(F32(1.0))).is_err());
+    }
+
+    #[test]
+    fn predicates_classify_ops() {
+        let views = [
+            Op::Reshape { allowzero: false },
+            Op::Flatten { axis: 1 },
+            Op::Squeeze,
+            Op::Unsqueeze,
+            Op::Identity,
+        ];
+        for op in &views {
+            assert!(op.is_view(), "{op:?}");
+            assert_eq!(op.is_reshape(), *op != Op::Identity, "{op:?}");
+            assert!(!op.is_elementwise(), "{op:?}");
+        }
+        for op in [Op::Transpose { perm: vec![1, 0] }, Op::Expand, Op::MatMul] {
+            assert!(!op.is_view() && !op.is_elementwise(), "{op:?}");
+        }
+        let elementwise = [
+            Op::Unary(UnaryOp::Silu),
+            Op::Binary(BinaryOp::Add),
+            Op::Map(MapProgram::default()),
+            Op::Clip,
+            Op::Where,
+            Op::Cast { to: DType::I8 },
+        ];
+        for op in &elementwise {
+            assert!(op.is_elementwise() && !op.is_view(), "{op:?}");
+        }
+        assert!(BinaryOp::Mul.is_commutative() && !BinaryOp::Sub.is_commutative());
     }
 }

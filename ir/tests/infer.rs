@@ -189,17 +189,17 @@ fn elementwise_unary_and_activations() {
         TensorType::scalar(DType::F32)
     );
     for op in [
-        Op::HardSigmoid {
+        Op::Unary(UnaryOp::HardSigmoid {
             alpha: F32(0.2),
             beta: F32(0.5),
-        },
-        Op::LeakyRelu { alpha: F32(0.1) },
-        Op::Elu { alpha: F32(1.0) },
-        Op::Selu {
+        }),
+        Op::Unary(UnaryOp::LeakyRelu { alpha: F32(0.1) }),
+        Op::Unary(UnaryOp::Elu { alpha: F32(1.0) }),
+        Op::Unary(UnaryOp::Selu {
             alpha: F32(1.6),
             gamma: F32(1.0),
-        },
-        Op::Gelu { tanh_approx: false },
+        }),
+        Op::Unary(UnaryOp::Gelu { tanh_approx: false }),
     ] {
         assert_eq!(shape(op.clone(), &[f32t(&[2, 3])]), kd(&[2, 3]));
         assert!(run(op, &[typed(DType::I64, &[2])]).is_err());
@@ -210,10 +210,24 @@ fn elementwise_unary_and_activations() {
 #[test]
 fn clip_where_cast_identity() {
     let x = f32t(&[2, 3]);
-    assert_eq!(shape(Op::Clip, &[x.clone()]), kd(&[2, 3]));
+    let clip = Op::Unary(UnaryOp::Clip {
+        min: F32(0.0),
+        max: F32(6.0),
+    });
+    assert_eq!(shape(clip.clone(), &[x.clone()]), kd(&[2, 3]));
+    assert!(
+        run(clip, &[typed(DType::I64, &[2])]).is_err(),
+        "floats only"
+    );
+    // Bounds as inputs: at least `min`, scalars of x's dtype (integers too).
+    assert!(run(Op::Clip, &[x.clone()]).is_err());
     assert_eq!(
         shape(Op::Clip, &[x.clone(), f32t(&[]), f32t(&[1])]),
         kd(&[2, 3])
+    );
+    assert_eq!(
+        shape(Op::Clip, &[typed(DType::I64, &[2]), typed(DType::I64, &[])]),
+        kd(&[2])
     );
     assert!(run(Op::Clip, &[x.clone(), f32t(&[2])]).is_err());
     assert!(run(Op::Clip, &[x.clone(), typed(DType::F64, &[])]).is_err());

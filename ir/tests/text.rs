@@ -312,7 +312,8 @@ fn attribute_table_round_trips_non_default_values() {
         assert_eq!(attrs, sorted, "{op:?}");
         let parts: Vec<(String, AttrValue)> =
             attrs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-        assert_eq!(&op_from_parts(op.name(), &parts).unwrap(), op);
+        let operands = input_arity(op).0;
+        assert_eq!(&op_from_parts(op.name(), operands, &parts).unwrap(), op);
     }
 }
 
@@ -355,7 +356,7 @@ fn attribute_errors_are_reported() {
     for (name, attrs, msg) in bad {
         let parts: Vec<(String, AttrValue)> =
             attrs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-        let e = op_from_parts(name, &parts).unwrap_err();
+        let e = op_from_parts(name, 1, &parts).unwrap_err();
         assert!(e.contains(msg), "{name}: {e}");
     }
 }
@@ -364,17 +365,17 @@ fn every_op_with_non_default_attrs() -> Vec<Op> {
     let mut ops: Vec<Op> = UnaryOp::ALL.into_iter().map(Op::Unary).collect();
     ops.extend(BinaryOp::ALL.into_iter().map(Op::Binary));
     ops.extend([
-        Op::HardSigmoid {
+        Op::Unary(UnaryOp::HardSigmoid {
             alpha: F32(0.3),
             beta: F32(0.25),
-        },
-        Op::LeakyRelu { alpha: F32(0.2) },
-        Op::Elu { alpha: F32(0.5) },
-        Op::Selu {
+        }),
+        Op::Unary(UnaryOp::LeakyRelu { alpha: F32(0.2) }),
+        Op::Unary(UnaryOp::Elu { alpha: F32(0.5) }),
+        Op::Unary(UnaryOp::Selu {
             alpha: F32(2.0),
             gamma: F32(3.0),
-        },
-        Op::Gelu { tanh_approx: true },
+        }),
+        Op::Unary(UnaryOp::Gelu { tanh_approx: true }),
         Op::Clip,
         Op::Where,
         Op::Cast { to: DType::F16 },
@@ -516,10 +517,10 @@ fn every_op_with_non_default_attrs() -> Vec<Op> {
         Op::Conv(ConvAttrs {
             group: 1,
             epilogue: Epilogue {
-                act: Activation::Clip {
+                act: Some(UnaryOp::Clip {
                     min: F32(-1.5),
                     max: F32(6.0),
-                },
+                }),
                 residual: true,
                 channel_scale: false,
             },
@@ -528,7 +529,7 @@ fn every_op_with_non_default_attrs() -> Vec<Op> {
         Op::Conv(ConvAttrs {
             group: 1,
             epilogue: Epilogue {
-                act: Activation::Silu,
+                act: Some(UnaryOp::Silu),
                 residual: false,
                 channel_scale: true,
             },
@@ -536,10 +537,10 @@ fn every_op_with_non_default_attrs() -> Vec<Op> {
         }),
         Op::Gemm(GemmAttrs {
             epilogue: Epilogue {
-                act: Activation::HardSigmoid {
+                act: Some(UnaryOp::HardSigmoid {
                     alpha: F32(0.2),
                     beta: F32(0.5),
-                },
+                }),
                 residual: true,
                 channel_scale: false,
             },
@@ -565,7 +566,7 @@ fn fused_ops_round_trip_through_the_text_form() {
   %w = const dense<[0.5, -1.0, 0.25, 2.0, 1.5, -0.5]> : f32[3,2,1,1]
   %b = const dense<[0.1, -0.2, 0.3]> : f32[3]
   %y = conv(%x, %w, %b, %r) {epilogue=clip, epilogue_alpha=-1.0, epilogue_beta=6.0, residual=true} : f32[1,3,3,3]
-  %z = map(%a, %a) {code=[0,0,0,0,0,1,0,0,3,2,0,1,2,1,2,0]} : f32[2,3]
+  %z = map(%a, %a) {code=[mul(x0, sigmoid(x1))]} : f32[2,3]
   return %y, %z
 }";
     let g = kestrel_ir::parse(text, &|_| None).unwrap();
@@ -573,8 +574,177 @@ fn fused_ops_round_trip_through_the_text_form() {
     // A residual requires the fourth input; a map program is checked.
     let bad = text.replace(", %r) {epilogue", ") {epilogue");
     assert!(kestrel_ir::parse(&bad, &|_| None).is_err());
-    let bad = text.replace("3,2,0,1,2,1,2,0", "3,2,0,5,2,1,2,0");
-    assert!(kestrel_ir::parse(&bad, &|_| None).is_err());
+    let bad = text.replace("sigmoid(x1)", "sigmoid(x2)");
+    let e = kestrel_ir::parse(&bad, &|_| None).unwrap_err();
+    assert!(e.message.contains("reads input 2 of 2"), "{e}");
+    // Only epilogue activations, and their parameters in order.
+    let bad = text.replace("epilogue=clip", "epilogue=tanh");
+    let e = kestrel_ir::parse(&bad, &|_| None).unwrap_err();
+    assert!(e.message.contains("expected one of none, relu,"), "{e}");
+    let bad = text.replace("epilogue=clip, ", "");
+    let e = kestrel_ir::parse(&bad, &|_| None).unwrap_err();
+    assert!(e.message.contains("needs an epilogue activation"), "{e}");
+    let g = kestrel_ir::parse(&text.replace("epilogue_alpha=-1.0, ", ""), &|_| None).unwrap();
+    let Op::Conv(c) = &g.nodes[0].op else {
+        panic!("conv first")
+    };
+    assert_eq!(
+        c.epilogue.act,
+        Some(UnaryOp::Clip {
+            min: F32(0.0),
+            max: F32(6.0)
+        }),
+        "epilogue parameters default to 0.0"
+    );
+}
+
+/// The text of map program `code` (inputs `x0`, `x1`) after a parse and a print.
+fn map_text(code: &str) -> Result<String, kestrel_ir::ParseError> {
+    let text = format!(
+        "graph @t(%a: f32[2,3], %b: f32[2,3]) -> (z: f32[2,3]) {{\n  %z = map(%a, %b) {{code={code}}} : f32[2,3]\n  return %z\n}}\n"
+    );
+    let g = kestrel_ir::parse(&text, &|_| None)?;
+    check_round_trip(&g);
+    let out = text::to_text(&g);
+    let start = out.find("code=").expect("code attribute") + 5;
+    let end = out[start..].find("} :").expect("end of attributes") + start;
+    Ok(out[start..end].to_string())
+}
+
+#[test]
+fn map_programs_print_as_expressions() {
+    let cases = [
+        // Already canonical.
+        ("[mul(x0, sigmoid(x0))]", "[mul(x0, sigmoid(x0))]"),
+        ("[x1]", "[x1]"),
+        ("[-0.5]", "[-0.5]"),
+        ("[add(sqrt(x0), 1e-7)]", "[add(sqrt(x0), 1e-7)]"),
+        // A value used twice is a let; one used once is inlined.
+        (
+            "[r0 = add(x0, x1), mul(r0, tanh(r0))]",
+            "[r0 = add(x0, x1), mul(r0, tanh(r0))]",
+        ),
+        ("[r7 = neg(x0), relu(r7)]", "[relu(neg(x0))]"),
+        // Lets are numbered in order of use.
+        (
+            "[r5 = exp(x1), r2 = abs(x0), add(mul(r2, r2), div(r5, r5))]",
+            "[r0 = abs(x0), r1 = exp(x1), add(mul(r0, r0), div(r1, r1))]",
+        ),
+        // Constants in every spelling, integers accepted.
+        ("[max(x0, 2)]", "[max(x0, 2.0)]"),
+        ("[min(x0, inf)]", "[min(x0, inf)]"),
+        ("[max(x0, -inf)]", "[max(x0, -inf)]"),
+        ("[add(x0, nan(0x7fc00001))]", "[add(x0, nan(0x7fc00001))]"),
+    ];
+    for (code, want) in cases {
+        assert_eq!(
+            map_text(code).unwrap_or_else(|e| panic!("{code}: {e}")),
+            want
+        );
+    }
+    // A program whose instructions come in another order prints (and parses back) as the same
+    // canonical program.
+    let scrambled = MapProgram {
+        code: vec![
+            MapInstr::Input(1),
+            MapInstr::Input(0),
+            MapInstr::Const(F32(0.5)),
+            MapInstr::Binary(BinaryOp::Mul, 1, 2),
+            MapInstr::Input(0),
+            MapInstr::Binary(BinaryOp::Add, 3, 0),
+        ],
+    };
+    assert_eq!(
+        kestrel_ir::text::program::program_text(&scrambled),
+        "[add(mul(x0, 0.5), x1)]"
+    );
+    let canonical = scrambled.canonical();
+    assert_eq!(
+        canonical.code,
+        vec![
+            MapInstr::Input(0),
+            MapInstr::Const(F32(0.5)),
+            MapInstr::Binary(BinaryOp::Mul, 0, 1),
+            MapInstr::Input(1),
+            MapInstr::Binary(BinaryOp::Add, 2, 3),
+        ]
+    );
+    assert_eq!(canonical.canonical(), canonical);
+    // Parameters that differ from their default are written by name.
+    let p = MapProgram {
+        code: vec![
+            MapInstr::Input(0),
+            MapInstr::Unary(UnaryOp::LeakyRelu { alpha: F32(0.25) }, 0),
+            MapInstr::Unary(UnaryOp::LeakyRelu { alpha: F32(0.01) }, 1),
+        ],
+    };
+    assert_eq!(
+        kestrel_ir::text::program::program_text(&p),
+        "[leaky_relu(leaky_relu(x0, alpha=0.25))]"
+    );
+}
+
+#[test]
+fn deep_map_programs_use_lets_and_round_trip() {
+    // A chain deeper than the printer inlines: the text stays parseable and stable.
+    let mut code = vec![MapInstr::Input(0)];
+    for i in 0..100u16 {
+        code.push(MapInstr::Unary(UnaryOp::Neg, i));
+    }
+    let p = MapProgram { code };
+    let t = kestrel_ir::text::program::program_text(&p);
+    assert!(t.starts_with("[r0 = neg("), "{t}");
+    assert_eq!(map_text(&t).unwrap(), t);
+    // Nesting beyond the parser's limit is an error, not a stack overflow.
+    let deep = format!("[{}x0{}]", "neg(".repeat(10_000), ")".repeat(10_000));
+    let e = map_text(&deep).unwrap_err();
+    assert!(e.message.contains("nested too deeply"), "{e}");
+}
+
+#[test]
+fn malformed_map_programs_report_positions() {
+    // (program, the text the error points at, message)
+    let cases = [
+        (
+            "[frob(x0)]",
+            "frob",
+            "`frob` is not an element-wise unary or binary op",
+        ),
+        ("[relu(x0, x1)]", "relu", "relu takes one operand"),
+        ("[add(x0)]", "add", "add takes two operands"),
+        ("[add(x0, x1, alpha=1.0)]", "alpha", "add has no parameters"),
+        (
+            "[leaky_relu(x0, beta=1.0)]",
+            "beta",
+            "leaky_relu has no attribute `beta`",
+        ),
+        ("[leaky_relu(x0, alpha=true)]", "alpha", "expects a float"),
+        ("[relu(r0)]", "r0", "undefined map register r0"),
+        (
+            "[r0 = relu(x0), r0 = neg(x0), add(r0, r0)]",
+            "r0 = neg",
+            "redefinition of map register r0",
+        ),
+        (
+            "[r0 = relu(x0), neg(x1)]",
+            "r0",
+            "map register r0 is never used",
+        ),
+        ("[r0 = relu(x0)]", "]", "a map program ends with its result"),
+        ("[relu(y0)]", "y0", "found `y0`"),
+        ("[relu(x0) x1]", "x1", "expected `]`"),
+        ("[relu(%a)]", "%a", "expected a map expression"),
+        ("[add(x0, 1e)]", "1e", "exponent digits"),
+    ];
+    // The program starts at column 26 of its line.
+    for (code, at, msg) in cases {
+        let col = 26 + code.find(at).expect("marker in the program");
+        let e = map_text(code).expect_err(code);
+        assert!(
+            e.message.contains(msg) && e.line == 2 && e.col == col,
+            "{code}: want column {col} `{msg}`, got {e}"
+        );
+    }
 }
 
 #[test]
@@ -680,17 +850,17 @@ fn every_op_graph() -> Graph {
         &[x],
     );
     for op in [
-        Op::HardSigmoid {
+        Op::Unary(UnaryOp::HardSigmoid {
             alpha: F32(0.3),
             beta: F32(0.25),
-        },
-        Op::LeakyRelu { alpha: F32(0.2) },
-        Op::Elu { alpha: F32(0.5) },
-        Op::Selu {
+        }),
+        Op::Unary(UnaryOp::LeakyRelu { alpha: F32(0.2) }),
+        Op::Unary(UnaryOp::Elu { alpha: F32(0.5) }),
+        Op::Unary(UnaryOp::Selu {
             alpha: F32(2.0),
             gamma: F32(3.0),
-        },
-        Op::Gelu { tanh_approx: true },
+        }),
+        Op::Unary(UnaryOp::Gelu { tanh_approx: true }),
         Op::Cast { to: DType::F16 },
         Op::Softmax { axis: 1 },
         Op::LogSoftmax { axis: 0 },
@@ -1305,7 +1475,7 @@ fn build(inputs: &[(String, TensorType)], steps: &[Step], outs: &[usize]) -> Gra
             ),
             Step::Leaky(a, f) => node(
                 &mut g,
-                Op::LeakyRelu { alpha: F32(*f) },
+                Op::Unary(UnaryOp::LeakyRelu { alpha: F32(*f) }),
                 &[pick(&vals, *a)],
                 &mut vals,
             ),

@@ -21,13 +21,6 @@ use kestrel_ir::{Graph, NodeId, Op, Tensor, ValueId};
 
 pub struct CancelTransposeReshape;
 
-fn reshape_like(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::Reshape { .. } | Op::Flatten { .. } | Op::Squeeze | Op::Unsqueeze
-    )
-}
-
 /// Replaces node `id` by `op(inputs)` if that infers exactly the node's current output types.
 fn try_rewrite(g: &mut Graph, id: NodeId, op: Op, inputs: &[ValueId]) -> bool {
     let node = g.node(id);
@@ -50,7 +43,7 @@ impl Pass for CancelTransposeReshape {
         for ni in 0..g.nodes.len() {
             let id = NodeId(ni as u32);
             let op = g.node(id).op.clone();
-            if (reshape_like(&op) || matches!(op, Op::Transpose { .. })) && is_noop(g, id) {
+            if (op.is_reshape() || matches!(op, Op::Transpose { .. })) && is_noop(g, id) {
                 let (x, y) = (g.node(id).inputs[0], g.node(id).outputs[0]);
                 changed |= g.replace_all_uses(y, x) > 0;
                 continue;
@@ -76,7 +69,7 @@ impl Pass for CancelTransposeReshape {
                         changed |= try_rewrite(g, id, Op::Transpose { perm: p }, &[x]);
                     }
                 }
-                (outer, inner_op) if reshape_like(outer) && reshape_like(inner_op) => {
+                (outer, inner_op) if outer.is_reshape() && inner_op.is_reshape() => {
                     let y = g.node(id).outputs[0];
                     if let Some(dims) = g.ty(y).dims() {
                         let shape: Vec<i64> = dims.iter().map(|&d| d as i64).collect();

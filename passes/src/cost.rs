@@ -7,7 +7,8 @@
 //! backend can refine the estimate by implementing [`CostModel`] and handing it to the pass
 //! manager in [`crate::PassContext::cost_model`]; `passes` never depends on a backend.
 
-use kestrel_ir::{Activation, Op, ReduceKind, TensorType, UnaryOp};
+use kestrel_ir::cost::macs_per_output;
+use kestrel_ir::{Op, ReduceKind, TensorType, UnaryOp};
 
 /// The cost of running one node.
 pub trait CostModel {
@@ -37,26 +38,28 @@ fn bytes(t: &TensorType) -> f64 {
     numel(t) * t.dtype.size() as f64
 }
 
-/// Arithmetic per element of an activation (a polynomial for the transcendental ones).
-pub fn activation_flops(a: Activation) -> f64 {
-    match a {
-        Activation::None => 0.0,
-        Activation::Relu | Activation::Clip { .. } => 1.0,
-        Activation::HardSwish | Activation::HardSigmoid { .. } => 4.0,
-        Activation::Sigmoid => 12.0,
-        Activation::Silu => 13.0,
-        Activation::Gelu => 16.0,
+/// Arithmetic per element of a unary op (a polynomial for the transcendental ones), alone or as
+/// a fused epilogue's activation.
+pub fn unary_flops(u: UnaryOp) -> f64 {
+    match u {
+        UnaryOp::Relu
+        | UnaryOp::Neg
+        | UnaryOp::Abs
+        | UnaryOp::Clip { .. }
+        | UnaryOp::LeakyRelu { .. }
+        | UnaryOp::Elu { .. }
+        | UnaryOp::Selu { .. } => 1.0,
+        UnaryOp::HardSwish | UnaryOp::HardSigmoid { .. } => 4.0,
+        UnaryOp::Sigmoid | UnaryOp::Erf | UnaryOp::Exp | UnaryOp::Log | UnaryOp::Tanh => 12.0,
+        UnaryOp::Silu => 13.0,
+        UnaryOp::Gelu { .. } => 16.0,
+        _ => 2.0,
     }
 }
 
-fn unary_flops(u: UnaryOp) -> f64 {
-    match u {
-        UnaryOp::Relu | UnaryOp::Neg | UnaryOp::Abs => 1.0,
-        UnaryOp::Sigmoid => activation_flops(Activation::Sigmoid),
-        UnaryOp::HardSwish => activation_flops(Activation::HardSwish),
-        UnaryOp::Erf | UnaryOp::Exp | UnaryOp::Log | UnaryOp::Tanh => 12.0,
-        _ => 2.0,
-    }
+/// Arithmetic per element of a fused epilogue's activation (0 for none).
+pub fn activation_flops(act: Option<UnaryOp>) -> f64 {
+    act.map_or(0.0, unary_flops)
 }
 
 impl CostModel for StaticCost {
@@ -65,38 +68,26 @@ impl CostModel for StaticCost {
         let on = numel(out);
         let compute = match op {
             Op::Conv(a) => {
-                // out elements x (C / group x kernel taps).
                 let w = ins.get(1).map(|t| numel(t)).unwrap_or(1.0);
                 let m = out.shape.get(1).and_then(|d| d.known()).unwrap_or(1) as f64;
+                // Weights of unknown shape: their guessed elements over the output channels.
+                let per_output = macs_per_output(op, ins).map_or(w / m.max(1.0), |k| k as f64);
                 // A channel scale multiplies the weights at run time (read + write them).
                 let scale = if a.epilogue.channel_scale {
                     w * (1.0 + 8.0 * BYTE_COST)
                 } else {
                     0.0
                 };
-                on * (w / m.max(1.0)) + on * activation_flops(a.epilogue.act) + scale
+                on * per_output + on * activation_flops(a.epilogue.act) + scale
             }
             Op::Gemm(a) => {
-                let k = ins
-                    .first()
-                    .and_then(|t| {
-                        let i = if a.trans_a { 0 } else { 1 };
-                        t.shape.get(i).and_then(|d| d.known())
-                    })
-                    .unwrap_or(1) as f64;
+                let k = macs_per_output(op, ins).unwrap_or(1) as f64;
                 on * k + on * activation_flops(a.epilogue.act)
             }
-            Op::MatMul => {
-                let k = ins
-                    .first()
-                    .and_then(|t| t.shape.last().and_then(|d| d.known()))
-                    .unwrap_or(1) as f64;
-                on * k
-            }
+            Op::MatMul => on * macs_per_output(op, ins).unwrap_or(1) as f64,
             // Same arithmetic as the epilogue form, so fusing saves exactly the memory traffic
             // and the node overhead.
             Op::Unary(u) => on * unary_flops(*u),
-            Op::HardSigmoid { .. } => on * 4.0,
             Op::Binary(_) => on,
             Op::Map(p) => {
                 on * p
@@ -109,7 +100,6 @@ impl CostModel for StaticCost {
                     })
                     .sum::<f64>()
             }
-            Op::Gelu { .. } => on * activation_flops(Activation::Gelu),
             Op::Reduce(r) if r.kind == ReduceKind::Mean => {
                 ins.first().map(|t| numel(t)).unwrap_or(on)
             }
@@ -127,13 +117,7 @@ impl CostModel for StaticCost {
                 on / dv.max(1.0) * n * (d + dv + 7.0)
             }
             // Views: free in the backend (no data moves).
-            Op::Reshape { .. }
-            | Op::Flatten { .. }
-            | Op::Squeeze
-            | Op::Unsqueeze
-            | Op::Identity => {
-                return 1.0;
-            }
+            _ if op.is_view() => return 1.0,
             _ => on,
         };
         NODE_COST + compute + BYTE_COST * moved

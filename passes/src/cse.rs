@@ -11,26 +11,14 @@
 //! the survivor compute the same tensor, so numerics are unchanged.
 
 use crate::{Pass, PassContext, PassError};
-use kestrel_ir::{BinaryOp, Graph, Op, ValueDef, ValueId};
+use kestrel_ir::{Graph, Op, ValueDef, ValueId};
 use smallvec::SmallVec;
 use std::collections::HashMap;
 
 pub struct Cse;
 
 fn commutative(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::Binary(
-            BinaryOp::Add
-                | BinaryOp::Mul
-                | BinaryOp::Max
-                | BinaryOp::Min
-                | BinaryOp::Equal
-                | BinaryOp::And
-                | BinaryOp::Or
-                | BinaryOp::Xor
-        )
-    )
+    matches!(op, Op::Binary(b) if b.is_commutative())
 }
 
 /// Redirects uses of duplicate constants to the first equal one; returns whether any was merged.

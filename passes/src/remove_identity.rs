@@ -36,9 +36,8 @@ pub fn is_noop(g: &Graph, id: NodeId) -> bool {
     }
     match &node.op {
         Op::Identity => true,
-        Op::Reshape { .. } | Op::Flatten { .. } | Op::Squeeze | Op::Unsqueeze | Op::Expand => {
-            no_unknown(&tx.shape)
-        }
+        op if op.is_reshape() => no_unknown(&tx.shape),
+        Op::Expand => no_unknown(&tx.shape),
         Op::Transpose { perm } => perm.iter().enumerate().all(|(i, &p)| i == p),
         Op::Cast { to } => *to == tx.dtype,
         Op::Concat { .. } => node.inputs.len() == 1,

@@ -22,17 +22,21 @@ fn is_activation(op: &Op) -> bool {
     use kestrel_ir::UnaryOp::*;
     matches!(
         op,
-        Op::Unary(Relu | Sigmoid | HardSwish | Tanh)
-            | Op::Clip
-            | Op::HardSigmoid { .. }
-            | Op::Gelu { .. }
-            | Op::LeakyRelu { .. }
+        Op::Unary(
+            Relu | Sigmoid
+                | HardSwish
+                | Tanh
+                | Clip { .. }
+                | HardSigmoid { .. }
+                | Gelu { .. }
+                | LeakyRelu { .. }
+        ) | Op::Clip
             | Op::BatchNorm { .. }
     )
 }
 
 /// Nodes that are an activation or a batch norm whose input comes from a conv/gemm (possibly
-/// through reshape-like views).
+/// through views).
 fn standalone_after_conv(g: &Graph) -> Vec<String> {
     let mut bad = Vec::new();
     for (i, n) in g.nodes.iter().enumerate() {
@@ -42,9 +46,7 @@ fn standalone_after_conv(g: &Graph) -> Vec<String> {
         let mut v = n.inputs[0];
         while let Some(p) = g.producer(v) {
             match &g.node(p).op {
-                Op::Reshape { .. } | Op::Flatten { .. } | Op::Squeeze | Op::Unsqueeze => {
-                    v = g.node(p).inputs[0]
-                }
+                op if op.is_view() => v = g.node(p).inputs[0],
                 Op::Conv(_) | Op::Gemm(_) => {
                     bad.push(g.describe_node(kestrel_ir::NodeId(i as u32)));
                     break;

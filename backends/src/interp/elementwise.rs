@@ -1,5 +1,5 @@
-//! Element-wise ops: unary functions, binary functions with numpy broadcasting, parameterised
-//! activations, Clip, Where and Cast.
+//! Element-wise ops: unary functions (the parameterised activations among them), binary
+//! functions with numpy broadcasting, Clip with run-time bounds, Where and Cast.
 
 use super::*;
 use kestrel_ir::{BinaryOp, UnaryOp};
@@ -18,6 +18,7 @@ fn softplus(x: f64) -> f64 {
     }
 }
 
+/// `1 / (1 + e^-x)`, without overflow.
 fn sigmoid(x: f64) -> f64 {
     if x >= 0.0 {
         1.0 / (1.0 + (-x).exp())
@@ -27,8 +28,22 @@ fn sigmoid(x: f64) -> f64 {
     }
 }
 
+/// `x < lo ? lo : x`, then `> hi ? hi : _`: the clip of [`UnaryOp::Clip`] and `Op::Clip`.
+fn clip_f64(x: f64, lo: f64, hi: f64) -> f64 {
+    let mut y = x;
+    if y < lo {
+        y = lo;
+    }
+    if y > hi {
+        y = hi;
+    }
+    y
+}
+
 /// A unary function on a float value (evaluated in f64, see the module docs of `interp`).
-pub(crate) fn unary_float(op: UnaryOp, x: f64) -> f64 {
+/// `round` rounds an intermediate result to the element type, for the ops defined as a
+/// composition of ops (SiLU multiplies by the sigmoid as `sigmoid` returns it).
+pub(crate) fn unary_float(op: UnaryOp, x: f64, round: impl Fn(f64) -> f64) -> f64 {
     match op {
         UnaryOp::Relu => {
             if x < 0.0 {
@@ -73,9 +88,58 @@ pub(crate) fn unary_float(op: UnaryOp, x: f64) -> f64 {
         UnaryOp::Acosh => x.acosh(),
         UnaryOp::Atanh => x.atanh(),
         UnaryOp::Mish => x * softplus(x).tanh(),
+        UnaryOp::Clip { min, max } => clip_f64(x, min.0 as f64, max.0 as f64),
+        UnaryOp::HardSigmoid { alpha, beta } => {
+            (alpha.0 as f64 * x + beta.0 as f64).clamp(0.0, 1.0)
+        }
+        UnaryOp::LeakyRelu { alpha } => {
+            if x >= 0.0 {
+                x
+            } else {
+                alpha.0 as f64 * x
+            }
+        }
+        UnaryOp::Elu { alpha } => {
+            if x >= 0.0 {
+                x
+            } else {
+                alpha.0 as f64 * x.exp_m1()
+            }
+        }
+        UnaryOp::Selu { alpha, gamma } => {
+            gamma.0 as f64
+                * if x > 0.0 {
+                    x
+                } else {
+                    alpha.0 as f64 * x.exp_m1()
+                }
+        }
+        UnaryOp::Gelu { tanh_approx: false } => 0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2)),
+        UnaryOp::Gelu { tanh_approx: true } => {
+            let k = (2.0 / std::f64::consts::PI).sqrt();
+            0.5 * x * (1.0 + (k * (x + 0.044715 * x * x * x)).tanh())
+        }
+        UnaryOp::Silu => x * round(sigmoid(x)),
+        UnaryOp::ThresholdedRelu { alpha } => {
+            if x > alpha.0 as f64 {
+                x
+            } else {
+                0.0
+            }
+        }
         // Not and IsNaN are handled by the caller.
         UnaryOp::Not | UnaryOp::IsNaN => f64::NAN,
     }
+}
+
+/// `op` on one f32 value exactly as the op computes it on an f32 tensor.
+pub(crate) fn unary_f32(op: UnaryOp, x: f32) -> f32 {
+    unary_float(op, x as f64, round_f32) as f32
+}
+
+/// Rounds to f32 (the element type of the f32, f16 and bf16 classes' intermediate results).
+pub(crate) fn round_f32(x: f64) -> f64 {
+    x as f32 as f64
 }
 
 /// Maps every element of a float tensor through `f` (computed in f64), keeping the dtype.
@@ -114,7 +178,8 @@ pub(crate) fn unary(op: UnaryOp, x: &Tensor) -> Res<Tensor> {
             tensor_from_bool(dims, &v)
         }
         (UnaryOp::IsNaN, _) => Err(unsupported_dtype(name, x.dtype())),
-        (_, Class::F32 | Class::F64) => map_float(name, x, |a| unary_float(op, a)),
+        (_, Class::F32) => map_float(name, x, |a| unary_float(op, a, round_f32)),
+        (_, Class::F64) => map_float(name, x, |a| unary_float(op, a, |v| v)),
         (UnaryOp::Relu | UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Sign, Class::Int) => {
             let f = |a: i64| match op {
                 UnaryOp::Relu => a.max(0),
@@ -126,39 +191,6 @@ pub(crate) fn unary(op: UnaryOp, x: &Tensor) -> Res<Tensor> {
             tensor_from_i64(x.dtype(), dims, &v)
         }
         _ => Err(unsupported_dtype(name, x.dtype())),
-    }
-}
-
-/// The parameterised float activations (HardSigmoid, LeakyRelu, Elu, Selu, Gelu).
-pub(crate) fn activation(op: &Op, x: &Tensor) -> Res<Tensor> {
-    let name = op.name();
-    match op {
-        Op::HardSigmoid { alpha, beta } => {
-            let (a, b) = (alpha.0 as f64, beta.0 as f64);
-            map_float(name, x, move |v| (a * v + b).clamp(0.0, 1.0))
-        }
-        Op::LeakyRelu { alpha } => {
-            let a = alpha.0 as f64;
-            map_float(name, x, move |v| if v >= 0.0 { v } else { a * v })
-        }
-        Op::Elu { alpha } => {
-            let a = alpha.0 as f64;
-            map_float(name, x, move |v| if v >= 0.0 { v } else { a * v.exp_m1() })
-        }
-        Op::Selu { alpha, gamma } => {
-            let (a, g) = (alpha.0 as f64, gamma.0 as f64);
-            map_float(name, x, move |v| {
-                g * if v > 0.0 { v } else { a * v.exp_m1() }
-            })
-        }
-        Op::Gelu { tanh_approx: false } => map_float(name, x, |v| {
-            0.5 * v * (1.0 + erf(v / std::f64::consts::SQRT_2))
-        }),
-        Op::Gelu { tanh_approx: true } => map_float(name, x, |v| {
-            let k = (2.0 / std::f64::consts::PI).sqrt();
-            0.5 * v * (1.0 + (k * (v + 0.044715 * v * v * v)).tanh())
-        }),
-        _ => Err(invalid(name, "not an activation")),
     }
 }
 
@@ -396,7 +428,8 @@ fn pow(a: &Tensor, b: &Tensor) -> Res<Tensor> {
     }
 }
 
-/// Clip: `min(max(x, lo), hi)` (so `lo > hi` yields `hi`, like numpy); NaN stays NaN.
+/// Clip with bounds as inputs: `min(max(x, lo), hi)` (so `lo > hi` yields `hi`, like numpy); NaN
+/// stays NaN.
 pub(crate) fn clip(x: &Tensor, lo: Option<&Tensor>, hi: Option<&Tensor>) -> Res<Tensor> {
     let name = "clip";
     for b in [lo, hi].into_iter().flatten() {
@@ -412,16 +445,7 @@ pub(crate) fn clip(x: &Tensor, lo: Option<&Tensor>, hi: Option<&Tensor>) -> Res<
         Class::F32 | Class::F64 => {
             let lo = lo.map_or(f64::NEG_INFINITY, |t| t.get_f64(0));
             let hi = hi.map_or(f64::INFINITY, |t| t.get_f64(0));
-            map_float(name, x, move |v| {
-                let mut y = v;
-                if y < lo {
-                    y = lo;
-                }
-                if y > hi {
-                    y = hi;
-                }
-                y
-            })
+            map_float(name, x, move |v| clip_f64(v, lo, hi))
         }
         Class::Int => {
             let lo = lo.map_or(i64::MIN, |t| t.get_i64(0));

@@ -57,7 +57,9 @@ pub(crate) fn map(p: &MapProgram, inputs: &[&Tensor]) -> Res<Tensor> {
                     vals[k][off]
                 }
                 MapInstr::Const(c) => round(c.0 as f64),
-                MapInstr::Unary(u, a) => round(elementwise::unary_float(u, regs[a as usize])),
+                MapInstr::Unary(u, a) => {
+                    round(elementwise::unary_float(u, regs[a as usize], round))
+                }
                 MapInstr::Binary(b, x, y) => round(elementwise::binary_float(
                     b,
                     regs[x as usize],

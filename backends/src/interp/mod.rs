@@ -185,16 +185,8 @@ pub fn eval_op(op: &Op, inputs: &[&Tensor]) -> Result<Vec<Tensor>, EvalError> {
             arity(name, inputs, 2, 2)?;
             one(elementwise::binary(*b, inputs[0], inputs[1]))
         }
-        Op::HardSigmoid { .. }
-        | Op::LeakyRelu { .. }
-        | Op::Elu { .. }
-        | Op::Selu { .. }
-        | Op::Gelu { .. } => {
-            arity(name, inputs, 1, 1)?;
-            one(elementwise::activation(op, inputs[0]))
-        }
         Op::Clip => {
-            arity(name, inputs, 1, 3)?;
+            arity(name, inputs, 2, 3)?;
             one(elementwise::clip(
                 inputs[0],
                 inputs.get(1).copied(),

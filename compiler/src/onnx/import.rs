@@ -2,7 +2,7 @@
 
 use super::error::{invalid, unsupported, ImportError, Reason};
 use super::external::ExternalFiles;
-use super::ops::{lower, Cx};
+use super::ops::{lower, NodeLowering};
 use super::proto::{
     tensor_shape_proto::dimension, type_proto, GraphProto, ModelProto, NodeProto, ValueInfoProto,
 };
@@ -438,7 +438,7 @@ fn import_node(
             _ => format!("node{index}"),
         }
     };
-    let mut cx = Cx {
+    let mut cx = NodeLowering {
         g,
         node,
         opset,

@@ -13,13 +13,14 @@ use super::tensor::{convert, dtype_from_onnx};
 use kestrel_ir::tensor::f32_to_f16;
 use kestrel_ir::{
     ArgAttrs, ArgKind, AspectPolicy, AutoPad, BinaryOp, ConvAttrs, ConvTransposeAttrs, CoordMode,
-    DType, GemmAttrs, Graph, NearestMode, Op, PadMode, PoolAttrs, PoolKind, ReduceAttrs,
+    DType, GemmAttrs, Graph, NearestMode, Op, PadMode, Param, PoolAttrs, PoolKind, ReduceAttrs,
     ReduceKind, ResizeAttrs, ResizeBy, ResizeMode, ScatterReduction, Tensor, UnaryOp, ValueId, F32,
 };
 use std::path::Path;
 
-/// Everything a lowering needs about one ONNX node.
-pub(crate) struct Cx<'a> {
+/// The lowering of one ONNX node into the graph being built: the node, the graph, and
+/// everything else a lowering needs.
+pub(crate) struct NodeLowering<'a> {
     pub g: &'a mut Graph,
     pub node: &'a NodeProto,
     /// The default domain's opset version.
@@ -35,7 +36,7 @@ pub(crate) struct Cx<'a> {
     pub nconst: usize,
 }
 
-impl Cx<'_> {
+impl NodeLowering<'_> {
     fn name(&self) -> String {
         self.node.name.clone()
     }
@@ -273,7 +274,7 @@ fn dtype_bounds(dtype: DType) -> (f64, f64) {
     }
 }
 
-fn auto_pad(cx: &Cx) -> Result<AutoPad, Reason> {
+fn auto_pad(cx: &NodeLowering) -> Result<AutoPad, Reason> {
     Ok(match cx.string("auto_pad", "NOTSET")? {
         "NOTSET" | "" => AutoPad::NotSet,
         "SAME_UPPER" => AutoPad::SameUpper,
@@ -283,41 +284,61 @@ fn auto_pad(cx: &Cx) -> Result<AutoPad, Reason> {
     })
 }
 
-fn unary(op_type: &str) -> Option<UnaryOp> {
-    Some(match op_type {
-        "Relu" => UnaryOp::Relu,
-        "Sigmoid" => UnaryOp::Sigmoid,
-        "Tanh" => UnaryOp::Tanh,
-        "Exp" => UnaryOp::Exp,
-        "Log" => UnaryOp::Log,
-        "Sqrt" => UnaryOp::Sqrt,
-        "Reciprocal" => UnaryOp::Reciprocal,
-        "Neg" => UnaryOp::Neg,
-        "Abs" => UnaryOp::Abs,
-        "Erf" => UnaryOp::Erf,
-        "Floor" => UnaryOp::Floor,
-        "Ceil" => UnaryOp::Ceil,
-        "Round" => UnaryOp::Round,
-        "Sign" => UnaryOp::Sign,
-        "Not" => UnaryOp::Not,
-        "HardSwish" => UnaryOp::HardSwish,
-        "Softplus" => UnaryOp::Softplus,
-        "Softsign" => UnaryOp::Softsign,
-        "Sin" => UnaryOp::Sin,
-        "Cos" => UnaryOp::Cos,
-        "Tan" => UnaryOp::Tan,
-        "Asin" => UnaryOp::Asin,
-        "Acos" => UnaryOp::Acos,
-        "Atan" => UnaryOp::Atan,
-        "Sinh" => UnaryOp::Sinh,
-        "Cosh" => UnaryOp::Cosh,
-        "Asinh" => UnaryOp::Asinh,
-        "Acosh" => UnaryOp::Acosh,
-        "Atanh" => UnaryOp::Atanh,
-        "Mish" => UnaryOp::Mish,
-        "IsNaN" => UnaryOp::IsNaN,
-        _ => return None,
-    })
+/// ONNX ops that are one [`UnaryOp`], by the IR name of that op. Its float parameters are the
+/// ONNX attributes of the same names, with the op table's defaults (which are ONNX's).
+const UNARY: &[(&str, &str)] = &[
+    ("Relu", "relu"),
+    ("Sigmoid", "sigmoid"),
+    ("Tanh", "tanh"),
+    ("Exp", "exp"),
+    ("Log", "log"),
+    ("Sqrt", "sqrt"),
+    ("Reciprocal", "reciprocal"),
+    ("Neg", "neg"),
+    ("Abs", "abs"),
+    ("Erf", "erf"),
+    ("Floor", "floor"),
+    ("Ceil", "ceil"),
+    ("Round", "round"),
+    ("Sign", "sign"),
+    ("Not", "not"),
+    ("HardSwish", "hard_swish"),
+    ("Softplus", "softplus"),
+    ("Softsign", "softsign"),
+    ("Sin", "sin"),
+    ("Cos", "cos"),
+    ("Tan", "tan"),
+    ("Asin", "asin"),
+    ("Acos", "acos"),
+    ("Atan", "atan"),
+    ("Sinh", "sinh"),
+    ("Cosh", "cosh"),
+    ("Asinh", "asinh"),
+    ("Acosh", "acosh"),
+    ("Atanh", "atanh"),
+    ("Mish", "mish"),
+    ("IsNaN", "is_nan"),
+    ("HardSigmoid", "hard_sigmoid"),
+    ("LeakyRelu", "leaky_relu"),
+    ("Elu", "elu"),
+    ("Selu", "selu"),
+    ("ThresholdedRelu", "thresholded_relu"),
+];
+
+/// The unary op of `op_type` (see [`UNARY`]) with its float parameters read from the node.
+fn unary(cx: &NodeLowering, op_type: &str) -> Result<Option<UnaryOp>, Reason> {
+    let Some(&(_, name)) = UNARY.iter().find(|(onnx, _)| *onnx == op_type) else {
+        return Ok(None);
+    };
+    let mut u = UnaryOp::from_name(name)
+        .ok_or_else(|| invalid(format!("internal: no unary op `{name}`")))?;
+    for (key, p) in u.params() {
+        if let Param::Float(default) = p {
+            let v = cx.float(key, default.0)?;
+            u.set_param(key, Param::Float(F32(v))).map_err(invalid)?;
+        }
+    }
+    Ok(Some(u))
 }
 
 fn binary(op_type: &str) -> Option<BinaryOp> {
@@ -357,9 +378,9 @@ fn reduce_kind(op_type: &str) -> Option<ReduceKind> {
 
 /// Lowers one node; returns the IR values of its outputs, in order. It may return fewer values
 /// than the node has outputs: the caller rejects the node if a missing output is used.
-pub(crate) fn lower(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
+pub(crate) fn lower(cx: &mut NodeLowering) -> Result<Vec<ValueId>, Reason> {
     let op_type = cx.node.op_type.as_str();
-    if let Some(u) = unary(op_type) {
+    if let Some(u) = unary(cx, op_type)? {
         let x = cx.input(0)?;
         return cx.one(Op::Unary(u), &[x]);
     }
@@ -419,32 +440,6 @@ pub(crate) fn lower(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
             }
             Ok(vec![acc])
         }
-        "HardSigmoid" => {
-            let x = cx.input(0)?;
-            let op = Op::HardSigmoid {
-                alpha: F32(cx.float("alpha", 0.2)?),
-                beta: F32(cx.float("beta", 0.5)?),
-            };
-            cx.one(op, &[x])
-        }
-        "LeakyRelu" => {
-            let x = cx.input(0)?;
-            let alpha = F32(cx.float("alpha", 0.01)?);
-            cx.one(Op::LeakyRelu { alpha }, &[x])
-        }
-        "Elu" => {
-            let x = cx.input(0)?;
-            let alpha = F32(cx.float("alpha", 1.0)?);
-            cx.one(Op::Elu { alpha }, &[x])
-        }
-        "Selu" => {
-            let x = cx.input(0)?;
-            let op = Op::Selu {
-                alpha: F32(cx.float("alpha", 1.673_263_2)?),
-                gamma: F32(cx.float("gamma", 1.050_701)?),
-            };
-            cx.one(op, &[x])
-        }
         "Gelu" => {
             let x = cx.input(0)?;
             let tanh_approx = match cx.string("approximate", "none")? {
@@ -454,7 +449,7 @@ pub(crate) fn lower(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
                     return Err(cx.bad_attr("approximate", format!("unknown value \"{other}\"")))
                 }
             };
-            cx.one(Op::Gelu { tanh_approx }, &[x])
+            cx.one(Op::Unary(UnaryOp::Gelu { tanh_approx }), &[x])
         }
         "Clip" => lower_clip(cx),
         "Where" => {
@@ -833,7 +828,7 @@ pub(crate) fn lower(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
 }
 
 /// The `reduction` attribute of ScatterElements-16+ / ScatterND-16+ (absent: assignment).
-fn scatter_reduction(cx: &Cx) -> Result<ScatterReduction, Reason> {
+fn scatter_reduction(cx: &NodeLowering) -> Result<ScatterReduction, Reason> {
     Ok(match cx.string("reduction", "none")? {
         "none" => ScatterReduction::None,
         "add" => ScatterReduction::Add,
@@ -864,7 +859,7 @@ fn dtype_from_name(s: &str) -> Option<DType> {
 }
 
 /// The exponent `p` of LpPool / GlobalLpPool: a float before opset 2, an int after.
-fn lp_p(cx: &Cx) -> Result<u32, Reason> {
+fn lp_p(cx: &NodeLowering) -> Result<u32, Reason> {
     let p = if cx.opset < 2 {
         let f = cx.float("p", 2.0)?;
         if f.fract() != 0.0 || f < 1.0 {
@@ -885,7 +880,7 @@ fn lp_p(cx: &Cx) -> Result<u32, Reason> {
 
 /// Element-wise binary ops, including the `broadcast`/`axis` attributes of opsets before 7:
 /// with an `axis`, the second input is aligned at that axis of the first by appending unit axes.
-fn lower_binary(cx: &mut Cx, b: BinaryOp) -> Result<Vec<ValueId>, Reason> {
+fn lower_binary(cx: &mut NodeLowering, b: BinaryOp) -> Result<Vec<ValueId>, Reason> {
     let a = cx.input(0)?;
     let mut y = cx.input(1)?;
     if cx.opset < 7 && cx.int("broadcast", 0)? != 0 {
@@ -908,7 +903,7 @@ fn lower_binary(cx: &mut Cx, b: BinaryOp) -> Result<Vec<ValueId>, Reason> {
     cx.one(Op::Binary(b), &[a, y])
 }
 
-fn lower_dropout(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
+fn lower_dropout(cx: &mut NodeLowering) -> Result<Vec<ValueId>, Reason> {
     let x = cx.input(0)?;
     // Before opset 7 `is_test` defaulted to training mode; like every runtime running exported
     // models, the importer treats Dropout as inference-mode whatever `is_test` says.
@@ -945,7 +940,7 @@ fn lower_dropout(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
 
 /// LayerNormalization; its optional `Mean` and `InvStdDev` outputs (over axes `axis..rank`,
 /// kept as unit dims) are computed only when used, in the input's dtype.
-fn lower_layer_norm(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
+fn lower_layer_norm(cx: &mut NodeLowering) -> Result<Vec<ValueId>, Reason> {
     let (x, scale) = (cx.input(0)?, cx.input(1)?);
     let axis = cx.int("axis", -1)?;
     let epsilon = cx.float("epsilon", 1e-5)?;
@@ -967,7 +962,7 @@ fn lower_layer_norm(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
         return Err(cx.bad_attr("axis", format!("{axis} is out of range for rank {rank}")));
     }
     let axes: Vec<i64> = (a..rank).collect();
-    let mean_of = |cx: &mut Cx, v: ValueId| -> Result<ValueId, Reason> {
+    let mean_of = |cx: &mut NodeLowering, v: ValueId| -> Result<ValueId, Reason> {
         let ax = cx.i64s("axes", &axes);
         let attrs = ReduceAttrs {
             kind: ReduceKind::Mean,
@@ -989,20 +984,61 @@ fn lower_layer_norm(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
 }
 
 /// Clip: before opset 11 the bounds are float attributes; from 11 they are optional inputs.
-/// A missing lower bound followed by an upper one is materialised as the dtype's lowest value.
-fn lower_clip(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
+///
+/// Float data whose bounds are constants exact in f32 (or absent) becomes [`UnaryOp::Clip`]: a
+/// missing bound is unbounded (a missing `min` is the dtype's lowest value, -inf for floats).
+/// Other Clips keep run-time bounds as inputs ([`Op::Clip`]), a missing `min` materialised as the
+/// dtype's lowest value; an integer Clip without bounds is the identity.
+fn lower_clip(cx: &mut NodeLowering) -> Result<Vec<ValueId>, Reason> {
+    /// One bound of the node.
+    #[derive(Clone, Copy)]
+    enum Bound {
+        Absent,
+        /// An attribute (before opset 11), rounded to x's dtype.
+        Attr(f64),
+        Input(ValueId),
+    }
     let x = cx.input(0)?;
     let dt = cx.dtype(x);
+    let rounded = |v: f32| scalar_tensor(dt, v as f64).get_f64(0);
     let (lo, hi) = if cx.opset < 11 {
-        let lo = attr_float(cx.node, "min")?;
-        let hi = attr_float(cx.node, "max")?;
+        let b = |v: Option<f32>| v.map_or(Bound::Absent, |v| Bound::Attr(rounded(v)));
         (
-            lo.map(|v| cx.scalar("min", dt, v as f64)),
-            hi.map(|v| cx.scalar("max", dt, v as f64)),
+            b(attr_float(cx.node, "min")?),
+            b(attr_float(cx.node, "max")?),
         )
     } else {
-        (cx.opt(1), cx.opt(2))
+        let b = |v: Option<ValueId>| v.map_or(Bound::Absent, Bound::Input);
+        (b(cx.opt(1)), b(cx.opt(2)))
     };
+    // A bound as an f32 parameter: absent, or a constant scalar of x's dtype exact in f32.
+    let param = |cx: &NodeLowering, b: Bound, unbounded: f32| -> Option<F32> {
+        let v = match b {
+            Bound::Absent => return Some(F32(unbounded)),
+            Bound::Attr(v) => v,
+            Bound::Input(id) => {
+                let t = cx.g.const_data(id)?;
+                if t.dtype() != dt || t.numel() != 1 {
+                    return None;
+                }
+                t.get_f64(0)
+            }
+        };
+        ((v as f32) as f64 == v).then_some(F32(v as f32))
+    };
+    if dt.is_float() {
+        let min = param(cx, lo, f32::NEG_INFINITY);
+        let max = param(cx, hi, f32::INFINITY);
+        if let (Some(min), Some(max)) = (min, max) {
+            return cx.one(Op::Unary(UnaryOp::Clip { min, max }), &[x]);
+        }
+    }
+    let value = |cx: &mut NodeLowering, b: Bound, what: &str| match b {
+        Bound::Absent => None,
+        Bound::Attr(v) => Some(cx.scalar(what, dt, v)),
+        Bound::Input(id) => Some(id),
+    };
+    let (lo, hi) = (value(cx, lo, "min"), value(cx, hi, "max"));
     let mut ins = vec![x];
     match (lo, hi) {
         (lo, Some(hi)) => {
@@ -1013,13 +1049,13 @@ fn lower_clip(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
             ins.extend([lo, hi]);
         }
         (Some(lo), None) => ins.push(lo),
-        (None, None) => {}
+        (None, None) => return cx.one(Op::Identity, &[x]),
     }
     cx.one(Op::Clip, &ins)
 }
 
 /// Reductions: `axes` is an attribute before opset 18 (13 for ReduceSum), an input after.
-fn lower_reduce(cx: &mut Cx, kind: ReduceKind) -> Result<Vec<ValueId>, Reason> {
+fn lower_reduce(cx: &mut NodeLowering, kind: ReduceKind) -> Result<Vec<ValueId>, Reason> {
     let x = cx.input(0)?;
     let input_from = if kind == ReduceKind::Sum { 13 } else { 18 };
     let axes = if cx.opset < input_from {
@@ -1043,7 +1079,7 @@ fn lower_reduce(cx: &mut Cx, kind: ReduceKind) -> Result<Vec<ValueId>, Reason> {
 /// Softmax / LogSoftmax / Hardmax. Before opset 13 the input is coerced to 2-D at `axis`
 /// (default 1) and normalised over the trailing block: equal to the one-axis op when `axis` is the
 /// last axis, otherwise Flatten(axis) → op(axis 1) → Reshape back to the input's shape.
-fn lower_softmax(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
+fn lower_softmax(cx: &mut NodeLowering) -> Result<Vec<ValueId>, Reason> {
     let x = cx.input(0)?;
     let kind = cx.node.op_type.clone();
     let make = |axis: i64| match kind.as_str() {
@@ -1084,7 +1120,7 @@ fn lower_softmax(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
 
 /// Split: sizes from the `split` attribute before opset 13 (or input 1 of Split-1), input 1
 /// after; the number of parts is the number of node outputs.
-fn lower_split(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
+fn lower_split(cx: &mut NodeLowering) -> Result<Vec<ValueId>, Reason> {
     let x = cx.input(0)?;
     let n = cx.node.output.len();
     if n == 0 {
@@ -1121,7 +1157,7 @@ fn lower_split(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
 
 /// Slice: starts/ends/axes attributes before opset 10, inputs after. When steps are given
 /// without axes, axes `0..len(starts)` are materialised.
-fn lower_slice(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
+fn lower_slice(cx: &mut NodeLowering) -> Result<Vec<ValueId>, Reason> {
     let x = cx.input(0)?;
     if cx.opset < 10 {
         let starts = cx.req_ints("starts")?;
@@ -1189,7 +1225,7 @@ fn expand_pads(axes: &[i64], given: &[i64], rank: i64) -> Result<Vec<i64>, Reaso
 /// [`expand_pads`] computed in the graph, for pads or axes known only at run time:
 /// `full[s, j] = sum_k (axes[k] mod rank == j) * pads[s, k]` with `pads` viewed as `[2, K]`.
 fn expand_pads_dynamic(
-    cx: &mut Cx,
+    cx: &mut NodeLowering,
     pads: ValueId,
     axes: ValueId,
     rank: i64,
@@ -1220,7 +1256,7 @@ fn expand_pads_dynamic(
     cx.add(Op::Reshape { allowzero: false }, &[full, flat])
 }
 
-fn pad_mode(cx: &Cx) -> Result<PadMode, Reason> {
+fn pad_mode(cx: &NodeLowering) -> Result<PadMode, Reason> {
     Ok(match cx.string("mode", "constant")? {
         "constant" => PadMode::Constant,
         "reflect" => PadMode::Reflect,
@@ -1232,7 +1268,7 @@ fn pad_mode(cx: &Cx) -> Result<PadMode, Reason> {
 
 /// Pad: `pads` (`paddings` in Pad-1) and `value` attributes before opset 11; inputs from 11;
 /// the `axes` input of opset 18 is expanded into full pads (which must then be constant).
-fn lower_pad(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
+fn lower_pad(cx: &mut NodeLowering) -> Result<Vec<ValueId>, Reason> {
     let x = cx.input(0)?;
     let mode = pad_mode(cx)?;
     if cx.opset < 11 {
@@ -1263,7 +1299,7 @@ fn lower_pad(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
     cx.one(Op::Pad { mode }, &ins)
 }
 
-fn resize_mode(cx: &Cx, s: &str) -> Result<ResizeMode, Reason> {
+fn resize_mode(cx: &NodeLowering, s: &str) -> Result<ResizeMode, Reason> {
     Ok(match s {
         "nearest" => ResizeMode::Nearest,
         "linear" | "bilinear" => ResizeMode::Linear,
@@ -1279,7 +1315,7 @@ fn is_empty(g: &Graph, v: ValueId) -> bool {
 
 /// Resize-10 takes `(X, scales)` with asymmetric coordinates; Resize-11+ takes
 /// `(X, roi, scales, sizes)`, of which one of scales/sizes is present and non-empty.
-fn lower_resize(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
+fn lower_resize(cx: &mut NodeLowering) -> Result<Vec<ValueId>, Reason> {
     let x = cx.input(0)?;
     let mode = resize_mode(cx, cx.string("mode", "nearest")?)?;
     if cx.opset < 11 {
@@ -1362,7 +1398,7 @@ fn legacy_resize_attrs(mode: ResizeMode, by: ResizeBy) -> ResizeAttrs {
 }
 
 /// Upsample (deprecated): scales are an attribute in opset 7, an input in opset 9.
-fn lower_upsample(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
+fn lower_upsample(cx: &mut NodeLowering) -> Result<Vec<ValueId>, Reason> {
     let x = cx.input(0)?;
     if cx.opset < 7 {
         return Err(unsupported(
@@ -1388,6 +1424,13 @@ fn lower_upsample(cx: &mut Cx) -> Result<Vec<ValueId>, Reason> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_unary_entry_names_an_ir_op() {
+        for (onnx, name) in UNARY {
+            assert!(UnaryOp::from_name(name).is_some(), "{onnx} -> {name}");
+        }
+    }
 
     #[test]
     fn scalars_of_every_dtype() {

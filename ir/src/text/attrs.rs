@@ -1,8 +1,9 @@
-//! Op attributes as name/value pairs, and the per-op defaults.
+//! Op attributes as name/value pairs.
 //!
-//! This is the single place that knows each op's attribute names, types and defaults. The text
-//! printer and parser use it, and so can any other consumer that needs a flat view of an op
-//! (the e-graph language, graphviz dumps): [`op_attrs`] lists an op's non-default attributes and
+//! This is the single place that knows each op's attribute names and types; the ops' names and
+//! default attributes are the op tables of [`crate::op`] ([`Op::named`], [`UnaryOp::params`]).
+//! The text printer and parser use it, and so can any other consumer that needs a flat view of
+//! an op (graphviz dumps): [`op_attrs`] lists an op's non-default attributes and
 //! [`op_from_parts`] rebuilds an op from its name and attributes.
 //!
 //! Attribute names are the Rust field names of [`Op`] (`group`, `trans_a`, `num_outputs`, ...).
@@ -10,6 +11,7 @@
 //! always listed.
 
 use super::number::{fmt_f32, DenseFmt};
+use super::program::program_text;
 use crate::dtype::{DType, F32};
 use crate::op::*;
 use crate::tensor::Tensor;
@@ -31,6 +33,8 @@ pub enum AttrValue {
     DType(DType),
     /// A small constant tensor ([`Op::ConstantOfShape`]'s `value`).
     Tensor(Tensor),
+    /// A map program ([`Op::Map`]'s `code`), written as its expressions (`super::program`).
+    Map(MapProgram),
 }
 
 impl AttrValue {
@@ -44,12 +48,14 @@ impl AttrValue {
             AttrValue::Ident(_) => "an identifier",
             AttrValue::DType(_) => "a dtype",
             AttrValue::Tensor(_) => "a tensor",
+            AttrValue::Map(_) => "a map program",
         }
     }
 }
 
 impl fmt::Display for AttrValue {
-    /// The text form: `3`, `0.5`, `true`, `[1,2]`, `linear`, `u8`, `dense<[0.0]> : f32[1]`.
+    /// The text form: `3`, `0.5`, `true`, `[1,2]`, `linear`, `u8`, `dense<[0.0]> : f32[1]`,
+    /// `[r0 = sigmoid(x0), mul(x0, r0)]`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AttrValue::Int(v) => write!(f, "{v}"),
@@ -77,6 +83,7 @@ impl fmt::Display for AttrValue {
                 }
                 f.write_str("]")
             }
+            AttrValue::Map(p) => f.write_str(&program_text(p)),
         }
     }
 }
@@ -236,219 +243,9 @@ fn reduction_from(s: &str) -> Option<ScatterReduction> {
 
 const REDUCTIONS: &str = "none, add, mul, max, min";
 
-// ---------------------------------------------------------------------------------------------
-// Defaults: THE place where per-op attribute defaults live.
-
-/// Default `p` of Lp pooling (ONNX).
-pub const DEFAULT_LP_P: u32 = 2;
-
-/// The op named `name` with every attribute at its default, and the names of its required
-/// attributes (those without a default; the values in the returned op are placeholders).
-/// `None` if no op has that name.
-pub fn default_op(name: &str) -> Option<(Op, &'static [&'static str])> {
-    const NONE: &[&str] = &[];
-    if let Some(u) = UnaryOp::ALL.into_iter().find(|u| u.name() == name) {
-        return Some((Op::Unary(u), NONE));
-    }
-    if let Some(b) = BinaryOp::ALL.into_iter().find(|b| b.name() == name) {
-        return Some((Op::Binary(b), NONE));
-    }
-    let pool = |kind| PoolAttrs {
-        kind,
-        kernel: vec![],
-        strides: vec![],
-        pads: vec![],
-        dilations: vec![],
-        ceil_mode: false,
-        count_include_pad: false,
-        auto_pad: AutoPad::NotSet,
-    };
-    let reduce = |kind| {
-        Op::Reduce(ReduceAttrs {
-            kind,
-            keepdims: true,
-            noop_with_empty_axes: false,
-        })
-    };
-    Some(match name {
-        "map" => (Op::Map(MapProgram::default()), &["code"]),
-        "hard_sigmoid" => (
-            Op::HardSigmoid {
-                alpha: F32(0.2),
-                beta: F32(0.5),
-            },
-            NONE,
-        ),
-        "leaky_relu" => (Op::LeakyRelu { alpha: F32(0.01) }, NONE),
-        "elu" => (Op::Elu { alpha: F32(1.0) }, NONE),
-        "selu" => (
-            Op::Selu {
-                // ONNX: 1.67326319217681884765625 and 1.05070102214813232421875 (exact f32s).
-                alpha: F32(f32::from_bits(0x3fd6_2d7d)),
-                gamma: F32(f32::from_bits(0x3f86_7d5f)),
-            },
-            NONE,
-        ),
-        "gelu" => (Op::Gelu { tanh_approx: false }, NONE),
-        "clip" => (Op::Clip, NONE),
-        "where" => (Op::Where, NONE),
-        "cast" => (Op::Cast { to: DType::F32 }, &["to"]),
-        "conv" => (
-            Op::Conv(ConvAttrs {
-                strides: vec![],
-                pads: vec![],
-                dilations: vec![],
-                group: 1,
-                auto_pad: AutoPad::NotSet,
-                epilogue: Epilogue::default(),
-            }),
-            NONE,
-        ),
-        "gemm" => (Op::Gemm(GemmAttrs::default()), NONE),
-        "matmul" => (Op::MatMul, NONE),
-        "batch_norm" => (Op::BatchNorm { epsilon: F32(1e-5) }, NONE),
-        "max_pool" => (Op::Pool(pool(PoolKind::Max)), &["kernel"]),
-        "average_pool" => (Op::Pool(pool(PoolKind::Average)), &["kernel"]),
-        "lp_pool" => (Op::Pool(pool(PoolKind::Lp(DEFAULT_LP_P))), &["kernel"]),
-        "global_max_pool" => (Op::GlobalPool(PoolKind::Max), NONE),
-        "global_average_pool" => (Op::GlobalPool(PoolKind::Average), NONE),
-        "global_lp_pool" => (Op::GlobalPool(PoolKind::Lp(DEFAULT_LP_P)), NONE),
-        "reduce_sum" => (reduce(ReduceKind::Sum), NONE),
-        "reduce_mean" => (reduce(ReduceKind::Mean), NONE),
-        "reduce_max" => (reduce(ReduceKind::Max), NONE),
-        "reduce_min" => (reduce(ReduceKind::Min), NONE),
-        "reduce_prod" => (reduce(ReduceKind::Prod), NONE),
-        "reduce_l1" => (reduce(ReduceKind::L1), NONE),
-        "reduce_l2" => (reduce(ReduceKind::L2), NONE),
-        "reduce_log_sum" => (reduce(ReduceKind::LogSum), NONE),
-        "reduce_log_sum_exp" => (reduce(ReduceKind::LogSumExp), NONE),
-        "reduce_sum_square" => (reduce(ReduceKind::SumSquare), NONE),
-        "softmax" => (Op::Softmax { axis: -1 }, NONE),
-        "attention" => (Op::Attention { scale: F32(1.0) }, NONE),
-        "log_softmax" => (Op::LogSoftmax { axis: -1 }, NONE),
-        "layer_norm" => (
-            Op::LayerNorm {
-                axis: -1,
-                epsilon: F32(1e-5),
-            },
-            NONE,
-        ),
-        "flatten" => (Op::Flatten { axis: 1 }, NONE),
-        "reshape" => (Op::Reshape { allowzero: false }, NONE),
-        "transpose" => (Op::Transpose { perm: vec![] }, &["perm"]),
-        "concat" => (Op::Concat { axis: 0 }, &["axis"]),
-        "split" => (
-            Op::Split {
-                axis: 0,
-                num_outputs: 1,
-            },
-            &["num_outputs"],
-        ),
-        "slice" => (Op::Slice, NONE),
-        "gather" => (Op::Gather { axis: 0 }, NONE),
-        "squeeze" => (Op::Squeeze, NONE),
-        "unsqueeze" => (Op::Unsqueeze, NONE),
-        "shape" => (
-            Op::Shape {
-                start: 0,
-                end: None,
-            },
-            NONE,
-        ),
-        "size" => (Op::Size, NONE),
-        "expand" => (Op::Expand, NONE),
-        "tile" => (Op::Tile, NONE),
-        "range" => (Op::Range, NONE),
-        "constant_of_shape" => (
-            Op::ConstantOfShape {
-                value: Tensor::from_vec(vec![1], vec![0f32]),
-            },
-            NONE,
-        ),
-        "identity" => (Op::Identity, NONE),
-        "quantize_linear" => (
-            Op::QuantizeLinear {
-                axis: 1,
-                to: DType::U8,
-            },
-            &["to"],
-        ),
-        "dequantize_linear" => (Op::DequantizeLinear { axis: 1 }, NONE),
-        "resize" => (
-            Op::Resize(ResizeAttrs {
-                by: ResizeBy::Scales,
-                mode: ResizeMode::Nearest,
-                coord: CoordMode::HalfPixel,
-                nearest: NearestMode::RoundPreferFloor,
-                cubic_coeff_a: F32(-0.75),
-                exclude_outside: false,
-                extrapolation_value: F32(0.0),
-                antialias: false,
-                aspect: AspectPolicy::Stretch,
-                axes: vec![],
-            }),
-            &["by"],
-        ),
-        "pad" => (
-            Op::Pad {
-                mode: PadMode::Constant,
-            },
-            NONE,
-        ),
-        "conv_transpose" => (
-            Op::ConvTranspose(ConvTransposeAttrs {
-                group: 1,
-                ..Default::default()
-            }),
-            NONE,
-        ),
-        "arg_max" | "arg_min" => (
-            Op::Arg(ArgAttrs {
-                kind: if name == "arg_max" {
-                    ArgKind::Max
-                } else {
-                    ArgKind::Min
-                },
-                axis: 0,
-                keepdims: true,
-                select_last_index: false,
-            }),
-            NONE,
-        ),
-        "gather_elements" => (Op::GatherElements { axis: 0 }, NONE),
-        "scatter_elements" => (
-            Op::ScatterElements {
-                axis: 0,
-                reduction: ScatterReduction::None,
-            },
-            NONE,
-        ),
-        "scatter_nd" => (
-            Op::ScatterNd {
-                reduction: ScatterReduction::None,
-            },
-            NONE,
-        ),
-        "trilu" => (Op::Trilu { upper: true }, NONE),
-        "cum_sum" => (
-            Op::CumSum {
-                exclusive: false,
-                reverse: false,
-            },
-            NONE,
-        ),
-        "hardmax" => (Op::Hardmax { axis: -1 }, NONE),
-        "lp_normalization" => (Op::LpNormalization { axis: -1, p: 2 }, NONE),
-        "top_k" => (
-            Op::TopK {
-                axis: -1,
-                largest: true,
-                sorted: true,
-            },
-            NONE,
-        ),
-        _ => return None,
-    })
+/// The defaults of `op`'s kind (the op of the same name and operand count, see [`Op::named`]).
+fn defaults_of(op: &Op) -> Option<(Op, &'static [&'static str])> {
+    Op::named(op.name(), crate::infer::input_arity(op).0)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -467,9 +264,13 @@ fn ident(s: &str) -> AttrValue {
 pub fn all_attrs(op: &Op) -> Vec<(&'static str, AttrValue)> {
     use AttrValue::*;
     let mut v: Vec<(&'static str, AttrValue)> = match op {
-        Op::Map(p) => vec![("code", Ints(map_code(p)))],
-        Op::Unary(_)
-        | Op::Binary(_)
+        Op::Map(p) => vec![("code", Map(p.clone()))],
+        Op::Unary(u) => u
+            .params()
+            .into_iter()
+            .map(|(k, p)| (k, param_value(p)))
+            .collect(),
+        Op::Binary(_)
         | Op::Clip
         | Op::Where
         | Op::MatMul
@@ -481,10 +282,6 @@ pub fn all_attrs(op: &Op) -> Vec<(&'static str, AttrValue)> {
         | Op::Tile
         | Op::Range
         | Op::Identity => vec![],
-        Op::HardSigmoid { alpha, beta } => vec![("alpha", Float(*alpha)), ("beta", Float(*beta))],
-        Op::LeakyRelu { alpha } | Op::Elu { alpha } => vec![("alpha", Float(*alpha))],
-        Op::Selu { alpha, gamma } => vec![("alpha", Float(*alpha)), ("gamma", Float(*gamma))],
-        Op::Gelu { tanh_approx } => vec![("tanh_approx", Bool(*tanh_approx))],
         Op::Cast { to } => vec![("to", DType(*to))],
         Op::Conv(c) => vec![
             ("auto_pad", ident(auto_pad_name(c.auto_pad))),
@@ -608,7 +405,7 @@ pub fn all_attrs(op: &Op) -> Vec<(&'static str, AttrValue)> {
 /// sorted by name.
 pub fn op_attrs(op: &Op) -> Vec<(&'static str, AttrValue)> {
     let all = all_attrs(op);
-    let Some((def, required)) = default_op(op.name()) else {
+    let Some((def, required)) = defaults_of(op) else {
         return all;
     };
     let defaults = all_attrs(&def);
@@ -712,55 +509,86 @@ fn want_enum<T>(
 }
 
 /// The epilogue of a conv/gemm as flat attributes: `epilogue` (the activation's name, default
-/// `none`), `epilogue_alpha`/`epilogue_beta` (Clip's min/max, HardSigmoid's alpha/beta; default
-/// 0.0 and absent for the other activations) and `residual` (default false).
+/// `none`), `epilogue_alpha`/`epilogue_beta` (its first and second float parameters: clip's
+/// min/max, hard_sigmoid's alpha/beta; default 0.0 in this form, absent for activations without
+/// them), `channel_scale` and `residual` (default false).
 fn epilogue_attrs(e: &Epilogue) -> Vec<(&'static str, AttrValue)> {
-    let (a, b) = match e.act {
-        Activation::Clip { min, max } => (min, max),
-        Activation::HardSigmoid { alpha, beta } => (alpha, beta),
-        _ => (F32(0.0), F32(0.0)),
-    };
+    let floats = e.act.map(float_params).unwrap_or_default();
+    let float = |i: usize| AttrValue::Float(floats.get(i).copied().unwrap_or(F32(0.0)));
     vec![
-        ("epilogue", ident(e.act.name())),
-        ("epilogue_alpha", AttrValue::Float(a)),
-        ("epilogue_beta", AttrValue::Float(b)),
+        ("epilogue", ident(e.act.map_or("none", UnaryOp::name))),
+        ("epilogue_alpha", float(0)),
+        ("epilogue_beta", float(1)),
         ("channel_scale", AttrValue::Bool(e.channel_scale)),
         ("residual", AttrValue::Bool(e.residual)),
     ]
 }
 
-const ACTIVATIONS: &str = "none, relu, clip, hard_swish, hard_sigmoid, sigmoid, silu, gelu";
+/// The float parameters of `u`, in declaration order.
+fn float_params(u: UnaryOp) -> Vec<F32> {
+    u.params()
+        .into_iter()
+        .filter_map(|(_, p)| match p {
+            Param::Float(f) => Some(f),
+            Param::Bool(_) => None,
+        })
+        .collect()
+}
 
-fn activation_from(s: &str) -> Option<Activation> {
-    let z = F32(0.0);
-    Some(match s {
-        "none" => Activation::None,
-        "relu" => Activation::Relu,
-        "clip" => Activation::Clip { min: z, max: z },
-        "hard_swish" => Activation::HardSwish,
-        "hard_sigmoid" => Activation::HardSigmoid { alpha: z, beta: z },
-        "sigmoid" => Activation::Sigmoid,
-        "silu" => Activation::Silu,
-        "gelu" => Activation::Gelu,
-        _ => return None,
-    })
+/// The epilogue activation named `s`, its float parameters 0.0 (the default of
+/// `epilogue_alpha`/`epilogue_beta`).
+fn activation_from(s: &str) -> Option<Option<UnaryOp>> {
+    if s == "none" {
+        return Some(None);
+    }
+    let mut u = UnaryOp::from_name(s).filter(|u| u.is_epilogue_activation())?;
+    for (k, p) in u.params() {
+        if let Param::Float(_) = p {
+            u.set_param(k, Param::Float(F32(0.0))).ok()?;
+        }
+    }
+    Some(Some(u))
+}
+
+/// `none` and the names of the epilogue activations, for error messages.
+fn activation_names() -> String {
+    std::iter::once("none")
+        .chain(
+            UnaryOp::ALL
+                .into_iter()
+                .filter(|u| u.is_epilogue_activation())
+                .map(UnaryOp::name),
+        )
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Attributes are applied in sorted order, so `epilogue` is set before its parameters.
 fn set_epilogue_attr(e: &mut Epilogue, key: &str, v: &AttrValue) -> Result<(), String> {
     match key {
-        "epilogue" => e.act = want_enum(key, v, activation_from, ACTIVATIONS)?,
+        "epilogue" => {
+            let choices = activation_names();
+            e.act = want_enum(key, v, activation_from, &choices)?
+        }
         "residual" => e.residual = want_bool(key, v)?,
         "channel_scale" => e.channel_scale = want_bool(key, v)?,
         "epilogue_alpha" | "epilogue_beta" => {
             let f = want_float(key, v)?;
-            let first = key == "epilogue_alpha";
-            match &mut e.act {
-                Activation::Clip { min, max } => *(if first { min } else { max }) = f,
-                Activation::HardSigmoid { alpha, beta } => *(if first { alpha } else { beta }) = f,
+            let index = usize::from(key == "epilogue_beta");
+            let field = e.act.and_then(|u| {
+                u.params()
+                    .into_iter()
+                    .filter(|(_, p)| matches!(p, Param::Float(_)))
+                    .nth(index)
+                    .map(|(k, _)| k)
+            });
+            match (&mut e.act, field) {
+                (Some(u), Some(k)) => u.set_param(k, Param::Float(f))?,
                 _ => {
                     return Err(format!(
-                        "attribute `{key}` needs epilogue=clip or hard_sigmoid (given first)"
+                        "attribute `{key}` needs an epilogue activation with {} float \
+                         parameter(s), given before it (clip, hard_sigmoid)",
+                        index + 1
                     ))
                 }
             }
@@ -770,64 +598,24 @@ fn set_epilogue_attr(e: &mut Epilogue, key: &str, v: &AttrValue) -> Result<(), S
     Ok(())
 }
 
-/// A map program as integers, four per instruction: `[0, k, 0, 0]` input `k`; `[1, bits, 0, 0]`
-/// a constant (its f32 bit pattern); `[2, u, a, 0]` unary op number `u` of `UnaryOp::ALL` on
-/// register `a`; `[3, b, x, y]` binary op number `b` of `BinaryOp::ALL` on registers `x`, `y`.
-pub fn map_code(p: &MapProgram) -> Vec<i64> {
-    let mut v = Vec::with_capacity(4 * p.code.len());
-    for ins in &p.code {
-        v.extend(match *ins {
-            MapInstr::Input(k) => [0, k as i64, 0, 0],
-            MapInstr::Const(c) => [1, c.0.to_bits() as i64, 0, 0],
-            MapInstr::Unary(u, a) => [
-                2,
-                UnaryOp::ALL.iter().position(|&x| x == u).unwrap_or(0) as i64,
-                a as i64,
-                0,
-            ],
-            MapInstr::Binary(b, x, y) => [
-                3,
-                BinaryOp::ALL.iter().position(|&o| o == b).unwrap_or(0) as i64,
-                x as i64,
-                y as i64,
-            ],
-        });
+/// A unary op's parameter as an attribute value.
+pub(crate) fn param_value(p: Param) -> AttrValue {
+    match p {
+        Param::Float(f) => AttrValue::Float(f),
+        Param::Bool(b) => AttrValue::Bool(b),
     }
-    v
 }
 
-/// Reads [`map_code`]'s encoding back.
-pub fn map_from_code(v: Vec<i64>) -> Result<MapProgram, String> {
-    if !v.len().is_multiple_of(4) {
-        return Err("map code needs 4 integers per instruction".into());
-    }
-    let reg = |x: i64| u16::try_from(x).map_err(|_| format!("bad map register {x}"));
-    let mut code = Vec::new();
-    for c in v.chunks(4) {
-        code.push(match c[0] {
-            0 => MapInstr::Input(reg(c[1])?),
-            1 => MapInstr::Const(F32(f32::from_bits(
-                u32::try_from(c[1]).map_err(|_| format!("bad map constant bits {}", c[1]))?,
-            ))),
-            2 => MapInstr::Unary(
-                *usize::try_from(c[1])
-                    .ok()
-                    .and_then(|i| UnaryOp::ALL.get(i))
-                    .ok_or_else(|| format!("bad unary op number {}", c[1]))?,
-                reg(c[2])?,
-            ),
-            3 => MapInstr::Binary(
-                *usize::try_from(c[1])
-                    .ok()
-                    .and_then(|i| BinaryOp::ALL.get(i))
-                    .ok_or_else(|| format!("bad binary op number {}", c[1]))?,
-                reg(c[2])?,
-                reg(c[3])?,
-            ),
-            k => return Err(format!("bad map instruction kind {k}")),
-        });
-    }
-    Ok(MapProgram { code })
+/// Sets parameter `key` of `u` from an attribute value of the parameter's type.
+pub(crate) fn set_param(u: &mut UnaryOp, key: &str, v: &AttrValue) -> Result<(), String> {
+    let Some((_, current)) = u.params().into_iter().find(|(k, _)| *k == key) else {
+        return Err(format!("{} has no attribute `{key}`", u.name()));
+    };
+    let value = match current {
+        Param::Float(_) => Param::Float(want_float(key, v)?),
+        Param::Bool(_) => Param::Bool(want_bool(key, v)?),
+    };
+    u.set_param(key, value)
 }
 
 const AUTO_PAD: &str = "not_set, same_upper, same_lower, valid";
@@ -837,27 +625,18 @@ fn set_attr(op: &mut Op, key: &str, v: &AttrValue) -> Result<(), String> {
     let unknown = |op: &Op| Err(format!("{} has no attribute `{key}`", op.name()));
     match op {
         Op::Map(p) => match key {
-            "code" => *p = map_from_code(want_ints(key, v)?)?,
+            "code" => match v {
+                AttrValue::Map(m) => *p = m.clone(),
+                _ => {
+                    return Err(format!(
+                        "attribute `code` expects a map program (`[mul(x0, x1)]`), got {}",
+                        v.kind()
+                    ))
+                }
+            },
             _ => return unknown(op),
         },
-        Op::HardSigmoid { alpha, beta } => match key {
-            "alpha" => *alpha = want_float(key, v)?,
-            "beta" => *beta = want_float(key, v)?,
-            _ => return unknown(op),
-        },
-        Op::LeakyRelu { alpha } | Op::Elu { alpha } => match key {
-            "alpha" => *alpha = want_float(key, v)?,
-            _ => return unknown(op),
-        },
-        Op::Selu { alpha, gamma } => match key {
-            "alpha" => *alpha = want_float(key, v)?,
-            "gamma" => *gamma = want_float(key, v)?,
-            _ => return unknown(op),
-        },
-        Op::Gelu { tanh_approx } => match key {
-            "tanh_approx" => *tanh_approx = want_bool(key, v)?,
-            _ => return unknown(op),
-        },
+        Op::Unary(u) => set_param(u, key, v)?,
         Op::Cast { to } => match key {
             "to" => *to = want_dtype(key, v)?,
             _ => return unknown(op),
@@ -1047,8 +826,7 @@ fn set_attr(op: &mut Op, key: &str, v: &AttrValue) -> Result<(), String> {
             "sorted" => *sorted = want_bool(key, v)?,
             _ => return unknown(op),
         },
-        Op::Unary(_)
-        | Op::Binary(_)
+        Op::Binary(_)
         | Op::Clip
         | Op::Where
         | Op::MatMul
@@ -1069,11 +847,16 @@ fn want_p(key: &str, v: &AttrValue) -> Result<u32, String> {
     u32::try_from(i).map_err(|_| format!("attribute `{key}` must fit in u32, got {i}"))
 }
 
-/// Builds the op named `name` from its attributes; attributes not given take their default.
-/// Fails on an unknown op name, an unknown or duplicated attribute, a value of the wrong type, or a
-/// missing required attribute.
-pub fn op_from_parts(name: &str, attrs: &[(String, AttrValue)]) -> Result<Op, String> {
-    let (mut op, required) = default_op(name).ok_or_else(|| format!("unknown op `{name}`"))?;
+/// Builds the op named `name` taking `operands` operands from its attributes; attributes not
+/// given take their default. Fails on an unknown op name, an unknown or duplicated attribute, a
+/// value of the wrong type, or a missing required attribute.
+pub fn op_from_parts(
+    name: &str,
+    operands: usize,
+    attrs: &[(String, AttrValue)],
+) -> Result<Op, String> {
+    let (mut op, required) =
+        Op::named(name, operands).ok_or_else(|| format!("unknown op `{name}`"))?;
     for (i, (k, v)) in attrs.iter().enumerate() {
         if attrs[..i].iter().any(|(k2, _)| k2 == k) {
             return Err(format!("duplicate attribute `{k}`"));
@@ -1095,25 +878,25 @@ mod tests {
     #[test]
     fn defaults_print_nothing_and_round_trip() {
         for name in ["conv", "gemm", "softmax", "resize", "lp_pool", "selu"] {
-            let (op, req) = default_op(name).unwrap();
+            let (op, req) = Op::named(name, 1).unwrap();
             let attrs = op_attrs(&op);
             assert_eq!(attrs.len(), req.len(), "{name}: {attrs:?}");
             let parts: Vec<_> = attrs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-            assert_eq!(op_from_parts(name, &parts).unwrap(), op);
+            assert_eq!(op_from_parts(name, 1, &parts).unwrap(), op);
         }
     }
 
     #[test]
     fn errors_are_clear() {
-        let e = op_from_parts("nope", &[]).unwrap_err();
+        let e = op_from_parts("nope", 1, &[]).unwrap_err();
         assert!(e.contains("unknown op"), "{e}");
-        let e = op_from_parts("conv", &[("grop".into(), AttrValue::Int(2))]).unwrap_err();
+        let e = op_from_parts("conv", 2, &[("grop".into(), AttrValue::Int(2))]).unwrap_err();
         assert!(e.contains("no attribute `grop`"), "{e}");
-        let e = op_from_parts("conv", &[("group".into(), AttrValue::Bool(true))]).unwrap_err();
+        let e = op_from_parts("conv", 2, &[("group".into(), AttrValue::Bool(true))]).unwrap_err();
         assert!(e.contains("expects an integer"), "{e}");
-        let e = op_from_parts("cast", &[]).unwrap_err();
+        let e = op_from_parts("cast", 1, &[]).unwrap_err();
         assert!(e.contains("requires attribute `to`"), "{e}");
-        let e = op_from_parts("max_pool", &[("p".into(), AttrValue::Int(2))]).unwrap_err();
+        let e = op_from_parts("max_pool", 1, &[("p".into(), AttrValue::Int(2))]).unwrap_err();
         assert!(e.contains("no attribute `p`"), "{e}");
     }
 }

@@ -47,6 +47,7 @@
 //! attr      := IDENT '=' avalue
 //! avalue    := INT | FLOAT | 'inf' | '-inf' | 'nan' ['(' HEX ')'] | 'true' | 'false'
 //!            | '[' [INT (',' INT)*] ']' | DTYPE | IDENT | dense ':' type
+//!            | program                            // a map's `code`, see [`program`]
 //! STRING    := '"' (char | '\"' | '\\' | '\n' | '\t' | '\r' | '\u{' HEX '}')* '"'
 //! ```
 //!
@@ -70,17 +71,20 @@
 //! ([`WeightStyle::Inline`]). A constant without data always prints `elided`.
 //!
 //! **Attributes.** Sorted by name, those equal to their default omitted, `{}` omitted when empty;
-//! names, types and defaults are defined once in [`attrs`] ([`op_attrs`], [`op_from_parts`]).
+//! names and types are defined once in [`attrs`] ([`op_attrs`], [`op_from_parts`]), defaults in
+//! the op tables of [`crate::op`].
 //! Enum values are bare identifiers (`mode=linear`, `auto_pad=same_upper`), dtypes by name
-//! (`to=u8`), `constant_of_shape`'s value as `value=dense<0.0> : f32[1]`.
+//! (`to=u8`), `constant_of_shape`'s value as `value=dense<0.0> : f32[1]`, a map's program as
+//! its expressions (`code=[r0 = sigmoid(x0), mul(x0, r0)]`, see [`program`]).
 
 pub mod attrs;
 mod lexer;
 mod number;
 mod parse;
 mod print;
+pub mod program;
 
-pub use attrs::{default_op, op_attrs, op_from_parts, AttrValue};
+pub use attrs::{op_attrs, op_from_parts, AttrValue};
 pub use number::{fmt_f32, fmt_f64};
 pub use parse::parse;
 pub use print::{fmt_type, print, PrintOptions, Printed, WeightStyle, INLINE_LIMIT};

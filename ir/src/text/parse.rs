@@ -1,12 +1,13 @@
 //! The parser: recursive descent over the tokens of [`super::lexer`].
 
-use super::attrs::{op_from_parts, AttrValue};
+use super::attrs::{op_from_parts, set_param, AttrValue};
 use super::lexer::{lex, Spanned, Tok};
 use super::number::{lit_f32, lit_to_bytes, Lit};
 use super::print::fmt_type;
 use super::ParseError;
 use crate::dtype::{DType, QuantParams, F32};
 use crate::graph::{Graph, ValueId};
+use crate::op::{BinaryOp, MapInstr, MapProgram, UnaryOp};
 use crate::tensor::Tensor;
 use crate::types::{Dim, Shape, TensorType};
 use std::collections::HashMap;
@@ -38,6 +39,30 @@ struct Parser<'a> {
 type PResult<T> = Result<T, ParseError>;
 type Pos = (usize, usize);
 type Lits = Vec<(Lit, Pos)>;
+
+/// Deepest nesting of operations a map program may write inline (deeper ones need lets).
+const MAX_MAP_NESTING: usize = 256;
+
+/// A map program being parsed: its instructions in text order and its lets.
+#[derive(Default)]
+struct ProgramBuilder {
+    code: Vec<MapInstr>,
+    /// Let name -> (register, where it is defined, uses so far).
+    lets: HashMap<String, (u16, Pos, usize)>,
+}
+
+/// `k` of an input name `xk`.
+fn input_index(s: &str) -> Option<u16> {
+    s.strip_prefix('x')
+        .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|d| d.parse().ok())
+}
+
+/// Whether `s` is a let name `r<digits>`.
+fn is_register(s: &str) -> bool {
+    s.strip_prefix('r')
+        .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+}
 
 /// Parses the text form back into a graph. `@"name"` constants are resolved through `weights`.
 pub fn parse(text: &str, weights: &dyn Fn(&str) -> Option<Tensor>) -> Result<Graph, ParseError> {
@@ -520,7 +545,7 @@ impl Parser<'_> {
                 Ok((p.ty()?, at))
             })?;
         }
-        let op = match op_from_parts(&op_name, &attrs) {
+        let op = match op_from_parts(&op_name, args.len(), &attrs) {
             Ok(op) => op,
             Err(e) => return self.err_at(op_at, e),
         };
@@ -612,6 +637,10 @@ impl Parser<'_> {
                     }
                 }
             },
+            Tok::LBracket if !matches!(self.peek_at(1), Tok::Int(_) | Tok::RBracket) => {
+                self.bump();
+                AttrValue::Map(self.map_program()?)
+            }
             Tok::LBracket => {
                 self.bump();
                 let v = self.list(&Tok::RBracket, |p| {
@@ -716,5 +745,134 @@ impl Parser<'_> {
             }
         };
         self.define(label, lat, v)
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Map programs (grammar in `super::program`).
+
+    /// A map program after its `[`, through the closing `]`.
+    fn map_program(&mut self) -> PResult<MapProgram> {
+        let mut b = ProgramBuilder::default();
+        loop {
+            let is_let = matches!(self.peek(), Tok::Ident(s) if is_register(s))
+                && self.peek_at(1) == &Tok::Eq;
+            if !is_let {
+                let result = self.map_expr(&mut b, 0)?;
+                self.expect(&Tok::RBracket)?;
+                if let Some((name, &(_, at, _))) = b.lets.iter().find(|(_, l)| l.2 == 0) {
+                    return self.err_at(at, format!("map register {name} is never used"));
+                }
+                return match MapProgram::canonical_from(&b.code, result as usize) {
+                    Some(p) => Ok(p),
+                    None => self.err_at(self.here(), "map program is too long"),
+                };
+            }
+            let (at, name) = (self.here(), self.name()?);
+            self.expect(&Tok::Eq)?;
+            let r = self.map_expr(&mut b, 0)?;
+            if b.lets.contains_key(&name) {
+                return self.err_at(at, format!("redefinition of map register {name}"));
+            }
+            b.lets.insert(name, (r, at, 0));
+            if !self.eat(&Tok::Comma) {
+                return self.unexpected("`,` (a map program ends with its result, not a let)");
+            }
+        }
+    }
+
+    /// Appends `ins` to the program; its register.
+    fn map_push(&self, b: &mut ProgramBuilder, ins: MapInstr, at: Pos) -> PResult<u16> {
+        let Ok(r) = u16::try_from(b.code.len()) else {
+            return self.err_at(at, "map program is too long");
+        };
+        b.code.push(ins);
+        Ok(r)
+    }
+
+    /// One map expression; the register that holds its value.
+    fn map_expr(&mut self, b: &mut ProgramBuilder, depth: usize) -> PResult<u16> {
+        let at = self.here();
+        if depth > MAX_MAP_NESTING {
+            return self.err_at(at, "map expression nested too deeply (use lets)");
+        }
+        let name = match self.peek() {
+            Tok::Ident(s) => s.clone(),
+            Tok::Int(_) | Tok::Float(_) | Tok::NegInf => String::new(),
+            t => {
+                let found = t.describe();
+                return self.err_at(
+                    at,
+                    format!(
+                        "expected a map expression (`x0`, a register, a number or `op(..)`), found {found}"
+                    ),
+                );
+            }
+        };
+        if name.is_empty() || name == "inf" || name == "nan" {
+            let (lit, lat) = self.lit()?;
+            return match lit_f32(&lit) {
+                Ok(v) => self.map_push(b, MapInstr::Const(F32(v)), lat),
+                Err(e) => self.err_at(lat, e),
+            };
+        }
+        if self.peek_at(1) != &Tok::LParen {
+            self.bump();
+            if let Some(k) = input_index(&name) {
+                return self.map_push(b, MapInstr::Input(k), at);
+            }
+            if is_register(&name) {
+                return match b.lets.get_mut(&name) {
+                    Some(l) => {
+                        l.2 += 1;
+                        Ok(l.0)
+                    }
+                    None => self.err_at(at, format!("use of undefined map register {name}")),
+                };
+            }
+            return self.err_at(
+                at,
+                format!("expected a map expression, found `{name}` (inputs are x0, x1, ..)"),
+            );
+        }
+        self.bump();
+        self.expect(&Tok::LParen)?;
+        let mut operands = Vec::new();
+        let mut params = Vec::new();
+        loop {
+            if matches!(self.peek(), Tok::Ident(_)) && self.peek_at(1) == &Tok::Eq {
+                let pat = self.here();
+                params.push((self.attr()?, pat));
+            } else {
+                operands.push(self.map_expr(b, depth + 1)?);
+            }
+            if !self.eat(&Tok::Comma) {
+                break;
+            }
+        }
+        self.expect(&Tok::RParen)?;
+        if let Some(mut u) = UnaryOp::from_name(&name) {
+            let [a] = operands[..] else {
+                return self.err_at(at, format!("{name} takes one operand"));
+            };
+            for ((key, v), pat) in params {
+                if let Err(e) = set_param(&mut u, &key, &v) {
+                    return self.err_at(pat, e);
+                }
+            }
+            return self.map_push(b, MapInstr::Unary(u, a), at);
+        }
+        if let Some(op) = BinaryOp::from_name(&name) {
+            let [x, y] = operands[..] else {
+                return self.err_at(at, format!("{name} takes two operands"));
+            };
+            if let Some((_, pat)) = params.first() {
+                return self.err_at(*pat, format!("{name} has no parameters"));
+            }
+            return self.map_push(b, MapInstr::Binary(op, x, y), at);
+        }
+        self.err_at(
+            at,
+            format!("`{name}` is not an element-wise unary or binary op"),
+        )
     }
 }

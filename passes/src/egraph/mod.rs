@@ -133,8 +133,8 @@ impl egg::FromOp for KNode {
             Some(n) => (n, true),
             None => (op, false),
         };
-        let (o, _) =
-            kestrel_ir::text::default_op(name).ok_or_else(|| format!("unknown op `{name}`"))?;
+        let (o, _) = kestrel_ir::Op::named(name, children.len())
+            .ok_or_else(|| format!("unknown op `{name}`"))?;
         Ok(KNode::Op {
             op: o,
             any,
@@ -177,7 +177,7 @@ fn small(t: &Tensor) -> Option<Tensor> {
 }
 
 /// Infers the output type of `op` over classes `args` (single-output ops only).
-pub fn infer_node(eg: &EG, op: &Op, args: &[Id]) -> Option<TensorType> {
+pub fn infer_node(eg: &EGraph, op: &Op, args: &[Id]) -> Option<TensorType> {
     let mut ins = Vec::with_capacity(args.len());
     for a in args {
         let d = &eg[*a].data;
@@ -236,7 +236,9 @@ impl Analysis<KNode> for TypeAnalysis {
     }
 }
 
-pub type EG = egg::EGraph<KNode, TypeAnalysis>;
+/// The e-graph the rules rewrite: egg's e-graph over the IR's ops ([`KNode`]) with the type
+/// analysis.
+pub type EGraph = egg::EGraph<KNode, TypeAnalysis>;
 pub type Rule = egg::Rewrite<KNode, TypeAnalysis>;
 
 /// Saturation limits.
@@ -295,7 +297,7 @@ impl fmt::Display for Saturation {
 
 /// The source graph in an e-graph.
 pub struct Built {
-    pub egraph: EG,
+    pub egraph: EGraph,
     /// E-class of every source value that has one.
     pub class_of: Vec<Option<Id>>,
     /// Source node name per class (for naming rebuilt nodes).
@@ -313,10 +315,10 @@ pub fn build(g: &Graph) -> Built {
             _ => (v.ty.clone(), None, false),
         })
         .collect();
-    let mut eg = EG::new(TypeAnalysis { values });
+    let mut eg = EGraph::new(TypeAnalysis { values });
     let mut class_of: Vec<Option<Id>> = vec![None; g.values.len()];
     let mut names = HashMap::new();
-    let class = |eg: &mut EG, class_of: &mut Vec<Option<Id>>, v: ValueId| -> Id {
+    let class = |eg: &mut EGraph, class_of: &mut Vec<Option<Id>>, v: ValueId| -> Id {
         if let Some(c) = class_of[v.index()] {
             return c;
         }
@@ -397,7 +399,7 @@ pub fn saturate(b: &mut Built, rules: &[Rule], limits: Limits) -> Saturation {
 }
 
 struct Cost<'a> {
-    eg: &'a EG,
+    eg: &'a EGraph,
     model: &'a dyn CostModel,
 }
 

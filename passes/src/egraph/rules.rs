@@ -1,24 +1,59 @@
 //! Rewrite rules, one line each, grouped by theme. Every rule states its identity in a comment.
+//! A rule that must match both operand orders of a commutative op is written once with
+//! [`mirrored`], which adds the mirror `NAME-2`.
 //! Rules whose right-hand side needs attributes of the matched ops (the epilogue of a conv,
 //! the epsilon of a layer norm) use the small appliers below; the others are plain patterns.
 
-use super::{infer_node, Info, KNode, Rule, EG};
-use egg::{rewrite as rw, Applier, Id, PatternAst, Subst, Symbol, Var};
-use kestrel_ir::{
-    Activation, BinaryOp, DType, Epilogue, MapInstr, MapProgram, Op, Tensor, UnaryOp, F32,
+use super::{infer_node, EGraph, Info, KNode, Rule};
+use egg::{
+    rewrite as rw, Applier, ConditionalApplier, ENodeOrVar, Id, Language, Pattern, PatternAst,
+    Subst, Symbol, Var,
 };
+use kestrel_ir::{BinaryOp, DType, Epilogue, MapInstr, MapProgram, Op, Tensor, UnaryOp, F32};
 
 fn v(s: &str) -> Var {
     s.parse().expect("variable")
 }
 
-fn info(eg: &EG, id: Id) -> &Info {
+fn info(eg: &EGraph, id: Id) -> &Info {
     &eg[id].data
+}
+
+/// The rule `name` for `lhs`, and its mirror `name-2`: `lhs` with the two operands of its
+/// outermost commutative binary op (breadth-first from the root) swapped. Written once, the rule
+/// then matches both operand orders of that op.
+fn mirrored<A>(name: &str, lhs: &str, applier: A) -> [Rule; 2]
+where
+    A: Applier<KNode, super::TypeAnalysis> + Clone + Send + Sync + 'static,
+{
+    let pattern: Pattern<KNode> = lhs.parse().expect("rule pattern");
+    let mut ast = pattern.ast.clone();
+    let mut queue = std::collections::VecDeque::from([Id::from(ast.as_ref().len() - 1)]);
+    let commutative = loop {
+        let id = queue
+            .pop_front()
+            .expect("the pattern has a commutative binary op");
+        match &ast[id] {
+            ENodeOrVar::ENode(KNode::Op {
+                op: Op::Binary(b), ..
+            }) if b.is_commutative() => break id,
+            ENodeOrVar::ENode(n) => queue.extend(n.children().iter().copied()),
+            ENodeOrVar::Var(_) => {}
+        }
+    };
+    if let ENodeOrVar::ENode(KNode::Op { args, .. }) = &mut ast[commutative] {
+        args.swap(0, 1);
+    }
+    let rule = |name: String, p: Pattern<KNode>, a: A| Rule::new(name, p, a).expect("rule");
+    [
+        rule(name.to_string(), pattern, applier.clone()),
+        rule(format!("{name}-2"), Pattern::new(ast), applier),
+    ]
 }
 
 /// Merges the class `new` built by an applier into `root`: the applier's result (`[new]` when
 /// that changed the e-graph, else nothing).
-fn merged(eg: &mut EG, new: Id, root: Id) -> Vec<Id> {
+fn merged(eg: &mut EGraph, new: Id, root: Id) -> Vec<Id> {
     if eg.union(new, root) {
         vec![new]
     } else {
@@ -29,11 +64,13 @@ fn merged(eg: &mut EG, new: Id, root: Id) -> Vec<Id> {
 /// Where the activation of a fused epilogue comes from.
 #[derive(Clone, Copy, Debug)]
 pub enum Act {
-    Fixed(Activation),
-    /// Clip with scalar constant bounds `?lo` (and `?hi`, else unbounded above).
+    /// This one (`None`: no activation, for a residual alone).
+    Fixed(Option<UnaryOp>),
+    /// `Op::Clip` with scalar constant bounds `?lo` (and `?hi`, else unbounded above).
     Clip(&'static str, Option<&'static str>),
-    /// The parameters of the matched root op (`hard_sigmoid{alpha, beta}`).
-    FromRoot,
+    /// The matched root's unary op of this name applied to the base, with its parameters
+    /// (`hard_sigmoid{alpha, beta}`, `clip{min, max}`).
+    FromRoot(&'static str),
 }
 
 /// Folds an activation and/or a residual into the epilogue of the conv/gemm in class `base`.
@@ -41,6 +78,7 @@ pub enum Act {
 /// Conditions: the conv/gemm output is f32, has no activation yet (and no residual when one is
 /// added), and the value it computes had exactly `max_uses` uses in the source graph (1; 2 for
 /// SiLU, whose second use is the sigmoid, itself used once), so fusing never duplicates work.
+#[derive(Clone)]
 pub struct Fuse {
     pub base: Var,
     pub act: Act,
@@ -49,10 +87,10 @@ pub struct Fuse {
 }
 
 impl Fuse {
-    pub fn act(a: Activation) -> Self {
+    pub fn act(a: UnaryOp) -> Self {
         Fuse {
             base: v("?c"),
-            act: Act::Fixed(a),
+            act: Act::Fixed(Some(a)),
             residual: None,
             max_uses: 1,
         }
@@ -68,7 +106,7 @@ impl Fuse {
     pub fn residual() -> Self {
         Fuse {
             base: v("?c"),
-            act: Act::Fixed(Activation::None),
+            act: Act::Fixed(None),
             residual: Some(v("?r")),
             max_uses: 1,
         }
@@ -76,12 +114,19 @@ impl Fuse {
     pub fn silu() -> Self {
         Fuse {
             max_uses: 2,
-            ..Fuse::act(Activation::Silu)
+            ..Fuse::act(UnaryOp::Silu)
         }
     }
 
-    fn activation(&self, eg: &EG, root: Id, base: Id, subst: &Subst) -> Option<Activation> {
-        Some(match self.act {
+    /// The activation to fuse (`Some(None)` for none), or `None` when the match does not fuse.
+    fn activation(
+        &self,
+        eg: &EGraph,
+        root: Id,
+        base: Id,
+        subst: &Subst,
+    ) -> Option<Option<UnaryOp>> {
+        let act = match self.act {
             Act::Fixed(a) => a,
             Act::Clip(lo, hi) => {
                 let min = info(eg, subst[v(lo)]).scalar_f32()?;
@@ -89,26 +134,28 @@ impl Fuse {
                     Some(h) => info(eg, subst[v(h)]).scalar_f32()?,
                     None => f32::INFINITY,
                 };
-                if min.is_nan() || max.is_nan() {
-                    return None;
-                }
-                Activation::Clip {
+                Some(UnaryOp::Clip {
                     min: F32(min),
                     max: F32(max),
-                }
+                })
             }
-            Act::FromRoot => eg[root].nodes.iter().find_map(|n| match n {
+            Act::FromRoot(name) => Some(eg[root].nodes.iter().find_map(|n| match n {
                 KNode::Op {
-                    op: Op::HardSigmoid { alpha, beta },
+                    op: Op::Unary(u),
                     args,
                     ..
-                } if eg.find(args[0]) == eg.find(base) => Some(Activation::HardSigmoid {
-                    alpha: *alpha,
-                    beta: *beta,
-                }),
+                } if u.name() == name && eg.find(args[0]) == eg.find(base) => Some(*u),
                 _ => None,
-            })?,
-        })
+            })?),
+        };
+        // A NaN clip bound keeps x in the interpreter but gives NaN in the JIT's epilogue.
+        if let Some(UnaryOp::Clip { min, max }) = act {
+            if min.0.is_nan() || max.0.is_nan() {
+                return None;
+            }
+        }
+        debug_assert!(act.is_none_or(|a| a.is_epilogue_activation()));
+        Some(act)
     }
 }
 
@@ -119,7 +166,7 @@ fn zeros(n: usize) -> Tensor {
 impl Applier<KNode, super::TypeAnalysis> for Fuse {
     fn apply_one(
         &self,
-        eg: &mut EG,
+        eg: &mut EGraph,
         root: Id,
         subst: &Subst,
         _ast: Option<&PatternAst<KNode>>,
@@ -169,7 +216,7 @@ impl Applier<KNode, super::TypeAnalysis> for Fuse {
                 }
                 _ => continue,
             };
-            if epi.act != Activation::None || (res.is_some() && epi.residual) {
+            if epi.act.is_some() || (res.is_some() && epi.residual) {
                 continue;
             }
             let new_epi = Epilogue {
@@ -214,6 +261,7 @@ impl Applier<KNode, super::TypeAnalysis> for Fuse {
 
 /// `add(matmul(x, W), b)` with a constant 2-D `W [K, N]`, `b [N]` and `x [.., K]` of rank >= 2
 /// becomes `reshape(gemm(reshape(x, [M, K]), W, b), out_shape)` (reshapes are free views).
+#[derive(Clone)]
 pub struct MatMulBiasToGemm;
 
 fn shape_const(dims: &[usize]) -> Tensor {
@@ -224,7 +272,7 @@ fn shape_const(dims: &[usize]) -> Tensor {
 impl Applier<KNode, super::TypeAnalysis> for MatMulBiasToGemm {
     fn apply_one(
         &self,
-        eg: &mut EG,
+        eg: &mut EGraph,
         root: Id,
         subst: &Subst,
         _ast: Option<&PatternAst<KNode>>,
@@ -277,12 +325,13 @@ impl Applier<KNode, super::TypeAnalysis> for MatMulBiasToGemm {
 
 /// `add(reshape(g, s), r)` where `r` has exactly the add's type becomes
 /// `reshape(add(g, reshape(r, shape(g))), s)`, so the add can join `g`'s epilogue.
+#[derive(Clone)]
 pub struct ResidualThroughReshape;
 
 impl Applier<KNode, super::TypeAnalysis> for ResidualThroughReshape {
     fn apply_one(
         &self,
-        eg: &mut EG,
+        eg: &mut EGraph,
         root: Id,
         subst: &Subst,
         _ast: Option<&PatternAst<KNode>>,
@@ -325,7 +374,7 @@ pub struct LayerNormFromParts;
 impl Applier<KNode, super::TypeAnalysis> for LayerNormFromParts {
     fn apply_one(
         &self,
-        eg: &mut EG,
+        eg: &mut EGraph,
         root: Id,
         subst: &Subst,
         _ast: Option<&PatternAst<KNode>>,
@@ -392,7 +441,7 @@ pub struct AttentionFromParts;
 
 /// `(x, c)` when class `id` holds `x * c` or `c * x` (`x / c` gives `1/c`) with `c` a finite
 /// scalar f32 constant.
-fn scaled_by_const(eg: &EG, id: Id) -> Vec<(Id, f32)> {
+fn scaled_by_const(eg: &EGraph, id: Id) -> Vec<(Id, f32)> {
     let mut out = vec![];
     for n in &eg[id].nodes {
         let KNode::Op {
@@ -424,7 +473,7 @@ fn scaled_by_const(eg: &EG, id: Id) -> Vec<(Id, f32)> {
 }
 
 /// `(q, k_t)` of a `matmul(q, k_t)` node in class `id`.
-fn matmul_args(eg: &EG, id: Id) -> Option<(Id, Id)> {
+fn matmul_args(eg: &EGraph, id: Id) -> Option<(Id, Id)> {
     eg[id].nodes.iter().find_map(|n| match n {
         KNode::Op {
             op: Op::MatMul,
@@ -438,7 +487,7 @@ fn matmul_args(eg: &EG, id: Id) -> Option<(Id, Id)> {
 impl Applier<KNode, super::TypeAnalysis> for AttentionFromParts {
     fn apply_one(
         &self,
-        eg: &mut EG,
+        eg: &mut EGraph,
         root: Id,
         subst: &Subst,
         _ast: Option<&PatternAst<KNode>>,
@@ -522,13 +571,13 @@ pub fn attention_rules() -> Vec<Rule> {
     ]
 }
 
-fn is_scalar(eg: &EG, s: Subst, name: &str, want: f32, tol: f32) -> bool {
+fn is_scalar(eg: &EGraph, s: Subst, name: &str, want: f32, tol: f32) -> bool {
     info(eg, s[v(name)])
         .scalar_f32()
         .is_some_and(|x| (x - want).abs() <= tol)
 }
 
-fn cond_gelu(eg: &mut EG, _id: Id, s: &Subst) -> bool {
+fn cond_gelu(eg: &mut EGraph, _id: Id, s: &Subst) -> bool {
     is_scalar(eg, s.clone(), "?s", std::f32::consts::SQRT_2, 1e-6)
         && is_scalar(eg, s.clone(), "?one", 1.0, 0.0)
         && is_scalar(eg, s.clone(), "?half", 0.5, 0.0)
@@ -536,38 +585,52 @@ fn cond_gelu(eg: &mut EG, _id: Id, s: &Subst) -> bool {
 
 /// Family `epilogue`: activations and residual adds into the producing conv/gemm.
 pub fn epilogue_rules() -> Vec<Rule> {
-    vec![
+    let mut rules = vec![
         // relu(conv(..)) = conv(..){epilogue=relu}
-        rw!("relu-into-epilogue"; "(relu ?c)" => { Fuse::act(Activation::Relu) }),
-        // clip(y, lo, hi) = y{epilogue=clip(lo, hi)} (Relu6 is clip(0, 6))
+        rw!("relu-into-epilogue"; "(relu ?c)" => { Fuse::act(UnaryOp::Relu) }),
+        // clip{min,max}(y) = y{epilogue=clip(min, max)} (Relu6 is clip(0, 6))
+        rw!("clip-attrs-into-epilogue"; "(clip* ?c)" => { Fuse::with(Act::FromRoot("clip")) }),
+        // clip(y, lo, hi) = y{epilogue=clip(lo, hi)} (bounds as constant operands)
         rw!("clip-into-epilogue"; "(clip ?c ?lo ?hi)" => { Fuse::with(Act::Clip("?lo", Some("?hi"))) }),
         rw!("clip-min-into-epilogue"; "(clip ?c ?lo)" => { Fuse::with(Act::Clip("?lo", None)) }),
         // hard_swish(y) = y{epilogue=hard_swish}
-        rw!("hard-swish-into-epilogue"; "(hard_swish ?c)" => { Fuse::act(Activation::HardSwish) }),
+        rw!("hard-swish-into-epilogue"; "(hard_swish ?c)" => { Fuse::act(UnaryOp::HardSwish) }),
         // hard_sigmoid{a,b}(y) = y{epilogue=hard_sigmoid(a, b)}
-        rw!("hard-sigmoid-into-epilogue"; "(hard_sigmoid* ?c)" => { Fuse::with(Act::FromRoot) }),
+        rw!("hard-sigmoid-into-epilogue"; "(hard_sigmoid* ?c)" => { Fuse::with(Act::FromRoot("hard_sigmoid")) }),
         // sigmoid(y) = y{epilogue=sigmoid}
-        rw!("sigmoid-into-epilogue"; "(sigmoid ?c)" => { Fuse::act(Activation::Sigmoid) }),
-        // y * sigmoid(y) = y{epilogue=silu}
-        rw!("silu-into-epilogue"; "(mul ?c (sigmoid ?c))" => { Fuse::silu() }),
-        rw!("silu-into-epilogue-2"; "(mul (sigmoid ?c) ?c)" => { Fuse::silu() }),
+        rw!("sigmoid-into-epilogue"; "(sigmoid ?c)" => { Fuse::act(UnaryOp::Sigmoid) }),
+    ];
+    // y * sigmoid(y) = y{epilogue=silu}
+    rules.extend(mirrored(
+        "silu-into-epilogue",
+        "(mul ?c (sigmoid ?c))",
+        Fuse::silu(),
+    ));
+    rules.extend([
+        // silu(y) = y{epilogue=silu}
+        rw!("silu-op-into-epilogue"; "(silu ?c)" => { Fuse::act(UnaryOp::Silu) }),
         // gelu(y) = y{epilogue=gelu}
-        rw!("gelu-into-epilogue"; "(gelu ?c)" => { Fuse::act(Activation::Gelu) }),
-        // y + r = y{residual}(.., r)   (r of y's exact type)
-        rw!("residual-into-epilogue"; "(add ?c ?r)" => { Fuse::residual() }),
-        rw!("residual-into-epilogue-2"; "(add ?r ?c)" => { Fuse::residual() }),
-    ]
+        rw!("gelu-into-epilogue"; "(gelu ?c)" => { Fuse::act(UnaryOp::Gelu { tanh_approx: false }) }),
+    ]);
+    // y + r = y{residual}(.., r)   (r of y's exact type)
+    rules.extend(mirrored(
+        "residual-into-epilogue",
+        "(add ?c ?r)",
+        Fuse::residual(),
+    ));
+    rules
 }
 
 /// `conv(x * s, w, ..)` with `s [1, C, 1, 1]` (a squeeze-and-excitation scale) becomes
 /// `conv(x, w, b, .., s){channel_scale}`: the JIT scales the weights instead of the input, so
 /// only when the weights are smaller than the input (and group 1, batch 1, mul used once).
+#[derive(Clone)]
 pub struct ChannelScale;
 
 impl Applier<KNode, super::TypeAnalysis> for ChannelScale {
     fn apply_one(
         &self,
-        eg: &mut EG,
+        eg: &mut EGraph,
         root: Id,
         subst: &Subst,
         _ast: Option<&PatternAst<KNode>>,
@@ -644,39 +707,59 @@ impl Applier<KNode, super::TypeAnalysis> for ChannelScale {
 
 /// Family `se`: the channel-wise multiply of squeeze-and-excitation blocks into the next conv.
 pub fn se_rules() -> Vec<Rule> {
-    vec![
-        // conv(x * s, w, b) = conv(x, w, b, s){channel_scale}   (s: [1, C, 1, 1])
-        rw!("se-scale-into-conv"; "(conv* (mul ?x ?s) ?w)" => { ChannelScale }),
-        rw!("se-scale-into-conv-b"; "(conv* (mul ?x ?s) ?w ?b)" => { ChannelScale }),
-        rw!("se-scale-into-conv-br"; "(conv* (mul ?x ?s) ?w ?b ?r)" => { ChannelScale }),
-        rw!("se-scale-into-conv-2"; "(conv* (mul ?s ?x) ?w)" => { ChannelScale }),
-        rw!("se-scale-into-conv-b-2"; "(conv* (mul ?s ?x) ?w ?b)" => { ChannelScale }),
-        rw!("se-scale-into-conv-br-2"; "(conv* (mul ?s ?x) ?w ?b ?r)" => { ChannelScale }),
-    ]
+    // conv(x * s, w, b) = conv(x, w, b, s){channel_scale}   (s: [1, C, 1, 1])
+    let [conv, conv_2] = mirrored("se-scale-into-conv", "(conv* (mul ?x ?s) ?w)", ChannelScale);
+    let [b, b_2] = mirrored(
+        "se-scale-into-conv-b",
+        "(conv* (mul ?x ?s) ?w ?b)",
+        ChannelScale,
+    );
+    let [br, br_2] = mirrored(
+        "se-scale-into-conv-br",
+        "(conv* (mul ?x ?s) ?w ?b ?r)",
+        ChannelScale,
+    );
+    vec![conv, b, br, conv_2, b_2, br_2]
 }
 
 /// Family `linear`: matmul + bias as gemm, and moving element-wise ops through the reshapes
 /// around it so they reach the gemm's epilogue.
 pub fn linear_rules() -> Vec<Rule> {
-    vec![
-        // add(matmul(x, W), b) = reshape(gemm(reshape(x, [M,K]), W, b), shape)
-        rw!("matmul-bias-to-gemm"; "(add (matmul ?x ?w) ?b)" => { MatMulBiasToGemm }),
-        rw!("matmul-bias-to-gemm-2"; "(add ?b (matmul ?x ?w))" => { MatMulBiasToGemm }),
+    // add(matmul(x, W), b) = reshape(gemm(reshape(x, [M,K]), W, b), shape)
+    let mut rules = Vec::from(mirrored(
+        "matmul-bias-to-gemm",
+        "(add (matmul ?x ?w) ?b)",
+        MatMulBiasToGemm,
+    ));
+    rules.extend([
         // gelu(reshape(g, s)) = reshape(gelu(g), s)   (element-wise commutes with reshape)
         rw!("gelu-through-reshape"; "(gelu (reshape ?g ?s))" => "(reshape (gelu ?g) ?s)"),
         rw!("relu-through-reshape"; "(relu (reshape ?g ?s))" => "(reshape (relu ?g) ?s)"),
-        // reshape(g, s) + r = reshape(g + reshape(r, shape(g)), s)
-        rw!("residual-through-reshape"; "(add (reshape ?g ?s) ?r)" => { ResidualThroughReshape }),
-        rw!("residual-through-reshape-2"; "(add ?r (reshape ?g ?s))" => { ResidualThroughReshape }),
-    ]
+    ]);
+    // reshape(g, s) + r = reshape(g + reshape(r, shape(g)), s)
+    rules.extend(mirrored(
+        "residual-through-reshape",
+        "(add (reshape ?g ?s) ?r)",
+        ResidualThroughReshape,
+    ));
+    rules
 }
 
 /// Family `recover`: ops written out by exporters, recognised again.
 pub fn recover_rules() -> Vec<Rule> {
+    // x * (erf(x / sqrt 2) + 1) * 0.5 = gelu(x)   (-2: the outer mul mirrored)
+    let gelu = ConditionalApplier {
+        condition: cond_gelu,
+        applier: "(gelu ?x)".parse::<Pattern<KNode>>().expect("pattern"),
+    };
+    let [gelu_1, gelu_2] = mirrored(
+        "gelu-from-erf",
+        "(mul (mul ?x (add (erf (div ?x ?s)) ?one)) ?half)",
+        gelu,
+    );
     vec![
-        // x * (erf(x / sqrt 2) + 1) * 0.5 = gelu(x)
-        rw!("gelu-from-erf"; "(mul (mul ?x (add (erf (div ?x ?s)) ?one)) ?half)" => "(gelu ?x)" if cond_gelu),
-        rw!("gelu-from-erf-2"; "(mul ?half (mul ?x (add (erf (div ?x ?s)) ?one)))" => "(gelu ?x)" if cond_gelu),
+        gelu_1,
+        gelu_2,
         rw!("gelu-from-erf-3"; "(mul (mul ?x (add ?one (erf (div ?x ?s)))) ?half)" => "(gelu ?x)" if cond_gelu),
         rw!("gelu-from-erf-4"; "(mul ?x (mul (add (erf (div ?x ?s)) ?one) ?half))" => "(gelu ?x)" if cond_gelu),
         // (x - mean x) / sqrt(mean((x - mean x)^2) + eps) * scale + bias = layer_norm(x, scale, bias)
@@ -719,7 +802,7 @@ fn as_program(n: &KNode) -> Option<(MapProgram, Vec<Id>)> {
 }
 
 /// The longest map program among the f32 nodes of class `c`.
-fn best_program(eg: &EG, c: Id) -> Option<(MapProgram, Vec<Id>)> {
+fn best_program(eg: &EGraph, c: Id) -> Option<(MapProgram, Vec<Id>)> {
     if info(eg, c)
         .ty
         .as_ref()
@@ -737,7 +820,11 @@ fn best_program(eg: &EG, c: Id) -> Option<(MapProgram, Vec<Id>)> {
 /// Whether argument class `c` of an element-wise node of type `ty` can be inlined: it is not a
 /// constant, has one use, the same type (no broadcasting, so nothing is computed twice) and an
 /// element-wise node.
-fn inlinable(eg: &EG, c: Id, ty: &Option<kestrel_ir::TensorType>) -> Option<(MapProgram, Vec<Id>)> {
+fn inlinable(
+    eg: &EGraph,
+    c: Id,
+    ty: &Option<kestrel_ir::TensorType>,
+) -> Option<(MapProgram, Vec<Id>)> {
     let d = info(eg, c);
     if d.is_const || d.uses != 1 || &d.ty != ty {
         return None;
@@ -811,7 +898,7 @@ pub struct ElementwiseChain;
 impl egg::Searcher<KNode, super::TypeAnalysis> for ElementwiseChain {
     fn search_eclass_with_limit(
         &self,
-        eg: &EG,
+        eg: &EGraph,
         eclass: Id,
         _limit: usize,
     ) -> Option<egg::SearchMatches<'_, KNode>> {
@@ -838,7 +925,7 @@ pub struct FuseIntoMap;
 impl Applier<KNode, super::TypeAnalysis> for FuseIntoMap {
     fn apply_one(
         &self,
-        eg: &mut EG,
+        eg: &mut EGraph,
         root: Id,
         _subst: &Subst,
         _ast: Option<&PatternAst<KNode>>,
@@ -874,4 +961,43 @@ impl Applier<KNode, super::TypeAnalysis> for FuseIntoMap {
 pub fn map_rules() -> Vec<Rule> {
     // op_k(.., op_j(..), ..) = map{op_k ∘ op_j}(..)   (op_j's value used once, same shape)
     vec![Rule::new("elementwise-chain-into-map", ElementwiseChain, FuseIntoMap).expect("rule")]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The left-hand side of every fusion rule, by name.
+    fn lhs_of(name: &str) -> String {
+        let rules = fusion_rules();
+        let rule = rules
+            .iter()
+            .find(|r| r.name.as_str() == name)
+            .unwrap_or_else(|| panic!("no rule {name}"));
+        rule.searcher
+            .get_pattern_ast()
+            .expect("a pattern")
+            .to_string()
+    }
+
+    #[test]
+    fn mirrored_rules_swap_the_outermost_commutative_operands() {
+        let cases = [
+            ("silu-into-epilogue-2", "(mul (sigmoid ?c) ?c)"),
+            ("residual-into-epilogue-2", "(add ?r ?c)"),
+            ("matmul-bias-to-gemm-2", "(add ?b (matmul ?x ?w))"),
+            ("residual-through-reshape-2", "(add ?r (reshape ?g ?s))"),
+            ("se-scale-into-conv-2", "(conv* (mul ?s ?x) ?w)"),
+            ("se-scale-into-conv-b-2", "(conv* (mul ?s ?x) ?w ?b)"),
+            ("se-scale-into-conv-br-2", "(conv* (mul ?s ?x) ?w ?b ?r)"),
+            (
+                "gelu-from-erf-2",
+                "(mul ?half (mul ?x (add (erf (div ?x ?s)) ?one)))",
+            ),
+        ];
+        for (name, want) in cases {
+            assert_eq!(lhs_of(name), want, "{name}");
+        }
+        assert_eq!(lhs_of("se-scale-into-conv"), "(conv* (mul ?x ?s) ?w)");
+    }
 }

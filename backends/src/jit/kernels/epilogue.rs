@@ -11,7 +11,7 @@
 use super::pointwise::activation;
 use crate::jit::emit::E;
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
-use kestrel_ir::Activation;
+use kestrel_ir::UnaryOp;
 
 /// What happens to an output value after the accumulation and the bias.
 #[derive(Clone, Copy, Debug)]
@@ -19,7 +19,8 @@ pub struct OutputEpilogue {
     /// The residual is read at the same offset from the residual tensor as the output element
     /// has from the output: `residual_delta` = residual base − output base (I64), when fused.
     pub residual_delta: Option<Value>,
-    pub act: Activation,
+    /// One of the unary ops `UnaryOp::is_epilogue_activation` admits, or none.
+    pub act: Option<UnaryOp>,
 }
 
 impl OutputEpilogue {
@@ -27,13 +28,18 @@ impl OutputEpilogue {
     pub fn none() -> OutputEpilogue {
         OutputEpilogue {
             residual_delta: None,
-            act: Activation::None,
+            act: None,
         }
     }
 
     /// The epilogue of an output at `out` with the residual tensor at `residual` (both I64
     /// pointers; `residual` absent when not fused).
-    pub fn new(e: &mut E, out: Value, residual: Option<Value>, act: Activation) -> OutputEpilogue {
+    pub fn new(
+        e: &mut E,
+        out: Value,
+        residual: Option<Value>,
+        act: Option<UnaryOp>,
+    ) -> OutputEpilogue {
         OutputEpilogue {
             residual_delta: residual.map(|r| e.fb.ins().isub(r, out)),
             act,
@@ -41,7 +47,7 @@ impl OutputEpilogue {
     }
 
     pub fn is_identity(&self) -> bool {
-        self.residual_delta.is_none() && self.act == Activation::None
+        self.residual_delta.is_none() && self.act.is_none()
     }
 
     /// `act(v + residual)` for the value `v` (F32 or F32X4, `ty`) to be stored at `ptr + off`.

@@ -7,30 +7,14 @@
 use crate::jit::emit::E;
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{InstBuilder, Type, Value};
-use kestrel_ir::{Activation, BinaryOp, MapInstr, Op, UnaryOp};
+use kestrel_ir::{BinaryOp, MapInstr, Op, UnaryOp};
 
-/// Emits `act(x)` on an `F32` or `F32X4` value.
-pub fn activation(e: &mut E, act: Activation, x: Value, ty: Type) -> Value {
-    let ew = |e: &mut E, op: &Op, a: &[Value]| {
-        apply(e, op, a, ty, 0).expect("float activation is supported")
-    };
+/// Emits `act(x)` on an `F32` or `F32X4` value: the identity for `None`, else the unary op as
+/// [`apply`] emits it (an epilogue activation, which every float type supports).
+pub fn activation(e: &mut E, act: Option<UnaryOp>, x: Value, ty: Type) -> Value {
     match act {
-        Activation::None => x,
-        Activation::Relu => ew(e, &Op::Unary(UnaryOp::Relu), &[x]),
-        Activation::Clip { min, max } => {
-            let lo = e.fconst(ty, min.0);
-            let hi = e.fconst(ty, max.0);
-            let v = e.fb.ins().fmax(x, lo);
-            e.fb.ins().fmin(v, hi)
-        }
-        Activation::HardSwish => ew(e, &Op::Unary(UnaryOp::HardSwish), &[x]),
-        Activation::HardSigmoid { alpha, beta } => ew(e, &Op::HardSigmoid { alpha, beta }, &[x]),
-        Activation::Sigmoid => e.sigmoid(x),
-        Activation::Silu => {
-            let s = e.sigmoid(x);
-            e.fb.ins().fmul(x, s)
-        }
-        Activation::Gelu => ew(e, &Op::Gelu { tanh_approx: false }, &[x]),
+        None => x,
+        Some(u) => apply(e, &Op::Unary(u), &[x], ty, 0).expect("float activation is supported"),
     }
 }
 
@@ -123,6 +107,91 @@ pub fn apply(e: &mut E, op: &Op, a: &[Value], ty: Type, status: i32) -> Result<V
                     e.fb.ins().fmul(x, t)
                 }
                 UnaryOp::IsNaN => e.fcmp(FloatCC::Unordered, x, x),
+                UnaryOp::Clip { min, max } => {
+                    // The bounds in order; an infinite one is no bound (as a Clip without it).
+                    let mut v = x;
+                    if min.0 != f32::NEG_INFINITY {
+                        let lo = c(e, min.0);
+                        v = e.fb.ins().fmax(v, lo);
+                    }
+                    if max.0 != f32::INFINITY {
+                        let hi = c(e, max.0);
+                        v = e.fb.ins().fmin(v, hi);
+                    }
+                    v
+                }
+                UnaryOp::HardSigmoid { alpha, beta } => {
+                    let al = c(e, alpha.0);
+                    let be = c(e, beta.0);
+                    let t = e.fma(x, al, be);
+                    let z = c(e, 0.0);
+                    let one = c(e, 1.0);
+                    let t = e.fb.ins().fmax(t, z);
+                    e.fb.ins().fmin(t, one)
+                }
+                UnaryOp::LeakyRelu { alpha } => {
+                    let al = c(e, alpha.0);
+                    let z = c(e, 0.0);
+                    let neg = e.fcmp(FloatCC::LessThan, x, z);
+                    let m = e.fb.ins().fmul(x, al);
+                    e.sel(neg, m, x)
+                }
+                UnaryOp::Elu { alpha } | UnaryOp::Selu { alpha, .. } => {
+                    let al = c(e, alpha.0);
+                    let ex = e.exp(x);
+                    let one = c(e, 1.0);
+                    let em1 = e.fb.ins().fsub(ex, one);
+                    let neg = e.fb.ins().fmul(em1, al);
+                    let z = c(e, 0.0);
+                    let r = if let UnaryOp::Selu { .. } = u {
+                        let p = e.fcmp(FloatCC::GreaterThan, x, z);
+                        e.sel(p, x, neg)
+                    } else {
+                        let p = e.fcmp(FloatCC::GreaterThanOrEqual, x, z);
+                        e.sel(p, x, neg)
+                    };
+                    // NaN in, NaN out.
+                    let nan = e.fcmp(FloatCC::Unordered, x, x);
+                    let r = e.sel(nan, x, r);
+                    if let UnaryOp::Selu { gamma, .. } = u {
+                        let g = c(e, gamma.0);
+                        e.fb.ins().fmul(r, g)
+                    } else {
+                        r
+                    }
+                }
+                UnaryOp::Gelu { tanh_approx } => {
+                    let h = c(e, 0.5);
+                    let hx = e.fb.ins().fmul(x, h);
+                    let one = c(e, 1.0);
+                    let t = if *tanh_approx {
+                        // tanh(sqrt(2/pi) (x + 0.044715 x^3))
+                        let k = c(e, 0.044715);
+                        let x2 = e.fb.ins().fmul(x, x);
+                        let inner = e.fma(x2, k, one);
+                        let inner = e.fb.ins().fmul(inner, x);
+                        let s = c(e, (2.0f64 / std::f64::consts::PI).sqrt() as f32);
+                        let z = e.fb.ins().fmul(inner, s);
+                        e.tanh(z)
+                    } else {
+                        let s = c(e, std::f32::consts::FRAC_1_SQRT_2);
+                        let z = e.fb.ins().fmul(x, s);
+                        e.erf(z)
+                    };
+                    let t = e.fb.ins().fadd(one, t);
+                    e.fb.ins().fmul(hx, t)
+                }
+                UnaryOp::Silu => {
+                    let s = e.sigmoid(x);
+                    e.fb.ins().fmul(x, s)
+                }
+                UnaryOp::ThresholdedRelu { alpha } => {
+                    // Unordered (NaN) is not greater: 0.
+                    let al = c(e, alpha.0);
+                    let z = c(e, 0.0);
+                    let above = e.fcmp(FloatCC::GreaterThan, x, al);
+                    e.sel(above, x, z)
+                }
                 _ => return Err(format!("{} on f32", u.name())),
             }
         }
@@ -149,69 +218,6 @@ pub fn apply(e: &mut E, op: &Op, a: &[Value], ty: Type, status: i32) -> Result<V
                 BinaryOp::GreaterOrEqual => e.fcmp(FloatCC::GreaterThanOrEqual, x, y),
                 _ => return Err(format!("{} on f32", b.name())),
             }
-        }
-        Op::HardSigmoid { alpha, beta } => {
-            let al = c(e, alpha.0);
-            let be = c(e, beta.0);
-            let t = e.fma(a[0], al, be);
-            let z = c(e, 0.0);
-            let one = c(e, 1.0);
-            let t = e.fb.ins().fmax(t, z);
-            e.fb.ins().fmin(t, one)
-        }
-        Op::LeakyRelu { alpha } => {
-            let al = c(e, alpha.0);
-            let z = c(e, 0.0);
-            let neg = e.fcmp(FloatCC::LessThan, a[0], z);
-            let m = e.fb.ins().fmul(a[0], al);
-            e.sel(neg, m, a[0])
-        }
-        Op::Elu { alpha } | Op::Selu { alpha, .. } => {
-            let x = a[0];
-            let al = c(e, alpha.0);
-            let ex = e.exp(x);
-            let one = c(e, 1.0);
-            let em1 = e.fb.ins().fsub(ex, one);
-            let neg = e.fb.ins().fmul(em1, al);
-            let z = c(e, 0.0);
-            let r = if matches!(op, Op::Selu { .. }) {
-                let p = e.fcmp(FloatCC::GreaterThan, x, z);
-                e.sel(p, x, neg)
-            } else {
-                let p = e.fcmp(FloatCC::GreaterThanOrEqual, x, z);
-                e.sel(p, x, neg)
-            };
-            // NaN in, NaN out.
-            let nan = e.fcmp(FloatCC::Unordered, x, x);
-            let r = e.sel(nan, x, r);
-            if let Op::Selu { gamma, .. } = op {
-                let g = c(e, gamma.0);
-                e.fb.ins().fmul(r, g)
-            } else {
-                r
-            }
-        }
-        Op::Gelu { tanh_approx } => {
-            let x = a[0];
-            let h = c(e, 0.5);
-            let hx = e.fb.ins().fmul(x, h);
-            let one = c(e, 1.0);
-            let t = if *tanh_approx {
-                // tanh(sqrt(2/pi) (x + 0.044715 x^3))
-                let k = c(e, 0.044715);
-                let x2 = e.fb.ins().fmul(x, x);
-                let inner = e.fma(x2, k, one);
-                let inner = e.fb.ins().fmul(inner, x);
-                let s = c(e, (2.0f64 / std::f64::consts::PI).sqrt() as f32);
-                let z = e.fb.ins().fmul(inner, s);
-                e.tanh(z)
-            } else {
-                let s = c(e, std::f32::consts::FRAC_1_SQRT_2);
-                let z = e.fb.ins().fmul(x, s);
-                e.erf(z)
-            };
-            let t = e.fb.ins().fadd(one, t);
-            e.fb.ins().fmul(hx, t)
         }
         Op::Clip => {
             let mut x = a[0];

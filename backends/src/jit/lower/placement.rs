@@ -9,7 +9,7 @@
 use crate::jit::error::JitError;
 use crate::jit::options::JitOptions;
 use crate::jit::plan::{self, Buffer, MemoryPlan};
-use kestrel_ir::{Graph, NodeId, Op, Tensor, ValueDef, ValueId};
+use kestrel_ir::{Graph, NodeId, Tensor, ValueDef, ValueId};
 use std::collections::HashMap;
 
 /// Where a value lives at run time.
@@ -47,13 +47,6 @@ pub(super) struct Placement {
     pub mem: MemoryPlan,
 }
 
-fn is_view(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::Reshape { .. } | Op::Flatten { .. } | Op::Squeeze | Op::Unsqueeze | Op::Identity
-    )
-}
-
 /// Classifies the nodes of `g` and places its values; `consts` are the graph's constants
 /// (`super::fold::constant_values`).
 pub(super) fn place(
@@ -75,7 +68,7 @@ pub(super) fn place(
                 }
             }
         }
-        if is_view(&node.op) && !graph_outputs.contains(&node.outputs[0]) {
+        if node.op.is_view() && !graph_outputs.contains(&node.outputs[0]) {
             kinds.push(Kind::View);
             continue;
         }

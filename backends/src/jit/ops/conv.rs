@@ -211,11 +211,7 @@ pub fn task_count(g: &Graph, node: &Node, a: &ConvAttrs, opts: &JitOptions) -> u
     let Some(geo) = geometry_of(g, node, a, opts) else {
         return 1;
     };
-    let macs = if is_depthwise(&geo) {
-        geo.n * geo.c * geo.p * geo.taps
-    } else {
-        geo.n * geo.m * geo.p * geo.cg * geo.taps
-    };
+    let macs = kestrel_ir::cost::node_macs(g, node) as usize;
     if macs < 2 * min {
         return 1;
     }

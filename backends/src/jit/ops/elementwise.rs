@@ -1,5 +1,5 @@
-//! Element-wise kernels: every `Unary`/`Binary` op, the activations, `Clip`, `Where` and `Cast`,
-//! with numpy broadcasting.
+//! Element-wise kernels: every `Unary`/`Binary` op (the activations among them), `Clip`, `Where`
+//! and `Cast`, with numpy broadcasting.
 //!
 //! Operands are walked by strided loop nests (broadcast axes have stride 0) after merging axes
 //! every operand walks contiguously. When every operand is f32 and each walks the innermost axis
@@ -253,8 +253,10 @@ pub fn task_count(g: &Graph, node: &Node, opts: &JitOptions) -> usize {
                 | UnaryOp::Sign
                 | UnaryOp::Not
                 | UnaryOp::IsNaN
+                | UnaryOp::Clip { .. }
+                | UnaryOp::HardSigmoid { .. }
+                | UnaryOp::LeakyRelu { .. }
         ),
-        Op::Gelu { .. } | Op::Elu { .. } | Op::Selu { .. } => true,
         _ => false,
     };
     let work = elems * if heavy { 16 } else { 1 };

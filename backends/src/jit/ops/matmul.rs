@@ -56,10 +56,10 @@ fn folds_batch(a_dims: &[usize], b_dims: &[usize]) -> bool {
 /// Number of tasks a Gemm/MatMul node is split into (see [`JitOptions`]).
 pub fn task_count(g: &Graph, node: &Node, opts: &JitOptions) -> usize {
     let min = opts.min_task_macs.max(1);
-    let Some((batch, m, n, kk)) = problem(g, node) else {
+    let Some((_, m, _, _)) = problem(g, node) else {
         return 1;
     };
-    let macs = batch * m * n * kk;
+    let macs = kestrel_ir::cost::node_macs(g, node) as usize;
     if macs < 2 * min {
         return 1;
     }

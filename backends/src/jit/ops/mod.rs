@@ -34,15 +34,10 @@ pub fn task_count(g: &Graph, node: &Node, opts: &JitOptions) -> usize {
         Op::Conv(ref a) => conv::task_count(g, node, a, opts),
         Op::Gemm(_) | Op::MatMul => matmul::task_count(g, node, opts),
         Op::Attention { .. } => attention::task_count(g, node, opts),
-        Op::Unary(_)
-        | Op::Binary(_)
-        | Op::HardSigmoid { .. }
-        | Op::LeakyRelu { .. }
-        | Op::Elu { .. }
-        | Op::Selu { .. }
-        | Op::Gelu { .. }
-        | Op::Clip
-        | Op::Where => elementwise::task_count(g, node, opts),
+        // Map and cast nodes run as one task.
+        ref op if op.is_elementwise() && !matches!(op, Op::Map(_) | Op::Cast { .. }) => {
+            elementwise::task_count(g, node, opts)
+        }
         _ => 1,
     }
 }
@@ -70,17 +65,9 @@ pub fn scratch_bytes(
 /// Emits the kernel of one node.
 pub fn emit_node(e: &mut E, k: &mut Kx) -> Result<(), JitError> {
     match &k.node.op {
-        Op::Unary(_)
-        | Op::Binary(_)
-        | Op::Map(_)
-        | Op::HardSigmoid { .. }
-        | Op::LeakyRelu { .. }
-        | Op::Elu { .. }
-        | Op::Selu { .. }
-        | Op::Gelu { .. }
-        | Op::Clip
-        | Op::Where
-        | Op::Cast { .. } => elementwise::lower(e, k),
+        Op::Unary(_) | Op::Binary(_) | Op::Map(_) | Op::Clip | Op::Where | Op::Cast { .. } => {
+            elementwise::lower(e, k)
+        }
         Op::Conv(a) if !a.epilogue.is_none() => fused::conv(e, k, a),
         Op::Conv(a) => conv::lower(e, k, a),
         Op::Gemm(a) if !a.epilogue.is_none() => fused::gemm(e, k, a),
