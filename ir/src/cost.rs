@@ -28,14 +28,39 @@ pub fn macs_per_output(op: &Op, inputs: &[&TensorType]) -> Option<u64> {
 }
 
 /// Multiply-accumulates of `op` from `inputs` to `output`: output elements ×
-/// [`macs_per_output`]. `None` for ops without one, unknown extents or overflow.
+/// [`macs_per_output`], and for `Attention` both of its products (`batch · M · N · (D + Dv)`). `None` for ops without one, unknown extents or overflow.
 pub fn macs(op: &Op, inputs: &[&TensorType], output: &TensorType) -> Option<u64> {
+    if let Op::Attention { .. } = op {
+        return attention_macs(inputs);
+    }
     let per = macs_per_output(op, inputs)?;
     let out = output
         .dims()?
         .iter()
         .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))?;
     out.checked_mul(per)
+}
+
+/// `q [.., M, D] @ k_t [.., D, N]` then `[.., M, N] @ v [.., N, Dv]`.
+fn attention_macs(inputs: &[&TensorType]) -> Option<u64> {
+    let (q, v) = (inputs.first()?.dims()?, inputs.get(2)?.dims()?);
+    let r = q.len();
+    if r < 2 || v.len() != r {
+        return None;
+    }
+    let batch = q[..r - 2]
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))?;
+    let (m, d, n, dv) = (
+        q[r - 2] as u64,
+        q[r - 1] as u64,
+        v[r - 2] as u64,
+        v[r - 1] as u64,
+    );
+    batch
+        .checked_mul(m)?
+        .checked_mul(n)?
+        .checked_mul(d.checked_add(dv)?)
 }
 
 /// [`macs`] of `node` in `g`, 0 when it has none.
@@ -97,5 +122,11 @@ mod tests {
         assert_eq!(macs_per_output(&gemm(false), &[&a, &b]), Some(5));
         assert_eq!(macs(&gemm(false), &[&a, &b], &a), None);
         assert_eq!(macs(&Op::Unary(crate::op::UnaryOp::Relu), &[&y], &y), None);
+        // Attention: both products, 3 heads of q [4, 8], k_t [8, 6], v [6, 5].
+        let att = Op::Attention {
+            scale: crate::dtype::F32(1.0),
+        };
+        let (q, kt, v, y) = (t(&[3, 4, 8]), t(&[3, 8, 6]), t(&[3, 6, 5]), t(&[3, 4, 5]));
+        assert_eq!(macs(&att, &[&q, &kt, &v], &y), Some(3 * 4 * 6 * (8 + 5)));
     }
 }

@@ -1,9 +1,9 @@
-//! What a kernel emitter gets about its node: [`Kx`], the node's context (its graph, pointers to
+//! What a kernel emitter gets about its node: [`KernelContext`], the node's context (its graph, pointers to
 //! its inputs, outputs and scratch, compile-time constants, task index), and [`DataSink`], where it
 //! puts read-only data. This module sits below every op lowering and kernel: it imports only the
 //! emitter and the JIT's error and option types.
 
-use super::emit::E;
+use super::emit::Emitter;
 use super::error::JitError;
 use super::options::JitOptions;
 use cranelift_codegen::ir::{types, Function, GlobalValue, InstBuilder, Value};
@@ -25,7 +25,7 @@ pub trait DataSink {
 }
 
 /// Everything a kernel emitter needs about its node.
-pub struct Kx<'a> {
+pub struct KernelContext<'a> {
     pub g: &'a Graph,
     pub id: NodeId,
     pub node: &'a Node,
@@ -47,7 +47,7 @@ pub struct Kx<'a> {
     pub task: Value,
 }
 
-impl Kx<'_> {
+impl KernelContext<'_> {
     /// The context of `node`, a stand-in for this kernel's node (same outputs, the inputs
     /// `ins`, the scratch `scratch`), run in the same function and task: how a fused kernel
     /// emits its plain core with the unchanged kernel.
@@ -56,8 +56,8 @@ impl Kx<'_> {
         node: &'b Node,
         ins: Vec<Value>,
         scratch: Option<Value>,
-    ) -> Kx<'b> {
-        Kx {
+    ) -> KernelContext<'b> {
+        KernelContext {
             g: self.g,
             id: self.id,
             node,
@@ -116,18 +116,18 @@ impl Kx<'_> {
         Ok(())
     }
     /// A pointer to new read-only data holding `bytes`.
-    pub fn rodata(&mut self, e: &mut E, bytes: Vec<u8>) -> Result<Value, JitError> {
+    pub fn rodata(&mut self, e: &mut Emitter, bytes: Vec<u8>) -> Result<Value, JitError> {
         let gv = self.data.rodata(e.fb.func, bytes)?;
         Ok(e.fb.ins().symbol_value(types::I64, gv))
     }
     /// A pointer to new read-only f32 data.
-    pub fn rodata_f32(&mut self, e: &mut E, v: &[f32]) -> Result<Value, JitError> {
+    pub fn rodata_f32(&mut self, e: &mut Emitter, v: &[f32]) -> Result<Value, JitError> {
         let bytes = v.iter().flat_map(|x| x.to_le_bytes()).collect();
         self.rodata(e, bytes)
     }
     /// Emits `body(e, t)` for the task `t` this call performs: with one task just `body(e, 0)`,
-    /// otherwise one compile-time specialised copy per task, selected by [`Kx::task`].
-    pub fn for_task(&self, e: &mut E, mut body: impl FnMut(&mut E, usize)) {
+    /// otherwise one compile-time specialised copy per task, selected by [`KernelContext::task`].
+    pub fn for_task(&self, e: &mut Emitter, mut body: impl FnMut(&mut Emitter, usize)) {
         if self.tasks <= 1 {
             body(e, 0);
             return;
@@ -148,7 +148,7 @@ impl Kx<'_> {
     }
 
     /// Returns this kernel's status from the function when `cond` (I8) is true.
-    pub fn fail_if(&self, e: &mut E, cond: Value) {
+    pub fn fail_if(&self, e: &mut Emitter, cond: Value) {
         let fail = e.fb.create_block();
         let cont = e.fb.create_block();
         e.fb.ins().brif(cond, fail, &[], cont, &[]);

@@ -23,30 +23,30 @@ pub fn lanes() -> MemFlagsData {
 }
 
 /// Kernel emitter: a function builder plus the target's flags.
-pub struct E<'f, 'a> {
+pub struct Emitter<'f, 'a> {
     pub fb: &'f mut FunctionBuilder<'a>,
     pub flags: IsaFlags,
-    /// Set by [`E::hoisting_constants`].
+    /// Set by [`Emitter::hoisting_constants`].
     hoist: Option<Hoist>,
 }
 
-/// Where [`E::hoisting_constants`] puts constants, and those already there (type, bits, value).
+/// Where [`Emitter::hoisting_constants`] puts constants, and those already there (type, bits, value).
 struct Hoist {
     block: Block,
     consts: Vec<(Type, u64, Value)>,
 }
 
-impl<'f, 'a> E<'f, 'a> {
+impl<'f, 'a> Emitter<'f, 'a> {
     pub fn new(fb: &'f mut FunctionBuilder<'a>, flags: IsaFlags) -> Self {
-        E {
+        Emitter {
             fb,
             flags,
             hoist: None,
         }
     }
 
-    /// Runs `f` (which emits a loop from the current block) with every [`E::fconst`] and
-    /// [`E::iconst_ty`] placed once in the current block, before its terminator: the loop body
+    /// Runs `f` (which emits a loop from the current block) with every [`Emitter::fconst`] and
+    /// [`Emitter::iconst_ty`] placed once in the current block, before its terminator: the loop body
     /// then reads them from registers (or spill slots) instead of rebuilding each one per
     /// iteration (kernels are compiled at `opt_level=none`, which hoists nothing).
     pub fn hoisting_constants<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
@@ -60,7 +60,7 @@ impl<'f, 'a> E<'f, 'a> {
         r
     }
 
-    /// The constant `make` builds, placed in the block [`E::hoisting_constants`] names (once
+    /// The constant `make` builds, placed in the block [`Emitter::hoisting_constants`] names (once
     /// per `(ty, key)`); `None` when not hoisting or when that block is still the current one.
     fn hoisted(
         &mut self,
@@ -181,7 +181,7 @@ impl<'f, 'a> E<'f, 'a> {
         }
     }
 
-    /// Float compare yielding a mask usable by [`E::sel`].
+    /// Float compare yielding a mask usable by [`Emitter::sel`].
     pub fn fcmp(&mut self, cc: FloatCC, a: Value, b: Value) -> Value {
         self.fb.ins().fcmp(cc, a, b)
     }
@@ -263,7 +263,7 @@ impl<'f, 'a> E<'f, 'a> {
         self.fb.switch_to_block(exit);
     }
 
-    /// Emits a loop over a pointer-sized runtime-free range like [`E::loop_n`], carrying
+    /// Emits a loop over a pointer-sized runtime-free range like [`Emitter::loop_n`], carrying
     /// `init.len()` values (accumulators) through the iterations; returns their final values.
     pub fn loop_acc(
         &mut self,
@@ -452,7 +452,7 @@ pub fn int_type_of_size(size: usize) -> Type {
     }
 }
 
-impl E<'_, '_> {
+impl Emitter<'_, '_> {
     /// Emits loops over `dims[..dims.len() - 1]`, advancing one pointer per operand by its byte
     /// stride on each axis (`strides[operand][axis]`), and calls `inner` with the operands'
     /// pointers for each position of the outer axes. The innermost axis is `inner`'s business.

@@ -9,7 +9,7 @@
 //! `super::gemm`), which rounds differently, so the two are not interchangeable.
 
 use super::pointwise::activation;
-use crate::jit::emit::E;
+use crate::jit::emit::Emitter;
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 use kestrel_ir::UnaryOp;
 
@@ -35,7 +35,7 @@ impl OutputEpilogue {
     /// The epilogue of an output at `out` with the residual tensor at `residual` (both I64
     /// pointers; `residual` absent when not fused).
     pub fn new(
-        e: &mut E,
+        e: &mut Emitter,
         out: Value,
         residual: Option<Value>,
         act: Option<UnaryOp>,
@@ -51,7 +51,7 @@ impl OutputEpilogue {
     }
 
     /// `act(v + residual)` for the value `v` (F32 or F32X4, `ty`) to be stored at `ptr + off`.
-    pub fn finish(&self, e: &mut E, v: Value, ty: Type, ptr: Value, off: i32) -> Value {
+    pub fn finish(&self, e: &mut Emitter, v: Value, ty: Type, ptr: Value, off: i32) -> Value {
         let v = match self.residual_delta {
             Some(d) => {
                 let rp = e.fb.ins().iadd(ptr, d);
@@ -68,7 +68,7 @@ impl OutputEpilogue {
     /// built once for the whole block.
     pub fn apply_rows(
         &self,
-        e: &mut E,
+        e: &mut Emitter,
         out: Value,
         bias: Option<Value>,
         rows: usize,
@@ -83,7 +83,7 @@ impl OutputEpilogue {
 
     fn rows_loop(
         &self,
-        e: &mut E,
+        e: &mut Emitter,
         out: Value,
         bias: Option<Value>,
         rows: usize,

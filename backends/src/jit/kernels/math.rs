@@ -6,7 +6,7 @@
 //! `log(0) = -inf`, `log(x < 0) = NaN`, `log(inf) = inf`). No function calls anything: rounding
 //! uses the add-magic trick, 2^n is built from exponent bits.
 
-use crate::jit::emit::E;
+use crate::jit::emit::Emitter;
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{InstBuilder, Value};
 
@@ -53,7 +53,7 @@ const TANH_P: [f32; 7] = [
 ];
 const TANH_Q: [f32; 4] = [1.0, 0.445_881_8, 0.016_345_18, -4.769_467_7e-5];
 
-impl E<'_, '_> {
+impl Emitter<'_, '_> {
     fn ty_of(&self, v: Value) -> cranelift_codegen::ir::Type {
         self.fb.func.dfg.value_type(v)
     }
@@ -87,7 +87,7 @@ impl E<'_, '_> {
     /// `|a|` with the sign of `b` (bit operations: `fcopysign` has no x64 vector lowering).
     pub fn copysign(&mut self, a: Value, b: Value) -> Value {
         let ty = self.ty_of(a);
-        let ity = E::int_of(ty);
+        let ity = Emitter::int_of(ty);
         let ai = self.bits(ity, a);
         let bi = self.bits(ity, b);
         let mag = self.iconst_ty(ity, 0x7fff_ffff);
@@ -191,7 +191,7 @@ impl E<'_, '_> {
     /// shift out. An exponent field of 0 gives 0.0, of 255 gives +inf.
     fn exp_reduced(&mut self, x: Value, negate: bool, scale: f32, bias: i32) -> (Value, Value) {
         let ty = self.ty_of(x);
-        let ity = E::int_of(ty);
+        let ity = Emitter::int_of(ty);
         let sgn = if negate { -1.0 } else { 1.0 };
         let log2e = self.fconst(ty, sgn * std::f32::consts::LOG2_E);
         let t = self.fb.ins().fmul(x, log2e);
@@ -229,7 +229,7 @@ impl E<'_, '_> {
     /// Natural logarithm.
     pub fn log(&mut self, x: Value) -> Value {
         let ty = self.ty_of(x);
-        let ity = E::int_of(ty);
+        let ity = Emitter::int_of(ty);
         // Scale subnormals up by 2^23.
         let min_norm = self.fconst(ty, f32::MIN_POSITIVE);
         let is_sub = self.fcmp(FloatCC::LessThan, x, min_norm);

@@ -1,6 +1,6 @@
 //! Micro-kernels and reusable emitters below the op lowerings: the GEMM blocking and its
 //! register tiles, the transcendental functions. Nothing here knows about graph nodes: kernels
-//! take pointers, extents and the emitter, never a [`super::context::Kx`].
+//! take pointers, extents and the emitter, never a [`super::context::KernelContext`].
 
 pub mod epilogue;
 pub mod gemm;

@@ -4,14 +4,14 @@
 //! kernels all call [`apply`] or [`activation`], so one op means the same instructions
 //! everywhere.
 
-use crate::jit::emit::E;
+use crate::jit::emit::Emitter;
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{InstBuilder, Type, Value};
 use kestrel_ir::{BinaryOp, MapInstr, Op, UnaryOp};
 
 /// Emits `act(x)` on an `F32` or `F32X4` value: the identity for `None`, else the unary op as
 /// [`apply`] emits it (an epilogue activation, which every float type supports).
-pub fn activation(e: &mut E, act: Option<UnaryOp>, x: Value, ty: Type) -> Value {
+pub fn activation(e: &mut Emitter, act: Option<UnaryOp>, x: Value, ty: Type) -> Value {
     match act {
         None => x,
         Some(u) => apply(e, &Op::Unary(u), &[x], ty, 0).expect("float activation is supported"),
@@ -19,14 +19,20 @@ pub fn activation(e: &mut E, act: Option<UnaryOp>, x: Value, ty: Type) -> Value 
 }
 
 /// NaN-propagating max (`fmax` in CLIF already propagates NaN).
-fn fmax(e: &mut E, a: Value, b: Value) -> Value {
+fn fmax(e: &mut Emitter, a: Value, b: Value) -> Value {
     e.fb.ins().fmax(a, b)
 }
 
 /// Float ops on `F32` or `F32X4` values (`ty`). Comparisons (scalar only) return I8 0/1.
-pub fn apply(e: &mut E, op: &Op, a: &[Value], ty: Type, status: i32) -> Result<Value, String> {
+pub fn apply(
+    e: &mut Emitter,
+    op: &Op,
+    a: &[Value],
+    ty: Type,
+    status: i32,
+) -> Result<Value, String> {
     let _ = status;
-    let c = |e: &mut E, v: f32| e.fconst(ty, v);
+    let c = |e: &mut Emitter, v: f32| e.fconst(ty, v);
     Ok(match op {
         Op::Map(p) => {
             // Registers as SSA values; each instruction through this same function.
@@ -234,7 +240,7 @@ pub fn apply(e: &mut E, op: &Op, a: &[Value], ty: Type, status: i32) -> Result<V
 }
 
 /// `ln(1 + e^x)` as `max(x, 0) + ln(1 + e^-|x|)` (no overflow).
-fn softplus(e: &mut E, x: Value, ty: Type) -> Value {
+fn softplus(e: &mut Emitter, x: Value, ty: Type) -> Value {
     let z = e.fconst(ty, 0.0);
     let one = e.fconst(ty, 1.0);
     let ax = e.fb.ins().fabs(x);
@@ -248,7 +254,7 @@ fn softplus(e: &mut E, x: Value, ty: Type) -> Value {
 
 /// `x ^ y` for f32: `exp(y ln|x|)`, negated for negative `x` with odd integer `y`, NaN for
 /// negative `x` with non-integer `y`; `y == 0` gives 1, small integer exponents are exact products.
-fn pow(e: &mut E, x: Value, y: Value, ty: Type) -> Value {
+fn pow(e: &mut Emitter, x: Value, y: Value, ty: Type) -> Value {
     let z = e.fconst(ty, 0.0);
     let one = e.fconst(ty, 1.0);
     let two = e.fconst(ty, 2.0);

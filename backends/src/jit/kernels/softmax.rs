@@ -2,11 +2,11 @@
 //! `x - max - ln(sum)`), vectorised when the row is contiguous. Used by the Softmax/LogSoftmax
 //! lowering and by the fused attention kernel.
 
-use crate::jit::emit::E;
+use crate::jit::emit::Emitter;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 
 /// Softmax of `n` f32 at byte stride `st` (vectorised when contiguous).
-pub fn softmax_row(e: &mut E, x: Value, out: Value, n: usize, st: i64, log: bool) {
+pub fn softmax_row(e: &mut Emitter, x: Value, out: Value, n: usize, st: i64, log: bool) {
     let contiguous = st == 4 && n >= 4;
     let chunks = if contiguous { n / 4 } else { 0 };
     let tail0 = chunks * 4;
@@ -106,13 +106,13 @@ pub fn softmax_row(e: &mut E, x: Value, out: Value, n: usize, st: i64, log: bool
 
 /// Folds elements `from..to` (byte stride `st`) into `acc` with `f`.
 fn scalar_tail(
-    e: &mut E,
+    e: &mut Emitter,
     x: Value,
     st: i64,
     from: usize,
     to: usize,
     acc: Value,
-    f: impl Fn(&mut E, Value, Value) -> Value,
+    f: impl Fn(&mut Emitter, Value, Value) -> Value,
 ) -> Value {
     if from >= to {
         return acc;

@@ -1,7 +1,7 @@
 //! Sliding-window geometry over the spatial axes of `[N, C, spatial..]` (shared by pooling and
 //! convolution) and the zero- or neutral-padded copy of one input plane that windows read.
 
-use crate::jit::emit::{strides_of, E};
+use crate::jit::emit::{strides_of, Emitter};
 use cranelift_codegen::ir::Value;
 
 /// Geometry of a sliding window over the spatial axes of `[N, C, spatial..]`.
@@ -96,7 +96,7 @@ impl Window {
 
 /// Copies plane `src` (extents `w.in_sp`, contiguous) into `dst` (extents `w.padded`) at the
 /// begin pads, after filling `dst` with `fill`.
-pub fn pad_plane(e: &mut E, w: &Window, src: Value, dst: Value, fill: f32) {
+pub fn pad_plane(e: &mut Emitter, w: &Window, src: Value, dst: Value, fill: f32) {
     e.fill_f32(dst, w.padded_elems(), fill);
     let ps = strides_of(&w.padded);
     let is = strides_of(&w.in_sp);

@@ -4,7 +4,7 @@
 
 use super::placement::Loc;
 use crate::jit::context::DataSink;
-use crate::jit::emit::E;
+use crate::jit::emit::Emitter;
 use crate::jit::error::JitError;
 use cranelift_codegen::ir::{
     types, AbiParam, Function, GlobalValue, InstBuilder, Signature, Value,
@@ -105,7 +105,7 @@ pub(super) fn parallel_for_sig<M: Module>(module: &M) -> Signature {
 
 /// A pointer to the first element of `v` inside a node or entry function.
 pub(super) fn value_ptr(
-    e: &mut E,
+    e: &mut Emitter,
     data: &mut dyn DataSink,
     params: &[Value],
     loc: &[Option<Loc>],

@@ -4,7 +4,7 @@
 
 use super::data::{codegen_error, entry_sig, parallel_for_sig, value_ptr, ModuleData};
 use super::placement::{Loc, Placement};
-use crate::jit::emit::E;
+use crate::jit::emit::Emitter;
 use crate::jit::error::JitError;
 use crate::jit::isa::IsaFlags;
 use cranelift_codegen::ir::{types, Function, InstBuilder};
@@ -58,7 +58,7 @@ pub(super) fn emit_entry<M: Module>(
         }
         let env = fb.ins().stack_addr(types::I64, env_slot, 0);
         let par_sig = fb.import_signature(parallel_for_sig(data.module));
-        let mut e = E::new(&mut fb, *flags);
+        let mut e = Emitter::new(&mut fb, *flags);
         for &(f, tasks) in calls {
             let fref = data.module.declare_func_in_func(f, e.fb.func);
             if tasks == 1 {

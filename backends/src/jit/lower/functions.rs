@@ -4,8 +4,8 @@
 
 use super::data::{codegen_error, node_sig, value_ptr, ModuleData};
 use super::placement::{Kind, Placement};
-use crate::jit::context::Kx;
-use crate::jit::emit::E;
+use crate::jit::context::KernelContext;
+use crate::jit::emit::Emitter;
 use crate::jit::error::JitError;
 use crate::jit::isa::IsaFlags;
 use crate::jit::options::JitOptions;
@@ -76,7 +76,7 @@ pub(super) fn emit_node_functions<M: Module>(
             fb.append_block_params_for_function_params(block);
             fb.switch_to_block(block);
             let (env, task) = (fb.block_params(block)[0], fb.block_params(block)[1]);
-            let mut e = E::new(&mut fb, *flags);
+            let mut e = Emitter::new(&mut fb, *flags);
             let params: Vec<Value> = (0..3).map(|j| e.load(types::I64, env, 8 * j)).collect();
             let mut ins = Vec::new();
             for (j, &v) in node.inputs.iter().enumerate() {
@@ -92,7 +92,7 @@ pub(super) fn emit_node_functions<M: Module>(
                 outs.push(value_ptr(&mut e, data, &params, loc, consts, v)?);
             }
             let scratch = placement.scratch_offset[i].map(|off| e.addr(params[2], off as i64));
-            let mut kx = Kx {
+            let mut kx = KernelContext {
                 g,
                 id,
                 node,

@@ -17,8 +17,8 @@
 //! the GEMM (multiples of `gemm::MR`); each task has its own scores scratch. A row's result does
 //! not depend on its block or task, so any task count gives the same bits.
 
-use crate::jit::context::Kx;
-use crate::jit::emit::E;
+use crate::jit::context::KernelContext;
+use crate::jit::emit::Emitter;
 use crate::jit::error::JitError;
 use crate::jit::kernels::gemm;
 use crate::jit::kernels::softmax::softmax_row;
@@ -62,10 +62,10 @@ fn task_scratch(d: usize, n: usize, dv: usize) -> (usize, usize, usize) {
 /// Number of tasks an attention node is split into (see [`JitOptions`]).
 pub fn task_count(g: &Graph, node: &Node, opts: &JitOptions) -> usize {
     let min = opts.min_task_macs.max(1);
-    let Some((batch, m, d, n, dv)) = problem(g, node) else {
+    let Some((_, m, ..)) = problem(g, node) else {
         return 1;
     };
-    let macs = batch * m * n * (d + dv);
+    let macs = kestrel_ir::cost::node_macs(g, node) as usize;
     if macs < 2 * min {
         return 1;
     }
@@ -81,7 +81,7 @@ pub fn scratch_bytes(g: &Graph, node: &Node, tasks: usize) -> usize {
     })
 }
 
-pub fn lower(e: &mut E, k: &mut Kx, scale: f32) -> Result<(), JitError> {
+pub fn lower(e: &mut Emitter, k: &mut KernelContext, scale: f32) -> Result<(), JitError> {
     k.require_f32()?;
     let Some((batch, m, d, n, dv)) = problem(k.g, k.node) else {
         return Err(k.unsupported("attention without known ranks and dims"));
@@ -119,7 +119,7 @@ pub fn lower(e: &mut E, k: &mut Kx, scale: f32) -> Result<(), JitError> {
             gemm::emit_pack_b(e.fb, ktb, n, ktp, d, n);
             gemm::emit_pack_b(e.fb, vb, dv, vp, n, dv);
             // One block of `mb` query rows starting at row `row0` (I64 value).
-            let block = |e: &mut E, row0: cranelift_codegen::ir::Value, mb: usize| {
+            let block = |e: &mut Emitter, row0: cranelift_codegen::ir::Value, mb: usize| {
                 let qr = e.index(qb, row0, (d * 4) as i64);
                 let or = e.index(ob, row0, (dv * 4) as i64);
                 gemm::emit_gemm(e.fb, &flags, qr, d, ktp, s, n, mb, n, d, None);
@@ -151,7 +151,7 @@ pub fn lower(e: &mut E, k: &mut Kx, scale: f32) -> Result<(), JitError> {
 }
 
 /// `row[j] *= scale` for `n` contiguous f32.
-fn scale_row(e: &mut E, row: cranelift_codegen::ir::Value, n: usize, scale: f32) {
+fn scale_row(e: &mut Emitter, row: cranelift_codegen::ir::Value, n: usize, scale: f32) {
     let sv = e.fconst(types::F32X4, scale);
     e.loop_n(n / 4, |e, i| {
         let a = e.index(row, i, 16);

@@ -24,8 +24,8 @@
 //!   the output channels instead and each builds the whole `col` in its own scratch block.
 //! - Depthwise convolutions split the `N·C` planes, one padded-plane scratch per task.
 
-use crate::jit::context::Kx;
-use crate::jit::emit::{strides_of, E};
+use crate::jit::context::KernelContext;
+use crate::jit::emit::{strides_of, Emitter};
 use crate::jit::error::JitError;
 use crate::jit::kernels::epilogue::OutputEpilogue;
 use crate::jit::kernels::gemm;
@@ -35,13 +35,15 @@ use cranelift_codegen::ir::{types, InstBuilder, Value};
 use kestrel_ir::{ConvAttrs, Graph, Node, NodeId, Tensor, ValueId};
 use std::collections::{BTreeMap, HashMap};
 
-struct Geo {
+/// The shape of one convolution: batch `n`, input and output channels `c`, `m` in `group` groups,
+/// the sliding window over the spatial axes, and the derived sizes the kernels need.
+struct ConvGeometry {
     n: usize,
     c: usize,
     m: usize,
     group: usize,
-    cg: usize,
-    mg: usize,
+    c_per_group: usize,
+    m_per_group: usize,
     w: Window,
     /// Elements per input image / output image.
     in_img: usize,
@@ -58,7 +60,7 @@ fn geometry(
     w_dims: &[usize],
     out_dims: &[usize],
     a: &ConvAttrs,
-) -> Result<Geo, String> {
+) -> Result<ConvGeometry, String> {
     if in_dims.len() < 3 || w_dims.len() != in_dims.len() || out_dims.len() != in_dims.len() {
         return Err("conv needs [N, C, spatial..] input and matching weights".into());
     }
@@ -78,13 +80,13 @@ fn geometry(
     let out_img = out_dims[1..].iter().product();
     let p = out_dims[2..].iter().product();
     let taps = kernel.iter().product();
-    Ok(Geo {
+    Ok(ConvGeometry {
         n,
         c,
         m,
         group,
-        cg: c / group,
-        mg: m / group,
+        c_per_group: c / group,
+        m_per_group: m / group,
         w,
         in_img,
         out_img,
@@ -94,32 +96,32 @@ fn geometry(
     })
 }
 
-fn is_depthwise(g: &Geo) -> bool {
+fn is_depthwise(g: &ConvGeometry) -> bool {
     g.group == g.c && g.m == g.c && g.group > 1
 }
 
 /// 2-D depthwise convolutions are computed from the input plane directly, without a padded copy.
-fn is_direct_depthwise_2d(g: &Geo) -> bool {
+fn is_direct_depthwise_2d(g: &ConvGeometry) -> bool {
     g.w.kernel.len() == 2 && g.taps <= 49
 }
 
-fn is_direct_1x1(g: &Geo) -> bool {
+fn is_direct_1x1(g: &ConvGeometry) -> bool {
     g.taps == 1 && g.w.strides.iter().all(|&s| s == 1) && !g.w.needs_padding()
 }
 
 /// A direct 1×1 convolution packs its input into B panels first (scratch) when the input rows are
 /// read across many channels (the unpacked panel, `K` rows each in their own cache lines, would
 /// not stay in L1) and enough output channels reuse each panel to pay for the packing pass.
-fn packs_1x1_input(g: &Geo) -> bool {
+fn packs_1x1_input(g: &ConvGeometry) -> bool {
     is_direct_1x1(g)
-        && g.cg >= PACK_MIN_K
-        && g.mg >= PACK_MIN_M
+        && g.c_per_group >= PACK_MIN_K
+        && g.m_per_group >= PACK_MIN_M
         && packed_input_bytes(g) <= PACK_MAX_BYTES
 }
 
 /// Scratch bytes of one task of a GEMM convolution: its im2col block (followed by the block packed
 /// into B panels when [`packs_im2col`]), or its packed input.
-fn gemm_task_scratch(g: &Geo) -> usize {
+fn gemm_task_scratch(g: &ConvGeometry) -> usize {
     if packs_1x1_input(g) {
         packed_input_bytes(g)
     } else if is_direct_1x1(g) {
@@ -133,17 +135,17 @@ fn gemm_task_scratch(g: &Geo) -> usize {
 
 /// An im2col convolution packs each im2col block into B panels before its GEMM, for the reason
 /// and under the conditions of [`packs_1x1_input`].
-fn packs_im2col(g: &Geo) -> bool {
+fn packs_im2col(g: &ConvGeometry) -> bool {
     !is_direct_1x1(g)
-        && g.cg * g.taps >= PACK_MIN_K
-        && g.mg >= PACK_MIN_M
+        && g.c_per_group * g.taps >= PACK_MIN_K
+        && g.m_per_group >= PACK_MIN_M
         && packed_col_bytes(g) <= PACK_MAX_BYTES
 }
 
 /// Bytes of one im2col block packed into B panels.
-fn packed_col_bytes(g: &Geo) -> usize {
+fn packed_col_bytes(g: &ConvGeometry) -> usize {
     let w_out: usize = g.w.out_sp[1..].iter().product();
-    gemm::gemm_unpacked_scratch_bytes(g.mg, block_rows(g) * w_out, g.cg * g.taps)
+    gemm::gemm_unpacked_scratch_bytes(g.m_per_group, block_rows(g) * w_out, g.c_per_group * g.taps)
 }
 
 /// Input channels from which [`packs_1x1_input`] packs.
@@ -155,8 +157,8 @@ const PACK_MAX_BYTES: usize = 512 << 10;
 
 /// Scratch bytes of one task of a packing 1×1 convolution (every pixel: an upper bound for any
 /// task's share).
-fn packed_input_bytes(g: &Geo) -> usize {
-    gemm::gemm_unpacked_scratch_bytes(g.mg, g.p, g.cg)
+fn packed_input_bytes(g: &ConvGeometry) -> usize {
+    gemm::gemm_unpacked_scratch_bytes(g.m_per_group, g.p, g.c_per_group)
 }
 
 /// Fewest output pixels per task for the pixel split (narrower GEMMs waste the 8-wide panels).
@@ -180,7 +182,7 @@ fn even_ranges(total: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
         .collect()
 }
 
-fn split_of(geo: &Geo, tasks: usize) -> Split {
+fn split_of(geo: &ConvGeometry, tasks: usize) -> Split {
     if is_depthwise(geo) {
         return Split::Planes(even_ranges(geo.n * geo.c, tasks));
     }
@@ -188,11 +190,11 @@ fn split_of(geo: &Geo, tasks: usize) -> Split {
     if tasks <= rows && geo.p / tasks >= MIN_TASK_PIXELS {
         Split::Pixels(even_ranges(rows, tasks))
     } else {
-        Split::Channels(gemm::split_rows(geo.mg, tasks))
+        Split::Channels(gemm::split_rows(geo.m_per_group, tasks))
     }
 }
 
-fn geometry_of(g: &Graph, node: &Node, a: &ConvAttrs, opts: &JitOptions) -> Option<Geo> {
+fn geometry_of(g: &Graph, node: &Node, a: &ConvAttrs, opts: &JitOptions) -> Option<ConvGeometry> {
     let dims = |v: ValueId| g.ty(v).dims().unwrap_or_default();
     let mut geo = geometry(
         &dims(node.inputs[0]),
@@ -247,7 +249,7 @@ pub fn scratch_bytes(
     })
 }
 
-pub fn lower(e: &mut E, k: &mut Kx, a: &ConvAttrs) -> Result<(), JitError> {
+pub fn lower(e: &mut Emitter, k: &mut KernelContext, a: &ConvAttrs) -> Result<(), JitError> {
     k.require_f32()?;
     let mut geo =
         geometry(&k.in_dims(0), &k.in_dims(1), &k.out_dims(0), a).map_err(|r| k.unsupported(r))?;
@@ -294,7 +296,7 @@ pub fn lower(e: &mut E, k: &mut Kx, a: &ConvAttrs) -> Result<(), JitError> {
                 out,
                 sc,
                 r[t].clone(),
-                0..geo.mg,
+                0..geo.m_per_group,
                 &post,
             );
         }
@@ -321,8 +323,8 @@ pub fn lower(e: &mut E, k: &mut Kx, a: &ConvAttrs) -> Result<(), JitError> {
 /// channels `chans` of every group. `col` is this part's im2col block (`[K, pixels of rows]`).
 #[allow(clippy::too_many_arguments)]
 fn gemm_conv(
-    e: &mut E,
-    geo: &Geo,
+    e: &mut Emitter,
+    geo: &ConvGeometry,
     x: Value,
     wp: Value,
     bias: Option<Value>,
@@ -332,7 +334,7 @@ fn gemm_conv(
     chans: std::ops::Range<usize>,
     post: &OutputEpilogue,
 ) {
-    let kk = geo.cg * geo.taps;
+    let kk = geo.c_per_group * geo.taps;
     let w_out: usize = geo.w.out_sp[1..].iter().product();
     let (p0, pn) = (rows.start * w_out, (rows.end - rows.start) * w_out);
     let mn = chans.end - chans.start;
@@ -362,8 +364,8 @@ fn gemm_conv(
         let xi = e.index(x, img, (geo.in_img * 4) as i64);
         let oi = e.index(out, img, (geo.out_img * 4) as i64);
         for gi in 0..geo.group {
-            let xg = e.addr(xi, (gi * geo.cg * in_plane * 4) as i64);
-            let m0 = gi * geo.mg + chans.start;
+            let xg = e.addr(xi, (gi * geo.c_per_group * in_plane * 4) as i64);
+            let m0 = gi * geo.m_per_group + chans.start;
             let og = e.addr(oi, (m0 * geo.p * 4) as i64);
             let wg = e.addr(wp, (m0 * kk * 4) as i64);
             let bg = bias.map(|b| e.addr(b, (m0 * 4) as i64));
@@ -384,7 +386,7 @@ fn gemm_conv(
             let col = col.expect("conv scratch");
             // The GEMM of one im2col block of `n` columns into `ob`.
             let packed = packs_im2col(geo).then(|| e.addr(col, col_block_bytes(geo) as i64));
-            let block_gemm = |e: &mut E, col: Value, n: usize, ob: Value| match packed {
+            let block_gemm = |e: &mut Emitter, col: Value, n: usize, ob: Value| match packed {
                 Some(panels) => gemm::emit_gemm_unpacked_scratch(
                     e.fb, &flags, wg, kk, col, n, ob, geo.p, panels, mn, n, kk, None,
                 ),
@@ -428,22 +430,22 @@ fn gemm_conv(
 /// Output rows (of the first spatial axis) per im2col block: a block's columns, `K × rows·width`
 /// f32, stay within `JitOptions::im2col_block_bytes` (512 KiB by default), so im2col writes them
 /// into L2 and the GEMM reads them from there.
-fn block_rows(geo: &Geo) -> usize {
+fn block_rows(geo: &ConvGeometry) -> usize {
     let w_out: usize = geo.w.out_sp[1..].iter().product::<usize>().max(1);
-    let k = (geo.cg * geo.taps).max(1);
+    let k = (geo.c_per_group * geo.taps).max(1);
     (geo.col_block / 4 / (k * w_out)).clamp(1, geo.w.out_sp[0].max(1))
 }
 
 /// Bytes of one task's im2col block.
-fn col_block_bytes(geo: &Geo) -> usize {
+fn col_block_bytes(geo: &ConvGeometry) -> usize {
     let w_out: usize = geo.w.out_sp[1..].iter().product();
-    geo.cg * geo.taps * block_rows(geo) * w_out * 4
+    geo.c_per_group * geo.taps * block_rows(geo) * w_out * 4
 }
 
-/// Builds `col [cg * taps, pixels]` for one group and the output rows `rows` of the first spatial
+/// Builds `col [c_per_group * taps, pixels]` for one group and the output rows `rows` of the first spatial
 /// axis (`pixels` = the pixels of those rows): row `(c, tap)` holds, for each of these output
 /// pixels, the input value the tap reads (0 in the padding).
-fn im2col(e: &mut E, g: &Geo, x: Value, col: Value, rows: std::ops::Range<usize>) {
+fn im2col(e: &mut Emitter, g: &ConvGeometry, x: Value, col: Value, rows: std::ops::Range<usize>) {
     let w = &g.w;
     let ks = w.kernel.len();
     let isz: usize = w.in_sp.iter().product();
@@ -486,7 +488,7 @@ fn im2col(e: &mut E, g: &Geo, x: Value, col: Value, rows: std::ops::Range<usize>
             .zip(&part)
             .all(|(&(lo, hi), &o)| lo == 0 && hi == o);
         let row_bytes = (pixels * 4) as i64;
-        e.loop_n(g.cg, |e, c| {
+        e.loop_n(g.c_per_group, |e, c| {
             let dst = e.index(col, c, row_bytes * g.taps as i64);
             let dst = e.addr(dst, tap as i64 * row_bytes);
             let src = e.index(x, c, (isz * 4) as i64);
@@ -553,8 +555,8 @@ fn im2col(e: &mut E, g: &Geo, x: Value, col: Value, rows: std::ops::Range<usize>
 /// when padding is needed) then tap-by-tap accumulation.
 #[allow(clippy::too_many_arguments)]
 fn depthwise(
-    e: &mut E,
-    g: &Geo,
+    e: &mut Emitter,
+    g: &ConvGeometry,
     x: Value,
     wp: Value,
     bias: Option<Value>,
@@ -659,7 +661,7 @@ const DEPTHWISE_PLANE_EPILOGUE_BYTES: usize = 32 << 10;
 
 /// The bias (0 without one) and the `ntaps` weights of depthwise channel `ch`, as F32 scalars.
 fn channel_bias_and_weights(
-    e: &mut E,
+    e: &mut Emitter,
     wp: Value,
     bias: Option<Value>,
     ch: Value,
@@ -700,13 +702,13 @@ fn full_taps_range(n: usize, s: i64, d: i64, p: i64, k: usize, extent: i64) -> (
 
 /// 2-D depthwise convolutions with at least four output columns and a column stride of 1 or 2
 /// run on row-padded copies of their input planes ([`depthwise_2d_padded`]).
-fn is_padded_depthwise_2d(g: &Geo) -> bool {
+fn is_padded_depthwise_2d(g: &ConvGeometry) -> bool {
     is_direct_depthwise_2d(g) && g.w.out_sp[1] >= 4 && matches!(g.w.strides[1], 1 | 2)
 }
 
 /// f32 per row of [`depthwise_2d_padded`]'s plane copy: the left padding, the input row, then
 /// zeros up to the last element the last (possibly overlapping) group of four columns reads.
-fn padded_row_len(g: &Geo) -> usize {
+fn padded_row_len(g: &ConvGeometry) -> usize {
     let w = &g.w;
     let (ow, sw) = (w.out_sp[1], w.strides[1]);
     // Stride 2 reads two vectors (eight columns) per group of four outputs.
@@ -715,7 +717,7 @@ fn padded_row_len(g: &Geo) -> usize {
 }
 
 /// Scratch bytes of one task of [`depthwise_2d_padded`].
-fn padded_plane_bytes(g: &Geo) -> usize {
+fn padded_plane_bytes(g: &ConvGeometry) -> usize {
     g.w.in_sp[0] * padded_row_len(g) * 4
 }
 
@@ -725,13 +727,13 @@ fn padded_plane_bytes(g: &Geo) -> usize {
 /// Every output row is computed four columns per `F32X4`, the last group overlapping the one
 /// before when the width is not a multiple of four (it recomputes the same values), so there
 /// are no scalar columns. Stride 2 loads eight columns and keeps the even or odd ones
-/// ([`E::deinterleave`]). Kernels larger than 3×3 at stride 1 compute interior rows in pairs,
+/// ([`Emitter::deinterleave`]). Kernels larger than 3×3 at stride 1 compute interior rows in pairs,
 /// loading their shared input rows once. Rows at the top and bottom edges use only their valid
 /// kernel rows, as in [`depthwise_2d`].
 #[allow(clippy::too_many_arguments)]
 fn depthwise_2d_padded(
-    e: &mut E,
-    g: &Geo,
+    e: &mut Emitter,
+    g: &ConvGeometry,
     x: Value,
     wp: Value,
     bias: Option<Value>,
@@ -779,7 +781,7 @@ fn depthwise_2d_padded(
         // for every row that reads it. Each row's taps are summed in kernel order into two
         // accumulators (alternate taps: half the chain of dependent FMAs), so a row gives the
         // same result alone or with others.
-        let group = |e: &mut E, win: Value, o: Value, rows: &[(usize, &[usize])]| {
+        let group = |e: &mut Emitter, win: Value, o: Value, rows: &[(usize, &[usize])]| {
             let mut acc: Vec<[Value; 2]> = rows.iter().map(|_| [bv, zero]).collect();
             let mut count = vec![0usize; rows.len()];
             // Input row (relative to the window) -> the (row index, ky) pairs reading it.
@@ -795,7 +797,7 @@ fn depthwise_2d_padded(
                 // Stride 2: the vectors loaded at each column offset of this input row, so
                 // that column c + 1 reuses column c's pair (odd lanes instead of even).
                 let mut loaded: HashMap<i64, Value> = HashMap::new();
-                let mut at = |e: &mut E, col: i64| {
+                let mut at = |e: &mut Emitter, col: i64| {
                     *loaded
                         .entry(col)
                         .or_insert_with(|| e.load(types::F32X4, win, ((row + col) * 4) as i32))
@@ -828,22 +830,23 @@ fn depthwise_2d_padded(
         // Output rows `rows` (see `group`) from `row_out`; `row_in` is the copy's row
         // `oy·sh − pt` of the first (possibly outside the copy: only valid kernel rows are
         // read).
-        let emit_rows = |e: &mut E, row_in: Value, row_out: Value, rows: &[(usize, &[usize])]| {
-            e.loop_n(ow / 4, |e, i| {
-                let win = e.index(row_in, i, (16 * sw) as i64);
-                let o = e.index(row_out, i, 16);
-                group(e, win, o, rows);
-            });
-            if ow % 4 != 0 {
-                let last = ow - 4;
-                let win = e.addr(row_in, (last * sw * 4) as i64);
-                let o = e.addr(row_out, (last * 4) as i64);
-                group(e, win, o, rows);
-            }
-            if !per_plane {
-                post.apply_rows(e, row_out, None, rows.len(), ow, ow);
-            }
-        };
+        let emit_rows =
+            |e: &mut Emitter, row_in: Value, row_out: Value, rows: &[(usize, &[usize])]| {
+                e.loop_n(ow / 4, |e, i| {
+                    let win = e.index(row_in, i, (16 * sw) as i64);
+                    let o = e.index(row_out, i, 16);
+                    group(e, win, o, rows);
+                });
+                if ow % 4 != 0 {
+                    let last = ow - 4;
+                    let win = e.addr(row_in, (last * sw * 4) as i64);
+                    let o = e.addr(row_out, (last * 4) as i64);
+                    group(e, win, o, rows);
+                }
+                if !per_plane {
+                    post.apply_rows(e, row_out, None, rows.len(), ow, ow);
+                }
+            };
         let all: Vec<usize> = (0..kh).collect();
         // Interior rows two at a time when they share kh - 1 input rows (stride 1) and the
         // kernel has more taps than fit in registers anyway (beyond 3×3, where the second
@@ -853,7 +856,7 @@ fn depthwise_2d_padded(
         } else {
             0
         };
-        let interior = |e: &mut E, oy: Value, rows: &[(usize, &[usize])]| {
+        let interior = |e: &mut Emitter, oy: Value, rows: &[(usize, &[usize])]| {
             let row_in = e.index(scratch, oy, sh * row_bytes);
             let row_in = e.addr(row_in, -pt * row_bytes);
             let row_out = e.index(dst, oy, (ow * 4) as i64);
@@ -885,8 +888,8 @@ fn depthwise_2d_padded(
 /// are scalar with only their valid taps. So padding is never materialised.
 #[allow(clippy::too_many_arguments)]
 fn depthwise_2d(
-    e: &mut E,
-    g: &Geo,
+    e: &mut Emitter,
+    g: &ConvGeometry,
     x: Value,
     wp: Value,
     bias: Option<Value>,
@@ -922,7 +925,7 @@ fn depthwise_2d(
             .collect();
         // One output row: `row_in` points at input row `oy·sh - pt` (possibly outside the plane;
         // only valid kernel rows `kys` are read), `row_out` at the output row.
-        let emit_row = |e: &mut E, row_in: Value, row_out: Value, kys: &[usize]| {
+        let emit_row = |e: &mut Emitter, row_in: Value, row_out: Value, kys: &[usize]| {
             // Byte offset of tap (ky, kx) from the window origin of output column 0.
             let tap =
                 |ky: usize, kx: usize| -> i64 { ((ky as i64 * dh) * iw + kx as i64 * dw - pl) * 4 };

@@ -8,8 +8,8 @@
 //! arithmetic, min/max, comparisons, `Clip`, `Where`; bool for logic; `Cast` among f32, i32,
 //! i64, and bool and the small integer types.
 
-use crate::jit::context::Kx;
-use crate::jit::emit::{broadcast_strides, collapse, E};
+use crate::jit::context::KernelContext;
+use crate::jit::emit::{broadcast_strides, collapse, Emitter};
 use crate::jit::error::JitError;
 use crate::jit::kernels::pointwise::apply;
 use crate::jit::options::JitOptions;
@@ -150,7 +150,7 @@ fn support(op: &Op, ins: &[DType], out: DType) -> Result<bool, String> {
     }
 }
 
-pub fn lower(e: &mut E, k: &mut Kx) -> Result<(), JitError> {
+pub fn lower(e: &mut Emitter, k: &mut KernelContext) -> Result<(), JitError> {
     let op = k.node.op.clone();
     let in_dt: Vec<DType> = (0..k.node.inputs.len()).map(|i| k.in_dtype(i)).collect();
     let out_dt = k.out_dtype(0);
@@ -196,7 +196,7 @@ pub fn lower(e: &mut E, k: &mut Kx) -> Result<(), JitError> {
             .zip(&byte_strides)
             .map(|(&p, st)| e.addr(p, r.start as i64 * st[0]))
             .collect();
-        let mut body = |e: &mut E, p: &[Value]| {
+        let mut body = |e: &mut Emitter, p: &[Value]| {
             let res = if vectorize_t {
                 inner_vector(e, &op, p, &inner_st, inner_t)
             } else {
@@ -278,7 +278,7 @@ pub fn task_count(g: &Graph, node: &Node, opts: &JitOptions) -> usize {
 }
 
 fn inner_vector(
-    e: &mut E,
+    e: &mut Emitter,
     op: &Op,
     p: &[Value],
     inner_st: &[i64],
@@ -336,7 +336,7 @@ fn inner_vector(
 
 #[allow(clippy::too_many_arguments)]
 fn inner_scalar(
-    e: &mut E,
+    e: &mut Emitter,
     op: &Op,
     p: &[Value],
     byte_strides: &[Vec<i64>],
@@ -379,7 +379,7 @@ fn inner_scalar(
 
 /// Converts one scalar between dtypes with the interpreter's rules: float to int truncates toward
 /// zero and saturates (NaN to 0), int to int wraps, to bool is `!= 0`.
-fn cast(e: &mut E, x: Value, from: DType, to: DType) -> Value {
+fn cast(e: &mut Emitter, x: Value, from: DType, to: DType) -> Value {
     let fty = scalar_type(from).unwrap_or(types::I8);
     let tty = scalar_type(to).unwrap_or(types::I8);
     if to == DType::Bool {
@@ -433,7 +433,13 @@ fn cast(e: &mut E, x: Value, from: DType, to: DType) -> Value {
 }
 
 /// Integer and bool element-wise ops (scalar, wrapping arithmetic as the interpreter).
-fn apply_int(e: &mut E, op: &Op, a: &[Value], ty: Type, status: i32) -> Result<Value, String> {
+fn apply_int(
+    e: &mut Emitter,
+    op: &Op,
+    a: &[Value],
+    ty: Type,
+    status: i32,
+) -> Result<Value, String> {
     Ok(match op {
         Op::Unary(UnaryOp::Not) => e.fb.ins().bxor_imm_s(a[0], 1),
         Op::Unary(UnaryOp::Neg) => e.fb.ins().ineg(a[0]),
@@ -505,7 +511,7 @@ fn apply_int(e: &mut E, op: &Op, a: &[Value], ty: Type, status: i32) -> Result<V
     })
 }
 
-fn fail_if(e: &mut E, cond: Value, status: i32) {
+fn fail_if(e: &mut Emitter, cond: Value, status: i32) {
     let fail = e.fb.create_block();
     let cont = e.fb.create_block();
     e.fb.ins().brif(cond, fail, &[], cont, &[]);

@@ -11,8 +11,8 @@
 //! Either way the unfused graph's separate element-wise nodes (Relu, Clip, HardSwish, Sigmoid +
 //! Mul, Add...), each of which read and wrote the whole tensor, are gone.
 
-use crate::jit::context::Kx;
-use crate::jit::emit::E;
+use crate::jit::context::KernelContext;
+use crate::jit::emit::Emitter;
 use crate::jit::error::JitError;
 use crate::jit::kernels::epilogue::OutputEpilogue;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
@@ -39,7 +39,7 @@ pub fn conv_extra_scratch(
 
 /// `dst[m, c, t] = w[m, c, t] * s[c]` for weights `[M, C, taps]` (vectorised over `c` for 1×1
 /// kernels).
-fn scale_weights(e: &mut E, w: Value, s: Value, dst: Value, m: usize, c: usize, taps: usize) {
+fn scale_weights(e: &mut Emitter, w: Value, s: Value, dst: Value, m: usize, c: usize, taps: usize) {
     let row = (c * taps * 4) as i64;
     e.loop_n(m, |e, i| {
         let wr = e.index(w, i, row);
@@ -85,7 +85,7 @@ fn scale_weights(e: &mut E, w: Value, s: Value, dst: Value, m: usize, c: usize, 
 /// scales the weights at run time into the scratch (`w[m, c, :] * s[c]`): split into tasks, each
 /// task scales a copy of its own (the weights are small next to the convolution's work; SE
 /// projections are at most a few hundred kilobytes), then computes its part from that copy.
-pub fn conv(e: &mut E, k: &mut Kx, a: &ConvAttrs) -> Result<(), JitError> {
+pub fn conv(e: &mut Emitter, k: &mut KernelContext, a: &ConvAttrs) -> Result<(), JitError> {
     if !a.epilogue.channel_scale {
         return super::conv::lower(e, k, a);
     }
@@ -125,7 +125,7 @@ pub fn conv(e: &mut E, k: &mut Kx, a: &ConvAttrs) -> Result<(), JitError> {
 
 /// A gemm with a fused epilogue: the plain gemm (C handled as usual, a row-vector C inside the
 /// micro-kernel), then one pass adding the residual and applying the activation.
-pub fn gemm(e: &mut E, k: &mut Kx, a: &GemmAttrs) -> Result<(), JitError> {
+pub fn gemm(e: &mut Emitter, k: &mut KernelContext, a: &GemmAttrs) -> Result<(), JitError> {
     k.require_f32()?;
     let plain = GemmAttrs {
         epilogue: Epilogue::default(),

@@ -10,8 +10,8 @@
 //! Threads: both split the rows of A (and C) into [`task_count`] ranges; each task is a
 //! compile-time specialised GEMM on its rows (of every batch matrix, for MatMul).
 
-use crate::jit::context::Kx;
-use crate::jit::emit::{broadcast_strides, E};
+use crate::jit::context::KernelContext;
+use crate::jit::emit::{broadcast_strides, Emitter};
 use crate::jit::error::JitError;
 use crate::jit::kernels::gemm;
 use crate::jit::options::JitOptions;
@@ -68,7 +68,7 @@ pub fn task_count(g: &Graph, node: &Node, opts: &JitOptions) -> usize {
         .max(1)
 }
 
-pub fn gemm(e: &mut E, k: &mut Kx, a: &GemmAttrs) -> Result<(), JitError> {
+pub fn gemm(e: &mut Emitter, k: &mut KernelContext, a: &GemmAttrs) -> Result<(), JitError> {
     k.require_f32()?;
     let ad = k.in_dims(0);
     let bd = k.in_dims(1);
@@ -176,7 +176,7 @@ pub fn gemm(e: &mut E, k: &mut Kx, a: &GemmAttrs) -> Result<(), JitError> {
     Ok(())
 }
 
-pub fn matmul(e: &mut E, k: &mut Kx) -> Result<(), JitError> {
+pub fn matmul(e: &mut Emitter, k: &mut KernelContext) -> Result<(), JitError> {
     k.require_f32()?;
     let mut ad = k.in_dims(0);
     let mut bd = k.in_dims(1);

@@ -1,5 +1,5 @@
 //! Op lowerings: one module per op family, each emitting the kernel of one node from its
-//! [`Kx`] context with the emitter and the micro-kernels of `super::kernels`. This module is the
+//! [`KernelContext`] context with the emitter and the micro-kernels of `super::kernels`. This module is the
 //! dispatcher: [`emit_node`] picks the lowering of a node, [`task_count`] and [`scratch_bytes`]
 //! what the planner asks of it. No lowering imports the dispatcher.
 
@@ -15,8 +15,8 @@ pub mod reduce;
 pub mod resize;
 pub mod shape;
 
-use crate::jit::context::Kx;
-use crate::jit::emit::E;
+use crate::jit::context::KernelContext;
+use crate::jit::emit::Emitter;
 use crate::jit::error::JitError;
 use crate::jit::options::JitOptions;
 use kestrel_ir::{Graph, Node, NodeId, Op, ResizeAttrs, ResizeMode, Tensor, ValueId};
@@ -63,7 +63,7 @@ pub fn scratch_bytes(
 }
 
 /// Emits the kernel of one node.
-pub fn emit_node(e: &mut E, k: &mut Kx) -> Result<(), JitError> {
+pub fn emit_node(e: &mut Emitter, k: &mut KernelContext) -> Result<(), JitError> {
     match &k.node.op {
         Op::Unary(_) | Op::Binary(_) | Op::Map(_) | Op::Clip | Op::Where | Op::Cast { .. } => {
             elementwise::lower(e, k)

@@ -8,13 +8,13 @@
 //! - BatchNorm with constant statistics becomes a per-channel affine map `x * s + t` computed at
 //!   compile time in f64.
 
-use crate::jit::context::Kx;
-use crate::jit::emit::E;
+use crate::jit::context::KernelContext;
+use crate::jit::emit::Emitter;
 use crate::jit::error::JitError;
 use crate::jit::kernels::softmax::softmax_row;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 
-pub fn batch_norm(e: &mut E, k: &mut Kx, eps: f32) -> Result<(), JitError> {
+pub fn batch_norm(e: &mut Emitter, k: &mut KernelContext, eps: f32) -> Result<(), JitError> {
     k.require_f32()?;
     let d = k.in_dims(0);
     if d.len() < 2 {
@@ -52,7 +52,7 @@ pub fn batch_norm(e: &mut E, k: &mut Kx, eps: f32) -> Result<(), JitError> {
 }
 
 /// `out[i] = x[i] * s + t` for `n` contiguous f32.
-fn affine_row(e: &mut E, x: Value, out: Value, n: usize, s: Value, t: Value) {
+fn affine_row(e: &mut Emitter, x: Value, out: Value, n: usize, s: Value, t: Value) {
     let sv = e.fb.ins().splat(types::F32X4, s);
     let tv = e.fb.ins().splat(types::F32X4, t);
     let chunks = n / 4;
@@ -70,7 +70,12 @@ fn affine_row(e: &mut E, x: Value, out: Value, n: usize, s: Value, t: Value) {
     }
 }
 
-pub fn softmax(e: &mut E, k: &mut Kx, axis: i64, log: bool) -> Result<(), JitError> {
+pub fn softmax(
+    e: &mut Emitter,
+    k: &mut KernelContext,
+    axis: i64,
+    log: bool,
+) -> Result<(), JitError> {
     k.require_f32()?;
     let d = k.in_dims(0);
     let ax = kestrel_ir::norm_axis(axis, d.len()).map_err(|w| k.unsupported(w))?;
@@ -95,7 +100,12 @@ pub fn softmax(e: &mut E, k: &mut Kx, axis: i64, log: bool) -> Result<(), JitErr
     Ok(())
 }
 
-pub fn layer_norm(e: &mut E, k: &mut Kx, axis: i64, eps: f32) -> Result<(), JitError> {
+pub fn layer_norm(
+    e: &mut Emitter,
+    k: &mut KernelContext,
+    axis: i64,
+    eps: f32,
+) -> Result<(), JitError> {
     k.require_f32()?;
     let d = k.in_dims(0);
     let ax = kestrel_ir::norm_axis(axis, d.len()).map_err(|w| k.unsupported(w))?;

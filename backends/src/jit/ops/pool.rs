@@ -9,8 +9,8 @@
 //! computed at compile time (in-bounds taps, or taps within the explicit pads with
 //! `count_include_pad`).
 
-use crate::jit::context::Kx;
-use crate::jit::emit::{strides_of, E};
+use crate::jit::context::KernelContext;
+use crate::jit::emit::{strides_of, Emitter};
 use crate::jit::error::JitError;
 use crate::jit::kernels::window::{pad_plane, Window};
 use cranelift_codegen::ir::condcodes::FloatCC;
@@ -41,7 +41,7 @@ pub fn scratch_bytes(g: &Graph, node: &Node, a: &PoolAttrs) -> usize {
 }
 
 #[allow(clippy::needless_range_loop)]
-pub fn pool(e: &mut E, k: &mut Kx, a: &PoolAttrs) -> Result<(), JitError> {
+pub fn pool(e: &mut Emitter, k: &mut KernelContext, a: &PoolAttrs) -> Result<(), JitError> {
     k.require_f32()?;
     let ind = k.in_dims(0);
     let outd = k.out_dims(0);
@@ -141,7 +141,7 @@ pub fn pool(e: &mut E, k: &mut Kx, a: &PoolAttrs) -> Result<(), JitError> {
     idx_st.push(0);
     let chunks = if e.flags.has_simd() { inner / 4 } else { 0 };
     // acc ⊕ v for one tap, on F32 or F32X4.
-    let combine = |e: &mut E, acc: Value, v: Value| -> Value {
+    let combine = |e: &mut Emitter, acc: Value, v: Value| -> Value {
         match kind {
             PoolKind::Max => {
                 // Keeps a tap only when it compares greater: NaN taps are skipped.
@@ -160,7 +160,7 @@ pub fn pool(e: &mut E, k: &mut Kx, a: &PoolAttrs) -> Result<(), JitError> {
         }
     };
     // The pooled value from the accumulator; `oi` is the (first) output index.
-    let finish = |e: &mut E, acc: Value, oi: Value, ty: types::Type| -> Value {
+    let finish = |e: &mut Emitter, acc: Value, oi: Value, ty: types::Type| -> Value {
         match (&recip, recip_ptr) {
             (Some((_, _)), Some(rp)) => {
                 let a = e.index(rp, oi, 4);
@@ -227,7 +227,7 @@ pub fn pool(e: &mut E, k: &mut Kx, a: &PoolAttrs) -> Result<(), JitError> {
     Ok(())
 }
 
-pub fn global_pool(e: &mut E, k: &mut Kx, kind: PoolKind) -> Result<(), JitError> {
+pub fn global_pool(e: &mut Emitter, k: &mut KernelContext, kind: PoolKind) -> Result<(), JitError> {
     k.require_f32()?;
     let ind = k.in_dims(0);
     if ind.len() < 3 {
@@ -251,11 +251,11 @@ pub fn global_pool(e: &mut E, k: &mut Kx, kind: PoolKind) -> Result<(), JitError
 }
 
 /// Reduces `n` contiguous f32 at `s` (max skipping NaN taps / mean / Lp1 / Lp2), vectorised.
-pub fn reduce_row(e: &mut E, s: Value, n: usize, kind: PoolKind) -> Value {
+pub fn reduce_row(e: &mut Emitter, s: Value, n: usize, kind: PoolKind) -> Value {
     let is_max = kind == PoolKind::Max;
     let init = if is_max { f32::NEG_INFINITY } else { 0.0 };
     let chunks = n / 4;
-    let step = |e: &mut E, acc: Value, v: Value| -> Value {
+    let step = |e: &mut Emitter, acc: Value, v: Value| -> Value {
         match kind {
             PoolKind::Max => {
                 let gt = e.fcmp(FloatCC::GreaterThan, v, acc);

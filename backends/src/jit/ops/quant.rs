@@ -11,14 +11,14 @@
 //! parameter (a channel, or the whole tensor): quantize computes four lanes at a time, dequantize
 //! eight; 32- and 64-bit targets are refused.
 
-use crate::jit::context::Kx;
-use crate::jit::emit::{mf, E};
+use crate::jit::context::KernelContext;
+use crate::jit::emit::{mf, Emitter};
 use crate::jit::error::JitError;
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 use kestrel_ir::DType;
 
 /// `(outer, channels, inner)` around `axis` when the parameters are per axis, else `(1, 1, numel)`.
-fn layout(k: &Kx, axis: i64) -> Result<(usize, usize, usize), JitError> {
+fn layout(k: &KernelContext, axis: i64) -> Result<(usize, usize, usize), JitError> {
     let dims = k.in_dims(0);
     let params = k.in_dims(1);
     let n: usize = dims.iter().product();
@@ -37,7 +37,7 @@ fn layout(k: &Kx, axis: i64) -> Result<(usize, usize, usize), JitError> {
 }
 
 /// The CLIF type of an 8- or 16-bit quantized dtype.
-fn narrow_type(k: &Kx, dt: DType) -> Result<Type, JitError> {
+fn narrow_type(k: &KernelContext, dt: DType) -> Result<Type, JitError> {
     match dt {
         DType::I8 | DType::U8 => Ok(types::I8),
         DType::I16 | DType::U16 => Ok(types::I16),
@@ -46,7 +46,7 @@ fn narrow_type(k: &Kx, dt: DType) -> Result<Type, JitError> {
 }
 
 /// The zero point of channel `ch` (I64 value) widened to I32, or 0 without one.
-fn zero_point(e: &mut E, k: &Kx, dt: DType, ty: Type, ch: Value) -> Value {
+fn zero_point(e: &mut Emitter, k: &KernelContext, dt: DType, ty: Type, ch: Value) -> Value {
     match k.ins.get(2) {
         Some(&zp) => {
             let a = e.index(zp, ch, ty.bytes() as i64);
@@ -61,7 +61,12 @@ fn zero_point(e: &mut E, k: &Kx, dt: DType, ty: Type, ch: Value) -> Value {
     }
 }
 
-pub fn quantize(e: &mut E, k: &mut Kx, axis: i64, to: DType) -> Result<(), JitError> {
+pub fn quantize(
+    e: &mut Emitter,
+    k: &mut KernelContext,
+    axis: i64,
+    to: DType,
+) -> Result<(), JitError> {
     if k.in_dtype(0) != DType::F32 || k.in_dtype(1) != DType::F32 {
         return Err(k.unsupported("quantize_linear of a non-f32 input or scale"));
     }
@@ -86,12 +91,12 @@ pub fn quantize(e: &mut E, k: &mut Kx, axis: i64, to: DType) -> Result<(), JitEr
         // `round_half_even(v / s)` clamped to [qlo, qhi], plus z, as I32 (lanes of F32X4 `v`
         // give I32X4). fmax/fmin keep a NaN, which converts to 0: the result is then the zero
         // point, as in the interpreter.
-        let quant = |e: &mut E, v: Value, s: Value, qlo: Value, qhi: Value, z: Value| {
+        let quant = |e: &mut Emitter, v: Value, s: Value, qlo: Value, qhi: Value, z: Value| {
             let d = e.fb.ins().fdiv(v, s);
             let q = e.nearest(d);
             let c = e.fb.ins().fmax(q, qlo);
             let c = e.fb.ins().fmin(c, qhi);
-            let ity = E::int_of(e.fb.func.dfg.value_type(v));
+            let ity = Emitter::int_of(e.fb.func.dfg.value_type(v));
             let qi = e.fb.ins().fcvt_to_sint_sat(ity, c);
             e.fb.ins().iadd(qi, z)
         };
@@ -125,7 +130,7 @@ pub fn quantize(e: &mut E, k: &mut Kx, axis: i64, to: DType) -> Result<(), JitEr
     Ok(())
 }
 
-pub fn dequantize(e: &mut E, k: &mut Kx, axis: i64) -> Result<(), JitError> {
+pub fn dequantize(e: &mut Emitter, k: &mut KernelContext, axis: i64) -> Result<(), JitError> {
     let from = k.in_dtype(0);
     if k.in_dtype(1) != DType::F32 || k.out_dtype(0) != DType::F32 {
         return Err(k.unsupported("dequantize_linear with a non-f32 scale"));
@@ -142,7 +147,7 @@ pub fn dequantize(e: &mut E, k: &mut Kx, axis: i64) -> Result<(), JitError> {
         let z = zero_point(e, k, from, ty, ch);
         let xr = e.index(x, oc, inner as i64 * size);
         let or = e.index(out, oc, (inner * 4) as i64);
-        let extend = |e: &mut E, v: Value| {
+        let extend = |e: &mut Emitter, v: Value| {
             if signed {
                 e.fb.ins().sextend(types::I32, v)
             } else {

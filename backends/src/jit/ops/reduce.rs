@@ -5,13 +5,13 @@
 //! `F32X4` with a scalar tail. `LogSumExp` subtracts the maximum first (no overflow). Max/Min skip
 //! nothing: a NaN input makes the result NaN (`fmax`/`fmin` propagate it).
 
-use crate::jit::context::Kx;
-use crate::jit::emit::{collapse, strides_of, E};
+use crate::jit::context::KernelContext;
+use crate::jit::emit::{collapse, strides_of, Emitter};
 use crate::jit::error::JitError;
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 use kestrel_ir::{ReduceAttrs, ReduceKind};
 
-pub fn lower(e: &mut E, k: &mut Kx, a: &ReduceAttrs) -> Result<(), JitError> {
+pub fn lower(e: &mut Emitter, k: &mut KernelContext, a: &ReduceAttrs) -> Result<(), JitError> {
     k.require_f32_data()?;
     let d = k.in_dims(0);
     let rank = d.len();
@@ -61,7 +61,7 @@ pub fn lower(e: &mut E, k: &mut Kx, a: &ReduceAttrs) -> Result<(), JitError> {
 
 /// Reduces the block at `src` with extents `dims` and byte strides `st` (`count` elements).
 fn reduce_block(
-    e: &mut E,
+    e: &mut Emitter,
     src: Value,
     dims: &[usize],
     st: &[i64],
@@ -108,7 +108,7 @@ fn init_of(kind: ReduceKind) -> f32 {
 }
 
 /// One accumulation step on `F32` or `F32X4` (with `exp(v - shift)` terms when `shift` is set).
-fn step(e: &mut E, kind: ReduceKind, acc: Value, v: Value, shift: Option<Value>) -> Value {
+fn step(e: &mut Emitter, kind: ReduceKind, acc: Value, v: Value, shift: Option<Value>) -> Value {
     match kind {
         ReduceKind::Max => e.fb.ins().fmax(acc, v),
         ReduceKind::Min => e.fb.ins().fmin(acc, v),
@@ -135,7 +135,7 @@ fn step(e: &mut E, kind: ReduceKind, acc: Value, v: Value, shift: Option<Value>)
     }
 }
 
-fn combine_lanes(e: &mut E, kind: ReduceKind, v: Value) -> Value {
+fn combine_lanes(e: &mut Emitter, kind: ReduceKind, v: Value) -> Value {
     let mut s = e.fb.ins().extractlane(v, 0u8);
     for l in 1..4u8 {
         let x = e.fb.ins().extractlane(v, l);
@@ -152,7 +152,7 @@ fn combine_lanes(e: &mut E, kind: ReduceKind, v: Value) -> Value {
 /// Folds every element of the block with `step` (vectorised when the innermost axis is
 /// contiguous).
 fn fold(
-    e: &mut E,
+    e: &mut Emitter,
     src: Value,
     dims: &[usize],
     st: &[i64],
@@ -200,7 +200,7 @@ fn fold(
 }
 
 /// Combines two partial accumulators of the same kind.
-fn combine_vec(e: &mut E, kind: ReduceKind, a: Value, b: Value) -> Value {
+fn combine_vec(e: &mut Emitter, kind: ReduceKind, a: Value, b: Value) -> Value {
     match kind {
         ReduceKind::Max => e.fb.ins().fmax(a, b),
         ReduceKind::Min => e.fb.ins().fmin(a, b),
@@ -210,13 +210,13 @@ fn combine_vec(e: &mut E, kind: ReduceKind, a: Value, b: Value) -> Value {
 }
 
 fn fold_outer(
-    e: &mut E,
+    e: &mut Emitter,
     p: Value,
     outer: &[usize],
     st: &[i64],
     axis: usize,
     acc: Value,
-    inner: &mut dyn FnMut(&mut E, Value, Value) -> Value,
+    inner: &mut dyn FnMut(&mut Emitter, Value, Value) -> Value,
 ) -> Value {
     if axis == outer.len() {
         return inner(e, p, acc);

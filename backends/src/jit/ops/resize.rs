@@ -9,8 +9,8 @@
 //! so the innermost level sums `prod(T_a)` products (4 for bilinear, 16 for bicubic in 2-D).
 //! Coordinates outside a `tf_crop_and_resize` box set a flag that selects the extrapolation value.
 
-use crate::jit::context::Kx;
-use crate::jit::emit::{strides_of, E};
+use crate::jit::context::KernelContext;
+use crate::jit::emit::{strides_of, Emitter};
 use crate::jit::error::JitError;
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
@@ -30,7 +30,7 @@ struct AxisTable {
     outside: Option<Value>,
 }
 
-pub fn lower(e: &mut E, k: &mut Kx, attrs: &ResizeAttrs) -> Result<(), JitError> {
+pub fn lower(e: &mut Emitter, k: &mut KernelContext, attrs: &ResizeAttrs) -> Result<(), JitError> {
     k.require_f32_data()?;
     let in_dims = k.in_dims(0);
     let out_dims = k.out_dims(0);
@@ -143,7 +143,7 @@ impl Level<'_> {
     /// lies outside the crop box, and `out` points at this level's first output element.
     fn emit(
         &self,
-        e: &mut E,
+        e: &mut Emitter,
         a: usize,
         x: Value,
         out: Value,

@@ -9,8 +9,8 @@
 //! broadcasts), as contiguous runs when those are long, or else as a per-element table.
 //! So these kernels agree with the interpreter by construction.
 
-use crate::jit::context::Kx;
-use crate::jit::emit::{collapse, int_type_of_size, strides_of, E};
+use crate::jit::context::KernelContext;
+use crate::jit::emit::{collapse, int_type_of_size, strides_of, Emitter};
 use crate::jit::error::JitError;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
@@ -20,7 +20,7 @@ use kestrel_ir::{DType, Op, ResizeMode, Tensor};
 const MAX_MAP: usize = 1 << 26;
 
 /// Copies the whole input (views that produce a graph output, or `Identity`).
-pub fn copy(e: &mut E, k: &mut Kx) -> Result<(), JitError> {
+pub fn copy(e: &mut Emitter, k: &mut KernelContext) -> Result<(), JitError> {
     let bytes = k.out_dims(0).iter().product::<usize>() * k.out_dtype(0).size();
     e.memcpy(k.outs[0], k.ins[0], bytes);
     Ok(())
@@ -28,7 +28,7 @@ pub fn copy(e: &mut E, k: &mut Kx) -> Result<(), JitError> {
 
 /// `Expand`: a broadcast copy (the target shape input need not be constant: the output type
 /// already holds the shape).
-pub fn expand(e: &mut E, k: &mut Kx) -> Result<(), JitError> {
+pub fn expand(e: &mut Emitter, k: &mut KernelContext) -> Result<(), JitError> {
     let out = k.out_dims(0);
     let s = crate::jit::emit::broadcast_strides(&k.in_dims(0), &out);
     copy_strided(e, k.ins[0], k.outs[0], k.in_dtype(0).size(), &out, &s, 0);
@@ -36,7 +36,11 @@ pub fn expand(e: &mut E, k: &mut Kx) -> Result<(), JitError> {
 }
 
 /// `ConstantOfShape` with a run-time shape input: fills the (statically known) output.
-pub fn constant_of_shape(e: &mut E, k: &mut Kx, value: &Tensor) -> Result<(), JitError> {
+pub fn constant_of_shape(
+    e: &mut Emitter,
+    k: &mut KernelContext,
+    value: &Tensor,
+) -> Result<(), JitError> {
     let bytes = k.out_dims(0).iter().product::<usize>() * k.out_dtype(0).size();
     let elem = value.bytes().to_vec();
     e.fill_bytes(k.outs[0], bytes, &elem);
@@ -44,7 +48,7 @@ pub fn constant_of_shape(e: &mut E, k: &mut Kx, value: &Tensor) -> Result<(), Ji
 }
 
 /// `Concat`: one strided block copy per input.
-pub fn concat(e: &mut E, k: &mut Kx, axis: i64) -> Result<(), JitError> {
+pub fn concat(e: &mut Emitter, k: &mut KernelContext, axis: i64) -> Result<(), JitError> {
     let out = k.out_dims(0);
     let ax = kestrel_ir::norm_axis(axis, out.len()).map_err(|w| k.unsupported(w))?;
     let es = k.out_dtype(0).size();
@@ -71,7 +75,7 @@ pub fn concat(e: &mut E, k: &mut Kx, axis: i64) -> Result<(), JitError> {
 
 /// `Gather` with run-time indices (i32/i64): negative indices count from the end; an index out
 /// of range makes the entry function return this node's status (nothing is read out of bounds).
-pub fn gather_runtime(e: &mut E, k: &mut Kx, axis: i64) -> Result<(), JitError> {
+pub fn gather_runtime(e: &mut Emitter, k: &mut KernelContext, axis: i64) -> Result<(), JitError> {
     let d = k.in_dims(0);
     let ax = kestrel_ir::norm_axis(axis, d.len()).map_err(|w| k.unsupported(w))?;
     let idt = k.in_dtype(1);
@@ -127,7 +131,7 @@ pub fn gather_runtime(e: &mut E, k: &mut Kx, axis: i64) -> Result<(), JitError> 
 }
 
 /// Ops compiled from a compile-time source-index map (see the module documentation).
-pub fn by_index(e: &mut E, k: &mut Kx) -> Result<(), JitError> {
+pub fn by_index(e: &mut Emitter, k: &mut KernelContext) -> Result<(), JitError> {
     let in_dims = k.in_dims(0);
     let n_in: usize = in_dims.iter().product();
     if n_in >= i32::MAX as usize {
@@ -208,8 +212,8 @@ pub fn by_index(e: &mut E, k: &mut Kx) -> Result<(), JitError> {
 /// Emits `dst[o] = map[o] < 0 ? fill : src[map[o]]` for every output element `o`.
 #[allow(clippy::too_many_arguments)]
 fn emit_map(
-    e: &mut E,
-    k: &mut Kx,
+    e: &mut Emitter,
+    k: &mut KernelContext,
     src: Value,
     dst: Value,
     es: usize,
@@ -305,7 +309,7 @@ fn emit_map(
 }
 
 /// `for j in 0..n` with a run-time trip count `n` (I64, may be 0).
-pub fn runtime_loop(e: &mut E, n: Value, body: impl FnOnce(&mut E, Value)) {
+pub fn runtime_loop(e: &mut Emitter, n: Value, body: impl FnOnce(&mut Emitter, Value)) {
     let header = e.fb.create_block();
     let bodyb = e.fb.create_block();
     let exit = e.fb.create_block();
@@ -358,7 +362,7 @@ fn affine(dims: &[usize], map: &[i64]) -> Option<(i64, Vec<i64>)> {
 /// Copies `dst[o] = src[base + sum(o_i * strides[i])]` (elements of `es` bytes; `dst`
 /// contiguous in the row-major order of `dims`).
 pub fn copy_strided(
-    e: &mut E,
+    e: &mut Emitter,
     src: Value,
     dst: Value,
     es: usize,
