@@ -2,11 +2,14 @@
 """Side-by-side latency of Kestrel, onnxruntime and (when installed) tract on the same models.
 
     python3 benches/compare.py [--models DIR] [--threads 1 2] [--rounds 3] [--iters 30]
-                               [--backend jit|interp] [--only NAME ...]
+                               [--backend jit|interp] [--only NAME ...] [--kestrel BIN]
+                               [--baseline BIN]
 
 Runtimes are interleaved round by round so that drift on a shared machine hits all of them alike;
 each cell is the median over rounds of each round's median latency (milliseconds for one
-inference). Ratios are Kestrel / onnxruntime (lower is better for Kestrel).
+inference). Ratios are Kestrel / onnxruntime (lower is better for Kestrel). `--baseline BIN` adds another Kestrel
+build (for example one from before a change) as one more runtime in the same interleaved rounds, and
+the ratio Kestrel / baseline.
 
 Needs `pip install onnxruntime numpy` and a release build of kestrel (`cargo build --release`).
 tract is used when a `tract` binary is on PATH (`cargo install tract-cli`, see BASELINES.md).
@@ -91,14 +94,16 @@ def main():
     ap.add_argument("--backend", default="jit")
     ap.add_argument("--only", nargs="*", help="substrings of model paths to keep")
     ap.add_argument("--kestrel", default=os.path.join(ROOT, "target", "release", "kestrel"))
+    ap.add_argument("--baseline", help="another kestrel binary, measured in the same rounds")
     args = ap.parse_args()
 
     models = [m for m in DEFAULT_MODELS if not args.only or any(s in m for s in args.only)]
     have_tract = shutil.which("tract") is not None
-    runtimes = ["kestrel", "onnxruntime"] + (["tract"] if have_tract else [])
+    runtimes = (["kestrel"] + (["baseline"] if args.baseline else []) + ["onnxruntime"]
+                + (["tract"] if have_tract else []))
     print(f"# models: {args.models}; kestrel backend {args.backend}; runtimes: {', '.join(runtimes)}")
     print(f"# {args.rounds} interleaved rounds x {args.iters} iterations; cells: median ms")
-    header = f"{'model':<28} {'thr':>3} " + " ".join(f"{r:>12}" for r in runtimes) + f" {'kestrel/ort':>12}"
+    header = f"{'model':<28} {'thr':>3} " + " ".join(f"{r:>12}" for r in runtimes) + f" {'kestrel/ort':>12}" + (f" {'kest/base':>10}" if args.baseline else "")
     print(header)
     speedups = []
     for rel in models:
@@ -114,8 +119,9 @@ def main():
                     if r in errors:
                         continue
                     try:
-                        if r == "kestrel":
-                            samples[r].append(kestrel_median(args.kestrel, path, threads, args.iters, args.backend))
+                        if r in ("kestrel", "baseline"):
+                            binary = args.kestrel if r == "kestrel" else args.baseline
+                            samples[r].append(kestrel_median(binary, path, threads, args.iters, args.backend))
                         elif r == "onnxruntime":
                             samples[r].append(ort_median(path, threads, args.iters))
                         else:
@@ -131,6 +137,8 @@ def main():
                 else:
                     cells.append(f"{'error':>12}")
             ratio = f"{med['kestrel'] / med['onnxruntime']:>12.2f}" if "kestrel" in med and "onnxruntime" in med else f"{'-':>12}"
+            if args.baseline:
+                ratio += f" {med['kestrel'] / med['baseline']:>10.3f}" if "kestrel" in med and "baseline" in med else f" {'-':>10}"
             print(f"{os.path.basename(rel):<28} {threads:>3} " + " ".join(cells) + f" {ratio}")
             speedups.append((os.path.basename(rel), threads, med))
             for r, e in errors.items():
