@@ -209,6 +209,7 @@ fn conv_matches_direct_loops() {
             group,
             auto_pad: AutoPad::NotSet,
             epilogue: Default::default(),
+            integer: None,
         };
         let y = eval1(Op::Conv(attrs), &[&x, &k]);
         let (dims, expected) =
@@ -286,6 +287,7 @@ fn gemm_transposes_alpha_beta_and_broadcast_c() {
         trans_a: true,
         trans_b: true,
         epilogue: Default::default(),
+        integer: None,
     };
     let y = eval1(Op::Gemm(attrs), &[&a, &b, &c]);
     // A^T B^T = [[22, 49], [28, 64]]

@@ -44,6 +44,7 @@ impl Builder {
             group: 1,
             auto_pad: AutoPad::NotSet,
             epilogue: Default::default(),
+            integer: None,
         };
         let y = self.g.add(Op::Conv(attrs), &[x, w, b], "conv").unwrap();
         if relu {

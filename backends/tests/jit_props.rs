@@ -206,6 +206,7 @@ proptest! {
             strides: vec![stride, stride], pads: pads.clone(), dilations: vec![dil, dil],
             group, auto_pad: AutoPad::NotSet,
             epilogue: Default::default(),
+            integer: None,
         };
         let mut g = Graph::new("p");
         let x = g.add_input("x", TensorType::known(DType::F32, &[n, c, h, w]));
@@ -232,6 +233,7 @@ proptest! {
             strides: vec![sh, sw], pads: pads.clone(), dilations: vec![dh, dw],
             group: c, auto_pad: AutoPad::NotSet,
             epilogue: Default::default(),
+            integer: None,
         };
         let mut g = Graph::new("p");
         let x = g.add_input("x", TensorType::known(DType::F32, &[1, c, h, w]));
@@ -302,7 +304,7 @@ proptest! {
             2 => ins.push(g.add_const("c", tensor(&[m, 1], seed + 2))),
             _ => {}
         }
-        let attrs = GemmAttrs { alpha: F32(alpha), beta: F32(beta), trans_a: false, trans_b, epilogue: Default::default() };
+        let attrs = GemmAttrs { alpha: F32(alpha), beta: F32(beta), trans_a: false, trans_b, epilogue: Default::default(), integer: None };
         let y = g.add(Op::Gemm(attrs), &ins, "gemm").unwrap();
         g.add_output("y", y);
         agree(&g, &[tensor(&[m, k], seed)], 1e-4)?;

@@ -63,6 +63,7 @@ mod tests {
             group: 1,
             auto_pad: AutoPad::NotSet,
             epilogue: Default::default(),
+            integer: None,
         });
         canonicalize_attrs(&mut op);
         assert_eq!(

@@ -23,8 +23,8 @@ use crate::broadcast::{
 use crate::dtype::{DType, Quant, QuantParams, F32};
 use crate::op::{
     ArgAttrs, AspectPolicy, AutoPad, BinaryOp, ConvAttrs, ConvTransposeAttrs, CoordMode, Epilogue,
-    GemmAttrs, Op, PadMode, PoolAttrs, PoolKind, ReduceAttrs, ReduceKind, ResizeAttrs, ResizeBy,
-    ScatterReduction, UnaryOp,
+    GemmAttrs, IntegerAttrs, Op, PadMode, PoolAttrs, PoolKind, ReduceAttrs, ReduceKind,
+    ResizeAttrs, ResizeBy, ScatterReduction, UnaryOp,
 };
 use crate::tensor::Tensor;
 use crate::types::{Dim, Shape, TensorType, MAX_RANK};
@@ -188,6 +188,12 @@ fn infer_op(op: &Op, inputs: &[InferInput]) -> Result<Vec<TensorType>, String> {
             one(plain(a.dtype, shape))
         }
         Op::Cast { to } => one(plain(*to, x.shape.clone())),
+        Op::Conv(ConvAttrs {
+            integer: Some(ia), ..
+        })
+        | Op::Gemm(GemmAttrs {
+            integer: Some(ia), ..
+        }) => one(infer_integer(op, ia, inputs)?),
         Op::Conv(a) => {
             let ty = infer_conv(a, inputs)?;
             check_epilogue(&a.epilogue, &ty, inputs)?;
@@ -1117,6 +1123,122 @@ fn infer_conv(a: &ConvAttrs, inputs: &[InferInput]) -> Result<TensorType, String
     shape.push(out_channels);
     shape.extend(spatial);
     Ok(plain(x.dtype, shape))
+}
+
+/// A quantized conv/gemm (see [`crate::op::IntegerAttrs`]): the float op's shape rules on the
+/// operands' shapes, then the integer contract — u8/i8 data, i8/u8 weights, i32 bias, no
+/// residual, channel scale or activation, gemm with `alpha = beta = 1` and no `trans_a`, and a
+/// valid requantization. The output is i32 (quantized at `s_x · s_w` per output channel when
+/// both operands carry quantization parameters) or the requantized dtype with `quant(scale,
+/// zero_point)`.
+fn infer_integer(op: &Op, ia: &IntegerAttrs, inputs: &[InferInput]) -> Result<TensorType, String> {
+    let int8 = |t: &TensorType, what: &str| match t.dtype {
+        DType::U8 | DType::I8 => Ok(()),
+        d => Err(format!("a quantized op's {what} must be u8 or i8, got {d}")),
+    };
+    let (x, w) = (inputs[0].ty, inputs[1].ty);
+    int8(x, "data input")?;
+    int8(w, "weights")?;
+    if let Some(b) = inputs.get(2) {
+        if b.ty.dtype != DType::I32 {
+            return Err(format!("a quantized op's bias must be i32, got {}", b.ty));
+        }
+    }
+    let float = |t: &TensorType| TensorType::new(DType::F32, t.shape.clone());
+    let floats: Vec<TensorType> = inputs.iter().map(|i| float(i.ty)).collect();
+    let float_inputs: Vec<InferInput> = floats.iter().map(InferInput::of).collect();
+    let (epilogue, shape, channel_axis) = match op {
+        Op::Conv(a) => {
+            let plain_attrs = ConvAttrs {
+                integer: None,
+                ..a.clone()
+            };
+            (
+                a.epilogue,
+                infer_conv(&plain_attrs, &float_inputs)?.shape,
+                1,
+            )
+        }
+        Op::Gemm(a) => {
+            if a.alpha != F32(1.0) || a.beta != F32(1.0) || a.trans_a {
+                return Err("a quantized gemm needs alpha = beta = 1 and no trans_a".into());
+            }
+            if let Some(c) = inputs.get(2) {
+                if c.ty.rank() != 1 {
+                    return Err(format!(
+                        "a quantized gemm's C must be a bias [N], got {}",
+                        c.ty
+                    ));
+                }
+            }
+            let plain_attrs = GemmAttrs {
+                integer: None,
+                ..a.clone()
+            };
+            let out = infer_op(&Op::Gemm(plain_attrs), &float_inputs)?;
+            (a.epilogue, out[0].shape.clone(), 1)
+        }
+        _ => return Err("only conv and gemm have a quantized form".into()),
+    };
+    if !epilogue.is_none() {
+        return Err("a quantized op fuses no activation, residual or channel scale (a Relu or Clip folds into requant_min/requant_max)".into());
+    }
+    let channels = shape[channel_axis].known();
+    let Some(r) = &ia.requant else {
+        // The accumulators: quantized at s_x · s_w when both operands say their scales.
+        let quant = match (&x.quant, &w.quant) {
+            (Some(qx), Some(qw)) if qx.scale.len() == 1 => {
+                let sx = qx.scale[0].0;
+                Some(std::sync::Arc::new(QuantParams {
+                    scale: qw.scale.iter().map(|s| F32(sx * s.0)).collect(),
+                    zero_point: vec![0; qw.scale.len()],
+                    axis: (qw.scale.len() > 1).then_some(channel_axis),
+                }))
+            }
+            _ => None,
+        };
+        return Ok(TensorType::new(DType::I32, shape).with_quant(quant));
+    };
+    let (lo, hi) = crate::quant::range_of(r.to)
+        .ok_or_else(|| format!("requantization to {} (expected u8 or i8)", r.to))?;
+    if !(lo <= r.min && r.min <= r.max && r.max <= hi) {
+        return Err(format!(
+            "requant_min {} / requant_max {} outside {}'s range or out of order",
+            r.min, r.max, r.to
+        ));
+    }
+    if !(lo..=hi).contains(&r.zero_point) {
+        return Err(format!(
+            "requant_zero_point {} outside {}'s range",
+            r.zero_point, r.to
+        ));
+    }
+    let n = r.multiplier.len();
+    if n == 0 || (n != 1 && channels.is_some_and(|c| c != n)) {
+        return Err(format!(
+            "requant_multiplier has {n} entries for {} output channels",
+            shape[channel_axis]
+        ));
+    }
+    if let Some(bad) = r
+        .multiplier
+        .iter()
+        .find(|m| crate::quant::quantize_multiplier(m.0).is_none())
+    {
+        return Err(format!(
+            "requant_multiplier {} has no fixed-point form (positive, 2^-31 to 2^30)",
+            bad.0
+        ));
+    }
+    if !(r.scale.0.is_finite() && r.scale.0 > 0.0) {
+        return Err(format!("requant_scale {} is not positive", r.scale.0));
+    }
+    let quant = QuantParams {
+        scale: vec![r.scale],
+        zero_point: vec![r.zero_point as i64],
+        axis: None,
+    };
+    Ok(TensorType::new(r.to, shape).with_quant(Some(std::sync::Arc::new(quant))))
 }
 
 /// Output extent and begin padding of each spatial axis of a transposed convolution, as

@@ -12,6 +12,7 @@ pub mod dtype;
 pub mod graph;
 pub mod infer;
 pub mod op;
+pub mod quant;
 pub mod rewrite;
 pub mod tensor;
 #[cfg(feature = "testing")]

@@ -325,6 +325,55 @@ pub struct ConvAttrs {
     pub auto_pad: AutoPad,
     /// Fused epilogue (see [`Epilogue`]); the default is none.
     pub epilogue: Epilogue,
+    /// Present on a quantized (integer) convolution, see [`IntegerAttrs`].
+    pub integer: Option<IntegerAttrs>,
+}
+
+/// A quantized convolution or Gemm: integer operands, exact i32 accumulation, and (with
+/// [`Requant`]) requantization to an 8-bit output. The contract (docs/QUANTIZATION.md):
+///
+/// - Inputs: the data `x` (conv) or `A` (gemm), u8 or i8; the weights `w`/`B`, i8 (or u8), with
+///   zero point 0; an optional i32 bias `b [M]` (conv) or `C [N]` (gemm: `alpha = beta = 1`,
+///   `trans_a` false). No residual and no channel scale; the epilogue's activation must be none
+///   (a Relu or Clip is folded into `min`/`max`).
+/// - `acc[c] = b[c] + Σ_k (x_k - x_zero_point) · w_ck` in i32, wrapping; a convolution's padding
+///   holds `x_zero_point` (it is real zero), so padded taps contribute nothing.
+/// - Without `requant` the output is `acc` (i32). With it, `y = clamp(zero_point + r(acc[c],
+///   multiplier[c]), min, max)` as `to`, where `r` is the fixed-point multiply of
+///   [`crate::quant::requantize`] (`multiplier` has one entry per output channel, or one for all).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IntegerAttrs {
+    pub x_zero_point: i32,
+    pub requant: Option<Requant>,
+}
+
+/// Requantization of i32 accumulators (see [`IntegerAttrs`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Requant {
+    /// u8 or i8.
+    pub to: DType,
+    /// The real multipliers `s_x · s_w[c] / s_y` (one per output channel, or one), positive.
+    pub multiplier: Vec<F32>,
+    /// The output's scale `s_y` (what the output type's quantization parameters say; the
+    /// arithmetic uses only `multiplier`).
+    pub scale: F32,
+    pub zero_point: i32,
+    /// Bounds of the output, within `to`'s range (narrowed by a folded Relu or Clip).
+    pub min: i32,
+    pub max: i32,
+}
+
+impl Default for Requant {
+    fn default() -> Self {
+        Requant {
+            to: DType::U8,
+            multiplier: Vec::new(),
+            scale: F32(1.0),
+            zero_point: 0,
+            min: 0,
+            max: 255,
+        }
+    }
 }
 
 /// What a fused conv/gemm does to each output element after the accumulation (and bias):
@@ -532,6 +581,8 @@ pub struct GemmAttrs {
     pub trans_b: bool,
     /// Fused epilogue (see [`Epilogue`]); the default is none.
     pub epilogue: Epilogue,
+    /// Present on a quantized (integer) Gemm, see [`IntegerAttrs`].
+    pub integer: Option<IntegerAttrs>,
 }
 
 impl Default for GemmAttrs {
@@ -542,6 +593,7 @@ impl Default for GemmAttrs {
             trans_a: false,
             trans_b: false,
             epilogue: Epilogue::default(),
+            integer: None,
         }
     }
 }

@@ -275,6 +275,7 @@ fn conv(
         group,
         auto_pad,
         epilogue: Default::default(),
+        integer: None,
     })
 }
 
@@ -1694,6 +1695,7 @@ mod fuzz {
                         group,
                         auto_pad: AutoPad::SameLower,
                         epilogue: Default::default(),
+                        integer: None,
                     })
                 }
             ),
@@ -1730,4 +1732,92 @@ mod fuzz {
             let _ = run(op, &args);
         }
     }
+}
+
+/// Quantized conv/gemm: i32 accumulators (quantized at s_x · s_w when the operands say their
+/// scales), requantized outputs typed with their parameters, and the integer contract enforced.
+#[test]
+fn quantized_conv_and_gemm() {
+    let q = |dtype, dims: &[usize], scale: &[f32], axis| {
+        let quant = QuantParams {
+            scale: scale.iter().map(|&s| F32(s)).collect(),
+            zero_point: vec![0; scale.len()],
+            axis,
+        };
+        Arg(
+            TensorType::known(dtype, dims).with_quant(Some(Arc::new(quant))),
+            None,
+        )
+    };
+    let int = |requant: Option<Requant>| IntegerAttrs {
+        x_zero_point: 0,
+        requant,
+    };
+    let conv = |integer, act| {
+        Op::Conv(ConvAttrs {
+            group: 1,
+            integer: Some(integer),
+            epilogue: Epilogue {
+                act,
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+    };
+    let x = q(DType::U8, &[1, 2, 5, 5], &[0.5], None);
+    let w = q(DType::I8, &[3, 2, 3, 3], &[0.1, 0.2, 0.4], Some(0));
+    let acc = &run(conv(int(None), None), &[x.clone(), w.clone()]).unwrap()[0];
+    assert_eq!(acc.dtype, DType::I32);
+    assert_eq!(acc.dims().unwrap(), vec![1, 3, 3, 3]);
+    let qa = acc.quant.as_ref().unwrap();
+    assert_eq!(qa.scale, vec![F32(0.05), F32(0.1), F32(0.2)]);
+    assert_eq!(qa.axis, Some(1));
+    let r = Requant {
+        multiplier: vec![F32(0.5)],
+        scale: F32(0.25),
+        zero_point: 7,
+        ..Default::default()
+    };
+    let y = &run(conv(int(Some(r.clone())), None), &[x.clone(), w.clone()]).unwrap()[0];
+    assert_eq!(y.dtype, DType::U8);
+    assert_eq!(y.quant.as_ref().unwrap().scale, vec![F32(0.25)]);
+    assert_eq!(y.quant.as_ref().unwrap().zero_point, vec![7]);
+    // The contract.
+    let relu = Some(UnaryOp::Relu);
+    assert!(err(conv(int(None), relu), &[x.clone(), w.clone()]).contains("fuses no activation"));
+    let f32_bias = f32t(&[3]);
+    assert!(err(conv(int(None), None), &[x.clone(), w.clone(), f32_bias]).contains("i32"));
+    let bad = Requant {
+        min: 10,
+        max: 5,
+        ..r.clone()
+    };
+    assert!(err(conv(int(Some(bad)), None), &[x.clone(), w.clone()]).contains("requant_min"));
+    let two = Requant {
+        multiplier: vec![F32(0.5), F32(0.5)],
+        ..r.clone()
+    };
+    assert!(err(conv(int(Some(two)), None), &[x.clone(), w.clone()]).contains("3 output channels"));
+    let tiny = Requant {
+        multiplier: vec![F32(1e-12)],
+        ..r
+    };
+    assert!(err(conv(int(Some(tiny)), None), &[x.clone(), w.clone()]).contains("fixed-point"));
+    assert!(err(conv(int(None), None), &[f32t(&[1, 2, 5, 5]), w]).contains("u8 or i8"));
+    // Gemm: alpha/beta 1, no trans_a.
+    let gemm = Op::Gemm(GemmAttrs {
+        alpha: F32(2.0),
+        integer: Some(int(None)),
+        ..Default::default()
+    });
+    let (a, b) = (typed(DType::U8, &[2, 4]), typed(DType::I8, &[4, 3]));
+    assert!(err(gemm, &[a.clone(), b.clone()]).contains("alpha"));
+    let gemm = Op::Gemm(GemmAttrs {
+        integer: Some(int(None)),
+        ..Default::default()
+    });
+    assert_eq!(
+        run(gemm, &[a, b]).unwrap()[0],
+        TensorType::known(DType::I32, &[2, 3])
+    );
 }

@@ -386,6 +386,7 @@ fn every_op_with_non_default_attrs() -> Vec<Op> {
             group: 2,
             auto_pad: AutoPad::NotSet,
             epilogue: Default::default(),
+            integer: None,
         }),
         Op::Gemm(GemmAttrs {
             alpha: F32(0.5),
@@ -393,6 +394,7 @@ fn every_op_with_non_default_attrs() -> Vec<Op> {
             trans_a: true,
             trans_b: true,
             epilogue: Default::default(),
+            integer: None,
         }),
         Op::MatMul,
         Op::BatchNorm { epsilon: F32(1e-3) },
@@ -758,6 +760,7 @@ fn attribute_text_forms() {
                 group: 1,
                 auto_pad: AutoPad::SameUpper,
                 epilogue: Default::default(),
+                integer: None,
             }),
             "{auto_pad=same_upper, pads=[1,1,1,1]}",
         ),
@@ -795,6 +798,7 @@ fn attribute_text_forms() {
                 trans_a: false,
                 trans_b: true,
                 epilogue: Default::default(),
+                integer: None,
             }),
             "{beta=-0.0, trans_b=true}",
         ),
@@ -896,6 +900,7 @@ fn every_op_graph() -> Graph {
             group: 2,
             auto_pad: AutoPad::NotSet,
             epilogue: Default::default(),
+            integer: None,
         }),
         &[x, w, b],
     );
@@ -908,6 +913,7 @@ fn every_op_graph() -> Graph {
             group: 2,
             auto_pad: AutoPad::SameUpper,
             epilogue: Default::default(),
+            integer: None,
         }),
         &[x, w],
     );
@@ -921,6 +927,7 @@ fn every_op_graph() -> Graph {
             trans_a: true,
             trans_b: true,
             epilogue: Default::default(),
+            integer: None,
         }),
         &[m, gb, gc],
     );
@@ -1518,6 +1525,7 @@ fn build(inputs: &[(String, TensorType)], steps: &[Step], outs: &[usize]) -> Gra
                     group: *group,
                     auto_pad,
                     epilogue: Default::default(),
+                    integer: None,
                 });
                 node(&mut g, op, &[xv, w], &mut vals);
             }
@@ -1611,6 +1619,7 @@ fn build(inputs: &[(String, TensorType)], steps: &[Step], outs: &[usize]) -> Gra
                     trans_a: false,
                     trans_b: *tb,
                     epilogue: Default::default(),
+                    integer: None,
                 });
                 node(&mut g, op, &[pick(&vals, *a), pick(&vals, *b)], &mut vals);
             }
@@ -1728,4 +1737,57 @@ fn fuzz_base_parses() {
 
 fn golden_text_for_fuzzing() -> &'static str {
     include_str!("golden/fuzz_base.kir")
+}
+
+/// A quantized conv and gemm print every integer attribute and the quantized output types, and
+/// read back to the same graph.
+#[test]
+fn quantized_conv_and_gemm_round_trip() {
+    let mut g = Graph::new("q");
+    let x = g.add_input("x", TensorType::known(DType::U8, &[1, 2, 4, 4]));
+    let w = g.add_const("w", Tensor::from_vec(vec![3, 2, 3, 3], vec![1i8; 54]));
+    let b = g.add_const("b", Tensor::from_vec(vec![3], vec![5i32, -6, 7]));
+    let requant = Requant {
+        to: DType::U8,
+        multiplier: vec![F32(0.25), F32(0.125), F32(0.5)],
+        scale: F32(0.05),
+        zero_point: 3,
+        min: 3,
+        max: 255,
+    };
+    let conv = Op::Conv(ConvAttrs {
+        group: 1,
+        pads: vec![1; 4],
+        integer: Some(IntegerAttrs {
+            x_zero_point: 128,
+            requant: Some(requant),
+        }),
+        ..Default::default()
+    });
+    let y = g.add_node(conv, &[x, w, b], "conv").unwrap()[0];
+    assert_eq!(g.ty(y).dtype, DType::U8);
+    assert_eq!(g.ty(y).quant.as_ref().unwrap().zero_point, vec![3]);
+    let f = g.add_node(Op::Flatten { axis: 1 }, &[y], "flat").unwrap()[0];
+    let wb = g.add_const("wb", Tensor::from_vec(vec![4, 48], vec![-1i8; 192]));
+    let gemm = Op::Gemm(GemmAttrs {
+        trans_b: true,
+        integer: Some(IntegerAttrs {
+            x_zero_point: 3,
+            requant: None,
+        }),
+        ..Default::default()
+    });
+    let z = g.add_node(gemm, &[f, wb], "fc").unwrap()[0];
+    assert_eq!(g.ty(z).dtype, DType::I32);
+    g.add_output("z", z);
+    let text = check_round_trip(&g);
+    for needle in [
+        "x_zero_point=128",
+        "requant_multiplier=dense<[0.25, 0.125, 0.5]> : f32[3]",
+        "requant_to=u8",
+        "requant_min=3",
+        "x_zero_point=3}",
+    ] {
+        assert!(text.contains(needle), "{needle} missing in\n{text}");
+    }
 }

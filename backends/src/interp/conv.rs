@@ -165,7 +165,7 @@ fn geometry(attrs: &ConvAttrs, x_dims: &[usize], w_dims: &[usize]) -> Res<Geomet
     })
 }
 
-fn conv_typed<T: GemmElem>(
+pub(crate) fn conv_typed<T: GemmElem>(
     attrs: &ConvAttrs,
     x: &[T],
     x_dims: &[usize],

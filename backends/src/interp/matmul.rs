@@ -112,7 +112,7 @@ fn transpose2<T: Copy>(rows: usize, cols: usize, x: &[T]) -> Vec<T> {
 
 /// Gemm on typed values: `alpha * op(A) @ op(B) + beta * C`.
 #[allow(clippy::too_many_arguments)]
-fn gemm_typed<T: GemmElem>(
+pub(crate) fn gemm_typed<T: GemmElem>(
     attrs: &GemmAttrs,
     a: Vec<T>,
     a_dims: &[usize],

@@ -22,6 +22,7 @@ mod conv;
 mod elementwise;
 pub mod epilogue;
 mod index;
+mod integer;
 mod map;
 mod matmul;
 mod normalize;
@@ -201,6 +202,28 @@ pub fn eval_op(op: &Op, inputs: &[&Tensor]) -> Result<Vec<Tensor>, EvalError> {
         Op::Cast { to } => {
             arity(name, inputs, 1, 1)?;
             one(elementwise::cast(inputs[0], *to))
+        }
+        Op::Conv(attrs) if attrs.integer.is_some() => {
+            arity(name, inputs, 2, 3)?;
+            let ia = attrs.integer.as_ref().expect("guarded");
+            one(integer::conv(
+                attrs,
+                ia,
+                inputs[0],
+                inputs[1],
+                inputs.get(2).copied(),
+            ))
+        }
+        Op::Gemm(attrs) if attrs.integer.is_some() => {
+            arity(name, inputs, 2, 3)?;
+            let ia = attrs.integer.as_ref().expect("guarded");
+            one(integer::gemm(
+                attrs,
+                ia,
+                inputs[0],
+                inputs[1],
+                inputs.get(2).copied(),
+            ))
         }
         Op::Conv(attrs) => {
             let extra = attrs.epilogue.extra_inputs();

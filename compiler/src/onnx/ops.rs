@@ -584,6 +584,7 @@ pub(crate) fn lower(cx: &mut NodeLowering) -> Result<Vec<ValueId>, Reason> {
                     .ok_or_else(|| cx.bad_attr("group", "must be at least 1"))?,
                 auto_pad: auto_pad(cx)?,
                 epilogue: Default::default(),
+                integer: None,
             };
             let mut ins = vec![x, w];
             ins.extend(cx.opt(2));
@@ -597,6 +598,7 @@ pub(crate) fn lower(cx: &mut NodeLowering) -> Result<Vec<ValueId>, Reason> {
                 trans_a: cx.int("transA", 0)? != 0,
                 trans_b: cx.int("transB", 0)? != 0,
                 epilogue: Default::default(),
+                integer: None,
             };
             let mut ins = vec![a, b];
             ins.extend(cx.opt(2));

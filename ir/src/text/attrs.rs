@@ -292,6 +292,7 @@ pub fn all_attrs(op: &Op) -> Vec<(&'static str, AttrValue)> {
         ]
         .into_iter()
         .chain(epilogue_attrs(&c.epilogue))
+        .chain(integer_attrs(c.integer.as_ref()))
         .collect(),
         Op::Gemm(g) => vec![
             ("alpha", Float(g.alpha)),
@@ -301,6 +302,7 @@ pub fn all_attrs(op: &Op) -> Vec<(&'static str, AttrValue)> {
         ]
         .into_iter()
         .chain(epilogue_attrs(&g.epilogue))
+        .chain(integer_attrs(g.integer.as_ref()))
         .collect(),
         Op::BatchNorm { epsilon } => vec![("epsilon", Float(*epsilon))],
         Op::Pool(p) => {
@@ -524,6 +526,63 @@ fn epilogue_attrs(e: &Epilogue) -> Vec<(&'static str, AttrValue)> {
     ]
 }
 
+/// A quantized conv/gemm's [`IntegerAttrs`] as flat attributes: `x_zero_point`, and with
+/// requantization `requant_to`, `requant_multiplier` (an f32 tensor, one per output channel or
+/// one), `requant_scale`, `requant_zero_point`, `requant_min`, `requant_max`. All printed whenever
+/// the op is quantized (a float op has none of them), so a dump shows the arithmetic in full.
+fn integer_attrs(i: Option<&IntegerAttrs>) -> Vec<(&'static str, AttrValue)> {
+    let Some(i) = i else { return vec![] };
+    let mut v = vec![("x_zero_point", AttrValue::Int(i.x_zero_point as i64))];
+    if let Some(r) = &i.requant {
+        let m: Vec<f32> = r.multiplier.iter().map(|x| x.0).collect();
+        v.extend([
+            ("requant_max", AttrValue::Int(r.max as i64)),
+            ("requant_min", AttrValue::Int(r.min as i64)),
+            (
+                "requant_multiplier",
+                AttrValue::Tensor(Tensor::from_vec(vec![m.len()], m)),
+            ),
+            ("requant_scale", AttrValue::Float(r.scale)),
+            ("requant_to", AttrValue::DType(r.to)),
+            ("requant_zero_point", AttrValue::Int(r.zero_point as i64)),
+        ]);
+    }
+    v
+}
+
+/// Sets one of [`integer_attrs`]'s keys on `i` (created when absent).
+fn set_integer_attr(i: &mut Option<IntegerAttrs>, key: &str, v: &AttrValue) -> Result<(), String> {
+    let i = i.get_or_insert_with(IntegerAttrs::default);
+    let small = |key: &str, v: &AttrValue| -> Result<i32, String> {
+        i32::try_from(want_int(key, v)?).map_err(|_| format!("attribute `{key}` is out of range"))
+    };
+    if key == "x_zero_point" {
+        i.x_zero_point = small(key, v)?;
+        return Ok(());
+    }
+    let r = i.requant.get_or_insert_with(Requant::default);
+    match key {
+        "requant_max" => r.max = small(key, v)?,
+        "requant_min" => r.min = small(key, v)?,
+        "requant_multiplier" => match v {
+            AttrValue::Tensor(t) if t.dtype() == DType::F32 && t.dims().len() == 1 => {
+                r.multiplier = t.to_f32_vec().into_iter().map(F32).collect()
+            }
+            _ => {
+                return Err(format!(
+                    "attribute `{key}` expects a 1-D f32 tensor, got {}",
+                    v.kind()
+                ))
+            }
+        },
+        "requant_scale" => r.scale = want_float(key, v)?,
+        "requant_to" => r.to = want_dtype(key, v)?,
+        "requant_zero_point" => r.zero_point = small(key, v)?,
+        _ => return Err(format!("unknown attribute `{key}`")),
+    }
+    Ok(())
+}
+
 /// The float parameters of `u`, in declaration order.
 fn float_params(u: UnaryOp) -> Vec<F32> {
     u.params()
@@ -650,6 +709,9 @@ fn set_attr(op: &mut Op, key: &str, v: &AttrValue) -> Result<(), String> {
             _ if key.starts_with("epilogue") || key == "residual" || key == "channel_scale" => {
                 set_epilogue_attr(&mut c.epilogue, key, v)?
             }
+            _ if key.starts_with("requant_") || key == "x_zero_point" => {
+                set_integer_attr(&mut c.integer, key, v)?
+            }
             _ => return unknown(op),
         },
         Op::Gemm(g) => match key {
@@ -659,6 +721,9 @@ fn set_attr(op: &mut Op, key: &str, v: &AttrValue) -> Result<(), String> {
             "trans_b" => g.trans_b = want_bool(key, v)?,
             _ if key.starts_with("epilogue") || key == "residual" => {
                 set_epilogue_attr(&mut g.epilogue, key, v)?
+            }
+            _ if key.starts_with("requant_") || key == "x_zero_point" => {
+                set_integer_attr(&mut g.integer, key, v)?
             }
             _ => return unknown(op),
         },
