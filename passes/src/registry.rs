@@ -27,6 +27,10 @@ const PASSES: &[(&str, &str)] = &[
         "e-graph fusion: activations/residual adds into conv/gemm epilogues, SE scales into the next conv, matmul+bias as gemm, element-wise chains into map, GELU and LayerNorm recovered, attention as one op; options: node_limit=N, iter_limit=N, time_ms=N",
     ),
     (
+        "fold-qdq",
+        "fold quantize/dequantize islands into integer ops: quantized Conv/Gemm/MatMul with requantization (Relu/Clip folded into its bounds), data movement and max pooling on 8-bit values, redundant quantize-dequantize pairs removed",
+    ),
+    (
         "cancel-transpose-reshape",
         "compose Transpose pairs, collapse Reshape/Flatten/Squeeze/Unsqueeze chains, drop no-op reshapes",
     ),
@@ -95,6 +99,7 @@ pub fn create_pass(name: &str, options: &[(String, String)]) -> Result<Box<dyn P
         "cse" => Box::new(crate::cse::Cse),
         "remove-identity" => Box::new(crate::remove_identity::RemoveIdentity),
         "fold-batchnorm" => Box::new(crate::fold_batchnorm::FoldBatchNorm),
+        "fold-qdq" => Box::new(crate::fold_qdq::FoldQdq),
         "cancel-transpose-reshape" => {
             Box::new(crate::cancel_transpose_reshape::CancelTransposeReshape)
         }

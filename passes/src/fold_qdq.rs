@@ -1,0 +1,420 @@
+//! `fold-qdq`: turns quantize-dequantize (QDQ) islands into integer ops, as onnxruntime's QDQ
+//! transformer does, so quantized models run on integer kernels (docs/QUANTIZATION.md).
+//!
+//! A value `dq(xq, s, z)` is `DequantizeLinear` of an 8-bit `xq` with constant per-tensor scale
+//! `s` and zero point `z`; `q(y, s, z)` the `QuantizeLinear` to an 8-bit type. Matches, visiting
+//! nodes in order:
+//! - `q(conv(dq(xq, s_x, z_x), dq(wq, s_w, 0), [b]), s_y, z_y)`, optionally with a Relu or Clip
+//!   (unary, constant bounds) between the conv and the `q`, where `wq` is a constant i8 with
+//!   per-tensor or per-output-channel (axis 0) scales and zero points 0, and the bias `b` is
+//!   `dq(bq: i32, s_b, 0)` with `s_b` equal to `s_x·s_w` (relative 1e-4) or a float constant
+//!   (quantized here, `round_half_even(b / (s_x·s_w[c]))`): becomes the quantized conv
+//!   `conv(xq, wq, bq)` with `x_zero_point = z_x` and a requantization by
+//!   `s_x·s_w[c] / s_y` to `q`'s type, its bounds narrowed by the activation;
+//! - the same for `gemm` (A the data, B the constant weights with scales along N, C the bias;
+//!   `alpha = beta = 1`, no `trans_a`), and `matmul` of a 2-D data input by constant 2-D weights
+//!   (as a gemm);
+//! - `q(op(dq(xq, s, z)), s, z)` for data movement and max pooling (`reshape`, `flatten`,
+//!   `squeeze`, `unsqueeze`, `transpose`, `identity`, `max_pool`, `global_max_pool`) with the same
+//!   parameters on both sides: `op(xq)` — exact, these ops commute with the affine map;
+//! - `q(dq(xq, s, z), s, z)` with equal parameters and dtypes: `xq` (a redundant pair).
+//!
+//! Anything else stays as it is: ops without an integer form keep computing in float between a
+//! dequantize and a quantize. Integer ops differ from the float computation they replace by
+//! rounding (at most one output step in practice), so golden cases mark numerics as changed.
+
+use crate::util::{node_label, ConstNames};
+use crate::{Pass, PassContext, PassError};
+use kestrel_ir::{
+    ConvAttrs, DType, GemmAttrs, Graph, IntegerAttrs, NodeId, Op, Requant, Tensor, UnaryOp,
+    ValueId, F32,
+};
+
+pub struct FoldQdq;
+
+/// A constant, per-tensor quantization: `(scale, zero point, dtype)` of an 8-bit value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Params {
+    scale: f32,
+    zero_point: i32,
+    dtype: DType,
+}
+
+fn is_int8(dt: DType) -> bool {
+    matches!(dt, DType::U8 | DType::I8)
+}
+
+/// The scalar constant `v` as f32 / i32.
+fn scalar_f32(g: &Graph, v: ValueId) -> Option<f32> {
+    let t = g.const_data(v)?;
+    (t.numel() == 1 && t.dtype() == DType::F32).then(|| t.to_f32_vec()[0])
+}
+
+fn zero_point_of(g: &Graph, node: &kestrel_ir::Node, dtype: DType) -> Option<i32> {
+    match node.inputs.get(2) {
+        None => Some(0),
+        Some(&z) => {
+            let t = g.const_data(z)?;
+            (t.numel() == 1 && t.dtype() == dtype).then(|| t.to_i64_vec()[0] as i32)
+        }
+    }
+}
+
+/// `(xq, params)` when `v = dequantize_linear(xq, s, z)` per tensor with constants.
+fn dequantized(g: &Graph, v: ValueId) -> Option<(ValueId, Params)> {
+    let node = g.node(g.producer(v)?);
+    let Op::DequantizeLinear { .. } = node.op else {
+        return None;
+    };
+    let xq = node.inputs[0];
+    let dtype = g.ty(xq).dtype;
+    if !is_int8(dtype) {
+        return None;
+    }
+    let scale = scalar_f32(g, node.inputs[1])?;
+    let zero_point = zero_point_of(g, node, dtype)?;
+    Some((
+        xq,
+        Params {
+            scale,
+            zero_point,
+            dtype,
+        },
+    ))
+}
+
+/// `(y, params)` when node `id` is `quantize_linear(y, s, z)` per tensor to an 8-bit type.
+fn quantized(g: &Graph, id: NodeId) -> Option<(ValueId, Params)> {
+    let node = g.node(id);
+    let Op::QuantizeLinear { to, .. } = node.op else {
+        return None;
+    };
+    if !is_int8(to) {
+        return None;
+    }
+    let scale = scalar_f32(g, node.inputs[1])?;
+    let zero_point = zero_point_of(g, node, to)?;
+    Some((
+        node.inputs[0],
+        Params {
+            scale,
+            zero_point,
+            dtype: to,
+        },
+    ))
+}
+
+/// A constant i8 weight `dq(wq, s_w[..], 0)`: `(wq, scales)`, with `axis` the channel axis the
+/// scales run along when there is more than one.
+fn weights(g: &Graph, v: ValueId, axis: usize) -> Option<(ValueId, Vec<f32>)> {
+    let node = g.node(g.producer(v)?);
+    let Op::DequantizeLinear { axis: dq_axis } = node.op else {
+        return None;
+    };
+    let wq = node.inputs[0];
+    let w = g.const_data(wq)?;
+    if w.dtype() != DType::I8 {
+        return None;
+    }
+    let s = g.const_data(node.inputs[1])?;
+    if s.dtype() != DType::F32 {
+        return None;
+    }
+    let scales = s.to_f32_vec();
+    if scales.len() > 1 {
+        let rank = w.dims().len() as i64;
+        let a = if dq_axis < 0 { dq_axis + rank } else { dq_axis };
+        if a != axis as i64 || w.dims().get(axis) != Some(&scales.len()) {
+            return None;
+        }
+    }
+    if let Some(&z) = node.inputs.get(2) {
+        let zt = g.const_data(z)?;
+        if zt.to_i64_vec().iter().any(|&v| v != 0) {
+            return None;
+        }
+    }
+    (!scales.is_empty() && scales.iter().all(|s| s.is_finite() && *s > 0.0)).then_some((wq, scales))
+}
+
+/// The bias as i32 at scale `s_x · s_w[c]`: a `dq(bq: i32, s_b, 0)` whose scales match, or a
+/// float constant quantized here.
+fn bias(g: &Graph, v: ValueId, sx: f32, sw: &[f32], n: usize) -> Option<Tensor> {
+    let scale = |c: usize| sx as f64 * sw[if sw.len() == 1 { 0 } else { c }] as f64;
+    if let Some(t) = g.const_data(v) {
+        if t.dtype() != DType::F32 || t.numel() != n {
+            return None;
+        }
+        let q: Vec<i32> = t
+            .to_f32_vec()
+            .iter()
+            .enumerate()
+            .map(|(c, &b)| {
+                let r = (b as f64 / scale(c)).round_ties_even();
+                r.clamp(i32::MIN as f64, i32::MAX as f64) as i32
+            })
+            .collect();
+        return Some(Tensor::from_vec(vec![n], q));
+    }
+    let node = g.node(g.producer(v)?);
+    let Op::DequantizeLinear { .. } = node.op else {
+        return None;
+    };
+    let bq = g.const_data(node.inputs[0])?;
+    if bq.dtype() != DType::I32 || bq.numel() != n {
+        return None;
+    }
+    let sb = g.const_data(node.inputs[1])?.to_f32_vec();
+    if let Some(&z) = node.inputs.get(2) {
+        if g.const_data(z)?.to_i64_vec().iter().any(|&v| v != 0) {
+            return None;
+        }
+    }
+    let ok = (0..n).all(|c| {
+        let want = scale(c);
+        let got = sb[if sb.len() == 1 { 0 } else { c }] as f64;
+        sb.len() == 1 || sb.len() == n && (got - want).abs() <= 1e-4 * want
+    }) && (sb.len() == n || sw.len() == 1);
+    ok.then(|| Tensor::from_vec(vec![n], bq.to_i64_vec().iter().map(|&v| v as i32).collect()))
+}
+
+/// The requantization of accumulators at `s_x · s_w[c]` to `y`, with the activation's bounds.
+fn requant(sx: f32, sw: &[f32], y: Params, act: Option<UnaryOp>) -> Option<Requant> {
+    let (lo, hi) = kestrel_ir::quant::range_of(y.dtype)?;
+    let level = |r: f32| (r as f64 / y.scale as f64).round_ties_even() as i64 + y.zero_point as i64;
+    let (mut min, mut max) = (lo as i64, hi as i64);
+    match act {
+        None => {}
+        Some(UnaryOp::Relu) => min = min.max(y.zero_point as i64),
+        Some(UnaryOp::Clip { min: a, max: b }) => {
+            min = min.max(level(a.0));
+            max = max.min(level(b.0));
+        }
+        Some(_) => return None,
+    }
+    if min > max {
+        return None;
+    }
+    let multiplier: Vec<F32> = sw
+        .iter()
+        .map(|&s| F32((sx as f64 * s as f64 / y.scale as f64) as f32))
+        .collect();
+    if multiplier
+        .iter()
+        .any(|m| kestrel_ir::quant::quantize_multiplier(m.0).is_none())
+    {
+        return None;
+    }
+    Some(Requant {
+        to: y.dtype,
+        multiplier,
+        scale: F32(y.scale),
+        zero_point: y.zero_point,
+        min: min as i32,
+        max: max as i32,
+    })
+}
+
+/// An input of a replacement op: a value of the graph, or a constant to add.
+enum Input {
+    Value(ValueId),
+    Const(String, Tensor),
+}
+
+/// Whether `v` has exactly one use and is not a graph output.
+fn single_use(g: &Graph, uses: &[usize], v: ValueId) -> bool {
+    uses[v.index()] == 1 && !g.is_output(v)
+}
+
+/// A Relu or a Clip with constant bounds between an op and its quantize: `(its input, act)`.
+fn activation_between(g: &Graph, uses: &[usize], y: ValueId) -> (ValueId, Option<UnaryOp>) {
+    if let Some(p) = g.producer(y) {
+        if let Op::Unary(u @ (UnaryOp::Relu | UnaryOp::Clip { .. })) = g.node(p).op {
+            let x = g.node(p).inputs[0];
+            if single_use(g, uses, x) {
+                return (x, Some(u));
+            }
+        }
+    }
+    (y, None)
+}
+
+impl FoldQdq {
+    /// The integer op replacing quantize node `q` (op, inputs), if one matches.
+    fn fold_compute(
+        &self,
+        g: &Graph,
+        names: &mut ConstNames,
+        q: NodeId,
+    ) -> Option<(Op, Vec<Input>)> {
+        let (y, yp) = quantized(g, q)?;
+        let uses = g.use_counts();
+        if !single_use(g, &uses, y) {
+            return None;
+        }
+        let (core, act) = activation_between(g, &uses, y);
+        if act.is_some() && !single_use(g, &uses, core) {
+            return None;
+        }
+        let p = g.producer(core)?;
+        let node = g.node(p);
+        let label = node_label(g, p);
+        let mut new_bias =
+            |t: Tensor| Input::Const(names.fresh(&format!("{label}.bias.quantized")), t);
+        match &node.op {
+            Op::Conv(a) if a.epilogue.is_none() && a.integer.is_none() => {
+                let (xq, xp) = dequantized(g, node.inputs[0])?;
+                let (wq, sw) = weights(g, node.inputs[1], 0)?;
+                let m = g.const_data(wq)?.dims()[0];
+                let r = requant(xp.scale, &sw, yp, act)?;
+                let b = match node.inputs.get(2) {
+                    Some(&b) => Some(new_bias(bias(g, b, xp.scale, &sw, m)?)),
+                    None => None,
+                };
+                let op = Op::Conv(ConvAttrs {
+                    integer: Some(IntegerAttrs {
+                        x_zero_point: xp.zero_point,
+                        requant: Some(r),
+                    }),
+                    ..a.clone()
+                });
+                let inputs = [Input::Value(xq), Input::Value(wq)].into_iter().chain(b);
+                Some((op, inputs.collect()))
+            }
+            Op::Gemm(a)
+                if a.epilogue.is_none()
+                    && a.integer.is_none()
+                    && a.alpha == F32(1.0)
+                    && a.beta == F32(1.0)
+                    && !a.trans_a =>
+            {
+                let (xq, xp) = dequantized(g, node.inputs[0])?;
+                let (wq, sw) = weights(g, node.inputs[1], if a.trans_b { 0 } else { 1 })?;
+                let wd = g.const_data(wq)?.dims().to_vec();
+                let n = if a.trans_b { wd[0] } else { wd[1] };
+                let r = requant(xp.scale, &sw, yp, act)?;
+                let b = match node.inputs.get(2) {
+                    Some(&b) => Some(new_bias(bias(g, b, xp.scale, &sw, n)?)),
+                    None => None,
+                };
+                let op = Op::Gemm(GemmAttrs {
+                    integer: Some(IntegerAttrs {
+                        x_zero_point: xp.zero_point,
+                        requant: Some(r),
+                    }),
+                    ..a.clone()
+                });
+                let inputs = [Input::Value(xq), Input::Value(wq)].into_iter().chain(b);
+                Some((op, inputs.collect()))
+            }
+            Op::MatMul => {
+                let (xq, xp) = dequantized(g, node.inputs[0])?;
+                if g.ty(xq).rank() != 2 {
+                    return None;
+                }
+                let (wq, sw) = weights(g, node.inputs[1], 1)?;
+                if g.const_data(wq)?.dims().len() != 2 {
+                    return None;
+                }
+                let r = requant(xp.scale, &sw, yp, act)?;
+                let op = Op::Gemm(GemmAttrs {
+                    integer: Some(IntegerAttrs {
+                        x_zero_point: xp.zero_point,
+                        requant: Some(r),
+                    }),
+                    ..GemmAttrs::default()
+                });
+                Some((op, vec![Input::Value(xq), Input::Value(wq)]))
+            }
+            _ => None,
+        }
+    }
+
+    /// `q(op(dq(xq)))` with equal parameters for an op that commutes with dequantization, or
+    /// `q(dq(xq))`: the value that replaces `q`'s output, and the op to apply (none for the pair).
+    fn fold_movement(&self, g: &Graph, q: NodeId) -> Option<(ValueId, Option<(Op, Vec<ValueId>)>)> {
+        let (y, yp) = quantized(g, q)?;
+        if let Some((xq, xp)) = dequantized(g, y) {
+            return (xp == yp).then_some((xq, None));
+        }
+        let p = g.producer(y)?;
+        let node = g.node(p);
+        let commutes = node.op.is_view()
+            || matches!(
+                node.op,
+                Op::Transpose { .. } | Op::GlobalPool(kestrel_ir::PoolKind::Max)
+            )
+            || matches!(&node.op, Op::Pool(a) if a.kind == kestrel_ir::PoolKind::Max);
+        if !commutes || g.use_counts()[y.index()] != 1 || g.is_output(y) {
+            return None;
+        }
+        let (xq, xp) = dequantized(g, node.inputs[0])?;
+        if xp != yp {
+            return None;
+        }
+        let mut inputs = node.inputs.to_vec();
+        inputs[0] = xq;
+        Some((y, Some((node.op.clone(), inputs))))
+    }
+}
+
+impl Pass for FoldQdq {
+    fn name(&self) -> &'static str {
+        "fold-qdq"
+    }
+
+    fn run(&self, g: &mut Graph, _cx: &PassContext) -> Result<bool, PassError> {
+        let mut names = ConstNames::new(g);
+        let mut changed = false;
+        let mut i = 0;
+        while i < g.nodes.len() {
+            let id = NodeId(i as u32);
+            i += 1;
+            let out = match g.node(id).outputs.first() {
+                Some(&o) => o,
+                None => continue,
+            };
+            if let Some((op, inputs)) = self.fold_compute(g, &mut names, id) {
+                let inputs: Vec<ValueId> = inputs
+                    .into_iter()
+                    .map(|input| match input {
+                        Input::Value(v) => v,
+                        Input::Const(name, t) => g.add_const(name, t),
+                    })
+                    .collect();
+                let name = g.node(id).name.clone();
+                let new = g
+                    .insert_node_before(id, op, &inputs, name)
+                    .map_err(|e| PassError::failed(self.name(), e))?;
+                // The quantize node moved one place on.
+                i += 1;
+                if g.ty(new[0]) == g.ty(out) {
+                    g.replace_all_uses(out, new[0]);
+                    changed = true;
+                }
+                continue;
+            }
+            if let Some((replacement, op)) = self.fold_movement(g, id) {
+                let new = match op {
+                    None => replacement,
+                    Some((op, inputs)) => {
+                        let name = g.node(id).name.clone();
+                        let outs = g
+                            .insert_node_before(id, op, &inputs, name)
+                            .map_err(|e| PassError::failed(self.name(), e))?;
+                        i += 1;
+                        outs[0]
+                    }
+                };
+                if g.ty(new) == g.ty(out) {
+                    g.replace_all_uses(out, new);
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            g.remove_dead_nodes();
+        }
+        Ok(changed)
+    }
+}
