@@ -215,6 +215,13 @@ fn requant(sx: f32, sw: &[f32], y: Params, act: Option<UnaryOp>) -> Option<Requa
     })
 }
 
+/// What replaces a quantize node's output: an existing 8-bit value, or the output of a new node
+/// (op and inputs) applied to one.
+enum Movement {
+    Value(ValueId),
+    Node(Op, Vec<ValueId>),
+}
+
 /// An input of a replacement op: a value of the graph, or a constant to add.
 enum Input {
     Value(ValueId),
@@ -332,10 +339,10 @@ impl FoldQdq {
 
     /// `q(op(dq(xq)))` with equal parameters for an op that commutes with dequantization, or
     /// `q(dq(xq))`: the value that replaces `q`'s output, and the op to apply (none for the pair).
-    fn fold_movement(&self, g: &Graph, q: NodeId) -> Option<(ValueId, Option<(Op, Vec<ValueId>)>)> {
+    fn fold_movement(&self, g: &Graph, q: NodeId) -> Option<Movement> {
         let (y, yp) = quantized(g, q)?;
         if let Some((xq, xp)) = dequantized(g, y) {
-            return (xp == yp).then_some((xq, None));
+            return (xp == yp).then_some(Movement::Value(xq));
         }
         let p = g.producer(y)?;
         let node = g.node(p);
@@ -354,7 +361,7 @@ impl FoldQdq {
         }
         let mut inputs = node.inputs.to_vec();
         inputs[0] = xq;
-        Some((y, Some((node.op.clone(), inputs))))
+        Some(Movement::Node(node.op.clone(), inputs))
     }
 }
 
@@ -394,10 +401,10 @@ impl Pass for FoldQdq {
                 }
                 continue;
             }
-            if let Some((replacement, op)) = self.fold_movement(g, id) {
-                let new = match op {
-                    None => replacement,
-                    Some((op, inputs)) => {
+            if let Some(m) = self.fold_movement(g, id) {
+                let new = match m {
+                    Movement::Value(v) => v,
+                    Movement::Node(op, inputs) => {
                         let name = g.node(id).name.clone();
                         let outs = g
                             .insert_node_before(id, op, &inputs, name)
