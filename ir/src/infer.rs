@@ -71,6 +71,7 @@ pub fn input_arity(op: &Op) -> (usize, Option<usize>) {
         | Op::Hardmax { .. }
         | Op::LpNormalization { .. } => (1, Some(1)),
         Op::Binary(_)
+        | Op::QuantizedAdd(_)
         | Op::MatMul
         | Op::Reshape { .. }
         | Op::Gather { .. }
@@ -172,6 +173,34 @@ fn infer_op(op: &Op, inputs: &[InferInput]) -> Result<Vec<TensorType>, String> {
                 require_scalar(bound.ty, name)?;
             }
             one(plain(x.dtype, x.shape.clone()))
+        }
+        Op::QuantizedAdd(q) => {
+            let b = inputs[1].ty;
+            for (t, what) in [(x, "a"), (b, "b")] {
+                if !matches!(t.dtype, DType::U8 | DType::I8) {
+                    return Err(format!("quantized_add's {what} must be u8 or i8, got {t}"));
+                }
+            }
+            let (lo, hi) = crate::quant::range_of(q.to)
+                .ok_or_else(|| format!("quantized_add to {} (expected u8 or i8)", q.to))?;
+            if !(lo <= q.min && q.min <= q.max && q.max <= hi && (lo..=hi).contains(&q.zero_point))
+            {
+                return Err(format!(
+                    "quantized_add's min {}, max {} and zero_point {} must lie in {}'s range, in order",
+                    q.min, q.max, q.zero_point, q.to
+                ));
+            }
+            let finite = |r: F32| r.0.is_finite() && r.0 > 0.0;
+            if !(finite(q.a_ratio) && finite(q.b_ratio) && finite(q.scale)) {
+                return Err("quantized_add's ratios and scale must be positive".into());
+            }
+            let shape = broadcast_shapes(&x.shape, &b.shape)?;
+            let quant = QuantParams {
+                scale: vec![q.scale],
+                zero_point: vec![q.zero_point as i64],
+                axis: None,
+            };
+            one(TensorType::new(q.to, shape).with_quant(Some(Arc::new(quant))))
         }
         Op::Where => {
             let (cond, a, b) = (x, inputs[1].ty, inputs[2].ty);

@@ -376,6 +376,40 @@ impl Default for Requant {
     }
 }
 
+/// The sum of two quantized tensors, as onnxruntime's QLinearAdd computes it (docs/QUANTIZATION.md):
+/// `y = clamp(zero_point + round_half_even(f32((a - a_zero_point) · a_ratio) + f32((b -
+/// b_zero_point) · b_ratio)), min, max)` as `to`, every product and the sum rounded to f32 (no
+/// fused multiply-add), where `a_ratio = s_a / s_y`, `b_ratio = s_b / s_y`. Inputs u8 or i8 with
+/// numpy broadcasting. `scale` is `s_y`, for the output type.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QuantizedAddAttrs {
+    pub a_zero_point: i32,
+    pub a_ratio: F32,
+    pub b_zero_point: i32,
+    pub b_ratio: F32,
+    pub to: DType,
+    pub scale: F32,
+    pub zero_point: i32,
+    pub min: i32,
+    pub max: i32,
+}
+
+impl Default for QuantizedAddAttrs {
+    fn default() -> Self {
+        QuantizedAddAttrs {
+            a_zero_point: 0,
+            a_ratio: F32(1.0),
+            b_zero_point: 0,
+            b_ratio: F32(1.0),
+            to: DType::U8,
+            scale: F32(1.0),
+            zero_point: 0,
+            min: 0,
+            max: 255,
+        }
+    }
+}
+
 /// What a fused conv/gemm does to each output element after the accumulation (and bias):
 /// `y = act(acc + bias + residual)`. With `residual`, the op has one more input, the residual
 /// tensor of the output's shape, after the (then required) bias.
@@ -866,6 +900,9 @@ pub enum Op {
     QuantizeLinear { axis: i64, to: DType },
     /// `(x: int, scale, [zero_point]) -> (x - zero_point) * scale` as f32, per-tensor or per-axis.
     DequantizeLinear { axis: i64 },
+    /// `(a, b)`, 8-bit quantized, broadcast together: the sum requantized, see
+    /// [`QuantizedAddAttrs`].
+    QuantizedAdd(QuantizedAddAttrs),
     /// `(x, scales_or_sizes, [roi])`, see [`ResizeAttrs`].
     Resize(ResizeAttrs),
     /// `(data, pads: i64 [2 * rank] as begins then ends, [value: scalar])`; negative pads crop.
@@ -1088,6 +1125,7 @@ op_names! {
     Op::Identity => "identity" = Op::Identity;
     Op::QuantizeLinear { .. } => "quantize_linear" = Op::QuantizeLinear { axis: 1, to: DType::U8 }, ["to"];
     Op::DequantizeLinear { .. } => "dequantize_linear" = Op::DequantizeLinear { axis: 1 };
+    Op::QuantizedAdd(_) => "quantized_add" = Op::QuantizedAdd(QuantizedAddAttrs::default());
     Op::Resize(_) => "resize" = default_resize(), ["by"];
     Op::Pad { .. } => "pad" = Op::Pad { mode: PadMode::Constant };
     Op::ConvTranspose(_) => "conv_transpose" = Op::ConvTranspose(ConvTransposeAttrs { group: 1, ..Default::default() });

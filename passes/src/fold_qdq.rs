@@ -11,6 +11,8 @@
 //!   (quantized here, `round_half_even(b / (s_x·s_w[c]))`): becomes the quantized conv
 //!   `conv(xq, wq, bq)` with `x_zero_point = z_x` and a requantization by
 //!   `s_x·s_w[c] / s_y` to `q`'s type, its bounds narrowed by the activation;
+//! - `q(add(dq(a, s_a, z_a), dq(b, s_b, z_b)), s_y, z_y)`, optionally with a Relu or Clip:
+//!   `quantized_add(a, b)` with ratios `s_a / s_y`, `s_b / s_y` (f32, as onnxruntime's QLinearAdd);
 //! - the same for `gemm` (A the data, B the constant weights with scales along N, C the bias;
 //!   `alpha = beta = 1`, no `trans_a`), and `matmul` of a 2-D data input by constant 2-D weights
 //!   (as a gemm);
@@ -179,7 +181,9 @@ fn bias(g: &Graph, v: ValueId, sx: f32, sw: &[f32], n: usize) -> Option<Tensor> 
 }
 
 /// The requantization of accumulators at `s_x · s_w[c]` to `y`, with the activation's bounds.
-fn requant(sx: f32, sw: &[f32], y: Params, act: Option<UnaryOp>) -> Option<Requant> {
+/// The output bounds of `y`'s type narrowed by a folded activation, or `None` when the
+/// activation has no integer form or leaves no value.
+fn bounds(y: Params, act: Option<UnaryOp>) -> Option<(i32, i32)> {
     let (lo, hi) = kestrel_ir::quant::range_of(y.dtype)?;
     let level = |r: f32| (r as f64 / y.scale as f64).round_ties_even() as i64 + y.zero_point as i64;
     let (mut min, mut max) = (lo as i64, hi as i64);
@@ -192,9 +196,11 @@ fn requant(sx: f32, sw: &[f32], y: Params, act: Option<UnaryOp>) -> Option<Requa
         }
         Some(_) => return None,
     }
-    if min > max {
-        return None;
-    }
+    (min <= max).then_some((min as i32, max as i32))
+}
+
+fn requant(sx: f32, sw: &[f32], y: Params, act: Option<UnaryOp>) -> Option<Requant> {
+    let (min, max) = bounds(y, act)?;
     let multiplier: Vec<F32> = sw
         .iter()
         .map(|&s| F32((sx as f64 * s as f64 / y.scale as f64) as f32))
@@ -210,8 +216,8 @@ fn requant(sx: f32, sw: &[f32], y: Params, act: Option<UnaryOp>) -> Option<Requa
         multiplier,
         scale: F32(y.scale),
         zero_point: y.zero_point,
-        min: min as i32,
-        max: max as i32,
+        min,
+        max,
     })
 }
 
@@ -313,6 +319,23 @@ impl FoldQdq {
                 });
                 let inputs = [Input::Value(xq), Input::Value(wq)].into_iter().chain(b);
                 Some((op, inputs.collect()))
+            }
+            Op::Binary(kestrel_ir::BinaryOp::Add) => {
+                let (aq, ap) = dequantized(g, node.inputs[0])?;
+                let (bq, bp) = dequantized(g, node.inputs[1])?;
+                let (min, max) = bounds(yp, act)?;
+                let op = Op::QuantizedAdd(kestrel_ir::QuantizedAddAttrs {
+                    a_zero_point: ap.zero_point,
+                    a_ratio: F32(ap.scale / yp.scale),
+                    b_zero_point: bp.zero_point,
+                    b_ratio: F32(bp.scale / yp.scale),
+                    to: yp.dtype,
+                    scale: F32(yp.scale),
+                    zero_point: yp.zero_point,
+                    min,
+                    max,
+                });
+                Some((op, vec![Input::Value(aq), Input::Value(bq)]))
             }
             Op::MatMul => {
                 let (xq, xp) = dequantized(g, node.inputs[0])?;

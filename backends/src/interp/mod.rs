@@ -203,6 +203,10 @@ pub fn eval_op(op: &Op, inputs: &[&Tensor]) -> Result<Vec<Tensor>, EvalError> {
             arity(name, inputs, 1, 1)?;
             one(elementwise::cast(inputs[0], *to))
         }
+        Op::QuantizedAdd(q) => {
+            arity(name, inputs, 2, 2)?;
+            one(integer::quantized_add(q, inputs[0], inputs[1]))
+        }
         Op::Conv(attrs) if attrs.integer.is_some() => {
             arity(name, inputs, 2, 3)?;
             let ia = attrs.integer.as_ref().expect("guarded");

@@ -351,6 +351,17 @@ pub fn all_attrs(op: &Op) -> Vec<(&'static str, AttrValue)> {
         }
         Op::ConstantOfShape { value } => vec![("value", Tensor(value.clone()))],
         Op::QuantizeLinear { axis, to } => vec![("axis", Int(*axis)), ("to", DType(*to))],
+        Op::QuantizedAdd(q) => vec![
+            ("a_ratio", Float(q.a_ratio)),
+            ("a_zero_point", Int(q.a_zero_point as i64)),
+            ("b_ratio", Float(q.b_ratio)),
+            ("b_zero_point", Int(q.b_zero_point as i64)),
+            ("max", Int(q.max as i64)),
+            ("min", Int(q.min as i64)),
+            ("scale", Float(q.scale)),
+            ("to", DType(q.to)),
+            ("zero_point", Int(q.zero_point as i64)),
+        ],
         Op::Resize(r) => vec![
             ("antialias", Bool(r.antialias)),
             ("aspect", ident(aspect_name(r.aspect))),
@@ -804,6 +815,24 @@ fn set_attr(op: &mut Op, key: &str, v: &AttrValue) -> Result<(), String> {
             "to" => *to = want_dtype(key, v)?,
             _ => return unknown(op),
         },
+        Op::QuantizedAdd(q) => {
+            let small = |v: &AttrValue| -> Result<i32, String> {
+                i32::try_from(want_int(key, v)?)
+                    .map_err(|_| format!("attribute `{key}` is out of range"))
+            };
+            match key {
+                "a_ratio" => q.a_ratio = want_float(key, v)?,
+                "a_zero_point" => q.a_zero_point = small(v)?,
+                "b_ratio" => q.b_ratio = want_float(key, v)?,
+                "b_zero_point" => q.b_zero_point = small(v)?,
+                "max" => q.max = small(v)?,
+                "min" => q.min = small(v)?,
+                "scale" => q.scale = want_float(key, v)?,
+                "to" => q.to = want_dtype(key, v)?,
+                "zero_point" => q.zero_point = small(v)?,
+                _ => return unknown(op),
+            }
+        }
         Op::Resize(r) => match key {
             "antialias" => r.antialias = want_bool(key, v)?,
             "aspect" => {

@@ -6,5 +6,6 @@ pub mod epilogue;
 pub mod gemm;
 pub mod math;
 pub mod pointwise;
+pub mod requant;
 pub mod softmax;
 pub mod window;

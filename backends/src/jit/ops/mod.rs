@@ -112,6 +112,7 @@ pub fn emit_node(e: &mut Emitter, k: &mut KernelContext) -> Result<(), JitError>
         | Op::TopK { .. } => Err(k.unsupported(format!("op {}", k.node.op.name()))),
         Op::QuantizeLinear { axis, to } => quant::quantize(e, k, *axis, *to),
         Op::DequantizeLinear { axis } => quant::dequantize(e, k, *axis),
+        Op::QuantizedAdd(q) => quant::quantized_add(e, k, q),
         Op::Shape { .. } | Op::Size | Op::Range => {
             Err(k.unsupported(format!("op {} with run-time inputs", k.node.op.name())))
         }

@@ -1,0 +1,140 @@
+//! Requantization of a block of i32 accumulators to 8-bit outputs, bit for bit what
+//! `kestrel_ir::quant::requantize_output` computes (docs/QUANTIZATION.md): per element
+//! `clamp(zero_point + ((acc · m + 2^(t-1)) >> t), min, max)` with `t = 31 - shift`, the product
+//! and shift in i64. The multiplier is per row or per column of the block, or one for all.
+//!
+//! Scalar code (one element per step): the i64 product has no 128-bit vector form that every
+//! target lowers without emulation. Its cost is a few instructions per output element, against
+//! `K` multiply-adds per element for the products that produced the accumulators.
+
+use crate::jit::emit::Emitter;
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
+use kestrel_ir::quant::FixedMultiplier;
+use kestrel_ir::DType;
+
+/// Which axis of the block the multipliers (and their count) run along.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Channels {
+    /// One multiplier for every element.
+    One,
+    /// One per row (a convolution's output channels are rows of its GEMM).
+    Rows,
+    /// One per column (a Gemm's output features).
+    Columns,
+}
+
+/// The requantization of one op: its multipliers and output parameters.
+#[derive(Clone, Debug)]
+pub struct Requantization {
+    pub fixed: Vec<FixedMultiplier>,
+    pub channels: Channels,
+    pub to: DType,
+    pub zero_point: i32,
+    pub min: i32,
+    pub max: i32,
+}
+
+fn mem() -> MemFlagsData {
+    MemFlagsData::new().with_notrap()
+}
+
+impl Requantization {
+    /// The multiplier and total shift (`31 - shift`) tables, one entry per channel, as
+    /// little-endian bytes: `[m_0, t_0, m_1, t_1, ...]` as i32 pairs.
+    pub fn table(&self) -> Vec<u8> {
+        self.fixed
+            .iter()
+            .flat_map(|f| {
+                let mut b = f.multiplier.to_le_bytes().to_vec();
+                b.extend((31 - f.shift).to_le_bytes());
+                b
+            })
+            .collect()
+    }
+
+    /// Emits the requantization of `rows × cols` accumulators at `acc` (i32, `acc_ld` elements
+    /// apart between rows) into `out` (`to`, `out_ld` apart). `table` points at [`Self::table`]'s
+    /// data; `first_channel` (I64) is the channel of row 0 (for `Rows`) or column 0 (for
+    /// `Columns`), so a part of a larger block can be requantized.
+    #[allow(clippy::too_many_arguments)]
+    pub fn emit(
+        &self,
+        e: &mut Emitter,
+        acc: Value,
+        acc_ld: usize,
+        out: Value,
+        out_ld: usize,
+        rows: usize,
+        cols: usize,
+        table: Value,
+        first_channel: Value,
+    ) {
+        if rows == 0 || cols == 0 {
+            return;
+        }
+        let (zp, lo, hi) = (self.zero_point as i64, self.min as i64, self.max as i64);
+        let load_pair = |e: &mut Emitter, ch: Value| {
+            let p = e.index(table, ch, 8);
+            let m = e.fb.ins().sload32(mem(), p, 0);
+            let t = e.fb.ins().sload32(mem(), p, 4);
+            (m, t)
+        };
+        // One element: `acc` (I32) with multiplier `m` and total shift `t` (I64) to the stored byte.
+        let element = |e: &mut Emitter, a: Value, m: Value, t: Value| {
+            let a64 = e.fb.ins().sextend(types::I64, a);
+            let prod = e.fb.ins().imul(a64, m);
+            let t1 = e.fb.ins().iadd_imm_s(t, -1);
+            let one = e.iconst(1);
+            let round = e.fb.ins().ishl(one, t1);
+            let sum = e.fb.ins().iadd(prod, round);
+            let shifted = e.fb.ins().sshr(sum, t);
+            let y = e.fb.ins().iadd_imm_s(shifted, zp);
+            let lo_v = e.iconst(lo);
+            let hi_v = e.iconst(hi);
+            let below = e.fb.ins().icmp(IntCC::SignedLessThan, y, lo_v);
+            let y = e.fb.ins().select(below, lo_v, y);
+            let above = e.fb.ins().icmp(IntCC::SignedGreaterThan, y, hi_v);
+            let y = e.fb.ins().select(above, hi_v, y);
+            e.fb.ins().ireduce(types::I8, y)
+        };
+        let zero = e.iconst(0);
+        let fixed_one = match self.channels {
+            Channels::One => Some(load_pair(e, zero)),
+            _ => None,
+        };
+        e.loop_n(rows, |e, r| {
+            let arow = e.index(acc, r, (acc_ld * 4) as i64);
+            let orow = e.index(out, r, out_ld as i64);
+            let row_pair = match self.channels {
+                Channels::Rows => {
+                    let ch = e.fb.ins().iadd(first_channel, r);
+                    Some(load_pair(e, ch))
+                }
+                _ => fixed_one,
+            };
+            e.loop_n(cols, |e, c| {
+                let (m, t) = match row_pair {
+                    Some(p) => p,
+                    None => {
+                        let ch = e.fb.ins().iadd(first_channel, c);
+                        load_pair(e, ch)
+                    }
+                };
+                let ap = e.index(arow, c, 4);
+                let a = e.load(types::I32, ap, 0);
+                let y = element(e, a, m, t);
+                let op = e.index(orow, c, 1);
+                e.store(y, op, 0);
+            });
+        });
+    }
+}
+
+/// The fixed-point multipliers of a requantization's real multipliers.
+pub fn fixed_multipliers(multipliers: &[kestrel_ir::F32]) -> Option<Vec<FixedMultiplier>> {
+    multipliers
+        .iter()
+        .map(|m| kestrel_ir::quant::quantize_multiplier(m.0))
+        .collect()
+}
