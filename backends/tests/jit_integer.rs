@@ -94,3 +94,146 @@ proptest! {
         agree(&g, &[bytes(ta, &dims, seed), bytes(tb, &bd, seed + 1)])?;
     }
 }
+
+fn requant_of(to: DType, channels: usize, zero_point: i32, pick: u8, seed: u64) -> Requant {
+    let mut r = XorShift64::seeded(seed);
+    let (min, max) = bounds(to, zero_point, pick);
+    Requant {
+        to,
+        multiplier: (0..channels)
+            .map(|_| F32(r.uniform_f32(0.0002, 0.02)))
+            .collect(),
+        scale: F32(0.05),
+        zero_point,
+        min,
+        max,
+    }
+}
+
+fn weights(dims: &[usize], seed: u64) -> Tensor {
+    let n: usize = dims.iter().product();
+    let mut r = XorShift64::seeded(seed);
+    let v: Vec<i8> = (0..n)
+        .map(|_| ((r.next_u64() % 255) as i64 - 127) as i8)
+        .collect();
+    Tensor::from_vec(dims.to_vec(), v)
+}
+
+fn int_bias(n: usize, seed: u64) -> Tensor {
+    let mut r = XorShift64::seeded(seed);
+    let v: Vec<i32> = (0..n)
+        .map(|_| (r.next_u64() % 20001) as i32 - 10000)
+        .collect();
+    Tensor::from_vec(vec![n], v)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+
+    /// Quantized 2-D convolution: groups 1, depthwise or a divisor, strides, dilations,
+    /// asymmetric padding (which holds the zero point), per-tensor or per-channel multipliers,
+    /// folded bounds, i32 accumulators or requantized u8/i8, data u8 or i8.
+    #[test]
+    fn quantized_conv2d(
+        n in 1usize..3, c in 1usize..6, m in 1usize..7, h in 3usize..9, w in 3usize..9,
+        kh in 1usize..4, kw in 1usize..4, stride in 1usize..3, dil in 1usize..3,
+        pads in prop::collection::vec(0usize..3, 4), group_pick in 0usize..3, with_bias in any::<bool>(),
+        xdt in int8_types(), to in int8_types(), requantized in any::<bool>(), per_channel in any::<bool>(),
+        zx in -30i32..30, zy in -30i32..30, pick in any::<u8>(), seed in any::<u64>(),
+    ) {
+        let (group, c, m) = match group_pick {
+            0 => (1, c, m),
+            1 => (c, c, c),
+            _ => (if c % 2 == 0 && m % 2 == 0 { 2 } else { 1 }, c, m),
+        };
+        let fits = |i: usize, k: usize, p0: usize, p1: usize| i + p0 + p1 > (k - 1) * dil;
+        prop_assume!(fits(h, kh, pads[0], pads[2]) && fits(w, kw, pads[1], pads[3]));
+        let shift = |t: DType, z: i32| if t == DType::U8 { z + 128 } else { z };
+        let zy = shift(to, zy);
+        let ia = IntegerAttrs {
+            x_zero_point: shift(xdt, zx),
+            requant: requantized.then(|| requant_of(to, if per_channel { m } else { 1 }, zy, pick, seed + 9)),
+        };
+        let a = ConvAttrs {
+            group,
+            strides: vec![stride; 2],
+            dilations: vec![dil; 2],
+            pads: vec![pads[0], pads[1], pads[2], pads[3]],
+            integer: Some(ia),
+            ..Default::default()
+        };
+        let mut g = Graph::new("qconv");
+        let x = g.add_input("x", TensorType::known(xdt, &[n, c, h, w]));
+        let wv = g.add_const("w", weights(&[m, c / group, kh, kw], seed + 1));
+        let mut ins = vec![x, wv];
+        if with_bias {
+            ins.push(g.add_const("b", int_bias(m, seed + 2)));
+        }
+        let y = g.add(Op::Conv(a), &ins, "conv").unwrap();
+        g.add_output("y", y);
+        agree(&g, &[bytes(xdt, &[n, c, h, w], seed + 3)])?;
+    }
+
+    /// Quantized Gemm: weights [K, N] or transposed, per-tensor or per-column multipliers.
+    #[test]
+    fn quantized_gemm(
+        rows in 1usize..6, kk in 1usize..40, n in 1usize..20, trans_b in any::<bool>(),
+        with_bias in any::<bool>(), xdt in int8_types(), to in int8_types(),
+        requantized in any::<bool>(), per_channel in any::<bool>(),
+        zx in -30i32..30, zy in -30i32..30, pick in any::<u8>(), seed in any::<u64>(),
+    ) {
+        let shift = |t: DType, z: i32| if t == DType::U8 { z + 128 } else { z };
+        let zy = shift(to, zy);
+        let a = GemmAttrs {
+            trans_b,
+            integer: Some(IntegerAttrs {
+                x_zero_point: shift(xdt, zx),
+                requant: requantized.then(|| requant_of(to, if per_channel { n } else { 1 }, zy, pick, seed + 9)),
+            }),
+            ..Default::default()
+        };
+        let wd = if trans_b { [n, kk] } else { [kk, n] };
+        let mut g = Graph::new("qgemm");
+        let x = g.add_input("x", TensorType::known(xdt, &[rows, kk]));
+        let wv = g.add_const("w", weights(&wd, seed + 1));
+        let mut ins = vec![x, wv];
+        if with_bias {
+            ins.push(g.add_const("b", int_bias(n, seed + 2)));
+        }
+        let y = g.add(Op::Gemm(a), &ins, "gemm").unwrap();
+        g.add_output("y", y);
+        agree(&g, &[bytes(xdt, &[rows, kk], seed + 3)])?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+
+    /// Max pooling and global max pooling of u8/i8 data: padding, strides, dilations, ceil mode.
+    #[test]
+    fn max_pool_8bit(
+        n in 1usize..3, c in 1usize..4, h in 2usize..10, w in 2usize..10,
+        kh in 1usize..4, kw in 1usize..4, stride in 1usize..3, dil in 1usize..3,
+        pad in 0usize..2, ceil in any::<bool>(), dt in int8_types(), seed in any::<u64>(),
+    ) {
+        let pad = pad.min(kh / 2).min(kw / 2);
+        prop_assume!(h + 2 * pad > (kh - 1) * dil && w + 2 * pad > (kw - 1) * dil);
+        let a = PoolAttrs {
+            kind: PoolKind::Max,
+            kernel: vec![kh, kw],
+            strides: vec![stride; 2],
+            dilations: vec![dil; 2],
+            pads: vec![pad; 4],
+            ceil_mode: ceil,
+            count_include_pad: false,
+            auto_pad: AutoPad::NotSet,
+        };
+        let mut g = Graph::new("pool");
+        let x = g.add_input("x", TensorType::known(dt, &[n, c, h, w]));
+        let y = g.add(Op::Pool(a), &[x], "pool").unwrap();
+        let z = g.add(Op::GlobalPool(PoolKind::Max), &[x], "gpool").unwrap();
+        g.add_output("y", y);
+        g.add_output("z", z);
+        agree(&g, &[bytes(dt, &[n, c, h, w], seed)])?;
+    }
+}

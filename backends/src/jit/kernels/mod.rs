@@ -4,6 +4,7 @@
 
 pub mod epilogue;
 pub mod gemm;
+pub mod igemm;
 pub mod math;
 pub mod pointwise;
 pub mod requant;

@@ -97,16 +97,22 @@ impl Window {
 /// Copies plane `src` (extents `w.in_sp`, contiguous) into `dst` (extents `w.padded`) at the
 /// begin pads, after filling `dst` with `fill`.
 pub fn pad_plane(e: &mut Emitter, w: &Window, src: Value, dst: Value, fill: f32) {
-    e.fill_f32(dst, w.padded_elems(), fill);
+    pad_plane_of(e, w, src, dst, &fill.to_le_bytes());
+}
+
+/// [`pad_plane`] for elements of `fill.len()` bytes, the padding holding `fill` (little-endian).
+pub fn pad_plane_of(e: &mut Emitter, w: &Window, src: Value, dst: Value, fill: &[u8]) {
+    let es = fill.len() as i64;
+    e.fill_bytes(dst, w.padded_elems() * fill.len(), fill);
     let ps = strides_of(&w.padded);
     let is = strides_of(&w.in_sp);
     let origin: i64 = (0..w.in_sp.len()).map(|a| w.pads[a].0 as i64 * ps[a]).sum();
-    let d0 = e.addr(dst, origin * 4);
+    let d0 = e.addr(dst, origin * es);
     let st = vec![
-        is.iter().map(|x| x * 4).collect::<Vec<_>>(),
-        ps.iter().map(|x| x * 4).collect::<Vec<_>>(),
+        is.iter().map(|x| x * es).collect::<Vec<_>>(),
+        ps.iter().map(|x| x * es).collect::<Vec<_>>(),
     ];
-    let row = w.in_sp[w.in_sp.len() - 1] * 4;
+    let row = w.in_sp[w.in_sp.len() - 1] * fill.len();
     e.nest(&w.in_sp, &st, &[src, d0], &mut |e, p| {
         e.memcpy(p[1], p[0], row);
     });

@@ -143,7 +143,8 @@ fn reads_only_a_packed_copy(
         return false;
     }
     match node.op {
-        Op::Gemm(_) => true,
+        // A quantized Gemm reads its weights in place (`ops::integer::gemm`).
+        Op::Gemm(ref a) => a.integer.is_none(),
         Op::MatMul => {
             let b = g.ty(node.inputs[1]).dims().unwrap_or_default();
             b.len() <= 2 || b[..b.len() - 2].iter().all(|&d| d == 1)

@@ -37,25 +37,25 @@ use std::collections::{BTreeMap, HashMap};
 
 /// The shape of one convolution: batch `n`, input and output channels `c`, `m` in `group` groups,
 /// the sliding window over the spatial axes, and the derived sizes the kernels need.
-struct ConvGeometry {
-    n: usize,
-    c: usize,
-    m: usize,
-    group: usize,
-    c_per_group: usize,
-    m_per_group: usize,
-    w: Window,
+pub(super) struct ConvGeometry {
+    pub(super) n: usize,
+    pub(super) c: usize,
+    pub(super) m: usize,
+    pub(super) group: usize,
+    pub(super) c_per_group: usize,
+    pub(super) m_per_group: usize,
+    pub(super) w: Window,
     /// Elements per input image / output image.
-    in_img: usize,
-    out_img: usize,
+    pub(super) in_img: usize,
+    pub(super) out_img: usize,
     /// Output pixels per channel and taps per channel.
-    p: usize,
-    taps: usize,
+    pub(super) p: usize,
+    pub(super) taps: usize,
     /// Byte budget of one im2col block (see [`block_rows`]).
-    col_block: usize,
+    pub(super) col_block: usize,
 }
 
-fn geometry(
+pub(super) fn geometry(
     in_dims: &[usize],
     w_dims: &[usize],
     out_dims: &[usize],
@@ -175,7 +175,7 @@ enum Split {
     Planes(Vec<std::ops::Range<usize>>),
 }
 
-fn even_ranges(total: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
+pub(super) fn even_ranges(total: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
     let parts = parts.clamp(1, total.max(1));
     (0..parts)
         .map(|t| total * t / parts..total * (t + 1) / parts)
@@ -408,14 +408,14 @@ fn gemm_conv(
                         let xb = e.index(xg, i, (block * geo.w.strides[0] * in_row * 4) as i64);
                         let ob = e.index(og, i, (block * w_out * 4) as i64);
                         let ob = e.addr(ob, (first * w_out * 4) as i64);
-                        im2col(e, geo, xb, col, first..first + block);
+                        im2col(e, geo, xb, col, first..first + block, &[0; 4]);
                         let n = block * w_out;
                         block_gemm(e, col, n, ob);
                         post.apply_rows(e, ob, bg, mn, n, geo.p);
                     });
                     c += count * block;
                 } else {
-                    im2col(e, geo, xg, col, c..c + r);
+                    im2col(e, geo, xg, col, c..c + r, &[0; 4]);
                     let ob = e.addr(og, (c * w_out * 4) as i64);
                     let n = r * w_out;
                     block_gemm(e, col, n, ob);
@@ -444,8 +444,17 @@ fn col_block_bytes(geo: &ConvGeometry) -> usize {
 
 /// Builds `col [c_per_group * taps, pixels]` for one group and the output rows `rows` of the first spatial
 /// axis (`pixels` = the pixels of those rows): row `(c, tap)` holds, for each of these output
-/// pixels, the input value the tap reads (0 in the padding).
-fn im2col(e: &mut Emitter, g: &ConvGeometry, x: Value, col: Value, rows: std::ops::Range<usize>) {
+/// pixels, the input value the tap reads (`pad`, the little-endian bytes of one element, in the
+/// padding). Elements are `pad.len()` bytes wide (4 for f32, 1 for 8-bit data).
+pub(super) fn im2col(
+    e: &mut Emitter,
+    g: &ConvGeometry,
+    x: Value,
+    col: Value,
+    rows: std::ops::Range<usize>,
+    pad: &[u8],
+) {
+    let es = pad.len();
     let w = &g.w;
     let ks = w.kernel.len();
     let isz: usize = w.in_sp.iter().product();
@@ -487,13 +496,13 @@ fn im2col(e: &mut Emitter, g: &ConvGeometry, x: Value, col: Value, rows: std::op
             .iter()
             .zip(&part)
             .all(|(&(lo, hi), &o)| lo == 0 && hi == o);
-        let row_bytes = (pixels * 4) as i64;
+        let row_bytes = (pixels * es) as i64;
         e.loop_n(g.c_per_group, |e, c| {
             let dst = e.index(col, c, row_bytes * g.taps as i64);
             let dst = e.addr(dst, tap as i64 * row_bytes);
-            let src = e.index(x, c, (isz * 4) as i64);
+            let src = e.index(x, c, (isz * es) as i64);
             if !full || empty {
-                e.fill_f32(dst, pixels, 0.0);
+                e.fill_bytes(dst, pixels * es, pad);
             }
             if empty {
                 return;
@@ -505,12 +514,12 @@ fn im2col(e: &mut Emitter, g: &ConvGeometry, x: Value, col: Value, rows: std::op
                     .map(|a| ranges[a].0 as i64 * w.strides[a] as i64 * in_st[a])
                     .sum::<i64>();
             let base_dst: i64 = (0..ks).map(|a| ranges[a].0 as i64 * out_st[a]).sum();
-            let s0 = e.addr(src, base_src * 4);
-            let d0 = e.addr(dst, base_dst * 4);
+            let s0 = e.addr(src, base_src * es as i64);
+            let d0 = e.addr(dst, base_dst * es as i64);
             let sst: Vec<i64> = (0..ks)
-                .map(|a| w.strides[a] as i64 * in_st[a] * 4)
+                .map(|a| w.strides[a] as i64 * in_st[a] * es as i64)
                 .collect();
-            let dst_st: Vec<i64> = out_st.iter().map(|v| v * 4).collect();
+            let dst_st: Vec<i64> = out_st.iter().map(|v| v * es as i64).collect();
             let inner = dims[ks - 1];
             let (si, di) = (sst[ks - 1], dst_st[ks - 1]);
             e.nest(
@@ -518,8 +527,14 @@ fn im2col(e: &mut Emitter, g: &ConvGeometry, x: Value, col: Value, rows: std::op
                 &[sst.clone(), dst_st.clone()],
                 &[s0, d0],
                 &mut |e, p| {
-                    if si == 4 {
-                        e.memcpy(p[1], p[0], inner * 4);
+                    if si == es as i64 {
+                        e.memcpy(p[1], p[0], inner * es);
+                    } else if es != 4 {
+                        let ty = crate::jit::emit::int_type_of_size(es);
+                        for j in 0..inner {
+                            let v = e.load(ty, p[0], (si * j as i64) as i32);
+                            e.store(v, p[1], (di * j as i64) as i32);
+                        }
                     } else {
                         let chunks = inner / 4;
                         e.loop_n(chunks, |e, i| {

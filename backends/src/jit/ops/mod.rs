@@ -7,6 +7,7 @@ pub mod attention;
 pub mod conv;
 pub mod elementwise;
 pub mod fused;
+pub mod integer;
 pub mod matmul;
 pub mod normalize;
 pub mod pool;
@@ -19,7 +20,9 @@ use crate::jit::context::KernelContext;
 use crate::jit::emit::Emitter;
 use crate::jit::error::JitError;
 use crate::jit::options::JitOptions;
-use kestrel_ir::{Graph, Node, NodeId, Op, ResizeAttrs, ResizeMode, Tensor, ValueId};
+use kestrel_ir::{
+    ConvAttrs, GemmAttrs, Graph, Node, NodeId, Op, ResizeAttrs, ResizeMode, Tensor, ValueId,
+};
 use std::collections::HashMap;
 
 /// Number of parallel tasks a node is split into: 1 unless `opts.threads > 1` and the node is a
@@ -31,6 +34,8 @@ pub fn task_count(g: &Graph, node: &Node, opts: &JitOptions) -> usize {
         return 1;
     }
     match node.op {
+        Op::Conv(ref a) if a.integer.is_some() => integer::conv_task_count(g, node, a, opts),
+        Op::Gemm(ref a) if a.integer.is_some() => integer::gemm_task_count(g, node, opts),
         Op::Conv(ref a) => conv::task_count(g, node, a, opts),
         Op::Gemm(_) | Op::MatMul => matmul::task_count(g, node, opts),
         Op::Attention { .. } => attention::task_count(g, node, opts),
@@ -52,6 +57,16 @@ pub fn scratch_bytes(
     opts: &JitOptions,
 ) -> Result<usize, JitError> {
     Ok(match node.op {
+        Op::Conv(
+            ref a @ ConvAttrs {
+                integer: Some(ref ia),
+                ..
+            },
+        ) => integer::conv_scratch_bytes(g, node, a, ia, tasks, opts),
+        Op::Gemm(GemmAttrs {
+            integer: Some(ref ia),
+            ..
+        }) => integer::gemm_scratch_bytes(g, node, ia),
         Op::Conv(ref a) => {
             conv::scratch_bytes(g, id, node, a, consts, tasks, opts)?
                 + fused::conv_extra_scratch(g, node, a, tasks)
@@ -68,6 +83,16 @@ pub fn emit_node(e: &mut Emitter, k: &mut KernelContext) -> Result<(), JitError>
         Op::Unary(_) | Op::Binary(_) | Op::Map(_) | Op::Clip | Op::Where | Op::Cast { .. } => {
             elementwise::lower(e, k)
         }
+        Op::Conv(
+            a @ ConvAttrs {
+                integer: Some(ia), ..
+            },
+        ) => integer::conv(e, k, a, ia),
+        Op::Gemm(
+            a @ GemmAttrs {
+                integer: Some(ia), ..
+            },
+        ) => integer::gemm(e, k, a, ia),
         Op::Conv(a) if !a.epilogue.is_none() => fused::conv(e, k, a),
         Op::Conv(a) => conv::lower(e, k, a),
         Op::Gemm(a) if !a.epilogue.is_none() => fused::gemm(e, k, a),

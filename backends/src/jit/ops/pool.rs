@@ -12,10 +12,10 @@
 use crate::jit::context::KernelContext;
 use crate::jit::emit::{strides_of, Emitter};
 use crate::jit::error::JitError;
-use crate::jit::kernels::window::{pad_plane, Window};
+use crate::jit::kernels::window::{pad_plane, pad_plane_of, Window};
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
-use kestrel_ir::{Graph, Node, PoolAttrs, PoolKind};
+use kestrel_ir::{DType, Graph, Node, PoolAttrs, PoolKind};
 
 /// Scratch bytes of a pool node (one padded plane).
 pub fn scratch_bytes(g: &Graph, node: &Node, a: &PoolAttrs) -> usize {
@@ -35,13 +35,16 @@ pub fn scratch_bytes(g: &Graph, node: &Node, a: &PoolAttrs) -> usize {
         &a.pads,
         a.auto_pad,
     ) {
-        Ok(w) if w.needs_padding() => w.padded_elems() * 4,
+        Ok(w) if w.needs_padding() => w.padded_elems() * g.ty(node.inputs[0]).dtype.size(),
         _ => 0,
     }
 }
 
 #[allow(clippy::needless_range_loop)]
 pub fn pool(e: &mut Emitter, k: &mut KernelContext, a: &PoolAttrs) -> Result<(), JitError> {
+    if a.kind == PoolKind::Max && byte_signedness(k.in_dtype(0)).is_some() {
+        return max_pool_8bit(e, k, a);
+    }
     k.require_f32()?;
     let ind = k.in_dims(0);
     let outd = k.out_dims(0);
@@ -228,6 +231,9 @@ pub fn pool(e: &mut Emitter, k: &mut KernelContext, a: &PoolAttrs) -> Result<(),
 }
 
 pub fn global_pool(e: &mut Emitter, k: &mut KernelContext, kind: PoolKind) -> Result<(), JitError> {
+    if let (PoolKind::Max, Some(signed)) = (kind, byte_signedness(k.in_dtype(0))) {
+        return global_max_pool_8bit(e, k, signed);
+    }
     k.require_f32()?;
     let ind = k.in_dims(0);
     if ind.len() < 3 {
@@ -298,4 +304,121 @@ pub fn reduce_row(e: &mut Emitter, s: Value, n: usize, kind: PoolKind) -> Value 
         PoolKind::Lp(2) => e.fb.ins().sqrt(r),
         _ => r,
     }
+}
+
+/// `Some(signed)` for the 8-bit integer types max pooling takes as they are (quantized data:
+/// the maximum commutes with the monotone dequantization).
+fn byte_signedness(dt: DType) -> Option<bool> {
+    match dt {
+        DType::U8 => Some(false),
+        DType::I8 => Some(true),
+        _ => None,
+    }
+}
+
+fn byte_max(e: &mut Emitter, signed: bool, a: Value, b: Value) -> Value {
+    if signed {
+        e.fb.ins().smax(a, b)
+    } else {
+        e.fb.ins().umax(a, b)
+    }
+}
+
+/// Max pooling of u8 or i8 planes: the padded plane holds the type's minimum, one output at a
+/// time over the compile-time tap offsets.
+fn max_pool_8bit(e: &mut Emitter, k: &mut KernelContext, a: &PoolAttrs) -> Result<(), JitError> {
+    let signed = byte_signedness(k.in_dtype(0)).expect("checked by the caller");
+    if k.out_dtype(0) != k.in_dtype(0) {
+        return Err(k.unsupported("max pooling to another dtype"));
+    }
+    let w = Window::new(
+        &k.in_dims(0),
+        &k.out_dims(0)[2..],
+        &a.kernel,
+        &a.strides,
+        &a.dilations,
+        &a.pads,
+        a.auto_pad,
+    )
+    .map_err(|r| k.unsupported(r))?;
+    let padded = w.needs_padding();
+    let plane_dims = if padded {
+        w.padded.clone()
+    } else {
+        w.in_sp.clone()
+    };
+    // Tap offsets in bytes of this 1-byte plane (`taps` counts f32 bytes).
+    let taps: Vec<i64> = w.taps(&plane_dims).iter().map(|t| t / 4).collect();
+    let ps = strides_of(&plane_dims);
+    let osz: usize = w.out_sp.iter().product();
+    let isz: usize = w.in_sp.iter().product();
+    let fill = if signed { 0x80u8 } else { 0 };
+    let (src, dst) = (k.ins[0], k.outs[0]);
+    let scratch = k.scratch;
+    let out_st = strides_of(&w.out_sp);
+    let win_st: Vec<i64> = (0..w.out_sp.len())
+        .map(|ax| (w.strides[ax] as i64) * ps[ax])
+        .collect();
+    let mut dims = w.out_sp.clone();
+    let last = dims.len() - 1;
+    let inner = dims[last];
+    dims[last] = 1;
+    let step = win_st[last];
+    let (mut wst, mut ost) = (win_st.clone(), out_st.clone());
+    wst[last] = 0;
+    ost[last] = 0;
+    e.loop_n(w.planes, |e, p| {
+        let s = e.index(src, p, isz as i64);
+        let d = e.index(dst, p, osz as i64);
+        let plane = match scratch {
+            Some(sc) if padded => {
+                pad_plane_of(e, &w, s, sc, &[fill]);
+                sc
+            }
+            _ => s,
+        };
+        e.nest(
+            &dims,
+            &[wst.clone(), ost.clone()],
+            &[plane, d],
+            &mut |e, q| {
+                e.loop_n(inner, |e, j| {
+                    let win = e.index(q[0], j, step);
+                    let mut acc = e.load(types::I8, win, taps[0] as i32);
+                    for &t in &taps[1..] {
+                        let v = e.load(types::I8, win, t as i32);
+                        acc = byte_max(e, signed, acc, v);
+                    }
+                    let o = e.index(q[1], j, 1);
+                    e.store(acc, o, 0);
+                });
+            },
+        );
+    });
+    Ok(())
+}
+
+fn global_max_pool_8bit(
+    e: &mut Emitter,
+    k: &mut KernelContext,
+    signed: bool,
+) -> Result<(), JitError> {
+    let ind = k.in_dims(0);
+    if ind.len() < 3 || k.out_dtype(0) != k.in_dtype(0) {
+        return Err(k.unsupported("global max pooling of 8-bit data without spatial axes"));
+    }
+    let isz: usize = ind[2..].iter().product();
+    let (src, dst) = (k.ins[0], k.outs[0]);
+    e.loop_n(ind[0] * ind[1], |e, p| {
+        let s = e.index(src, p, isz as i64);
+        let first = e.load(types::I8, s, 0);
+        let r = e.loop_acc(isz - 1, &[first], |e, i, acc| {
+            let a = e.index(s, i, 1);
+            let v = e.load(types::I8, a, 1);
+            vec![byte_max(e, signed, acc[0], v)]
+        })[0];
+        let d = e.index(dst, p, 1);
+        e.store(r, d, 0);
+    });
+    Ok(())
 }

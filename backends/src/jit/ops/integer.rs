@@ -1,0 +1,383 @@
+//! Quantized (integer) Conv and Gemm, bit for bit what the interpreter computes
+//! (`kestrel_ir::IntegerAttrs`, docs/QUANTIZATION.md "Integer semantics"):
+//! `acc = bias + Σ (x − x_zero_point) · w` in wrapping i32, then, with a requantization,
+//! `clamp(zero_point + requantize(acc, multiplier[c]), min, max)`, else the i32 `acc` itself.
+//!
+//! The activation zero point is folded into the bias at compile time
+//! (`bias'[c] = bias[c] − x_zero_point · Σ_k w[c, k]`), so the products take the raw 8-bit
+//! data; im2col pads with the zero point, whose products the fold cancels like any other.
+//! Weights and bias must be constants (the codegen fold leaves them so).
+//!
+//! Convolution, per image, group and block of output rows: im2col of the 8-bit input into the
+//! scratch (`[K, pixels]` bytes), the i32 GEMM `W_g · col` with the folded bias
+//! (`kernels::igemm`), then the requantization of that block (`kernels::requant`), per output
+//! channel. Gemm: the GEMM of the data rows by the constant weights, requantized per column.
+//! Tasks split output rows (convolution: rows of the first spatial axis, else output channels;
+//! Gemm: data rows).
+
+use super::conv::{even_ranges, geometry, im2col, ConvGeometry};
+use crate::jit::context::KernelContext;
+use crate::jit::emit::Emitter;
+use crate::jit::error::JitError;
+use crate::jit::kernels::igemm::{emit_igemm_scalar, Bias, ByteMatrix};
+use crate::jit::kernels::requant::{fixed_multipliers, Channels, Requantization};
+use crate::jit::options::JitOptions;
+use cranelift_codegen::ir::{InstBuilder, Value};
+use kestrel_ir::{ConvAttrs, DType, GemmAttrs, Graph, IntegerAttrs, Node, Requant};
+
+/// How an integer convolution's work is divided among its tasks.
+enum Split {
+    /// Task `t` computes output rows `rows[t]` of the first spatial axis (all channels).
+    Rows(Vec<std::ops::Range<usize>>),
+    /// Task `t` computes output channels `chans[t]` of every group (all pixels).
+    Channels(Vec<std::ops::Range<usize>>),
+}
+
+impl Split {
+    fn len(&self) -> usize {
+        match self {
+            Split::Rows(r) | Split::Channels(r) => r.len(),
+        }
+    }
+}
+
+fn conv_split(geo: &ConvGeometry, tasks: usize) -> Split {
+    let rows = geo.w.out_sp[0];
+    if tasks <= rows || geo.m_per_group < 2 {
+        Split::Rows(even_ranges(rows, tasks))
+    } else {
+        Split::Channels(even_ranges(geo.m_per_group, tasks))
+    }
+}
+
+fn output_row_pixels(geo: &ConvGeometry) -> usize {
+    geo.w.out_sp[1..].iter().product()
+}
+
+/// Output rows per im2col block: a block's `K × rows · width` bytes stay within
+/// `JitOptions::im2col_block_bytes`.
+fn block_rows(geo: &ConvGeometry) -> usize {
+    let k = (geo.c_per_group * geo.taps).max(1);
+    (geo.col_block / (k * output_row_pixels(geo).max(1))).clamp(1, geo.w.out_sp[0].max(1))
+}
+
+fn round16(n: usize) -> usize {
+    n.div_ceil(16) * 16
+}
+
+/// Scratch bytes of one task: its im2col block, then its i32 accumulator block when the output
+/// is requantized.
+fn conv_task_scratch(geo: &ConvGeometry, requantized: bool) -> usize {
+    let pixels = block_rows(geo) * output_row_pixels(geo);
+    let col = round16(geo.c_per_group * geo.taps * pixels);
+    let acc = if requantized {
+        geo.m_per_group * pixels * 4
+    } else {
+        0
+    };
+    col + acc
+}
+
+fn conv_geometry(g: &Graph, node: &Node, a: &ConvAttrs, opts: &JitOptions) -> Option<ConvGeometry> {
+    let dims = |i: usize| g.ty(node.inputs[i]).dims().unwrap_or_default();
+    let out = g.ty(node.outputs[0]).dims().unwrap_or_default();
+    let mut geo = geometry(&dims(0), &dims(1), &out, a).ok()?;
+    geo.col_block = opts.im2col_block_bytes;
+    Some(geo)
+}
+
+pub fn conv_task_count(g: &Graph, node: &Node, a: &ConvAttrs, opts: &JitOptions) -> usize {
+    let Some(geo) = conv_geometry(g, node, a, opts) else {
+        return 1;
+    };
+    let macs = kestrel_ir::cost::node_macs(g, node) as usize;
+    let min = opts.min_task_macs.max(1);
+    if macs < 2 * min {
+        return 1;
+    }
+    conv_split(&geo, opts.threads.min(macs / min).max(1)).len()
+}
+
+pub fn conv_scratch_bytes(
+    g: &Graph,
+    node: &Node,
+    a: &ConvAttrs,
+    ia: &IntegerAttrs,
+    tasks: usize,
+    opts: &JitOptions,
+) -> usize {
+    conv_geometry(g, node, a, opts)
+        .map(|geo| conv_task_scratch(&geo, ia.requant.is_some()) * tasks.max(1))
+        .unwrap_or(0)
+}
+
+/// The data input's signedness, checked to be 8-bit.
+fn data_signed(k: &KernelContext) -> Result<bool, JitError> {
+    match k.in_dtype(0) {
+        DType::U8 => Ok(false),
+        DType::I8 => Ok(true),
+        d => Err(k.unsupported(format!("quantized data of dtype {d}"))),
+    }
+}
+
+/// The constant i8 weights, as i32 values.
+fn weights(k: &KernelContext) -> Result<Vec<i32>, JitError> {
+    let w = k
+        .const_in(1)
+        .ok_or_else(|| k.unsupported("quantized weights computed at run time"))?;
+    if w.dtype() != DType::I8 {
+        return Err(k.unsupported(format!("quantized weights of dtype {}", w.dtype())));
+    }
+    Ok(w.to_i64_vec().into_iter().map(|v| v as i32).collect())
+}
+
+/// The constant i32 bias of `n` channels (zeros without one).
+fn bias(k: &KernelContext, n: usize) -> Result<Vec<i32>, JitError> {
+    if k.node.inputs.len() < 3 {
+        return Ok(vec![0; n]);
+    }
+    let b = k
+        .const_in(2)
+        .ok_or_else(|| k.unsupported("a quantized bias computed at run time"))?;
+    if b.dtype() != DType::I32 || b.numel() != n {
+        return Err(k.unsupported(format!("a quantized bias {:?} {}", b.dims(), b.dtype())));
+    }
+    Ok(b.to_i64_vec().into_iter().map(|v| v as i32).collect())
+}
+
+/// `bias[c] − zero_point · Σ_k w(c, k)` in wrapping i32, as little-endian bytes.
+fn folded_bias(bias: &[i32], sums: &[i32], zero_point: i32) -> Vec<u8> {
+    bias.iter()
+        .zip(sums)
+        .flat_map(|(&b, &s)| b.wrapping_sub(zero_point.wrapping_mul(s)).to_le_bytes())
+        .collect()
+}
+
+/// The requantization of `r` with its channels along `axis` (when there is one multiplier per
+/// channel), and a pointer to its multiplier table.
+fn requantization(
+    e: &mut Emitter,
+    k: &mut KernelContext,
+    r: &Requant,
+    per_channel: Channels,
+) -> Result<(Requantization, Value), JitError> {
+    let fixed = fixed_multipliers(&r.multiplier)
+        .ok_or_else(|| k.unsupported("a requantization multiplier without a fixed-point form"))?;
+    let q = Requantization {
+        channels: if fixed.len() == 1 {
+            Channels::One
+        } else {
+            per_channel
+        },
+        fixed,
+        to: r.to,
+        zero_point: r.zero_point,
+        min: r.min,
+        max: r.max,
+    };
+    let table = k.rodata(e, q.table())?;
+    Ok((q, table))
+}
+
+pub fn conv(
+    e: &mut Emitter,
+    k: &mut KernelContext,
+    a: &ConvAttrs,
+    ia: &IntegerAttrs,
+) -> Result<(), JitError> {
+    let x_signed = data_signed(k)?;
+    let mut geo =
+        geometry(&k.in_dims(0), &k.in_dims(1), &k.out_dims(0), a).map_err(|r| k.unsupported(r))?;
+    geo.col_block = k.opts.im2col_block_bytes;
+    if geo.group == 0 || geo.c % geo.group != 0 || geo.m % geo.group != 0 {
+        return Err(k.unsupported("conv groups that do not divide the channels"));
+    }
+    let kk = geo.c_per_group * geo.taps;
+    let w = weights(k)?;
+    let sums: Vec<i32> = w.chunks(kk.max(1)).map(|c| c.iter().sum()).collect();
+    let folded = folded_bias(&bias(k, geo.m)?, &sums, ia.x_zero_point);
+    let bias_ptr = k.rodata(e, folded)?;
+    let requant = match &ia.requant {
+        Some(r) => Some(requantization(e, k, r, Channels::Rows)?),
+        None => None,
+    };
+    let (x, wp, out) = (k.ins[0], k.ins[1], k.outs[0]);
+    let scratch = k
+        .scratch
+        .ok_or_else(|| k.unsupported("a quantized conv without its scratch"))?;
+    let split = conv_split(&geo, k.tasks);
+    let task_bytes = conv_task_scratch(&geo, requant.is_some());
+    let pad = [ia.x_zero_point as u8];
+    let out_elem = if requant.is_some() { 1 } else { 4 };
+    let in_plane: usize = geo.w.in_sp.iter().product();
+    let w_out = output_row_pixels(&geo);
+    let block = block_rows(&geo);
+    k.for_task(e, |e, t| {
+        let (rows, chans) = match &split {
+            Split::Rows(r) => (r[t].clone(), 0..geo.m_per_group),
+            Split::Channels(c) => (0..geo.w.out_sp[0], c[t].clone()),
+        };
+        let mn = chans.len();
+        if rows.is_empty() || mn == 0 {
+            return;
+        }
+        let col = e.addr(scratch, (t * task_bytes) as i64);
+        let acc = e.addr(col, round16(kk * block * w_out) as i64);
+        e.loop_n(geo.n, |e, img| {
+            let xi = e.index(x, img, geo.in_img as i64);
+            let oi = e.index(out, img, (geo.out_img * out_elem) as i64);
+            e.loop_n(geo.group, |e, gi| {
+                let xg = e.index(xi, gi, (geo.c_per_group * in_plane) as i64);
+                let m0 = e.fb.ins().imul_imm_s(gi, geo.m_per_group as i64);
+                let m0 = e.fb.ins().iadd_imm_s(m0, chans.start as i64);
+                let wg = e.index(wp, m0, kk as i64);
+                let bg = e.index(bias_ptr, m0, 4);
+                let og = e.index(oi, m0, (geo.p * out_elem) as i64);
+                let mut c = rows.start;
+                while c < rows.end {
+                    let r = block.min(rows.end - c);
+                    let n = r * w_out;
+                    im2col(e, &geo, xg, col, c..c + r, &pad);
+                    let a = ByteMatrix {
+                        base: wg,
+                        outer: kk as i64,
+                        inner: 1,
+                        signed: true,
+                    };
+                    let b = ByteMatrix {
+                        base: col,
+                        outer: n as i64,
+                        inner: 1,
+                        signed: x_signed,
+                    };
+                    let ob = e.addr(og, (c * w_out * out_elem) as i64);
+                    match &requant {
+                        Some((q, table)) => {
+                            emit_igemm_scalar(e, &a, &b, acc, n, mn, n, kk, Bias::Rows(bg));
+                            q.emit(e, acc, n, ob, geo.p, mn, n, *table, m0);
+                        }
+                        None => emit_igemm_scalar(e, &a, &b, ob, geo.p, mn, n, kk, Bias::Rows(bg)),
+                    }
+                    c += r;
+                }
+            });
+        });
+    });
+    Ok(())
+}
+
+/// `[rows, k] · [k, n]`: the data rows, the reduction length and the output features.
+fn gemm_dims(k: &KernelContext, a: &GemmAttrs) -> Result<(usize, usize, usize), JitError> {
+    let (xd, wd) = (k.in_dims(0), k.in_dims(1));
+    if xd.len() != 2 || wd.len() != 2 {
+        return Err(k.unsupported("a quantized gemm of operands that are not matrices"));
+    }
+    let (kk, n) = if a.trans_b {
+        (wd[1], wd[0])
+    } else {
+        (wd[0], wd[1])
+    };
+    if xd[1] != kk {
+        return Err(k.unsupported("a quantized gemm whose operands do not chain"));
+    }
+    Ok((xd[0], kk, n))
+}
+
+fn gemm_split(rows: usize, tasks: usize) -> Vec<std::ops::Range<usize>> {
+    even_ranges(rows, tasks)
+}
+
+pub fn gemm_task_count(g: &Graph, node: &Node, opts: &JitOptions) -> usize {
+    let rows = g.ty(node.inputs[0]).dims().unwrap_or_default();
+    let macs = kestrel_ir::cost::node_macs(g, node) as usize;
+    let min = opts.min_task_macs.max(1);
+    if macs < 2 * min || rows.len() != 2 {
+        return 1;
+    }
+    gemm_split(rows[0], opts.threads.min(macs / min).max(1)).len()
+}
+
+pub fn gemm_scratch_bytes(g: &Graph, node: &Node, ia: &IntegerAttrs) -> usize {
+    match (&ia.requant, g.ty(node.outputs[0]).dims()) {
+        (Some(_), Some(d)) => d.iter().product::<usize>() * 4,
+        _ => 0,
+    }
+}
+
+pub fn gemm(
+    e: &mut Emitter,
+    k: &mut KernelContext,
+    a: &GemmAttrs,
+    ia: &IntegerAttrs,
+) -> Result<(), JitError> {
+    let x_signed = data_signed(k)?;
+    let (rows, kk, n) = gemm_dims(k, a)?;
+    let w = weights(k)?;
+    let at = |kq: usize, col: usize| {
+        if a.trans_b {
+            w[col * kk + kq]
+        } else {
+            w[kq * n + col]
+        }
+    };
+    let sums: Vec<i32> = (0..n).map(|c| (0..kk).map(|q| at(q, c)).sum()).collect();
+    let folded = folded_bias(&bias(k, n)?, &sums, ia.x_zero_point);
+    let bias_ptr = k.rodata(e, folded)?;
+    let requant = match &ia.requant {
+        Some(r) => Some(requantization(e, k, r, Channels::Columns)?),
+        None => None,
+    };
+    let (x, wp, out) = (k.ins[0], k.ins[1], k.outs[0]);
+    let scratch = k.scratch;
+    let split = gemm_split(rows, k.tasks);
+    let (w_outer, w_inner) = if a.trans_b {
+        (1, kk as i64)
+    } else {
+        (n as i64, 1)
+    };
+    k.for_task(e, |e, t| {
+        let r = split[t].clone();
+        if r.is_empty() {
+            return;
+        }
+        let xa = ByteMatrix {
+            base: e.addr(x, (r.start * kk) as i64),
+            outer: kk as i64,
+            inner: 1,
+            signed: x_signed,
+        };
+        let wb = ByteMatrix {
+            base: wp,
+            outer: w_outer,
+            inner: w_inner,
+            signed: true,
+        };
+        match (&requant, scratch) {
+            (Some((q, table)), Some(sc)) => {
+                let acc = e.addr(sc, (r.start * n * 4) as i64);
+                emit_igemm_scalar(e, &xa, &wb, acc, n, r.len(), n, kk, Bias::Columns(bias_ptr));
+                let o = e.addr(out, (r.start * n) as i64);
+                let zero = e.iconst(0);
+                q.emit(e, acc, n, o, n, r.len(), n, *table, zero);
+            }
+            _ => {
+                let o = e.addr(out, (r.start * n * 4) as i64);
+                emit_igemm_scalar(e, &xa, &wb, o, n, r.len(), n, kk, Bias::Columns(bias_ptr));
+            }
+        }
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_zero_point_folds_into_the_bias() {
+        // Σ (x − 3)·w = Σ x·w − 3·Σ w: bias 10 with weight sum 4 gives 10 − 12.
+        let b = folded_bias(&[10, i32::MIN], &[4, 1], 3);
+        assert_eq!(&b[..4], &(-2i32).to_le_bytes());
+        assert_eq!(&b[4..], &i32::MIN.wrapping_sub(3).to_le_bytes());
+    }
+}
