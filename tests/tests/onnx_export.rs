@@ -3,12 +3,14 @@
 //!   constants bit for bit; constants nothing uses are dropped on both sides, since the exporter
 //!   does not write them) and computes the same outputs bit for bit under the interpreter, for
 //!   the committed fixtures and, with `KESTREL_MODELS`, every shared model;
-//! - after `O2` (fused conv/gemm epilogues, maps, attention): the exported model's outputs are
-//!   within 1e-5 (relative, `check_close`) of the original's;
+//! - after `O1` and `O2` (fused conv/gemm epilogues, maps, attention): the exported model's
+//!   outputs are within 1e-5 (relative, `check_close`) of the original's, outputs of a
+//!   per-tensor `DequantizeLinear` within one quantization step;
 //! - every op and attribute form: one single-node graph per form round-trips, and graphs with
 //!   IR-only ops compute the same under the interpreter once decomposed;
-//! - onnxruntime (`tests/ort_run.py`) checks and runs the exported models: Kestrel's outputs
-//!   within 1e-4; a QDQ model imported and exported gives onnxruntime's outputs on the original
+//! - onnxruntime (`tests/ort_run.py`) checks and runs the models exported after O0 (as
+//!   imported), O1 and O2: Kestrel's interpreter's outputs within 1e-5 (quantized outputs within
+//!   one step); a QDQ model imported and exported gives onnxruntime's outputs on the original
 //!   file bit for bit.
 //!
 //! The onnxruntime checks need Python with onnx, onnxruntime and numpy (`.ci/run` installs them):
@@ -18,7 +20,7 @@ mod common;
 
 use kestrel::onnx::{export_model, import_bytes, ExportOptions};
 use kestrel_backends::interp;
-use kestrel_ir::testing::{check_close, random_inputs, unified_diff};
+use kestrel_ir::testing::{check_close, check_within_steps, random_inputs, unified_diff};
 use kestrel_ir::text::{print, PrintOptions, WeightStyle};
 use kestrel_ir::*;
 use kestrel_passes::{run_pipeline, PassContext, PipelineOptions};
@@ -149,20 +151,21 @@ fn pass_context() -> PassContext {
     })
 }
 
-/// `path` imported, bound to its bundle's input and put through O2; returns the original
-/// graph, the O2 graph and the inputs.
-fn o2_graph(path: &Path) -> (Graph, Graph, Vec<Tensor>) {
+/// `path` imported, bound to its bundle's input and put through `pipeline`; returns the
+/// original graph, the graph after the pipeline and the inputs.
+fn pipeline_graph(path: &Path, pipeline: &str) -> (Graph, Graph, Vec<Tensor>) {
     let name = label(path);
     let mut g = common::load(path);
     let data = common::read_npz(&common::io_of(path), "input");
     let inputs = common::bind_single_input(&mut g, &data);
-    let mut o2 = g.clone();
+    let mut after = g.clone();
     let opts = PipelineOptions {
-        pipeline: "O2".into(),
+        pipeline: pipeline.into(),
         ..Default::default()
     };
-    run_pipeline(&mut o2, &opts, &pass_context()).unwrap_or_else(|e| panic!("{name}: O2: {e}"));
-    (g, o2, inputs)
+    run_pipeline(&mut after, &opts, &pass_context())
+        .unwrap_or_else(|e| panic!("{name}: {pipeline}: {e}"));
+    (g, after, inputs)
 }
 
 /// How many nodes of `g` are IR-only forms the exporter decomposes.
@@ -178,12 +181,12 @@ fn decomposed_nodes(g: &Graph) -> usize {
         .count()
 }
 
-/// Export after O2: the decomposed graph computes the original's outputs within 1e-5.
-/// Returns the exported bytes.
-fn check_o2_export(path: &Path) -> Vec<u8> {
-    let name = format!("{} [O2]", label(path));
-    let (g, o2, inputs) = o2_graph(path);
-    let bytes = export(&o2, &name);
+/// Export after `pipeline`: the decomposed graph computes the original's outputs within 1e-5
+/// under the interpreter (quantized outputs within one step). Returns the exported bytes.
+fn check_pipeline_export(path: &Path, pipeline: &str) -> Vec<u8> {
+    let name = format!("{} [{pipeline}]", label(path));
+    let (g, after, inputs) = pipeline_graph(path, pipeline);
+    let bytes = export(&after, &name);
     let back = reimport(&bytes, &name);
     assert_eq!(
         decomposed_nodes(&back),
@@ -192,13 +195,54 @@ fn check_o2_export(path: &Path) -> Vec<u8> {
     );
     let want = run(&g, &inputs, &name);
     let got = run(&back, &inputs, &name);
-    assert_close(&want, &got, 1e-5, &name);
+    assert_close_or_steps(&want, &got, &output_steps(&g), &name);
     eprintln!(
         "{name}: {} decomposed nodes; outputs within 1e-5",
-        decomposed_nodes(&o2)
+        decomposed_nodes(&after)
     );
     bytes
 }
+
+/// For each graph output computed by a per-tensor `DequantizeLinear`, its quantization step (the
+/// scale); `None` for the others.
+fn output_steps(g: &Graph) -> Vec<Option<f64>> {
+    g.outputs
+        .iter()
+        .map(|o| {
+            let n = g.node(g.producer(o.value)?);
+            if !matches!(n.op, Op::DequantizeLinear { .. }) {
+                return None;
+            }
+            let scale = g.const_data(n.inputs[1])?;
+            let v = scale.to_f64_vec();
+            (v.len() == 1).then(|| v[0])
+        })
+        .collect()
+}
+
+/// `got` within 1e-5 of `want` (see [`assert_close`]), or within one step for the outputs
+/// `steps` gives a quantization step.
+fn assert_close_or_steps(want: &[Tensor], got: &[Tensor], steps: &[Option<f64>], label: &str) {
+    assert_eq!(want.len(), got.len(), "{label}: output count");
+    for (k, (w, o)) in want.iter().zip(got).enumerate() {
+        let Some(step) = steps.get(k).copied().flatten() else {
+            assert_close(
+                std::slice::from_ref(w),
+                std::slice::from_ref(o),
+                1e-5,
+                &format!("{label} (output {k})"),
+            );
+            continue;
+        };
+        assert_eq!(w.dims(), o.dims(), "{label}: output {k} shape");
+        if let Err(m) = check_within_steps(&o.to_f64_vec(), &w.to_f64_vec(), step, 1.0) {
+            panic!("{label}: output {k}: {m} (one step: {step:e})");
+        }
+    }
+}
+
+/// The pipelines after which exports are checked: O0 is the graph as imported (the round trip).
+const PIPELINES: [&str; 2] = ["O1", "O2"];
 
 #[test]
 fn fixtures_round_trip() {
@@ -215,27 +259,25 @@ fn shared_models_round_trip() {
 }
 
 #[test]
-fn fixtures_export_after_o2() {
+fn fixtures_export_after_o1_and_o2() {
     let mut decomposed = 0;
     for path in digits_fixtures() {
-        if label(&path).contains("int8") {
-            continue;
+        for pipeline in PIPELINES {
+            let (_, after, _) = pipeline_graph(&path, pipeline);
+            decomposed += decomposed_nodes(&after);
+            check_pipeline_export(&path, pipeline);
         }
-        let (_, o2, _) = o2_graph(&path);
-        decomposed += decomposed_nodes(&o2);
-        check_o2_export(&path);
     }
     // The check is only worth something when O2 fused something the exporter had to undo.
     assert!(decomposed > 0, "O2 fused nothing in the digits fixtures");
 }
 
 #[test]
-fn shared_models_export_after_o2() {
+fn shared_models_export_after_o1_and_o2() {
     for path in shared_models_with_bundles() {
-        if label(&path).contains("int8") {
-            continue;
+        for pipeline in PIPELINES {
+            check_pipeline_export(&path, pipeline);
         }
-        check_o2_export(&path);
     }
 }
 
@@ -307,69 +349,93 @@ fn tensors(named: Vec<(String, Tensor)>) -> Vec<Tensor> {
     named.into_iter().map(|(_, t)| t).collect()
 }
 
-/// Exported models (as imported, and after O2) run in onnxruntime and give Kestrel's outputs
-/// within 1e-4; QDQ models exported give onnxruntime's outputs on the original bit for bit.
+/// What an onnxruntime run is checked against.
+enum Expect {
+    /// Kestrel's interpreter on the exported graph: within 1e-5, quantized outputs within the
+    /// step `output_steps` gives them.
+    Kestrel(Vec<Tensor>, Vec<Option<f64>>),
+    /// onnxruntime on the original file (the next job), bit for bit.
+    Original,
+}
+
+/// Exported models (as imported = O0, after O1 and after O2) run in onnxruntime and give
+/// Kestrel's interpreter's outputs within 1e-5 (quantized outputs within one step); a QDQ model
+/// imported and exported also gives onnxruntime's outputs on the original file bit for bit.
 fn check_in_onnxruntime(paths: &[PathBuf]) {
     let dir = tempfile::tempdir().unwrap();
     let mut jobs = Vec::new();
-    // (label, Kestrel's outputs; None: compare with the next job, the original in onnxruntime)
-    let mut expect: Vec<(String, Option<Vec<Tensor>>)> = Vec::new();
+    let mut expect: Vec<(String, Expect)> = Vec::new();
     for (k, path) in paths.iter().enumerate() {
         let name = label(path);
         let g = common::load(path);
         let (input, _) = common::reference(&common::io_of(path));
         let inputs = vec![input];
+        let steps = output_steps(&g);
         let exported = dir.path().join(format!("{k}.{name}"));
         std::fs::write(&exported, export(&g, &name)).unwrap();
         jobs.push(OrtJob {
             model: exported,
             inputs: named_inputs(&g, &inputs),
         });
-        if name.contains("int8") {
-            expect.push((name.clone(), None));
+        expect.push((
+            format!("{name} [O0]"),
+            Expect::Kestrel(run(&g, &inputs, &name), steps.clone()),
+        ));
+        if steps.iter().any(Option::is_some) {
             jobs.push(OrtJob {
                 model: path.clone(),
                 inputs: named_inputs(&g, &inputs),
             });
-            expect.push((format!("{name} (original)"), None));
-            continue;
+            expect.push((format!("{name} [O0] vs the original"), Expect::Original));
         }
-        expect.push((name.clone(), Some(run(&g, &inputs, &name))));
-        let (_, o2, o2_inputs) = o2_graph(path);
-        let exported = dir.path().join(format!("{k}.O2.{name}"));
-        std::fs::write(&exported, check_o2_export(path)).unwrap();
-        let o2_name = format!("{name} [O2]");
-        expect.push((o2_name.clone(), Some(run(&o2, &o2_inputs, &o2_name))));
-        jobs.push(OrtJob {
-            model: exported,
-            inputs: named_inputs(&o2, &o2_inputs),
-        });
+        for pipeline in PIPELINES {
+            let (_, after, after_inputs) = pipeline_graph(path, pipeline);
+            let exported = dir.path().join(format!("{k}.{pipeline}.{name}"));
+            std::fs::write(&exported, check_pipeline_export(path, pipeline)).unwrap();
+            let p_name = format!("{name} [{pipeline}]");
+            let want = run(&after, &after_inputs, &p_name);
+            expect.push((p_name, Expect::Kestrel(want, steps.clone())));
+            jobs.push(OrtJob {
+                model: exported,
+                inputs: named_inputs(&after, &after_inputs),
+            });
+        }
     }
     let Some(results) = onnxruntime(&jobs, dir.path()) else {
         return;
     };
+    let mut failures = Vec::new();
     let mut k = 0;
     while k < expect.len() {
         let (name, want) = &expect[k];
         let got = tensors(results[k].clone());
-        match want {
-            Some(want) => {
-                assert_close(want, &got, 1e-4, &format!("{name}: onnxruntime vs Kestrel"));
-                eprintln!("{name}: onnxruntime agrees with Kestrel within 1e-4");
-                k += 1;
-            }
-            None => {
-                let original = tensors(results[k + 1].clone());
-                assert_bitwise(
-                    &original,
+        let outcome = std::panic::catch_unwind(|| match want {
+            Expect::Kestrel(want, steps) => {
+                assert_close_or_steps(
+                    want,
                     &got,
+                    steps,
+                    &format!("{name}: onnxruntime vs Kestrel"),
+                );
+                eprintln!("{name}: onnxruntime agrees with Kestrel's interpreter");
+            }
+            Expect::Original => {
+                // The export is job k - 1, the original job k.
+                let export = tensors(results[k - 1].clone());
+                assert_bitwise(
+                    &got,
+                    &export,
                     &format!("{name}: onnxruntime on the export vs on the original"),
                 );
                 eprintln!("{name}: onnxruntime gives the original's outputs bit for bit");
-                k += 2;
             }
+        });
+        if let Err(e) = outcome {
+            failures.push(panic_message(e));
         }
+        k += 1;
     }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]
