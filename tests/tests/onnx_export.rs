@@ -1567,3 +1567,52 @@ fn every_op_form_exports_and_runs_in_onnxruntime() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     eprintln!("{} cases agree with onnxruntime", wants.len());
 }
+
+/// Nodes with no standard ONNX form are errors naming the node and its op, and `write_model`
+/// leaves no file behind.
+#[test]
+fn unexportable_nodes_are_named_errors_and_write_nothing() {
+    let quant = std::sync::Arc::new(QuantParams {
+        scale: vec![F32(0.1)],
+        zero_point: vec![3],
+        axis: None,
+    });
+    let mut g = Graph::new("quantized_add");
+    let ty = TensorType::known(DType::U8, &[2, 3]).with_quant(Some(quant));
+    let a = g.add_input("a", ty.clone());
+    let b = g.add_input("b", ty);
+    let y = g
+        .add(Op::Binary(BinaryOp::Add), &[a, b], "qadd")
+        .expect("add");
+    g.add_output("y", y);
+    let err = export_model(&g, &ExportOptions::default()).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("\"qadd\"") && msg.contains("(add)") && msg.contains("quantized"),
+        "{msg}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.onnx");
+    assert!(kestrel::onnx::write_model(&g, &ExportOptions::default(), &path).is_err());
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "a file was left"
+    );
+
+    // A requested opset below what a node needs names the node.
+    let mut g = Graph::new("gelu");
+    let x = g.add_input("x", f32t(&[4]));
+    let y = g
+        .add(Op::Unary(UnaryOp::Gelu { tanh_approx: false }), &[x], "act")
+        .unwrap();
+    g.add_output("y", y);
+    let opts = ExportOptions {
+        opset: Some(17),
+        ..Default::default()
+    };
+    let msg = export_model(&g, &opts).unwrap_err().to_string();
+    assert!(msg.contains("\"act\"") && msg.contains("20"), "{msg}");
+    let proto = kestrel::onnx::export::export_proto(&g, &ExportOptions::default()).unwrap();
+    assert_eq!(proto.opset_import[0].version, 20);
+}

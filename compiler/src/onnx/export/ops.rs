@@ -416,7 +416,9 @@ impl Cx<'_, '_> {
         let ins = self.inputs();
         let mut x = ins[0].clone();
         if e.channel_scale {
-            let s = ins.last().cloned().expect("channel scale input");
+            let Some(s) = ins.get(3 + e.residual as usize).cloned() else {
+                return Err(self.unsupported("a conv with a channel scale needs its scale input"));
+            };
             let xs = self.temp("scaled");
             self.emit(
                 "Mul",
