@@ -634,6 +634,39 @@ pub fn prepare(
     })
 }
 
+/// Whether `a` and `b` name one existing file (also through a hard link or a symlink).
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    let (Ok(ma), Ok(mb)) = (std::fs::metadata(a), std::fs::metadata(b)) else {
+        return false;
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        ma.dev() == mb.dev() && ma.ino() == mb.ino()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (ma, mb);
+        matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+    }
+}
+
+/// Checks that a command may write `output`: never the model it reads (`input`, also through a
+/// hard link or a symlink), and an existing file only with `force`.
+pub fn check_output_path(input: &Path, output: &Path, force: bool) -> Result<()> {
+    if same_file(input, output) {
+        bail!(
+            "{}: refusing to overwrite the input model {}",
+            output.display(),
+            input.display()
+        );
+    }
+    if output.exists() && !force {
+        bail!("{} exists; pass --force to overwrite it", output.display());
+    }
+    Ok(())
+}
+
 /// Checks a thread count and a count of timed runs: both must be at least 1.
 pub fn check_threads_and_iters(threads: usize, iters: usize) -> Result<()> {
     if threads == 0 || iters == 0 {

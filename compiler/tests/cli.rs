@@ -739,3 +739,67 @@ fn compare_without_inputs_uses_the_interpreter_as_reference() {
         "{out}"
     );
 }
+
+#[test]
+fn dump_writes_onnx_and_never_its_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.onnx");
+    std::fs::copy(digits("digits_cnn.onnx"), &model).unwrap();
+    let original = std::fs::read(&model).unwrap();
+    let m = model.to_str().unwrap();
+    let out = dir.path().join("out.onnx");
+    let o = kestrel(&["dump", m, "--pipeline", "O2", "-o", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The export runs and gives the model's outputs.
+    let inputs = digits("digits_cnn.io.npz");
+    let outs = dir.path().join("y.npz");
+    let o = kestrel(&[
+        "run",
+        out.to_str().unwrap(),
+        "--backend",
+        "interp",
+        "--inputs",
+        &inputs,
+        "--outputs",
+        outs.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got = kestrel::tensor_io::read_npz(&outs).unwrap();
+    let want = kestrel::tensor_io::read_npz(Path::new(&inputs)).unwrap();
+    let want = &want.iter().find(|(n, _)| n == "logits").unwrap().1;
+    let got = &got.iter().find(|(n, _)| n == "logits").unwrap().1;
+    let diff = kestrel_ir::testing::tensor_max_abs_diff(got, want);
+    assert!(
+        diff < 1e-4,
+        "exported model differs from the reference by {diff}"
+    );
+
+    let o = kestrel(&["dump", m, "-o", out.to_str().unwrap()]);
+    assert_user_error(&o, &["exists", "--force"]);
+    let o = kestrel(&["dump", m, "-o", m, "--force"]);
+    assert_user_error(&o, &["refusing to overwrite the input model"]);
+    #[cfg(unix)]
+    {
+        let link = dir.path().join("link.onnx");
+        std::os::unix::fs::symlink(&model, &link).unwrap();
+        let o = kestrel(&["dump", link.to_str().unwrap(), "-o", m, "--force"]);
+        assert_user_error(&o, &["refusing to overwrite the input model"]);
+    }
+    assert_eq!(
+        std::fs::read(&model).unwrap(),
+        original,
+        "the input model changed"
+    );
+    let o = kestrel(&[
+        "dump",
+        m,
+        "--pipeline",
+        "O1",
+        "--after",
+        "all",
+        "-o",
+        out.to_str().unwrap(),
+        "--force",
+    ]);
+    assert_user_error(&o, &["--after"]);
+}

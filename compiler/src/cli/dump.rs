@@ -1,7 +1,7 @@
 //! `kestrel dump`: the IR after import or after passes, as text or graphviz.
 
 use super::{print_pass_report, InputArgs, PipelineArgs};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use kestrel::driver;
 use std::path::PathBuf;
@@ -27,7 +27,8 @@ pub struct DumpArgs {
     #[arg(long, value_enum, default_value_t = DumpFormat::Text)]
     pub format: DumpFormat,
     /// Write the dump to FILE, and large constants to the sidecar FILE's stem + `.weights.npz`
-    /// (without -o, large constants print as `elided`).
+    /// (without -o, large constants print as `elided`). A FILE ending in `.onnx` receives the
+    /// graph as a standard ONNX model instead.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
     #[command(flatten)]
@@ -46,6 +47,16 @@ pub fn run(args: DumpArgs) -> Result<()> {
     }
     if args.format == DumpFormat::Dot && args.output.is_some() {
         bail!("--format dot prints to stdout; redirect it instead of -o");
+    }
+    let onnx_output = args
+        .output
+        .as_deref()
+        .filter(|p| kestrel::tensor_io::extension(p).as_deref() == Some("onnx"));
+    if onnx_output.is_some() && args.after.is_some() {
+        bail!("--after prints dumps of passes; -o FILE.onnx writes the final graph: give one");
+    }
+    if let Some(out) = &args.output {
+        driver::check_output_path(&args.model, out, args.force)?;
     }
     let model = kestrel::load(&args.model)?;
     let spec = args.inputs.spec()?;
@@ -84,6 +95,11 @@ pub fn run(args: DumpArgs) -> Result<()> {
             Ok(())
         }
         DumpFormat::Text => match &args.output {
+            Some(path) if onnx_output.is_some() => {
+                kestrel::onnx::write_model(&prepared.graph, &Default::default(), path).with_context(
+                    || format!("exporting {} to {}", args.model.display(), path.display()),
+                )
+            }
             Some(path) => kestrel::dump::write_kir(&prepared.graph, path, args.force),
             None => {
                 // A closed pipe (`kestrel dump m.onnx | head`) is not an error worth reporting.

@@ -1,5 +1,6 @@
 //! ONNX import: protobuf decoding ([`proto`]), tensors ([`tensor_from_proto`]) and graphs
-//! ([`load_model`], [`import_bytes`]).
+//! ([`load_model`], [`import_bytes`]); and export, its inverse ([`export_model`], [`write_model`],
+//! see [`export`]).
 //!
 //! Only the default domain (`""` / `"ai.onnx"`) is supported. Every ONNX node becomes one or more
 //! IR nodes named after it; version-specific forms are normalised into the IR's single form of
@@ -13,6 +14,7 @@
 
 mod attr;
 mod error;
+pub mod export;
 mod external;
 mod import;
 mod ops;
@@ -21,6 +23,7 @@ mod tensor;
 
 pub use attr::{attr_float, attr_floats, attr_int, attr_ints, attr_string, attr_tensor};
 pub use error::{ImportError, Reason};
+pub use export::{export_model, write_model, ExportError, ExportOptions};
 pub use external::resolve_location;
 pub use tensor::{dtype_from_onnx, dtype_to_onnx, tensor_to_proto};
 

@@ -285,8 +285,9 @@ fn auto_pad(cx: &NodeLowering) -> Result<AutoPad, Reason> {
 }
 
 /// ONNX ops that are one [`UnaryOp`], by the IR name of that op. Its float parameters are the
-/// ONNX attributes of the same names, with the op table's defaults (which are ONNX's).
-const UNARY: &[(&str, &str)] = &[
+/// ONNX attributes of the same names, with the op table's defaults (which are ONNX's). The
+/// exporter writes each op under the ONNX name of its row.
+pub(crate) const UNARY: &[(&str, &str)] = &[
     ("Relu", "relu"),
     ("Sigmoid", "sigmoid"),
     ("Tanh", "tanh"),
@@ -341,39 +342,51 @@ fn unary(cx: &NodeLowering, op_type: &str) -> Result<Option<UnaryOp>, Reason> {
     Ok(Some(u))
 }
 
+/// ONNX ops that are one [`BinaryOp`] (besides `Mod`, whose `fmod` attribute picks `mod` or
+/// `fmod`, and the variadic `Max`/`Min`/`Sum`/`Mean`). The exporter writes each op under the
+/// ONNX name of its row.
+pub(crate) const BINARY: &[(&str, BinaryOp)] = &[
+    ("Add", BinaryOp::Add),
+    ("Sub", BinaryOp::Sub),
+    ("Mul", BinaryOp::Mul),
+    ("Div", BinaryOp::Div),
+    ("Pow", BinaryOp::Pow),
+    ("Equal", BinaryOp::Equal),
+    ("Less", BinaryOp::Less),
+    ("LessOrEqual", BinaryOp::LessOrEqual),
+    ("Greater", BinaryOp::Greater),
+    ("GreaterOrEqual", BinaryOp::GreaterOrEqual),
+    ("And", BinaryOp::And),
+    ("Or", BinaryOp::Or),
+    ("Xor", BinaryOp::Xor),
+];
+
 fn binary(op_type: &str) -> Option<BinaryOp> {
-    Some(match op_type {
-        "Add" => BinaryOp::Add,
-        "Sub" => BinaryOp::Sub,
-        "Mul" => BinaryOp::Mul,
-        "Div" => BinaryOp::Div,
-        "Pow" => BinaryOp::Pow,
-        "Equal" => BinaryOp::Equal,
-        "Less" => BinaryOp::Less,
-        "LessOrEqual" => BinaryOp::LessOrEqual,
-        "Greater" => BinaryOp::Greater,
-        "GreaterOrEqual" => BinaryOp::GreaterOrEqual,
-        "And" => BinaryOp::And,
-        "Or" => BinaryOp::Or,
-        "Xor" => BinaryOp::Xor,
-        _ => return None,
-    })
+    BINARY
+        .iter()
+        .find(|(onnx, _)| *onnx == op_type)
+        .map(|&(_, b)| b)
 }
 
+/// ONNX reductions by [`ReduceKind`]; the exporter writes each kind under the name of its row.
+pub(crate) const REDUCE: &[(&str, ReduceKind)] = &[
+    ("ReduceSum", ReduceKind::Sum),
+    ("ReduceMean", ReduceKind::Mean),
+    ("ReduceMax", ReduceKind::Max),
+    ("ReduceMin", ReduceKind::Min),
+    ("ReduceProd", ReduceKind::Prod),
+    ("ReduceL1", ReduceKind::L1),
+    ("ReduceL2", ReduceKind::L2),
+    ("ReduceLogSum", ReduceKind::LogSum),
+    ("ReduceLogSumExp", ReduceKind::LogSumExp),
+    ("ReduceSumSquare", ReduceKind::SumSquare),
+];
+
 fn reduce_kind(op_type: &str) -> Option<ReduceKind> {
-    Some(match op_type {
-        "ReduceSum" => ReduceKind::Sum,
-        "ReduceMean" => ReduceKind::Mean,
-        "ReduceMax" => ReduceKind::Max,
-        "ReduceMin" => ReduceKind::Min,
-        "ReduceProd" => ReduceKind::Prod,
-        "ReduceL1" => ReduceKind::L1,
-        "ReduceL2" => ReduceKind::L2,
-        "ReduceLogSum" => ReduceKind::LogSum,
-        "ReduceLogSumExp" => ReduceKind::LogSumExp,
-        "ReduceSumSquare" => ReduceKind::SumSquare,
-        _ => return None,
-    })
+    REDUCE
+        .iter()
+        .find(|(onnx, _)| *onnx == op_type)
+        .map(|&(_, k)| k)
 }
 
 /// Lowers one node; returns the IR values of its outputs, in order. It may return fewer values
