@@ -26,6 +26,7 @@
 //! Threads: [`emit_gemm_rows`] computes only the rows `[m_begin, m_end)` (run-time values), so a
 //! parallel-for task can take a row range from [`split_rows`]; the tasks write disjoint rows of C.
 
+pub mod int8;
 mod loops;
 pub mod pack;
 pub mod tile;
@@ -576,13 +577,14 @@ impl<'t, T: Tile> Plan<'t, T> {
                     a_off: usize,
                     b_off: usize,
                     valid: usize| {
-            let bv: Vec<Value> = (0..nv)
+            let bv: Vec<T::B> = (0..nv)
                 .map(|v| {
                     let off = imm(b_off + 16 * v);
-                    match b_lanes(v) {
+                    let raw = match b_lanes(v) {
                         4 => fb.ins().load(b_vec, mem(), b_p, off),
                         l => load_lanes(fb, lane, b_p, off, l),
-                    }
+                    };
+                    tile.prepare_b(fb, &self.flags, raw)
                 })
                 .collect();
             for r in 0..mr {
