@@ -16,10 +16,11 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use gemm_harness::compile;
 use kestrel_backends::jit::isa::IsaFlags;
 use kestrel_backends::jit::kernels::gemm::int8::{
-    folded_bias, reduced_weight_range, weight_sums, Int8Route, Int8Tile, SignedOperand, WeightRange,
+    emit_int8_gemm_rows, emit_int8_pack_b, folded_bias, int8_packed_b_bytes, reduced_weight_range,
+    weight_sums, Int8Route, Int8Tile, SignedOperand, WeightRange,
 };
 use kestrel_backends::jit::kernels::gemm::tile::Tile;
-use kestrel_backends::jit::kernels::gemm::{self, pack, BSource, GemmShape};
+use kestrel_backends::jit::kernels::gemm::{self, pack, BSource, Bias, GemmShape};
 use proptest::prelude::*;
 
 /// One GEMM problem; `parts` row ranges are emitted one after the other.
@@ -31,12 +32,26 @@ struct Problem {
     lda_pad: usize,
     ldb_pad: usize,
     ldc_pad: usize,
-    bias: bool,
+    bias: BiasKind,
     parts: usize,
     /// B is packed by the emitted run-time packer (B u8 only) instead of at compile time.
     runtime_pack: bool,
     weights: WeightRange,
     seed: u64,
+}
+
+/// Where the problem's bias applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BiasKind {
+    None,
+    Columns,
+    Rows,
+}
+
+impl BiasKind {
+    fn of(i: usize) -> BiasKind {
+        [BiasKind::None, BiasKind::Columns, BiasKind::Rows][i % 3]
+    }
 }
 
 /// Deterministic 64-bit stream (splitmix64).
@@ -85,7 +100,7 @@ fn host_has_ssse3() -> bool {
 }
 
 /// The operands of a problem: A `[m, lda]` (padding bytes 0x7f: reading them would change a
-/// result), B `[k, ldb]` (padding 0x7f), bias `[n]`. The s8 operand is in `[-128, 127]`
+/// result), B `[k, ldb]` (padding 0x7f), bias `[n]` for columns, `[m]` for rows. The s8 operand is in `[-128, 127]`
 /// (`[-64, 64]` for 7-bit weights), the u8 one in `[0, 255]`.
 struct Operands {
     a: Vec<u8>,
@@ -119,7 +134,8 @@ fn operands(tile: &Int8Tile, p: &Problem) -> Operands {
             b[q * ldb + j] = val(!a_signed);
         }
     }
-    let bias = (0..p.n).map(|_| (next() as i32) >> 8).collect::<Vec<i32>>();
+    let len = if p.bias == BiasKind::Rows { p.m } else { p.n };
+    let bias = (0..len).map(|_| (next() as i32) >> 8).collect::<Vec<i32>>();
     Operands {
         a,
         b,
@@ -146,7 +162,11 @@ fn reference(tile: &Int8Tile, p: &Problem, o: &Operands) -> Vec<i32> {
     let mut c = vec![0i32; p.m * p.n];
     for i in 0..p.m {
         for j in 0..p.n {
-            let mut acc = if p.bias { o.bias[j] } else { 0 };
+            let mut acc = match p.bias {
+                BiasKind::None => 0,
+                BiasKind::Columns => o.bias[j],
+                BiasKind::Rows => o.bias[i],
+            };
             let mut w_sum = 0i32;
             for q in 0..p.k {
                 let (x, y) = (av(o.a[i * o.lda + q]), bv(o.b[q * o.ldb + j]));
@@ -162,20 +182,17 @@ fn reference(tile: &Int8Tile, p: &Problem, o: &Operands) -> Vec<i32> {
 const SENTINEL: i32 = 0x5eed_5eed;
 
 /// Emits the problem's GEMM (and, with `runtime_pack`, the packer before it) into a function
-/// `(a, b, c, bias, scratch)`.
+/// `(a, b, c, bias, scratch)`, through the public entry points.
 fn build(tile: Int8Tile, p: Problem, lda: usize, ldb: usize) -> gemm_harness::Compiled {
     let ldc = p.n + p.ldc_pad;
-    let shape = GemmShape {
-        m: p.m,
-        n: p.n,
-        k: p.k,
-        lda,
-        ldc,
-    };
     compile(5, move |fb, flags, a| {
-        let bias = p.bias.then_some(a[3]);
+        let bias = match p.bias {
+            BiasKind::None => Bias::None,
+            BiasKind::Columns => Bias::Columns(a[3]),
+            BiasKind::Rows => Bias::Rows(a[3]),
+        };
         let b = if p.runtime_pack {
-            pack::emit_pack_b_bytes(fb, flags, &tile, a[1], ldb, a[4], p.k, p.n);
+            emit_int8_pack_b(fb, flags, &tile, a[1], ldb, a[4], p.k, p.n);
             a[4]
         } else {
             a[1]
@@ -183,18 +200,8 @@ fn build(tile: Int8Tile, p: Problem, lda: usize, ldb: usize) -> gemm_harness::Co
         for r in gemm::split_rows_by(tile.rows(), p.m, p.parts) {
             let mb = fb.ins().iconst(types::I64, r.start as i64);
             let me = fb.ins().iconst(types::I64, r.end as i64);
-            gemm::emit_tiled(
-                fb,
-                flags,
-                &tile,
-                shape,
-                BSource::Packed,
-                a[0],
-                b,
-                a[2],
-                bias,
-                mb,
-                me,
+            emit_int8_gemm_rows(
+                fb, flags, &tile, a[0], lda, b, a[2], ldc, p.m, p.n, p.k, bias, mb, me,
             );
         }
     })
@@ -257,7 +264,7 @@ fn problem(m: usize, n: usize, k: usize, i: usize) -> Problem {
         lda_pad: i % 3,
         ldb_pad: (i / 2) % 3,
         ldc_pad: (i + 1) % 2,
-        bias: i.is_multiple_of(2),
+        bias: BiasKind::of(i),
         parts: 1 + i % 3,
         runtime_pack: false,
         weights: WeightRange::Full,
@@ -483,7 +490,7 @@ fn compile_for(
         p[0],
         p[4],
         p[2],
-        Some(p[3]),
+        Bias::Columns(p[3]),
         mb,
         me,
     );
@@ -829,14 +836,14 @@ proptest! {
     #[test]
     fn random_shapes_every_route(
         m in 1usize..40, n in 1usize..60, k in prop_oneof![1usize..70, 1usize..2100],
-        lda_pad in 0usize..5, ldb_pad in 0usize..5, ldc_pad in 0usize..4, bias: bool,
+        lda_pad in 0usize..5, ldb_pad in 0usize..5, ldc_pad in 0usize..4, bias in 0usize..3,
         parts in 1usize..4, runtime_pack: bool, seed: u64, which in 0usize..64, a_signed: bool,
     ) {
         let signed = if a_signed { SignedOperand::A } else { SignedOperand::B };
         let ts = tiles(signed);
         let t = ts[which % ts.len()];
         let p = for_tile(&t, Problem {
-            m, n, k, lda_pad, ldb_pad, ldc_pad, bias, parts, runtime_pack,
+            m, n, k, lda_pad, ldb_pad, ldc_pad, bias: BiasKind::of(bias), parts, runtime_pack,
             weights: WeightRange::Full, seed,
         });
         if let Err(e) = run(t, p) {
@@ -899,4 +906,132 @@ fn dense_b_rows(b: &[u8], ldb: usize, k: usize, n: usize) -> Vec<u8> {
     (0..k)
         .flat_map(|q| b[q * ldb..q * ldb + n].to_vec())
         .collect()
+}
+
+/// The two lowerings' uses of the entry points, with the activation zero point folded into the
+/// bias by `folded_bias`, against the integer semantics `bias[c] + Σ_k (x − zx)·w[c, k]`:
+/// a convolution (`W s8 [M, K]` in A read in place, u8 im2col `[K, P]` packed at run time, a row
+/// bias) and a Gemm (u8 `X [R, K]` in A, s8 `W` packed at compile time from `[K, N]` or, with
+/// `trans_b`, `[N, K]`, a column bias). Every route that runs here, weights of its range.
+#[test]
+fn zero_point_folding_in_both_lowerings() {
+    use kestrel_backends::jit::kernels::gemm::int8::{emit_int8_gemm, pack_int8_b};
+    let (ch, k, cols) = (13, 37, 19);
+    for signed in [SignedOperand::A, SignedOperand::B] {
+        for t in tiles(signed) {
+            for (zx, trans_b) in [(0, false), (3, true), (128, false), (255, true)] {
+                let seven = t.route == Int8Route::Pmaddubsw;
+                let mut next = stream((zx * 7 + ch) as u64);
+                let w: Vec<i8> = (0..ch * k)
+                    .map(|_| {
+                        let r = next();
+                        if seven {
+                            ((r % 129) as i32 - 64) as i8
+                        } else {
+                            ((r % 255) as i32 - 127) as i8
+                        }
+                    })
+                    .collect();
+                let x: Vec<u8> = (0..k * cols).map(|_| next() as u8).collect();
+                let bias: Vec<i32> = (0..ch).map(|_| (next() as i32) >> 12).collect();
+                // w[c][q] and x[q][j] (conv: x is col[K, P]; gemm: x is Xᵀ, so X[j][q]).
+                let wv = |c: usize, q: usize| w[c * k + q] as i32;
+                let want = |c: usize, j: usize| {
+                    bias[c]
+                        + (0..k)
+                            .map(|q| (x[q * cols + j] as i32 - zx as i32) * wv(c, q))
+                            .sum::<i32>()
+                };
+                let sums = weight_sums(&w, k, ch, true);
+                let folded = folded_bias(Some(&bias), &sums, zx as i32, t.unsigned_offset());
+                let got: Vec<i32> = if signed == SignedOperand::A {
+                    // Convolution: C[M, P] = W[M, K] · col[K, P].
+                    let mut c = vec![SENTINEL; ch * cols];
+                    let mut scratch = vec![0u8; int8_packed_b_bytes(&t, k, cols)];
+                    let f = compile(5, move |fb, flags, a| {
+                        kestrel_backends::jit::kernels::gemm::int8::emit_int8_gemm_unpacked_scratch(
+                            fb,
+                            flags,
+                            &t,
+                            a[0],
+                            k,
+                            a[1],
+                            cols,
+                            a[2],
+                            cols,
+                            a[4],
+                            ch,
+                            cols,
+                            k,
+                            Bias::Rows(a[3]),
+                        );
+                    });
+                    // SAFETY: buffers as the entry point's contract asks.
+                    unsafe {
+                        f.call(&[
+                            w.as_ptr() as usize,
+                            x.as_ptr() as usize,
+                            c.as_mut_ptr() as usize,
+                            folded.as_ptr() as usize,
+                            scratch.as_mut_ptr() as usize,
+                        ])
+                    };
+                    c
+                } else {
+                    // Gemm: Y[R, N] = X[R, K] · W[K, N] with R = cols, N = ch.
+                    let xr: Vec<u8> = (0..cols)
+                        .flat_map(|j| (0..k).map(|q| x[q * cols + j]).collect::<Vec<_>>())
+                        .collect();
+                    let w_stored: Vec<i8> = if trans_b {
+                        w.clone()
+                    } else {
+                        (0..k)
+                            .flat_map(|q| (0..ch).map(|c| w[c * k + q]).collect::<Vec<_>>())
+                            .collect()
+                    };
+                    assert_eq!(weight_sums(&w_stored, k, ch, trans_b), sums);
+                    let packed = pack_int8_b(&t, &w_stored, k, ch, trans_b);
+                    let mut y = vec![SENTINEL; cols * ch];
+                    let f = compile(4, move |fb, flags, a| {
+                        emit_int8_gemm(
+                            fb,
+                            flags,
+                            &t,
+                            a[0],
+                            k,
+                            a[1],
+                            a[2],
+                            ch,
+                            cols,
+                            ch,
+                            k,
+                            Bias::Columns(a[3]),
+                        );
+                    });
+                    // SAFETY: buffers as the entry point's contract asks.
+                    unsafe {
+                        f.call(&[
+                            xr.as_ptr() as usize,
+                            packed.as_ptr() as usize,
+                            y.as_mut_ptr() as usize,
+                            folded.as_ptr() as usize,
+                        ])
+                    };
+                    // Back to [channel, column].
+                    (0..ch)
+                        .flat_map(|c| (0..cols).map(|j| y[j * ch + c]).collect::<Vec<_>>())
+                        .collect()
+                };
+                for c in 0..ch {
+                    for j in 0..cols {
+                        assert_eq!(
+                            got[c * cols + j],
+                            want(c, j),
+                            "{t:?} zx {zx} trans_b {trans_b}: channel {c} column {j}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 }

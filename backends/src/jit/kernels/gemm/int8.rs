@@ -28,9 +28,149 @@
 
 use super::loops::load_quad;
 use super::tile::{mem, Tile};
+use super::{emit_tiled, pack, BSource, Bias, GemmShape};
 use crate::jit::isa::IsaFlags;
 use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, Type, Value};
 use cranelift_frontend::FunctionBuilder;
+
+/// Bytes of B packed for `tile` (`k`×`n`): `round_up(k, 4) · round_up(n, tile.cols)`; also the
+/// scratch [`emit_int8_gemm_unpacked_scratch`] needs.
+pub fn int8_packed_b_bytes(tile: &Int8Tile, k: usize, n: usize) -> usize {
+    pack::packed_len(tile, k, n)
+}
+
+/// Packs the bytes `b` (u8 or s8: `[k, n]` row-major, or `[n, k]` when `transposed`, as a
+/// Gemm's `trans_b` weights) for `tile` at compile time; the result goes in read-only data and
+/// is the `b_packed` of [`emit_int8_gemm`].
+///
+/// Panics if `b.len() != k·n`.
+pub fn pack_int8_b<T: Copy + Default>(
+    tile: &Int8Tile,
+    b: &[T],
+    k: usize,
+    n: usize,
+    transposed: bool,
+) -> Vec<T> {
+    pack::pack_b(tile, b, k, n, transposed)
+}
+
+/// Emits code that packs a run-time byte matrix B (row-major `[k, n]`, leading dimension `ldb`
+/// bytes; the u8 im2col columns of a convolution) into `dst` (I64 pointer to
+/// [`int8_packed_b_bytes`] bytes, any alignment), exactly as [`pack_int8_b`] would. Reads only
+/// the k×n bytes. For threads: pack once, then run [`emit_int8_gemm_rows`] per task.
+#[allow(clippy::too_many_arguments)]
+pub fn emit_int8_pack_b(
+    fb: &mut FunctionBuilder,
+    flags: &IsaFlags,
+    tile: &Int8Tile,
+    b: Value,
+    ldb: usize,
+    dst: Value,
+    k: usize,
+    n: usize,
+) {
+    pack::emit_pack_b_bytes(fb, flags, tile, b, ldb, dst, k, n);
+}
+
+/// Emits the i32 accumulator block `C[m×n] = bias + A[m×k] · B[k×n]` (wrapping i32) at the
+/// builder's current block, with `tile` (from [`Int8Tile::select`] for the same `flags`).
+///
+/// - `a`: I64 pointer to A, row-major bytes with leading dimension `lda` (bytes, `≥ k`), read in
+///   place; s8 when `tile.signed == SignedOperand::A`, else u8.
+/// - `b_packed`: I64 pointer to B packed by [`pack_int8_b`] or [`emit_int8_pack_b`] with the
+///   same tile, `k`, `n`; the other signedness.
+/// - `c`: I64 pointer to C, row-major i32 with leading dimension `ldc` (elements, `≥ n`); only
+///   its `m×n` elements are written. May not alias A or B.
+/// - `bias`: [`Bias::Columns`] (`n` i32, the Gemm lowering's [`folded_bias`]),
+///   [`Bias::Rows`] (`m` i32, the convolution lowering's), or [`Bias::None`].
+///
+/// What C holds exactly: `bias + A·B − tile.unsigned_offset() · Σ_k w` per element (`w` the s8
+/// operand's column of B or row of A), for weights within range ([`Int8Tile::is_exact_for`]);
+/// [`folded_bias`] turns that into `bias + Σ_k (x − zx)·w`. No alignment is required of any
+/// pointer; nothing outside the matrices is read or written; the generated code calls nothing.
+/// Leaves the builder in a fresh block.
+#[allow(clippy::too_many_arguments)]
+pub fn emit_int8_gemm(
+    fb: &mut FunctionBuilder,
+    flags: &IsaFlags,
+    tile: &Int8Tile,
+    a: Value,
+    lda: usize,
+    b_packed: Value,
+    c: Value,
+    ldc: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    bias: Bias,
+) {
+    let mb = fb.ins().iconst(types::I64, 0);
+    let me = fb.ins().iconst(types::I64, m as i64);
+    emit_int8_gemm_rows(
+        fb, flags, tile, a, lda, b_packed, c, ldc, m, n, k, bias, mb, me,
+    );
+}
+
+/// [`emit_int8_gemm`] for the rows `[m_begin, m_end)` of A and C only (I64 run-time values;
+/// `a`, `c` and a row bias still point at row 0): `m_begin` a multiple of `tile.rows`, `m_end` a
+/// multiple of it or `m` (see [`super::split_rows_by`]`(tile.rows, m, parts)`), so parallel
+/// tasks write disjoint rows.
+#[allow(clippy::too_many_arguments)]
+pub fn emit_int8_gemm_rows(
+    fb: &mut FunctionBuilder,
+    flags: &IsaFlags,
+    tile: &Int8Tile,
+    a: Value,
+    lda: usize,
+    b_packed: Value,
+    c: Value,
+    ldc: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    bias: Bias,
+    m_begin: Value,
+    m_end: Value,
+) {
+    let shape = GemmShape { m, n, k, lda, ldc };
+    emit_tiled(
+        fb,
+        flags,
+        tile,
+        shape,
+        BSource::Packed,
+        a,
+        b_packed,
+        c,
+        bias,
+        m_begin,
+        m_end,
+    );
+}
+
+/// [`emit_int8_pack_b`] of the run-time B (row-major `[k, n]`, leading dimension `ldb` bytes)
+/// into `scratch` ([`int8_packed_b_bytes`] bytes), then [`emit_int8_gemm`] on it: the
+/// convolution's `out[M, P] = W[M, K] · col[K, P]` with `tile.signed == SignedOperand::A`.
+#[allow(clippy::too_many_arguments)]
+pub fn emit_int8_gemm_unpacked_scratch(
+    fb: &mut FunctionBuilder,
+    flags: &IsaFlags,
+    tile: &Int8Tile,
+    a: Value,
+    lda: usize,
+    b: Value,
+    ldb: usize,
+    c: Value,
+    ldc: usize,
+    scratch: Value,
+    m: usize,
+    n: usize,
+    k: usize,
+    bias: Bias,
+) {
+    emit_int8_pack_b(fb, flags, tile, b, ldb, scratch, k, n);
+    emit_int8_gemm(fb, flags, tile, a, lda, scratch, c, ldc, m, n, k, bias);
+}
 
 /// Which GEMM operand holds the s8 weights; the other one holds u8 activations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
