@@ -367,6 +367,9 @@ fn x86_routes_without_vnni() {
             let f = build(t, problem(8, 24, 64, 0), o.lda, o.ldb);
             assert!(f.vcode.contains(insn), "{t:?}:\n{}", f.vcode);
             assert!(!f.vcode.contains("vpdpbusd"), "{t:?}:\n{}", f.vcode);
+            // SAFETY: the finalized function's `code_len` bytes are readable.
+            let code = unsafe { std::slice::from_raw_parts(f.ptr, f.code_len) };
+            assert_eq!(count_vpdpbusd(code), 0, "{t:?}");
         }
     }
 }
@@ -421,9 +424,33 @@ fn host_int8_gemm_uses_its_dot_product_instruction() {
         {
             assert_eq!(t.route, Int8Route::Vnni, "{host:?}");
             assert_eq!(t.rows * t.cols, 48, "the measured best VNNI tile is 4×12");
+            // The machine code itself, not only the listing: `vpdpbusd xmm` is opcode 0x50 in
+            // map 0F38 with prefix 66, EVEX (`62`, P0.mm = 2, P1.pp = 1) or VEX3 (`c4`, mmmmm = 2,
+            // pp = 1); a dot step per tile element per k quad.
+            // SAFETY: the finalized function's `code_len` bytes are readable.
+            let code = unsafe { std::slice::from_raw_parts(f.ptr, f.code_len) };
+            let dots = count_vpdpbusd(code);
+            assert!(
+                dots >= t.rows * t.cols / 4,
+                "{dots} vpdpbusd encodings in the code of {t:?}"
+            );
         }
         run(t, p).unwrap_or_else(|e| panic!("{t:?} {p:?}: {e}"));
     }
+}
+
+/// Occurrences of the `vpdpbusd` encodings (EVEX `62 P0 P1 P2 50`, VEX3 `c4 B1 B2 50`) in x86-64
+/// machine code. A byte scan, so it could over-count inside immediates, never under-count.
+fn count_vpdpbusd(code: &[u8]) -> usize {
+    let evex = code
+        .windows(5)
+        .filter(|w| w[0] == 0x62 && w[1] & 0x07 == 2 && w[2] & 0x07 == 0x05 && w[4] == 0x50)
+        .count();
+    let vex = code
+        .windows(4)
+        .filter(|w| w[0] == 0xc4 && w[1] & 0x1f == 2 && w[2] & 0x03 == 1 && w[3] == 0x50)
+        .count();
+    evex + vex
 }
 
 fn count_calls(vcode: &str) -> usize {
