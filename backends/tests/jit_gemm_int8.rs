@@ -481,7 +481,17 @@ fn compile_for(
         ib.set(e, "true").unwrap();
     }
     let isa = ib.finish(settings::Flags::new(fl)).unwrap();
-    let flags = IsaFlags::from_isa(&*isa);
+    compile_for_isa(&*isa, signed, weights)
+}
+
+/// [`compile_for`] with a given ISA.
+fn compile_for_isa(
+    isa: &dyn cranelift_codegen::isa::TargetIsa,
+    signed: SignedOperand,
+    weights: WeightRange,
+) -> (Int8Tile, String, usize) {
+    let triple = isa.triple().to_string();
+    let flags = IsaFlags::from_isa(isa);
     let tile = Int8Tile::select(&flags, signed, weights);
     let mut sig = Signature::new(CallConv::SystemV);
     for _ in 0..5 {
@@ -531,8 +541,8 @@ fn compile_for(
     let mut ctx = cranelift_codegen::Context::for_function(func);
     ctx.set_disasm(true);
     let cc = ctx
-        .compile(&*isa, &mut Default::default())
-        .unwrap_or_else(|e| panic!("{triple} {enable:?}: {:?}", e.inner));
+        .compile(isa, &mut Default::default())
+        .unwrap_or_else(|e| panic!("{triple}: {:?}", e.inner));
     (tile, cc.vcode.clone().unwrap(), cc.buffer.relocs().len())
 }
 
@@ -1059,6 +1069,86 @@ fn zero_point_folding_in_both_lowerings() {
                     }
                 }
             }
+        }
+    }
+}
+
+/// The ISAs `kestrel compile` builds (`aot::CpuFeatures::isa`, every flag explicit) select the
+/// documented route and compile it to its instruction, calling nothing: the int8 kernels as the
+/// AOT path would emit them for each target and `--cpu`.
+#[test]
+fn aot_targets_select_their_routes() {
+    use kestrel_backends::aot::{Arch, CpuFeatures};
+    let full = WeightRange::Full;
+    let seven = WeightRange::SevenBit;
+    let cases = [
+        (
+            "x86_64-unknown-linux-gnu",
+            "generic",
+            full,
+            Int8Route::WidenI16,
+            "pmaddwd",
+        ),
+        (
+            "x86_64-unknown-linux-gnu",
+            "generic",
+            seven,
+            Int8Route::Pmaddubsw,
+            "pmaddubsw",
+        ),
+        (
+            "x86_64-unknown-linux-gnu",
+            "+avx512vnni,+avx512vl",
+            full,
+            Int8Route::Vnni,
+            "vpdpbusd",
+        ),
+        (
+            "aarch64-unknown-linux-gnu",
+            "generic",
+            full,
+            Int8Route::WidenI16,
+            "smull",
+        ),
+        (
+            "aarch64-unknown-linux-gnu",
+            "+dotprod",
+            full,
+            Int8Route::Sdot,
+            "sdot",
+        ),
+        (
+            "aarch64-unknown-linux-gnu",
+            "+dotprod,+i8mm",
+            full,
+            Int8Route::Usdot,
+            "usdot",
+        ),
+        (
+            "riscv64gc-unknown-linux-gnu",
+            "generic",
+            full,
+            Int8Route::LaneWise,
+            "mul",
+        ),
+        (
+            "riscv64gc-unknown-linux-gnu",
+            "+v",
+            full,
+            Int8Route::LaneWise,
+            "vmul",
+        ),
+    ];
+    for (triple, cpu, weights, route, insn) in cases {
+        let arch = Arch::from_triple(triple).unwrap();
+        let isa = CpuFeatures::parse(arch, Some(cpu)).unwrap().isa().unwrap();
+        for signed in [SignedOperand::A, SignedOperand::B] {
+            let (tile, vcode, relocs) = compile_for_isa(&*isa, signed, weights);
+            let what = format!("{triple} --cpu {cpu} {signed:?} {weights:?}");
+            assert_eq!(tile.route, route, "{what}");
+            assert_eq!(relocs, 0, "{what}");
+            assert_eq!(count_calls(&vcode), 0, "{what}:\n{vcode}");
+            assert!(vcode.contains(insn), "{what} lacks {insn}:\n{vcode}");
         }
     }
 }
