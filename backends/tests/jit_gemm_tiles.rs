@@ -60,7 +60,17 @@ fn build(tile: &(impl Tile + Copy + 'static), p: Problem) -> gemm_harness::Compi
             let mb = fb.ins().iconst(types::I64, r.start as i64);
             let me = fb.ins().iconst(types::I64, r.end as i64);
             gemm::emit_tiled(
-                fb, flags, &tile, shape, source, a[0], a[1], a[2], bias, mb, me,
+                fb,
+                flags,
+                &tile,
+                shape,
+                source,
+                a[0],
+                a[1],
+                a[2],
+                gemm::Bias::columns(bias),
+                mb,
+                me,
             );
         }
     })

@@ -13,6 +13,7 @@ pub struct IsaFlags {
     pub is_x86: bool,
     pub is_aarch64: bool,
     pub is_riscv64: bool,
+    pub has_ssse3: bool,
     pub has_sse41: bool,
     pub has_avx: bool,
     pub has_avx2: bool,
@@ -45,6 +46,7 @@ impl IsaFlags {
         for v in isa.isa_flags() {
             let on = v.as_bool().unwrap_or(false);
             match v.name {
+                "has_ssse3" => f.has_ssse3 = on,
                 "has_sse41" => f.has_sse41 = on,
                 "has_avx" => f.has_avx = on,
                 "has_avx2" => f.has_avx2 = on,
@@ -76,6 +78,19 @@ impl IsaFlags {
     /// become libcalls). When false, emitters round with a bit trick.
     pub fn has_round(&self) -> bool {
         !self.is_x86 || self.has_sse41
+    }
+
+    /// The int8 dot-product tree lowers to `vpdpbusd` (x86-64: AVX-VNNI with AVX, which gives the
+    /// VEX form, or AVX-512 VNNI with VL, the EVEX form; docs/CRANELIFT.md).
+    pub fn use_vnni(&self) -> bool {
+        self.is_x86
+            && ((self.has_avx && self.has_avx_vnni) || (self.has_avx512vl && self.has_avx512vnni))
+    }
+
+    /// A `shuffle` with an arbitrary byte mask is one instruction (x86-64 needs SSSE3 for
+    /// `pshufb`, else Cranelift calls a libcall; aarch64 has `tbl`, riscv64 V `vrgather`).
+    pub fn has_byte_shuffle(&self) -> bool {
+        !self.is_x86 || self.has_ssse3
     }
 
     /// 128-bit vector types may be used (always on x86-64 and aarch64; riscv64 needs V).

@@ -131,3 +131,20 @@ pub(super) fn store_lanes(fb: &mut FunctionBuilder, v: Value, ptr: Value, off: i
 pub(super) fn imm(off: usize) -> i32 {
     i32::try_from(off).expect("gemm: byte offset does not fit in 32 bits")
 }
+
+/// The first `valid` (1..=4) bytes at `ptr + off` as the low bytes of an i32, the others zero,
+/// reading only those bytes.
+pub(super) fn load_quad(fb: &mut FunctionBuilder, ptr: Value, off: i32, valid: usize) -> Value {
+    match valid {
+        4 => fb.ins().load(types::I32, mem(), ptr, off),
+        2 => fb.ins().uload16(types::I32, mem(), ptr, off),
+        1 => fb.ins().uload8(types::I32, mem(), ptr, off),
+        3 => {
+            let lo = fb.ins().uload16(types::I32, mem(), ptr, off);
+            let hi = fb.ins().uload8(types::I32, mem(), ptr, off + 2);
+            let hi = fb.ins().ishl_imm_u(hi, 16);
+            fb.ins().bor(lo, hi)
+        }
+        _ => unreachable!("a step has 1..=4 valid k"),
+    }
+}

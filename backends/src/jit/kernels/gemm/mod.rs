@@ -26,6 +26,7 @@
 //! Threads: [`emit_gemm_rows`] computes only the rows `[m_begin, m_end)` (run-time values), so a
 //! parallel-for task can take a row range from [`split_rows`]; the tasks write disjoint rows of C.
 
+pub mod int8;
 mod loops;
 pub mod pack;
 pub mod tile;
@@ -110,9 +111,27 @@ pub enum BSource {
     Rows { ldb: usize },
 }
 
-/// Emits `C = A · B` for the rows `[m_begin, m_end)` of A and C (I64 run-time values) with
-/// `tile`, the accumulators of each column starting at `col_bias[col]` (I64 pointer to `n`
-/// lane-type elements, read with exactly `n` elements) or zero. Contract: `0 ≤ m_begin ≤ m_end ≤
+/// The start value of the accumulators (added once, in the first k block).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bias {
+    /// Zero.
+    None,
+    /// `bias[col]` for every row: I64 pointer to `n` lane-type elements (exactly `n` are read).
+    Columns(Value),
+    /// `bias[row]` for every column: I64 pointer to `m` lane-type elements, indexed by the row
+    /// of C (row 0 at the pointer, whatever `m_begin` is; exactly the rows computed are read).
+    Rows(Value),
+}
+
+impl Bias {
+    /// [`Bias::Columns`] of an optional column bias pointer.
+    pub fn columns(col_bias: Option<Value>) -> Bias {
+        col_bias.map_or(Bias::None, Bias::Columns)
+    }
+}
+
+/// Emits `C = A · B (+ bias)` for the rows `[m_begin, m_end)` of A and C (I64 run-time values)
+/// with `tile`, the accumulators starting at the [`Bias`]. Contract: `0 ≤ m_begin ≤ m_end ≤
 /// m`, `m_begin` is a multiple of `tile.rows()`, `m_end` is a multiple of it or `m` (see
 /// [`split_rows_by`]); `a`, `b`, `c` point at row 0; C may not alias A or B. Leaves the builder
 /// in a fresh sealed block after the emitted loops.
@@ -126,11 +145,11 @@ pub fn emit_tiled<T: Tile>(
     a: Value,
     b: Value,
     c: Value,
-    col_bias: Option<Value>,
+    bias: Bias,
     m_begin: Value,
     m_end: Value,
 ) {
-    let p = Plan::new(flags, tile, shape, b_source, col_bias);
+    let p = Plan::new(flags, tile, shape, b_source, bias);
     p.emit(fb, a, b, c, m_begin, m_end);
     fresh_block(fb);
 }
@@ -188,7 +207,7 @@ pub fn emit_gemm_rows(
         a,
         b_packed,
         c,
-        col_bias,
+        Bias::columns(col_bias),
         m_begin,
         m_end,
     );
@@ -249,7 +268,7 @@ pub fn emit_gemm_unpacked_rows(
         a,
         b,
         c,
-        col_bias,
+        Bias::columns(col_bias),
         m_begin,
         m_end,
     );
@@ -306,17 +325,11 @@ struct Plan<'t, T: Tile> {
     shape: GemmShape,
     kb: KBlocks,
     b: BSource,
-    col_bias: Option<Value>,
+    bias: Bias,
 }
 
 impl<'t, T: Tile> Plan<'t, T> {
-    fn new(
-        flags: &IsaFlags,
-        tile: &'t T,
-        shape: GemmShape,
-        b: BSource,
-        col_bias: Option<Value>,
-    ) -> Plan<'t, T> {
+    fn new(flags: &IsaFlags, tile: &'t T, shape: GemmShape, b: BSource, bias: Bias) -> Plan<'t, T> {
         let GemmShape { k, n, lda, ldc, .. } = shape;
         assert!(lda >= k && ldc >= n, "gemm: lda < k or ldc < n");
         assert!(tile.cols().is_multiple_of(4) && tile.mc().is_multiple_of(tile.rows()));
@@ -337,7 +350,7 @@ impl<'t, T: Tile> Plan<'t, T> {
             shape,
             kb: k_blocks(tile, k),
             b,
-            col_bias,
+            bias,
         }
     }
 
@@ -464,19 +477,26 @@ impl<'t, T: Tile> Plan<'t, T> {
             let bp = fb.ins().iadd(b_k, bo);
             let co = fb.ins().imul_imm_s(jp, c_panel);
             let cp = fb.ins().iadd(c, co);
-            let bias = self.col_bias.map(|p| fb.ins().iadd(p, co));
+            let bias = match self.bias {
+                Bias::Columns(p) => Bias::Columns(fb.ins().iadd(p, co)),
+                other => other,
+            };
             self.emit_rows(fb, a_k, bp, cp, bias, rows, nr, kcb, init_c);
         });
         if rem != 0 {
             let bp = fb.ins().iadd_imm_s(b_k, full as i64 * panel_bytes);
             let co = full as i64 * c_panel;
             let cp = fb.ins().iadd_imm_s(c, co);
-            let bias = self.col_bias.map(|p| fb.ins().iadd_imm_s(p, co));
+            let bias = match self.bias {
+                Bias::Columns(p) => Bias::Columns(fb.ins().iadd_imm_s(p, co)),
+                other => other,
+            };
             self.emit_rows(fb, a_k, bp, cp, bias, rows, rem, kcb, init_c);
         }
     }
 
-    /// The tiles of one panel: `c_col`/`bias_col` point at its first column (row 0 of C).
+    /// The tiles of one panel: `c_col` (and a column bias) point at its first column (row 0 of
+    /// C); a row bias points at row 0.
     #[allow(clippy::too_many_arguments)]
     fn emit_rows(
         &self,
@@ -484,7 +504,7 @@ impl<'t, T: Tile> Plan<'t, T> {
         a_k: Value,
         b_panel: Value,
         c_col: Value,
-        bias_col: Option<Value>,
+        bias: Bias,
         rows: RowSet,
         ncols: usize,
         kcb: usize,
@@ -497,24 +517,32 @@ impl<'t, T: Tile> Plan<'t, T> {
             let a_t = fb.ins().iadd(a_k, ao);
             let co = fb.ins().imul_imm_s(i, (self.shape.ldc * 4) as i64);
             let c_t = fb.ins().iadd(c_col, co);
-            (a_t, c_t)
+            let bias_t = match bias {
+                Bias::Rows(p) => {
+                    let bo = fb.ins().imul_imm_s(i, 4);
+                    Bias::Rows(fb.ins().iadd(p, bo))
+                }
+                other => other,
+            };
+            (a_t, c_t, bias_t)
         };
         let mr = self.tile.rows();
         match rows {
             RowSet::Tiles(begin, end) => emit_for(fb, begin, end, mr as i64, |fb, i| {
-                let (a_t, c_t) = at(fb, i);
-                self.emit_tile(fb, a_t, b_panel, c_t, bias_col, mr, ncols, kcb, init_c);
+                let (a_t, c_t, bias_t) = at(fb, i);
+                self.emit_tile(fb, a_t, b_panel, c_t, bias_t, mr, ncols, kcb, init_c);
             }),
             RowSet::Edge(i, rows) => {
-                let (a_t, c_t) = at(fb, i);
-                self.emit_tile(fb, a_t, b_panel, c_t, bias_col, rows, ncols, kcb, init_c);
+                let (a_t, c_t, bias_t) = at(fb, i);
+                self.emit_tile(fb, a_t, b_panel, c_t, bias_t, rows, ncols, kcb, init_c);
             }
         }
     }
 
     /// The micro-kernel: `C[mr × ncols] (=|+=) A[mr × kcb] · Bpanel[kcb × ncols]`. `a_t` points at
     /// A's first element of the tile, `b_t` at the panel's first step, `c_t` at C's first
-    /// element of the tile.
+    /// element of the tile, a column bias at the panel's first column, a row bias at the tile's
+    /// first row.
     #[allow(clippy::too_many_arguments)]
     fn emit_tile(
         &self,
@@ -522,7 +550,7 @@ impl<'t, T: Tile> Plan<'t, T> {
         a_t: Value,
         b_t: Value,
         c_t: Value,
-        bias: Option<Value>,
+        bias: Bias,
         mr: usize,
         ncols: usize,
         kcb: usize,
@@ -552,18 +580,22 @@ impl<'t, T: Tile> Plan<'t, T> {
                 }
             }
         } else {
-            let init: Vec<Value> = match bias {
-                Some(bp) => (0..nv)
+            let cols: Vec<Value> = match bias {
+                Bias::Columns(bp) => (0..nv)
                     .map(|v| load_lanes(fb, lane, bp, imm(16 * v), lanes(v)))
                     .collect(),
-                None => {
-                    let z = zero_vec(fb, acc_ty);
-                    vec![z; nv]
-                }
+                _ => vec![zero_vec(fb, acc_ty); nv],
             };
             for r in 0..mr {
+                let row = match bias {
+                    Bias::Rows(bp) => {
+                        let x = fb.ins().load(lane, mem(), bp, imm(4 * r));
+                        Some(fb.ins().splat(acc_ty, x))
+                    }
+                    _ => None,
+                };
                 for v in 0..nv {
-                    fb.def_var(acc[r * nv + v], init[v]);
+                    fb.def_var(acc[r * nv + v], row.unwrap_or(cols[v]));
                 }
             }
         }
@@ -576,13 +608,14 @@ impl<'t, T: Tile> Plan<'t, T> {
                     a_off: usize,
                     b_off: usize,
                     valid: usize| {
-            let bv: Vec<Value> = (0..nv)
+            let bv: Vec<T::B> = (0..nv)
                 .map(|v| {
                     let off = imm(b_off + 16 * v);
-                    match b_lanes(v) {
+                    let raw = match b_lanes(v) {
                         4 => fb.ins().load(b_vec, mem(), b_p, off),
                         l => load_lanes(fb, lane, b_p, off, l),
-                    }
+                    };
+                    tile.prepare_b(fb, &self.flags, raw)
                 })
                 .collect();
             for r in 0..mr {

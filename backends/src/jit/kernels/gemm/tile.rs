@@ -17,6 +17,10 @@ use cranelift_frontend::FunctionBuilder;
 /// One register-tile shape and its step. Implementations must be exact about the lanes they
 /// touch: `broadcast_a` reads exactly `valid` elements.
 pub trait Tile {
+    /// What [`Tile::broadcast_a`] gives for one row of a step (one vector, or several parts).
+    type A: Copy;
+    /// What [`Tile::prepare_b`] makes of one B vector of a step (the vector itself, or parts).
+    type B: Copy;
     /// Rows of A and C one tile covers.
     fn rows(&self) -> usize;
     /// Columns one tile covers: the width of a packed B panel, a multiple of 4.
@@ -37,14 +41,17 @@ pub trait Tile {
     fn mc(&self) -> usize;
     /// Loads the first `valid` (`1..=k_step`) of the `k_step` A elements at `ptr + off`, the
     /// others zero, and broadcasts them in the form [`Tile::mul_add`] takes.
-    fn broadcast_a(&self, fb: &mut FunctionBuilder, ptr: Value, off: i32, valid: usize) -> Value;
-    /// `acc + Σ_s a[s] · b[column, s]` per lane, for one broadcast A and one B vector.
+    fn broadcast_a(&self, fb: &mut FunctionBuilder, ptr: Value, off: i32, valid: usize) -> Self::A;
+    /// Turns one loaded B vector (of type [`Tile::b_vector`]) into the form [`Tile::mul_add`]
+    /// takes; emitted once per step and vector, before the rows use it.
+    fn prepare_b(&self, fb: &mut FunctionBuilder, flags: &IsaFlags, b: Value) -> Self::B;
+    /// `acc + Σ_s a[s] · b[column, s]` per lane, for one broadcast A and one prepared B vector.
     fn mul_add(
         &self,
         fb: &mut FunctionBuilder,
         flags: &IsaFlags,
-        a: Value,
-        b: Value,
+        a: Self::A,
+        b: Self::B,
         acc: Value,
     ) -> Value;
 
@@ -78,6 +85,8 @@ impl F32Tile {
 }
 
 impl Tile for F32Tile {
+    type A = Value;
+    type B = Value;
     fn rows(&self) -> usize {
         self.rows
     }
@@ -109,6 +118,9 @@ impl Tile for F32Tile {
         let s = fb.ins().load(types::F32, mem(), ptr, off);
         fb.ins().splat(types::F32X4, s)
     }
+    fn prepare_b(&self, _fb: &mut FunctionBuilder, _flags: &IsaFlags, b: Value) -> Value {
+        b
+    }
     fn mul_add(
         &self,
         fb: &mut FunctionBuilder,
@@ -138,6 +150,8 @@ pub struct I16PairTile {
 }
 
 impl Tile for I16PairTile {
+    type A = Value;
+    type B = Value;
     fn rows(&self) -> usize {
         self.rows
     }
@@ -175,6 +189,9 @@ impl Tile for I16PairTile {
         let v = fb.ins().splat(types::I32X4, pair);
         let little = MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little);
         fb.ins().bitcast(types::I16X8, little, v)
+    }
+    fn prepare_b(&self, _fb: &mut FunctionBuilder, _flags: &IsaFlags, b: Value) -> Value {
+        b
     }
     fn mul_add(
         &self,
