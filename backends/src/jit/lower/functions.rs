@@ -143,8 +143,9 @@ fn reads_only_a_packed_copy(
         return false;
     }
     match node.op {
-        // A quantized Gemm reads its weights in place (`ops::integer::gemm`).
-        Op::Gemm(ref a) => a.integer.is_none(),
+        Op::Gemm(ref a) => {
+            a.integer.is_none() || crate::jit::ops::integer::gemm_reads_packed_weights(g, node)
+        }
         Op::MatMul => {
             let b = g.ty(node.inputs[1]).dims().unwrap_or_default();
             b.len() <= 2 || b[..b.len() - 2].iter().all(|&d| d == 1)

@@ -19,6 +19,11 @@ use super::conv::{even_ranges, geometry, im2col, ConvGeometry};
 use crate::jit::context::KernelContext;
 use crate::jit::emit::Emitter;
 use crate::jit::error::JitError;
+use crate::jit::kernels::gemm;
+use crate::jit::kernels::gemm::int8::{
+    emit_int8_gemm, emit_int8_gemm_unpacked_scratch, folded_bias, pack_int8_b, weight_sums,
+    Int8Tile, SignedOperand, WeightRange,
+};
 use crate::jit::kernels::igemm::{emit_igemm_scalar, Bias, ByteMatrix};
 use crate::jit::kernels::requant::{fixed_multipliers, Channels, Requantization};
 use crate::jit::options::JitOptions;
@@ -65,17 +70,49 @@ fn round16(n: usize) -> usize {
     n.div_ceil(16) * 16
 }
 
-/// Scratch bytes of one task: its im2col block, then its i32 accumulator block when the output
-/// is requantized.
-fn conv_task_scratch(geo: &ConvGeometry, requantized: bool) -> usize {
+/// An upper bound of the packed B bytes of any int8 tile for `k × n` (a tile packs
+/// `round_up(k, 4) · round_up(n, cols)` with at most 12 columns).
+fn packed_bound(k: usize, n: usize) -> usize {
+    round16(k.div_ceil(4) * 4 * (n + 12))
+}
+
+/// Where a task's buffers sit in its scratch: the im2col block, the block packed for the
+/// int8 tiles, then the i32 accumulator block when the output is requantized.
+struct TaskScratch {
+    col: usize,
+    packed: usize,
+    acc: usize,
+    total: usize,
+}
+
+fn conv_task_scratch(geo: &ConvGeometry, requantized: bool) -> TaskScratch {
     let pixels = block_rows(geo) * output_row_pixels(geo);
-    let col = round16(geo.c_per_group * geo.taps * pixels);
+    let kk = geo.c_per_group * geo.taps;
+    let col = round16(kk * pixels);
+    let packed = packed_bound(kk, pixels);
     let acc = if requantized {
         geo.m_per_group * pixels * 4
     } else {
         0
     };
-    col + acc
+    TaskScratch {
+        col: 0,
+        packed: col,
+        acc: col + packed,
+        total: col + packed + acc,
+    }
+}
+
+/// Whether a direct 1×1 convolution (unit strides, no padding) reads its input in place as
+/// the GEMM's B.
+fn reads_input_in_place(geo: &ConvGeometry) -> bool {
+    geo.taps == 1 && geo.w.strides.iter().all(|&s| s == 1) && !geo.w.needs_padding()
+}
+
+/// Whether a quantized Gemm computes on the int8 tiles, reading only its weights packed at
+/// compile time (u8 data; i8 data takes the portable GEMM, which reads them in place).
+pub fn gemm_reads_packed_weights(g: &Graph, node: &Node) -> bool {
+    g.ty(node.inputs[0]).dtype == DType::U8
 }
 
 fn conv_geometry(g: &Graph, node: &Node, a: &ConvAttrs, opts: &JitOptions) -> Option<ConvGeometry> {
@@ -107,7 +144,7 @@ pub fn conv_scratch_bytes(
     opts: &JitOptions,
 ) -> usize {
     conv_geometry(g, node, a, opts)
-        .map(|geo| conv_task_scratch(&geo, ia.requant.is_some()) * tasks.max(1))
+        .map(|geo| conv_task_scratch(&geo, ia.requant.is_some()).total * tasks.max(1))
         .unwrap_or(0)
 }
 
@@ -120,15 +157,15 @@ fn data_signed(k: &KernelContext) -> Result<bool, JitError> {
     }
 }
 
-/// The constant i8 weights, as i32 values.
-fn weights(k: &KernelContext) -> Result<Vec<i32>, JitError> {
+/// The constant i8 weights.
+fn weights(k: &KernelContext) -> Result<Vec<i8>, JitError> {
     let w = k
         .const_in(1)
         .ok_or_else(|| k.unsupported("quantized weights computed at run time"))?;
     if w.dtype() != DType::I8 {
         return Err(k.unsupported(format!("quantized weights of dtype {}", w.dtype())));
     }
-    Ok(w.to_i64_vec().into_iter().map(|v| v as i32).collect())
+    Ok(w.to_i64_vec().into_iter().map(|v| v as i8).collect())
 }
 
 /// The constant i32 bias of `n` channels (zeros without one).
@@ -145,12 +182,8 @@ fn bias(k: &KernelContext, n: usize) -> Result<Vec<i32>, JitError> {
     Ok(b.to_i64_vec().into_iter().map(|v| v as i32).collect())
 }
 
-/// `bias[c] − zero_point · Σ_k w(c, k)` in wrapping i32, as little-endian bytes.
-fn folded_bias(bias: &[i32], sums: &[i32], zero_point: i32) -> Vec<u8> {
-    bias.iter()
-        .zip(sums)
-        .flat_map(|(&b, &s)| b.wrapping_sub(zero_point.wrapping_mul(s)).to_le_bytes())
-        .collect()
+fn le_bytes(v: &[i32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
 /// The requantization of `r` with its channels along `axis` (when there is one multiplier per
@@ -194,9 +227,13 @@ pub fn conv(
     }
     let kk = geo.c_per_group * geo.taps;
     let w = weights(k)?;
-    let sums: Vec<i32> = w.chunks(kk.max(1)).map(|c| c.iter().sum()).collect();
-    let folded = folded_bias(&bias(k, geo.m)?, &sums, ia.x_zero_point);
-    let bias_ptr = k.rodata(e, folded)?;
+    // u8 data runs on the target's int8 tiles; i8 data on the portable GEMM.
+    let tile =
+        (!x_signed).then(|| Int8Tile::select(&e.flags, SignedOperand::A, WeightRange::of(&w)));
+    let offset = tile.map_or(0, |t| t.unsigned_offset());
+    let sums = weight_sums(&w, kk, geo.m, true);
+    let folded = folded_bias(Some(&bias(k, geo.m)?), &sums, ia.x_zero_point, offset);
+    let bias_ptr = k.rodata(e, le_bytes(&folded))?;
     let requant = match &ia.requant {
         Some(r) => Some(requantization(e, k, r, Channels::Rows)?),
         None => None,
@@ -206,12 +243,14 @@ pub fn conv(
         .scratch
         .ok_or_else(|| k.unsupported("a quantized conv without its scratch"))?;
     let split = conv_split(&geo, k.tasks);
-    let task_bytes = conv_task_scratch(&geo, requant.is_some());
+    let layout = conv_task_scratch(&geo, requant.is_some());
     let pad = [ia.x_zero_point as u8];
     let out_elem = if requant.is_some() { 1 } else { 4 };
     let in_plane: usize = geo.w.in_sp.iter().product();
     let w_out = output_row_pixels(&geo);
     let block = block_rows(&geo);
+    let in_place = reads_input_in_place(&geo);
+    let flags = e.flags;
     k.for_task(e, |e, t| {
         let (rows, chans) = match &split {
             Split::Rows(r) => (r[t].clone(), 0..geo.m_per_group),
@@ -221,8 +260,10 @@ pub fn conv(
         if rows.is_empty() || mn == 0 {
             return;
         }
-        let col = e.addr(scratch, (t * task_bytes) as i64);
-        let acc = e.addr(col, round16(kk * block * w_out) as i64);
+        let base = e.addr(scratch, (t * layout.total) as i64);
+        let col = e.addr(base, layout.col as i64);
+        let packed = e.addr(base, layout.packed as i64);
+        let acc = e.addr(base, layout.acc as i64);
         e.loop_n(geo.n, |e, img| {
             let xi = e.index(x, img, geo.in_img as i64);
             let oi = e.index(out, img, (geo.out_img * out_elem) as i64);
@@ -237,26 +278,53 @@ pub fn conv(
                 while c < rows.end {
                     let r = block.min(rows.end - c);
                     let n = r * w_out;
-                    im2col(e, &geo, xg, col, c..c + r, &pad);
-                    let a = ByteMatrix {
-                        base: wg,
-                        outer: kk as i64,
-                        inner: 1,
-                        signed: true,
-                    };
-                    let b = ByteMatrix {
-                        base: col,
-                        outer: n as i64,
-                        inner: 1,
-                        signed: x_signed,
+                    // B: the input itself, or this block's im2col columns.
+                    let (b, ldb) = if in_place {
+                        (e.addr(xg, (c * w_out) as i64), geo.p)
+                    } else {
+                        im2col(e, &geo, xg, col, c..c + r, &pad);
+                        (col, n)
                     };
                     let ob = e.addr(og, (c * w_out * out_elem) as i64);
-                    match &requant {
-                        Some((q, table)) => {
-                            emit_igemm_scalar(e, &a, &b, acc, n, mn, n, kk, Bias::Rows(bg));
-                            q.emit(e, acc, n, ob, geo.p, mn, n, *table, m0);
+                    let (target, ldc) = match requant {
+                        Some(_) => (acc, n),
+                        None => (ob, geo.p),
+                    };
+                    match tile {
+                        Some(tile) => emit_int8_gemm_unpacked_scratch(
+                            e.fb,
+                            &flags,
+                            &tile,
+                            wg,
+                            kk,
+                            b,
+                            ldb,
+                            target,
+                            ldc,
+                            packed,
+                            mn,
+                            n,
+                            kk,
+                            gemm::Bias::Rows(bg),
+                        ),
+                        None => {
+                            let wa = ByteMatrix {
+                                base: wg,
+                                outer: kk as i64,
+                                inner: 1,
+                                signed: true,
+                            };
+                            let xb = ByteMatrix {
+                                base: b,
+                                outer: ldb as i64,
+                                inner: 1,
+                                signed: x_signed,
+                            };
+                            emit_igemm_scalar(e, &wa, &xb, target, ldc, mn, n, kk, Bias::Rows(bg));
                         }
-                        None => emit_igemm_scalar(e, &a, &b, ob, geo.p, mn, n, kk, Bias::Rows(bg)),
+                    }
+                    if let Some((q, table)) = &requant {
+                        q.emit(e, acc, n, ob, geo.p, mn, n, *table, m0);
                     }
                     c += r;
                 }
@@ -313,16 +381,19 @@ pub fn gemm(
     let x_signed = data_signed(k)?;
     let (rows, kk, n) = gemm_dims(k, a)?;
     let w = weights(k)?;
-    let at = |kq: usize, col: usize| {
-        if a.trans_b {
-            w[col * kk + kq]
-        } else {
-            w[kq * n + col]
+    let tile = gemm_reads_packed_weights(k.g, k.node)
+        .then(|| Int8Tile::select(&e.flags, SignedOperand::B, WeightRange::of(&w)));
+    let offset = tile.map_or(0, |t| t.unsigned_offset());
+    let sums = weight_sums(&w, kk, n, a.trans_b);
+    let folded = folded_bias(Some(&bias(k, n)?), &sums, ia.x_zero_point, offset);
+    let bias_ptr = k.rodata(e, le_bytes(&folded))?;
+    let packed = match &tile {
+        Some(t) => {
+            let p = pack_int8_b(t, &w, kk, n, a.trans_b);
+            Some(k.rodata(e, p.into_iter().map(|v| v as u8).collect())?)
         }
+        None => None,
     };
-    let sums: Vec<i32> = (0..n).map(|c| (0..kk).map(|q| at(q, c)).sum()).collect();
-    let folded = folded_bias(&bias(k, n)?, &sums, ia.x_zero_point);
-    let bias_ptr = k.rodata(e, folded)?;
     let requant = match &ia.requant {
         Some(r) => Some(requantization(e, k, r, Channels::Columns)?),
         None => None,
@@ -335,49 +406,68 @@ pub fn gemm(
     } else {
         (n as i64, 1)
     };
+    let flags = e.flags;
     k.for_task(e, |e, t| {
         let r = split[t].clone();
         if r.is_empty() {
             return;
         }
-        let xa = ByteMatrix {
-            base: e.addr(x, (r.start * kk) as i64),
-            outer: kk as i64,
-            inner: 1,
-            signed: x_signed,
-        };
-        let wb = ByteMatrix {
-            base: wp,
-            outer: w_outer,
-            inner: w_inner,
-            signed: true,
-        };
-        match (&requant, scratch) {
-            (Some((q, table)), Some(sc)) => {
-                let acc = e.addr(sc, (r.start * n * 4) as i64);
-                emit_igemm_scalar(e, &xa, &wb, acc, n, r.len(), n, kk, Bias::Columns(bias_ptr));
-                let o = e.addr(out, (r.start * n) as i64);
-                let zero = e.iconst(0);
-                q.emit(e, acc, n, o, n, r.len(), n, *table, zero);
-            }
+        let xr = e.addr(x, (r.start * kk) as i64);
+        let (target, o) = match (&requant, scratch) {
+            (Some(_), Some(sc)) => (
+                e.addr(sc, (r.start * n * 4) as i64),
+                e.addr(out, (r.start * n) as i64),
+            ),
             _ => {
                 let o = e.addr(out, (r.start * n * 4) as i64);
-                emit_igemm_scalar(e, &xa, &wb, o, n, r.len(), n, kk, Bias::Columns(bias_ptr));
+                (o, o)
             }
+        };
+        match (&tile, packed) {
+            (Some(tile), Some(pb)) => emit_int8_gemm(
+                e.fb,
+                &flags,
+                tile,
+                xr,
+                kk,
+                pb,
+                target,
+                n,
+                r.len(),
+                n,
+                kk,
+                gemm::Bias::Columns(bias_ptr),
+            ),
+            _ => {
+                let xa = ByteMatrix {
+                    base: xr,
+                    outer: kk as i64,
+                    inner: 1,
+                    signed: x_signed,
+                };
+                let wb = ByteMatrix {
+                    base: wp,
+                    outer: w_outer,
+                    inner: w_inner,
+                    signed: true,
+                };
+                emit_igemm_scalar(
+                    e,
+                    &xa,
+                    &wb,
+                    target,
+                    n,
+                    r.len(),
+                    n,
+                    kk,
+                    Bias::Columns(bias_ptr),
+                );
+            }
+        }
+        if let Some((q, table)) = &requant {
+            let zero = e.iconst(0);
+            q.emit(e, target, n, o, n, r.len(), n, *table, zero);
         }
     });
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_zero_point_folds_into_the_bias() {
-        // Σ (x − 3)·w = Σ x·w − 3·Σ w: bias 10 with weight sum 4 gives 10 − 12.
-        let b = folded_bias(&[10, i32::MIN], &[4, 1], 3);
-        assert_eq!(&b[..4], &(-2i32).to_le_bytes());
-        assert_eq!(&b[4..], &i32::MIN.wrapping_sub(3).to_le_bytes());
-    }
 }

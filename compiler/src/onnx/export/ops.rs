@@ -750,6 +750,15 @@ pub(super) fn export_node(b: &mut Builder, id: NodeId) -> Result<(), ExportError
         Op::Clip => cx.same("Clip", vec![]),
         Op::Where => cx.same("Where", vec![]),
         Op::Cast { to } => cx.same("Cast", vec![attr::int("to", dtype_to_onnx(*to) as i64)]),
+        Op::Conv(ConvAttrs {
+            integer: Some(_), ..
+        })
+        | Op::Gemm(GemmAttrs {
+            integer: Some(_), ..
+        })
+        | Op::QuantizedAdd(_) => Err(cx.unsupported(
+            "integer ops made by fold-qdq have no standard ONNX form here; export the QDQ graph (a pipeline without fold-qdq, such as O1)",
+        )),
         Op::Conv(a) => cx.conv(a),
         Op::Gemm(a) => cx.gemm(a),
         Op::MatMul => cx.same("MatMul", vec![]),
