@@ -141,10 +141,12 @@ pub fn o1() -> Pipeline {
     Pipeline::new(vec![PipelineItem::pass("canonicalize")])
 }
 
-/// `O2`: `O1` then fusion: `canonicalize,fuse,canonicalize` (see [`crate::fuse`]).
+/// `O2`: `O1`, quantize-dequantize islands folded into integer ops, then fusion:
+/// `canonicalize,fold-qdq,fuse,canonicalize` (see [`crate::fold_qdq`], [`crate::fuse`]).
 pub fn o2() -> Pipeline {
     Pipeline::new(vec![
         PipelineItem::pass("canonicalize"),
+        PipelineItem::pass("fold-qdq"),
         PipelineItem::pass("fuse"),
         PipelineItem::pass("canonicalize"),
     ])

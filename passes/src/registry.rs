@@ -48,7 +48,7 @@ const PIPELINES: &[(&str, &str)] = &[
     ("O1", "canonicalisation"),
     (
         "O2",
-        "canonicalisation and fusion (the default for the JIT)",
+        "canonicalisation, quantize-dequantize islands folded into integer ops, and fusion (the default for the JIT)",
     ),
 ];
 
