@@ -27,6 +27,10 @@ const PASSES: &[(&str, &str)] = &[
         "e-graph fusion: activations/residual adds into conv/gemm epilogues, SE scales into the next conv, matmul+bias as gemm, element-wise chains into map, GELU and LayerNorm recovered, attention as one op; options: node_limit=N, iter_limit=N, time_ms=N",
     ),
     (
+        "quantize",
+        "int8 post-training quantization: QDQ around Conv/Gemm/MatMul, s8 per-channel weights, u8 activations from calibration data (--calib); options: method=minmax|percentile|entropy|mse, percentile=P, per_tensor=true, exclude=NODE (repeatable)",
+    ),
+    (
         "cancel-transpose-reshape",
         "compose Transpose pairs, collapse Reshape/Flatten/Squeeze/Unsqueeze chains, drop no-op reshapes",
     ),
@@ -98,6 +102,7 @@ pub fn create_pass(name: &str, options: &[(String, String)]) -> Result<Box<dyn P
         "cancel-transpose-reshape" => {
             Box::new(crate::cancel_transpose_reshape::CancelTransposeReshape)
         }
+        "quantize" => Box::new(crate::quantize::Quantize::from_options(&opts)?),
         "fuse" => Box::new(crate::fuse::Fuse::from_options(
             opts.get("node_limit")?,
             opts.get("iter_limit")?,
@@ -155,6 +160,18 @@ impl<'a> Options<'a> {
                 ))
             }),
         }
+    }
+
+    /// Every value given for `key`, in order (an option that may repeat).
+    pub fn get_all(&self, key: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        for (i, (k, v)) in self.options.iter().enumerate() {
+            if k == key {
+                self.used.borrow_mut()[i] = true;
+                found.push(v.clone());
+            }
+        }
+        found
     }
 
     fn finish(&self) -> Result<(), PassError> {
