@@ -16,6 +16,7 @@ pub mod params;
 mod pass;
 mod plan;
 mod rewrite;
+pub mod stats;
 
 pub use pass::{Calibrator, Method, Quantize};
 pub use plan::{plan, Layer, LayerOp, Plan};
