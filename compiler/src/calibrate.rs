@@ -180,7 +180,7 @@ fn input_dims(g: &Graph, k: usize) -> Vec<usize> {
     ty.shape
         .iter()
         .map(|d| match d {
-            kestrel_ir::Dim::Known(n) => *n as usize,
+            kestrel_ir::Dim::Known(n) => *n,
             _ => 1,
         })
         .collect()
@@ -250,7 +250,19 @@ impl JitCalibrator {
                 histograms[k].add(&t.to_f32_vec());
             }
         }
-        Ok(histograms.iter().map(|h| h.range_for(method)).collect())
+        // A graph output keeps its exact range: clipping a model's outputs (logits) ties the
+        // largest ones and changes its answer, whatever the histogram says.
+        Ok(tensors
+            .iter()
+            .zip(&histograms)
+            .map(|(&t, h)| {
+                if g.is_output(t) {
+                    h.range
+                } else {
+                    h.range_for(method)
+                }
+            })
+            .collect())
     }
 }
 

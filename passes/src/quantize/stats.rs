@@ -112,26 +112,31 @@ impl Histogram {
         self.limit
     }
 
-    /// TensorRT's entropy calibration: for each candidate `i` in `[128, BINS]` bins, the
+    /// TensorRT's entropy calibration with 256 levels (u8): for each candidate `i` in
+    /// `[256, BINS]` bins, the
     /// reference distribution `P` is the first `i` bins with the outliers added to the last,
-    /// `Q` is those bins merged into 128 levels and expanded back over the non-empty bins; the
-    /// threshold is the upper edge of bin `i` minimising KL(P || Q).
+    /// `Q` is those bins merged into 256 levels and expanded back over the non-empty bins; the
+    /// threshold is the upper edge of bin `i` minimising KL(P || Q). The first bin (values
+    /// near 0, a spike after a Relu) is left out: 0.0 is exact in the scheme, and a spike that
+    /// dominates P would make every short range look faithful.
     pub fn entropy_threshold(&self) -> f32 {
-        const LEVELS: usize = 128;
+        const LEVELS: usize = 256;
+        let mut counts = self.counts.clone();
+        counts[0] = 0;
         let mut best = (f64::INFINITY, BINS);
         for i in LEVELS..=BINS {
-            let mut p: Vec<f64> = self.counts[..i].iter().map(|&c| c as f64).collect();
-            let outliers: f64 = self.counts[i..].iter().map(|&c| c as f64).sum();
+            let mut p: Vec<f64> = counts[..i].iter().map(|&c| c as f64).collect();
+            let outliers: f64 = counts[i..].iter().map(|&c| c as f64).sum();
             p[i - 1] += outliers;
             let mut q = vec![0f64; i];
             for level in 0..LEVELS {
                 let start = level * i / LEVELS;
                 let end = ((level + 1) * i / LEVELS).max(start + 1);
-                let sum: f64 = self.counts[start..end].iter().map(|&c| c as f64).sum();
-                let nonzero = self.counts[start..end].iter().filter(|&&c| c > 0).count();
+                let sum: f64 = counts[start..end].iter().map(|&c| c as f64).sum();
+                let nonzero = counts[start..end].iter().filter(|&&c| c > 0).count();
                 if nonzero > 0 {
                     for (k, qk) in q[start..end].iter_mut().enumerate() {
-                        if self.counts[start + k] > 0 {
+                        if counts[start + k] > 0 {
                             *qk = sum / nonzero as f64;
                         }
                     }
@@ -251,17 +256,21 @@ mod tests {
 
     #[test]
     fn entropy_clips_a_laplace_tail_and_keeps_a_uniform_range() {
-        // A Laplace-like magnitude histogram (decay length 50 bins): the threshold clips the
-        // tail, inside the 99.999th percentile and well above the bulk.
+        // A Laplace-like magnitude histogram (decay length 50 bins, empty beyond bin ~690): the
+        // threshold clips the empty tail and keeps more than the 99.9th percentile (bin 345).
         let counts: Vec<(usize, u64)> = (0..BINS)
             .map(|b| (b, (1e6 * (-(b as f64) / 50.0).exp()).round() as u64))
             .collect();
         let h = histogram(2048.0, &counts);
         let t = h.entropy_threshold();
-        assert!(t > 128.0 && t < h.percentile_threshold(99.999), "{t}");
+        assert!(t > h.percentile_threshold(99.9) && t < 1024.0, "{t}");
         // A uniform distribution over every bin keeps the whole range.
         let all: Vec<(usize, u64)> = (0..BINS).map(|b| (b, 10)).collect();
         assert_eq!(histogram(2048.0, &all).entropy_threshold(), 2048.0);
+        // A spike at 0 does not pull the threshold down onto a sparse but real tail.
+        let mut spiky = all.clone();
+        spiky[0].1 = 100_000_000;
+        assert_eq!(histogram(2048.0, &spiky).entropy_threshold(), 2048.0);
     }
 
     #[test]
