@@ -50,6 +50,10 @@ const PIPELINES: &[(&str, &str)] = &[
         "O2",
         "canonicalisation and fusion (the default for the JIT)",
     ),
+    (
+        "int8",
+        "canonicalisation, int8 quantization from calibration data (--calib), then O2",
+    ),
 ];
 
 /// Every pass: `(name, one-line description)`.
