@@ -16,6 +16,7 @@
 
 pub mod aot;
 pub mod bench;
+pub mod calibrate;
 pub mod compare;
 pub mod driver;
 pub mod dump;

@@ -329,10 +329,115 @@ fn dump_with_sidecar_runs_like_the_model() {
     assert_eq!(from_kir.stdout, from_onnx.stdout);
 }
 
+/// Calibration data for digits_cnn: the first `n` images of the bundle's input (its first axis
+/// indexes images), with `edit` applied to the values.
+fn digits_calibration(dir: &Path, n: usize, edit: impl Fn(&mut [f32])) -> PathBuf {
+    let arrays = kestrel::tensor_io::read_npz(Path::new(&digits("digits_cnn.io.npz"))).unwrap();
+    let input = &arrays.iter().find(|(n, _)| n == "input").unwrap().1;
+    let per_image: usize = input.dims()[1..].iter().product();
+    let mut values = input.to_f32_vec()[..n * per_image].to_vec();
+    edit(&mut values);
+    let mut dims = vec![n];
+    dims.extend_from_slice(&input.dims()[1..]);
+    let path = dir.join("calib.npy");
+    kestrel::tensor_io::write_npy(&path, &kestrel_ir::Tensor::from_vec(dims, values)).unwrap();
+    path
+}
+
 #[test]
-fn commands_not_yet_available_say_so() {
-    let o = kestrel(&["quantize", "m.onnx", "--calib", "x.npy", "-o", "q.onnx"]);
-    assert_user_error(&o, &["not available yet"]);
+fn quantize_writes_a_qdq_graph_that_runs_close_to_float() {
+    let dir = tempfile::tempdir().unwrap();
+    let calib = digits_calibration(dir.path(), 4, |_| {});
+    let out = dir.path().join("q.kir");
+    for method in ["minmax", "percentile", "entropy", "mse"] {
+        let o = kestrel(&[
+            "quantize",
+            &digits("digits_cnn.onnx"),
+            "--calib",
+            calib.to_str().unwrap(),
+            "--method",
+            method,
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{method}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(&format!("quantize({method}):")),
+            "{}",
+            stderr(&o)
+        );
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert!(
+            text.contains("quantize_linear(") && text.contains(": i8["),
+            "{text}"
+        );
+    }
+    let o = kestrel(&[
+        "run",
+        out.to_str().unwrap(),
+        "--pipeline",
+        "O1",
+        "--inputs",
+        &digits("digits_cnn.io.npz"),
+        "--print",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn quantize_refuses_bad_calibration_data_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("q.kir");
+    let quantize = |calib: &Path, extra: &[&str], out: &Path| {
+        let mut args = vec![
+            "quantize",
+            &*Box::leak(digits("digits_cnn.onnx").into_boxed_str()),
+            "--calib",
+            &*Box::leak(calib.to_str().unwrap().to_string().into_boxed_str()),
+            "-o",
+            &*Box::leak(out.to_str().unwrap().to_string().into_boxed_str()),
+        ];
+        args.extend_from_slice(extra);
+        kestrel(&args)
+    };
+    let nan = digits_calibration(dir.path(), 2, |v| v[5] = f32::NAN);
+    assert_user_error(
+        &quantize(&nan, &[], &out),
+        &["NaN or infinite", "calib.npy"],
+    );
+    assert!(!out.exists());
+    let wrong = dir.path().join("wrong.npy");
+    kestrel::tensor_io::write_npy(
+        &wrong,
+        &kestrel_ir::Tensor::from_vec(vec![2, 3], vec![0f32; 6]),
+    )
+    .unwrap();
+    assert_user_error(
+        &quantize(&wrong, &[], &out),
+        &["wrong.npy", "samples of shape [3]"],
+    );
+    let ints = dir.path().join("ints.npy");
+    kestrel::tensor_io::write_npy(&ints, &kestrel_ir::Tensor::from_vec(vec![2], vec![1i32, 2]))
+        .unwrap();
+    assert_user_error(
+        &quantize(&ints, &[], &out),
+        &["ints.npy", "the model takes"],
+    );
+    let good = digits_calibration(dir.path(), 2, |_| {});
+    assert_user_error(
+        &quantize(&good, &["--exclude", "no_such_node"], &out),
+        &["no_such_node", "quantizable nodes:"],
+    );
+    assert_user_error(&quantize(&good, &["--samples", "0"], &out), &["--samples"]);
+    assert_user_error(&quantize(&good, &["--method", "median"], &out), &["median"]);
+    assert!(!out.exists());
+    let onnx = dir.path().join("q.onnx");
+    assert_user_error(&quantize(&good, &[], &onnx), &["ONNX export not available"]);
+    assert!(!onnx.exists());
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    assert_user_error(&quantize(&empty, &[], &out), &["no .npy or .npz"]);
+    assert!(!out.exists());
 }
 
 #[test]

@@ -25,6 +25,7 @@ pub mod fold_qdq;
 pub mod fuse;
 pub mod manager;
 pub mod pipeline;
+pub mod quantize;
 pub mod registry;
 pub mod remove_identity;
 mod util;
@@ -83,6 +84,9 @@ pub struct PassContext {
     /// Cost model for extraction in the e-graph passes; `None` is the static estimate
     /// ([`cost::StaticCost`]).
     pub cost_model: Option<Arc<dyn cost::CostModel + Send + Sync>>,
+    /// Runs the graph over calibration data for the `quantize` pass; `None` (no `--calib`) makes
+    /// that pass fail with a message asking for the data.
+    pub calibrator: Option<Arc<dyn quantize::Calibrator + Send + Sync>>,
 }
 
 /// Default for [`PassContext::max_fold_elements`]: one million elements.
@@ -95,6 +99,7 @@ impl Default for PassContext {
             max_fold_elements: DEFAULT_MAX_FOLD_ELEMENTS,
             notes: Default::default(),
             cost_model: None,
+            calibrator: None,
         }
     }
 }
@@ -104,6 +109,10 @@ impl std::fmt::Debug for PassContext {
         f.debug_struct("PassContext")
             .field("evaluator", &self.evaluator.as_ref().map(|_| "<evaluator>"))
             .field("max_fold_elements", &self.max_fold_elements)
+            .field(
+                "calibrator",
+                &self.calibrator.as_ref().map(|_| "<calibrator>"),
+            )
             .finish()
     }
 }

@@ -152,6 +152,17 @@ pub fn o2() -> Pipeline {
     ])
 }
 
+/// `int8`: `canonicalize,quantize,` then `O2` (post-training int8 quantization into QDQ form,
+/// see [`crate::quantize`]; needs calibration data in [`crate::PassContext::calibrator`]).
+pub fn int8() -> Pipeline {
+    let mut items = vec![
+        PipelineItem::pass("canonicalize"),
+        PipelineItem::pass("quantize"),
+    ];
+    items.extend(o2().items);
+    Pipeline::new(items)
+}
+
 /// The `canonicalize` group: `fixpoint(fold-constants,remove-identity,fold-batchnorm,
 /// cancel-transpose-reshape,cse,dce)`.
 pub fn canonicalize() -> Pipeline {
@@ -176,6 +187,7 @@ pub fn named_pipeline(name: &str) -> Option<Pipeline> {
         "O0" => Some(o0()),
         "O1" => Some(o1()),
         "O2" => Some(o2()),
+        "int8" => Some(int8()),
         _ => None,
     }
 }

@@ -31,6 +31,10 @@ const PASSES: &[(&str, &str)] = &[
         "fold quantize/dequantize islands into integer ops: quantized Conv/Gemm/MatMul with requantization (Relu/Clip folded into its bounds), data movement and max pooling on 8-bit values, redundant quantize-dequantize pairs removed",
     ),
     (
+        "quantize",
+        "int8 post-training quantization: QDQ around Conv/Gemm/MatMul, s8 per-channel weights, u8 activations from calibration data (--calib); options: method=minmax|percentile|entropy|mse, percentile=P, per_tensor=true, exclude=NODE (repeatable)",
+    ),
+    (
         "cancel-transpose-reshape",
         "compose Transpose pairs, collapse Reshape/Flatten/Squeeze/Unsqueeze chains, drop no-op reshapes",
     ),
@@ -49,6 +53,10 @@ const PIPELINES: &[(&str, &str)] = &[
     (
         "O2",
         "canonicalisation, quantize-dequantize islands folded into integer ops, and fusion (the default for the JIT)",
+    ),
+    (
+        "int8",
+        "canonicalisation, int8 quantization from calibration data (--calib), then O2",
     ),
 ];
 
@@ -103,6 +111,7 @@ pub fn create_pass(name: &str, options: &[(String, String)]) -> Result<Box<dyn P
         "cancel-transpose-reshape" => {
             Box::new(crate::cancel_transpose_reshape::CancelTransposeReshape)
         }
+        "quantize" => Box::new(crate::quantize::Quantize::from_options(&opts)?),
         "fuse" => Box::new(crate::fuse::Fuse::from_options(
             opts.get("node_limit")?,
             opts.get("iter_limit")?,
@@ -160,6 +169,18 @@ impl<'a> Options<'a> {
                 ))
             }),
         }
+    }
+
+    /// Every value given for `key`, in order (an option that may repeat).
+    pub fn get_all(&self, key: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        for (i, (k, v)) in self.options.iter().enumerate() {
+            if k == key {
+                self.used.borrow_mut()[i] = true;
+                found.push(v.clone());
+            }
+        }
+        found
     }
 
     fn finish(&self) -> Result<(), PassError> {

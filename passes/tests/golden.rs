@@ -31,7 +31,8 @@
 use kestrel_backends::interp;
 use kestrel_ir::testing::{check_close, random_inputs, unified_diff};
 use kestrel_ir::text::{parse, print, PrintOptions, WeightStyle};
-use kestrel_ir::{verify, DType, Dim, Graph, Op, Tensor, TensorType};
+use kestrel_ir::{verify, DType, Dim, Graph, Op, Tensor, TensorType, ValueId};
+use kestrel_passes::quantize::{Calibrator, Method, Range};
 use kestrel_passes::{PassContext, PipelineOptions};
 use libtest_mimic::{Arguments, Failed, Trial};
 use std::collections::{BTreeMap, HashMap};
@@ -116,9 +117,45 @@ fn round_trip(g: &Graph, what: &str) {
 }
 
 fn evaluator() -> PassContext {
-    PassContext::with_evaluator(|op: &Op, ins: &[&Tensor]| {
+    let mut cx = PassContext::with_evaluator(|op: &Op, ins: &[&Tensor]| {
         Some(interp::eval_op(op, ins).map_err(|e| e.to_string()))
-    })
+    });
+    cx.calibrator = Some(Arc::new(SeededCalibrator));
+    cx
+}
+
+/// The calibration data of golden cases: the inputs the numerics check uses (seeds 0 and 1),
+/// run by the interpreter; min/max ranges only.
+struct SeededCalibrator;
+
+impl Calibrator for SeededCalibrator {
+    fn ranges(&self, g: &Graph, tensors: &[ValueId], method: Method) -> Result<Vec<Range>, String> {
+        if method != Method::MinMax {
+            return Err("golden cases calibrate with method=minmax only".into());
+        }
+        let mut probe = g.clone();
+        probe.outputs.clear();
+        for (k, &t) in tensors.iter().enumerate() {
+            probe.add_output(format!("t{k}"), t);
+        }
+        let mut ranges = vec![
+            Range {
+                min: f32::INFINITY,
+                max: f32::NEG_INFINITY
+            };
+            tensors.len()
+        ];
+        for seed in 0..2 {
+            let outs = interp::run(&probe, &random_inputs(g, seed)).map_err(|e| e.to_string())?;
+            for (r, t) in ranges.iter_mut().zip(outs) {
+                for v in t.to_f32_vec() {
+                    r.min = r.min.min(v);
+                    r.max = r.max.max(v);
+                }
+            }
+        }
+        Ok(ranges)
+    }
 }
 
 fn check_numerics(name: &str, before: &Graph, after: &Graph, tol: Option<f64>) {

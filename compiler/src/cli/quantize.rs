@@ -1,25 +1,105 @@
-//! `kestrel quantize`: int8 quantization (writes QDQ ONNX).
+//! `kestrel quantize`: int8 post-training quantization of a float model into QDQ form
+//! (`../shared/CLI.md`; the scheme: docs/QUANTIZATION.md).
 //!
-//! Not available yet: the command parses its full option set, then says so.
+//! MODEL is loaded (a symbolic batch dimension stays symbolic), the calibration data (`--calib`) run on the
+//! JIT ([`kestrel::calibrate`]), and the `quantize` pass applied. `-o OUT.kir` writes the textual
+//! IR (as `kestrel dump -o`); `-o OUT.onnx` is the ONNX exporter's (not in this build yet).
 
-use super::not_yet;
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use clap::Args;
-use std::path::PathBuf;
+use kestrel::calibrate::{CalibrationData, JitCalibrator};
+use kestrel::driver;
+use kestrel_passes::quantize::{Method, Quantize, QuantizeOptions};
+use kestrel_passes::Pass;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 #[derive(Args, Debug)]
 pub struct QuantizeArgs {
     pub model: PathBuf,
+    /// Calibration data: .npy (first axis: samples), .npz (one array per graph input) or a folder.
     #[arg(long)]
     pub calib: PathBuf,
+    /// How activation ranges are chosen: minmax, percentile, entropy or mse.
     #[arg(long, default_value = "minmax")]
     pub method: String,
-    #[arg(long = "per-channel")]
-    pub per_channel: bool,
+    /// The percentage of values the range keeps with --method percentile (default 99.99).
+    #[arg(long)]
+    pub percentile: Option<f64>,
+    /// One scale per weight tensor instead of one per output channel.
+    #[arg(long = "per-tensor")]
+    pub per_tensor: bool,
+    /// Calibrate on the first N samples only.
+    #[arg(long)]
+    pub samples: Option<usize>,
+    /// Layers (node names) to leave in float.
+    #[arg(long, num_args = 1..)]
+    pub exclude: Vec<String>,
+    /// JIT worker threads for calibration.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// The quantized model: .kir (textual IR) or .onnx (QDQ ONNX).
     #[arg(short = 'o', long = "output")]
     pub output: PathBuf,
 }
 
-pub fn run(_args: QuantizeArgs) -> Result<()> {
-    not_yet("`kestrel quantize`")
+/// The quantized graph of `args` (everything but writing it).
+pub fn quantized_graph(args: &QuantizeArgs) -> Result<kestrel_ir::Graph> {
+    let method = Method::parse(&args.method, args.percentile)
+        .map_err(|e| anyhow::anyhow!("--method {}: {e}", args.method))?;
+    if args.samples == Some(0) {
+        bail!("--samples must be at least 1");
+    }
+    let mut g = driver::load(&args.model)?.graph;
+    let data = CalibrationData::load(&g, &args.calib, args.samples)?;
+    let mut cx = driver::pass_context();
+    cx.calibrator = Some(Arc::new(JitCalibrator {
+        data,
+        threads: args.threads,
+    }));
+    let pass = Quantize {
+        method,
+        options: QuantizeOptions {
+            per_tensor: args.per_tensor,
+            exclude: args.exclude.clone(),
+        },
+    };
+    pass.run(&mut g, &cx)
+        .with_context(|| format!("{}: quantizing", args.model.display()))?;
+    for note in cx.notes.lock().map(|n| n.clone()).unwrap_or_default() {
+        eprintln!("kestrel: {note}");
+    }
+    Ok(g)
+}
+
+fn write_model(g: &kestrel_ir::Graph, path: &Path) -> Result<()> {
+    match kestrel::tensor_io::extension(path).as_deref() {
+        Some("kir") => kestrel::dump::write_kir(g, path, true),
+        // The exporter's one call: kestrel::onnx::write_model(g, &ExportOptions::default(), path).
+        Some("onnx") => bail!(
+            "{}: ONNX export not available in this build; write .kir instead",
+            path.display()
+        ),
+        _ => bail!("{}: the output must be .onnx or .kir", path.display()),
+    }
+}
+
+pub fn run(args: QuantizeArgs) -> Result<()> {
+    if args.output == args.model {
+        bail!(
+            "{}: the output would overwrite the model",
+            args.output.display()
+        );
+    }
+    if !matches!(
+        kestrel::tensor_io::extension(&args.output).as_deref(),
+        Some("kir" | "onnx")
+    ) {
+        bail!(
+            "{}: the output must be .onnx or .kir",
+            args.output.display()
+        );
+    }
+    let g = quantized_graph(&args)?;
+    write_model(&g, &args.output)
 }
