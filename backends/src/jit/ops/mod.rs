@@ -5,6 +5,7 @@
 
 pub mod attention;
 pub mod conv;
+pub mod dynamic_quant;
 pub mod elementwise;
 pub mod fused;
 pub mod matmul;
@@ -112,6 +113,7 @@ pub fn emit_node(e: &mut Emitter, k: &mut KernelContext) -> Result<(), JitError>
         | Op::TopK { .. } => Err(k.unsupported(format!("op {}", k.node.op.name()))),
         Op::QuantizeLinear { axis, to } => quant::quantize(e, k, *axis, *to),
         Op::DequantizeLinear { axis } => quant::dequantize(e, k, *axis),
+        Op::DynamicQuantizeLinear => dynamic_quant::lower(e, k),
         Op::Shape { .. } | Op::Size | Op::Range => {
             Err(k.unsupported(format!("op {} with run-time inputs", k.node.op.name())))
         }
