@@ -821,10 +821,11 @@ pub enum Op {
     ///   is widened to include 0, so 0.0 quantizes exactly);
     /// - `y_scale = (hi - lo) / 255`, or 1.0 when `hi == lo` (an all-zero input, as onnxruntime
     ///   does; the ONNX reference implementation gives 1/255 there);
-    /// - `y_zero_point = round_half_even(clamp(0 - lo / y_scale, 0, 255))`, 0 if that is NaN
-    ///   (only when `x` holds both infinities);
+    /// - `y_zero_point = round_half_even(clamp(0 - lo / y_scale, 0, 255))`, 255 if that is NaN
+    ///   (when `x` holds both infinities, or `y_scale` underflows to 0 for subnormal ranges), as
+    ///   onnxruntime's `std::max(0, std::min(255, zp))` gives;
     /// - `y = clamp(round_half_even(x / y_scale) + y_zero_point, 0, 255)`, as `quantize_linear`
-    ///   computes it: a NaN element gives the zero point.
+    ///   computes it: a NaN element gives the zero point (onnxruntime's kernel gives 0).
     DynamicQuantizeLinear,
     /// `(x, scales_or_sizes, [roi])`, see [`ResizeAttrs`].
     Resize(ResizeAttrs),

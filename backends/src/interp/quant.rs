@@ -140,8 +140,14 @@ pub(crate) fn dynamic_quant_params(x: &[f32]) -> (f32, u8) {
         }
     }
     let scale = if hi == lo { 1.0 } else { (hi - lo) / 255.0 };
-    // A NaN initial zero point (both infinities present) clamps to NaN and converts to 0.
-    let zero_point = (0.0 - lo / scale).clamp(0.0, 255.0).round_ties_even() as u8;
+    // A NaN initial zero point (both infinities present, or a scale that underflowed to 0) gives
+    // 255, as onnxruntime's `std::max(0, std::min(255, zp))` does.
+    let initial = 0.0 - lo / scale;
+    let zero_point = if initial.is_nan() {
+        255
+    } else {
+        initial.clamp(0.0, 255.0).round_ties_even() as u8
+    };
     (scale, zero_point)
 }
 

@@ -57,8 +57,8 @@ pub fn lower(e: &mut Emitter, k: &mut KernelContext) -> Result<(), JitError> {
         hi = keep(e, FloatCC::GreaterThan, v, hi);
     }
 
-    // scale = hi == lo ? 1 : (hi - lo) / 255; zero point = round(clamp(0 - lo / scale, 0, 255))
-    // (fmax/fmin keep a NaN, which converts to 0).
+    // scale = hi == lo ? 1 : (hi - lo) / 255; zero point = round(clamp(0 - lo / scale, 0, 255)),
+    // 255 when `0 - lo / scale` is NaN.
     let same = e.fcmp(FloatCC::Equal, hi, lo);
     let range = e.fb.ins().fsub(hi, lo);
     let c255 = e.fconst(types::F32, 255.0);
@@ -66,10 +66,12 @@ pub fn lower(e: &mut Emitter, k: &mut KernelContext) -> Result<(), JitError> {
     let one = e.fconst(types::F32, 1.0);
     let scale = e.sel(same, one, spread);
     let lo_q = e.fb.ins().fdiv(lo, scale);
-    let zf = e.fb.ins().fsub(zero, lo_q);
-    let zf = e.fb.ins().fmax(zf, zero);
+    let initial = e.fb.ins().fsub(zero, lo_q);
+    let zf = e.fb.ins().fmax(initial, zero);
     let zf = e.fb.ins().fmin(zf, c255);
     let zf = e.nearest(zf);
+    let nan = e.fcmp(FloatCC::Unordered, initial, initial);
+    let zf = e.sel(nan, c255, zf);
     let z = e.fb.ins().fcvt_to_sint_sat(types::I32, zf);
     e.store(scale, scale_out, 0);
     let z8 = e.fb.ins().ireduce(types::I8, z);
