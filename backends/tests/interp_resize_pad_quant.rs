@@ -614,3 +614,64 @@ fn dequantize_per_tensor_and_per_axis() {
         EvalError::UnsupportedDType { .. }
     ));
 }
+
+/// DynamicQuantizeLinear's three outputs on `x`.
+fn dynamic_quantize(x: &[f32]) -> (Vec<u8>, f32, u8) {
+    let t = f32t(&[x.len()], x);
+    let out = kestrel_backends::interp::eval_op(&Op::DynamicQuantizeLinear, &[&t]).unwrap();
+    assert_eq!(out.len(), 3);
+    assert_eq!(out[0].dtype(), DType::U8);
+    assert_eq!(out[0].dims(), &[x.len()]);
+    assert!(out[1].dims().is_empty() && out[2].dims().is_empty());
+    (
+        out[0].to_vec::<u8>().unwrap(),
+        out[1].to_f32_vec()[0],
+        out[2].to_vec::<u8>().unwrap()[0],
+    )
+}
+
+/// The expected values are onnxruntime 1.x's (CPU kernel) where it is defined; a NaN element
+/// gives the zero point here (as `quantize_linear` does) where onnxruntime gives 0.
+#[test]
+fn dynamic_quantize_linear_examples() {
+    // ONNX DynamicQuantizeLinear example 1.
+    let (y, s, z) = dynamic_quantize(&[0.0, 2.0, -3.0, -2.5, 1.34, 0.5]);
+    assert_eq!(s, (2.0f32 + 3.0) / 255.0);
+    assert_eq!(z, 153);
+    assert_eq!(y, vec![153, 255, 0, 26, 221, 179]);
+    // Example 2: all negative; the range widens to include 0, zero point 255.
+    let (y, s, z) = dynamic_quantize(&[-1.0, -2.1, -1.3, -2.5, -3.34, -4.0]);
+    assert_eq!(s, 4.0f32 / 255.0);
+    assert_eq!(z, 255);
+    assert_eq!(y, vec![191, 121, 172, 96, 42, 0]);
+    // All zeros: scale 1 (onnxruntime's choice), zero point 0.
+    assert_eq!(dynamic_quantize(&[0.0, -0.0, 0.0]), (vec![0, 0, 0], 1.0, 0));
+    // NaN takes no part in the range and quantizes to the zero point; 1 / (2/255) rounds below
+    // 127.5 in f32, so the zero point is 127 and 1.0 maps to 254.
+    let (y, s, z) = dynamic_quantize(&[f32::NAN, 1.0, -1.0]);
+    assert_eq!((s, z), (2.0 / 255.0, 127));
+    assert_eq!(y, vec![127, 254, 0]);
+    // Only NaN: as all zeros.
+    assert_eq!(dynamic_quantize(&[f32::NAN]), (vec![0], 1.0, 0));
+    // Both infinities: an infinite scale and a NaN initial zero point, which gives 255.
+    let (y, s, z) = dynamic_quantize(&[f32::INFINITY, f32::NEG_INFINITY, 3.0]);
+    assert_eq!((s, z), (f32::INFINITY, 255));
+    assert_eq!(y, vec![255, 255, 255]);
+    // Huge finite values: the range overflows to infinity in f32, as onnxruntime computes it.
+    assert_eq!(
+        dynamic_quantize(&[f32::MAX, -f32::MAX]),
+        (vec![0, 0], f32::INFINITY, 0)
+    );
+    // A subnormal range: the scale underflows to 0, the zero point is 255 and so is every y.
+    assert_eq!(
+        dynamic_quantize(&[1e-45, 2e-45]),
+        (vec![255, 255], 0.0, 255)
+    );
+    assert!(matches!(
+        kestrel_backends::interp::eval_op(
+            &Op::DynamicQuantizeLinear,
+            &[&Tensor::from_vec(vec![1], vec![1i32])]
+        ),
+        Err(EvalError::UnsupportedDType { .. })
+    ));
+}

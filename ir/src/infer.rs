@@ -67,6 +67,7 @@ pub fn input_arity(op: &Op) -> (usize, Option<usize>) {
         | Op::Size
         | Op::ConstantOfShape { .. }
         | Op::Identity
+        | Op::DynamicQuantizeLinear
         | Op::Arg(_)
         | Op::Hardmax { .. }
         | Op::LpNormalization { .. } => (1, Some(1)),
@@ -432,6 +433,16 @@ fn infer_op(op: &Op, inputs: &[InferInput]) -> Result<Vec<TensorType>, String> {
         Op::Identity => one(x.clone()),
         Op::QuantizeLinear { axis, to } => one(infer_quantize(*axis, *to, inputs)?),
         Op::DequantizeLinear { axis } => one(infer_dequantize(*axis, inputs)?),
+        Op::DynamicQuantizeLinear => {
+            if x.dtype != DType::F32 {
+                return Err(format!("input must be f32, got {}", x.dtype));
+            }
+            Ok(vec![
+                plain(DType::U8, x.shape.clone()),
+                plain(DType::F32, Shape::new()),
+                plain(DType::U8, Shape::new()),
+            ])
+        }
         Op::Resize(a) => one(infer_resize(a, inputs)?),
         Op::Pad { mode } => one(infer_pad(*mode, inputs)?),
         Op::ConvTranspose(a) => one(infer_conv_transpose(a, inputs)?),

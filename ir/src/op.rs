@@ -903,6 +903,19 @@ pub enum Op {
     /// `(a, b)`, 8-bit quantized, broadcast together: the sum requantized, see
     /// [`QuantizedAddAttrs`].
     QuantizedAdd(QuantizedAddAttrs),
+    /// `(x: f32) -> (y: u8 of x's shape, y_scale: f32 scalar, y_zero_point: u8 scalar)`: run-time
+    /// activation quantization (ONNX DynamicQuantizeLinear-11), everything in f32:
+    ///
+    /// - `lo = min(0, min x)`, `hi = max(0, max x)` over the elements that are not NaN (the range
+    ///   is widened to include 0, so 0.0 quantizes exactly);
+    /// - `y_scale = (hi - lo) / 255`, or 1.0 when `hi == lo` (an all-zero input, as onnxruntime
+    ///   does; the ONNX reference implementation gives 1/255 there);
+    /// - `y_zero_point = round_half_even(clamp(0 - lo / y_scale, 0, 255))`, 255 if that is NaN
+    ///   (when `x` holds both infinities, or `y_scale` underflows to 0 for subnormal ranges), as
+    ///   onnxruntime's `std::max(0, std::min(255, zp))` gives;
+    /// - `y = clamp(round_half_even(x / y_scale) + y_zero_point, 0, 255)`, as `quantize_linear`
+    ///   computes it: a NaN element gives the zero point (onnxruntime's kernel gives 0).
+    DynamicQuantizeLinear,
     /// `(x, scales_or_sizes, [roi])`, see [`ResizeAttrs`].
     Resize(ResizeAttrs),
     /// `(data, pads: i64 [2 * rank] as begins then ends, [value: scalar])`; negative pads crop.
@@ -974,11 +987,13 @@ impl Op {
         self.is_reshape() || matches!(self, Op::Identity)
     }
 
-    /// Number of outputs the node has (all ops but `Split` and `TopK` have one).
+    /// Number of outputs the node has (all ops but `Split`, `TopK` and `DynamicQuantizeLinear` have
+    /// one).
     pub fn num_outputs(&self) -> usize {
         match self {
             Op::Split { num_outputs, .. } => *num_outputs,
             Op::TopK { .. } => 2,
+            Op::DynamicQuantizeLinear => 3,
             _ => 1,
         }
     }
@@ -1126,6 +1141,7 @@ op_names! {
     Op::QuantizeLinear { .. } => "quantize_linear" = Op::QuantizeLinear { axis: 1, to: DType::U8 }, ["to"];
     Op::DequantizeLinear { .. } => "dequantize_linear" = Op::DequantizeLinear { axis: 1 };
     Op::QuantizedAdd(_) => "quantized_add" = Op::QuantizedAdd(QuantizedAddAttrs::default());
+    Op::DynamicQuantizeLinear => "dynamic_quantize_linear" = Op::DynamicQuantizeLinear;
     Op::Resize(_) => "resize" = default_resize(), ["by"];
     Op::Pad { .. } => "pad" = Op::Pad { mode: PadMode::Constant };
     Op::ConvTranspose(_) => "conv_transpose" = Op::ConvTranspose(ConvTransposeAttrs { group: 1, ..Default::default() });

@@ -460,6 +460,10 @@ pub fn eval_op(op: &Op, inputs: &[&Tensor]) -> Result<Vec<Tensor>, EvalError> {
             arity(name, inputs, 2, 2)?;
             index::top_k(inputs[0], inputs[1], *axis, *largest)
         }
+        Op::DynamicQuantizeLinear => {
+            arity(name, inputs, 1, 1)?;
+            quant::dynamic_quantize(inputs[0])
+        }
     }
 }
 

@@ -124,3 +124,57 @@ pub(crate) fn dequantize(
         .collect();
     tensor_from_f32(DType::F32, x.dims().to_vec(), &out)
 }
+
+/// The scale and zero point DynamicQuantizeLinear derives from `x` (see
+/// [`kestrel_ir::Op::DynamicQuantizeLinear`]): the range of the non-NaN elements widened to
+/// include 0, mapped onto `[0, 255]`, in f32 as onnxruntime computes it.
+pub(crate) fn dynamic_quant_params(x: &[f32]) -> (f32, u8) {
+    let (mut lo, mut hi) = (0.0f32, 0.0f32);
+    for &v in x {
+        // Strict comparisons: NaN never replaces a bound, nor does -0.0 replace 0.0.
+        if v < lo {
+            lo = v;
+        }
+        if v > hi {
+            hi = v;
+        }
+    }
+    let scale = if hi == lo { 1.0 } else { (hi - lo) / 255.0 };
+    // A NaN initial zero point (both infinities present, or a scale that underflowed to 0) gives
+    // 255, as onnxruntime's `std::max(0, std::min(255, zp))` does.
+    let initial = 0.0 - lo / scale;
+    let zero_point = if initial.is_nan() {
+        255
+    } else {
+        initial.clamp(0.0, 255.0).round_ties_even() as u8
+    };
+    (scale, zero_point)
+}
+
+/// DynamicQuantizeLinear: `(y: u8, y_scale: f32 scalar, y_zero_point: u8 scalar)` with `y`
+/// quantized exactly as [`quantize`] does with that scale and zero point.
+pub(crate) fn dynamic_quantize(x: &Tensor) -> Res<Vec<Tensor>> {
+    let name = "dynamic_quantize_linear";
+    if x.dtype() != DType::F32 {
+        return Err(unsupported_dtype(name, x.dtype()));
+    }
+    let values = x.to_f32_vec();
+    let (scale, zero_point) = dynamic_quant_params(&values);
+    let z = zero_point as f32;
+    let y: Vec<u8> = values
+        .iter()
+        .map(|&v| {
+            let q = (v / scale).round_ties_even();
+            if q.is_nan() {
+                zero_point
+            } else {
+                (q + z).clamp(0.0, 255.0) as u8
+            }
+        })
+        .collect();
+    Ok(vec![
+        tensor_from_bytes(DType::U8, x.dims().to_vec(), y)?,
+        Tensor::scalar(scale),
+        Tensor::scalar(zero_point),
+    ])
+}

@@ -2,7 +2,7 @@
 
 use super::error::{invalid, unsupported, ImportError, Reason};
 use super::external::ExternalFiles;
-use super::ops::{lower, NodeLowering};
+use super::ops::{known_domain, lower, NodeLowering};
 use super::proto::{
     tensor_shape_proto::dimension, type_proto, GraphProto, ModelProto, NodeProto, ValueInfoProto,
 };
@@ -400,19 +400,19 @@ fn import_node(
     index: usize,
     used: Vec<bool>,
 ) -> Result<Vec<ValueId>, Reason> {
-    if !(node.domain.is_empty() || node.domain == "ai.onnx") {
-        let v = opsets
-            .iter()
-            .find(|o| o.domain == node.domain)
-            .map_or(0, |o| o.version);
+    let domain_opset = opsets
+        .iter()
+        .find(|o| o.domain == node.domain)
+        .map_or(0, |o| o.version);
+    if !known_domain(&node.domain) {
         return Err(Reason::UnsupportedOp {
             op_type: node.op_type.clone(),
             domain: node.domain.clone(),
-            opset: v,
+            opset: domain_opset,
         });
     }
     let opset = opset.ok_or_else(|| invalid("the model imports no opset of the default domain"))?;
-    if node.op_type == "Constant" {
+    if node.op_type == "Constant" && node.domain != "com.microsoft" {
         return import_constant(g, node, files, model_dir).map(|v| vec![v]);
     }
     let inputs = node
@@ -442,6 +442,7 @@ fn import_node(
         g,
         node,
         opset,
+        domain_opset,
         inputs,
         files,
         model_dir,

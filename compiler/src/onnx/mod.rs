@@ -2,9 +2,12 @@
 //! ([`load_model`], [`import_bytes`]); and export, its inverse ([`export_model`], [`write_model`],
 //! see [`export`]).
 //!
-//! Only the default domain (`""` / `"ai.onnx"`) is supported. Every ONNX node becomes one or more
-//! IR nodes named after it; version-specific forms are normalised into the IR's single form of
-//! each op (see `kestrel_ir::op`). Errors name the model file and the node or tensor concerned.
+//! The default domain (`""` / `"ai.onnx"`) is supported, and of `com.microsoft` the quantized
+//! ops onnxruntime's quantizer writes (QGemm, QLinearAdd, QLinearMul, QLinearGlobalAveragePool,
+//! QLinearConcat, QLinearConv). Every ONNX node becomes one or more IR nodes named after it;
+//! version-specific forms are normalised into the IR's single form of each op (see
+//! `kestrel_ir::op`), and quantized ops into dequantize → float op → quantize (`ops/quant.rs`).
+//! Errors name the model file and the node or tensor concerned.
 //!
 //! Because type inference runs as each node is added and needs reshape targets and similar
 //! shape inputs to be constant, the importer folds as it goes: `Shape`/`Size` of fully known

@@ -18,6 +18,8 @@ use kestrel_ir::{
 };
 use std::path::Path;
 
+mod quant;
+
 /// The lowering of one ONNX node into the graph being built: the node, the graph, and
 /// everything else a lowering needs.
 pub(crate) struct NodeLowering<'a> {
@@ -25,6 +27,8 @@ pub(crate) struct NodeLowering<'a> {
     pub node: &'a NodeProto,
     /// The default domain's opset version.
     pub opset: i64,
+    /// The opset version the model imports for the node's domain (0 if none).
+    pub domain_opset: i64,
     /// The node's inputs; `None` for empty names (absent optional inputs).
     pub inputs: Vec<Option<ValueId>>,
     pub files: &'a mut ExternalFiles,
@@ -274,6 +278,23 @@ fn dtype_bounds(dtype: DType) -> (f64, f64) {
     }
 }
 
+/// The attributes of Conv, QLinearConv and ConvInteger (`kernel_shape` is implied by the
+/// weights).
+fn conv_attrs(cx: &NodeLowering) -> Result<ConvAttrs, Reason> {
+    Ok(ConvAttrs {
+        strides: cx.usizes("strides")?,
+        pads: cx.usizes("pads")?,
+        dilations: cx.usizes("dilations")?,
+        group: usize::try_from(cx.int("group", 1)?)
+            .ok()
+            .filter(|&g| g >= 1)
+            .ok_or_else(|| cx.bad_attr("group", "must be at least 1"))?,
+        auto_pad: auto_pad(cx)?,
+        epilogue: Default::default(),
+        integer: None,
+    })
+}
+
 fn auto_pad(cx: &NodeLowering) -> Result<AutoPad, Reason> {
     Ok(match cx.string("auto_pad", "NOTSET")? {
         "NOTSET" | "" => AutoPad::NotSet,
@@ -389,9 +410,24 @@ fn reduce_kind(op_type: &str) -> Option<ReduceKind> {
         .map(|&(_, k)| k)
 }
 
+/// The domains whose nodes [`lower`] takes: the default one and the `com.microsoft` ops that
+/// onnxruntime's quantizer writes.
+pub(crate) fn known_domain(domain: &str) -> bool {
+    domain.is_empty() || domain == "ai.onnx" || domain == "com.microsoft"
+}
+
 /// Lowers one node; returns the IR values of its outputs, in order. It may return fewer values
 /// than the node has outputs: the caller rejects the node if a missing output is used.
 pub(crate) fn lower(cx: &mut NodeLowering) -> Result<Vec<ValueId>, Reason> {
+    if cx.node.domain == "com.microsoft" {
+        return quant::lower_com_microsoft(cx).unwrap_or_else(|| {
+            Err(Reason::UnsupportedOp {
+                op_type: cx.node.op_type.clone(),
+                domain: cx.node.domain.clone(),
+                opset: cx.domain_opset,
+            })
+        });
+    }
     let op_type = cx.node.op_type.as_str();
     if let Some(u) = unary(cx, op_type)? {
         let x = cx.input(0)?;
@@ -587,22 +623,15 @@ pub(crate) fn lower(cx: &mut NodeLowering) -> Result<Vec<ValueId>, Reason> {
         }
         "Conv" => {
             let (x, w) = (cx.input(0)?, cx.input(1)?);
-            let attrs = ConvAttrs {
-                strides: cx.usizes("strides")?,
-                pads: cx.usizes("pads")?,
-                dilations: cx.usizes("dilations")?,
-                group: usize::try_from(cx.int("group", 1)?)
-                    .ok()
-                    .filter(|&g| g >= 1)
-                    .ok_or_else(|| cx.bad_attr("group", "must be at least 1"))?,
-                auto_pad: auto_pad(cx)?,
-                epilogue: Default::default(),
-                integer: None,
-            };
+            let attrs = conv_attrs(cx)?;
             let mut ins = vec![x, w];
             ins.extend(cx.opt(2));
             cx.one(Op::Conv(attrs), &ins)
         }
+        "QLinearConv" => quant::qlinear_conv(cx),
+        "QLinearMatMul" => quant::qlinear_matmul(cx),
+        "ConvInteger" => quant::conv_integer(cx),
+        "MatMulInteger" => quant::matmul_integer(cx),
         "Gemm" => {
             let (a, b) = (cx.input(0)?, cx.input(1)?);
             let attrs = GemmAttrs {
@@ -659,6 +688,11 @@ pub(crate) fn lower(cx: &mut NodeLowering) -> Result<Vec<ValueId>, Reason> {
                 count_include_pad: cx.int("count_include_pad", 0)? != 0,
                 auto_pad: auto_pad(cx)?,
             };
+            if attrs.kind == PoolKind::Max {
+                if let Some(y) = quant::quantized_max_pool(cx, x, &attrs)? {
+                    return Ok(y);
+                }
+            }
             cx.one(Op::Pool(attrs), &[x])
         }
         "GlobalAveragePool" | "GlobalMaxPool" | "GlobalLpPool" => {
@@ -830,6 +864,10 @@ pub(crate) fn lower(cx: &mut NodeLowering) -> Result<Vec<ValueId>, Reason> {
             ins.extend(cx.opt(2));
             let axis = cx.int("axis", 1)?;
             cx.one(Op::DequantizeLinear { axis }, &ins)
+        }
+        "DynamicQuantizeLinear" => {
+            let x = cx.input(0)?;
+            cx.add_multi(Op::DynamicQuantizeLinear, &[x])
         }
         "Resize" => lower_resize(cx),
         "Upsample" => lower_upsample(cx),

@@ -281,7 +281,8 @@ pub fn all_attrs(op: &Op) -> Vec<(&'static str, AttrValue)> {
         | Op::Expand
         | Op::Tile
         | Op::Range
-        | Op::Identity => vec![],
+        | Op::Identity
+        | Op::DynamicQuantizeLinear => vec![],
         Op::Cast { to } => vec![("to", DType(*to))],
         Op::Conv(c) => vec![
             ("auto_pad", ident(auto_pad_name(c.auto_pad))),
@@ -931,7 +932,8 @@ fn set_attr(op: &mut Op, key: &str, v: &AttrValue) -> Result<(), String> {
         | Op::Expand
         | Op::Tile
         | Op::Range
-        | Op::Identity => return unknown(op),
+        | Op::Identity
+        | Op::DynamicQuantizeLinear => return unknown(op),
     }
     Ok(())
 }

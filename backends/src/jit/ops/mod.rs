@@ -5,6 +5,7 @@
 
 pub mod attention;
 pub mod conv;
+pub mod dynamic_quant;
 pub mod elementwise;
 pub mod fused;
 pub mod integer;
@@ -138,6 +139,7 @@ pub fn emit_node(e: &mut Emitter, k: &mut KernelContext) -> Result<(), JitError>
         Op::QuantizeLinear { axis, to } => quant::quantize(e, k, *axis, *to),
         Op::DequantizeLinear { axis } => quant::dequantize(e, k, *axis),
         Op::QuantizedAdd(q) => quant::quantized_add(e, k, q),
+        Op::DynamicQuantizeLinear => dynamic_quant::lower(e, k),
         Op::Shape { .. } | Op::Size | Op::Range => {
             Err(k.unsupported(format!("op {} with run-time inputs", k.node.op.name())))
         }

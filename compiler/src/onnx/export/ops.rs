@@ -759,6 +759,7 @@ pub(super) fn export_node(b: &mut Builder, id: NodeId) -> Result<(), ExportError
         | Op::QuantizedAdd(_) => Err(cx.unsupported(
             "integer ops made by fold-qdq have no standard ONNX form here; export the QDQ graph (a pipeline without fold-qdq, such as O1)",
         )),
+        Op::DynamicQuantizeLinear => cx.same("DynamicQuantizeLinear", vec![]),
         Op::Conv(a) => cx.conv(a),
         Op::Gemm(a) => cx.gemm(a),
         Op::MatMul => cx.same("MatMul", vec![]),
