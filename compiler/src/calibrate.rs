@@ -25,6 +25,9 @@ pub struct CalibrationData {
     pub arrays: Vec<Tensor>,
     /// Number of samples used (all, or `--samples N` when smaller).
     pub samples: usize,
+    /// Samples per run: the extent of the inputs' batch axis when the graph has it fixed
+    /// (a model bound to a data set's batch), else 1.
+    pub batch: usize,
 }
 
 fn data_files(path: &Path) -> Result<Vec<PathBuf>> {
@@ -122,6 +125,7 @@ impl CalibrationData {
         }
         let mut arrays = Vec::new();
         let mut count = usize::MAX;
+        let mut batch: Option<usize> = None;
         for (k, (name, p)) in names.iter().zip(parts).enumerate() {
             if p.is_empty() {
                 bail!("{}: no data for graph input {name}", path.display());
@@ -136,13 +140,22 @@ impl CalibrationData {
                     ty.dtype
                 );
             }
-            let want = sample_dims(g, k);
-            if t.dims().is_empty() || t.dims()[1..] != want[..] {
+            let dims = input_dims(g, k);
+            let sample = t.dims().get(1..).unwrap_or(&[]);
+            // Samples stack along the input's batch axis, or are whole inputs.
+            let per_run = if !dims.is_empty() && sample == &dims[1..] {
+                dims[0]
+            } else if sample == &dims[..] {
+                1
+            } else {
                 bail!(
                     "{what}: samples of shape {:?} (first axis: samples), the model takes {:?}",
-                    t.dims().get(1..).unwrap_or(&[]),
-                    want
+                    sample,
+                    sample_dims(g, k)
                 );
+            };
+            if *batch.get_or_insert(per_run) != per_run {
+                bail!("{what}: the model's inputs take different numbers of samples per run");
             }
             count = count.min(t.dims()[0]);
             arrays.push(t);
@@ -151,21 +164,35 @@ impl CalibrationData {
         if count == 0 {
             bail!("{}: the calibration data holds no sample", path.display());
         }
+        let batch = batch.unwrap_or(1).max(1);
+        if count < batch {
+            bail!(
+                "{}: {count} calibration samples, fewer than the {batch} the model takes per run",
+                path.display()
+            );
+        }
         Ok(CalibrationData {
             path: path.to_path_buf(),
             names,
             arrays,
             samples: count,
+            batch,
         })
     }
 
-    /// Sample `i` of every input, shaped as the graph's input.
+    /// Runs over the data: `samples / batch` (a remainder of fewer than `batch` samples is left
+    /// out).
+    pub fn runs(&self) -> usize {
+        self.samples / self.batch
+    }
+
+    /// The inputs of run `i` (samples `i·batch ..`), shaped as the graph's inputs.
     fn sample(&self, g: &Graph, i: usize) -> Vec<Tensor> {
         self.arrays
             .iter()
             .enumerate()
             .map(|(k, t)| {
-                let per = t.bytes().len() / t.dims()[0];
+                let per = t.bytes().len() / t.dims()[0] * self.batch;
                 let data = t.bytes().slice(i * per..(i + 1) * per);
                 let dims = input_dims(g, k);
                 Tensor::from_bytes(t.dtype(), dims, data).expect("sample size checked at load")
@@ -225,7 +252,7 @@ impl JitCalibrator {
                 .with_context(|| format!("{}: calibration sample {i}", self.data.path.display()))
         };
         let mut minmax = vec![MinMax::default(); tensors.len()];
-        for i in 0..self.data.samples {
+        for i in 0..self.data.runs() {
             for (k, t) in run(i)?.into_iter().enumerate() {
                 if let Err(v) = minmax[k].add(&t.to_f32_vec()) {
                     bail!(
@@ -245,7 +272,7 @@ impl JitCalibrator {
             return Ok(exact);
         }
         let mut histograms: Vec<Histogram> = exact.iter().map(|&r| Histogram::new(r)).collect();
-        for i in 0..self.data.samples {
+        for i in 0..self.data.runs() {
             for (k, t) in run(i)?.into_iter().enumerate() {
                 histograms[k].add(&t.to_f32_vec());
             }

@@ -94,6 +94,8 @@ pub struct CompareOptions {
     pub iters: usize,
     /// Untimed runs first.
     pub warmup: usize,
+    /// Calibration data for pipelines that quantize (`int8`, or a textual one with `quantize`).
+    pub calib: Option<PathBuf>,
 }
 
 impl Default for CompareOptions {
@@ -105,6 +107,7 @@ impl Default for CompareOptions {
             threads: 1,
             iters: 20,
             warmup: 3,
+            calib: None,
         }
     }
 }
@@ -157,6 +160,13 @@ impl Comparison {
     }
 }
 
+/// Whether the pipeline `text` runs the `quantize` pass (and so needs calibration data).
+fn quantizes(text: &str) -> Result<bool> {
+    let p = kestrel_passes::pipeline::resolve_pipeline(text)
+        .map_err(|e| anyhow::anyhow!("pipeline {text:?}: {e}"))?;
+    Ok(p.to_string().contains("quantize"))
+}
+
 /// Compiles `model` with each pipeline of `opts` on the JIT and measures it against the float
 /// reference (see the module documentation). `on_passes` sees each pipeline's pass report
 /// before that pipeline's code generation.
@@ -171,6 +181,9 @@ pub fn compare(
         path: model,
         ..
     } = model;
+    // Pipelines that quantize start from the model as loaded and calibrate one sample per run;
+    // their inputs are bound after the pipeline.
+    let unbound = base.clone();
     let spec = InputSpec {
         files: vec![],
         archives: opts.inputs.iter().cloned().collect(),
@@ -218,14 +231,23 @@ pub fn compare(
         .context("creating the thread pool")?;
     let mut rows = Vec::new();
     for p in &opts.pipelines {
-        let mut g: Graph = base.clone();
+        let quantizes = quantizes(p)?;
+        let mut g: Graph = if quantizes {
+            unbound.clone()
+        } else {
+            base.clone()
+        };
         let t = Instant::now();
         let pipeline = kestrel_passes::PipelineOptions {
             pipeline: p.clone(),
+            calibration: opts.calib.clone().filter(|_| quantizes),
             ..Default::default()
         };
         let report = driver::run_pipeline(&mut g, &pipeline, &model)?;
         on_passes(&report);
+        if quantizes {
+            driver::bind_shapes_from_inputs(&mut g, &inputs, &model)?;
+        }
         driver::fold_for_codegen(&mut g, &model)?;
         let jit = kestrel_backends::jit::compile(
             &g,

@@ -552,6 +552,10 @@ pub struct PassOptions {
     pub time_passes: bool,
     /// Verify the graph after every pass application.
     pub verify_each: bool,
+    /// Quantize to int8 before the pipeline (`canonicalize,quantize,` ahead of it).
+    pub quantize: bool,
+    /// Calibration data for the `quantize` pass.
+    pub calib: Option<PathBuf>,
 }
 
 impl PassOptions {
@@ -570,14 +574,27 @@ impl PassOptions {
 
     /// The pass manager's options, running `default` when no pipeline is named.
     pub fn resolve(&self, default: &str) -> kestrel_passes::PipelineOptions {
+        let pipeline = self.pipeline.clone().unwrap_or_else(|| default.to_string());
+        let pipeline = if self.quantize && pipeline != "int8" {
+            let rest = kestrel_passes::pipeline::named_pipeline(&pipeline)
+                .map_or(pipeline, |p| p.to_string());
+            if rest.trim().is_empty() {
+                "canonicalize,quantize".to_string()
+            } else {
+                format!("canonicalize,quantize,{rest}")
+            }
+        } else {
+            pipeline
+        };
         kestrel_passes::PipelineOptions {
-            pipeline: self.pipeline.clone().unwrap_or_else(|| default.to_string()),
+            pipeline,
             disable: self.disable_pass.clone(),
             pass_limit: self.pass_limit,
             time_passes: self.time_passes,
             verify_each: self.verify_each,
             dump_dir: None,
             dump_after: None,
+            calibration: self.calib.clone(),
         }
     }
 }
@@ -589,7 +606,14 @@ pub fn run_pipeline(
     opts: &kestrel_passes::PipelineOptions,
     model: &Path,
 ) -> Result<Report> {
-    kestrel_passes::run_pipeline(graph, opts, &pass_context())
+    let mut cx = pass_context();
+    if let Some(data) = &opts.calibration {
+        cx.calibrator = Some(std::sync::Arc::new(crate::calibrate::JitCalibrator {
+            data: crate::calibrate::CalibrationData::load(graph, data, None)?,
+            threads: 1,
+        }));
+    }
+    kestrel_passes::run_pipeline(graph, opts, &cx)
         .with_context(|| format!("{}: pipeline {:?}", model.display(), opts.pipeline))
 }
 

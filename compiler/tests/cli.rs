@@ -384,6 +384,106 @@ fn quantize_writes_a_qdq_graph_that_runs_close_to_float() {
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
+/// `quantize -o OUT.onnx` writes QDQ ONNX that Kestrel imports and runs at O2 on integer
+/// kernels (its logits within a few percent of the float model's), and `run --quantize int8
+/// --calib` computes the same outputs as the written model.
+#[test]
+fn quantize_writes_onnx_and_run_quantizes_in_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let calib = digits_calibration(dir.path(), 8, |_| {});
+    let onnx = dir.path().join("q.onnx");
+    let o = kestrel(&[
+        "quantize",
+        &digits("digits_cnn.onnx"),
+        "--calib",
+        calib.to_str().unwrap(),
+        "-o",
+        onnx.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dumped = kestrel(&["dump", onnx.to_str().unwrap(), "--pipeline", "O2"]);
+    assert!(dumped.status.success(), "{}", stderr(&dumped));
+    let text = String::from_utf8_lossy(&dumped.stdout).to_string();
+    assert!(
+        text.contains("requant_multiplier"),
+        "no integer conv at O2:\n{text}"
+    );
+    let outs = |args: &[&str], name: &str| {
+        let out = dir.path().join(name);
+        let mut all = args.to_vec();
+        let out_s = out.to_str().unwrap().to_string();
+        all.extend([
+            "--inputs",
+            &*Box::leak(digits("digits_cnn.b1.io.npz").into_boxed_str()),
+        ]);
+        all.extend(["--outputs", &*Box::leak(out_s.into_boxed_str())]);
+        let o = kestrel(&all);
+        assert!(o.status.success(), "{}", stderr(&o));
+        kestrel::tensor_io::read_npz(&out).unwrap()
+    };
+    let from_file = outs(&["run", onnx.to_str().unwrap()], "a.npz");
+    let in_process = outs(
+        &[
+            "run",
+            &digits("digits_cnn.onnx"),
+            "--quantize",
+            "int8",
+            "--calib",
+            calib.to_str().unwrap(),
+        ],
+        "b.npz",
+    );
+    let float = outs(&["run", &digits("digits_cnn.onnx")], "c.npz");
+    assert_eq!(from_file[0].1.to_f32_vec(), in_process[0].1.to_f32_vec());
+    let (q, f) = (in_process[0].1.to_f32_vec(), float[0].1.to_f32_vec());
+    let scale = f.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let worst = q
+        .iter()
+        .zip(&f)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        worst < 0.1 * scale,
+        "int8 logits off by {worst} (largest {scale})"
+    );
+    let missing = kestrel(&[
+        "run",
+        &digits("digits_cnn.onnx"),
+        "--quantize",
+        "int8",
+        "--inputs",
+        &digits("digits_cnn.b1.io.npz"),
+    ]);
+    assert_user_error(&missing, &["--calib"]);
+    // compare: the float and int8 rows side by side, on the 360 test images.
+    let o = kestrel(&[
+        "compare",
+        &digits("digits_cnn.onnx"),
+        "--pipeline",
+        "O2",
+        "--pipeline",
+        "int8",
+        "--calib",
+        calib.to_str().unwrap(),
+        "--inputs",
+        &digits("digits_cnn.io.npz"),
+        "--labels",
+        &digits("digits_test_y.npy"),
+        "--iters",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout).to_string();
+    let rows: Vec<&str> = table
+        .lines()
+        .filter(|l| l.starts_with("| O2 |") || l.starts_with("| int8 |"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{table}");
+    assert!(
+        rows.iter().all(|r| r.ends_with("% |")),
+        "accuracy column: {table}"
+    );
+}
+
 #[test]
 fn quantize_refuses_bad_calibration_data_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -431,9 +531,6 @@ fn quantize_refuses_bad_calibration_data_and_writes_nothing() {
     assert_user_error(&quantize(&good, &["--samples", "0"], &out), &["--samples"]);
     assert_user_error(&quantize(&good, &["--method", "median"], &out), &["median"]);
     assert!(!out.exists());
-    let onnx = dir.path().join("q.onnx");
-    assert_user_error(&quantize(&good, &[], &onnx), &["ONNX export not available"]);
-    assert!(!onnx.exists());
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
     assert_user_error(&quantize(&empty, &[], &out), &["no .npy or .npz"]);
@@ -736,6 +833,8 @@ fn bench_layers_on_a_qdq_model_keeps_folded_weights_constant() {
     let o = kestrel(&[
         "bench",
         &digits("digits_cnn.int8.onnx"),
+        "--pipeline",
+        "O1",
         "--iters",
         "3",
         "--warmup",
@@ -769,6 +868,32 @@ fn bench_layers_on_a_qdq_model_keeps_folded_weights_constant() {
         .find(|p| p.contains("dequantize_linear"))
         .unwrap_or("");
     assert!(dq.ends_with("(6)"), "{by_op}");
+    // At O2 the same model runs on integer kernels: two quantized convs and a quantized gemm
+    // between one quantize of the input and one dequantize of the logits.
+    let o = kestrel(&[
+        "bench",
+        &digits("digits_cnn.int8.onnx"),
+        "--iters",
+        "3",
+        "--warmup",
+        "1",
+        "--layers",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let by_op = text
+        .lines()
+        .find(|l| l.starts_with("by op: "))
+        .unwrap_or("");
+    for part in ["conv ", "gemm ", "quantize_linear ", "dequantize_linear "] {
+        let want = if part == "conv " { "(2)" } else { "(1)" };
+        let found = by_op
+            .split(", ")
+            .map(|p| p.trim_start_matches("by op: "))
+            .find(|p| p.starts_with(part))
+            .unwrap_or("");
+        assert!(found.ends_with(want), "{part}{want}: {by_op}");
+    }
 }
 
 #[test]

@@ -467,6 +467,10 @@ pub struct PipelineOptions {
     /// application that changed the graph. Without `dump_dir` the dumps are kept in
     /// [`Report::dumps`].
     pub dump_after: Option<String>,
+    /// Calibration data for the `quantize` pass (`.npy`, `.npz` or a folder of them): the
+    /// driver loads it and puts a calibrator into the [`PassContext`]; the pass manager itself
+    /// does not read it.
+    pub calibration: Option<PathBuf>,
 }
 
 /// Resolves `opts.pipeline`, runs it on `g` with the other options, and returns the report.

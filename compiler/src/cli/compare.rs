@@ -30,13 +30,24 @@ pub struct CompareArgs {
     /// Also write the table as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Add a row quantized to int8 (the `int8` pipeline), calibrated with --calib.
+    #[arg(long, value_enum)]
+    pub quantize: Option<super::QuantizeMode>,
+    /// Calibration data of the pipelines that quantize: .npy, .npz or a folder of them.
+    #[arg(long, value_name = "DATA")]
+    pub calib: Option<PathBuf>,
 }
 
 pub fn run(args: CompareArgs) -> Result<()> {
     driver::check_threads_and_iters(args.threads, args.iters)?;
     let model = kestrel::load(&args.model)?;
+    let mut pipelines = args.pipelines.clone();
+    if args.quantize.is_some() && !pipelines.iter().any(|p| p == "int8") {
+        pipelines.push("int8".into());
+    }
     let opts = kestrel::compare::CompareOptions {
-        pipelines: args.pipelines.clone(),
+        pipelines,
+        calib: args.calib.clone(),
         inputs: args.inputs.clone(),
         labels: args.labels.clone(),
         threads: args.threads,

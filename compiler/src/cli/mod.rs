@@ -98,11 +98,27 @@ pub struct PipelineArgs {
     /// Verify the IR after every pass.
     #[arg(long = "verify-each")]
     pub verify_each: bool,
+    /// Quantize the model before the pipeline (`int8`: calibrated with --calib; see
+    /// docs/QUANTIZATION.md).
+    #[arg(long, value_enum)]
+    pub quantize: Option<QuantizeMode>,
+    /// Calibration data for quantization: .npy, .npz or a folder of them.
+    #[arg(long, value_name = "DATA")]
+    pub calib: Option<PathBuf>,
+}
+
+/// What `--quantize` asks for.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuantizeMode {
+    /// Post-training int8: s8 per-channel weights, u8 activations, integer kernels.
+    Int8,
 }
 
 impl PipelineArgs {
     pub fn options(&self) -> PassOptions {
         PassOptions {
+            quantize: self.quantize.is_some(),
+            calib: self.calib.clone(),
             pipeline: self.pipeline.clone(),
             disable_pass: self.disable_pass.clone(),
             pass_limit: self.pass_limit,
