@@ -3,13 +3,18 @@
 
     python3 benches/compare.py [--models DIR] [--threads 1 2] [--rounds 3] [--iters 30]
                                [--backend jit|interp] [--only NAME ...] [--kestrel BIN]
-                               [--baseline BIN]
+                               [--baseline BIN] [--quantized NAME ...]
 
 Runtimes are interleaved round by round so that drift on a shared machine hits all of them alike;
 each cell is the median over rounds of each round's median latency (milliseconds for one
 inference). Ratios are Kestrel / onnxruntime (lower is better for Kestrel). `--baseline BIN` adds another Kestrel
 build (for example one from before a change) as one more runtime in the same interleaved rounds, and
 the ratio Kestrel / baseline.
+
+Int8 rows: the shared onnxruntime-quantized `resnet18.int8.onnx` (through both runtimes), and for
+each `--quantized` model (default resnet18, mobilenet_v2) a QDQ model written by `kestrel quantize`
+(minmax, 8 calibration samples of `numpy.random.default_rng(0).standard_normal`) into a temporary
+folder, also through both runtimes; the `.so` sizes of the float and int8 builds are printed.
 
 Needs `pip install onnxruntime numpy` and a release build of kestrel (`cargo build --release`).
 tract is used when a `tract` binary is on PATH (`cargo install tract-cli`, see BASELINES.md).
@@ -85,6 +90,29 @@ def tract_median(path, threads):
     raise RuntimeError("no ms/i in tract output")
 
 
+def quantize_with_kestrel(kestrel, src, tmp):
+    """`kestrel quantize` of `src` on 8 N(0,1) samples; the path of the QDQ model."""
+    import numpy as np
+
+    calib = os.path.join(tmp, "calib.npy")
+    np.save(calib, np.random.default_rng(0).standard_normal((8, 3, 224, 224)).astype(np.float32))
+    out = os.path.join(tmp, os.path.basename(src).replace(".onnx", ".kestrel-int8.onnx"))
+    subprocess.run([kestrel, "quantize", src, "--calib", calib, "-o", out], check=True,
+                   stdout=subprocess.DEVNULL)
+    return out
+
+
+def report_sizes(kestrel, src, quantized, tmp):
+    """Prints the `.so` sizes of `kestrel compile` of the float model and its int8 version."""
+    sizes = []
+    for m in (src, quantized):
+        so = os.path.join(tmp, os.path.basename(m) + ".so")
+        subprocess.run([kestrel, "compile", m, "-o", so], check=True, stdout=subprocess.DEVNULL)
+        sizes.append(os.path.getsize(so))
+    print(f"# .so size {os.path.basename(src)}: float {sizes[0]} bytes, int8 {sizes[1]} bytes "
+          f"({sizes[1] / sizes[0]:.2f}x)")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default=os.environ.get("KESTREL_MODELS", os.path.join(ROOT, "..", "shared", "models")))
@@ -95,9 +123,21 @@ def main():
     ap.add_argument("--only", nargs="*", help="substrings of model paths to keep")
     ap.add_argument("--kestrel", default=os.path.join(ROOT, "target", "release", "kestrel"))
     ap.add_argument("--baseline", help="another kestrel binary, measured in the same rounds")
+    ap.add_argument("--quantized", nargs="*", default=["resnet18", "mobilenet_v2"],
+                    help="torchvision models to quantize with kestrel quantize for int8 rows")
     args = ap.parse_args()
 
     models = [m for m in DEFAULT_MODELS if not args.only or any(s in m for s in args.only)]
+    tmp = tempfile.mkdtemp(prefix="kestrel-compare-")
+    for name in args.quantized:
+        if args.only and not any(s in name for s in args.only):
+            continue
+        src = os.path.join(args.models, "torchvision", name + ".onnx")
+        if not os.path.isfile(src):
+            continue
+        out = quantize_with_kestrel(args.kestrel, src, tmp)
+        models.append(out)
+        report_sizes(args.kestrel, src, out, tmp)
     have_tract = shutil.which("tract") is not None
     runtimes = (["kestrel"] + (["baseline"] if args.baseline else []) + ["onnxruntime"]
                 + (["tract"] if have_tract else []))
@@ -107,7 +147,7 @@ def main():
     print(header)
     speedups = []
     for rel in models:
-        path = os.path.join(args.models, rel)
+        path = rel if os.path.isabs(rel) else os.path.join(args.models, rel)
         if not os.path.isfile(path):
             print(f"{rel:<28} missing", file=sys.stderr)
             continue

@@ -237,3 +237,39 @@ proptest! {
         agree(&g, &[bytes(dt, &[n, c, h, w], seed)])?;
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+
+    /// Quantized depthwise convolution on rows wide enough for the eight-output vector loop
+    /// (stride 1 and 2, with the last group overlapping) and for the scalar loop (stride 3).
+    #[test]
+    fn quantized_depthwise_wide_rows(
+        n in 1usize..3, c in 2usize..5, h in 3usize..8, w in 8usize..30,
+        k in 1usize..6, stride in 1usize..4, dil in 1usize..3, pad in 0usize..3,
+        xdt in int8_types(), requantized in any::<bool>(), zx in -30i32..30, zy in -30i32..30,
+        pick in any::<u8>(), seed in any::<u64>(),
+    ) {
+        prop_assume!(h + 2 * pad > (k - 1) * dil && w + 2 * pad > (k - 1) * dil);
+        let shift = |t: DType, z: i32| if t == DType::U8 { z + 128 } else { z };
+        let zy = shift(DType::U8, zy);
+        let a = ConvAttrs {
+            group: c,
+            strides: vec![stride; 2],
+            dilations: vec![dil; 2],
+            pads: vec![pad; 4],
+            integer: Some(IntegerAttrs {
+                x_zero_point: shift(xdt, zx),
+                requant: requantized.then(|| requant_of(DType::U8, c, zy, pick, seed + 9)),
+            }),
+            ..Default::default()
+        };
+        let mut g = Graph::new("qdw");
+        let x = g.add_input("x", TensorType::known(xdt, &[n, c, h, w]));
+        let wv = g.add_const("w", weights(&[c, 1, k, k], seed + 1));
+        let b = g.add_const("b", int_bias(c, seed + 2));
+        let y = g.add(Op::Conv(a), &[x, wv, b], "conv").unwrap();
+        g.add_output("y", y);
+        agree(&g, &[bytes(xdt, &[n, c, h, w], seed + 3)])?;
+    }
+}

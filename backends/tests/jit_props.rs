@@ -613,3 +613,23 @@ proptest! {
         }
     }
 }
+
+/// A model with more than 64 outputs (calibration probes ask for one per quantized tensor) runs,
+/// every output its own value.
+#[test]
+fn many_outputs() {
+    let mut g = Graph::new("many");
+    let x = g.add_input("x", TensorType::known(DType::F32, &[3]));
+    let mut y = x;
+    for i in 0..70 {
+        y = g.add(Op::Unary(UnaryOp::Exp), &[y], "exp").unwrap();
+        g.add_output(format!("y{i}"), y);
+    }
+    g.add_output("x_again", x);
+    let inputs = [Tensor::from_vec(vec![3], vec![-3f32, -2.0, -1.0])];
+    let m = compile(&g, &JitOptions::default()).unwrap();
+    let got = m.run(&inputs).unwrap();
+    let want = interp::run(&g, &inputs).unwrap();
+    assert_eq!(got.len(), 71);
+    assert_eq!(got, want);
+}

@@ -224,21 +224,8 @@ impl JitModel {
                 });
             }
         }
-        const MAX_IO: usize = 64;
-        if inputs.len() > MAX_IO || outputs.len() > MAX_IO {
-            return Err(JitError::InputCount {
-                expected: MAX_IO,
-                actual: inputs.len().max(outputs.len()),
-            });
-        }
-        let mut in_ptrs = [std::ptr::null::<u8>(); MAX_IO];
-        for (p, b) in in_ptrs.iter_mut().zip(inputs) {
-            *p = b.as_ptr();
-        }
-        let mut out_ptrs = [std::ptr::null_mut::<u8>(); MAX_IO];
-        for (p, b) in out_ptrs.iter_mut().zip(outputs.iter_mut()) {
-            *p = b.as_mut_ptr();
-        }
+        let in_ptrs: Vec<*const u8> = inputs.iter().map(|b| b.as_ptr()).collect();
+        let mut out_ptrs: Vec<*mut u8> = outputs.iter_mut().map(|b| b.as_mut_ptr()).collect();
         let mut arena = self.arena.lock().unwrap_or_else(|e| e.into_inner());
         // Align the arena base to 64 bytes (the planner's alignment).
         let base = arena.as_mut_ptr() as *mut u8;
@@ -253,7 +240,7 @@ impl JitModel {
         };
         // SAFETY: as above; the pool outlives the call and its tasks (`self` is borrowed).
         let status =
-            unsafe { (self.entry)(in_ptrs.as_ptr(), out_ptrs.as_ptr(), base, par_for, pool) };
+            unsafe { (self.entry)(in_ptrs.as_ptr(), out_ptrs.as_mut_ptr(), base, par_for, pool) };
         drop(arena);
         if status != 0 {
             let (node, reason) = self

@@ -35,19 +35,12 @@ pub struct CompileArgs {
     #[command(flatten)]
     pub pipeline: PipelineArgs,
     #[arg(long)]
-    pub quantize: Option<String>,
-    #[arg(long)]
-    pub calib: Option<PathBuf>,
-    #[arg(long)]
     pub prune: Option<f32>,
     #[command(flatten)]
     pub inputs: InputArgs,
 }
 
 pub fn run(args: CompileArgs) -> Result<()> {
-    if args.quantize.is_some() || args.calib.is_some() {
-        return not_yet("`kestrel compile --quantize/--calib` (int8)");
-    }
     if args.prune.is_some() {
         return not_yet("`kestrel compile --prune`");
     }

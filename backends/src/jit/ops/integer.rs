@@ -16,6 +16,7 @@
 //! Gemm: data rows).
 
 use super::conv::{even_ranges, geometry, im2col, ConvGeometry};
+use super::integer_depthwise as depthwise;
 use crate::jit::context::KernelContext;
 use crate::jit::emit::Emitter;
 use crate::jit::error::JitError;
@@ -32,6 +33,8 @@ use kestrel_ir::{ConvAttrs, DType, GemmAttrs, Graph, IntegerAttrs, Node, Requant
 
 /// How an integer convolution's work is divided among its tasks.
 enum Split {
+    /// Task `t` computes planes `planes[t]` of `N·C` (depthwise).
+    Planes(Vec<std::ops::Range<usize>>),
     /// Task `t` computes output rows `rows[t]` of the first spatial axis (all channels).
     Rows(Vec<std::ops::Range<usize>>),
     /// Task `t` computes output channels `chans[t]` of every group (all pixels).
@@ -41,12 +44,15 @@ enum Split {
 impl Split {
     fn len(&self) -> usize {
         match self {
-            Split::Rows(r) | Split::Channels(r) => r.len(),
+            Split::Rows(r) | Split::Channels(r) | Split::Planes(r) => r.len(),
         }
     }
 }
 
 fn conv_split(geo: &ConvGeometry, tasks: usize) -> Split {
+    if depthwise::applies(geo) {
+        return Split::Planes(depthwise::split(geo, tasks));
+    }
     let rows = geo.w.out_sp[0];
     if tasks <= rows || geo.m_per_group < 2 {
         Split::Rows(even_ranges(rows, tasks))
@@ -144,7 +150,14 @@ pub fn conv_scratch_bytes(
     opts: &JitOptions,
 ) -> usize {
     conv_geometry(g, node, a, opts)
-        .map(|geo| conv_task_scratch(&geo, ia.requant.is_some()).total * tasks.max(1))
+        .map(|geo| {
+            let per_task = if depthwise::applies(&geo) {
+                depthwise::task_scratch(&geo)
+            } else {
+                conv_task_scratch(&geo, ia.requant.is_some()).total
+            };
+            per_task * tasks.max(1)
+        })
         .unwrap_or(0)
 }
 
@@ -251,10 +264,27 @@ pub fn conv(
     let block = block_rows(&geo);
     let in_place = reads_input_in_place(&geo);
     let flags = e.flags;
+    if let Split::Planes(planes) = &split {
+        let per_task = depthwise::task_scratch(&geo);
+        k.for_task(e, |e, t| {
+            let ops = depthwise::Operands {
+                x,
+                w: wp,
+                bias: bias_ptr,
+                out,
+                scratch: e.addr(scratch, (t * per_task) as i64),
+                x_signed,
+                zero_point: ia.x_zero_point,
+            };
+            depthwise::emit(e, &geo, &ops, requant.as_ref(), planes[t].clone());
+        });
+        return Ok(());
+    }
     k.for_task(e, |e, t| {
         let (rows, chans) = match &split {
             Split::Rows(r) => (r[t].clone(), 0..geo.m_per_group),
             Split::Channels(c) => (0..geo.w.out_sp[0], c[t].clone()),
+            Split::Planes(_) => unreachable!("handled above"),
         };
         let mn = chans.len();
         if rows.is_empty() || mn == 0 {

@@ -9,6 +9,7 @@ pub mod dynamic_quant;
 pub mod elementwise;
 pub mod fused;
 pub mod integer;
+pub mod integer_depthwise;
 pub mod matmul;
 pub mod normalize;
 pub mod pool;
