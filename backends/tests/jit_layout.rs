@@ -89,6 +89,26 @@ fn expand(tree: &str) -> Vec<String> {
         .collect()
 }
 
+/// A `use` tree without whitespace and without its renames (`a as b` is `a`).
+fn without_renames(tree: &str) -> String {
+    let toks: Vec<&str> = tree.split_whitespace().collect();
+    let mut kept = String::new();
+    let mut i = 0;
+    while i < toks.len() {
+        if toks[i] == "as" && i + 1 < toks.len() {
+            // Keep what follows the alias (`,` or `}`).
+            kept.push_str(
+                toks[i + 1].trim_start_matches(|c: char| c.is_alphanumeric() || c == '_'),
+            );
+            i += 2;
+        } else {
+            kept.push_str(toks[i]);
+            i += 1;
+        }
+    }
+    kept
+}
+
 /// The JIT files `file` refers to through `use` items and inline `crate::jit::`/`super::` paths.
 fn imports(file: &str) -> BTreeSet<String> {
     let text = std::fs::read_to_string(jit_dir().join(file)).expect("read source");
@@ -106,7 +126,7 @@ fn imports(file: &str) -> BTreeSet<String> {
         let s = s.strip_prefix("pub ").unwrap_or(s);
         let s = s.strip_prefix("pub(crate) ").unwrap_or(s);
         if let Some(tree) = s.strip_prefix("use ") {
-            paths.extend(expand(&tree.split_whitespace().collect::<String>()));
+            paths.extend(expand(&without_renames(tree)));
         }
     }
     for marker in ["crate::jit::", "super::"] {
@@ -215,6 +235,8 @@ fn the_parser_reads_imports() {
         expand("a::{b,c::{d,e}}"),
         vec!["a::b".to_string(), "a::c::d".into(), "a::c::e".into()]
     );
+    assert_eq!(without_renames("super::x as y"), "super::x");
+    assert_eq!(without_renames("a::{b as c, d}"), "a::{b,d}");
 }
 
 #[test]

@@ -16,7 +16,7 @@
 //! Gemm: data rows).
 
 use super::conv::{even_ranges, geometry, im2col, ConvGeometry};
-use super::integer_depthwise as depthwise;
+use super::integer_depthwise;
 use crate::jit::context::KernelContext;
 use crate::jit::emit::Emitter;
 use crate::jit::error::JitError;
@@ -50,8 +50,8 @@ impl Split {
 }
 
 fn conv_split(geo: &ConvGeometry, tasks: usize) -> Split {
-    if depthwise::applies(geo) {
-        return Split::Planes(depthwise::split(geo, tasks));
+    if integer_depthwise::applies(geo) {
+        return Split::Planes(integer_depthwise::split(geo, tasks));
     }
     let rows = geo.w.out_sp[0];
     if tasks <= rows || geo.m_per_group < 2 {
@@ -151,8 +151,8 @@ pub fn conv_scratch_bytes(
 ) -> usize {
     conv_geometry(g, node, a, opts)
         .map(|geo| {
-            let per_task = if depthwise::applies(&geo) {
-                depthwise::task_scratch(&geo)
+            let per_task = if integer_depthwise::applies(&geo) {
+                integer_depthwise::task_scratch(&geo)
             } else {
                 conv_task_scratch(&geo, ia.requant.is_some()).total
             };
@@ -265,9 +265,9 @@ pub fn conv(
     let in_place = reads_input_in_place(&geo);
     let flags = e.flags;
     if let Split::Planes(planes) = &split {
-        let per_task = depthwise::task_scratch(&geo);
+        let per_task = integer_depthwise::task_scratch(&geo);
         k.for_task(e, |e, t| {
-            let ops = depthwise::Operands {
+            let ops = integer_depthwise::Operands {
                 x,
                 w: wp,
                 bias: bias_ptr,
@@ -276,7 +276,7 @@ pub fn conv(
                 x_signed,
                 zero_point: ia.x_zero_point,
             };
-            depthwise::emit(e, &geo, &ops, requant.as_ref(), planes[t].clone());
+            integer_depthwise::emit(e, &geo, &ops, requant.as_ref(), planes[t].clone());
         });
         return Ok(());
     }
