@@ -251,8 +251,11 @@ impl JitCalibrator {
                 .run_tensors(&self.data.sample(g, i))
                 .with_context(|| format!("{}: calibration sample {i}", self.data.path.display()))
         };
+        let passes = if method.needs_histogram() { 2 } else { 1 };
+        let progress = progress_bar((self.data.runs() * passes) as u64, self.data.batch);
         let mut minmax = vec![MinMax::default(); tensors.len()];
         for i in 0..self.data.runs() {
+            progress.inc(1);
             for (k, t) in run(i)?.into_iter().enumerate() {
                 if let Err(v) = minmax[k].add(&t.to_f32_vec()) {
                     bail!(
@@ -269,14 +272,17 @@ impl JitCalibrator {
             .map(|m| m.range().expect("at least one sample"))
             .collect();
         if !method.needs_histogram() {
+            progress.finish_and_clear();
             return Ok(exact);
         }
         let mut histograms: Vec<Histogram> = exact.iter().map(|&r| Histogram::new(r)).collect();
         for i in 0..self.data.runs() {
+            progress.inc(1);
             for (k, t) in run(i)?.into_iter().enumerate() {
                 histograms[k].add(&t.to_f32_vec());
             }
         }
+        progress.finish_and_clear();
         // A graph output keeps its exact range: clipping a model's outputs (logits) ties the
         // largest ones and changes its answer, whatever the histogram says.
         Ok(tensors
@@ -291,6 +297,23 @@ impl JitCalibrator {
             })
             .collect())
     }
+}
+
+/// The calibration progress bar on stderr (not drawn when stderr is not a terminal): one step per
+/// run of `batch` samples, over both passes.
+fn progress_bar(steps: u64, batch: usize) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(steps);
+    let what = if batch == 1 {
+        "samples".to_string()
+    } else {
+        format!("runs of {batch} samples")
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&format!(
+        "calibrating {{bar:30}} {{pos}}/{{len}} {what} ({{elapsed}})"
+    )) {
+        bar.set_style(style);
+    }
+    bar
 }
 
 impl Calibrator for JitCalibrator {
