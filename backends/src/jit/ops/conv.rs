@@ -105,7 +105,7 @@ fn is_direct_depthwise_2d(g: &ConvGeometry) -> bool {
     g.w.kernel.len() == 2 && g.taps <= 49
 }
 
-fn is_direct_1x1(g: &ConvGeometry) -> bool {
+pub(super) fn is_direct_1x1(g: &ConvGeometry) -> bool {
     g.taps == 1 && g.w.strides.iter().all(|&s| s == 1) && !g.w.needs_padding()
 }
 
@@ -194,7 +194,12 @@ fn split_of(geo: &ConvGeometry, tasks: usize) -> Split {
     }
 }
 
-fn geometry_of(g: &Graph, node: &Node, a: &ConvAttrs, opts: &JitOptions) -> Option<ConvGeometry> {
+pub(super) fn geometry_of(
+    g: &Graph,
+    node: &Node,
+    a: &ConvAttrs,
+    opts: &JitOptions,
+) -> Option<ConvGeometry> {
     let dims = |v: ValueId| g.ty(v).dims().unwrap_or_default();
     let mut geo = geometry(
         &dims(node.inputs[0]),

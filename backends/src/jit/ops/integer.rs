@@ -15,8 +15,9 @@
 //! Tasks split output rows (convolution: rows of the first spatial axis, else output channels;
 //! Gemm: data rows).
 
-use super::conv::{even_ranges, geometry, im2col, ConvGeometry};
+use super::conv::{even_ranges, geometry, geometry_of, im2col, is_direct_1x1, ConvGeometry};
 use super::integer_depthwise;
+use super::pool::byte_signedness;
 use crate::jit::context::KernelContext;
 use crate::jit::emit::Emitter;
 use crate::jit::error::JitError;
@@ -109,28 +110,14 @@ fn conv_task_scratch(geo: &ConvGeometry, requantized: bool) -> TaskScratch {
     }
 }
 
-/// Whether a direct 1×1 convolution (unit strides, no padding) reads its input in place as
-/// the GEMM's B.
-fn reads_input_in_place(geo: &ConvGeometry) -> bool {
-    geo.taps == 1 && geo.w.strides.iter().all(|&s| s == 1) && !geo.w.needs_padding()
-}
-
 /// Whether a quantized Gemm computes on the int8 tiles, reading only its weights packed at
 /// compile time (u8 data; i8 data takes the portable GEMM, which reads them in place).
 pub fn gemm_reads_packed_weights(g: &Graph, node: &Node) -> bool {
     g.ty(node.inputs[0]).dtype == DType::U8
 }
 
-fn conv_geometry(g: &Graph, node: &Node, a: &ConvAttrs, opts: &JitOptions) -> Option<ConvGeometry> {
-    let dims = |i: usize| g.ty(node.inputs[i]).dims().unwrap_or_default();
-    let out = g.ty(node.outputs[0]).dims().unwrap_or_default();
-    let mut geo = geometry(&dims(0), &dims(1), &out, a).ok()?;
-    geo.col_block = opts.im2col_block_bytes;
-    Some(geo)
-}
-
 pub fn conv_task_count(g: &Graph, node: &Node, a: &ConvAttrs, opts: &JitOptions) -> usize {
-    let Some(geo) = conv_geometry(g, node, a, opts) else {
+    let Some(geo) = geometry_of(g, node, a, opts) else {
         return 1;
     };
     let macs = kestrel_ir::cost::node_macs(g, node) as usize;
@@ -149,7 +136,7 @@ pub fn conv_scratch_bytes(
     tasks: usize,
     opts: &JitOptions,
 ) -> usize {
-    conv_geometry(g, node, a, opts)
+    geometry_of(g, node, a, opts)
         .map(|geo| {
             let per_task = if integer_depthwise::applies(&geo) {
                 integer_depthwise::task_scratch(&geo)
@@ -163,11 +150,8 @@ pub fn conv_scratch_bytes(
 
 /// The data input's signedness, checked to be 8-bit.
 fn data_signed(k: &KernelContext) -> Result<bool, JitError> {
-    match k.in_dtype(0) {
-        DType::U8 => Ok(false),
-        DType::I8 => Ok(true),
-        d => Err(k.unsupported(format!("quantized data of dtype {d}"))),
-    }
+    byte_signedness(k.in_dtype(0))
+        .ok_or_else(|| k.unsupported(format!("quantized data of dtype {}", k.in_dtype(0))))
 }
 
 /// The constant i8 weights.
@@ -262,7 +246,7 @@ pub fn conv(
     let in_plane: usize = geo.w.in_sp.iter().product();
     let w_out = output_row_pixels(&geo);
     let block = block_rows(&geo);
-    let in_place = reads_input_in_place(&geo);
+    let in_place = is_direct_1x1(&geo);
     let flags = e.flags;
     if let Split::Planes(planes) = &split {
         let per_task = integer_depthwise::task_scratch(&geo);
@@ -381,10 +365,6 @@ fn gemm_dims(k: &KernelContext, a: &GemmAttrs) -> Result<(usize, usize, usize), 
     Ok((xd[0], kk, n))
 }
 
-fn gemm_split(rows: usize, tasks: usize) -> Vec<std::ops::Range<usize>> {
-    even_ranges(rows, tasks)
-}
-
 pub fn gemm_task_count(g: &Graph, node: &Node, opts: &JitOptions) -> usize {
     let rows = g.ty(node.inputs[0]).dims().unwrap_or_default();
     let macs = kestrel_ir::cost::node_macs(g, node) as usize;
@@ -392,7 +372,7 @@ pub fn gemm_task_count(g: &Graph, node: &Node, opts: &JitOptions) -> usize {
     if macs < 2 * min || rows.len() != 2 {
         return 1;
     }
-    gemm_split(rows[0], opts.threads.min(macs / min).max(1)).len()
+    even_ranges(rows[0], opts.threads.min(macs / min).max(1)).len()
 }
 
 pub fn gemm_scratch_bytes(g: &Graph, node: &Node, ia: &IntegerAttrs) -> usize {
@@ -430,7 +410,7 @@ pub fn gemm(
     };
     let (x, wp, out) = (k.ins[0], k.ins[1], k.outs[0]);
     let scratch = k.scratch;
-    let split = gemm_split(rows, k.tasks);
+    let split = even_ranges(rows, k.tasks);
     let (w_outer, w_inner) = if a.trans_b {
         (1, kk as i64)
     } else {

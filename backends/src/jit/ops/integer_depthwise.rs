@@ -92,6 +92,17 @@ pub(super) fn emit(
         let weights: Vec<Value> = (0..taps)
             .map(|t| e.fb.ins().sload8(types::I32, mf(), wc, t as i32))
             .collect();
+        // The weights splatted into i16 lanes for the vector loop.
+        let wide: Vec<Value> = match vector {
+            true => weights
+                .iter()
+                .map(|&v| {
+                    let h = e.fb.ins().ireduce(types::I16, v);
+                    e.fb.ins().splat(types::I16X8, h)
+                })
+                .collect(),
+            false => Vec::new(),
+        };
         e.loop_n(oh, |e, y| {
             let top = e.index(base, y, (sy * row_len) as i64);
             let row_out = match requant {
@@ -99,13 +110,6 @@ pub(super) fn emit(
                 None => e.index(dst, y, (ow * 4) as i64),
             };
             if vector {
-                let wide: Vec<Value> = weights
-                    .iter()
-                    .map(|&v| {
-                        let h = e.fb.ins().ireduce(types::I16, v);
-                        e.fb.ins().splat(types::I16X8, h)
-                    })
-                    .collect();
                 let mut starts: Vec<usize> = (0..ow / 8).map(|g| g * 8).collect();
                 if ow % 8 != 0 {
                     starts.push(ow - 8);

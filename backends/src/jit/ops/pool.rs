@@ -308,7 +308,7 @@ pub fn reduce_row(e: &mut Emitter, s: Value, n: usize, kind: PoolKind) -> Value 
 
 /// `Some(signed)` for the 8-bit integer types max pooling takes as they are (quantized data:
 /// the maximum commutes with the monotone dequantization).
-fn byte_signedness(dt: DType) -> Option<bool> {
+pub(super) fn byte_signedness(dt: DType) -> Option<bool> {
     match dt {
         DType::U8 => Some(false),
         DType::I8 => Some(true),
