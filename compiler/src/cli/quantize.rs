@@ -82,7 +82,7 @@ fn write_model(g: &kestrel_ir::Graph, path: &Path) -> Result<()> {
 }
 
 pub fn run(args: QuantizeArgs) -> Result<()> {
-    if args.output == args.model {
+    if driver::same_file(&args.output, &args.model) {
         bail!(
             "{}: the output would overwrite the model",
             args.output.display()
