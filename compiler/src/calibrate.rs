@@ -187,7 +187,7 @@ impl CalibrationData {
     }
 
     /// The inputs of run `i` (samples `i·batch ..`), shaped as the graph's inputs.
-    fn sample(&self, g: &Graph, i: usize) -> Vec<Tensor> {
+    pub fn run_inputs(&self, g: &Graph, i: usize) -> Result<Vec<Tensor>> {
         self.arrays
             .iter()
             .enumerate()
@@ -195,7 +195,7 @@ impl CalibrationData {
                 let per = t.bytes().len() / t.dims()[0] * self.batch;
                 let data = t.bytes().slice(i * per..(i + 1) * per);
                 let dims = input_dims(g, k);
-                Tensor::from_bytes(t.dtype(), dims, data).expect("sample size checked at load")
+                Ok(Tensor::from_bytes(t.dtype(), dims, data)?)
             })
             .collect()
     }
@@ -248,7 +248,7 @@ impl JitCalibrator {
         let model = InProcessModel::new(probe, Backend::Jit, self.threads, &self.data.path)?;
         let run = |i: usize| -> Result<Vec<Tensor>> {
             model
-                .run_tensors(&self.data.sample(g, i))
+                .run_tensors(&self.data.run_inputs(g, i)?)
                 .with_context(|| format!("{}: calibration sample {i}", self.data.path.display()))
         };
         let passes = if method.needs_histogram() { 2 } else { 1 };
