@@ -484,6 +484,196 @@ fn quantize_writes_onnx_and_run_quantizes_in_process() {
     );
 }
 
+/// The rows of a sensitivity report: (layer, error alone in int8, choice).
+fn sensitivity_rows(report: &str) -> Vec<(String, f64, String)> {
+    report
+        .lines()
+        .filter(|l| l.starts_with("| /"))
+        .map(|l| {
+            let cells: Vec<&str> = l.trim_matches('|').split('|').map(str::trim).collect();
+            (
+                cells[0].to_string(),
+                cells[2].parse().unwrap(),
+                cells[4].to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Top-1 agreement of two logits tensors (rows of classes).
+fn top1_agreement(a: &kestrel_ir::Tensor, b: &kestrel_ir::Tensor) -> f64 {
+    let classes = *a.dims().last().unwrap();
+    let argmax = |v: &[f32]| {
+        v.iter()
+            .enumerate()
+            .fold(
+                (0, f32::NEG_INFINITY),
+                |m, (j, &x)| if x > m.1 { (j, x) } else { m },
+            )
+            .0
+    };
+    let (a, b) = (a.to_f32_vec(), b.to_f32_vec());
+    let rows = a.len() / classes;
+    let same = (0..rows)
+        .filter(|&r| {
+            let row = r * classes..(r + 1) * classes;
+            argmax(&a[row.clone()]) == argmax(&b[row])
+        })
+        .count();
+    same as f64 / rows as f64
+}
+
+/// `--min-agreement`: the most sensitive layers go back to float until the target holds on the
+/// calibration samples; the report lists every layer's error and choice; a target that only the
+/// float model meets, labels that do not match the data, and conflicting targets are errors that
+/// write nothing. Percentile 95 clips hard enough that the all-int8 model disagrees with float
+/// on some of digits_cnn's 360 images.
+#[test]
+fn quantize_sensitivity_keeps_the_most_sensitive_layers_float() {
+    let dir = tempfile::tempdir().unwrap();
+    let calib = digits_calibration(dir.path(), 360, |_| {});
+    let model = digits("digits_cnn.onnx");
+    let quantize = |extra: &[&str], out: &Path| {
+        let mut args = vec![
+            "quantize",
+            &*model,
+            "--calib",
+            calib.to_str().unwrap(),
+            "--method",
+            "percentile",
+            "--percentile",
+            "95",
+            "-o",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        kestrel(&args)
+    };
+    let logits = |m: &Path, name: &str| {
+        let out = dir.path().join(name);
+        let o = kestrel(&[
+            "run",
+            m.to_str().unwrap(),
+            "--inputs",
+            &digits("digits_cnn.io.npz"),
+            "--outputs",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        kestrel::tensor_io::read_npz(&out).unwrap().remove(0).1
+    };
+    let float = logits(Path::new(&model), "float.npz");
+
+    let all_int8 = dir.path().join("all.onnx");
+    let o = quantize(&["--min-agreement", "0"], &all_int8);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report = String::from_utf8_lossy(&o.stdout).to_string();
+    let rows = sensitivity_rows(&report);
+    assert_eq!(rows.len(), 3, "{report}");
+    assert!(rows.iter().all(|r| r.2 == "int8"), "{report}");
+    let all_agreement = top1_agreement(&logits(&all_int8, "all.npz"), &float);
+    assert!(
+        all_agreement < 1.0,
+        "the all-int8 model agrees everywhere: {report}"
+    );
+
+    let chosen = dir.path().join("chosen.onnx");
+    let o = quantize(&["--min-agreement", "100%"], &chosen);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(report.contains("chosen 100.00 %"), "{report}");
+    let rows = sensitivity_rows(&report);
+    let float_rows: Vec<_> = rows.iter().filter(|r| r.2 == "float").collect();
+    let int8_rows: Vec<_> = rows.iter().filter(|r| r.2 == "int8").collect();
+    assert!(!float_rows.is_empty() && !int8_rows.is_empty(), "{report}");
+    for f in &float_rows {
+        assert!(
+            int8_rows.iter().all(|i| i.1 <= f.1),
+            "not the most sensitive first: {report}"
+        );
+    }
+    // The written model is the chosen one: it meets the target when run on its own.
+    assert_eq!(top1_agreement(&logits(&chosen, "chosen.npz"), &float), 1.0);
+
+    let unreachable = dir.path().join("none.onnx");
+    let o = kestrel(&[
+        "quantize",
+        &model,
+        "--calib",
+        calib.to_str().unwrap(),
+        "--method",
+        "percentile",
+        "--percentile",
+        "30",
+        "--min-agreement",
+        "1",
+        "-o",
+        unreachable.to_str().unwrap(),
+    ]);
+    assert_user_error(
+        &o,
+        &[
+            "not met unless every layer stays float",
+            "nothing was written",
+        ],
+    );
+    assert!(!unreachable.exists());
+
+    let labels = dir.path().join("labels.npy");
+    kestrel::tensor_io::write_npy(
+        &labels,
+        &kestrel_ir::Tensor::from_vec(vec![10], vec![0i64; 10]),
+    )
+    .unwrap();
+    let o = quantize(
+        &[
+            "--max-accuracy-drop",
+            "1",
+            "--labels",
+            labels.to_str().unwrap(),
+        ],
+        &unreachable,
+    );
+    assert_user_error(&o, &["labels.npy", "10 labels for 360 calibration samples"]);
+    let o = quantize(
+        &[
+            "--max-accuracy-drop",
+            "1",
+            "--labels",
+            &digits("digits_test_y.npy"),
+            "--min-agreement",
+            "1",
+        ],
+        &unreachable,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = quantize(
+        &[
+            "--max-accuracy-drop",
+            "200",
+            "--labels",
+            &digits("digits_test_y.npy"),
+        ],
+        &unreachable,
+    );
+    assert_user_error(&o, &["--max-accuracy-drop"]);
+    assert!(!unreachable.exists());
+
+    // Against the labels: within 0.5 points of float's accuracy.
+    let o = quantize(
+        &[
+            "--max-accuracy-drop",
+            "0.5",
+            "--labels",
+            &digits("digits_test_y.npy"),
+        ],
+        &chosen,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(report.contains("accuracy: float"), "{report}");
+}
+
 #[test]
 fn quantize_refuses_bad_calibration_data_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();

@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use kestrel::calibrate::{CalibrationData, JitCalibrator};
 use kestrel::driver;
+use kestrel::sensitivity;
 use kestrel_passes::quantize::{Method, Quantize, QuantizeOptions};
 use kestrel_passes::Pass;
 use std::path::{Path, PathBuf};
@@ -35,6 +36,21 @@ pub struct QuantizeArgs {
     /// Layers (node names) to leave in float.
     #[arg(long, num_args = 1..)]
     pub exclude: Vec<String>,
+    /// Keep the most sensitive layers in float until top-1 accuracy on the calibration samples
+    /// (against --labels) is at most this many percentage points below the float model's.
+    #[arg(
+        long = "max-accuracy-drop",
+        requires = "labels",
+        conflicts_with = "min_agreement"
+    )]
+    pub max_accuracy_drop: Option<String>,
+    /// Integer class ids, one per calibration sample (.npy), for --max-accuracy-drop.
+    #[arg(long, requires = "max_accuracy_drop")]
+    pub labels: Option<PathBuf>,
+    /// Keep the most sensitive layers in float until this share of the calibration samples
+    /// (0.99 or 99%) gets the float model's top-1 class.
+    #[arg(long = "min-agreement")]
+    pub min_agreement: Option<String>,
     /// JIT worker threads for calibration.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
@@ -50,26 +66,87 @@ pub fn quantized_graph(args: &QuantizeArgs) -> Result<kestrel_ir::Graph> {
     if args.samples == Some(0) {
         bail!("--samples must be at least 1");
     }
+    let target = sensitivity_target(args)?;
     let mut g = driver::load(&args.model)?.graph;
     let data = CalibrationData::load(&g, &args.calib, args.samples)?;
+    let target = match target {
+        Some(t) => Some(t.resolve(&data, args.samples.is_some())?),
+        None => None,
+    };
+    let options = QuantizeOptions {
+        per_tensor: args.per_tensor,
+        exclude: args.exclude.clone(),
+    };
+    if let Some(target) = target {
+        let calibrator = JitCalibrator {
+            data,
+            threads: args.threads,
+        };
+        let (chosen, report) = sensitivity::choose(
+            sensitivity::Inputs {
+                graph: &g,
+                model: &args.model,
+                data: &calibrator.data,
+                options: &options,
+                calibrator: &calibrator,
+                method,
+                threads: args.threads,
+            },
+            target,
+        )?;
+        print!("{}", report.report());
+        return Ok(chosen);
+    }
     let mut cx = driver::pass_context();
     cx.calibrator = Some(Arc::new(JitCalibrator {
         data,
         threads: args.threads,
     }));
-    let pass = Quantize {
-        method,
-        options: QuantizeOptions {
-            per_tensor: args.per_tensor,
-            exclude: args.exclude.clone(),
-        },
-    };
+    let pass = Quantize { method, options };
     pass.run(&mut g, &cx)
         .with_context(|| format!("{}: quantizing", args.model.display()))?;
     for note in cx.notes.lock().map(|n| n.clone()).unwrap_or_default() {
         eprintln!("kestrel: {note}");
     }
     Ok(g)
+}
+
+/// The sensitivity target of the options, its labels not yet checked against the data.
+enum TargetArg {
+    AccuracyDrop { points: f64, labels: PathBuf },
+    Agreement(f64),
+}
+
+impl TargetArg {
+    fn resolve(self, data: &CalibrationData, capped: bool) -> Result<sensitivity::Target> {
+        Ok(match self {
+            TargetArg::AccuracyDrop { points, labels } => {
+                let t = kestrel::tensor_io::read_tensor_file(&labels)
+                    .with_context(|| format!("reading the labels {}", labels.display()))?;
+                sensitivity::Target::MaxAccuracyDrop {
+                    points,
+                    labels: sensitivity::check_labels(&t, &labels, data, capped)?,
+                }
+            }
+            TargetArg::Agreement(fraction) => sensitivity::Target::MinAgreement { fraction },
+        })
+    }
+}
+
+fn sensitivity_target(args: &QuantizeArgs) -> Result<Option<TargetArg>> {
+    Ok(
+        match (&args.max_accuracy_drop, &args.labels, &args.min_agreement) {
+            (Some(x), Some(labels), None) => Some(TargetArg::AccuracyDrop {
+                points: sensitivity::parse_accuracy_drop(x)?,
+                labels: labels.clone(),
+            }),
+            (None, None, Some(a)) => Some(TargetArg::Agreement(sensitivity::parse_agreement(a)?)),
+            (None, None, None) => None,
+            _ => {
+                bail!("give --max-accuracy-drop X with --labels Y, or --min-agreement A, not both")
+            }
+        },
+    )
 }
 
 fn write_model(g: &kestrel_ir::Graph, path: &Path) -> Result<()> {
