@@ -798,6 +798,150 @@ fn runtime_checks_abi_version_and_descriptor() {
     ));
 }
 
+/// Quantized models compiled for aarch64 (widening, `sdot`, `usdot`) and riscv64 (`+v`, scalar)
+/// run under qemu-user by `examples/c/run_model.c` and give the interpreter's outputs at `O2`
+/// (integer ops) bit for bit: onnxruntime's QDQ digits_cnn.int8 and the same float model
+/// quantized by `kestrel quantize`, on the 360 images of the fixture's bundle.
+#[test]
+fn quantized_so_files_equal_the_interpreter_under_qemu() {
+    // (target, --cpu, cross compiler, qemu command, sysroot)
+    type Cross<'a> = (&'a str, &'a str, &'a str, &'a [&'a str], &'a str);
+    let targets: [Cross; 5] = [
+        (
+            "aarch64-unknown-linux-gnu",
+            "generic",
+            "aarch64-linux-gnu-gcc",
+            &["qemu-aarch64"],
+            "/usr/aarch64-linux-gnu",
+        ),
+        (
+            "aarch64-unknown-linux-gnu",
+            "+dotprod",
+            "aarch64-linux-gnu-gcc",
+            &["qemu-aarch64"],
+            "/usr/aarch64-linux-gnu",
+        ),
+        (
+            "aarch64-unknown-linux-gnu",
+            "+dotprod,+i8mm",
+            "aarch64-linux-gnu-gcc",
+            &["qemu-aarch64", "-cpu", "max"],
+            "/usr/aarch64-linux-gnu",
+        ),
+        (
+            "riscv64gc-unknown-linux-gnu",
+            "+v",
+            "riscv64-linux-gnu-gcc",
+            &["qemu-riscv64", "-cpu", "rv64,v=true,vlen=128"],
+            "/usr/riscv64-linux-gnu",
+        ),
+        (
+            "riscv64gc-unknown-linux-gnu",
+            "generic",
+            "riscv64-linux-gnu-gcc",
+            &["qemu-riscv64"],
+            "/usr/riscv64-linux-gnu",
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = fixture("digits_cnn.int8.io.npz");
+    let arrays = kestrel::tensor_io::read_npz(Path::new(&bundle)).unwrap();
+    let input = arrays.iter().find(|(k, _)| k == "input").unwrap().1.clone();
+    let input_bin = dir.path().join("input.bin");
+    std::fs::write(&input_bin, &input.bytes()[..]).unwrap();
+    let calib = dir.path().join("calib.npy");
+    kestrel::tensor_io::write_npy(&calib, &input).unwrap();
+    let ours = dir.path().join("kestrel_int8.onnx");
+    ok(&kestrel(&[
+        "quantize",
+        &fixture("digits_cnn.onnx"),
+        "--calib",
+        p(&calib),
+        "--samples",
+        "32",
+        "-o",
+        p(&ours),
+    ]));
+    let theirs = PathBuf::from(fixture("digits_cnn.int8.onnx"));
+    for model in [&theirs, &ours] {
+        let reference = dir.path().join("interp.npz");
+        ok(&kestrel(&[
+            "run",
+            p(model),
+            "--backend",
+            "interp",
+            "--pipeline",
+            "O2",
+            "--inputs",
+            &bundle,
+            "--outputs",
+            p(&reference),
+        ]));
+        let want = kestrel::tensor_io::read_npz(&reference).unwrap()[0]
+            .1
+            .to_f32_vec();
+        for (k, (target, cpu, cc, qemu, sysroot)) in targets.iter().enumerate() {
+            if !have_tool(cc) || !have_tool(qemu[0]) {
+                continue;
+            }
+            let harness = dir.path().join(format!("run_model_{k}"));
+            if !harness.exists() {
+                let o = Command::new(cc)
+                    .args(["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror"])
+                    .arg(root().join("examples/c/run_model.c"))
+                    .args(["-ldl", "-o"])
+                    .arg(&harness)
+                    .output()
+                    .unwrap();
+                assert!(o.status.success(), "{cc}: {}", stderr(&o));
+            }
+            let so = dir.path().join(format!("model_{k}.so"));
+            ok(&kestrel(&[
+                "compile",
+                p(model),
+                "-o",
+                p(&so),
+                "--target",
+                target,
+                "--cpu",
+                cpu,
+                "--inputs",
+                &bundle,
+            ]));
+            let out = dir.path().join(format!("model_{k}.out"));
+            let o = Command::new(qemu[0])
+                .args(&qemu[1..])
+                .args(["-L", sysroot])
+                .arg(&harness)
+                .arg(&so)
+                .arg(&input_bin)
+                .arg("-o")
+                .arg(&out)
+                .output()
+                .unwrap();
+            let what = format!("{} for {target} --cpu {cpu}", model.display());
+            assert!(o.status.success(), "{what}: {}", stderr(&o));
+            let got: Vec<f32> = std::fs::read(&out)
+                .unwrap()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            assert_eq!(got.len(), want.len(), "{what}");
+            let differ = got
+                .iter()
+                .zip(&want)
+                .filter(|(a, b)| a.to_bits() != b.to_bits())
+                .count();
+            assert_eq!(
+                differ,
+                0,
+                "{what}: {differ} of {} outputs differ from the interpreter",
+                want.len()
+            );
+        }
+    }
+}
+
 /// Shared models (`KESTREL_MODELS`) compiled for aarch64 and riscv64 (scalar and +v), run under
 /// qemu-user by `examples/c/run_model.c` (dlopen and the descriptor), match torch's reference
 /// outputs with the tolerance of the float model tests. They cover what digits does not: exp,
