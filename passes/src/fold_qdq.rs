@@ -20,6 +20,8 @@
 //!   `squeeze`, `unsqueeze`, `transpose`, `identity`, `max_pool`, `global_max_pool`) with the same
 //!   parameters on both sides: `op(xq)` — exact, these ops commute with the affine map;
 //! - `q(dq(xq, s, z), s, z)` with equal parameters and dtypes: `xq` (a redundant pair).
+//! - `cast<i32>(conv|matmul(dq(xq, 1, z), dq(wq, 1, 0)))` (imported ConvInteger/MatMulInteger):
+//!   the exact integer op with i32 accumulators (`passes/src/fold_integer.rs`).
 //!
 //! Anything else stays as it is: ops without an integer form keep computing in float between a
 //! dequantize and a quantize. Integer ops differ from the float computation they replace by
@@ -404,6 +406,18 @@ impl Pass for FoldQdq {
                 Some(&o) => o,
                 None => continue,
             };
+            if let Some(f) = crate::fold_integer::fold_exact(g, &mut names, id)
+                .map_err(|e| PassError::failed(self.name(), e))?
+            {
+                // The cast moved on past the inserted nodes.
+                i += f.inserted;
+                let (new, old) = (g.ty(f.value), g.ty(out));
+                if new.dtype == old.dtype && new.shape == old.shape {
+                    g.replace_all_uses(out, f.value);
+                    changed = true;
+                }
+                continue;
+            }
             if let Some((op, inputs)) = self.fold_compute(g, &mut names, id) {
                 let inputs: Vec<ValueId> = inputs
                     .into_iter()

@@ -21,6 +21,7 @@ pub mod dce;
 pub mod egraph;
 pub mod fold_batchnorm;
 pub mod fold_constants;
+mod fold_integer;
 pub mod fold_qdq;
 pub mod fuse;
 pub mod manager;

@@ -27,10 +27,10 @@
 //! arbitrary zero points, K <= 513 for u8 × symmetric s8 weights), in practice far beyond, since
 //! products of both signs cancel. The interpreter accumulates f32 convolutions and matrix products
 //! in f64 and rounds once, so it is exact whenever the final i32 is below 2^24; the JIT's f32
-//! kernels accumulate in f32. The folding pass must turn `cast<i32>(conv|matmul(dq(x, 1, zx),
-//! dq(w, 1, zw)))` — scales exactly 1.0, zero points of the data's dtype, constant or run time
-//! (`dynamic_quantize_linear` produces them) — into the integer op with i32 accumulators and no
-//! requantization, which makes the result exact (wrapping in i32) for every K.
+//! kernels accumulate in f32. `fold-qdq` (in `O2`) turns `cast<i32>(conv|matmul(dq(x, 1, zx),
+//! dq(w, 1, 0)))` with i8 weights — zero points constant or run time (`dynamic_quantize_linear`
+//! produces them) — into the integer op with i32 accumulators and no requantization
+//! (`passes/src/fold_integer.rs`), exact (wrapping in i32) for every K.
 //!
 //! Every lowering checks its inputs' count, dtypes and parameter shapes, and errors name the ONNX
 //! input concerned (`input 4 ("w_scale") ...`); the enclosing error names the node.
