@@ -14,7 +14,8 @@
 //! - `q(add(dq(a, s_a, z_a), dq(b, s_b, z_b)), s_y, z_y)`, optionally with a Relu or Clip:
 //!   `quantized_add(a, b)` with ratios `s_a / s_y`, `s_b / s_y` (f32, as onnxruntime's QLinearAdd);
 //! - the same for `gemm` (A the data, B the constant weights with scales along N, C the bias;
-//!   `alpha = beta = 1`, no `trans_a`), and `matmul` of a 2-D data input by constant 2-D weights
+//!   no `trans_a`; `alpha` scales the requantization, `beta / alpha` a float C, a quantized C
+//!   needs `beta = alpha`), and `matmul` of a 2-D data input by constant 2-D weights
 //!   (as a gemm);
 //! - `q(op(dq(xq, s, z)), s, z)` for data movement and max pooling (`reshape`, `flatten`,
 //!   `squeeze`, `unsqueeze`, `transpose`, `identity`, `max_pool`, `global_max_pool`) with the same
@@ -144,6 +145,13 @@ fn weights(g: &Graph, v: ValueId, axis: usize) -> Option<(ValueId, Vec<f32>)> {
 /// The bias as i32 at scale `s_x · s_w[c]`: a `dq(bq: i32, s_b, 0)` whose scales match, or a
 /// float constant quantized here.
 fn bias(g: &Graph, v: ValueId, sx: f32, sw: &[f32], n: usize) -> Option<Tensor> {
+    scaled_bias(g, v, sx, sw, n, 1.0)
+}
+
+/// [`bias`] for a gemm computing `alpha · A·B + beta · C`: with the accumulators at
+/// `alpha · s_x · s_w[c]`, a float `C` enters as `round_half_even(ratio · C / (s_x · s_w[c]))`,
+/// `ratio = beta / alpha`; a quantized one only when `ratio` is 1.
+fn scaled_bias(g: &Graph, v: ValueId, sx: f32, sw: &[f32], n: usize, ratio: f64) -> Option<Tensor> {
     let scale = |c: usize| sx as f64 * sw[if sw.len() == 1 { 0 } else { c }] as f64;
     if let Some(t) = g.const_data(v) {
         if t.dtype() != DType::F32 || t.numel() != n {
@@ -154,7 +162,7 @@ fn bias(g: &Graph, v: ValueId, sx: f32, sw: &[f32], n: usize) -> Option<Tensor> 
             .iter()
             .enumerate()
             .map(|(c, &b)| {
-                let r = (b as f64 / scale(c)).round_ties_even();
+                let r = (ratio * b as f64 / scale(c)).round_ties_even();
                 r.clamp(i32::MIN as f64, i32::MAX as f64) as i32
             })
             .collect();
@@ -164,6 +172,9 @@ fn bias(g: &Graph, v: ValueId, sx: f32, sw: &[f32], n: usize) -> Option<Tensor> 
     let Op::DequantizeLinear { .. } = node.op else {
         return None;
     };
+    if ratio != 1.0 {
+        return None;
+    }
     let bq = g.const_data(node.inputs[0])?;
     if bq.dtype() != DType::I32 || bq.numel() != n {
         return None;
@@ -202,10 +213,21 @@ fn bounds(y: Params, act: Option<UnaryOp>) -> Option<(i32, i32)> {
 }
 
 fn requant(sx: f32, sw: &[f32], y: Params, act: Option<UnaryOp>) -> Option<Requant> {
+    scaled_requant(sx, sw, 1.0, y, act)
+}
+
+/// [`requant`] of accumulators at `alpha · s_x · s_w[c]` (a gemm's `alpha`).
+fn scaled_requant(
+    sx: f32,
+    sw: &[f32],
+    alpha: f64,
+    y: Params,
+    act: Option<UnaryOp>,
+) -> Option<Requant> {
     let (min, max) = bounds(y, act)?;
     let multiplier: Vec<F32> = sw
         .iter()
-        .map(|&s| F32((sx as f64 * s as f64 / y.scale as f64) as f32))
+        .map(|&s| F32((alpha * sx as f64 * s as f64 / y.scale as f64) as f32))
         .collect();
     if multiplier
         .iter()
@@ -296,20 +318,24 @@ impl FoldQdq {
                 let inputs = [Input::Value(xq), Input::Value(wq)].into_iter().chain(b);
                 Some((op, inputs.collect()))
             }
+            // `alpha · A·B + beta · C` (onnxruntime's QGemm imports with `beta = alpha`):
+            // `alpha` goes into the requantization, `beta / alpha` into a float bias.
             Op::Gemm(a)
                 if a.epilogue.is_none()
                     && a.integer.is_none()
-                    && a.alpha == F32(1.0)
-                    && a.beta == F32(1.0)
+                    && a.alpha.0.is_finite()
+                    && a.alpha.0 > 0.0
+                    && a.beta.0.is_finite()
                     && !a.trans_a =>
             {
+                let (alpha, beta) = (a.alpha.0 as f64, a.beta.0 as f64);
                 let (xq, xp) = dequantized(g, node.inputs[0])?;
                 let (wq, sw) = weights(g, node.inputs[1], if a.trans_b { 0 } else { 1 })?;
                 let wd = g.const_data(wq)?.dims().to_vec();
                 let n = if a.trans_b { wd[0] } else { wd[1] };
-                let r = requant(xp.scale, &sw, yp, act)?;
+                let r = scaled_requant(xp.scale, &sw, alpha, yp, act)?;
                 let b = match node.inputs.get(2) {
-                    Some(&b) => Some(new_bias(bias(g, b, xp.scale, &sw, n)?)),
+                    Some(&b) => Some(new_bias(scaled_bias(g, b, xp.scale, &sw, n, beta / alpha)?)),
                     None => None,
                 };
                 let op = Op::Gemm(GemmAttrs {
@@ -317,6 +343,8 @@ impl FoldQdq {
                         x_zero_point: xp.zero_point,
                         requant: Some(r),
                     }),
+                    alpha: F32(1.0),
+                    beta: F32(1.0),
                     ..a.clone()
                 });
                 let inputs = [Input::Value(xq), Input::Value(wq)].into_iter().chain(b);
