@@ -54,18 +54,37 @@ fn main() -> Result<()> {
         })
         .collect();
     if let Some(path) = &write_allowlist {
-        // Keep the file's leading comment lines (the allowlist's header).
-        let mut text: String = std::fs::read_to_string(path)
-            .unwrap_or_default()
-            .lines()
-            .take_while(|l| l.starts_with('#'))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        for (case, o) in &results {
-            if o.passed() {
-                text.push_str(&format!("{backend_name} {}\n", case.name));
+        // The header comments and other backends' lines stay; this backend's lines (one block,
+        // where the first one was) become the passing cases, each keeping the tolerances its
+        // old line gave it.
+        let old = std::fs::read_to_string(path).unwrap_or_default();
+        let prefix = format!("{backend_name} ");
+        let (mut before, mut after) = (String::new(), String::new());
+        let mut tolerances = std::collections::HashMap::new();
+        let mut seen = false;
+        for line in old.lines() {
+            match line.strip_prefix(&prefix) {
+                Some(rest) => {
+                    seen = true;
+                    let mut parts = rest.splitn(2, ' ');
+                    if let (Some(case), Some(tol)) = (parts.next(), parts.next()) {
+                        tolerances.insert(case.to_string(), tol.to_string());
+                    }
+                }
+                None if seen => after.push_str(&format!("{line}\n")),
+                None => before.push_str(&format!("{line}\n")),
             }
         }
+        let mut text = before;
+        for (case, o) in &results {
+            if o.passed() {
+                match tolerances.get(&case.name) {
+                    Some(tol) => text.push_str(&format!("{prefix}{} {tol}\n", case.name)),
+                    None => text.push_str(&format!("{prefix}{}\n", case.name)),
+                }
+            }
+        }
+        text.push_str(&after);
         std::fs::write(path, text)?;
     }
     if markdown {
