@@ -539,7 +539,7 @@ pub fn pass_context() -> kestrel_passes::PassContext {
 
 /// The pass pipeline to run and the pass manager's switches: what the `--pipeline`,
 /// `--disable-pass`, `--pass-limit`, `--time-passes` and `--verify-each` options say.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct PassOptions {
     /// A named pipeline (`O0`, `O1`, `O2`; `kestrel passes` lists them) or a textual one such as
     /// `canonicalize,fixpoint(cse,dce)`; `None`: the caller's default.
@@ -556,6 +556,8 @@ pub struct PassOptions {
     pub quantize: bool,
     /// Calibration data for the `quantize` pass.
     pub calib: Option<PathBuf>,
+    /// Prune this share of channels first (`prune(ratio=R),` ahead of everything).
+    pub prune: Option<f64>,
 }
 
 impl PassOptions {
@@ -574,18 +576,26 @@ impl PassOptions {
 
     /// The pass manager's options, running `default` when no pipeline is named.
     pub fn resolve(&self, default: &str) -> kestrel_passes::PipelineOptions {
-        let pipeline = self.pipeline.clone().unwrap_or_else(|| default.to_string());
-        let pipeline = if self.quantize && pipeline != "int8" {
-            let rest = kestrel_passes::pipeline::named_pipeline(&pipeline)
-                .map_or(pipeline, |p| p.to_string());
-            if rest.trim().is_empty() {
-                "canonicalize,quantize".to_string()
-            } else {
-                format!("canonicalize,quantize,{rest}")
-            }
-        } else {
-            pipeline
+        let base = self.pipeline.clone().unwrap_or_else(|| default.to_string());
+        let expanded = || {
+            kestrel_passes::pipeline::named_pipeline(&base).map_or(base.clone(), |p| p.to_string())
         };
+        let mut steps = Vec::new();
+        if let Some(r) = self.prune {
+            steps.push(format!("prune(ratio={r})"));
+        }
+        let rest = if self.quantize && base != "int8" {
+            steps.push("canonicalize,quantize".to_string());
+            expanded()
+        } else if !steps.is_empty() {
+            expanded()
+        } else {
+            base.clone()
+        };
+        if !rest.trim().is_empty() || steps.is_empty() {
+            steps.push(rest);
+        }
+        let pipeline = steps.join(",");
         kestrel_passes::PipelineOptions {
             pipeline,
             disable: self.disable_pass.clone(),

@@ -24,6 +24,7 @@ pub mod inprocess;
 pub mod layers;
 pub mod message;
 pub mod onnx;
+pub mod prune;
 pub mod sensitivity;
 pub mod tensor_io;
 

@@ -674,6 +674,189 @@ fn quantize_sensitivity_keeps_the_most_sensitive_layers_float() {
     assert!(report.contains("accuracy: float"), "{report}");
 }
 
+/// `kestrel prune`: the report (parameters, MACs, latency, per group), the pruned ONNX that runs
+/// with the same input and output shapes, `--json`, and the errors that write nothing.
+#[test]
+fn prune_writes_a_smaller_model_and_a_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("p.onnx");
+    let json = dir.path().join("p.json");
+    let model = digits("digits_cnn.onnx");
+    let o = kestrel(&[
+        "prune",
+        &model,
+        "--ratio",
+        "0.5",
+        "--iters",
+        "3",
+        "--json",
+        json.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(report.contains("| /0/Conv | 16 -> 8 |"), "{report}");
+    assert!(report.contains("| /3/Conv | 32 -> 16 |"), "{report}");
+    let macs = report.lines().find(|l| l.starts_with("| MACs")).unwrap();
+    assert!(macs.ends_with("| 0.262x |"), "{report}");
+    let text = std::fs::read_to_string(&json).unwrap();
+    assert!(
+        text.contains("\"channels_after\": 8") && text.contains("\"latency_ms\""),
+        "{text}"
+    );
+    let run = |m: &Path| {
+        let o = kestrel(&[
+            "run",
+            m.to_str().unwrap(),
+            "--inputs",
+            &digits("digits_cnn.io.npz"),
+            "--print",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    assert!(run(&out).contains("logits: f32[360, 10]"));
+    // --round-to 16: the 32-channel group keeps 16, the 16-channel one keeps all.
+    let o = kestrel(&[
+        "prune",
+        &model,
+        "--ratio",
+        "0.5",
+        "--round-to",
+        "16",
+        "--iters",
+        "0",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        report.contains("| /0/Conv | 16 -> 16 |") && report.contains("| /3/Conv | 32 -> 16 |"),
+        "{report}"
+    );
+    // --keep: that group keeps every channel.
+    let o = kestrel(&[
+        "prune",
+        &model,
+        "--ratio",
+        "0.5",
+        "--keep",
+        "/0/Conv",
+        "--iters",
+        "0",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        !report.contains("| /0/Conv |") && report.contains("| /3/Conv | 32 -> 16 |"),
+        "{report}"
+    );
+
+    let none = dir.path().join("none.onnx");
+    let prune = |extra: &[&str]| {
+        let mut args = vec![
+            "prune",
+            &*model,
+            "--iters",
+            "0",
+            "-o",
+            none.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        kestrel(&args)
+    };
+    assert_user_error(&prune(&["--ratio", "1"]), &["--ratio 1", "[0, 1)"]);
+    assert_user_error(
+        &prune(&["--ratio", "0.5", "--keep", "nope"]),
+        &["nope", "/0/Conv"],
+    );
+    assert_user_error(
+        &prune(&["--ratio", "0.5", "--importance", "bn"]),
+        &["BatchNormalization"],
+    );
+    assert_user_error(&prune(&["--ratio", "0.5", "--importance", "l3"]), &["l3"]);
+    assert!(!none.exists());
+    // digits_cnn.dynamo_bn still carries its BatchNormalization: bn importance works there.
+    let o = kestrel(&[
+        "prune",
+        &digits("digits_cnn.dynamo_bn.onnx"),
+        "--ratio",
+        "0.5",
+        "--importance",
+        "bn",
+        "--iters",
+        "0",
+        "-o",
+        none.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Nothing prunable: a single gemm whose outputs are the graph's.
+    let kir = dir.path().join("one.kir");
+    std::fs::write(
+        &kir,
+        "graph @t(%x: f32[1,4]) -> (y: f32[1,2]) {\n  %w = const dense<[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]> : f32[4,2]\n  %y = gemm(%x, %w) : f32[1,2]\n  return %y\n}\n",
+    )
+    .unwrap();
+    let o = kestrel(&[
+        "prune",
+        kir.to_str().unwrap(),
+        "--ratio",
+        "0.5",
+        "--iters",
+        "0",
+        "-o",
+        dir.path().join("one.p.onnx").to_str().unwrap(),
+    ]);
+    assert_user_error(&o, &["nothing to prune", "graph output"]);
+    assert!(!dir.path().join("one.p.onnx").exists());
+    let o = kestrel(&["prune", &model, "--ratio", "0.5", "-o", &model]);
+    assert_user_error(&o, &["overwrite"]);
+    // In process: `run --prune` computes what the written model computes; `compare --prune`
+    // adds the pruned row.
+    let o = kestrel(&[
+        "prune",
+        &model,
+        "--ratio",
+        "0.5",
+        "--iters",
+        "0",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let in_process = kestrel(&[
+        "run",
+        &model,
+        "--prune",
+        "0.5",
+        "--inputs",
+        &digits("digits_cnn.io.npz"),
+        "--print",
+    ]);
+    assert!(in_process.status.success(), "{}", stderr(&in_process));
+    assert_eq!(String::from_utf8_lossy(&in_process.stdout), run(&out));
+    let o = kestrel(&[
+        "compare",
+        &model,
+        "--pipeline",
+        "O2",
+        "--prune",
+        "0.5",
+        "--iters",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        table.contains("| prune(ratio=0.5),canonicalize,"),
+        "{table}"
+    );
+}
+
 #[test]
 fn quantize_refuses_bad_calibration_data_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();

@@ -26,6 +26,7 @@ pub mod fold_qdq;
 pub mod fuse;
 pub mod manager;
 pub mod pipeline;
+pub mod prune;
 pub mod quantize;
 pub mod registry;
 pub mod remove_identity;

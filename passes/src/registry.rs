@@ -35,6 +35,10 @@ const PASSES: &[(&str, &str)] = &[
         "int8 post-training quantization: QDQ around Conv/Gemm/MatMul, s8 per-channel weights, u8 activations from calibration data (--calib); options: method=minmax|percentile|entropy|mse, percentile=P, per_tensor=true, exclude=NODE (repeatable)",
     ),
     (
+        "prune",
+        "structured pruning: whole channels removed from every layer of their dependency group (docs/PRUNING.md); options: ratio=R, importance=l2|l1|bn, global=true, round_to=N, keep=NODE (repeatable)",
+    ),
+    (
         "cancel-transpose-reshape",
         "compose Transpose pairs, collapse Reshape/Flatten/Squeeze/Unsqueeze chains, drop no-op reshapes",
     ),
@@ -112,6 +116,7 @@ pub fn create_pass(name: &str, options: &[(String, String)]) -> Result<Box<dyn P
             Box::new(crate::cancel_transpose_reshape::CancelTransposeReshape)
         }
         "quantize" => Box::new(crate::quantize::Quantize::from_options(&opts)?),
+        "prune" => Box::new(crate::prune::Prune::from_options(&opts)?),
         "fuse" => Box::new(crate::fuse::Fuse::from_options(
             opts.get("node_limit")?,
             opts.get("iter_limit")?,

@@ -1650,3 +1650,82 @@ fn integer_ops_are_refused_by_name() {
     assert!(err.contains("(conv)") && err.contains("quantized"), "{err}");
     assert!(!out.exists());
 }
+
+/// Structured pruning (docs/PRUNING.md) at ratio 0.5: the pruned graph verifies, keeps its graph
+/// inputs' and outputs' shapes, has fewer MACs, and its exported ONNX runs in onnxruntime with
+/// Kestrel's interpreter's outputs on the pruned graph (within 1e-4 relative). The digits
+/// fixtures always; with `KESTREL_MODELS` the shared float models too (resnet18, mobilenet v2/v3,
+/// efficientnet_b0, squeezenet1_1, vit_tiny_16, digits_teacher, mnist5k_cnn).
+#[test]
+fn pruned_models_run_in_onnxruntime() {
+    let mut paths: Vec<PathBuf> = digits_fixtures()
+        .into_iter()
+        .filter(|p| !label(p).contains("int8"))
+        .collect();
+    paths.extend(
+        shared_models_with_bundles()
+            .into_iter()
+            .filter(|p| !label(p).contains("int8") && !label(p).contains("student")),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (mut jobs, mut expect) = (Vec::new(), Vec::new());
+    for (k, path) in paths.iter().enumerate() {
+        let name = label(path);
+        let g = common::load(path);
+        let mut pruned = g.clone();
+        let options = kestrel_passes::prune::PruneOptions {
+            ratio: 0.5,
+            ..Default::default()
+        };
+        let (_, choices) = kestrel_passes::prune::prune(&mut pruned, &options)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(
+            choices.iter().any(|c| !c.removed.is_empty()),
+            "{name}: nothing pruned"
+        );
+        kestrel_ir::verify::verify(&pruned).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        for (a, b) in g.inputs.iter().zip(&pruned.inputs) {
+            assert_eq!(g.ty(*a).shape, pruned.ty(*b).shape, "{name}: input shape");
+        }
+        for (a, b) in g.outputs.iter().zip(&pruned.outputs) {
+            assert_eq!(
+                g.ty(a.value).shape,
+                pruned.ty(b.value).shape,
+                "{name}: output shape"
+            );
+        }
+        let (input, _) = common::reference(&common::io_of(path));
+        let mut bound = (g.clone(), pruned.clone());
+        let inputs = common::bind_single_input(&mut bound.0, &input);
+        common::bind_single_input(&mut bound.1, &input);
+        let macs = |g: &Graph| -> u64 {
+            g.nodes
+                .iter()
+                .map(|n| kestrel_ir::cost::node_macs(g, n))
+                .sum()
+        };
+        let (before, after) = (macs(&bound.0), macs(&bound.1));
+        assert!(
+            (after as f64) < 0.75 * before as f64,
+            "{name}: MACs {after} of {before}"
+        );
+        let file = dir.path().join(format!("{k}.pruned.{name}"));
+        std::fs::write(&file, export(&pruned, &name)).unwrap();
+        expect.push((name.clone(), run(&bound.1, &inputs, &name)));
+        jobs.push(OrtJob {
+            model: file,
+            inputs: named_inputs(&pruned, &inputs),
+        });
+    }
+    let Some(results) = onnxruntime(&jobs, dir.path()) else {
+        return;
+    };
+    for ((name, want), got) in expect.iter().zip(results) {
+        assert_close(
+            want,
+            &tensors(got),
+            1e-4,
+            &format!("{name} pruned, in onnxruntime"),
+        );
+    }
+}

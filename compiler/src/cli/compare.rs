@@ -36,6 +36,9 @@ pub struct CompareArgs {
     /// Calibration data of the pipelines that quantize: .npy, .npz or a folder of them.
     #[arg(long, value_name = "DATA")]
     pub calib: Option<PathBuf>,
+    /// Add a row pruned by this ratio before O2 (`prune(ratio=R),` + O2; docs/PRUNING.md).
+    #[arg(long, value_name = "RATIO")]
+    pub prune: Option<f64>,
 }
 
 pub fn run(args: CompareArgs) -> Result<()> {
@@ -44,6 +47,11 @@ pub fn run(args: CompareArgs) -> Result<()> {
     let mut pipelines = args.pipelines.clone();
     if args.quantize.is_some() && !pipelines.iter().any(|p| p == "int8") {
         pipelines.push("int8".into());
+    }
+    if let Some(r) = args.prune {
+        let o2 = kestrel_passes::pipeline::named_pipeline("O2")
+            .map_or("O2".to_string(), |p| p.to_string());
+        pipelines.push(format!("prune(ratio={r}),{o2}"));
     }
     let opts = kestrel::compare::CompareOptions {
         pipelines,

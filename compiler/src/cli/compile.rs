@@ -1,6 +1,6 @@
 //! `kestrel compile`: a self-contained shared object and its C header.
 
-use super::{not_yet, print_pass_report, InputArgs, PipelineArgs};
+use super::{print_pass_report, InputArgs, PipelineArgs};
 use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;
@@ -34,16 +34,11 @@ pub struct CompileArgs {
     pub min_task_macs: Option<usize>,
     #[command(flatten)]
     pub pipeline: PipelineArgs,
-    #[arg(long)]
-    pub prune: Option<f32>,
     #[command(flatten)]
     pub inputs: InputArgs,
 }
 
 pub fn run(args: CompileArgs) -> Result<()> {
-    if args.prune.is_some() {
-        return not_yet("`kestrel compile --prune`");
-    }
     kestrel::aot::check_tasks(args.tasks)?;
     let model = kestrel::load(&args.model)?;
     let mut aot = kestrel::aot::AotOptions {

@@ -105,6 +105,9 @@ pub struct PipelineArgs {
     /// Calibration data for quantization: .npy, .npz or a folder of them.
     #[arg(long, value_name = "DATA")]
     pub calib: Option<PathBuf>,
+    /// Prune this share of every channel group first (docs/PRUNING.md; l2 importance).
+    #[arg(long, value_name = "RATIO")]
+    pub prune: Option<f64>,
 }
 
 /// What `--quantize` asks for.
@@ -119,6 +122,7 @@ impl PipelineArgs {
         PassOptions {
             quantize: self.quantize.is_some(),
             calib: self.calib.clone(),
+            prune: self.prune,
             pipeline: self.pipeline.clone(),
             disable_pass: self.disable_pass.clone(),
             pass_limit: self.pass_limit,

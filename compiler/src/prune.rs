@@ -1,0 +1,235 @@
+//! `kestrel prune`'s report: parameters, MACs and JIT latency before and after structured
+//! pruning, per group and in total (docs/PRUNING.md).
+
+use crate::driver;
+use anyhow::{Context, Result};
+use kestrel_ir::{Graph, NodeId, ValueDef};
+use kestrel_passes::prune::{Analysis, Choice, Edit};
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Instant;
+
+/// One group's line of the report.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GroupReport {
+    /// The group's first Conv/Gemm/MatMul.
+    pub name: String,
+    pub channels_before: usize,
+    pub channels_after: usize,
+    /// MACs of the nodes the group slices (its producers and consumers), before and after.
+    pub macs_before: u64,
+    pub macs_after: u64,
+}
+
+/// Totals before and after.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Totals {
+    pub params: usize,
+    pub macs: u64,
+    /// Median JIT latency, 1 thread (ms); `None` when not measured.
+    pub latency_ms: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PruneReport {
+    pub groups: Vec<GroupReport>,
+    pub before: Totals,
+    pub after: Totals,
+}
+
+/// Elements of the float constants of `g` (its parameters).
+pub fn parameters(g: &Graph) -> usize {
+    g.values
+        .iter()
+        .filter_map(|v| match &v.def {
+            ValueDef::Const(c) => c
+                .data
+                .as_ref()
+                .filter(|t| t.dtype().is_float())
+                .map(|t| t.numel()),
+            _ => None,
+        })
+        .sum()
+}
+
+/// Multiply-adds of every Conv, Gemm and MatMul of `g` (shapes bound).
+pub fn total_macs(g: &Graph) -> u64 {
+    g.nodes
+        .iter()
+        .map(|n| kestrel_ir::cost::node_macs(g, n))
+        .sum()
+}
+
+fn node_macs(g: &Graph, nodes: &BTreeSet<NodeId>) -> u64 {
+    nodes
+        .iter()
+        .map(|&n| kestrel_ir::cost::node_macs(g, g.node(n)))
+        .sum()
+}
+
+/// `g` with a symbolic batch bound to 1, shapes known for counting.
+fn bound(g: &Graph, model: &Path) -> Result<Graph> {
+    let mut b = g.clone();
+    driver::bind_default_batch(&mut b, model)?;
+    Ok(b)
+}
+
+/// The median of `iters` timed JIT runs of `g` (O2, 1 thread) on synthetic inputs, each model
+/// run in turn with the other (`models[i]` measured interleaved).
+pub fn latencies(models: &[&Graph], model: &Path, iters: usize) -> Result<Vec<f64>> {
+    let mut compiled = Vec::new();
+    for g in models {
+        let mut g = bound(g, model)?;
+        let pipeline = kestrel_passes::PipelineOptions {
+            pipeline: "O2".into(),
+            ..Default::default()
+        };
+        driver::run_pipeline(&mut g, &pipeline, model)?;
+        let inputs = driver::prepare_inputs(
+            &mut g,
+            &Default::default(),
+            driver::InputPolicy::SyntheticUnlessGiven,
+            model,
+        )?;
+        let m = crate::inprocess::InProcessModel::new(g, crate::inprocess::Backend::Jit, 1, model)?;
+        m.run_tensors(&inputs)?;
+        compiled.push((m, inputs));
+    }
+    let mut times = vec![Vec::new(); compiled.len()];
+    for _ in 0..iters.max(1) {
+        for (k, (m, inputs)) in compiled.iter().enumerate() {
+            let t = Instant::now();
+            m.run_tensors(inputs)
+                .with_context(|| format!("running {}", model.display()))?;
+            times[k].push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    Ok(times
+        .into_iter()
+        .map(|mut t| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        })
+        .collect())
+}
+
+/// The report of pruning `before` into `after` (`analysis` and `choices` from
+/// [`kestrel_passes::prune::prune`]); latency measured with `iters` runs each when given.
+pub fn report(
+    before: &Graph,
+    after: &Graph,
+    analysis: &Analysis,
+    choices: &[Choice],
+    model: &Path,
+    iters: Option<usize>,
+) -> Result<PruneReport> {
+    let (b, a) = (bound(before, model)?, bound(after, model)?);
+    let mut groups = Vec::new();
+    for c in choices {
+        let spaces: BTreeSet<usize> = analysis.groups[c.group].spaces.iter().copied().collect();
+        let nodes: BTreeSet<NodeId> = analysis
+            .members
+            .iter()
+            .filter(|m| match &m.edit {
+                Edit::Slice { layout, .. } => {
+                    layout.segments.iter().any(|s| spaces.contains(&s.space))
+                }
+                _ => false,
+            })
+            .map(|m| m.node)
+            .collect();
+        groups.push(GroupReport {
+            name: c.name.clone(),
+            channels_before: c.size,
+            channels_after: c.size - c.removed.len(),
+            macs_before: node_macs(&b, &nodes),
+            macs_after: node_macs(&a, &nodes),
+        });
+    }
+    let lat = match iters {
+        Some(n) => Some(latencies(&[before, after], model, n)?),
+        None => None,
+    };
+    Ok(PruneReport {
+        groups,
+        before: Totals {
+            params: parameters(&b),
+            macs: total_macs(&b),
+            latency_ms: lat.as_ref().map(|l| l[0]),
+        },
+        after: Totals {
+            params: parameters(&a),
+            macs: total_macs(&a),
+            latency_ms: lat.as_ref().map(|l| l[1]),
+        },
+    })
+}
+
+fn ratio(after: f64, before: f64) -> String {
+    if before > 0.0 {
+        format!("{:.3}x", after / before)
+    } else {
+        "-".into()
+    }
+}
+
+impl PruneReport {
+    /// The printed report (Markdown).
+    pub fn markdown(&self) -> String {
+        let lat = |t: &Totals| t.latency_ms.map_or("-".to_string(), |l| format!("{l:.3}"));
+        let mut s = format!(
+            "| | before | after | ratio |\n|---|---|---|---|\n\
+             | parameters | {} | {} | {} |\n| MACs | {} | {} | {} |\n\
+             | latency ms (JIT, 1 thread, median) | {} | {} | {} |\n\n\
+             | group | channels | MACs before | MACs after |\n|---|---|---|---|\n",
+            self.before.params,
+            self.after.params,
+            ratio(self.after.params as f64, self.before.params as f64),
+            self.before.macs,
+            self.after.macs,
+            ratio(self.after.macs as f64, self.before.macs as f64),
+            lat(&self.before),
+            lat(&self.after),
+            match (self.before.latency_ms, self.after.latency_ms) {
+                (Some(b), Some(a)) => ratio(a, b),
+                _ => "-".into(),
+            },
+        );
+        for g in &self.groups {
+            s.push_str(&format!(
+                "| {} | {} -> {} | {} | {} |\n",
+                g.name, g.channels_before, g.channels_after, g.macs_before, g.macs_after
+            ));
+        }
+        s
+    }
+
+    /// The report as JSON (`--json F`).
+    pub fn json(&self) -> String {
+        let num = |v: Option<f64>| v.map_or("null".to_string(), |x| format!("{x:.6}"));
+        let totals = |t: &Totals| {
+            format!(
+                "{{\"parameters\": {}, \"macs\": {}, \"latency_ms\": {}}}",
+                t.params,
+                t.macs,
+                num(t.latency_ms)
+            )
+        };
+        let groups: Vec<String> = self
+            .groups
+            .iter()
+            .map(|g| {
+                format!(
+                    "    {{\"name\": {:?}, \"channels_before\": {}, \"channels_after\": {}, \"macs_before\": {}, \"macs_after\": {}}}",
+                    g.name, g.channels_before, g.channels_after, g.macs_before, g.macs_after
+                )
+            })
+            .collect();
+        format!(
+            "{{\n  \"before\": {},\n  \"after\": {},\n  \"groups\": [\n{}\n  ]\n}}\n",
+            totals(&self.before),
+            totals(&self.after),
+            groups.join(",\n")
+        )
+    }
+}

@@ -1,0 +1,301 @@
+//! Channel importance and the choice of channels to remove (docs/PRUNING.md "Importance").
+
+use super::groups::{Analysis, Edit, Layout, Role};
+use super::PruneError;
+use kestrel_ir::Graph;
+
+/// How a channel's importance is scored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Importance {
+    /// `Σ w²` over the channel's filters and biases in every producer of its group (the
+    /// founding document's score): a channel whose weights and bias are all zero scores 0.
+    L2,
+    /// `Σ |w|` over the same weights and biases.
+    L1,
+    /// `Σ |γ|` of the BatchNormalization scales of the group.
+    BatchNorm,
+}
+
+impl Importance {
+    pub fn parse(s: &str) -> Result<Importance, String> {
+        match s {
+            "l2" => Ok(Importance::L2),
+            "l1" => Ok(Importance::L1),
+            "bn" => Ok(Importance::BatchNorm),
+            other => Err(format!(
+                "unknown importance {other:?} (expected l2, l1 or bn)"
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Importance::L2 => "l2",
+            Importance::L1 => "l1",
+            Importance::BatchNorm => "bn",
+        }
+    }
+
+    fn counts(self, role: Role) -> bool {
+        match self {
+            Importance::L2 | Importance::L1 => {
+                matches!(role, Role::Filters | Role::DepthwiseFilters | Role::Bias)
+            }
+            Importance::BatchNorm => role == Role::BatchNormScale,
+        }
+    }
+
+    fn score(self, w: f64) -> f64 {
+        match self {
+            Importance::L2 => w * w,
+            Importance::L1 | Importance::BatchNorm => w.abs(),
+        }
+    }
+}
+
+/// What to prune.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PruneOptions {
+    /// The share of channels removed: `round(ratio · C)` of each group, or of all channels
+    /// with `global`.
+    pub ratio: f64,
+    pub importance: Importance,
+    /// One threshold over all groups (scores normalised by each group's mean) instead of the
+    /// same share of each.
+    pub global: bool,
+    /// Kept channel counts are multiples of this (a group smaller than it is left whole).
+    pub round_to: usize,
+    /// Names of Conv/Gemm/MatMul nodes whose groups keep every channel.
+    pub keep: Vec<String>,
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        PruneOptions {
+            ratio: 0.0,
+            importance: Importance::L2,
+            global: false,
+            round_to: 1,
+            keep: Vec::new(),
+        }
+    }
+}
+
+/// The channels removed from one group.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Choice {
+    pub group: usize,
+    /// The group's first producer (node name), for reports.
+    pub name: String,
+    pub size: usize,
+    /// Channel indices removed, ascending.
+    pub removed: Vec<usize>,
+}
+
+/// For each position along `layout`'s axis: `(group, channel)`.
+pub(super) fn position_map(a: &Analysis, layout: &Layout) -> Vec<(usize, usize)> {
+    let mut map = Vec::new();
+    for seg in &layout.segments {
+        let gi = a.group_of[seg.space];
+        for c in 0..a.spaces[seg.space].size {
+            for _ in 0..seg.repeat {
+                map.push((gi, c));
+            }
+        }
+    }
+    map
+}
+
+/// Each group's channel scores under `kind` (empty for a fixed group).
+pub fn importance(g: &Graph, a: &Analysis, kind: Importance) -> Result<Vec<Vec<f64>>, PruneError> {
+    let mut scores: Vec<Vec<f64>> = a
+        .groups
+        .iter()
+        .map(|gr| {
+            if gr.fixed.is_none() {
+                vec![0.0; gr.size]
+            } else {
+                Vec::new()
+            }
+        })
+        .collect();
+    let mut scored = vec![false; a.groups.len()];
+    for m in &a.members {
+        let Edit::Slice {
+            input,
+            axis,
+            layout,
+            role,
+        } = &m.edit
+        else {
+            continue;
+        };
+        if !kind.counts(*role) {
+            continue;
+        }
+        let Some(t) = g.const_data(g.node(m.node).inputs[*input]) else {
+            continue;
+        };
+        let dims = t.dims();
+        let map = position_map(a, layout);
+        if dims.get(*axis) != Some(&map.len()) {
+            continue;
+        }
+        let inner: usize = dims[axis + 1..].iter().product();
+        let values = t.to_f64_vec();
+        for (e, &w) in values.iter().enumerate() {
+            let (gi, c) = map[(e / inner) % map.len()];
+            if let Some(s) = scores[gi].get_mut(c) {
+                *s += kind.score(w);
+                scored[gi] = true;
+            }
+        }
+    }
+    if kind == Importance::BatchNorm
+        && !a
+            .groups
+            .iter()
+            .enumerate()
+            .any(|(i, gr)| gr.fixed.is_none() && scored[i])
+    {
+        return Err(PruneError::NoBatchNorm);
+    }
+    Ok(scores)
+}
+
+fn producer_name(g: &Graph, a: &Analysis, gi: usize) -> String {
+    a.producers(gi)
+        .first()
+        .map(|&n| {
+            let name = &g.node(n).name;
+            if name.is_empty() {
+                format!("node_{}", n.0)
+            } else {
+                name.clone()
+            }
+        })
+        .unwrap_or_else(|| format!("group_{gi}"))
+}
+
+/// Rounds a kept count to a multiple of `round_to` (up, at most `size`; a group smaller than
+/// `round_to` keeps everything), at least 1.
+fn rounded_keep(keep: usize, size: usize, round_to: usize) -> usize {
+    if size <= round_to {
+        return size;
+    }
+    let up = keep.div_ceil(round_to) * round_to;
+    up.clamp(1, size)
+}
+
+/// The channels to remove from each prunable group.
+pub fn select(
+    g: &Graph,
+    a: &Analysis,
+    scores: &[Vec<f64>],
+    o: &PruneOptions,
+) -> Result<Vec<Choice>, PruneError> {
+    if !(0.0..1.0).contains(&o.ratio) {
+        return Err(PruneError::BadRatio(o.ratio));
+    }
+    if o.round_to == 0 {
+        return Err(PruneError::BadRoundTo);
+    }
+    let prunable: Vec<usize> = (0..a.groups.len())
+        .filter(|&i| a.groups[i].fixed.is_none() && a.groups[i].size > 1)
+        .collect();
+    if prunable.is_empty() {
+        let mut why: Vec<String> = a.groups.iter().filter_map(|gr| gr.fixed.clone()).collect();
+        why.sort();
+        why.dedup();
+        let why = if why.is_empty() {
+            "no Conv, Gemm or MatMul by constant weights".to_string()
+        } else {
+            format!("channels reach {}", why.join("; "))
+        };
+        return Err(PruneError::NothingToPrune(why));
+    }
+    let names: Vec<(usize, Vec<String>)> = prunable
+        .iter()
+        .map(|&gi| {
+            let n = a
+                .producers(gi)
+                .iter()
+                .map(|&p| g.node(p).name.clone())
+                .collect();
+            (gi, n)
+        })
+        .collect();
+    for k in &o.keep {
+        if !names.iter().any(|(_, n)| n.contains(k)) {
+            let valid: Vec<String> = names.iter().flat_map(|(_, n)| n.clone()).collect();
+            return Err(PruneError::UnknownKeep {
+                name: k.clone(),
+                valid: valid.join(", "),
+            });
+        }
+    }
+    let candidates: Vec<usize> = names
+        .into_iter()
+        .filter(|(_, n)| !n.iter().any(|x| o.keep.contains(x)))
+        .map(|(gi, _)| gi)
+        .collect();
+    // Channels ordered least important first (ties by index).
+    let order = |gi: usize| -> Vec<usize> {
+        let s = &scores[gi];
+        let mut idx: Vec<usize> = (0..s.len()).collect();
+        idx.sort_by(|&x, &y| s[x].total_cmp(&s[y]).then(x.cmp(&y)));
+        idx
+    };
+    let mut removed: Vec<Vec<usize>> = vec![Vec::new(); a.groups.len()];
+    if o.global {
+        let total: usize = candidates.iter().map(|&gi| a.groups[gi].size).sum();
+        let target = (o.ratio * total as f64).round() as usize;
+        let mut pool: Vec<(f64, usize, usize)> = Vec::new();
+        for &gi in &candidates {
+            let s = &scores[gi];
+            let mean = s.iter().sum::<f64>() / s.len().max(1) as f64;
+            for (c, &v) in s.iter().enumerate() {
+                pool.push((if mean > 0.0 { v / mean } else { 0.0 }, gi, c));
+            }
+        }
+        pool.sort_by(|x, y| x.0.total_cmp(&y.0).then((x.1, x.2).cmp(&(y.1, y.2))));
+        let mut count = 0;
+        for (_, gi, c) in pool {
+            if count == target {
+                break;
+            }
+            if removed[gi].len() + 1 < a.groups[gi].size {
+                removed[gi].push(c);
+                count += 1;
+            }
+        }
+        for &gi in &candidates {
+            let size = a.groups[gi].size;
+            let keep = rounded_keep(size - removed[gi].len(), size, o.round_to);
+            // Give back the most important of the removed ones to reach the rounded count.
+            let back = keep - (size - removed[gi].len());
+            let n = removed[gi].len() - back;
+            removed[gi].truncate(n);
+        }
+    } else {
+        for &gi in &candidates {
+            let size = a.groups[gi].size;
+            let drop = (o.ratio * size as f64).round() as usize;
+            let keep = rounded_keep(size.saturating_sub(drop).max(1), size, o.round_to);
+            removed[gi] = order(gi)[..size - keep].to_vec();
+        }
+    }
+    Ok(candidates
+        .iter()
+        .map(|&gi| {
+            let mut r = std::mem::take(&mut removed[gi]);
+            r.sort_unstable();
+            Choice {
+                group: gi,
+                name: producer_name(g, a, gi),
+                size: a.groups[gi].size,
+                removed: r,
+            }
+        })
+        .collect())
+}
