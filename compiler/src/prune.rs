@@ -233,3 +233,141 @@ impl PruneReport {
         )
     }
 }
+
+/// One row of the sensitivity scan: a group (or every group together) and its score after
+/// pruning it alone at each ratio.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScanRow {
+    pub name: String,
+    pub channels: usize,
+    pub scores: Vec<f64>,
+}
+
+/// `kestrel prune --sensitivity`: top-1 accuracy (with labels) or agreement with the unpruned
+/// model over the calibration samples, per group against ratio (docs/PRUNING.md "Sensitivity").
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scan {
+    pub ratios: Vec<f64>,
+    /// "accuracy" or "agreement".
+    pub metric: &'static str,
+    pub samples: usize,
+    pub unpruned: f64,
+    /// Every prunable group alone, then all of them together (`all groups`).
+    pub rows: Vec<ScanRow>,
+}
+
+/// The sensitivity scan of `g` over `data` (see [`Scan`]); `options` gives the importance,
+/// rounding and kept layers, its ratio is replaced by each of `ratios`.
+pub fn scan(
+    g: &Graph,
+    model: &Path,
+    data: &crate::calibrate::CalibrationData,
+    labels: Option<Vec<i64>>,
+    options: &kestrel_passes::prune::PruneOptions,
+    ratios: &[f64],
+    threads: usize,
+) -> Result<Scan> {
+    use crate::sensitivity::{score, Evaluator, Target};
+    let target = match labels {
+        Some(labels) => Target::MaxAccuracyDrop {
+            points: 0.0,
+            labels,
+        },
+        None => Target::MinAgreement { fraction: 0.0 },
+    };
+    let metric = match target {
+        Target::MaxAccuracyDrop { .. } => "accuracy",
+        Target::MinAgreement { .. } => "agreement",
+    };
+    let mut eval = Evaluator {
+        data,
+        model,
+        threads,
+        evaluations: 0,
+    };
+    let reference = eval.outputs(g)?;
+    let top1 = reference.top1();
+    let unpruned = score(&target, &reference, &top1);
+    let analysis = kestrel_passes::prune::analyze(&bound(g, model)?);
+    // The groups a plain pruning with these options would shrink.
+    let mut probe = g.clone();
+    let (_, choices) = kestrel_passes::prune::prune(
+        &mut probe,
+        &kestrel_passes::prune::PruneOptions {
+            ratio: 0.5,
+            ..options.clone()
+        },
+    )
+    .with_context(|| format!("{}: pruning", model.display()))?;
+    let mut rows: Vec<(String, usize, Option<Vec<usize>>)> = choices
+        .iter()
+        .map(|c| (c.name.clone(), c.size, Some(vec![c.group])))
+        .collect();
+    rows.push((
+        "all groups".into(),
+        analysis
+            .groups
+            .iter()
+            .filter(|gr| gr.fixed.is_none())
+            .map(|gr| gr.size)
+            .sum(),
+        None,
+    ));
+    let progress = indicatif::ProgressBar::new((rows.len() * ratios.len()) as u64);
+    let mut out = Vec::new();
+    for (name, channels, only) in rows {
+        let mut scores = Vec::new();
+        for &r in ratios {
+            progress.inc(1);
+            let mut pruned = g.clone();
+            let o = kestrel_passes::prune::PruneOptions {
+                ratio: r,
+                only: only.clone(),
+                ..options.clone()
+            };
+            kestrel_passes::prune::prune(&mut pruned, &o)
+                .with_context(|| format!("{}: pruning {name} at {r}", model.display()))?;
+            scores.push(score(&target, &eval.outputs(&pruned)?, &top1));
+        }
+        out.push(ScanRow {
+            name,
+            channels,
+            scores,
+        });
+    }
+    progress.finish_and_clear();
+    Ok(Scan {
+        ratios: ratios.to_vec(),
+        metric,
+        samples: top1.len(),
+        unpruned,
+        rows: out,
+    })
+}
+
+impl Scan {
+    /// The scan as a Markdown table: one row per group, one column per ratio.
+    pub fn markdown(&self) -> String {
+        let mut s = format!(
+            "sensitivity: top-1 {} on {} calibration samples after pruning each group alone \
+             (unpruned: {:.2} %)\n\n| group | channels |",
+            self.metric,
+            self.samples,
+            self.unpruned * 100.0
+        );
+        for r in &self.ratios {
+            s.push_str(&format!(" {r} |"));
+        }
+        s.push_str("\n|---|---|");
+        s.push_str(&"---|".repeat(self.ratios.len()));
+        s.push('\n');
+        for row in &self.rows {
+            s.push_str(&format!("| {} | {} |", row.name, row.channels));
+            for v in &row.scores {
+                s.push_str(&format!(" {:.2} % |", v * 100.0));
+            }
+            s.push('\n');
+        }
+        s
+    }
+}

@@ -166,13 +166,13 @@ impl Sensitivity {
 }
 
 /// The first output of a model over every calibration run, rows of classes.
-struct Outputs {
+pub(crate) struct Outputs {
     values: Vec<f32>,
     classes: usize,
 }
 
 impl Outputs {
-    fn top1(&self) -> Vec<usize> {
+    pub(crate) fn top1(&self) -> Vec<usize> {
         self.values
             .chunks(self.classes)
             .map(|row| {
@@ -205,16 +205,16 @@ impl Outputs {
     }
 }
 
-/// Compiles QDQ graphs through `O2` and scores them over the calibration runs.
-struct Evaluator<'a> {
-    data: &'a CalibrationData,
-    model: &'a Path,
-    threads: usize,
-    evaluations: usize,
+/// Compiles graphs through `O2` and scores them over the calibration runs.
+pub(crate) struct Evaluator<'a> {
+    pub(crate) data: &'a CalibrationData,
+    pub(crate) model: &'a Path,
+    pub(crate) threads: usize,
+    pub(crate) evaluations: usize,
 }
 
 impl Evaluator<'_> {
-    fn outputs(&mut self, g: &Graph) -> Result<Outputs> {
+    pub(crate) fn outputs(&mut self, g: &Graph) -> Result<Outputs> {
         self.evaluations += 1;
         let mut g = g.clone();
         let pipeline = kestrel_passes::PipelineOptions {
@@ -251,7 +251,7 @@ impl Evaluator<'_> {
 
 /// The top-1 metric of `outputs` under `target`: accuracy against the labels, or agreement with
 /// `float` (the float model's top-1 classes).
-fn score(target: &Target, outputs: &Outputs, float: &[usize]) -> f64 {
+pub(crate) fn score(target: &Target, outputs: &Outputs, float: &[usize]) -> f64 {
     let top1 = outputs.top1();
     let right = match target {
         Target::MaxAccuracyDrop { labels, .. } => top1

@@ -855,6 +855,48 @@ fn prune_writes_a_smaller_model_and_a_report() {
         table.contains("| prune(ratio=0.5),canonicalize,"),
         "{table}"
     );
+    // --sensitivity: per group against ratio on the bundle's 360 images with their labels.
+    let calib = digits_calibration(dir.path(), 360, |_| {});
+    let o = kestrel(&[
+        "prune",
+        &model,
+        "--sensitivity",
+        "--calib",
+        calib.to_str().unwrap(),
+        "--labels",
+        &digits("digits_test_y.npy"),
+        "--ratios",
+        "0,0.5",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let scan = String::from_utf8_lossy(&o.stdout).to_string();
+    let rows: Vec<&str> = scan
+        .lines()
+        .filter(|l| l.starts_with("| /") || l.starts_with("| all"))
+        .collect();
+    assert_eq!(rows.len(), 3, "{scan}");
+    // Ratio 0 prunes nothing: every row scores the unpruned accuracy.
+    let unpruned = scan
+        .split("(unpruned: ")
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap()
+        .to_string();
+    for r in &rows {
+        assert!(r.contains(&format!("| {unpruned} |")), "{scan}");
+    }
+    let o = kestrel(&[
+        "prune",
+        &model,
+        "--sensitivity",
+        "--calib",
+        calib.to_str().unwrap(),
+        "--labels",
+        &digits("digits_cnn.onnx"),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
 }
 
 #[test]

@@ -65,6 +65,7 @@ impl Prune {
                 global: opts.get("global")?.unwrap_or(false),
                 round_to: opts.get("round_to")?.unwrap_or(1),
                 keep: opts.get_all("keep"),
+                only: None,
             },
         })
     }

@@ -67,6 +67,8 @@ pub struct PruneOptions {
     pub round_to: usize,
     /// Names of Conv/Gemm/MatMul nodes whose groups keep every channel.
     pub keep: Vec<String>,
+    /// Only these groups (indices into [`Analysis::groups`]) shrink; `None`: every prunable one.
+    pub only: Option<Vec<usize>>,
 }
 
 impl Default for PruneOptions {
@@ -77,6 +79,7 @@ impl Default for PruneOptions {
             global: false,
             round_to: 1,
             keep: Vec::new(),
+            only: None,
         }
     }
 }
@@ -238,6 +241,7 @@ pub fn select(
         .into_iter()
         .filter(|(_, n)| !n.iter().any(|x| o.keep.contains(x)))
         .map(|(gi, _)| gi)
+        .filter(|gi| o.only.as_ref().is_none_or(|only| only.contains(gi)))
         .collect();
     // Channels ordered least important first (ties by index).
     let order = |gi: usize| -> Vec<usize> {
