@@ -19,6 +19,9 @@ pub struct GroupReport {
     /// MACs of the nodes the group slices (its producers and consumers), before and after.
     pub macs_before: u64,
     pub macs_after: u64,
+    /// Elements of the constants the group slices (weights, biases, norm parameters).
+    pub params_before: usize,
+    pub params_after: usize,
 }
 
 /// Totals before and after.
@@ -127,23 +130,33 @@ pub fn report(
     let mut groups = Vec::new();
     for c in choices {
         let spaces: BTreeSet<usize> = analysis.groups[c.group].spaces.iter().copied().collect();
-        let nodes: BTreeSet<NodeId> = analysis
+        let sliced: BTreeSet<(NodeId, usize)> = analysis
             .members
             .iter()
-            .filter(|m| match &m.edit {
-                Edit::Slice { layout, .. } => {
-                    layout.segments.iter().any(|s| spaces.contains(&s.space))
+            .filter_map(|m| match &m.edit {
+                Edit::Slice { layout, input, .. }
+                    if layout.segments.iter().any(|s| spaces.contains(&s.space)) =>
+                {
+                    Some((m.node, *input))
                 }
-                _ => false,
+                _ => None,
             })
-            .map(|m| m.node)
             .collect();
+        let nodes: BTreeSet<NodeId> = sliced.iter().map(|&(n, _)| n).collect();
+        let params = |g: &Graph| -> usize {
+            sliced
+                .iter()
+                .filter_map(|&(n, i)| g.const_data(g.node(n).inputs[i]).map(|t| t.numel()))
+                .sum()
+        };
         groups.push(GroupReport {
             name: c.name.clone(),
             channels_before: c.size,
             channels_after: c.size - c.removed.len(),
             macs_before: node_macs(&b, &nodes),
             macs_after: node_macs(&a, &nodes),
+            params_before: params(&b),
+            params_after: params(&a),
         });
     }
     let lat = match iters {
@@ -181,7 +194,8 @@ impl PruneReport {
             "| | before | after | ratio |\n|---|---|---|---|\n\
              | parameters | {} | {} | {} |\n| MACs | {} | {} | {} |\n\
              | latency ms (JIT, 1 thread, median) | {} | {} | {} |\n\n\
-             | group | channels | MACs before | MACs after |\n|---|---|---|---|\n",
+             | group | channels | MACs before | MACs after | parameters before | parameters after |\n\
+             |---|---|---|---|---|---|\n",
             self.before.params,
             self.after.params,
             ratio(self.after.params as f64, self.before.params as f64),
@@ -197,8 +211,14 @@ impl PruneReport {
         );
         for g in &self.groups {
             s.push_str(&format!(
-                "| {} | {} -> {} | {} | {} |\n",
-                g.name, g.channels_before, g.channels_after, g.macs_before, g.macs_after
+                "| {} | {} -> {} | {} | {} | {} | {} |\n",
+                g.name,
+                g.channels_before,
+                g.channels_after,
+                g.macs_before,
+                g.macs_after,
+                g.params_before,
+                g.params_after
             ));
         }
         s
@@ -220,8 +240,8 @@ impl PruneReport {
             .iter()
             .map(|g| {
                 format!(
-                    "    {{\"name\": {:?}, \"channels_before\": {}, \"channels_after\": {}, \"macs_before\": {}, \"macs_after\": {}}}",
-                    g.name, g.channels_before, g.channels_after, g.macs_before, g.macs_after
+                    "    {{\"name\": {:?}, \"channels_before\": {}, \"channels_after\": {}, \"macs_before\": {}, \"macs_after\": {}, \"parameters_before\": {}, \"parameters_after\": {}}}",
+                    g.name, g.channels_before, g.channels_after, g.macs_before, g.macs_after, g.params_before, g.params_after
                 )
             })
             .collect();
