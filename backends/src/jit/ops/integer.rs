@@ -66,11 +66,22 @@ fn output_row_pixels(geo: &ConvGeometry) -> usize {
     geo.w.out_sp[1..].iter().product()
 }
 
+/// Bytes of i32 accumulators one block of a requantized conv holds: small enough that the block
+/// is still in L2 when the requantization reads it back after the GEMM wrote it (a 1×1 conv
+/// over a large image otherwise writes and rereads megabytes; mobilenet_v2's expansions).
+const ACC_BLOCK_BYTES: usize = 128 * 1024;
+
 /// Output rows per im2col block: a block's `K × rows · width` bytes stay within
-/// `JitOptions::im2col_block_bytes`.
-fn block_rows(geo: &ConvGeometry) -> usize {
+/// `JitOptions::im2col_block_bytes`, and when `requantized` its `M × rows · width` i32
+/// accumulators within [`ACC_BLOCK_BYTES`]; at least one row.
+fn block_rows(geo: &ConvGeometry, requantized: bool) -> usize {
     let k = (geo.c_per_group * geo.taps).max(1);
-    (geo.col_block / (k * output_row_pixels(geo).max(1))).clamp(1, geo.w.out_sp[0].max(1))
+    let pixels = output_row_pixels(geo).max(1);
+    let mut rows = geo.col_block / (k * pixels);
+    if requantized {
+        rows = rows.min(ACC_BLOCK_BYTES / (geo.m_per_group.max(1) * pixels * 4));
+    }
+    rows.clamp(1, geo.w.out_sp[0].max(1))
 }
 
 fn round16(n: usize) -> usize {
@@ -93,7 +104,7 @@ struct TaskScratch {
 }
 
 fn conv_task_scratch(geo: &ConvGeometry, requantized: bool) -> TaskScratch {
-    let pixels = block_rows(geo) * output_row_pixels(geo);
+    let pixels = block_rows(geo, requantized) * output_row_pixels(geo);
     let kk = geo.c_per_group * geo.taps;
     let col = round16(kk * pixels);
     let packed = packed_bound(kk, pixels);
@@ -245,7 +256,7 @@ pub fn conv(
     let out_elem = if requant.is_some() { 1 } else { 4 };
     let in_plane: usize = geo.w.in_sp.iter().product();
     let w_out = output_row_pixels(&geo);
-    let block = block_rows(&geo);
+    let block = block_rows(&geo, requant.is_some());
     let in_place = is_direct_1x1(&geo);
     let flags = e.flags;
     if let Split::Planes(planes) = &split {
