@@ -3,9 +3,10 @@
 //!
 //! Per plane: a copy padded with the data zero point (its products cancel against the folded
 //! bias like any other value's, docs/QUANTIZATION.md), then, per output row, eight outputs at a
-//! time: for each tap, eight input bytes (stride 1: one 8-byte load; stride 2: the even bytes of
-//! a 16-byte load) widened to i16, multiplied by the tap's weight (`|u8 · s8| < 2^15`, exact),
-//! and the products widened into two i32x4 accumulators starting at the folded bias. A row
+//! time: for each pair of taps, eight input bytes of each (stride 1: one 8-byte load; stride 2:
+//! the even bytes of a 16-byte load) widened to i16, interleaved and multiplied by the pair's
+//! weights with `pmaddwd` (`|u8 · s8| < 2^15`, two products per i32 lane, exact) into two i32x4
+//! accumulators starting at the folded bias; an odd last tap is multiplied in i16 and widened. A row
 //! narrower than eight, and other strides, take a scalar loop. The i32 row is requantized per
 //! channel (`kernels::requant`), or stored as it is.
 //!
