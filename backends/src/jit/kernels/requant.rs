@@ -7,9 +7,10 @@
 //!
 //! - **Vector** (x86-64 with SSE4.2, when the multiplier is one per row or one for all, so a
 //!   row shares one shift): 16 elements per step as four i32x4. The i64 products are
-//!   `imul(swiden_low(a), swiden_low(m))` and the `high` pair (`pmuldq`), rounded and shifted in
-//!   i64x2 (`vpsraq` with AVX-512 VL, else Cranelift's sequence), clamped in i64x2 to
-//!   `[min - zp, max - zp]` (`pcmpgtq` or `vpmaxsq`/`vpminsq`), so their low halves are exact;
+//!   `imul(swiden_low(a), swiden_low(m))` and the `high` pair (`pmuldq`; Cranelift prefers
+//!   `vpmullq` with AVX-512 DQ), rounded and shifted in i64x2 (`vpsraq` with AVX-512 VL, else
+//!   Cranelift's sequence), clamped in i64x2 to `[min - zp, max - zp]` (`pcmpgtq` and a
+//!   `pand`/`pandn`/`por` select per bound), so their low halves are exact;
 //!   those are gathered by `shufps`, `zp` added, and narrowed with `packssdw` and
 //!   `packsswb`/`packuswb` (exact: the values are already in range). A row's last `cols % 16`
 //!   elements go four at a time, then one at a time by the scalar form.
