@@ -418,6 +418,18 @@ fn host_int8_gemm_uses_its_dot_product_instruction() {
             Int8Route::LaneWise => "mul",
         };
         assert!(text.contains(insn), "{t:?} lacks {insn}:\n{}", f.vcode);
+        if host.is_x86 && matches!(t.route, Int8Route::Vnni | Int8Route::Pmaddubsw) {
+            // The unrolled loop takes each step's A quad by `pshufd` from one 16-byte load
+            // (`Tile::broadcast_a_in_group`), four per row; `vpbroadcastd` remains for the
+            // remainder steps and row biases of each tile copy (full and edge rows and panels).
+            let shuffles = text.matches("vpshufd").count();
+            let broadcasts = text.matches("vpbroadcastd").count();
+            assert!(
+                shuffles >= 4 * t.rows && shuffles >= broadcasts,
+                "{t:?}: {shuffles} vpshufd, {broadcasts} vpbroadcastd:\n{}",
+                f.vcode
+            );
+        }
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx512vnni") && std::is_x86_feature_detected!("avx512vl")
             || std::is_x86_feature_detected!("avxvnni")

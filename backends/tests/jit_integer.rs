@@ -273,3 +273,59 @@ proptest! {
         agree(&g, &[bytes(xdt, &[n, c, h, w], seed + 3)])?;
     }
 }
+
+/// A quantized direct 1×1 conv (unit strides, no padding: B is the input itself) of `m`
+/// channels over `h × w`, with an optional per-channel requantization.
+fn conv_1x1(
+    n: usize,
+    c: usize,
+    m: usize,
+    h: usize,
+    w: usize,
+    requantized: bool,
+    seed: u64,
+) -> (Graph, Tensor) {
+    let zy = 128 + (seed % 7) as i32;
+    let a = ConvAttrs {
+        group: 1,
+        strides: vec![1; 2],
+        dilations: vec![1; 2],
+        pads: vec![0; 4],
+        integer: Some(IntegerAttrs {
+            x_zero_point: 120 + (seed % 11) as i32,
+            requant: requantized.then(|| requant_of(DType::U8, m, zy, (seed % 3) as u8, seed + 9)),
+        }),
+        ..Default::default()
+    };
+    let mut g = Graph::new("qconv1x1");
+    let x = g.add_input("x", TensorType::known(DType::U8, &[n, c, h, w]));
+    let wv = g.add_const("w", weights(&[m, c, 1, 1], seed + 1));
+    let b = g.add_const("b", int_bias(m, seed + 2));
+    let y = g.add(Op::Conv(a), &[x, wv, b], "conv").unwrap();
+    g.add_output("y", y);
+    (g, bytes(DType::U8, &[n, c, h, w], seed + 3))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Direct 1×1 convs: blocks of output rows as one run-time loop plus a partial block (one
+    /// row per block with the 4-byte im2col bound of `agree`'s third run).
+    #[test]
+    fn quantized_conv_1x1(
+        n in 1usize..3, c in 1usize..20, m in 1usize..20, h in 1usize..9, w in 1usize..20,
+        requantized in any::<bool>(), seed in any::<u64>(),
+    ) {
+        let (g, x) = conv_1x1(n, c, m, h, w, requantized, seed);
+        agree(&g, &[x])?;
+    }
+}
+
+/// A requantized 1×1 conv whose i32 accumulators exceed one block's bound (64 channels × 64
+/// pixels × 4 bytes per output row: 8 rows per block), so with the default im2col bound it runs
+/// two full blocks in the run-time loop and a partial one of 4 rows.
+#[test]
+fn quantized_conv_1x1_over_several_accumulator_blocks() {
+    let (g, x) = conv_1x1(1, 5, 64, 20, 64, true, 77);
+    agree(&g, &[x]).unwrap();
+}

@@ -15,6 +15,8 @@ pub struct IsaFlags {
     pub is_riscv64: bool,
     pub has_ssse3: bool,
     pub has_sse41: bool,
+    /// `pcmpgtq` (i64x2 compares; the vector requantization's clamp).
+    pub has_sse42: bool,
     pub has_avx: bool,
     pub has_avx2: bool,
     pub has_fma: bool,
@@ -48,6 +50,7 @@ impl IsaFlags {
             match v.name {
                 "has_ssse3" => f.has_ssse3 = on,
                 "has_sse41" => f.has_sse41 = on,
+                "has_sse42" => f.has_sse42 = on,
                 "has_avx" => f.has_avx = on,
                 "has_avx2" => f.has_avx2 = on,
                 "has_fma" => f.has_fma = on,

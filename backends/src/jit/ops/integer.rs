@@ -66,11 +66,23 @@ fn output_row_pixels(geo: &ConvGeometry) -> usize {
     geo.w.out_sp[1..].iter().product()
 }
 
-/// Output rows per im2col block: a block's `K × rows · width` bytes stay within
-/// `JitOptions::im2col_block_bytes`.
-fn block_rows(geo: &ConvGeometry) -> usize {
+/// Bytes of i32 accumulators one block of a requantized conv holds: small enough that the block
+/// is still in L2 when the requantization reads it back after the GEMM wrote it (a 1×1 conv
+/// over a large image otherwise writes and rereads megabytes; mobilenet_v2's expansions).
+const ACC_BLOCK_BYTES: usize = 128 * 1024;
+
+/// Output rows per block: a block's `K × rows · width` bytes stay within
+/// `JitOptions::im2col_block_bytes`, and for a requantized direct 1×1 conv (whose blocks are
+/// one run-time loop, so more blocks cost no code) its `M × rows · width` i32 accumulators
+/// within [`ACC_BLOCK_BYTES`]; at least one row.
+fn block_rows(geo: &ConvGeometry, requantized: bool) -> usize {
     let k = (geo.c_per_group * geo.taps).max(1);
-    (geo.col_block / (k * output_row_pixels(geo).max(1))).clamp(1, geo.w.out_sp[0].max(1))
+    let pixels = output_row_pixels(geo).max(1);
+    let mut rows = geo.col_block / (k * pixels);
+    if requantized && is_direct_1x1(geo) {
+        rows = rows.min(ACC_BLOCK_BYTES / (geo.m_per_group.max(1) * pixels * 4));
+    }
+    rows.clamp(1, geo.w.out_sp[0].max(1))
 }
 
 fn round16(n: usize) -> usize {
@@ -93,7 +105,7 @@ struct TaskScratch {
 }
 
 fn conv_task_scratch(geo: &ConvGeometry, requantized: bool) -> TaskScratch {
-    let pixels = block_rows(geo) * output_row_pixels(geo);
+    let pixels = block_rows(geo, requantized) * output_row_pixels(geo);
     let kk = geo.c_per_group * geo.taps;
     let col = round16(kk * pixels);
     let packed = packed_bound(kk, pixels);
@@ -245,7 +257,7 @@ pub fn conv(
     let out_elem = if requant.is_some() { 1 } else { 4 };
     let in_plane: usize = geo.w.in_sp.iter().product();
     let w_out = output_row_pixels(&geo);
-    let block = block_rows(&geo);
+    let block = block_rows(&geo, requant.is_some());
     let in_place = is_direct_1x1(&geo);
     let flags = e.flags;
     if let Split::Planes(planes) = &split {
@@ -288,18 +300,8 @@ pub fn conv(
                 let wg = e.index(wp, m0, kk as i64);
                 let bg = e.index(bias_ptr, m0, 4);
                 let og = e.index(oi, m0, (geo.p * out_elem) as i64);
-                let mut c = rows.start;
-                while c < rows.end {
-                    let r = block.min(rows.end - c);
-                    let n = r * w_out;
-                    // B: the input itself, or this block's im2col columns.
-                    let (b, ldb) = if in_place {
-                        (e.addr(xg, (c * w_out) as i64), geo.p)
-                    } else {
-                        im2col(e, &geo, xg, col, c..c + r, &pad);
-                        (col, n)
-                    };
-                    let ob = e.addr(og, (c * w_out * out_elem) as i64);
+                // One block of `n` output pixels: B (`ldb` apart) to the output at `ob`.
+                let emit_block = |e: &mut Emitter, b: Value, ldb: usize, ob: Value, n: usize| {
                     let (target, ldc) = match requant {
                         Some(_) => (acc, n),
                         None => (ob, geo.p),
@@ -340,7 +342,34 @@ pub fn conv(
                     if let Some((q, table)) = &requant {
                         q.emit(e, acc, n, ob, geo.p, mn, n, *table, m0);
                     }
-                    c += r;
+                };
+                if in_place {
+                    // B is the input itself: the full blocks are one run-time loop (their
+                    // code is the same but for two addresses), then the last partial block.
+                    let (full, rest) = (rows.len() / block, rows.len() % block);
+                    let x0 = e.addr(xg, (rows.start * w_out) as i64);
+                    let o0 = e.addr(og, (rows.start * w_out * out_elem) as i64);
+                    let n = block * w_out;
+                    e.loop_n(full, |e, i| {
+                        let b = e.index(x0, i, n as i64);
+                        let ob = e.index(o0, i, (n * out_elem) as i64);
+                        emit_block(e, b, geo.p, ob, n);
+                    });
+                    if rest != 0 {
+                        let b = e.addr(x0, (full * n) as i64);
+                        let ob = e.addr(o0, (full * n * out_elem) as i64);
+                        emit_block(e, b, geo.p, ob, rest * w_out);
+                    }
+                } else {
+                    let mut c = rows.start;
+                    while c < rows.end {
+                        let r = block.min(rows.end - c);
+                        let n = r * w_out;
+                        im2col(e, &geo, xg, col, c..c + r, &pad);
+                        let ob = e.addr(og, (c * w_out * out_elem) as i64);
+                        emit_block(e, col, n, ob, n);
+                        c += r;
+                    }
                 }
             });
         });

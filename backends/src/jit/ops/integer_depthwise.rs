@@ -3,9 +3,10 @@
 //!
 //! Per plane: a copy padded with the data zero point (its products cancel against the folded
 //! bias like any other value's, docs/QUANTIZATION.md), then, per output row, eight outputs at a
-//! time: for each tap, eight input bytes (stride 1: one 8-byte load; stride 2: the even bytes of
-//! a 16-byte load) widened to i16, multiplied by the tap's weight (`|u8 · s8| < 2^15`, exact),
-//! and the products widened into two i32x4 accumulators starting at the folded bias. A row
+//! time: for each pair of taps, eight input bytes of each (stride 1: one 8-byte load; stride 2:
+//! the even bytes of a 16-byte load) widened to i16, interleaved and multiplied by the pair's
+//! weights with `pmaddwd` (`|u8 · s8| < 2^15`, two products per i32 lane, exact) into two i32x4
+//! accumulators starting at the folded bias; an odd last tap is multiplied in i16 and widened. A row
 //! narrower than eight, and other strides, take a scalar loop. The i32 row is requantized per
 //! channel (`kernels::requant`), or stored as it is.
 //!
@@ -15,7 +16,7 @@ use super::conv::{even_ranges, ConvGeometry};
 use crate::jit::emit::{mf, Emitter};
 use crate::jit::kernels::requant::Requantization;
 use crate::jit::kernels::window::pad_plane_of;
-use cranelift_codegen::ir::{types, InstBuilder, Value};
+use cranelift_codegen::ir::{types, ConstantData, InstBuilder, Value};
 
 /// Whether `geo` takes this kernel: depthwise, two spatial axes.
 pub(super) fn applies(geo: &ConvGeometry) -> bool {
@@ -92,13 +93,23 @@ pub(super) fn emit(
         let weights: Vec<Value> = (0..taps)
             .map(|t| e.fb.ins().sload8(types::I32, mf(), wc, t as i32))
             .collect();
-        // The weights splatted into i16 lanes for the vector loop.
-        let wide: Vec<Value> = match vector {
+        // For the vector loop, per pair of taps `(2q, 2q + 1)` the i16 lanes `[w_2q, w_2q+1]`
+        // repeated (the `pmaddwd` operand), and an odd last tap splatted alone.
+        let pairs: Vec<Value> = match vector {
             true => weights
-                .iter()
-                .map(|&v| {
-                    let h = e.fb.ins().ireduce(types::I16, v);
-                    e.fb.ins().splat(types::I16X8, h)
+                .chunks(2)
+                .map(|ws| match *ws {
+                    [w0, w1] => {
+                        let lo = e.fb.ins().band_imm_u(w0, 0xffff);
+                        let hi = e.fb.ins().ishl_imm_u(w1, 16);
+                        let both = e.fb.ins().bor(lo, hi);
+                        let v = e.fb.ins().splat(types::I32X4, both);
+                        e.bits(types::I16X8, v)
+                    }
+                    _ => {
+                        let h = e.fb.ins().ireduce(types::I16, ws[0]);
+                        e.fb.ins().splat(types::I16X8, h)
+                    }
                 })
                 .collect(),
             false => Vec::new(),
@@ -117,11 +128,22 @@ pub(super) fn emit(
                 for j0 in starts {
                     let b = e.fb.ins().splat(types::I32X4, bias);
                     let (mut lo, mut hi) = (b, b);
-                    for ky in 0..kh {
-                        for kx in 0..kw {
-                            let off = (ky * dy * row_len + kx * dx + j0 * sx) as i32;
-                            let x = eight_bytes(e, top, off, sx, ops.x_signed);
-                            let prod = e.fb.ins().imul(x, wide[ky * kw + kx]);
+                    let offs: Vec<i32> = (0..taps)
+                        .map(|t| (t / kw * dy * row_len + t % kw * dx + j0 * sx) as i32)
+                        .collect();
+                    for (q, tap_offs) in offs.chunks(2).enumerate() {
+                        let x0 = eight_bytes(e, top, tap_offs[0], sx, ops.x_signed);
+                        if let [_, off1] = *tap_offs {
+                            // Outputs 0-3 and 4-7 of both taps interleaved, then one `pmaddwd`
+                            // each: x0·w0 + x1·w1 per output (|·| < 2^16, exact).
+                            let x1 = eight_bytes(e, top, off1, sx, ops.x_signed);
+                            let (il, ih) = interleave_i16(e, x0, x1);
+                            let pl = pmaddwd(e, il, pairs[q]);
+                            let ph = pmaddwd(e, ih, pairs[q]);
+                            lo = e.fb.ins().iadd(lo, pl);
+                            hi = e.fb.ins().iadd(hi, ph);
+                        } else {
+                            let prod = e.fb.ins().imul(x0, pairs[q]);
                             let pl = e.fb.ins().swiden_low(prod);
                             let ph = e.fb.ins().swiden_high(prod);
                             lo = e.fb.ins().iadd(lo, pl);
@@ -183,4 +205,33 @@ fn eight_bytes(e: &mut Emitter, p: Value, off: i32, sx: usize, signed: bool) -> 
             e.fb.ins().ushr_imm_u(up, 8)
         }
     }
+}
+
+/// The i16 lanes of `a` and `b` interleaved: lanes 0-3 of each (`[a0, b0, a1, b1, …]`), then
+/// lanes 4-7 (`punpcklwd`, `punpckhwd` on x86-64; `zip1`, `zip2` on aarch64).
+fn interleave_i16(e: &mut Emitter, a: Value, b: Value) -> (Value, Value) {
+    let half = |e: &mut Emitter, first: u8| {
+        let mask: Vec<u8> = (0..4u8)
+            .flat_map(|i| {
+                let x = 2 * (first + i);
+                [x, x + 1, 16 + x, 17 + x]
+            })
+            .collect();
+        let mask = e.fb.func.dfg.immediates.push(ConstantData::from(mask));
+        let a8 = e.bits(types::I8X16, a);
+        let b8 = e.bits(types::I8X16, b);
+        let r = e.fb.ins().shuffle(a8, b8, mask);
+        e.bits(types::I16X8, r)
+    };
+    (half(e, 0), half(e, 4))
+}
+
+/// `pmaddwd x, y` (i16x8 × i16x8 → i32x4 sums of adjacent products) as the tree Cranelift
+/// matches (docs/CRANELIFT.md).
+fn pmaddwd(e: &mut Emitter, x: Value, y: Value) -> Value {
+    let (xl, yl) = (e.fb.ins().swiden_low(x), e.fb.ins().swiden_low(y));
+    let lo = e.fb.ins().imul(xl, yl);
+    let (xh, yh) = (e.fb.ins().swiden_high(x), e.fb.ins().swiden_high(y));
+    let hi = e.fb.ins().imul(xh, yh);
+    e.fb.ins().iadd_pairwise(lo, hi)
 }

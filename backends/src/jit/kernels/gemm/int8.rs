@@ -3,8 +3,10 @@
 //!
 //! Every route has a step of four k and the same packed B layout (`super::pack`, "k quads":
 //! per step, each column's four consecutive k bytes, so one 16-byte B vector is four columns ×
-//! four k). A step broadcasts the row's four A bytes (one `i32` load) and, per B vector, adds
-//! four-term dot products into four i32 accumulator lanes. The routes differ only in the CLIF of
+//! four k). A step broadcasts the row's four A bytes (one `i32` load and a splat; on x86-64 in
+//! the unrolled loop, one 16-byte load of four steps' quads and a `pshufd` of the step's quad,
+//! [`Tile::broadcast_a_in_group`]) and, per B vector, adds four-term dot products into four i32
+//! accumulator lanes. The routes differ only in the CLIF of
 //! that dot product, because Cranelift matches each dot-product instruction from one exact tree
 //! (docs/CRANELIFT.md, "int8 dot products: one exact tree per target"):
 //!
@@ -30,7 +32,9 @@ use super::loops::load_quad;
 use super::tile::{mem, Tile};
 use super::{emit_tiled, pack, BSource, Bias, GemmShape};
 use crate::jit::isa::IsaFlags;
-use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, Type, Value};
+use cranelift_codegen::ir::{
+    types, ConstantData, Endianness, InstBuilder, MemFlagsData, Type, Value,
+};
 use cranelift_frontend::FunctionBuilder;
 
 /// Bytes of B packed for `tile` (`k`×`n`): `round_up(k, 4) · round_up(n, tile.cols)`; also the
@@ -507,6 +511,27 @@ impl Tile for Int8Tile {
         }
         let v = fb.ins().bitcast(types::I8X16, little(), v);
         [v; 4]
+    }
+
+    /// `Vnni` and `Pmaddubsw` (x86-64): one 16-byte load of the row's four quads (re-read per
+    /// step: the broadcasts stay one register) and a `pshufd` of the quad `lane`, instead of
+    /// `mov`, `vmovd`, `vpbroadcastd` per step.
+    fn broadcast_a_in_group(
+        &self,
+        fb: &mut FunctionBuilder,
+        ptr: Value,
+        off: i32,
+        lane: usize,
+    ) -> Option<[Value; 4]> {
+        if !matches!(self.route, Int8Route::Vnni | Int8Route::Pmaddubsw) {
+            return None;
+        }
+        let group = fb.ins().load(types::I8X16, mem(), ptr, off);
+        let first = 4 * lane as u8;
+        let mask: Vec<u8> = (0..16).map(|i| first + i % 4).collect();
+        let mask = fb.func.dfg.immediates.push(ConstantData::from(mask));
+        let v = fb.ins().shuffle(group, group, mask);
+        Some([v; 4])
     }
 
     fn prepare_b(&self, fb: &mut FunctionBuilder, _flags: &IsaFlags, b: Value) -> [Value; 4] {

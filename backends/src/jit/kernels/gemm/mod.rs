@@ -607,7 +607,8 @@ impl<'t, T: Tile> Plan<'t, T> {
                     b_p: Value,
                     a_off: usize,
                     b_off: usize,
-                    valid: usize| {
+                    valid: usize,
+                    group_step: Option<usize>| {
             let bv: Vec<T::B> = (0..nv)
                 .map(|v| {
                     let off = imm(b_off + 16 * v);
@@ -619,7 +620,14 @@ impl<'t, T: Tile> Plan<'t, T> {
                 })
                 .collect();
             for r in 0..mr {
-                let sa = tile.broadcast_a(fb, a_p, imm(r * lda_b + a_off), valid);
+                // In the unrolled loop, `a_off` is `a_step · group_step` from the group's start.
+                let grouped = group_step.and_then(|u| {
+                    tile.broadcast_a_in_group(fb, a_p, imm(r * lda_b + a_off - a_step * u), u)
+                });
+                let sa = match grouped {
+                    Some(sa) => sa,
+                    None => tile.broadcast_a(fb, a_p, imm(r * lda_b + a_off), valid),
+                };
                 for (v, &b) in bv.iter().enumerate() {
                     let x = fb.use_var(acc[r * nv + v]);
                     let y = tile.mul_add(fb, &self.flags, sa, b, x);
@@ -646,7 +654,7 @@ impl<'t, T: Tile> Plan<'t, T> {
             let ap = fb.use_var(va);
             let bp = fb.use_var(vb);
             for u in 0..UNROLL {
-                step(fb, ap, bp, a_step * u, b_step * u, ks);
+                step(fb, ap, bp, a_step * u, b_step * u, ks, Some(u));
             }
             let ap = fb.ins().iadd_imm_s(ap, (a_step * UNROLL) as i64);
             let bp = fb.ins().iadd_imm_s(bp, (b_step * UNROLL) as i64);
@@ -663,11 +671,11 @@ impl<'t, T: Tile> Plan<'t, T> {
             b_p = fb.use_var(vb);
         }
         for u in 0..steps % UNROLL {
-            step(fb, a_p, b_p, a_step * u, b_step * u, ks);
+            step(fb, a_p, b_p, a_step * u, b_step * u, ks, None);
         }
         if !kcb.is_multiple_of(ks) {
             let u = steps % UNROLL;
-            step(fb, a_p, b_p, a_step * u, b_step * u, kcb % ks);
+            step(fb, a_p, b_p, a_step * u, b_step * u, kcb % ks, None);
         }
 
         for r in 0..mr {

@@ -42,6 +42,19 @@ pub trait Tile {
     /// Loads the first `valid` (`1..=k_step`) of the `k_step` A elements at `ptr + off`, the
     /// others zero, and broadcasts them in the form [`Tile::mul_add`] takes.
     fn broadcast_a(&self, fb: &mut FunctionBuilder, ptr: Value, off: i32, valid: usize) -> Self::A;
+    /// The A operand of step `lane` (`0..UNROLL`) of one row in an unrolled group of
+    /// `UNROLL` full steps whose `k_step · UNROLL` elements start at `ptr + off`, taken from
+    /// one load of the whole group instead of one load per step; `None` (the default) when the
+    /// tile broadcasts every step by [`Tile::broadcast_a`]. Reads only the group's elements.
+    fn broadcast_a_in_group(
+        &self,
+        _fb: &mut FunctionBuilder,
+        _ptr: Value,
+        _off: i32,
+        _lane: usize,
+    ) -> Option<Self::A> {
+        None
+    }
     /// Turns one loaded B vector (of type [`Tile::b_vector`]) into the form [`Tile::mul_add`]
     /// takes; emitted once per step and vector, before the rows use it.
     fn prepare_b(&self, fb: &mut FunctionBuilder, flags: &IsaFlags, b: Value) -> Self::B;
