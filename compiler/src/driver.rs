@@ -552,7 +552,8 @@ pub struct PassOptions {
     pub time_passes: bool,
     /// Verify the graph after every pass application.
     pub verify_each: bool,
-    /// Quantize to int8 before the pipeline (`canonicalize,quantize,` ahead of it).
+    /// Quantize to int8 before the pipeline (`canonicalize,quantize,` ahead of it, and its
+    /// `fold-qdq` with Kestrel's fixed-point requantization, as in the `int8` pipeline).
     pub quantize: bool,
     /// Calibration data for the `quantize` pass.
     pub calib: Option<PathBuf>,
@@ -576,8 +577,11 @@ impl PassOptions {
     pub fn resolve(&self, default: &str) -> kestrel_passes::PipelineOptions {
         let pipeline = self.pipeline.clone().unwrap_or_else(|| default.to_string());
         let pipeline = if self.quantize && pipeline != "int8" {
-            let rest = kestrel_passes::pipeline::named_pipeline(&pipeline)
-                .map_or(pipeline, |p| p.to_string());
+            // A pipeline that does not parse keeps its text: the pass manager reports the error.
+            let rest = kestrel_passes::pipeline::resolve_pipeline(&pipeline)
+                .map_or(pipeline, |p| {
+                    kestrel_passes::pipeline::with_fixed_point_requant(p).to_string()
+                });
             if rest.trim().is_empty() {
                 "canonicalize,quantize".to_string()
             } else {
