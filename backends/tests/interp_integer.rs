@@ -26,6 +26,7 @@ fn requant(multiplier: &[f32], zero_point: i32, min: i32, max: i32) -> Requant {
         zero_point,
         min,
         max,
+        mode: RequantMode::FixedPoint,
     }
 }
 

@@ -1,7 +1,8 @@
 //! The JIT's integer kernels against the interpreter, bit for bit (docs/QUANTIZATION.md): the
 //! quantized add, quantized conv (plain, grouped, depthwise, padded with the zero point,
 //! strided), quantized gemm, and 8-bit max pooling, with random shapes, zero points,
-//! per-channel multipliers and folded activation bounds, split into tasks.
+//! per-channel multipliers, both requantization modes and folded activation bounds, split into
+//! tasks.
 
 use kestrel_backends::interp;
 use kestrel_backends::jit::{compile, JitOptions};
@@ -95,7 +96,14 @@ proptest! {
     }
 }
 
-fn requant_of(to: DType, channels: usize, zero_point: i32, pick: u8, seed: u64) -> Requant {
+fn requant_of(
+    to: DType,
+    channels: usize,
+    zero_point: i32,
+    pick: u8,
+    float: bool,
+    seed: u64,
+) -> Requant {
     let mut r = XorShift64::seeded(seed);
     let (min, max) = bounds(to, zero_point, pick);
     Requant {
@@ -107,6 +115,11 @@ fn requant_of(to: DType, channels: usize, zero_point: i32, pick: u8, seed: u64) 
         zero_point,
         min,
         max,
+        mode: if float {
+            RequantMode::Float
+        } else {
+            RequantMode::FixedPoint
+        },
     }
 }
 
@@ -139,7 +152,7 @@ proptest! {
         kh in 1usize..4, kw in 1usize..4, stride in 1usize..3, dil in 1usize..3,
         pads in prop::collection::vec(0usize..3, 4), group_pick in 0usize..3, with_bias in any::<bool>(),
         xdt in int8_types(), to in int8_types(), requantized in any::<bool>(), per_channel in any::<bool>(),
-        zx in -30i32..30, zy in -30i32..30, pick in any::<u8>(), seed in any::<u64>(),
+        zx in -30i32..30, zy in -30i32..30, pick in any::<u8>(), float in any::<bool>(), seed in any::<u64>(),
     ) {
         let (group, c, m) = match group_pick {
             0 => (1, c, m),
@@ -152,7 +165,7 @@ proptest! {
         let zy = shift(to, zy);
         let ia = IntegerAttrs {
             x_zero_point: shift(xdt, zx),
-            requant: requantized.then(|| requant_of(to, if per_channel { m } else { 1 }, zy, pick, seed + 9)),
+            requant: requantized.then(|| requant_of(to, if per_channel { m } else { 1 }, zy, pick, float, seed + 9)),
         };
         let a = ConvAttrs {
             group,
@@ -180,7 +193,7 @@ proptest! {
         rows in 1usize..6, kk in 1usize..40, n in 1usize..20, trans_b in any::<bool>(),
         with_bias in any::<bool>(), xdt in int8_types(), to in int8_types(),
         requantized in any::<bool>(), per_channel in any::<bool>(),
-        zx in -30i32..30, zy in -30i32..30, pick in any::<u8>(), seed in any::<u64>(),
+        zx in -30i32..30, zy in -30i32..30, pick in any::<u8>(), float in any::<bool>(), seed in any::<u64>(),
     ) {
         let shift = |t: DType, z: i32| if t == DType::U8 { z + 128 } else { z };
         let zy = shift(to, zy);
@@ -188,7 +201,7 @@ proptest! {
             trans_b,
             integer: Some(IntegerAttrs {
                 x_zero_point: shift(xdt, zx),
-                requant: requantized.then(|| requant_of(to, if per_channel { n } else { 1 }, zy, pick, seed + 9)),
+                requant: requantized.then(|| requant_of(to, if per_channel { n } else { 1 }, zy, pick, float, seed + 9)),
             }),
             ..Default::default()
         };
@@ -248,7 +261,7 @@ proptest! {
         n in 1usize..3, c in 2usize..5, h in 3usize..8, w in 8usize..30,
         k in 1usize..6, stride in 1usize..4, dil in 1usize..3, pad in 0usize..3,
         xdt in int8_types(), requantized in any::<bool>(), zx in -30i32..30, zy in -30i32..30,
-        pick in any::<u8>(), seed in any::<u64>(),
+        pick in any::<u8>(), float in any::<bool>(), seed in any::<u64>(),
     ) {
         prop_assume!(h + 2 * pad > (k - 1) * dil && w + 2 * pad > (k - 1) * dil);
         let shift = |t: DType, z: i32| if t == DType::U8 { z + 128 } else { z };
@@ -260,7 +273,7 @@ proptest! {
             pads: vec![pad; 4],
             integer: Some(IntegerAttrs {
                 x_zero_point: shift(xdt, zx),
-                requant: requantized.then(|| requant_of(DType::U8, c, zy, pick, seed + 9)),
+                requant: requantized.then(|| requant_of(DType::U8, c, zy, pick, float, seed + 9)),
             }),
             ..Default::default()
         };
@@ -293,7 +306,8 @@ fn conv_1x1(
         pads: vec![0; 4],
         integer: Some(IntegerAttrs {
             x_zero_point: 120 + (seed % 11) as i32,
-            requant: requantized.then(|| requant_of(DType::U8, m, zy, (seed % 3) as u8, seed + 9)),
+            requant: requantized
+                .then(|| requant_of(DType::U8, m, zy, (seed % 3) as u8, seed % 2 == 0, seed + 9)),
         }),
         ..Default::default()
     };

@@ -14,7 +14,7 @@ use kestrel_backends::jit::isa::IsaFlags;
 use kestrel_backends::jit::kernels::requant::{Channels, Requantization};
 use kestrel_ir::quant::{quantize_multiplier, range_of, requantize_output, FixedMultiplier};
 use kestrel_ir::testing::{Random, XorShift64};
-use kestrel_ir::DType;
+use kestrel_ir::{DType, RequantMode};
 use proptest::prelude::*;
 
 /// Guard bytes after each output row.
@@ -122,6 +122,8 @@ fn requantization(
         zero_point,
         min,
         max,
+        mode: RequantMode::FixedPoint,
+        multipliers: Vec::new(),
     }
 }
 

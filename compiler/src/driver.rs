@@ -552,7 +552,8 @@ pub struct PassOptions {
     pub time_passes: bool,
     /// Verify the graph after every pass application.
     pub verify_each: bool,
-    /// Quantize to int8 before the pipeline (`canonicalize,quantize,` ahead of it).
+    /// Quantize to int8 before the pipeline (`canonicalize,quantize,` ahead of it, and its
+    /// `fold-qdq` with Kestrel's fixed-point requantization, as in the `int8` pipeline).
     pub quantize: bool,
     /// Calibration data for the `quantize` pass.
     pub calib: Option<PathBuf>,
@@ -577,8 +578,15 @@ impl PassOptions {
     /// The pass manager's options, running `default` when no pipeline is named.
     pub fn resolve(&self, default: &str) -> kestrel_passes::PipelineOptions {
         let base = self.pipeline.clone().unwrap_or_else(|| default.to_string());
-        let expanded = || {
-            kestrel_passes::pipeline::named_pipeline(&base).map_or(base.clone(), |p| p.to_string())
+        // A pipeline that does not parse keeps its text: the pass manager reports the error.
+        let expanded = |fixed_point: bool| {
+            kestrel_passes::pipeline::resolve_pipeline(&base).map_or(base.clone(), |p| {
+                if fixed_point {
+                    kestrel_passes::pipeline::with_fixed_point_requant(p).to_string()
+                } else {
+                    p.to_string()
+                }
+            })
         };
         let mut steps = Vec::new();
         if let Some(r) = self.prune {
@@ -586,9 +594,9 @@ impl PassOptions {
         }
         let rest = if self.quantize && base != "int8" {
             steps.push("canonicalize,quantize".to_string());
-            expanded()
+            expanded(true)
         } else if !steps.is_empty() {
-            expanded()
+            expanded(false)
         } else {
             base.clone()
         };

@@ -386,7 +386,9 @@ fn quantize_writes_a_qdq_graph_that_runs_close_to_float() {
 
 /// `quantize -o OUT.onnx` writes QDQ ONNX that Kestrel imports and runs at O2 on integer
 /// kernels (its logits within a few percent of the float model's), and `run --quantize int8
-/// --calib` computes the same outputs as the written model.
+/// --calib` computes the same outputs as the written model folded with the same (fixed-point)
+/// requantization; `O2` alone folds it with onnxruntime's f32 requantization instead
+/// (docs/QUANTIZATION.md).
 #[test]
 fn quantize_writes_onnx_and_run_quantizes_in_process() {
     let dir = tempfile::tempdir().unwrap();
@@ -421,7 +423,40 @@ fn quantize_writes_onnx_and_run_quantizes_in_process() {
         assert!(o.status.success(), "{}", stderr(&o));
         kestrel::tensor_io::read_npz(&out).unwrap()
     };
-    let from_file = outs(&["run", onnx.to_str().unwrap()], "a.npz");
+    let dump_in_process = kestrel(&[
+        "dump",
+        &digits("digits_cnn.onnx"),
+        "--quantize",
+        "int8",
+        "--calib",
+        calib.to_str().unwrap(),
+        "--pipeline",
+        "O2",
+    ]);
+    assert!(
+        dump_in_process.status.success(),
+        "{}",
+        stderr(&dump_in_process)
+    );
+    let modes = |text: &str, mode: &str| text.matches(&format!("requant_mode={mode}")).count();
+    let in_process_text = String::from_utf8_lossy(&dump_in_process.stdout).to_string();
+    assert!(
+        modes(&in_process_text, "fixed_point") > 0 && modes(&in_process_text, "float") == 0,
+        "--quantize int8 folds with the fixed-point requantization:\n{in_process_text}"
+    );
+    assert!(
+        modes(&text, "float") > 0 && modes(&text, "fixed_point") == 0,
+        "O2 folds a QDQ file with onnxruntime's requantization:\n{text}"
+    );
+    let from_file = outs(
+        &[
+            "run",
+            onnx.to_str().unwrap(),
+            "--pipeline",
+            "canonicalize,fold-qdq(requant=fixed_point),fuse,canonicalize",
+        ],
+        "a.npz",
+    );
     let in_process = outs(
         &[
             "run",

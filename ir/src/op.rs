@@ -339,8 +339,8 @@ pub struct ConvAttrs {
 /// - `acc[c] = b[c] + Σ_k (x_k - x_zero_point) · w_ck` in i32, wrapping; a convolution's padding
 ///   holds `x_zero_point` (it is real zero), so padded taps contribute nothing.
 /// - Without `requant` the output is `acc` (i32). With it, `y = clamp(zero_point + r(acc[c],
-///   multiplier[c]), min, max)` as `to`, where `r` is the fixed-point multiply of
-///   [`crate::quant::requantize`] (`multiplier` has one entry per output channel, or one for all).
+///   multiplier[c]), min, max)` as `to`, where `r` is the rounding [`Requant::mode`] names
+///   (`multiplier` has one entry per output channel, or one for all).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct IntegerAttrs {
     pub x_zero_point: i32,
@@ -361,6 +361,8 @@ pub struct Requant {
     /// Bounds of the output, within `to`'s range (narrowed by a folded Relu or Clip).
     pub min: i32,
     pub max: i32,
+    /// How `acc · multiplier` is rounded to an integer.
+    pub mode: RequantMode,
 }
 
 impl Default for Requant {
@@ -372,6 +374,40 @@ impl Default for Requant {
             zero_point: 0,
             min: 0,
             max: 255,
+            mode: RequantMode::FixedPoint,
+        }
+    }
+}
+
+/// The arithmetic of a [`Requant`]: `r(acc, M)`, the integer that `acc · M` becomes before the
+/// zero point is added and the bounds applied (docs/QUANTIZATION.md "Integer semantics").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RequantMode {
+    /// TFLite's single-rounding fixed-point multiply, [`crate::quant::requantize`]: `M` as a
+    /// 31-bit multiplier and a shift, halves rounded toward +∞. Kestrel's own quantized models.
+    #[default]
+    FixedPoint,
+    /// onnxruntime's (MLAS's) float requantization, [`crate::quant::requantize_float`]:
+    /// `round_half_even(f32(acc) · M)` with one f32 multiply. Models quantized elsewhere, so
+    /// that Kestrel gives onnxruntime's integers.
+    Float,
+}
+
+impl RequantMode {
+    /// The name in the IR text (`requant_mode=float`).
+    pub fn name(self) -> &'static str {
+        match self {
+            RequantMode::FixedPoint => "fixed_point",
+            RequantMode::Float => "float",
+        }
+    }
+
+    /// The mode called `name` (see [`RequantMode::name`]).
+    pub fn from_name(name: &str) -> Option<RequantMode> {
+        match name {
+            "fixed_point" => Some(RequantMode::FixedPoint),
+            "float" => Some(RequantMode::Float),
+            _ => None,
         }
     }
 }

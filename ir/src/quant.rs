@@ -1,8 +1,10 @@
 //! The arithmetic of quantized integer ops that every backend must reproduce bit for bit
 //! (docs/QUANTIZATION.md): the fixed-point form of a real multiplier, and requantization of an
-//! i32 accumulator with it (TFLite's single-rounding convention).
+//! i32 accumulator with it (TFLite's single-rounding convention), or with an f32 multiply as
+//! onnxruntime does ([`crate::RequantMode`]).
 
 use crate::dtype::DType;
+use crate::op::RequantMode;
 
 /// A real multiplier `M > 0` as `m · 2^(shift - 31)` with `m` in `[2^30, 2^31)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +67,50 @@ pub fn requantize_output(acc: i32, f: FixedMultiplier, zero_point: i32, min: i32
     requantize(acc, f)
         .saturating_add(zero_point)
         .clamp(min, max)
+}
+
+/// onnxruntime's requantization (MLAS `MlasRequantizeOutput`): `acc` converted to f32 (to
+/// nearest, ties to even, beyond 2^24), one f32 multiply by `multiplier`, the product rounded
+/// half to even, saturated to i32.
+pub fn requantize_float(acc: i32, multiplier: f32) -> i32 {
+    // `as` saturates; a NaN (impossible for the finite positive multipliers of a `Requant`)
+    // becomes 0.
+    (acc as f32 * multiplier).round_ties_even() as i32
+}
+
+/// The output step of [`requantize_float`]: `clamp(zero_point + requantize_float(acc,
+/// multiplier), min, max)`, the addition saturating. MLAS clamps the product to the type's range
+/// before rounding; with integer bounds that gives the same integers.
+pub fn requantize_output_float(
+    acc: i32,
+    multiplier: f32,
+    zero_point: i32,
+    min: i32,
+    max: i32,
+) -> i32 {
+    requantize_float(acc, multiplier)
+        .saturating_add(zero_point)
+        .clamp(min, max)
+}
+
+/// One requantized output of [`crate::Requant`]'s arithmetic: `mode` picks
+/// [`requantize_output`] with the fixed-point form of `multiplier` or
+/// [`requantize_output_float`]. `None` when a fixed-point mode's multiplier has no fixed-point
+/// form. (Per-element conversion; kernels convert the multiplier once.)
+pub fn requantize_output_with(
+    mode: RequantMode,
+    acc: i32,
+    multiplier: f32,
+    zero_point: i32,
+    min: i32,
+    max: i32,
+) -> Option<i32> {
+    Some(match mode {
+        RequantMode::FixedPoint => {
+            requantize_output(acc, quantize_multiplier(multiplier)?, zero_point, min, max)
+        }
+        RequantMode::Float => requantize_output_float(acc, multiplier, zero_point, min, max),
+    })
 }
 
 /// The value range of an 8-bit quantized dtype (`None` for other dtypes).
@@ -137,6 +183,54 @@ mod tests {
             for acc in (-100_000..100_000).step_by(997) {
                 let want = (acc as f64 * value(f) + 0.5).floor();
                 assert_eq!(requantize(acc, f) as f64, want, "{m} {acc}");
+            }
+        }
+    }
+
+    #[test]
+    fn float_requantization_is_one_f32_multiply_rounded_half_even() {
+        // 0.5 and 2.5 are exact halves: ties go to even (fixed point: toward +inf).
+        assert_eq!(requantize_float(1, 0.5), 0);
+        assert_eq!(requantize_float(3, 0.5), 2);
+        assert_eq!(requantize_float(5, 0.5), 2);
+        assert_eq!(requantize_float(-3, 0.5), -2);
+        assert_eq!(requantize_float(-5, 0.5), -2);
+        assert_eq!(requantize(5, quantize_multiplier(0.5).unwrap()), 3);
+        // The f32 product rounds before the integer rounding: 278513 · M is 2427.49992 in exact
+        // arithmetic (fixed point: 2427) but exactly 2427.5 in f32 (ties to even: 2428).
+        let m = f32::from_bits(1007603011); // 0.0087159304
+        assert_eq!(requantize_float(278513, m), 2428);
+        assert_eq!(requantize(278513, quantize_multiplier(m).unwrap()), 2427);
+        // Beyond 2^24 the accumulator itself rounds: f32(25165825) = 25165824.
+        assert_eq!(requantize_float(25165825, 0.5), 12582912);
+        assert_eq!(
+            requantize(25165825, quantize_multiplier(0.5).unwrap()),
+            12582913
+        );
+        // Saturation and bounds.
+        assert_eq!(requantize_float(i32::MAX, 1000.0), i32::MAX);
+        assert_eq!(requantize_float(i32::MIN, 1000.0), i32::MIN);
+        assert_eq!(requantize_output_float(1000, 0.5, 10, 0, 255), 255);
+        assert_eq!(requantize_output_float(-1000, 0.5, 10, 0, 255), 0);
+        assert_eq!(requantize_output_float(7, 0.5, 10, 0, 255), 14);
+        assert_eq!(
+            requantize_output_with(RequantMode::Float, 5, 0.5, 0, 0, 255),
+            Some(2)
+        );
+        assert_eq!(
+            requantize_output_with(RequantMode::FixedPoint, 5, 0.5, 0, 0, 255),
+            Some(3)
+        );
+        assert_eq!(
+            requantize_output_with(RequantMode::FixedPoint, 5, 1e-12, 0, 0, 255),
+            None
+        );
+        // Against f64 arithmetic where the f32 product is exact (small accumulators, multipliers
+        // with few mantissa bits).
+        for &m in &[0.375f32, 0.0625, 1.25] {
+            for acc in -5000..5000 {
+                let want = (acc as f64 * m as f64).round_ties_even();
+                assert_eq!(requantize_float(acc, m) as f64, want, "{m} {acc}");
             }
         }
     }

@@ -1754,6 +1754,7 @@ fn quantized_conv_and_gemm_round_trip() {
         zero_point: 3,
         min: 3,
         max: 255,
+        mode: RequantMode::Float,
     };
     let conv = Op::Conv(ConvAttrs {
         group: 1,
@@ -1786,6 +1787,7 @@ fn quantized_conv_and_gemm_round_trip() {
         "requant_multiplier=dense<[0.25, 0.125, 0.5]> : f32[3]",
         "requant_to=u8",
         "requant_min=3",
+        "requant_mode=float",
         "x_zero_point=3}",
     ] {
         assert!(text.contains(needle), "{needle} missing in\n{text}");

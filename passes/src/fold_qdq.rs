@@ -27,15 +27,47 @@
 //! Anything else stays as it is: ops without an integer form keep computing in float between a
 //! dequantize and a quantize. Integer ops differ from the float computation they replace by
 //! rounding (at most one output step in practice), so golden cases mark numerics as changed.
+//!
+//! The requantizations it makes have the mode of option `requant` (`float`, the default:
+//! onnxruntime's f32 multiply, so that models quantized elsewhere give onnxruntime's integers;
+//! `fixed_point`: TFLite's fixed-point multiply, what the `int8` pipeline uses for the models
+//! Kestrel quantizes). The multiplier is computed as the mode's convention does: `float` in f32 as
+//! onnxruntime does, `(s_x · s_w[c]) / s_y`; `fixed_point` in f64 from the f32 scales.
 
+use crate::registry::Options;
 use crate::util::{node_label, ConstNames};
 use crate::{Pass, PassContext, PassError};
 use kestrel_ir::{
-    ConvAttrs, DType, GemmAttrs, Graph, IntegerAttrs, NodeId, Op, Requant, Tensor, UnaryOp,
-    ValueId, F32,
+    ConvAttrs, DType, GemmAttrs, Graph, IntegerAttrs, NodeId, Op, Requant, RequantMode, Tensor,
+    UnaryOp, ValueId, F32,
 };
 
-pub struct FoldQdq;
+pub struct FoldQdq {
+    /// The mode of every requantization the pass makes.
+    pub mode: RequantMode,
+}
+
+impl Default for FoldQdq {
+    fn default() -> Self {
+        FoldQdq {
+            mode: RequantMode::Float,
+        }
+    }
+}
+
+impl FoldQdq {
+    /// Option `requant=float|fixed_point` (default `float`).
+    pub(crate) fn from_options(opts: &Options) -> Result<Self, PassError> {
+        let mode = match opts.get::<String>("requant")? {
+            None => RequantMode::Float,
+            Some(name) => RequantMode::from_name(&name).ok_or_else(|| PassError::BadOption {
+                pass: "fold-qdq".to_string(),
+                reason: format!("option requant={name}: expected float or fixed_point"),
+            })?,
+        };
+        Ok(FoldQdq { mode })
+    }
+}
 
 /// A constant, per-tensor quantization: `(scale, zero point, dtype)` of an 8-bit value.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -212,12 +244,20 @@ fn bounds(y: Params, act: Option<UnaryOp>) -> Option<(i32, i32)> {
     (min <= max).then_some((min as i32, max as i32))
 }
 
-fn requant(sx: f32, sw: &[f32], y: Params, act: Option<UnaryOp>) -> Option<Requant> {
-    scaled_requant(sx, sw, 1.0, y, act)
+fn requant(
+    mode: RequantMode,
+    sx: f32,
+    sw: &[f32],
+    y: Params,
+    act: Option<UnaryOp>,
+) -> Option<Requant> {
+    scaled_requant(mode, sx, sw, 1.0, y, act)
 }
 
-/// [`requant`] of accumulators at `alpha · s_x · s_w[c]` (a gemm's `alpha`).
+/// [`requant`] of accumulators at `alpha · s_x · s_w[c]` (a gemm's `alpha`; with `alpha = 1`
+/// the float mode computes `s_x · s_w / s_y` in f32 as onnxruntime does).
 fn scaled_requant(
+    mode: RequantMode,
     sx: f32,
     sw: &[f32],
     alpha: f64,
@@ -227,7 +267,11 @@ fn scaled_requant(
     let (min, max) = bounds(y, act)?;
     let multiplier: Vec<F32> = sw
         .iter()
-        .map(|&s| F32((alpha * sx as f64 * s as f64 / y.scale as f64) as f32))
+        .map(|&s| match mode {
+            RequantMode::Float if alpha == 1.0 => F32(sx * s / y.scale),
+            RequantMode::Float => F32(alpha as f32 * sx * s / y.scale),
+            RequantMode::FixedPoint => F32((alpha * sx as f64 * s as f64 / y.scale as f64) as f32),
+        })
         .collect();
     if multiplier
         .iter()
@@ -242,6 +286,7 @@ fn scaled_requant(
         zero_point: y.zero_point,
         min,
         max,
+        mode,
     })
 }
 
@@ -303,7 +348,7 @@ impl FoldQdq {
                 let (xq, xp) = dequantized(g, node.inputs[0])?;
                 let (wq, sw) = weights(g, node.inputs[1], 0)?;
                 let m = g.const_data(wq)?.dims()[0];
-                let r = requant(xp.scale, &sw, yp, act)?;
+                let r = requant(self.mode, xp.scale, &sw, yp, act)?;
                 let b = match node.inputs.get(2) {
                     Some(&b) => Some(new_bias(bias(g, b, xp.scale, &sw, m)?)),
                     None => None,
@@ -333,7 +378,7 @@ impl FoldQdq {
                 let (wq, sw) = weights(g, node.inputs[1], if a.trans_b { 0 } else { 1 })?;
                 let wd = g.const_data(wq)?.dims().to_vec();
                 let n = if a.trans_b { wd[0] } else { wd[1] };
-                let r = scaled_requant(xp.scale, &sw, alpha, yp, act)?;
+                let r = scaled_requant(self.mode, xp.scale, &sw, alpha, yp, act)?;
                 let b = match node.inputs.get(2) {
                     Some(&b) => Some(new_bias(scaled_bias(g, b, xp.scale, &sw, n, beta / alpha)?)),
                     None => None,
@@ -376,7 +421,7 @@ impl FoldQdq {
                 if g.const_data(wq)?.dims().len() != 2 {
                     return None;
                 }
-                let r = requant(xp.scale, &sw, yp, act)?;
+                let r = requant(self.mode, xp.scale, &sw, yp, act)?;
                 let op = Op::Gemm(GemmAttrs {
                     integer: Some(IntegerAttrs {
                         x_zero_point: xp.zero_point,

@@ -152,15 +152,39 @@ pub fn o2() -> Pipeline {
     ])
 }
 
-/// `int8`: `canonicalize,quantize,` then `O2` (post-training int8 quantization into QDQ form,
-/// see [`crate::quantize`]; needs calibration data in [`crate::PassContext::calibrator`]).
+/// `int8`: `canonicalize,quantize,` then `O2` with the fixed-point requantization of Kestrel's
+/// scheme: `canonicalize,quantize,canonicalize,fold-qdq(requant=fixed_point),fuse,canonicalize`
+/// (post-training int8 quantization into QDQ form, see [`crate::quantize`]; needs calibration
+/// data in [`crate::PassContext::calibrator`]).
 pub fn int8() -> Pipeline {
     let mut items = vec![
         PipelineItem::pass("canonicalize"),
         PipelineItem::pass("quantize"),
     ];
-    items.extend(o2().items);
+    items.extend(with_fixed_point_requant(o2()).items);
     Pipeline::new(items)
+}
+
+/// `p` with `requant=fixed_point` given to every `fold-qdq` that names no `requant` option: the
+/// requantization of Kestrel's own int8 scheme, for the pipelines that follow `quantize` (the
+/// `int8` pipeline, `--quantize int8`); `fold-qdq` alone requantizes as onnxruntime does.
+pub fn with_fixed_point_requant(p: Pipeline) -> Pipeline {
+    fn item(i: PipelineItem) -> PipelineItem {
+        match i {
+            PipelineItem::Pass { name, mut options }
+                if name == "fold-qdq" && !options.iter().any(|(k, _)| k == "requant") =>
+            {
+                options.push(("requant".to_string(), "fixed_point".to_string()));
+                PipelineItem::Pass { name, options }
+            }
+            PipelineItem::Fixpoint { items, max_iters } => PipelineItem::Fixpoint {
+                items: items.into_iter().map(item).collect(),
+                max_iters,
+            },
+            other => other,
+        }
+    }
+    Pipeline::new(p.items.into_iter().map(item).collect())
 }
 
 /// The `canonicalize` group: `fixpoint(fold-constants,remove-identity,fold-batchnorm,
@@ -426,5 +450,24 @@ mod tests {
         assert!(e.contains("takes no options"), "{e}");
         assert!(parse_pipeline("cse)").is_err());
         assert!(resolve_pipeline("O1").unwrap() == o1());
+        let e = parse_pipeline("fold-qdq(requant=round)")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("expected float or fixed_point"), "{e}");
+    }
+
+    #[test]
+    fn quantizing_pipelines_fold_with_fixed_point_requantization() {
+        assert_eq!(o2().to_string(), "canonicalize,fold-qdq,fuse,canonicalize");
+        assert_eq!(
+            int8().to_string(),
+            "canonicalize,quantize,canonicalize,fold-qdq(requant=fixed_point),fuse,canonicalize"
+        );
+        let p = parse_pipeline("fold-qdq,fixpoint(fold-qdq,dce),fold-qdq(requant=float)").unwrap();
+        assert_eq!(
+            with_fixed_point_requant(p).to_string(),
+            "fold-qdq(requant=fixed_point),fixpoint(fold-qdq(requant=fixed_point),dce),\
+             fold-qdq(requant=float)"
+        );
     }
 }

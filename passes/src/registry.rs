@@ -28,7 +28,7 @@ const PASSES: &[(&str, &str)] = &[
     ),
     (
         "fold-qdq",
-        "fold quantize/dequantize islands into integer ops: quantized Conv/Gemm/MatMul with requantization (Relu/Clip folded into its bounds), data movement and max pooling on 8-bit values, redundant quantize-dequantize pairs removed",
+        "fold quantize/dequantize islands into integer ops: quantized Conv/Gemm/MatMul with requantization (Relu/Clip folded into its bounds), data movement and max pooling on 8-bit values, redundant quantize-dequantize pairs removed; options: requant=float|fixed_point (float: onnxruntime's f32 requantization, the default; fixed_point: TFLite's, as the int8 pipeline uses)",
     ),
     (
         "quantize",
@@ -111,7 +111,7 @@ pub fn create_pass(name: &str, options: &[(String, String)]) -> Result<Box<dyn P
         "cse" => Box::new(crate::cse::Cse),
         "remove-identity" => Box::new(crate::remove_identity::RemoveIdentity),
         "fold-batchnorm" => Box::new(crate::fold_batchnorm::FoldBatchNorm),
-        "fold-qdq" => Box::new(crate::fold_qdq::FoldQdq),
+        "fold-qdq" => Box::new(crate::fold_qdq::FoldQdq::from_options(&opts)?),
         "cancel-transpose-reshape" => {
             Box::new(crate::cancel_transpose_reshape::CancelTransposeReshape)
         }

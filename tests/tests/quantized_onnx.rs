@@ -99,8 +99,8 @@ fn run_interp(c: &Case) -> Vec<Tensor> {
         .unwrap_or_else(|e| panic!("{}: interpreter: {e}", c.path.display()))
 }
 
-/// Runs the JIT after `pipeline` (`None`: the graph as imported).
-fn run_jit(c: &Case, pipeline: Option<&str>) -> Vec<Tensor> {
+/// The case's graph after `pipeline` (`None`: as imported), ready for code generation.
+fn compiled(c: &Case, pipeline: Option<&str>) -> Graph {
     let mut g = common::load(&c.path);
     kestrel::driver::bind_shapes_from_inputs(&mut g, &c.inputs, &c.path)
         .unwrap_or_else(|e| panic!("{e:#}"));
@@ -109,6 +109,12 @@ fn run_jit(c: &Case, pipeline: Option<&str>) -> Vec<Tensor> {
         kestrel::driver::run_pipeline(&mut g, &opts, &c.path).unwrap_or_else(|e| panic!("{e:#}"));
     }
     kestrel::driver::fold_for_codegen(&mut g, &c.path).unwrap_or_else(|e| panic!("{e:#}"));
+    g
+}
+
+/// Runs the JIT after `pipeline` (`None`: the graph as imported).
+fn run_jit(c: &Case, pipeline: Option<&str>) -> Vec<Tensor> {
+    let g = compiled(c, pipeline);
     let m = jit::compile(&g, &JitOptions::default())
         .unwrap_or_else(|e| panic!("{}: compiling: {e}", c.path.display()));
     m.run(&c.inputs)
@@ -207,6 +213,120 @@ fn jit_at_the_default_pipeline_gives_the_interpreters_outputs() {
             }
         }
         check(&c, "JIT, default pipeline", &got);
+    }
+}
+
+/// The requantization rounding fixtures (`qlinear_conv_rounding`, `qgemm_rounding`, written by
+/// the generator, which checks that onnxruntime computes them with its f32 requantization):
+/// accumulators where that and TFLite's fixed-point requantization give different integers
+/// (exact halves, an accumulator above 2^24, products within f32 rounding of a half, f32
+/// multipliers that differ from the f64 ones). At `O2`, whose fold-qdq requantizes as onnxruntime
+/// does, the interpreter and the JIT give onnxruntime's bytes exactly; with the fixed-point
+/// requantization of the `int8` pipeline they agree with each other but not with onnxruntime.
+#[test]
+fn requantization_gives_onnxruntimes_integers() {
+    let fixed_point = "canonicalize,fold-qdq(requant=fixed_point),fuse,canonicalize";
+    for name in ["qlinear_conv_rounding", "qgemm_rounding"] {
+        let c = case(&fixture_dir().join(format!("{name}.onnx")));
+        for (pipeline, mode) in [
+            ("O2", kestrel_ir::RequantMode::Float),
+            (fixed_point, kestrel_ir::RequantMode::FixedPoint),
+        ] {
+            let g = compiled(&c, Some(pipeline));
+            let modes: Vec<_> = g
+                .nodes
+                .iter()
+                .filter_map(|n| match &n.op {
+                    Op::Conv(a) => a.integer.as_ref(),
+                    Op::Gemm(a) => a.integer.as_ref(),
+                    _ => None,
+                })
+                .map(|i| i.requant.as_ref().expect("requantized").mode)
+                .collect();
+            assert_eq!(modes, vec![mode; c.expected.len()], "{name} at {pipeline}");
+            let interp = kestrel_backends::interp::run(&g, &c.inputs)
+                .unwrap_or_else(|e| panic!("{name}: interpreter: {e}"));
+            let m = jit::compile(&g, &JitOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+            let jit = m.run(&c.inputs).unwrap_or_else(|e| panic!("{e}"));
+            for ((i, j), (output, want, _)) in interp.iter().zip(&jit).zip(&c.expected) {
+                let label = format!("{name} at {pipeline}, output {output}");
+                assert!(
+                    i.bytes() == j.bytes(),
+                    "{label}: JIT differs from the interpreter"
+                );
+                let differ = (0..i.numel())
+                    .filter(|&k| i.get_f64(k) != want.get_f64(k))
+                    .count();
+                eprintln!("{label}: {differ} of {} differ from onnxruntime", i.numel());
+                match mode {
+                    kestrel_ir::RequantMode::Float => assert_eq!(differ, 0, "{label}"),
+                    kestrel_ir::RequantMode::FixedPoint => assert!(differ > 0, "{label}"),
+                }
+            }
+        }
+    }
+}
+
+/// The shared `*.int8.onnx` models (onnxruntime's QDQ quantization) at `O2`, what `kestrel run`
+/// compiles by default: every conv and gemm folds to an integer op with onnxruntime's f32
+/// requantization, the interpreter on the folded graph and the JIT give the same bytes, and the
+/// logits are within one output step of onnxruntime's (the bundle's `logits`).
+#[test]
+fn shared_int8_models_at_o2_are_within_one_step_of_onnxruntime() {
+    let Some(models) = common::shared_models() else {
+        eprintln!("KESTREL_MODELS is not set: skipping");
+        return;
+    };
+    for rel in [
+        "torchvision/resnet18.int8.onnx",
+        "mnist5k/mnist5k_cnn.int8.onnx",
+        "digits/digits_cnn.int8.onnx",
+        "digits/digits_teacher.int8.onnx",
+    ] {
+        let path = common::shared_model(&models, rel);
+        let (input, logits) = common::reference(&common::io_of(&path));
+        let step = common::output_step(&common::load(&path)) as f64;
+        let c = Case {
+            path: path.clone(),
+            inputs: vec![input],
+            expected: vec![("logits".to_string(), logits, step)],
+        };
+        let g = compiled(&c, Some("O2"));
+        let float_ops = g
+            .nodes
+            .iter()
+            .filter(|n| matches!(n.op, Op::Conv(_) | Op::Gemm(_) | Op::MatMul))
+            .filter(|n| {
+                let integer = match &n.op {
+                    Op::Conv(a) => a.integer.as_ref(),
+                    Op::Gemm(a) => a.integer.as_ref(),
+                    _ => None,
+                };
+                integer.and_then(|i| i.requant.as_ref()).map(|r| r.mode)
+                    != Some(kestrel_ir::RequantMode::Float)
+            })
+            .count();
+        assert_eq!(
+            float_ops, 0,
+            "{rel}: convs or gemms not folded with float requantization"
+        );
+        let interp = kestrel_backends::interp::run(&g, &c.inputs)
+            .unwrap_or_else(|e| panic!("{rel}: interpreter: {e}"));
+        let m = jit::compile(&g, &JitOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+        let got = m.run(&c.inputs).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            got[0].bytes() == interp[0].bytes(),
+            "{rel}: JIT differs from the interpreter at O2"
+        );
+        let want = &c.expected[0].1;
+        let differ = (0..want.numel())
+            .filter(|&k| got[0].get_f64(k) != want.get_f64(k))
+            .count();
+        eprintln!(
+            "{rel} at O2: {differ} of {} logits differ from onnxruntime's",
+            want.numel()
+        );
+        check(&c, "JIT, O2", &got);
     }
 }
 

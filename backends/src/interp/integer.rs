@@ -1,13 +1,14 @@
 //! Quantized (integer) Conv and Gemm, exactly as `kestrel_ir::IntegerAttrs` defines them:
 //! `acc = b + Σ (x - x_zero_point) · w` in i32 (wrapping), then, with requantization,
-//! `clamp(zero_point + requantize(acc, multiplier[c]), min, max)` with the fixed-point arithmetic
-//! of `kestrel_ir::quant` (the JIT reproduces it bit for bit).
+//! `clamp(zero_point + requantize(acc, multiplier[c]), min, max)` with the arithmetic of
+//! `kestrel_ir::quant` that the requantization's mode names (fixed point or onnxruntime's f32
+//! multiply; the JIT reproduces both bit for bit).
 
 use super::conv::conv_typed;
 use super::matmul::gemm_typed;
 use super::*;
-use kestrel_ir::quant::{quantize_multiplier, requantize_output};
-use kestrel_ir::{ConvAttrs, GemmAttrs, IntegerAttrs, Requant};
+use kestrel_ir::quant::{quantize_multiplier, requantize_output, requantize_output_float};
+use kestrel_ir::{ConvAttrs, GemmAttrs, IntegerAttrs, Requant, RequantMode};
 
 fn require_int8(op: &'static str, what: &str, t: &Tensor) -> Res<()> {
     match t.dtype() {
@@ -62,7 +63,15 @@ fn finish(
             } else {
                 (i / inner.max(1)) % channels
             };
-            requantize_output(a, fixed[c], r.zero_point, r.min, r.max) as i64
+            let y = match r.mode {
+                RequantMode::FixedPoint => {
+                    requantize_output(a, fixed[c], r.zero_point, r.min, r.max)
+                }
+                RequantMode::Float => {
+                    requantize_output_float(a, r.multiplier[c].0, r.zero_point, r.min, r.max)
+                }
+            };
+            y as i64
         })
         .collect();
     tensor_from_i64(r.to, dims, &out)

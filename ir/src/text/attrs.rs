@@ -540,7 +540,8 @@ fn epilogue_attrs(e: &Epilogue) -> Vec<(&'static str, AttrValue)> {
 
 /// A quantized conv/gemm's [`IntegerAttrs`] as flat attributes: `x_zero_point`, and with
 /// requantization `requant_to`, `requant_multiplier` (an f32 tensor, one per output channel or
-/// one), `requant_scale`, `requant_zero_point`, `requant_min`, `requant_max`. All printed whenever
+/// one), `requant_scale`, `requant_zero_point`, `requant_min`, `requant_max`, `requant_mode`
+/// (`fixed_point` or `float`, default `fixed_point`). All printed whenever
 /// the op is quantized (a float op has none of them), so a dump shows the arithmetic in full.
 fn integer_attrs(i: Option<&IntegerAttrs>) -> Vec<(&'static str, AttrValue)> {
     let Some(i) = i else { return vec![] };
@@ -550,6 +551,7 @@ fn integer_attrs(i: Option<&IntegerAttrs>) -> Vec<(&'static str, AttrValue)> {
         v.extend([
             ("requant_max", AttrValue::Int(r.max as i64)),
             ("requant_min", AttrValue::Int(r.min as i64)),
+            ("requant_mode", ident(r.mode.name())),
             (
                 "requant_multiplier",
                 AttrValue::Tensor(Tensor::from_vec(vec![m.len()], m)),
@@ -576,6 +578,7 @@ fn set_integer_attr(i: &mut Option<IntegerAttrs>, key: &str, v: &AttrValue) -> R
     match key {
         "requant_max" => r.max = small(key, v)?,
         "requant_min" => r.min = small(key, v)?,
+        "requant_mode" => r.mode = want_enum(key, v, RequantMode::from_name, "fixed_point, float")?,
         "requant_multiplier" => match v {
             AttrValue::Tensor(t) if t.dtype() == DType::F32 && t.dims().len() == 1 => {
                 r.multiplier = t.to_f32_vec().into_iter().map(F32).collect()

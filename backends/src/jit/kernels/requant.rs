@@ -2,6 +2,8 @@
 //! `kestrel_ir::quant::requantize_output` computes (docs/QUANTIZATION.md): per element
 //! `clamp(zero_point + ((acc · m + 2^(t-1)) >> t), min, max)` with `t = 31 - shift`, the product
 //! and shift in i64. The multiplier is per row or per column of the block, or one for all.
+//! With [`RequantMode::Float`], what `kestrel_ir::quant::requantize_output_float` computes
+//! instead ([`Requantization::emit_float`], eight lanes at a time).
 //!
 //! Two forms, the same results:
 //!
@@ -24,7 +26,7 @@ use crate::jit::isa::IsaFlags;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
 use kestrel_ir::quant::FixedMultiplier;
-use kestrel_ir::DType;
+use kestrel_ir::{DType, RequantMode};
 
 /// Which axis of the block the multipliers (and their count) run along.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,6 +48,10 @@ pub struct Requantization {
     pub zero_point: i32,
     pub min: i32,
     pub max: i32,
+    /// The arithmetic; with [`RequantMode::Float`] the real `multipliers` are used (one per
+    /// entry of `fixed`), not `fixed`.
+    pub mode: RequantMode,
+    pub multipliers: Vec<f32>,
 }
 
 fn mem() -> MemFlagsData {
@@ -55,7 +61,15 @@ fn mem() -> MemFlagsData {
 impl Requantization {
     /// The multiplier and total shift (`31 - shift`) tables, one entry per channel, as
     /// little-endian bytes: `[m_0, t_0, m_1, t_1, ...]` as i32 pairs.
+    /// With [`RequantMode::Float`]: the f32 multipliers, one per channel.
     pub fn table(&self) -> Vec<u8> {
+        if self.mode == RequantMode::Float {
+            return self
+                .multipliers
+                .iter()
+                .flat_map(|m| m.to_le_bytes())
+                .collect();
+        }
         self.fixed
             .iter()
             .flat_map(|f| {
@@ -85,6 +99,19 @@ impl Requantization {
     ) {
         if rows == 0 || cols == 0 {
             return;
+        }
+        if self.mode == RequantMode::Float {
+            return self.emit_float(
+                e,
+                acc,
+                acc_ld,
+                out,
+                out_ld,
+                rows,
+                cols,
+                table,
+                first_channel,
+            );
         }
         let (zp, lo, hi) = (self.zero_point as i64, self.min as i64, self.max as i64);
         let load_pair = |e: &mut Emitter, ch: Value| {
@@ -240,6 +267,117 @@ impl Requantization {
             e.fb.ins().store(mem(), b, op, 0);
         });
         16 * wide + 4 * quads
+    }
+}
+
+impl Requantization {
+    /// [`Self::emit`] for [`RequantMode::Float`]: per element `clamp(round_half_even(clamp(f32(acc)
+    /// · M, min - zero_point, max - zero_point)) + zero_point)`, one f32 multiply, the same integers
+    /// as `kestrel_ir::quant::requantize_output_float` (the bounds are integers, so clamping the
+    /// product before rounding changes nothing). Eight columns per step as two f32x4 (unless the
+    /// target is scalarised), the rest one at a time.
+    #[allow(clippy::too_many_arguments)]
+    fn emit_float(
+        &self,
+        e: &mut Emitter,
+        acc: Value,
+        acc_ld: usize,
+        out: Value,
+        out_ld: usize,
+        rows: usize,
+        cols: usize,
+        table: Value,
+        first_channel: Value,
+    ) {
+        let signed = self.to == DType::I8;
+        // |min - zero_point| <= 255: exact in f32.
+        let (lo, hi) = (
+            (self.min - self.zero_point) as f32,
+            (self.max - self.zero_point) as f32,
+        );
+        let zp = self.zero_point as i64;
+        let chunks = if e.flags.scalarized { 0 } else { cols / 8 };
+        let scale_of = |e: &mut Emitter, ch: Value, ty| {
+            let p = e.index(table, ch, 4);
+            e.fb.ins().load(ty, mem(), p, 0)
+        };
+        let zero = e.iconst(0);
+        let one_scale = match self.channels {
+            Channels::One => Some(scale_of(e, zero, types::F32)),
+            _ => None,
+        };
+        // One f32 product (`F32` or `F32X4`) to its levels (`I32` or `I32X4`).
+        let levels = |e: &mut Emitter, f: Value, ty, ity| {
+            let lo_v = e.fconst(ty, lo);
+            let hi_v = e.fconst(ty, hi);
+            let f = e.fb.ins().fmax(f, lo_v);
+            let f = e.fb.ins().fmin(f, hi_v);
+            let r = e.nearest(f);
+            let l = e.fb.ins().fcvt_to_sint_sat(ity, r);
+            let zp_v = e.iconst_ty(ity, zp);
+            e.fb.ins().iadd(l, zp_v)
+        };
+        e.loop_n(rows, |e, r| {
+            let arow = e.index(acc, r, (acc_ld * 4) as i64);
+            let orow = e.index(out, r, out_ld as i64);
+            let row_scale = match self.channels {
+                Channels::Rows => {
+                    let ch = e.fb.ins().iadd(first_channel, r);
+                    Some(scale_of(e, ch, types::F32))
+                }
+                _ => one_scale,
+            };
+            if chunks > 0 {
+                let splat = row_scale.map(|s| e.fb.ins().splat(types::F32X4, s));
+                e.loop_n(chunks, |e, i| {
+                    let ap = e.index(arow, i, 32);
+                    let mut l = [zero; 2];
+                    for (h, lh) in l.iter_mut().enumerate() {
+                        let a = e.fb.ins().load(types::I32X4, mem(), ap, 16 * h as i32);
+                        let s = match splat {
+                            Some(s) => s,
+                            None => {
+                                let c0 = e.fb.ins().imul_imm_s(i, 8);
+                                let c0 = e.fb.ins().iadd_imm_s(c0, 4 * h as i64);
+                                let ch = e.fb.ins().iadd(first_channel, c0);
+                                scale_of(e, ch, types::F32X4)
+                            }
+                        };
+                        let f = e.fb.ins().fcvt_from_sint(types::F32X4, a);
+                        let f = e.fb.ins().fmul(f, s);
+                        *lh = levels(e, f, types::F32X4, types::I32X4);
+                    }
+                    // Eight levels within [min, max] to eight bytes.
+                    let w = e.fb.ins().snarrow(l[0], l[1]);
+                    let bytes = if signed {
+                        e.fb.ins().snarrow(w, w)
+                    } else {
+                        e.fb.ins().unarrow(w, w)
+                    };
+                    let wide = e.bits(types::I64X2, bytes);
+                    let lo8 = e.fb.ins().extractlane(wide, 0u8);
+                    let op = e.index(orow, i, 8);
+                    e.store(lo8, op, 0);
+                });
+            }
+            e.loop_range((chunks * 8) as i64, cols as i64, 1, |e, c| {
+                let s = match row_scale {
+                    Some(s) => s,
+                    None => {
+                        let ch = e.fb.ins().iadd(first_channel, c);
+                        scale_of(e, ch, types::F32)
+                    }
+                };
+                let ap = e.index(arow, c, 4);
+                let a = e.load(types::I32, ap, 0);
+                let f = e.fb.ins().fcvt_from_sint(types::F32, a);
+                let f = e.fb.ins().fmul(f, s);
+                let y = levels(e, f, types::F32, types::I32);
+                let y = e.fb.ins().ireduce(types::I8, y);
+                let op = e.index(orow, c, 1);
+                e.store(y, op, 0);
+            });
+        });
     }
 }
 

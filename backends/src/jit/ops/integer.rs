@@ -1,7 +1,8 @@
 //! Quantized (integer) Conv and Gemm, bit for bit what the interpreter computes
 //! (`kestrel_ir::IntegerAttrs`, docs/QUANTIZATION.md "Integer semantics"):
 //! `acc = bias + Σ (x − x_zero_point) · w` in wrapping i32, then, with a requantization,
-//! `clamp(zero_point + requantize(acc, multiplier[c]), min, max)`, else the i32 `acc` itself.
+//! `clamp(zero_point + requantize(acc, multiplier[c]), min, max)` (fixed point or f32, as the
+//! requantization's mode says), else the i32 `acc` itself.
 //!
 //! The activation zero point is folded into the bias at compile time
 //! (`bias'[c] = bias[c] − x_zero_point · Σ_k w[c, k]`), so the products take the raw 8-bit
@@ -216,6 +217,8 @@ fn requantization(
         zero_point: r.zero_point,
         min: r.min,
         max: r.max,
+        mode: r.mode,
+        multipliers: r.multiplier.iter().map(|m| m.0).collect(),
     };
     let table = k.rodata(e, q.table())?;
     Ok((q, table))
