@@ -76,31 +76,66 @@ fn dtype_from_npy(ty: &npyz::TypeStr) -> Result<(DType, bool), String> {
     Ok((dtype, big_endian))
 }
 
-/// Parses an `.npy` image. `path` only labels errors.
-pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<Tensor, TensorIoError> {
+/// What an `.npy` header says about the data that follows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NpyHeader {
+    pub dtype: DType,
+    pub dims: Vec<usize>,
+    /// Elements are stored big-endian (multi-byte dtypes only).
+    pub big_endian: bool,
+    /// Elements are stored in column-major order (meaningful for two or more dims).
+    pub fortran_order: bool,
+    /// Bytes of magic, version and header before the first data byte.
+    pub data_offset: u64,
+    /// Bytes of data the shape implies.
+    pub data_len: u64,
+}
+
+/// Reads the header of an `.npy` image from `r` (positioned at its magic), leaving `r` at the
+/// first data byte. `available` is the size of the whole image: a header claiming more, or a
+/// shape needing more data than follows the header, is an error before anything is allocated.
+/// `path` only labels errors.
+pub fn read_npy_header(
+    r: &mut impl Read,
+    available: u64,
+    path: &Path,
+) -> Result<NpyHeader, TensorIoError> {
     let bad = |reason: String| TensorIoError::BadNpy {
         path: path.to_path_buf(),
         reason,
     };
     // npyz allocates the header length the file states before reading it: check the claim
     // against the bytes present first (magic 6, version 2, then a u16 (v1) or u32 (v2, v3) length).
-    if bytes.len() >= 10 && bytes.starts_with(b"\x93NUMPY") {
-        let (len, prefix) = match bytes[6] {
-            1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-            _ if bytes.len() >= 12 => (
-                u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-                12,
-            ),
-            _ => (usize::MAX, 12),
+    let mut prefix = vec![0u8; 10];
+    let got = read_up_to(r, &mut prefix).map_err(io_err(path))?;
+    prefix.truncate(got);
+    let mut header_len = 0usize;
+    if got == 10 && prefix.starts_with(b"\x93NUMPY") {
+        let len = if prefix[6] == 1 {
+            u16::from_le_bytes([prefix[8], prefix[9]]) as u64
+        } else {
+            let mut more = [0u8; 2];
+            let extra = read_up_to(r, &mut more).map_err(io_err(path))?;
+            prefix.extend_from_slice(&more[..extra]);
+            if extra < 2 {
+                u64::MAX
+            } else {
+                u32::from_le_bytes([prefix[8], prefix[9], more[0], more[1]]) as u64
+            }
         };
-        if len > bytes.len() - prefix.min(bytes.len()) {
+        if len > available.saturating_sub(prefix.len() as u64) {
             return Err(bad(format!(
-                "the header claims {len} bytes, the file has {}",
-                bytes.len()
+                "the header claims {len} bytes, the file has {available}"
             )));
         }
+        header_len = len as usize;
     }
-    let mut cursor = Cursor::new(bytes);
+    let mut image = prefix;
+    let start = image.len();
+    image.resize(start + header_len, 0);
+    let got = read_up_to(r, &mut image[start..]).map_err(io_err(path))?;
+    image.truncate(start + got);
+    let mut cursor = Cursor::new(&image[..]);
     let header =
         npyz::NpyHeader::from_reader(&mut cursor).map_err(|e| bad(short_reason(&e.to_string())))?;
     let ty = match header.dtype() {
@@ -119,21 +154,60 @@ pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<Tensor, TensorIoError> {
         .map(|&d| usize::try_from(d).map_err(|_| bad(format!("dimension {d} is too large"))))
         .collect::<Result<_, _>>()?;
     let need = kestrel_ir::tensor::byte_len(dtype, &dims)
-        .ok_or_else(|| bad(format!("shape {dims:?} is too large")))?;
-    let start = cursor.position() as usize;
-    let have = bytes.len().saturating_sub(start);
+        .ok_or_else(|| bad(format!("shape {dims:?} is too large")))? as u64;
+    let data_offset = cursor.position();
+    let have = available.saturating_sub(data_offset);
     if have < need {
         return Err(bad(format!(
             "shape {dims:?} of {dtype} needs {need} data bytes, the file has {have}"
         )));
     }
-    let mut data = bytes[start..start + need].to_vec();
-    if big_endian {
-        for chunk in data.chunks_exact_mut(dtype.size()) {
-            chunk.reverse();
+    Ok(NpyHeader {
+        dtype,
+        dims,
+        big_endian,
+        fortran_order: header.order() == npyz::Order::Fortran,
+        data_offset,
+        data_len: need,
+    })
+}
+
+/// Fills `buf` from `r` as far as `r` has bytes; returns how many were read.
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
-    if header.order() == npyz::Order::Fortran && dims.len() > 1 {
+    Ok(filled)
+}
+
+/// Reorders elements stored big-endian into the host's little-endian order, in place.
+pub fn swap_to_little_endian(data: &mut [u8], dtype: DType) {
+    for chunk in data.chunks_exact_mut(dtype.size()) {
+        chunk.reverse();
+    }
+}
+
+/// Parses an `.npy` image. `path` only labels errors.
+pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<Tensor, TensorIoError> {
+    let bad = |reason: String| TensorIoError::BadNpy {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut cursor = Cursor::new(bytes);
+    let header = read_npy_header(&mut cursor, bytes.len() as u64, path)?;
+    let start = header.data_offset as usize;
+    let mut data = bytes[start..start + header.data_len as usize].to_vec();
+    let (dtype, dims) = (header.dtype, header.dims);
+    if header.big_endian {
+        swap_to_little_endian(&mut data, dtype);
+    }
+    if header.fortran_order && dims.len() > 1 {
         data = fortran_to_c(&data, &dims, dtype.size());
     }
     if dtype == DType::Bool && data.iter().any(|&b| b > 1) {
@@ -251,6 +325,91 @@ pub fn read_npz(path: &Path) -> Result<Vec<(String, Tensor)>, TensorIoError> {
         out.push((name, parse_npy(&bytes, &label)?));
     }
     Ok(out)
+}
+
+/// One array of an `.npz` archive, located without reading its data: [`open_npz_member`]
+/// reads it as a stream.
+#[derive(Clone, Debug)]
+pub struct NpzMember {
+    /// The array's name (the member's file name without `.npy`).
+    pub name: String,
+    pub header: NpyHeader,
+    /// Offset in the archive of the member's first (compressed or stored) byte.
+    pub data_start: u64,
+    pub compressed_size: u64,
+    /// Stored (false) or deflated (true).
+    pub deflated: bool,
+}
+
+/// The arrays of a `.npz` archive in archive order, each with its `.npy` header; only the
+/// headers are decompressed. Members that are not `.npy` files are skipped.
+pub fn npz_members(path: &Path) -> Result<Vec<NpzMember>, TensorIoError> {
+    let bad = |reason: String| TensorIoError::BadNpz {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let file = std::fs::File::open(path).map_err(io_err(path))?;
+    let mut archive =
+        zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| bad(e.to_string()))?;
+    let mut out = Vec::with_capacity(archive.len());
+    for index in 0..archive.len() {
+        let mut entry = archive
+            .by_index(index)
+            .map_err(|e| bad(format!("entry {index}: {e}")))?;
+        let name = match entry.name().strip_suffix(".npy") {
+            Some(n) => n.to_string(),
+            None => continue,
+        };
+        let deflated = match entry.compression() {
+            zip::CompressionMethod::Stored => false,
+            zip::CompressionMethod::Deflated => true,
+            other => {
+                return Err(bad(format!(
+                "array {name:?}: compression {other} (only stored and deflated members are read)"
+            )))
+            }
+        };
+        let label = path.join(format!("{name}.npy"));
+        let size = entry.size();
+        let header = read_npy_header(&mut entry, size, &label)?;
+        out.push(NpzMember {
+            name,
+            header,
+            data_start: entry.data_start(),
+            compressed_size: entry.compressed_size(),
+            deflated,
+        });
+    }
+    Ok(out)
+}
+
+/// A reader of `member`'s data bytes (after its `.npy` header), from the archive at `path`,
+/// decompressing as it goes: memory is the decompressor's window, whatever the array's size.
+/// A stored member's data can be read in place instead: it starts at `data_start +
+/// header.data_offset` in the archive.
+pub fn open_npz_member(
+    path: &Path,
+    member: &NpzMember,
+) -> Result<Box<dyn Read + Send>, TensorIoError> {
+    use std::io::{Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).map_err(io_err(path))?;
+    file.seek(SeekFrom::Start(member.data_start))
+        .map_err(io_err(path))?;
+    let raw = std::io::BufReader::new(file).take(member.compressed_size);
+    let mut reader: Box<dyn Read + Send> = if member.deflated {
+        Box::new(flate2::read::DeflateDecoder::new(raw))
+    } else {
+        Box::new(raw)
+    };
+    std::io::copy(
+        &mut (&mut reader).take(member.header.data_offset),
+        &mut std::io::sink(),
+    )
+    .map_err(|e| TensorIoError::BadNpz {
+        path: path.to_path_buf(),
+        reason: format!("array {:?}: {e}", member.name),
+    })?;
+    Ok(reader)
 }
 
 /// Writes `path` through a temporary file in the same folder, renamed into place only when
