@@ -70,9 +70,12 @@ pub fn input_arity(op: &Op) -> (usize, Option<usize>) {
         | Op::DynamicQuantizeLinear
         | Op::Arg(_)
         | Op::Hardmax { .. }
-        | Op::LpNormalization { .. } => (1, Some(1)),
+        | Op::LpNormalization { .. }
+        | Op::Requantize(_)
+        | Op::QuantizedAveragePool(_) => (1, Some(1)),
         Op::Binary(_)
         | Op::QuantizedAdd(_)
+        | Op::QuantizedMul(_)
         | Op::MatMul
         | Op::Reshape { .. }
         | Op::Gather { .. }
@@ -202,6 +205,60 @@ fn infer_op(op: &Op, inputs: &[InferInput]) -> Result<Vec<TensorType>, String> {
                 axis: None,
             };
             one(TensorType::new(q.to, shape).with_quant(Some(Arc::new(quant))))
+        }
+        Op::QuantizedMul(q) => {
+            let b = inputs[1].ty;
+            require_int8_operands("quantized_mul", &[(x, "a"), (b, "b")])?;
+            let finite = |r: F32| r.0.is_finite() && r.0 > 0.0;
+            if !(finite(q.ratio) && finite(q.scale)) {
+                return Err("quantized_mul's ratio and scale must be positive".into());
+            }
+            let quant =
+                quantized_output("quantized_mul", q.to, q.scale, q.zero_point, q.min, q.max)?;
+            let shape = broadcast_shapes(&x.shape, &b.shape)?;
+            one(TensorType::new(q.to, shape).with_quant(Some(quant)))
+        }
+        Op::Requantize(q) => {
+            require_int8_operands("requantize", &[(x, "x")])?;
+            let finite = |r: F32| r.0.is_finite() && r.0 > 0.0;
+            if !(finite(q.x_scale) && finite(q.scale)) {
+                return Err("requantize's scales must be positive".into());
+            }
+            let (lo, hi) = crate::quant::range_of(q.to)
+                .ok_or_else(|| format!("requantize to {} (expected u8 or i8)", q.to))?;
+            let quant = quantized_output("requantize", q.to, q.scale, q.zero_point, lo, hi)?;
+            one(TensorType::new(q.to, x.shape.clone()).with_quant(Some(quant)))
+        }
+        Op::QuantizedAveragePool(q) => {
+            let name = Op::QuantizedAveragePool(q.clone()).name();
+            require_int8_operands(name, &[(x, "x")])?;
+            let finite = |r: F32| r.0.is_finite() && r.0 > 0.0;
+            if !(finite(q.x_scale) && finite(q.scale)) {
+                return Err(format!("{name}'s scales must be positive"));
+            }
+            let quant = quantized_output(name, q.to, q.scale, q.zero_point, q.min, q.max)?;
+            let float = TensorType::new(DType::F32, x.shape.clone());
+            let shape = match &q.window {
+                Some(w) => {
+                    if w.kind != PoolKind::Average {
+                        return Err(format!("{name}'s window must be an average pool's"));
+                    }
+                    infer_pool(w, &float)?.shape
+                }
+                None => {
+                    if x.rank() < 3 {
+                        return Err(format!(
+                            "input must have rank >= 3 (N, C, spatial..), got {x}"
+                        ));
+                    }
+                    let mut shape = x.shape.clone();
+                    for d in shape.iter_mut().skip(2) {
+                        *d = Dim::Known(1);
+                    }
+                    shape
+                }
+            };
+            one(TensorType::new(q.to, shape).with_quant(Some(quant)))
         }
         Op::Where => {
             let (cond, a, b) = (x, inputs[1].ty, inputs[2].ty);
@@ -630,6 +687,40 @@ fn plain(dtype: DType, shape: Shape) -> TensorType {
 }
 
 /// The input's quantization parameters if they are per-tensor.
+/// Requires 8-bit (u8 or i8) operands of a quantized op.
+fn require_int8_operands(op: &str, operands: &[(&TensorType, &str)]) -> Result<(), String> {
+    for (t, what) in operands {
+        if !matches!(t.dtype, DType::U8 | DType::I8) {
+            return Err(format!("{op}'s {what} must be u8 or i8, got {t}"));
+        }
+    }
+    Ok(())
+}
+
+/// The per-tensor quantization of a quantized op's output of type `to` (u8 or i8), with bounds
+/// `min <= max` and the zero point within `to`'s range.
+fn quantized_output(
+    op: &str,
+    to: DType,
+    scale: F32,
+    zero_point: i32,
+    min: i32,
+    max: i32,
+) -> Result<Quant, String> {
+    let (lo, hi) =
+        crate::quant::range_of(to).ok_or_else(|| format!("{op} to {to} (expected u8 or i8)"))?;
+    if !(lo <= min && min <= max && max <= hi && (lo..=hi).contains(&zero_point)) {
+        return Err(format!(
+            "{op}'s min {min}, max {max} and zero_point {zero_point} must lie in {to}'s range, in order"
+        ));
+    }
+    Ok(Arc::new(QuantParams {
+        scale: vec![scale],
+        zero_point: vec![zero_point as i64],
+        axis: None,
+    }))
+}
+
 fn per_tensor(x: &TensorType) -> Option<Quant> {
     x.quant.clone().filter(|q| q.axis.is_none())
 }

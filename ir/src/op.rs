@@ -446,6 +446,121 @@ impl Default for QuantizedAddAttrs {
     }
 }
 
+/// The product of two quantized tensors, as onnxruntime's QLinearMul computes it (MLAS, x86-64):
+/// `y = clamp(round_half_even(f32(f32(p) · ratio) + f32(zero_point)), min, max)` as `to`, with the
+/// exact product `p = (a - a_zero_point) · (b - b_zero_point)` (i32) and `ratio = s_a · s_b / s_y`
+/// evaluated in f32 from left to right (no fused multiply-add anywhere). Inputs u8 or i8 with numpy
+/// broadcasting. `scale` is `s_y`, for the output type (docs/QUANTIZATION.md).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QuantizedMulAttrs {
+    pub a_zero_point: i32,
+    pub b_zero_point: i32,
+    pub ratio: F32,
+    pub to: DType,
+    pub scale: F32,
+    pub zero_point: i32,
+    pub min: i32,
+    pub max: i32,
+}
+
+impl Default for QuantizedMulAttrs {
+    fn default() -> Self {
+        QuantizedMulAttrs {
+            a_zero_point: 0,
+            b_zero_point: 0,
+            ratio: F32(1.0),
+            to: DType::U8,
+            scale: F32(1.0),
+            zero_point: 0,
+            min: 0,
+            max: 255,
+        }
+    }
+}
+
+/// An 8-bit tensor moved to other quantization parameters: exactly
+/// `quantize_linear(dequantize_linear(x, x_scale, x_zero_point), scale, zero_point)` to `to`, i.e.
+/// `y = saturate(round_half_even(f32(f32(x - x_zero_point) · x_scale) / scale) + zero_point)`.
+/// This is the lookup table onnxruntime's QLinearConcat builds for an input whose parameters
+/// differ from the output's (docs/QUANTIZATION.md).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequantizeAttrs {
+    pub x_scale: F32,
+    pub x_zero_point: i32,
+    pub to: DType,
+    pub scale: F32,
+    pub zero_point: i32,
+}
+
+impl RequantizeAttrs {
+    /// The output level of input level `x`, exactly as the type's documentation defines it (a NaN
+    /// quotient, impossible with positive finite scales, gives the zero point).
+    pub fn level(&self, x: i64) -> i64 {
+        let (lo, hi) = crate::quant::range_of(self.to).unwrap_or((0, 255));
+        let real = (x - self.x_zero_point as i64) as f32 * self.x_scale.0;
+        let r = (real / self.scale.0).round_ties_even();
+        let z = self.zero_point as f64;
+        let v = if r.is_nan() { z } else { r as f64 + z };
+        v.clamp(lo as f64, hi as f64) as i64
+    }
+}
+
+impl Default for RequantizeAttrs {
+    fn default() -> Self {
+        RequantizeAttrs {
+            x_scale: F32(1.0),
+            x_zero_point: 0,
+            to: DType::U8,
+            scale: F32(1.0),
+            zero_point: 0,
+        }
+    }
+}
+
+/// Average pooling of a quantized tensor (`[N, C, spatial..]`, u8 or i8), in integers as
+/// onnxruntime's QLinearGlobalAveragePool computes it (MLAS, x86-64), for every window:
+///
+/// - `acc = Σ (x - x_zero_point)` over the window's in-bounds taps, exact in i32;
+/// - `count` the window's tap count as the float pool counts it (in-bounds taps, or with
+///   `count_include_pad` the taps within the explicit pads; the whole plane when global);
+/// - `y = clamp(round_half_even(f32(acc) · r) + zero_point, min, max)` as `to`, where
+///   `r = x_scale / (scale · f32(count))` in f32 (`scale` is `s_y`).
+///
+/// `window` is the pool's geometry (kind average); `None` pools every plane whole (global
+/// average pooling, output `[N, C, 1, ..]`). onnxruntime's QLinearAveragePool averages the
+/// dequantized floats instead; the two agree within one output step (docs/QUANTIZATION.md).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QuantizedPoolAttrs {
+    pub window: Option<PoolAttrs>,
+    pub x_scale: F32,
+    pub x_zero_point: i32,
+    pub to: DType,
+    pub scale: F32,
+    pub zero_point: i32,
+    pub min: i32,
+    pub max: i32,
+}
+
+impl QuantizedPoolAttrs {
+    /// The f32 multiplier `x_scale / (scale · count)` of a window of `count` taps.
+    pub fn ratio(&self, count: usize) -> f32 {
+        self.x_scale.0 / (self.scale.0 * count as f32)
+    }
+}
+
+fn default_quantized_pool(window: Option<PoolAttrs>) -> QuantizedPoolAttrs {
+    QuantizedPoolAttrs {
+        window,
+        x_scale: F32(1.0),
+        x_zero_point: 0,
+        to: DType::U8,
+        scale: F32(1.0),
+        zero_point: 0,
+        min: 0,
+        max: 255,
+    }
+}
+
 /// What a fused conv/gemm does to each output element after the accumulation (and bias):
 /// `y = act(acc + bias + residual)`. With `residual`, the op has one more input, the residual
 /// tensor of the output's shape, after the (then required) bias.
@@ -939,6 +1054,13 @@ pub enum Op {
     /// `(a, b)`, 8-bit quantized, broadcast together: the sum requantized, see
     /// [`QuantizedAddAttrs`].
     QuantizedAdd(QuantizedAddAttrs),
+    /// `(a, b)`, 8-bit quantized, broadcast together: the product requantized, see
+    /// [`QuantizedMulAttrs`].
+    QuantizedMul(QuantizedMulAttrs),
+    /// `(x)`, 8-bit quantized: `x` at other quantization parameters, see [`RequantizeAttrs`].
+    Requantize(RequantizeAttrs),
+    /// `(x)`, 8-bit quantized: average pooling in integers, see [`QuantizedPoolAttrs`].
+    QuantizedAveragePool(QuantizedPoolAttrs),
     /// `(x: f32) -> (y: u8 of x's shape, y_scale: f32 scalar, y_zero_point: u8 scalar)`: run-time
     /// activation quantization (ONNX DynamicQuantizeLinear-11), everything in f32:
     ///
@@ -1084,7 +1206,11 @@ macro_rules! op_names {
 pub const DEFAULT_LP_P: u32 = 2;
 
 fn default_pool(kind: PoolKind) -> Op {
-    Op::Pool(PoolAttrs {
+    Op::Pool(default_window(kind))
+}
+
+fn default_window(kind: PoolKind) -> PoolAttrs {
+    PoolAttrs {
         kind,
         kernel: vec![],
         strides: vec![],
@@ -1093,7 +1219,7 @@ fn default_pool(kind: PoolKind) -> Op {
         ceil_mode: false,
         count_include_pad: false,
         auto_pad: AutoPad::NotSet,
-    })
+    }
 }
 
 fn default_reduce(kind: ReduceKind) -> Op {
@@ -1177,6 +1303,10 @@ op_names! {
     Op::QuantizeLinear { .. } => "quantize_linear" = Op::QuantizeLinear { axis: 1, to: DType::U8 }, ["to"];
     Op::DequantizeLinear { .. } => "dequantize_linear" = Op::DequantizeLinear { axis: 1 };
     Op::QuantizedAdd(_) => "quantized_add" = Op::QuantizedAdd(QuantizedAddAttrs::default());
+    Op::QuantizedMul(_) => "quantized_mul" = Op::QuantizedMul(QuantizedMulAttrs::default());
+    Op::Requantize(_) => "requantize" = Op::Requantize(RequantizeAttrs::default());
+    Op::QuantizedAveragePool(QuantizedPoolAttrs { window: Some(_), .. }) => "quantized_average_pool" = Op::QuantizedAveragePool(default_quantized_pool(Some(default_window(PoolKind::Average)))), ["kernel"];
+    Op::QuantizedAveragePool(QuantizedPoolAttrs { window: None, .. }) => "quantized_global_average_pool" = Op::QuantizedAveragePool(default_quantized_pool(None));
     Op::DynamicQuantizeLinear => "dynamic_quantize_linear" = Op::DynamicQuantizeLinear;
     Op::Resize(_) => "resize" = default_resize(), ["by"];
     Op::Pad { .. } => "pad" = Op::Pad { mode: PadMode::Constant };

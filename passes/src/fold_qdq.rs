@@ -13,6 +13,13 @@
 //!   `s_x·s_w[c] / s_y` to `q`'s type, its bounds narrowed by the activation;
 //! - `q(add(dq(a, s_a, z_a), dq(b, s_b, z_b)), s_y, z_y)`, optionally with a Relu or Clip:
 //!   `quantized_add(a, b)` with ratios `s_a / s_y`, `s_b / s_y` (f32, as onnxruntime's QLinearAdd);
+//! - `q(mul(dq(a, s_a, z_a), dq(b, s_b, z_b)), s_y, z_y)`, optionally with a Relu or Clip:
+//!   `quantized_mul(a, b)` with ratio `s_a · s_b / s_y` (f32, as onnxruntime's QLinearMul);
+//! - `q(average_pool(dq(x, s_x, z_x)), s_y, z_y)` and the same for `global_average_pool`,
+//!   optionally with a Relu or Clip: `quantized_average_pool(x)` (`quantized_global_average_pool`);
+//! - `q(concat(dq(x_1), .., dq(x_n)), s_y, z_y)`: `concat` of the 8-bit inputs, each input whose
+//!   parameters differ from `q`'s first moved to them by a `requantize` node (exact: it is
+//!   `q(dq(x_i))`);
 //! - the same for `gemm` (A the data, B the constant weights with scales along N, C the bias;
 //!   no `trans_a`; `alpha` scales the requantization, `beta / alpha` a float C, a quantized C
 //!   needs `beta = alpha`), and `matmul` of a 2-D data input by constant 2-D weights
@@ -20,7 +27,8 @@
 //! - `q(op(dq(xq, s, z)), s, z)` for data movement and max pooling (`reshape`, `flatten`,
 //!   `squeeze`, `unsqueeze`, `transpose`, `identity`, `max_pool`, `global_max_pool`) with the same
 //!   parameters on both sides: `op(xq)` — exact, these ops commute with the affine map;
-//! - `q(dq(xq, s, z), s, z)` with equal parameters and dtypes: `xq` (a redundant pair).
+//! - `q(dq(xq, s, z), s, z)` with equal parameters and dtypes: `xq` (a redundant pair); with
+//!   other parameters, `requantize(xq)` (exact).
 //! - `cast<i32>(conv|matmul(dq(xq, 1, z), dq(wq, 1, 0)))` (imported ConvInteger/MatMulInteger):
 //!   the exact integer op with i32 accumulators (`passes/src/fold_integer.rs`).
 //!
@@ -38,8 +46,9 @@ use crate::registry::Options;
 use crate::util::{node_label, ConstNames};
 use crate::{Pass, PassContext, PassError};
 use kestrel_ir::{
-    ConvAttrs, DType, GemmAttrs, Graph, IntegerAttrs, NodeId, Op, Requant, RequantMode, Tensor,
-    UnaryOp, ValueId, F32,
+    BinaryOp, ConvAttrs, DType, GemmAttrs, Graph, IntegerAttrs, NodeId, Op, PoolKind,
+    QuantizedMulAttrs, QuantizedPoolAttrs, Requant, RequantMode, RequantizeAttrs, Tensor, UnaryOp,
+    ValueId, F32,
 };
 
 pub struct FoldQdq {
@@ -290,6 +299,17 @@ fn scaled_requant(
     })
 }
 
+/// `requantize` from `x`'s parameters to `y`'s: exactly `q(dq(x))`.
+fn requantization(x: Params, y: Params) -> RequantizeAttrs {
+    RequantizeAttrs {
+        x_scale: F32(x.scale),
+        x_zero_point: x.zero_point,
+        to: y.dtype,
+        scale: F32(y.scale),
+        zero_point: y.zero_point,
+    }
+}
+
 /// What replaces a quantize node's output: an existing 8-bit value, or the output of a new node
 /// (op and inputs) applied to one.
 enum Movement {
@@ -297,10 +317,12 @@ enum Movement {
     Node(Op, Vec<ValueId>),
 }
 
-/// An input of a replacement op: a value of the graph, or a constant to add.
+/// An input of a replacement op: a value of the graph, a constant to add, or a value to
+/// requantize first (by a new `requantize` node).
 enum Input {
     Value(ValueId),
     Const(String, Tensor),
+    Requantized(ValueId, RequantizeAttrs),
 }
 
 /// Whether `v` has exactly one use and is not a graph output.
@@ -412,6 +434,43 @@ impl FoldQdq {
                 });
                 Some((op, vec![Input::Value(aq), Input::Value(bq)]))
             }
+            Op::Binary(BinaryOp::Mul) => {
+                let (aq, ap) = dequantized(g, node.inputs[0])?;
+                let (bq, bp) = dequantized(g, node.inputs[1])?;
+                let (min, max) = bounds(yp, act)?;
+                let op = Op::QuantizedMul(QuantizedMulAttrs {
+                    a_zero_point: ap.zero_point,
+                    b_zero_point: bp.zero_point,
+                    ratio: F32(ap.scale * bp.scale / yp.scale),
+                    to: yp.dtype,
+                    scale: F32(yp.scale),
+                    zero_point: yp.zero_point,
+                    min,
+                    max,
+                });
+                Some((op, vec![Input::Value(aq), Input::Value(bq)]))
+            }
+            Op::Pool(w) if w.kind == PoolKind::Average => {
+                self.average_pool(g, node.inputs[0], Some(w.clone()), yp, act)
+            }
+            Op::GlobalPool(PoolKind::Average) => {
+                self.average_pool(g, node.inputs[0], None, yp, act)
+            }
+            Op::Concat { axis } if act.is_none() => {
+                let inputs = node
+                    .inputs
+                    .iter()
+                    .map(|&v| {
+                        let (xq, xp) = dequantized(g, v)?;
+                        Some(if xp == yp {
+                            Input::Value(xq)
+                        } else {
+                            Input::Requantized(xq, requantization(xp, yp))
+                        })
+                    })
+                    .collect::<Option<Vec<Input>>>()?;
+                Some((Op::Concat { axis: *axis }, inputs))
+            }
             Op::MatMul => {
                 let (xq, xp) = dequantized(g, node.inputs[0])?;
                 if g.ty(xq).rank() != 2 {
@@ -435,12 +494,40 @@ impl FoldQdq {
         }
     }
 
+    /// `q(avgpool(dq(x)))` (windowed, or global without a window): the integer average pool.
+    fn average_pool(
+        &self,
+        g: &Graph,
+        x: ValueId,
+        window: Option<kestrel_ir::PoolAttrs>,
+        yp: Params,
+        act: Option<UnaryOp>,
+    ) -> Option<(Op, Vec<Input>)> {
+        let (xq, xp) = dequantized(g, x)?;
+        let (min, max) = bounds(yp, act)?;
+        let op = Op::QuantizedAveragePool(QuantizedPoolAttrs {
+            window,
+            x_scale: F32(xp.scale),
+            x_zero_point: xp.zero_point,
+            to: yp.dtype,
+            scale: F32(yp.scale),
+            zero_point: yp.zero_point,
+            min,
+            max,
+        });
+        Some((op, vec![Input::Value(xq)]))
+    }
+
     /// `q(op(dq(xq)))` with equal parameters for an op that commutes with dequantization, or
     /// `q(dq(xq))`: the value that replaces `q`'s output, and the op to apply (none for the pair).
     fn fold_movement(&self, g: &Graph, q: NodeId) -> Option<Movement> {
         let (y, yp) = quantized(g, q)?;
         if let Some((xq, xp)) = dequantized(g, y) {
-            return (xp == yp).then_some(Movement::Value(xq));
+            return Some(if xp == yp {
+                Movement::Value(xq)
+            } else {
+                Movement::Node(Op::Requantize(requantization(xp, yp)), vec![xq])
+            });
         }
         let p = g.producer(y)?;
         let node = g.node(p);
@@ -471,6 +558,8 @@ impl Pass for FoldQdq {
     fn run(&self, g: &mut Graph, _cx: &PassContext) -> Result<bool, PassError> {
         let mut names = ConstNames::new(g);
         let mut changed = false;
+        // Nodes inserted for a fold whose result type turned out not to match are dead.
+        let mut inserted = false;
         let mut i = 0;
         while i < g.nodes.len() {
             let id = NodeId(i as u32);
@@ -492,19 +581,32 @@ impl Pass for FoldQdq {
                 continue;
             }
             if let Some((op, inputs)) = self.fold_compute(g, &mut names, id) {
-                let inputs: Vec<ValueId> = inputs
-                    .into_iter()
-                    .map(|input| match input {
+                let name = g.node(id).name.clone();
+                // The quantize node's index as nodes are inserted before it.
+                let mut at = id;
+                let mut ids = Vec::with_capacity(inputs.len());
+                for (k, input) in inputs.into_iter().enumerate() {
+                    ids.push(match input {
                         Input::Value(v) => v,
                         Input::Const(name, t) => g.add_const(name, t),
-                    })
-                    .collect();
-                let name = g.node(id).name.clone();
+                        Input::Requantized(v, r) => {
+                            let label = format!("{name}.requantize{k}");
+                            let outs = g
+                                .insert_node_before(at, Op::Requantize(r), &[v], label)
+                                .map_err(|e| PassError::failed(self.name(), e))?;
+                            at = NodeId(at.0 + 1);
+                            i += 1;
+                            outs[0]
+                        }
+                    });
+                }
+                let inputs = ids;
                 let new = g
-                    .insert_node_before(id, op, &inputs, name)
+                    .insert_node_before(at, op, &inputs, name)
                     .map_err(|e| PassError::failed(self.name(), e))?;
                 // The quantize node moved one place on.
                 i += 1;
+                inserted = true;
                 if g.ty(new[0]) == g.ty(out) {
                     g.replace_all_uses(out, new[0]);
                     changed = true;
@@ -520,6 +622,7 @@ impl Pass for FoldQdq {
                             .insert_node_before(id, op, &inputs, name)
                             .map_err(|e| PassError::failed(self.name(), e))?;
                         i += 1;
+                        inserted = true;
                         outs[0]
                     }
                 };
@@ -529,7 +632,7 @@ impl Pass for FoldQdq {
                 }
             }
         }
-        if changed {
+        if changed || inserted {
             g.remove_dead_nodes();
         }
         Ok(changed)

@@ -142,6 +142,7 @@ fn fixtures_cover_every_quantized_op() {
         "QLinearAdd",
         "QLinearMul",
         "QLinearGlobalAveragePool",
+        "QLinearAveragePool",
         "QLinearConcat",
     ] {
         assert!(seen.contains(op), "no fixture uses {op}");
@@ -405,7 +406,27 @@ fn quantized_ops_import_as_dequantize_float_op_quantize() {
         ),
         (
             "qlinear_global_average_pool_nhwc",
-            vec!["dequantize_linear", "reduce_mean", "quantize_linear"],
+            vec![
+                "transpose",
+                "dequantize_linear",
+                "global_average_pool",
+                "quantize_linear",
+                "transpose",
+            ],
+        ),
+        (
+            "qlinear_average_pool",
+            vec!["dequantize_linear", "average_pool", "quantize_linear"],
+        ),
+        (
+            "qlinear_average_pool_nhwc_s8",
+            vec![
+                "transpose",
+                "dequantize_linear",
+                "average_pool",
+                "quantize_linear",
+                "transpose",
+            ],
         ),
         (
             "qlinear_concat",
@@ -475,6 +496,40 @@ fn quantized_ops_import_as_dequantize_float_op_quantize() {
         );
     }
     assert!(op_names(&g).contains(&"max_pool"));
+}
+
+/// At `O2` the pooling, concat and Mul fixtures run on integer ops: no float op and no
+/// dequantize/quantize pair is left between the graph's 8-bit input and output.
+#[test]
+fn o2_folds_pooling_concat_and_mul_into_integer_ops() {
+    let expect: [(&str, &[&str]); 7] = [
+        ("qlinear_mul", &["quantized_mul"]),
+        ("qlinear_concat", &["requantize", "requantize", "concat"]),
+        (
+            "qlinear_global_average_pool",
+            &["quantized_global_average_pool"],
+        ),
+        (
+            "qlinear_global_average_pool_nhwc",
+            &["transpose", "quantized_global_average_pool", "transpose"],
+        ),
+        ("qlinear_average_pool", &["quantized_average_pool"]),
+        (
+            "qlinear_average_pool_pad_counted",
+            &["quantized_average_pool"],
+        ),
+        (
+            "qlinear_average_pool_nhwc_s8",
+            &["transpose", "quantized_average_pool", "transpose"],
+        ),
+    ];
+    for (name, ops) in expect {
+        let path = fixture_dir().join(format!("{name}.onnx"));
+        let mut g = common::load(&path);
+        let opts = kestrel::driver::PassOptions::pipeline("O2").resolve("O2");
+        kestrel::driver::run_pipeline(&mut g, &opts, &path).unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(op_names(&g), ops.to_vec(), "{name}");
+    }
 }
 
 fn const_f32_of(g: &Graph, v: kestrel_ir::ValueId) -> Vec<f32> {

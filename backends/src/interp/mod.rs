@@ -29,6 +29,7 @@ mod normalize;
 mod pad;
 mod pool;
 mod quant;
+mod quantized;
 mod reduce;
 mod resize;
 mod shape_ops;
@@ -206,6 +207,18 @@ pub fn eval_op(op: &Op, inputs: &[&Tensor]) -> Result<Vec<Tensor>, EvalError> {
         Op::QuantizedAdd(q) => {
             arity(name, inputs, 2, 2)?;
             one(integer::quantized_add(q, inputs[0], inputs[1]))
+        }
+        Op::QuantizedMul(q) => {
+            arity(name, inputs, 2, 2)?;
+            one(quantized::quantized_mul(q, inputs[0], inputs[1]))
+        }
+        Op::Requantize(q) => {
+            arity(name, inputs, 1, 1)?;
+            one(quantized::requantize(q, inputs[0]))
+        }
+        Op::QuantizedAveragePool(q) => {
+            arity(name, inputs, 1, 1)?;
+            one(quantized::quantized_average_pool(q, inputs[0]))
         }
         Op::Conv(attrs) if attrs.integer.is_some() => {
             arity(name, inputs, 2, 3)?;

@@ -363,6 +363,39 @@ pub fn all_attrs(op: &Op) -> Vec<(&'static str, AttrValue)> {
             ("to", DType(q.to)),
             ("zero_point", Int(q.zero_point as i64)),
         ],
+        Op::QuantizedMul(q) => vec![
+            ("a_zero_point", Int(q.a_zero_point as i64)),
+            ("b_zero_point", Int(q.b_zero_point as i64)),
+            ("max", Int(q.max as i64)),
+            ("min", Int(q.min as i64)),
+            ("ratio", Float(q.ratio)),
+            ("scale", Float(q.scale)),
+            ("to", DType(q.to)),
+            ("zero_point", Int(q.zero_point as i64)),
+        ],
+        Op::Requantize(q) => vec![
+            ("scale", Float(q.scale)),
+            ("to", DType(q.to)),
+            ("x_scale", Float(q.x_scale)),
+            ("x_zero_point", Int(q.x_zero_point as i64)),
+            ("zero_point", Int(q.zero_point as i64)),
+        ],
+        Op::QuantizedAveragePool(q) => {
+            let mut v = match &q.window {
+                Some(p) => all_attrs(&Op::Pool(p.clone())),
+                None => vec![],
+            };
+            v.extend([
+                ("max", Int(q.max as i64)),
+                ("min", Int(q.min as i64)),
+                ("scale", Float(q.scale)),
+                ("to", DType(q.to)),
+                ("x_scale", Float(q.x_scale)),
+                ("x_zero_point", Int(q.x_zero_point as i64)),
+                ("zero_point", Int(q.zero_point as i64)),
+            ]);
+            v
+        }
         Op::Resize(r) => vec![
             ("antialias", Bool(r.antialias)),
             ("aspect", ident(aspect_name(r.aspect))),
@@ -432,6 +465,11 @@ pub fn op_attrs(op: &Op) -> Vec<(&'static str, AttrValue)> {
 
 // ---------------------------------------------------------------------------------------------
 // Attributes -> op.
+
+/// An integer attribute that must fit in an i32 (zero points, bounds).
+fn small_int(key: &str, v: &AttrValue) -> Result<i32, String> {
+    i32::try_from(want_int(key, v)?).map_err(|_| format!("attribute `{key}` is out of range"))
+}
 
 fn want_int(key: &str, v: &AttrValue) -> Result<i64, String> {
     match v {
@@ -837,6 +875,45 @@ fn set_attr(op: &mut Op, key: &str, v: &AttrValue) -> Result<(), String> {
                 _ => return unknown(op),
             }
         }
+        Op::QuantizedMul(q) => match key {
+            "a_zero_point" => q.a_zero_point = small_int(key, v)?,
+            "b_zero_point" => q.b_zero_point = small_int(key, v)?,
+            "max" => q.max = small_int(key, v)?,
+            "min" => q.min = small_int(key, v)?,
+            "ratio" => q.ratio = want_float(key, v)?,
+            "scale" => q.scale = want_float(key, v)?,
+            "to" => q.to = want_dtype(key, v)?,
+            "zero_point" => q.zero_point = small_int(key, v)?,
+            _ => return unknown(op),
+        },
+        Op::Requantize(q) => match key {
+            "scale" => q.scale = want_float(key, v)?,
+            "to" => q.to = want_dtype(key, v)?,
+            "x_scale" => q.x_scale = want_float(key, v)?,
+            "x_zero_point" => q.x_zero_point = small_int(key, v)?,
+            "zero_point" => q.zero_point = small_int(key, v)?,
+            _ => return unknown(op),
+        },
+        Op::QuantizedAveragePool(q) => match key {
+            "max" => q.max = small_int(key, v)?,
+            "min" => q.min = small_int(key, v)?,
+            "scale" => q.scale = want_float(key, v)?,
+            "to" => q.to = want_dtype(key, v)?,
+            "x_scale" => q.x_scale = want_float(key, v)?,
+            "x_zero_point" => q.x_zero_point = small_int(key, v)?,
+            "zero_point" => q.zero_point = small_int(key, v)?,
+            "p" => return unknown(op),
+            _ => match &mut q.window {
+                Some(p) => {
+                    let mut pool = Op::Pool(p.clone());
+                    set_attr(&mut pool, key, v)?;
+                    if let Op::Pool(p2) = pool {
+                        *p = p2;
+                    }
+                }
+                None => return unknown(op),
+            },
+        },
         Op::Resize(r) => match key {
             "antialias" => r.antialias = want_bool(key, v)?,
             "aspect" => {

@@ -14,7 +14,10 @@ pub mod matmul;
 pub mod normalize;
 pub mod pool;
 pub mod quant;
+pub mod quantized_mul;
+pub mod quantized_pool;
 pub mod reduce;
+pub mod requantize;
 pub mod resize;
 pub mod shape;
 
@@ -74,6 +77,7 @@ pub fn scratch_bytes(
                 + fused::conv_extra_scratch(g, node, a, tasks)
         }
         Op::Pool(ref a) => pool::scratch_bytes(g, node, a),
+        Op::QuantizedAveragePool(_) => quantized_pool::scratch_bytes(g, node),
         Op::Attention { .. } => attention::scratch_bytes(g, node, tasks),
         _ => 0,
     })
@@ -140,6 +144,9 @@ pub fn emit_node(e: &mut Emitter, k: &mut KernelContext) -> Result<(), JitError>
         Op::QuantizeLinear { axis, to } => quant::quantize(e, k, *axis, *to),
         Op::DequantizeLinear { axis } => quant::dequantize(e, k, *axis),
         Op::QuantizedAdd(q) => quant::quantized_add(e, k, q),
+        Op::QuantizedMul(q) => quantized_mul::quantized_mul(e, k, q),
+        Op::Requantize(q) => requantize::requantize(e, k, q),
+        Op::QuantizedAveragePool(q) => quantized_pool::lower(e, k, q),
         Op::DynamicQuantizeLinear => dynamic_quant::lower(e, k),
         Op::Shape { .. } | Op::Size | Op::Range => {
             Err(k.unsupported(format!("op {} with run-time inputs", k.node.op.name())))

@@ -756,7 +756,10 @@ pub(super) fn export_node(b: &mut Builder, id: NodeId) -> Result<(), ExportError
         | Op::Gemm(GemmAttrs {
             integer: Some(_), ..
         })
-        | Op::QuantizedAdd(_) => Err(cx.unsupported(
+        | Op::QuantizedAdd(_)
+        | Op::QuantizedMul(_)
+        | Op::Requantize(_)
+        | Op::QuantizedAveragePool(_) => Err(cx.unsupported(
             "integer ops made by fold-qdq have no standard ONNX form here; export the QDQ graph (a pipeline without fold-qdq, such as O1)",
         )),
         Op::DynamicQuantizeLinear => cx.same("DynamicQuantizeLinear", vec![]),

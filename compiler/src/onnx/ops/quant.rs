@@ -10,7 +10,8 @@
 //! | `QLinearMatMul` | `q(matmul(dq(a), dq(b, axis -1)), sy, zy)` |
 //! | `com.microsoft.QGemm` | `[q(]gemm{alpha, beta = alpha}(dq(A), dq(B, per column), dq(C, sa·sb))[, sy, zy)]` |
 //! | `com.microsoft.QLinearAdd` / `QLinearMul` | `q(add/mul(dq(A), dq(B)), sc, zc)` |
-//! | `com.microsoft.QLinearGlobalAveragePool` | `q(global_average_pool(dq(x)), sy, zy)` (`channels_last`: `reduce_mean` over the spatial axes) |
+//! | `com.microsoft.QLinearGlobalAveragePool` | `q(global_average_pool(dq(x)), sy, zy)` (`channels_last`: transposes around the pool) |
+//! | `com.microsoft.QLinearAveragePool` | `q(average_pool(dq(x)), sy, zy)` (`channels_last`: transposes around the pool) |
 //! | `com.microsoft.QLinearConcat` | `q(concat(dq(x_i, s_i, z_i)...), sy, zy)` |
 //! | `ConvInteger` / `MatMulInteger` | `cast<i32>(conv/matmul(dq(x, 1, zx), dq(w, 1, zw)))` |
 //! | `MaxPool` of a per-tensor quantized integer tensor | `q(max_pool(dq(x, s, z)), s, z)` |
@@ -776,20 +777,68 @@ pub(super) fn qlinear_global_average_pool(cx: &mut NodeLowering) -> Result<Vec<V
     let xp = per_tensor(cx, (1, "x_scale"), (2, "x_zero_point"), true, dt, "X")?;
     let yp = per_tensor(cx, (3, "y_scale"), (4, "y_zero_point"), true, dt, "X")?;
     let last = channels_last(cx, x)?;
-    let xf = dequantize(cx, x, xp)?;
-    let yf = if last {
-        let axes: Vec<i64> = (1..cx.rank(x) as i64 - 1).collect();
-        let axes = cx.i64s("axes", &axes);
-        let mean = ReduceAttrs {
-            kind: ReduceKind::Mean,
-            keepdims: true,
-            noop_with_empty_axes: false,
-        };
-        cx.add(Op::Reduce(mean), &[xf, axes])?
+    let rank = cx.rank(x);
+    let x = if last {
+        let perm = to_channels_first(rank);
+        cx.add(Op::Transpose { perm }, &[x])?
     } else {
-        cx.add(Op::GlobalPool(PoolKind::Average), &[xf])?
+        x
     };
-    Ok(vec![quantize(cx, yf, yp, dt)?])
+    let xf = dequantize(cx, x, xp)?;
+    let yf = cx.add(Op::GlobalPool(PoolKind::Average), &[xf])?;
+    let y = quantize(cx, yf, yp, dt)?;
+    if last {
+        let perm = to_channels_last(rank);
+        return cx.one(Op::Transpose { perm }, &[y]);
+    }
+    Ok(vec![y])
+}
+
+/// com.microsoft QLinearAveragePool: `q(average_pool(dq(x, sx, zx)), sy, zy)` with AveragePool's
+/// attributes; `channels_last` transposes around the pool.
+pub(super) fn qlinear_average_pool(cx: &mut NodeLowering) -> Result<Vec<ValueId>, Reason> {
+    input_count(cx, 5, 5, "X, x_scale, x_zero_point, y_scale, y_zero_point")?;
+    let x = int8_input(cx, 0, "X")?;
+    let dt = cx.dtype(x);
+    let rank = cx.rank(x);
+    if rank < 3 {
+        return Err(bad_input(
+            0,
+            "X",
+            format!("must have rank >= 3 (N, C, spatial..), got rank {rank}"),
+        ));
+    }
+    let xp = per_tensor(cx, (1, "x_scale"), (2, "x_zero_point"), true, dt, "X")?;
+    let yp = per_tensor(cx, (3, "y_scale"), (4, "y_zero_point"), true, dt, "X")?;
+    let kernel = cx.usizes("kernel_shape")?;
+    if kernel.is_empty() {
+        return Err(Reason::MissingAttr("kernel_shape".into()));
+    }
+    let attrs = PoolAttrs {
+        kind: PoolKind::Average,
+        kernel,
+        strides: cx.usizes("strides")?,
+        pads: cx.usizes("pads")?,
+        dilations: vec![],
+        ceil_mode: cx.int("ceil_mode", 0)? != 0,
+        count_include_pad: cx.int("count_include_pad", 0)? != 0,
+        auto_pad: super::auto_pad(cx)?,
+    };
+    let last = channels_last(cx, x)?;
+    let x = if last {
+        let perm = to_channels_first(rank);
+        cx.add(Op::Transpose { perm }, &[x])?
+    } else {
+        x
+    };
+    let xf = dequantize(cx, x, xp)?;
+    let yf = cx.add(Op::Pool(attrs), &[xf])?;
+    let y = quantize(cx, yf, yp, dt)?;
+    if last {
+        let perm = to_channels_last(rank);
+        return cx.one(Op::Transpose { perm }, &[y]);
+    }
+    Ok(vec![y])
 }
 
 /// com.microsoft QLinearConcat: `(Y_scale, Y_zero_point, (X_i, X_i_scale, X_i_zero_point)...)`.
@@ -877,6 +926,7 @@ pub(super) fn lower_com_microsoft(cx: &mut NodeLowering) -> Option<Result<Vec<Va
         "QLinearAdd" => qlinear_binary(cx, BinaryOp::Add),
         "QLinearMul" => qlinear_binary(cx, BinaryOp::Mul),
         "QLinearGlobalAveragePool" => qlinear_global_average_pool(cx),
+        "QLinearAveragePool" => qlinear_average_pool(cx),
         "QLinearConcat" => qlinear_concat(cx),
         "QLinearConv" => qlinear_conv(cx),
         _ => return None,
