@@ -1087,6 +1087,29 @@ fn quantize_refuses_bad_calibration_data_and_writes_nothing() {
     std::fs::create_dir(&empty).unwrap();
     assert_user_error(&quantize(&empty, &[], &out), &["no .npy or .npz"]);
     assert!(!out.exists());
+    // A model with no conv, gemm or matmul has nothing to quantize.
+    let plain = dir.path().join("relu.kir");
+    std::fs::write(
+        &plain,
+        "graph @t(%x: f32[1,4]) -> (y: f32[1,4]) {\n  %0 = relu(%x) : f32[1,4]\n  return %0\n}\n",
+    )
+    .unwrap();
+    let data = dir.path().join("x.npy");
+    kestrel::tensor_io::write_npy(
+        &data,
+        &kestrel_ir::Tensor::from_vec(vec![3, 4], vec![0.5f32; 12]),
+    )
+    .unwrap();
+    let o = kestrel(&[
+        "quantize",
+        plain.to_str().unwrap(),
+        "--calib",
+        data.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_user_error(&o, &["nothing to quantize"]);
+    assert!(!out.exists());
 }
 
 #[test]
