@@ -306,8 +306,16 @@ fn conv_1x1(
         pads: vec![0; 4],
         integer: Some(IntegerAttrs {
             x_zero_point: 120 + (seed % 11) as i32,
-            requant: requantized
-                .then(|| requant_of(DType::U8, m, zy, (seed % 3) as u8, seed % 2 == 0, seed + 9)),
+            requant: requantized.then(|| {
+                requant_of(
+                    DType::U8,
+                    m,
+                    zy,
+                    (seed % 3) as u8,
+                    seed.is_multiple_of(2),
+                    seed + 9,
+                )
+            }),
         }),
         ..Default::default()
     };

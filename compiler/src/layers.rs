@@ -19,7 +19,10 @@ use std::time::{Duration, Instant};
 
 /// The timing of one node.
 pub struct LayerTiming {
+    /// The node's description (`node 3 "/conv1/Conv" (conv)`).
     pub node: String,
+    /// The node's name in the graph.
+    pub name: String,
     pub op: String,
     /// Output type, e.g. `f32[1,64,56,56]`.
     pub output: String,
@@ -107,6 +110,7 @@ pub fn profile(
         let node = g.node(id);
         out.push(LayerTiming {
             node: g.describe_node(id),
+            name: node.name.clone(),
             op: kestrel_ir::op_name(&node.op).to_string(),
             output: g.ty(node.outputs[0]).to_string(),
             macs: macs(g, id),

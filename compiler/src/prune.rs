@@ -2,7 +2,7 @@
 //! pruning, per group and in total (docs/PRUNING.md).
 
 use crate::driver;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use kestrel_ir::{Graph, NodeId, ValueDef};
 use kestrel_passes::prune::{Analysis, Choice, Edit};
 use std::collections::BTreeSet;
@@ -22,6 +22,10 @@ pub struct GroupReport {
     /// Elements of the constants the group slices (weights, biases, norm parameters).
     pub params_before: usize,
     pub params_after: usize,
+    /// Thread CPU time (ms, 1 thread) of the layers the group slices, each timed alone
+    /// ([`layer_latencies`]), before and after; `None` when not measured.
+    pub latency_ms_before: Option<f64>,
+    pub latency_ms_after: Option<f64>,
 }
 
 /// Totals before and after.
@@ -116,6 +120,100 @@ pub fn latencies(models: &[&Graph], model: &Path, iters: usize) -> Result<Vec<f6
         .collect())
 }
 
+/// The median thread CPU time (ms) of every kernel node of `g` by node name, each node timed
+/// alone on the JIT with 1 thread (`crate::layers::profile`, `iters` runs) after `O1`, which
+/// keeps the imported nodes and their names (no fusion), so a group's layers can be found in
+/// both the unpruned and the pruned graph.
+pub fn layer_latencies(
+    g: &Graph,
+    model: &Path,
+    iters: usize,
+) -> Result<std::collections::HashMap<String, f64>> {
+    let mut g = bound(g, model)?;
+    let pipeline = kestrel_passes::PipelineOptions {
+        pipeline: "O1".into(),
+        ..Default::default()
+    };
+    driver::run_pipeline(&mut g, &pipeline, model)?;
+    let jit = kestrel_backends::jit::JitOptions::with_threads(1);
+    let mut out = std::collections::HashMap::new();
+    for l in crate::layers::profile(&g, &jit, iters.max(1), model)? {
+        *out.entry(l.name).or_insert(0.0) += l.median_ms;
+    }
+    Ok(out)
+}
+
+/// The statistics [`kestrel_passes::prune::Importance::Activation`] scores with: for every
+/// tensor of [`kestrel_passes::prune::activation_probes`], the mean `|x|` at each position of its
+/// channel axis over every sample of `data`, the float model run as it is on the JIT.
+pub fn activation_statistics(
+    g: &Graph,
+    model: &Path,
+    data: &crate::calibrate::CalibrationData,
+    threads: usize,
+) -> Result<kestrel_passes::prune::ActivationStats> {
+    let probes = kestrel_passes::prune::activation_probes(g)
+        .with_context(|| format!("{}: pruning", model.display()))?;
+    let mut probe = g.clone();
+    driver::bind_default_batch(&mut probe, model)?;
+    probe.outputs.clear();
+    for (k, p) in probes.iter().enumerate() {
+        probe.add_output(format!("activation_{k}"), p.value);
+    }
+    let compiled = crate::inprocess::InProcessModel::new(
+        probe,
+        crate::inprocess::Backend::Jit,
+        threads,
+        model,
+    )?;
+    let mut sums: Vec<(Vec<f64>, f64)> = Vec::new();
+    let progress = indicatif::ProgressBar::new(data.runs() as u64);
+    for i in 0..data.runs() {
+        progress.inc(1);
+        let inputs = data.run_inputs(compiled.graph(), i)?;
+        let outs = compiled
+            .run_tensors(&inputs)
+            .with_context(|| format!("{}: calibration run {i}", data.path.display()))?;
+        for (k, (t, p)) in outs.iter().zip(&probes).enumerate() {
+            let dims = t.dims();
+            let n = dims.get(p.layout.axis).copied().unwrap_or(1).max(1);
+            let inner: usize = dims
+                .get(p.layout.axis + 1..)
+                .map_or(1, |d| d.iter().product());
+            if sums.len() <= k {
+                sums.push((vec![0.0; n], 0.0));
+            }
+            let (sum, count) = &mut sums[k];
+            for (e, v) in t.to_f32_vec().into_iter().enumerate() {
+                if !v.is_finite() {
+                    bail!(
+                        "{}: calibration run {i}: tensor {} takes the value {v}; the model \
+                         computes NaN or infinite activations on this data",
+                        data.path.display(),
+                        g.value(p.value)
+                            .name
+                            .clone()
+                            .unwrap_or_else(|| format!("%{}", p.value.0))
+                    );
+                }
+                sum[(e / inner.max(1)) % n] += v.abs() as f64;
+            }
+            *count += (t.numel() / n) as f64;
+        }
+    }
+    progress.finish_and_clear();
+    Ok(probes
+        .iter()
+        .zip(sums)
+        .map(|(p, (sum, count))| {
+            (
+                p.value,
+                sum.into_iter().map(|s| s / count.max(1.0)).collect(),
+            )
+        })
+        .collect())
+}
+
 /// The report of pruning `before` into `after` (`analysis` and `choices` from
 /// [`kestrel_passes::prune::prune`]); latency measured with `iters` runs each when given.
 pub fn report(
@@ -127,6 +225,13 @@ pub fn report(
     iters: Option<usize>,
 ) -> Result<PruneReport> {
     let (b, a) = (bound(before, model)?, bound(after, model)?);
+    let layers = match iters {
+        Some(n) => Some((
+            layer_latencies(before, model, n)?,
+            layer_latencies(after, model, n)?,
+        )),
+        None => None,
+    };
     let mut groups = Vec::new();
     for c in choices {
         let spaces: BTreeSet<usize> = analysis.groups[c.group].spaces.iter().copied().collect();
@@ -149,7 +254,13 @@ pub fn report(
                 .filter_map(|&(n, i)| g.const_data(g.node(n).inputs[i]).map(|t| t.numel()))
                 .sum()
         };
+        let names: BTreeSet<&str> = nodes.iter().map(|&n| b.node(n).name.as_str()).collect();
+        let time = |t: &std::collections::HashMap<String, f64>| -> f64 {
+            names.iter().filter_map(|n| t.get(*n)).sum()
+        };
         groups.push(GroupReport {
+            latency_ms_before: layers.as_ref().map(|(t, _)| time(t)),
+            latency_ms_after: layers.as_ref().map(|(_, t)| time(t)),
             name: c.name.clone(),
             channels_before: c.size,
             channels_after: c.size - c.removed.len(),
@@ -194,8 +305,9 @@ impl PruneReport {
             "| | before | after | ratio |\n|---|---|---|---|\n\
              | parameters | {} | {} | {} |\n| MACs | {} | {} | {} |\n\
              | latency ms (JIT, 1 thread, median) | {} | {} | {} |\n\n\
-             | group | channels | MACs before | MACs after | parameters before | parameters after |\n\
-             |---|---|---|---|---|---|\n",
+             | group | channels | MACs before | MACs after | parameters before | parameters after \
+             | layers ms before | layers ms after |\n\
+             |---|---|---|---|---|---|---|---|\n",
             self.before.params,
             self.after.params,
             ratio(self.after.params as f64, self.before.params as f64),
@@ -210,15 +322,18 @@ impl PruneReport {
             },
         );
         for g in &self.groups {
+            let ms = |v: Option<f64>| v.map_or("-".to_string(), |l| format!("{l:.3}"));
             s.push_str(&format!(
-                "| {} | {} -> {} | {} | {} | {} | {} |\n",
+                "| {} | {} -> {} | {} | {} | {} | {} | {} | {} |\n",
                 g.name,
                 g.channels_before,
                 g.channels_after,
                 g.macs_before,
                 g.macs_after,
                 g.params_before,
-                g.params_after
+                g.params_after,
+                ms(g.latency_ms_before),
+                ms(g.latency_ms_after)
             ));
         }
         s
@@ -240,8 +355,8 @@ impl PruneReport {
             .iter()
             .map(|g| {
                 format!(
-                    "    {{\"name\": {:?}, \"channels_before\": {}, \"channels_after\": {}, \"macs_before\": {}, \"macs_after\": {}, \"parameters_before\": {}, \"parameters_after\": {}}}",
-                    g.name, g.channels_before, g.channels_after, g.macs_before, g.macs_after, g.params_before, g.params_after
+                    "    {{\"name\": {:?}, \"channels_before\": {}, \"channels_after\": {}, \"macs_before\": {}, \"macs_after\": {}, \"parameters_before\": {}, \"parameters_after\": {}, \"layers_ms_before\": {}, \"layers_ms_after\": {}}}",
+                    g.name, g.channels_before, g.channels_after, g.macs_before, g.macs_after, g.params_before, g.params_after, num(g.latency_ms_before), num(g.latency_ms_after)
                 )
             })
             .collect();
@@ -309,14 +424,21 @@ pub fn scan(
     let top1 = reference.top1();
     let unpruned = score(&target, &reference, &top1);
     let analysis = kestrel_passes::prune::analyze(&bound(g, model)?);
+    let stats = match options.importance {
+        kestrel_passes::prune::Importance::Activation => {
+            Some(activation_statistics(g, model, data, threads)?)
+        }
+        _ => None,
+    };
     // The groups a plain pruning with these options would shrink.
     let mut probe = g.clone();
-    let (_, choices) = kestrel_passes::prune::prune(
+    let (_, choices) = kestrel_passes::prune::prune_with_activations(
         &mut probe,
         &kestrel_passes::prune::PruneOptions {
             ratio: 0.5,
             ..options.clone()
         },
+        stats.as_ref(),
     )
     .with_context(|| format!("{}: pruning", model.display()))?;
     let mut rows: Vec<(String, usize, Option<Vec<usize>>)> = choices
@@ -345,7 +467,7 @@ pub fn scan(
                 only: only.clone(),
                 ..options.clone()
             };
-            kestrel_passes::prune::prune(&mut pruned, &o)
+            kestrel_passes::prune::prune_with_activations(&mut pruned, &o, stats.as_ref())
                 .with_context(|| format!("{}: pruning {name} at {r}", model.display()))?;
             scores.push(score(&target, &eval.outputs(&pruned)?, &top1));
         }

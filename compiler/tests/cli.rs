@@ -737,7 +737,9 @@ fn prune_writes_a_smaller_model_and_a_report() {
     assert!(macs.ends_with("| 0.262x |"), "{report}");
     let text = std::fs::read_to_string(&json).unwrap();
     assert!(
-        text.contains("\"channels_after\": 8") && text.contains("\"latency_ms\""),
+        text.contains("\"channels_after\": 8")
+            && text.contains("\"latency_ms\"")
+            && !text.contains("\"layers_ms_after\": null"),
         "{text}"
     );
     let run = |m: &Path| {
@@ -932,6 +934,48 @@ fn prune_writes_a_smaller_model_and_a_report() {
         &digits("digits_cnn.onnx"),
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+}
+
+/// `--importance activation --calib`: channels scored by the activations their consumers read;
+/// the statistics need data, and data no option uses is refused; nothing is written on errors.
+#[test]
+fn prune_by_activation_statistics() {
+    let dir = tempfile::tempdir().unwrap();
+    let calib = digits_calibration(dir.path(), 32, |_| {});
+    let model = digits("digits_cnn.onnx");
+    let out = dir.path().join("p.kir");
+    let prune = |extra: &[&str]| {
+        let mut args = vec!["prune", &model, "--ratio", "0.5", "--iters", "0"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["-o", out.to_str().unwrap()]);
+        kestrel(&args)
+    };
+    let c = calib.to_str().unwrap();
+    assert_user_error(
+        &prune(&["--importance", "activation"]),
+        &["--importance activation needs --calib"],
+    );
+    assert_user_error(&prune(&["--calib", c]), &["--calib is used by"]);
+    assert!(!out.exists());
+    let o = prune(&["--importance", "activation", "--calib", c]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(report.contains("| /0/Conv | 16 -> 8 |"), "{report}");
+    let by_activation = std::fs::read_to_string(&out).unwrap();
+    let o = prune(&[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Different scores choose different channels, so the weights differ.
+    assert_ne!(by_activation, std::fs::read_to_string(&out).unwrap());
+    // The textual pass cannot measure activations.
+    let o = kestrel(&[
+        "run",
+        &model,
+        "--pipeline",
+        "prune(ratio=0.5,importance=activation),canonicalize",
+        "--inputs",
+        &digits("digits_cnn.io.npz"),
+    ]);
+    assert_user_error(&o, &["needs calibration data"]);
 }
 
 /// The QDQ ONNX that `kestrel quantize` writes gives the same answers in onnxruntime as in

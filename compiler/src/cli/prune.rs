@@ -15,7 +15,8 @@ pub struct PruneArgs {
     /// The share of channels removed from every prunable group (or of all, with --global).
     #[arg(long, required_unless_present = "sensitivity")]
     pub ratio: Option<f64>,
-    /// How channels are scored: l2 (Σw², the default), l1 (Σ|w|) or bn (BatchNorm |γ|).
+    /// How channels are scored: l2 (Σw², the default), l1 (Σ|w|), bn (BatchNorm |γ|) or
+    /// activation (mean |x| where consumers read the channel, over --calib).
     #[arg(long, default_value = "l2")]
     pub importance: String,
     /// One threshold over all groups instead of the same share of each.
@@ -31,7 +32,7 @@ pub struct PruneArgs {
     /// ratio, on the calibration data, instead of pruning.
     #[arg(long, requires = "calib", conflicts_with_all = ["ratio", "output", "json"])]
     pub sensitivity: bool,
-    /// Samples for --sensitivity: .npy, .npz or a folder of them.
+    /// Samples for --sensitivity and --importance activation: .npy, .npz or a folder of them.
     #[arg(long)]
     pub calib: Option<PathBuf>,
     /// Integer class ids, one per calibration sample, for --sensitivity.
@@ -110,9 +111,33 @@ pub fn run(args: PruneArgs) -> Result<()> {
     }
     options.ratio = args.ratio.expect("clap requires --ratio");
     let before = driver::load(&args.model)?.graph;
+    let stats = match (&args.calib, importance) {
+        (Some(calib), Importance::Activation) => {
+            if args.samples == Some(0) {
+                bail!("--samples must be at least 1");
+            }
+            let data = kestrel::calibrate::CalibrationData::load(&before, calib, args.samples)?;
+            Some(kestrel::prune::activation_statistics(
+                &before,
+                &args.model,
+                &data,
+                1,
+            )?)
+        }
+        (None, Importance::Activation) => {
+            bail!("--importance activation needs --calib DATA: the samples its statistics are measured on")
+        }
+        (Some(_), _) => bail!(
+            "--calib is used by --importance activation and --sensitivity; with --importance {} \
+             it would be ignored",
+            importance.name()
+        ),
+        (None, _) => None,
+    };
     let mut after = before.clone();
-    let (analysis, choices) = kestrel_passes::prune::prune(&mut after, &options)
-        .with_context(|| format!("{}: pruning", args.model.display()))?;
+    let (analysis, choices) =
+        kestrel_passes::prune::prune_with_activations(&mut after, &options, stats.as_ref())
+            .with_context(|| format!("{}: pruning", args.model.display()))?;
     let iters = (args.iters > 0).then_some(args.iters);
     let report = kestrel::prune::report(&before, &after, &analysis, &choices, &args.model, iters)?;
     print!("{}", report.markdown());

@@ -2,14 +2,17 @@
 //! is a smaller dense model (docs/PRUNING.md).
 //!
 //! - [`groups`]: the channel dependency groups of a graph ([`analyze`]);
-//! - [`importance`]: each group's channel scores (L2 `Σw²`, L1 `Σ|w|`, BatchNorm `|γ|`);
+//! - [`importance`]: each group's channel scores (L2 `Σw²`, L1 `Σ|w|`, BatchNorm `|γ|`), and
+//!   [`activation`]: scores from activation statistics the caller measures;
 //! - [`select`]: which channels go, per group or by one global threshold;
 //! - [`apply`]: slices every member and rewrites the attributes that count channels.
 
+pub mod activation;
 pub mod groups;
 mod rewrite;
 mod select;
 
+pub use activation::{ActivationStats, Probe};
 pub use groups::{analyze, Analysis, Edit, Group, Member, Role};
 pub use rewrite::apply;
 pub use select::{importance, select, Choice, Importance, PruneOptions};
@@ -34,11 +37,17 @@ pub enum PruneError {
          the model has none); use l2 or l1, or a model that still carries BatchNormalization"
     )]
     NoBatchNorm,
+    #[error(
+        "--importance activation needs calibration data: kestrel prune --importance activation \
+         --calib DATA (the textual pass cannot measure activations)"
+    )]
+    NeedsActivations,
     #[error("{0}")]
     Graph(#[from] kestrel_ir::GraphError),
 }
 
-/// The `prune` pass: options `ratio=R`, `importance=l2|l1|bn`, `global=true`, `round_to=N`,
+/// The `prune` pass: options `ratio=R`, `importance=l2|l1|bn` (`activation` needs measured
+/// statistics, so only the library and `kestrel prune --calib` offer it), `global=true`, `round_to=N`,
 /// `keep=NODE` (repeatable).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Prune {
@@ -94,9 +103,33 @@ fn with_unit_batch(g: &Graph) -> Result<Graph, PruneError> {
 /// on `g` with a unit batch; its value and node ids are `g`'s) and what was chosen. Graph inputs
 /// and outputs keep their shapes.
 pub fn prune(g: &mut Graph, options: &PruneOptions) -> Result<(Analysis, Vec<Choice>), PruneError> {
+    prune_with_activations(g, options, None)
+}
+
+/// The tensors whose activation statistics [`Importance::Activation`] needs (value ids of `g`).
+pub fn activation_probes(g: &Graph) -> Result<Vec<Probe>, PruneError> {
+    let bound = with_unit_batch(g)?;
+    Ok(activation::probes(&bound, &analyze(&bound)))
+}
+
+/// [`prune`], with the statistics of [`activation_probes`] measured over calibration data for
+/// [`Importance::Activation`] (other importances ignore them).
+pub fn prune_with_activations(
+    g: &mut Graph,
+    options: &PruneOptions,
+    activations: Option<&ActivationStats>,
+) -> Result<(Analysis, Vec<Choice>), PruneError> {
     let bound = with_unit_batch(g)?;
     let analysis = analyze(&bound);
-    let scores = importance(&bound, &analysis, options.importance)?;
+    let scores = match (options.importance, activations) {
+        (Importance::Activation, Some(stats)) => activation::scores(
+            &analysis,
+            &activation::probes(&bound, &analysis),
+            stats,
+            importance(&bound, &analysis, Importance::L2)?,
+        ),
+        (kind, _) => importance(&bound, &analysis, kind)?,
+    };
     let choices = select(&bound, &analysis, &scores, options)?;
     apply(g, &analysis, &choices)?;
     Ok((analysis, choices))

@@ -14,6 +14,9 @@ pub enum Importance {
     L1,
     /// `Σ |γ|` of the BatchNormalization scales of the group.
     BatchNorm,
+    /// The mean `|x|` of the channel where the group's consumers read it, over calibration
+    /// data the caller measures (`super::activation`); needs those statistics.
+    Activation,
 }
 
 impl Importance {
@@ -22,8 +25,9 @@ impl Importance {
             "l2" => Ok(Importance::L2),
             "l1" => Ok(Importance::L1),
             "bn" => Ok(Importance::BatchNorm),
+            "activation" => Ok(Importance::Activation),
             other => Err(format!(
-                "unknown importance {other:?} (expected l2, l1 or bn)"
+                "unknown importance {other:?} (expected l2, l1, bn or activation)"
             )),
         }
     }
@@ -33,6 +37,7 @@ impl Importance {
             Importance::L2 => "l2",
             Importance::L1 => "l1",
             Importance::BatchNorm => "bn",
+            Importance::Activation => "activation",
         }
     }
 
@@ -42,13 +47,14 @@ impl Importance {
                 matches!(role, Role::Filters | Role::DepthwiseFilters | Role::Bias)
             }
             Importance::BatchNorm => role == Role::BatchNormScale,
+            Importance::Activation => false,
         }
     }
 
     fn score(self, w: f64) -> f64 {
         match self {
             Importance::L2 => w * w,
-            Importance::L1 | Importance::BatchNorm => w.abs(),
+            Importance::L1 | Importance::BatchNorm | Importance::Activation => w.abs(),
         }
     }
 }
@@ -111,6 +117,9 @@ pub(super) fn position_map(a: &Analysis, layout: &Layout) -> Vec<(usize, usize)>
 
 /// Each group's channel scores under `kind` (empty for a fixed group).
 pub fn importance(g: &Graph, a: &Analysis, kind: Importance) -> Result<Vec<Vec<f64>>, PruneError> {
+    if kind == Importance::Activation {
+        return Err(PruneError::NeedsActivations);
+    }
     let mut scores: Vec<Vec<f64>> = a
         .groups
         .iter()
