@@ -24,7 +24,10 @@ use kestrel_ir::{Dim, Graph};
 /// Why a graph could not be pruned.
 #[derive(Debug, thiserror::Error)]
 pub enum PruneError {
-    #[error("--ratio {0}: must be in [0, 1)")]
+    #[error(
+        "--ratio {0}: must be in [0, 1): a ratio of 1 or more would empty every layer (below 1, \
+         each layer keeps at least one channel)"
+    )]
     BadRatio(f64),
     #[error("--round-to must be at least 1")]
     BadRoundTo,
