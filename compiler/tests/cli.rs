@@ -806,7 +806,10 @@ fn prune_writes_a_smaller_model_and_a_report() {
         args.extend_from_slice(extra);
         kestrel(&args)
     };
-    assert_user_error(&prune(&["--ratio", "1"]), &["--ratio 1", "[0, 1)", "would empty every layer"]);
+    assert_user_error(
+        &prune(&["--ratio", "1"]),
+        &["--ratio 1", "[0, 1)", "would empty every layer"],
+    );
     assert_user_error(
         &prune(&["--ratio", "0.5", "--keep", "nope"]),
         &["nope", "/0/Conv"],
