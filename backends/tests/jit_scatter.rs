@@ -1,4 +1,4 @@
-//! ScatterElements on the JIT against the interpreter: random ranks, axes, index shapes and
+//! ScatterElements and ScatterND on the JIT against the interpreter: random ranks, axes, index shapes and
 //! values (negative ones included, repeated positions), every reduction, i32 and i64 indices,
 //! run-time and constant indices, f32 and integer data; out-of-range indices fail like the
 //! interpreter's and write nothing.
@@ -200,6 +200,97 @@ proptest! {
             }
         };
         let (g, feeds) = graph(&data, &indices, &updates, axis, reduction, const_idx);
+        let exact = !matches!(reduction, ScatterReduction::Add | ScatterReduction::Mul);
+        agree(&g, &feeds, exact)?;
+    }
+}
+
+/// `ScatterND(data, indices, updates)`; indices a constant when `const_idx`.
+fn graph_nd(
+    data: &Tensor,
+    indices: &Tensor,
+    updates: &Tensor,
+    reduction: ScatterReduction,
+    const_idx: bool,
+) -> (Graph, Vec<Tensor>) {
+    let mut g = Graph::new("s");
+    let d = g.add_input("data", TensorType::known(data.dtype(), data.dims()));
+    let mut feeds = vec![data.clone()];
+    let i = if const_idx {
+        g.add_const("indices", indices.clone())
+    } else {
+        feeds.push(indices.clone());
+        g.add_input(
+            "indices",
+            TensorType::known(indices.dtype(), indices.dims()),
+        )
+    };
+    let u = g.add_input(
+        "updates",
+        TensorType::known(updates.dtype(), updates.dims()),
+    );
+    feeds.push(updates.clone());
+    let y = g
+        .add(Op::ScatterNd { reduction }, &[d, i, u], "scatter_nd")
+        .unwrap();
+    g.add_output("y", y);
+    (g, feeds)
+}
+
+/// ScatterND's out-of-range index fails on both backends and leaves the output untouched.
+#[test]
+fn scatter_nd_out_of_range_index_fails() {
+    let data = Tensor::from_vec(vec![2, 2], vec![1.0f32, 2.0, 3.0, 4.0]);
+    let idx = Tensor::from_vec(vec![2, 2], vec![1i64, 1, 0, -3]);
+    let upd = Tensor::from_vec(vec![2], vec![7.0f32, 8.0]);
+    let (g, feeds) = graph_nd(&data, &idx, &upd, ScatterReduction::None, false);
+    assert!(interp::run(&g, &feeds).is_err());
+    let m = compile(&g, &JitOptions::default()).unwrap();
+    let ins: Vec<Vec<u8>> = feeds.iter().map(|t| t.bytes().to_vec()).collect();
+    let ins: Vec<&[u8]> = ins.iter().map(|b| b.as_slice()).collect();
+    let mut out = vec![0xAAu8; 16];
+    assert!(matches!(
+        m.run_into(&ins, &mut [&mut out]),
+        Err(JitError::Runtime { .. })
+    ));
+    assert!(out.iter().all(|&b| b == 0xAA), "output written");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn random_scatter_nd(
+        data_dims in prop::collection::vec(1usize..5, 1..4),
+        q_pick in 0usize..4,
+        batch in prop::collection::vec(0usize..4, 0..3),
+        reduction in prop::sample::select(reductions()),
+        i32_idx in any::<bool>(),
+        const_idx in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let r = data_dims.len();
+        let q = 1 + q_pick % r;
+        let count: usize = batch.iter().product();
+        let mut rng = XorShift64::seeded(seed);
+        let raw: Vec<i64> = (0..count * q)
+            .map(|j| {
+                let ext = data_dims[j % q] as i64;
+                (rng.next_u64() % (2 * ext as u64)) as i64 - ext
+            })
+            .collect();
+        let mut idims = batch.clone();
+        idims.push(q);
+        let indices = if i32_idx {
+            Tensor::from_vec(idims, raw.iter().map(|&v| v as i32).collect::<Vec<_>>())
+        } else {
+            Tensor::from_vec(idims, raw)
+        };
+        let mut udims = batch.clone();
+        udims.extend(&data_dims[q..]);
+        let data = rng.tensor_f32(&data_dims, -2.0, 2.0);
+        let updates = rng.tensor_f32(&udims, -2.0, 2.0);
+        let (g, feeds) = graph_nd(&data, &indices, &updates, reduction, const_idx);
         let exact = !matches!(reduction, ScatterReduction::Add | ScatterReduction::Mul);
         agree(&g, &feeds, exact)?;
     }

@@ -139,9 +139,9 @@ pub fn emit_node(e: &mut Emitter, k: &mut KernelContext) -> Result<(), JitError>
         Op::ScatterElements { axis, reduction } => {
             scatter::scatter_elements(e, k, *axis, *reduction)
         }
+        Op::ScatterNd { reduction } => scatter::scatter_nd(e, k, *reduction),
         Op::Arg(_)
         | Op::GatherElements { .. }
-        | Op::ScatterNd { .. }
         | Op::Trilu { .. }
         | Op::CumSum { .. }
         | Op::Hardmax { .. }
