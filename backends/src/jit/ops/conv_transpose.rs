@@ -223,7 +223,7 @@ pub fn lower(
         None => None,
     };
     let tasks = k.tasks.max(1);
-    let stride = max_task_scratch(&geo, tasks, const_wt.is_some(), k.opts);
+    let task_scratch_bytes = max_task_scratch(&geo, tasks, const_wt.is_some(), k.opts);
     let scratch = k.scratch;
     let opts = k.opts;
     if geo.n == 0 || geo.m_per_group == 0 || geo.osz == 0 {
@@ -234,7 +234,7 @@ pub fn lower(
         if chans.is_empty() {
             return;
         }
-        let sc = scratch.map(|s| e.addr(s, (t * stride) as i64));
+        let sc = scratch.map(|s| e.addr(s, (t * task_scratch_bytes) as i64));
         task(e, &geo, opts, x, w, const_wt, bias, out, sc, chans);
     });
     Ok(())
@@ -258,7 +258,8 @@ fn task(
     let mt = chans.len();
     let cb = block_channels(geo, mt, opts);
     let gemm_runs = cg > 0 && ksz > 0 && isz > 0;
-    // Wᵀ rows of this task: `[group][m - chans.start][t][c]`, row `(g, m, t)` at `wt_row(g, m)`.
+    // Where this task's rows of Wᵀ are: group `g`'s rows start `wt_group_rows · T · C/g` f32 after
+    // `wt`, and channel `chans.start + m` is row block `wt_first + m` of its group.
     let (wt, wt_group_rows, wt_first) = match const_wt {
         Some(p) => (p, mg, chans.start),
         None if gemm_runs => {
