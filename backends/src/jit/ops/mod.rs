@@ -5,6 +5,7 @@
 
 pub mod attention;
 pub mod conv;
+pub mod conv_transpose;
 pub mod dynamic_quant;
 pub mod elementwise;
 pub mod fused;
@@ -19,6 +20,7 @@ pub mod quantized_pool;
 pub mod reduce;
 pub mod requantize;
 pub mod resize;
+pub mod scatter;
 pub mod shape;
 
 use crate::jit::context::KernelContext;
@@ -44,6 +46,7 @@ pub fn task_count(g: &Graph, node: &Node, opts: &JitOptions) -> usize {
         Op::Conv(ref a) => conv::task_count(g, node, a, opts),
         Op::Gemm(_) | Op::MatMul => matmul::task_count(g, node, opts),
         Op::Attention { .. } => attention::task_count(g, node, opts),
+        Op::ConvTranspose(ref a) => conv_transpose::task_count(g, node, a, opts),
         // Map and cast nodes run as one task.
         ref op if op.is_elementwise() && !matches!(op, Op::Map(_) | Op::Cast { .. }) => {
             elementwise::task_count(g, node, opts)
@@ -79,6 +82,7 @@ pub fn scratch_bytes(
         Op::Pool(ref a) => pool::scratch_bytes(g, node, a),
         Op::QuantizedAveragePool(_) => quantized_pool::scratch_bytes(g, node),
         Op::Attention { .. } => attention::scratch_bytes(g, node, tasks),
+        Op::ConvTranspose(ref a) => conv_transpose::scratch_bytes(g, node, a, consts, tasks, opts),
         _ => 0,
     })
 }
@@ -131,11 +135,13 @@ pub fn emit_node(e: &mut Emitter, k: &mut KernelContext) -> Result<(), JitError>
         }) => shape::by_index(e, k),
         Op::Resize(a) => resize::lower(e, k, a),
         Op::GatherElements { .. } if k.const_in(1).is_some() => shape::by_index(e, k),
-        Op::ConvTranspose(_)
-        | Op::Arg(_)
+        Op::ConvTranspose(a) => conv_transpose::lower(e, k, a),
+        Op::ScatterElements { axis, reduction } => {
+            scatter::scatter_elements(e, k, *axis, *reduction)
+        }
+        Op::ScatterNd { reduction } => scatter::scatter_nd(e, k, *reduction),
+        Op::Arg(_)
         | Op::GatherElements { .. }
-        | Op::ScatterElements { .. }
-        | Op::ScatterNd { .. }
         | Op::Trilu { .. }
         | Op::CumSum { .. }
         | Op::Hardmax { .. }
