@@ -1,0 +1,436 @@
+//! Every gradient rule against central finite differences of the loss, on the interpreter.
+//!
+//! Each case builds a small f64 graph whose operands are constants (so they become the trained
+//! parameters), a loss on its output, and compares the training graph's gradient of every
+//! parameter entry with `(L(p + h) - L(p - h)) / 2h`, `h = 1e-5`. In f64 the truncation error is
+//! `O(h²)·|L'''|` ≈ 1e-10 and the rounding error ≈ 1e-16/h ≈ 1e-11, so a tolerance of
+//! `1e-6 + 1e-5·|g|` leaves three orders of magnitude of margin while a wrong rule (a missing
+//! factor, a transposed operand, a lost broadcast sum) misses by far more.
+
+use kestrel_backends::interp;
+use kestrel_ir::testing::{Random, XorShift64};
+use kestrel_ir::{
+    BinaryOp, ConvAttrs, DType, GemmAttrs, Graph, Op, PoolAttrs, PoolKind, Tensor, TensorType,
+    UnaryOp, ValueId, F32,
+};
+use kestrel_passes::autodiff::{training_graph, Loss, ParamSelection};
+use proptest::prelude::*;
+
+const H: f64 = 1e-5;
+
+fn f64_tensor(dims: &[usize], values: Vec<f64>) -> Tensor {
+    Tensor::from_vec(dims.to_vec(), values)
+}
+
+fn random_values(rng: &mut XorShift64, n: usize, lo: f64, hi: f64) -> Vec<f64> {
+    (0..n).map(|_| rng.uniform_f64(lo, hi)).collect()
+}
+
+/// Distinct values at least 0.01 apart, shuffled: no ties or near-ties for max pooling or relu
+/// kinks within `h`.
+fn distinct_values(rng: &mut XorShift64, n: usize) -> Vec<f64> {
+    let mut v: Vec<f64> = (0..n)
+        .map(|i| (i as f64 - n as f64 / 2.0) * 0.05 + 0.013)
+        .collect();
+    for i in (1..n).rev() {
+        let j = rng.below(i + 1);
+        v.swap(i, j);
+    }
+    v
+}
+
+fn konst(g: &mut Graph, name: &str, dims: &[usize], values: Vec<f64>) -> ValueId {
+    g.add_const(name, f64_tensor(dims, values))
+}
+
+/// The loss the training graph computes for `inputs`, and its outputs.
+fn run(g: &Graph, inputs: &[Tensor]) -> Vec<Tensor> {
+    interp::run(g, inputs).expect("the training graph runs on the interpreter")
+}
+
+/// Checks every parameter entry (up to `max_entries` per parameter, spread evenly) of the
+/// training graph of `forward` for `loss` against central differences.
+fn check_gradients(
+    forward: &Graph,
+    loss: &Loss,
+    inputs: Vec<Tensor>,
+    extra: Vec<Tensor>,
+    max_entries: usize,
+) -> Result<(), TestCaseError> {
+    let tg = training_graph(forward, &ParamSelection::FloatConstants, loss)
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    kestrel_ir::verify(&tg.graph).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+    let mut feed: Vec<Tensor> = inputs;
+    feed.extend(tg.params.iter().map(|p| p.init.clone()));
+    feed.extend(extra);
+    let out = run(&tg.graph, &feed);
+    for p in &tg.params {
+        let grad = out[p.grad_output].to_f64_vec();
+        let base = p.init.to_f64_vec();
+        prop_assert_eq!(grad.len(), base.len());
+        let step = base.len().div_ceil(max_entries).max(1);
+        for i in (0..base.len()).step_by(step) {
+            let at = |delta: f64| {
+                let mut v = base.clone();
+                v[i] += delta;
+                let mut f = feed.clone();
+                f[p.input_index] = f64_tensor(p.init.dims(), v);
+                run(&tg.graph, &f)[0].to_f64_vec()[0]
+            };
+            let fd = (at(H) - at(-H)) / (2.0 * H);
+            let tol = 1e-6 + 1e-5 * grad[i].abs().max(fd.abs());
+            prop_assert!(
+                (grad[i] - fd).abs() <= tol,
+                "parameter {} entry {}: analytic {} vs finite difference {}",
+                p.name,
+                i,
+                grad[i],
+                fd
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Mean squared error of output 0 against random targets.
+fn check_mse(g: &Graph, seed: u64, max_entries: usize) -> Result<(), TestCaseError> {
+    let out = g.outputs[0].value;
+    let dims = g.ty(out).dims().unwrap();
+    let mut rng = XorShift64::seeded(seed ^ 0x5eed);
+    let targets = f64_tensor(
+        &dims,
+        random_values(&mut rng, dims.iter().product(), -1.0, 1.0),
+    );
+    check_gradients(
+        g,
+        &Loss::mean_squared_error(),
+        vec![],
+        vec![targets],
+        max_entries,
+    )
+}
+
+fn unary_cases() -> impl Strategy<Value = (UnaryOp, Vec<usize>, u64)> {
+    let ops = prop_oneof![
+        Just(UnaryOp::Relu),
+        Just(UnaryOp::Sigmoid),
+        Just(UnaryOp::Tanh),
+        Just(UnaryOp::Neg),
+        Just(UnaryOp::Exp),
+        Just(UnaryOp::Log),
+        Just(UnaryOp::Sqrt),
+        Just(UnaryOp::Reciprocal),
+    ];
+    (ops, prop::collection::vec(1usize..4, 1..4), any::<u64>())
+}
+
+/// Broadcast-compatible operand extents: each axis of the output is taken by both, by one
+/// (the other 1), and the second operand may have fewer axes.
+fn broadcast_pair() -> impl Strategy<Value = (Vec<usize>, Vec<usize>)> {
+    prop::collection::vec((1usize..4, 0u8..3), 1..4).prop_flat_map(|axes| {
+        let a: Vec<usize> = axes
+            .iter()
+            .map(|&(d, m)| if m == 1 { 1 } else { d })
+            .collect();
+        let b: Vec<usize> = axes
+            .iter()
+            .map(|&(d, m)| if m == 2 { 1 } else { d })
+            .collect();
+        let rank = b.len();
+        (
+            Just(a),
+            (0..=rank).prop_map(move |drop| b[drop.min(rank - 1)..].to_vec()),
+        )
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn unary_rules((op, dims, seed) in unary_cases()) {
+        let mut rng = XorShift64::seeded(seed);
+        let n = dims.iter().product();
+        let values = match op {
+            // Away from the domain edge and the kink.
+            UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Reciprocal => random_values(&mut rng, n, 0.5, 2.0),
+            _ => distinct_values(&mut rng, n),
+        };
+        let mut g = Graph::new("unary");
+        let x = konst(&mut g, "x", &dims, values);
+        let y = g.add(Op::Unary(op), &[x], "u").unwrap();
+        g.add_output("y", y);
+        check_mse(&g, seed, 64)?;
+    }
+
+    #[test]
+    fn binary_rules_broadcast(((da, db), op, swap, seed) in (broadcast_pair(), 0usize..4, any::<bool>(), any::<u64>())) {
+        let op = [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div][op];
+        let (da, db) = if swap { (db, da) } else { (da, db) };
+        let mut rng = XorShift64::seeded(seed);
+        let mut g = Graph::new("binary");
+        let a = konst(&mut g, "a", &da, random_values(&mut rng, da.iter().product(), -1.0, 1.0));
+        // Divisors away from zero.
+        let bv: Vec<f64> = random_values(&mut rng, db.iter().product(), 0.5, 1.5).into_iter().enumerate()
+            .map(|(i, v)| if i % 2 == 0 { v } else { -v }).collect();
+        let b = konst(&mut g, "b", &db, bv);
+        let y = g.add(Op::Binary(op), &[a, b], "bin").unwrap();
+        g.add_output("y", y);
+        check_mse(&g, seed, 64)?;
+    }
+
+    #[test]
+    fn gemm_rule(m in 1usize..4, k in 1usize..4, n in 1usize..4, ta: bool, tb: bool, c_form in 0usize..4,
+                 alpha in prop_oneof![Just(1.0f32), Just(0.5f32), Just(-2.0f32)], beta in prop_oneof![Just(1.0f32), Just(0.25f32)], seed: u64) {
+        let mut rng = XorShift64::seeded(seed);
+        let mut g = Graph::new("gemm");
+        let ad = if ta { [k, m] } else { [m, k] };
+        let bd = if tb { [n, k] } else { [k, n] };
+        let a = konst(&mut g, "a", &ad, random_values(&mut rng, m * k, -1.0, 1.0));
+        let b = konst(&mut g, "b", &bd, random_values(&mut rng, k * n, -1.0, 1.0));
+        let mut inputs = vec![a, b];
+        let cd: Option<Vec<usize>> = [None, Some(vec![n]), Some(vec![m, n]), Some(vec![1, n])][c_form].clone();
+        if let Some(cd) = cd {
+            inputs.push(konst(&mut g, "c", &cd, random_values(&mut rng, cd.iter().product(), -1.0, 1.0)));
+        }
+        let op = Op::Gemm(GemmAttrs { alpha: F32(alpha), beta: F32(beta), trans_a: ta, trans_b: tb, ..Default::default() });
+        let y = g.add(op, &inputs, "gemm").unwrap();
+        g.add_output("y", y);
+        check_mse(&g, seed, 64)?;
+    }
+
+    #[test]
+    fn matmul_rule(batch_a in prop::collection::vec(1usize..3, 0..2), b_batched: bool, m in 1usize..4, k in 1usize..4, n in 1usize..4, seed: u64) {
+        let mut rng = XorShift64::seeded(seed);
+        let mut g = Graph::new("matmul");
+        let mut ad = batch_a.clone();
+        ad.extend([m, k]);
+        // B either shares A's batch axes or has none (broadcast over them).
+        let mut bd = if b_batched { batch_a.clone() } else { vec![] };
+        bd.extend([k, n]);
+        let a = konst(&mut g, "a", &ad, random_values(&mut rng, ad.iter().product(), -1.0, 1.0));
+        let b = konst(&mut g, "b", &bd, random_values(&mut rng, bd.iter().product(), -1.0, 1.0));
+        let y = g.add(Op::MatMul, &[a, b], "mm").unwrap();
+        g.add_output("y", y);
+        check_mse(&g, seed, 64)?;
+    }
+
+    #[test]
+    fn conv_rule(batch in 1usize..3, cg in 1usize..3, mg in 1usize..3, group in prop_oneof![Just(1usize), Just(2usize)],
+                 rank2: bool, kernel in 1usize..4, stride in 1usize..3, dilation in 1usize..3,
+                 pad_b in 0usize..2, pad_e in 0usize..3, extra in 0usize..3, bias: bool, seed: u64) {
+        let k = if rank2 { 2 } else { 1 };
+        let (c, m) = (cg * group, mg * group);
+        let extent = dilation * (kernel - 1) + 1 + extra;
+        let mut xd = vec![batch, c];
+        xd.extend(vec![extent; k]);
+        let mut wd = vec![m, cg];
+        wd.extend(vec![kernel; k]);
+        let mut rng = XorShift64::seeded(seed);
+        let mut g = Graph::new("conv");
+        let x = konst(&mut g, "x", &xd, random_values(&mut rng, xd.iter().product(), -1.0, 1.0));
+        let w = konst(&mut g, "w", &wd, random_values(&mut rng, wd.iter().product(), -1.0, 1.0));
+        let mut inputs = vec![x, w];
+        if bias {
+            inputs.push(konst(&mut g, "b", &[m], random_values(&mut rng, m, -1.0, 1.0)));
+        }
+        let mut pads = vec![pad_b; k];
+        pads.extend(vec![pad_e; k]);
+        let op = Op::Conv(ConvAttrs { strides: vec![stride; k], pads, dilations: vec![dilation; k], group, ..Default::default() });
+        let y = g.add(op, &inputs, "conv").unwrap();
+        g.add_output("y", y);
+        check_mse(&g, seed, 24)?;
+    }
+
+    #[test]
+    fn depthwise_conv_rule(c in 1usize..4, kernel in 1usize..4, stride in 1usize..3, pad in 0usize..2, seed: u64) {
+        let mut rng = XorShift64::seeded(seed);
+        let mut g = Graph::new("depthwise");
+        let xd = [2, c, 5, 4];
+        let x = konst(&mut g, "x", &xd, random_values(&mut rng, xd.iter().product(), -1.0, 1.0));
+        let w = konst(&mut g, "w", &[c, 1, kernel, kernel], random_values(&mut rng, c * kernel * kernel, -1.0, 1.0));
+        let op = Op::Conv(ConvAttrs { strides: vec![stride; 2], pads: vec![pad; 4], group: c, ..Default::default() });
+        let y = g.add(op, &[x, w], "dw").unwrap();
+        g.add_output("y", y);
+        check_mse(&g, seed, 24)?;
+    }
+
+    #[test]
+    fn pool_rules(max: bool, rank2: bool, kernel in 1usize..4, stride in 1usize..3, dilation in 1usize..3, pad in 0usize..2,
+                  ceil_mode: bool, count_include_pad: bool, extra in 0usize..3, seed: u64) {
+        let k = if rank2 { 2 } else { 1 };
+        let pad = pad.min(kernel / 2); // ONNX: pads smaller than the kernel's half.
+        let extent = dilation * (kernel - 1) + 1 + extra;
+        let mut xd = vec![2, 2];
+        xd.extend(vec![extent; k]);
+        let mut rng = XorShift64::seeded(seed);
+        let mut g = Graph::new("pool");
+        let x = konst(&mut g, "x", &xd, distinct_values(&mut rng, xd.iter().product()));
+        let op = Op::Pool(PoolAttrs {
+            kind: if max { PoolKind::Max } else { PoolKind::Average },
+            kernel: vec![kernel; k],
+            strides: vec![stride; k],
+            pads: vec![pad; 2 * k],
+            dilations: if max { vec![dilation; k] } else { vec![] },
+            ceil_mode,
+            count_include_pad,
+            auto_pad: Default::default(),
+        });
+        let y = g.add(op, &[x], "pool").unwrap();
+        g.add_output("y", y);
+        check_mse(&g, seed, 48)?;
+    }
+
+    #[test]
+    fn global_average_pool_rule(n in 1usize..3, c in 1usize..3, h in 1usize..4, w in 1usize..4, seed: u64) {
+        let mut rng = XorShift64::seeded(seed);
+        let mut g = Graph::new("gap");
+        let x = konst(&mut g, "x", &[n, c, h, w], random_values(&mut rng, n * c * h * w, -1.0, 1.0));
+        let y = g.add(Op::GlobalPool(PoolKind::Average), &[x], "gap").unwrap();
+        g.add_output("y", y);
+        check_mse(&g, seed, 48)?;
+    }
+
+    #[test]
+    fn shape_rules(dims in prop::collection::vec(1usize..4, 2..5), which in 0usize..3, seed: u64) {
+        let mut rng = XorShift64::seeded(seed);
+        let mut g = Graph::new("shape");
+        let n: usize = dims.iter().product();
+        let x = konst(&mut g, "x", &dims, random_values(&mut rng, n, -1.0, 1.0));
+        // A non-linear consumer, so that the gradient depends on where each element moved.
+        let y = match which {
+            0 => g.add(Op::Flatten { axis: 1 }, &[x], "flatten").unwrap(),
+            1 => {
+                let s = g.add_const("shape", Tensor::from_vec(vec![2], vec![dims[0] as i64, -1]));
+                g.add(Op::Reshape { allowzero: false }, &[x, s], "reshape").unwrap()
+            }
+            _ => {
+                let perm: Vec<usize> = (0..dims.len()).rev().collect();
+                g.add(Op::Transpose { perm }, &[x], "transpose").unwrap()
+            }
+        };
+        let yd = g.ty(y).dims().unwrap();
+        let w = konst(&mut g, "w", &yd, random_values(&mut rng, n, -1.0, 1.0));
+        let y = g.add(Op::Binary(BinaryOp::Mul), &[y, w], "scale").unwrap();
+        let y = g.add(Op::Unary(UnaryOp::Tanh), &[y], "tanh").unwrap();
+        g.add_output("y", y);
+        check_mse(&g, seed, 48)?;
+    }
+
+    #[test]
+    fn softmax_rules(dims in prop::collection::vec(1usize..4, 1..4), axis_pick in 0usize..3, log: bool, seed: u64) {
+        let mut rng = XorShift64::seeded(seed);
+        let axis = (axis_pick % dims.len()) as i64;
+        let mut g = Graph::new("softmax");
+        let x = konst(&mut g, "x", &dims, random_values(&mut rng, dims.iter().product(), -2.0, 2.0));
+        let op = if log { Op::LogSoftmax { axis } } else { Op::Softmax { axis } };
+        let y = g.add(op, &[x], "sm").unwrap();
+        g.add_output("y", y);
+        check_mse(&g, seed, 48)?;
+    }
+
+    #[test]
+    fn batchnorm_eval_rule(n in 1usize..3, c in 1usize..4, hw in 0usize..3, seed: u64) {
+        let mut rng = XorShift64::seeded(seed);
+        let mut dims = vec![n, c];
+        dims.extend(vec![2; hw]);
+        let mut g = Graph::new("bn");
+        let x = konst(&mut g, "x", &dims, random_values(&mut rng, dims.iter().product(), -1.0, 1.0));
+        let scale = konst(&mut g, "scale", &[c], random_values(&mut rng, c, 0.5, 1.5));
+        let bias = konst(&mut g, "bias", &[c], random_values(&mut rng, c, -1.0, 1.0));
+        let mean = konst(&mut g, "mean", &[c], random_values(&mut rng, c, -0.5, 0.5));
+        let var = konst(&mut g, "var", &[c], random_values(&mut rng, c, 0.5, 2.0));
+        let y = g.add(Op::BatchNorm { epsilon: F32(1e-3) }, &[x, scale, bias, mean, var], "bn").unwrap();
+        let y = g.add(Op::Unary(UnaryOp::Tanh), &[y], "tanh").unwrap();
+        g.add_output("y", y);
+        check_mse(&g, seed, 48)?;
+    }
+
+    #[test]
+    fn losses(n in 1usize..4, classes in 2usize..5, which in 0usize..4, temperature in prop_oneof![Just(1.0f64), Just(4.0f64)], seed: u64) {
+        let mut rng = XorShift64::seeded(seed);
+        let mut g = Graph::new("logits");
+        let z = konst(&mut g, "z", &[n, classes], random_values(&mut rng, n * classes, -2.0, 2.0));
+        let y = g.add(Op::Identity, &[z], "id").unwrap();
+        g.add_output("logits", y);
+        let labels = Tensor::from_vec(vec![n], (0..n).map(|_| rng.below(classes) as i64).collect::<Vec<_>>());
+        let teacher = f64_tensor(&[n, classes], random_values(&mut rng, n * classes, -3.0, 3.0));
+        let (loss, extra) = match which {
+            0 => (Loss::cross_entropy(), vec![labels]),
+            1 => (Loss::mean_squared_error(), vec![teacher]),
+            2 => (Loss::distillation(temperature, 1.0), vec![teacher]),
+            _ => (Loss::distillation(temperature, 0.7), vec![teacher, labels]),
+        };
+        check_gradients(&g, &loss, vec![], extra, 64)?;
+    }
+}
+
+/// Hand-computed values: cross-entropy of uniform logits is ln K, its gradient (1/K - onehot)/N.
+#[test]
+fn cross_entropy_values() {
+    let mut g = Graph::new("ce");
+    let z = konst(&mut g, "z", &[2, 4], vec![0.0; 8]);
+    let y = g.add(Op::Identity, &[z], "id").unwrap();
+    g.add_output("logits", y);
+    let tg = training_graph(&g, &ParamSelection::FloatConstants, &Loss::cross_entropy()).unwrap();
+    let labels = Tensor::from_vec(vec![2], vec![1i64, 3]);
+    let out = run(&tg.graph, &[tg.params[0].init.clone(), labels]);
+    assert!((out[0].to_f64_vec()[0] - 4f64.ln()).abs() < 1e-12);
+    let grad = out[tg.params[0].grad_output].to_f64_vec();
+    let want = [0.125, -0.375, 0.125, 0.125, 0.125, 0.125, 0.125, -0.375];
+    for (g, w) in grad.iter().zip(want) {
+        assert!((g - w).abs() < 1e-12, "{grad:?}");
+    }
+    assert_eq!(tg.graph.outputs[0].name, "loss");
+    assert_eq!(
+        tg.graph.ty(tg.graph.outputs[0].value),
+        &TensorType::scalar(DType::F64)
+    );
+}
+
+/// A node between a parameter and the loss without a rule is an error naming it.
+#[test]
+fn missing_rule_names_the_node() {
+    let mut g = Graph::new("erf");
+    let x = konst(&mut g, "x", &[3], vec![0.1, 0.2, 0.3]);
+    let y = g.add(Op::Unary(UnaryOp::Erf), &[x], "my_erf").unwrap();
+    g.add_output("y", y);
+    let err = training_graph(
+        &g,
+        &ParamSelection::FloatConstants,
+        &Loss::mean_squared_error(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "node 0 \"my_erf\" (erf): no gradient rule for input 0"
+    );
+}
+
+/// Named parameters: only those become inputs; an unknown name is an error.
+#[test]
+fn named_parameters() {
+    let mut g = Graph::new("named");
+    let a = konst(&mut g, "a", &[2], vec![1.0, 2.0]);
+    let b = konst(&mut g, "b", &[2], vec![3.0, 4.0]);
+    let y = g.add(Op::Binary(BinaryOp::Mul), &[a, b], "mul").unwrap();
+    g.add_output("y", y);
+    let sel = ParamSelection::Named(vec!["b".into()]);
+    let tg = training_graph(&g, &sel, &Loss::mean_squared_error()).unwrap();
+    assert_eq!(tg.params.len(), 1);
+    assert_eq!(tg.params[0].name, "b");
+    let targets = f64_tensor(&[2], vec![0.0, 0.0]);
+    let out = run(&tg.graph, &[tg.params[0].init.clone(), targets]);
+    // L = mean((a·b)²): dL/db = a²·b = [3, 16].
+    assert_eq!(out[tg.params[0].grad_output].to_f64_vec(), vec![3.0, 16.0]);
+    let err = training_graph(
+        &g,
+        &ParamSelection::Named(vec!["c".into()]),
+        &Loss::mean_squared_error(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "parameter \"c\" is not a float constant of the graph"
+    );
+}
