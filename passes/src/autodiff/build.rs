@@ -151,6 +151,26 @@ impl Builder<'_> {
         )
     }
 
+    /// `1` where `x cmp c` holds, else `0`, in the gradient dtype.
+    pub fn compare(&mut self, cmp: BinaryOp, x: ValueId, c: f64) -> Result<ValueId, AutodiffError> {
+        let c = self.scalar(c);
+        let m = self.binary(cmp, x, c)?;
+        let dtype = self.dtype;
+        self.op(Op::Cast { to: dtype }, &[m])
+    }
+
+    /// `1` where `lo < x < hi`, else `0` (an infinite bound always holds).
+    pub fn open_interval(
+        &mut self,
+        x: ValueId,
+        lo: f64,
+        hi: f64,
+    ) -> Result<ValueId, AutodiffError> {
+        let above = self.compare(BinaryOp::Greater, x, lo)?;
+        let below = self.compare(BinaryOp::Less, x, hi)?;
+        self.mul(above, below)
+    }
+
     /// `x[.., start..end, ..]` along `axis`.
     pub fn slice(
         &mut self,

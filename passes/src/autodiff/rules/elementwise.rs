@@ -4,10 +4,12 @@
 use super::Grads;
 use crate::autodiff::build::Builder;
 use crate::autodiff::AutodiffError;
-use kestrel_ir::{BinaryOp, Node, UnaryOp, ValueId};
+use kestrel_ir::{BinaryOp, Node, Op, UnaryOp, ValueId};
 
 /// `dx` of `y = u(x)`: relu `dy·[x > 0]` (0 at 0), sigmoid `dy·y·(1-y)`, tanh `dy·(1-y²)`,
-/// neg `-dy`, exp `dy·y`, log `dy/x`, sqrt `dy/(2y)`, reciprocal `-dy·y²`.
+/// neg `-dy`, exp `dy·y`, log `dy/x`, sqrt `dy/(2y)`, reciprocal `-dy·y²`, abs `dy·sign(x)`,
+/// leaky relu, clip (`dy` strictly inside the bounds, else 0), hard sigmoid, hard swish, SiLU,
+/// softplus `dy·σ(x)`, GELU (erf form) `dy·(Φ(x) + x·φ(x))`.
 pub(crate) fn unary(
     b: &mut Builder,
     u: UnaryOp,
@@ -46,13 +48,80 @@ pub(crate) fn unary(
             let d = b.mul(dy, y2)?;
             b.neg(d)?
         }
+        UnaryOp::Abs => {
+            let s = b.unary(UnaryOp::Sign, x)?;
+            b.mul(dy, s)?
+        }
+        UnaryOp::LeakyRelu { alpha } => {
+            // alpha + (1 - alpha)·[x > 0]
+            let s = b.unary(UnaryOp::Sign, x)?;
+            let mask = b.unary(UnaryOp::Relu, s)?;
+            let slope = b.scale(mask, 1.0 - alpha.0 as f64)?;
+            let a = b.scalar(alpha.0 as f64);
+            let slope = b.add(slope, a)?;
+            b.mul(dy, slope)?
+        }
+        UnaryOp::Clip { min, max } => {
+            let inside = b.open_interval(x, min.0 as f64, max.0 as f64)?;
+            b.mul(dy, inside)?
+        }
+        UnaryOp::HardSigmoid { alpha, beta } => {
+            // alpha·[0 < alpha·x + beta < 1]
+            let t = b.scale(x, alpha.0 as f64)?;
+            let bb = b.scalar(beta.0 as f64);
+            let t = b.add(t, bb)?;
+            let inside = b.open_interval(t, 0.0, 1.0)?;
+            let d = b.scale(inside, alpha.0 as f64)?;
+            b.mul(dy, d)?
+        }
+        UnaryOp::HardSwish => {
+            // y = x·clip(x/6 + 1/2, 0, 1): 0 below -3, 1 above 3, (2x + 3)/6 between.
+            let inside = b.open_interval(x, -3.0, 3.0)?;
+            let t = b.scale(x, 1.0 / 3.0)?;
+            let half = b.scalar(0.5);
+            let t = b.add(t, half)?;
+            let mid = b.mul(inside, t)?;
+            let above = b.compare(BinaryOp::Greater, x, 3.0)?;
+            let d = b.add(mid, above)?;
+            b.mul(dy, d)?
+        }
+        UnaryOp::Silu => {
+            // σ·(1 + x·(1 - σ))
+            let s = b.unary(UnaryOp::Sigmoid, x)?;
+            let one = b.scalar(1.0);
+            let c = b.sub(one, s)?;
+            let t = b.mul(x, c)?;
+            let t = b.add(t, one)?;
+            let d = b.mul(s, t)?;
+            b.mul(dy, d)?
+        }
+        UnaryOp::Softplus => {
+            let s = b.unary(UnaryOp::Sigmoid, x)?;
+            b.mul(dy, s)?
+        }
+        UnaryOp::Gelu { tanh_approx: false } => {
+            // Φ(x) + x·φ(x), Φ(x) = (1 + erf(x/√2))/2, φ(x) = exp(-x²/2)/√(2π)
+            let t = b.scale(x, std::f64::consts::FRAC_1_SQRT_2)?;
+            let e = b.unary(UnaryOp::Erf, t)?;
+            let one = b.scalar(1.0);
+            let e = b.add(e, one)?;
+            let cdf = b.scale(e, 0.5)?;
+            let x2 = b.mul(x, x)?;
+            let x2 = b.scale(x2, -0.5)?;
+            let g = b.unary(UnaryOp::Exp, x2)?;
+            let pdf = b.scale(g, 1.0 / (2.0 * std::f64::consts::PI).sqrt())?;
+            let xp = b.mul(x, pdf)?;
+            let d = b.add(cdf, xp)?;
+            b.mul(dy, d)?
+        }
         _ => return Err(b.no_rule()),
     };
     Ok(vec![Some(dx)])
 }
 
 /// `da`, `db` of `y = a ∘ b`: add `(dy, dy)`, sub `(dy, -dy)`, mul `(dy·b, dy·a)`,
-/// div `(dy/b, -dy·y/b)`, each reduced to its operand's extents.
+/// div `(dy/b, -dy·y/b)`, max/min (`dy` to the selected operand, the first on ties), each
+/// reduced to its operand's extents.
 pub(crate) fn binary(
     b: &mut Builder,
     op: BinaryOp,
@@ -78,6 +147,20 @@ pub(crate) fn binary(
                 None
             },
         ),
+        BinaryOp::Max | BinaryOp::Min => {
+            // The gradient goes to the operand the result came from; ties go to the first.
+            let cmp = if op == BinaryOp::Max {
+                BinaryOp::GreaterOrEqual
+            } else {
+                BinaryOp::LessOrEqual
+            };
+            let first = b.binary(cmp, x1, x2)?;
+            let dtype = b.dtype;
+            let first = b.op(Op::Cast { to: dtype }, &[first])?;
+            let d1 = b.mul(dy, first)?;
+            let d2 = b.sub(dy, d1)?;
+            (Some(d1), Some(d2))
+        }
         _ => return Err(b.no_rule()),
     };
     let mut out = Vec::with_capacity(2);

@@ -36,9 +36,13 @@ pub(crate) fn differentiate(
             shape::reshape_like(b, n, dy)
         }
         Op::Transpose { perm } => shape::transpose(b, perm, dy),
+        Op::Concat { axis } => shape::concat(b, *axis, n, dy, wants),
+        Op::Slice => shape::slice(b, n, dy),
+        Op::Gather { axis } => shape::gather(b, *axis, n, dy),
         Op::Softmax { .. } => softmax::softmax(b, n, false, dy),
         Op::LogSoftmax { .. } => softmax::softmax(b, n, true, dy),
         Op::BatchNorm { epsilon } => norm::batchnorm(b, epsilon.0, n, dy, wants),
+        Op::LayerNorm { axis, epsilon } => norm::layer_norm(b, *axis, epsilon.0, n, dy, wants),
         _ => Err(b.no_rule()),
     }
 }
@@ -58,6 +62,7 @@ pub(crate) fn trainable_slot(op: &Op, slot: usize) -> bool {
         | Op::Clip
         | Op::Resize(_)
         | Op::Gather { .. }
+        | Op::ScatterElements { .. }
         | Op::GatherElements { .. }
         | Op::Split { .. }
         | Op::Reduce(_) => slot == 0,

@@ -1,4 +1,5 @@
-//! Gradient of BatchNormalization in inference mode (running statistics are constants).
+//! Gradients of BatchNormalization in inference mode (running statistics are constants) and
+//! LayerNormalization.
 
 use super::Grads;
 use crate::autodiff::build::Builder;
@@ -54,6 +55,59 @@ pub(crate) fn batchnorm(
     }
     if wants[2] {
         out[2] = Some(b.reduce_sum(dy, &axes, false)?);
+    }
+    Ok(out)
+}
+
+/// `y = x̂·scale + bias`, `x̂ = (x - μ)·r`, `r = 1/sqrt(σ² + ε)`, mean and (population) variance
+/// over axes `axis..rank`: with `g = dy·scale`, `dx = r·(g - mean(g) - x̂·mean(g·x̂))`,
+/// `dscale = Σ dy·x̂` and `dbias = Σ dy`, reduced to their extents.
+pub(crate) fn layer_norm(
+    b: &mut Builder,
+    axis: i64,
+    epsilon: f32,
+    n: &Node,
+    dy: ValueId,
+    wants: &[bool],
+) -> Result<Grads, AutodiffError> {
+    let x = n.inputs[0];
+    let dims = b.dims(x)?;
+    let axis = kestrel_ir::norm_axis(axis, dims.len()).map_err(|e| b.unsupported(e))?;
+    let axes: Vec<usize> = (axis..dims.len()).collect();
+    let count: usize = dims[axis..].iter().product();
+    let inv_count = 1.0 / count as f64;
+    let mean = |b: &mut Builder, v: ValueId| -> Result<ValueId, AutodiffError> {
+        let s = b.reduce_sum(v, &axes, true)?;
+        b.scale(s, inv_count)
+    };
+    let mu = mean(b, x)?;
+    let xc = b.sub(x, mu)?;
+    let sq = b.mul(xc, xc)?;
+    let var = mean(b, sq)?;
+    let eps = b.scalar(epsilon as f64);
+    let v = b.add(var, eps)?;
+    let sd = b.unary(UnaryOp::Sqrt, v)?;
+    let r = b.unary(UnaryOp::Reciprocal, sd)?;
+    let xhat = b.mul(xc, r)?;
+    let mut out: Grads = vec![None; n.inputs.len()];
+    if wants[0] {
+        let g = b.mul(dy, n.inputs[1])?;
+        let mg = mean(b, g)?;
+        let gx = b.mul(g, xhat)?;
+        let mgx = mean(b, gx)?;
+        let t = b.mul(xhat, mgx)?;
+        let d = b.sub(g, mg)?;
+        let d = b.sub(d, t)?;
+        out[0] = Some(b.mul(r, d)?);
+    }
+    if wants[1] {
+        let t = b.mul(dy, xhat)?;
+        let target = b.dims(n.inputs[1])?;
+        out[1] = Some(b.unbroadcast(t, &target)?);
+    }
+    if n.inputs.len() > 2 && wants[2] {
+        let target = b.dims(n.inputs[2])?;
+        out[2] = Some(b.unbroadcast(dy, &target)?);
     }
     Ok(out)
 }

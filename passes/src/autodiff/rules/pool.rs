@@ -248,17 +248,31 @@ fn max(
     b.reshape(dxf, xd)
 }
 
-/// GlobalAveragePool: `dx = expand(dy / (D1·..·Dk), x's extents)`. GlobalMaxPool has no rule.
+/// GlobalAveragePool: `dx = expand(dy / (D1·..·Dk), x's extents)`; GlobalMaxPool: max pooling
+/// with one window over all spatial axes.
 pub(crate) fn global_pool(
     b: &mut Builder,
     kind: PoolKind,
     n: &Node,
     dy: ValueId,
 ) -> Result<Grads, AutodiffError> {
-    if kind != PoolKind::Average {
-        return Err(b.no_rule());
-    }
     let xd = b.dims(n.inputs[0])?;
+    match kind {
+        PoolKind::Average => {}
+        PoolKind::Max => {
+            let k = xd.len() - 2;
+            let w = Window {
+                in_sp: xd[2..].to_vec(),
+                out_sp: vec![1; k],
+                kernel: xd[2..].to_vec(),
+                strides: vec![1; k],
+                dilations: vec![1; k],
+                pads: vec![(0, 0); k],
+            };
+            return Ok(vec![Some(max(b, &w, &xd, n.inputs[0], dy)?)]);
+        }
+        PoolKind::Lp(_) => return Err(b.no_rule()),
+    }
     let count: usize = xd[2..].iter().product();
     let scaled = b.scale(dy, 1.0 / count as f64)?;
     let shape = b.i64s(vec![xd.len()], xd.iter().map(|&d| d as i64).collect());
