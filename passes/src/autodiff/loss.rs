@@ -3,7 +3,7 @@
 
 use super::build::Builder;
 use super::AutodiffError;
-use kestrel_ir::{DType, Op, ScatterReduction, TensorType, ValueId};
+use kestrel_ir::{BinaryOp, DType, Op, TensorType, ValueId};
 
 /// One term of a [`Loss`].
 #[derive(Clone, Debug, PartialEq)]
@@ -89,17 +89,13 @@ pub(crate) fn term(
     match t {
         LossTerm::CrossEntropy => {
             let (n, k) = class_logits()?;
+            // onehot[n, k] = (labels[n] == k), as an element-wise comparison (no scatter).
             let one_axis = b.i64s(vec![1], vec![1]);
             let labels = b.op(Op::Unsqueeze, &[extra, one_axis])?;
-            let zeros = b.floats(vec![n, k], vec![0.0; n * k]);
-            let ones = b.floats(vec![n, 1], vec![1.0; n]);
-            let onehot = b.op(
-                Op::ScatterElements {
-                    axis: 1,
-                    reduction: ScatterReduction::None,
-                },
-                &[zeros, labels, ones],
-            )?;
+            let classes = b.i64s(vec![1, k], (0..k as i64).collect());
+            let hit = b.binary(BinaryOp::Equal, labels, classes)?;
+            let dtype = b.dtype;
+            let onehot = b.op(Op::Cast { to: dtype }, &[hit])?;
             let ls = b.op(Op::LogSoftmax { axis: 1 }, &[z])?;
             let picked = b.mul(onehot, ls)?;
             let total = b.reduce_sum(picked, &[], false)?;
