@@ -32,11 +32,16 @@ fn batch() -> (Tensor, Tensor) {
 /// `g` with its input's batch bound to `BATCH` and, when `f64`, every float converted to f64
 /// (constants and the input), so finite differences are exact to ~1e-10.
 fn prepared(g: &Graph, f64: bool) -> Graph {
+    prepared_batch(g, f64, BATCH)
+}
+
+/// [`prepared`] with another batch.
+fn prepared_batch(g: &Graph, f64: bool, batch: usize) -> Graph {
     let mut out = Graph::new(g.name.clone());
     let mut map = HashMap::new();
     for &v in &g.inputs {
         let mut dims = g.ty(v).shape.clone();
-        dims[0] = kestrel_ir::Dim::Known(BATCH);
+        dims[0] = kestrel_ir::Dim::Known(batch);
         let dtype = if f64 { DType::F64 } else { g.ty(v).dtype };
         let name = g.value(v).name.clone().unwrap();
         map.insert(v, out.add_input(name, TensorType::new(dtype, dims)));
@@ -163,4 +168,96 @@ fn digits_cnn_sgd_step_lowers_the_loss() {
         after < before,
         "loss {before} -> {after} after one SGD step"
     );
+}
+
+/// The first `batch` entries of an array of the shared folder, as f64 when `f64`.
+fn first(path: &std::path::Path, batch: usize, f64: bool) -> Tensor {
+    let t = kestrel::tensor_io::read_npy(path).unwrap_or_else(|e| panic!("{e}"));
+    let per: usize = t.dims()[1..].iter().product();
+    let mut dims = t.dims().to_vec();
+    dims[0] = batch;
+    match t.dtype() {
+        DType::I64 => Tensor::from_vec(dims, t.to_i64_vec()[..batch * per].to_vec()),
+        _ if f64 => Tensor::from_vec(dims, t.to_f64_vec()[..batch * per].to_vec()),
+        _ => Tensor::from_vec(dims, t.to_f32_vec()[..batch * per].to_vec()),
+    }
+}
+
+/// The shared CNNs (with `KESTREL_MODELS`): mnist5k_cnn with cross-entropy, and digits_student
+/// with the distillation loss (T = 4, α = 0.9) against digits_teacher's logits; 2 sampled
+/// entries of every parameter against central differences, in f64.
+#[test]
+fn shared_cnns_gradients_match_finite_differences() {
+    let Some(dir) = shared_models() else {
+        return;
+    };
+    const B: usize = 8;
+    let cases = [
+        (
+            "mnist5k/mnist5k_cnn.onnx",
+            "mnist5k/mnist5k_test_x.npy",
+            "mnist5k/mnist5k_test_y.npy",
+            None,
+        ),
+        (
+            "digits/digits_student.onnx",
+            "digits/digits_test_x.npy",
+            "digits/digits_test_y.npy",
+            Some("digits/digits_teacher.onnx"),
+        ),
+    ];
+    for (model, xs, ys, teacher) in cases {
+        let g = prepared_batch(&load(&shared_model(&dir, model)), true, B);
+        let x = first(&shared_model(&dir, xs), B, true);
+        let labels = first(&shared_model(&dir, ys), B, true);
+        let (loss, teacher_logits) = match teacher {
+            Some(t) => {
+                let tg = prepared_batch(&load(&shared_model(&dir, t)), true, B);
+                let logits = interp::run(&tg, std::slice::from_ref(&x))
+                    .unwrap()
+                    .remove(0);
+                (Loss::distillation(4.0, 0.9), Some(logits))
+            }
+            None => (Loss::cross_entropy(), None),
+        };
+        let tg = training_graph(&g, &ParamSelection::FloatConstants, &loss).unwrap();
+        let mut feed = vec![x.clone(); tg.graph.inputs.len()];
+        for p in &tg.params {
+            feed[p.input_index] = p.init.clone();
+        }
+        for (name, i) in &tg.loss_inputs {
+            feed[*i] = match name.as_str() {
+                "labels" => labels.clone(),
+                "teacher_logits" => teacher_logits.clone().unwrap(),
+                other => panic!("unexpected loss input {other}"),
+            };
+        }
+        let out = interp::run(&tg.graph, &feed).unwrap();
+        let h = 1e-6;
+        for p in &tg.params {
+            let grad = out[p.grad_output].to_f64_vec();
+            for i in [grad.len() / 4, grad.len() - 1] {
+                let at = |delta: f64| {
+                    let mut v = p.init.to_f64_vec();
+                    v[i] += delta;
+                    let mut f = feed.clone();
+                    f[p.input_index] = Tensor::from_vec(p.init.dims().to_vec(), v);
+                    interp::run(&tg.graph, &f).unwrap()[0].to_f64_vec()[0]
+                };
+                let fd = (at(h) - at(-h)) / (2.0 * h);
+                let tol = 1e-6 + 1e-4 * grad[i].abs().max(fd.abs());
+                assert!(
+                    (grad[i] - fd).abs() <= tol,
+                    "{model}: {} entry {i}: analytic {} vs finite difference {fd}",
+                    p.name,
+                    grad[i]
+                );
+            }
+        }
+        eprintln!(
+            "{model}: loss {}, {} parameters checked",
+            out[0].to_f64_vec()[0],
+            tg.params.len()
+        );
+    }
 }
