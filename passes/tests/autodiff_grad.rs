@@ -10,10 +10,12 @@
 use kestrel_backends::interp;
 use kestrel_ir::testing::{Random, XorShift64};
 use kestrel_ir::{
-    BinaryOp, ConvAttrs, DType, GemmAttrs, Graph, Op, PoolAttrs, PoolKind, Tensor, TensorType,
-    UnaryOp, ValueId, F32,
+    BinaryOp, ConvAttrs, DType, GemmAttrs, Graph, Op, PoolAttrs, PoolKind, ReduceAttrs, ReduceKind,
+    Tensor, TensorType, UnaryOp, ValueId, F32,
 };
-use kestrel_passes::autodiff::{training_graph, Loss, ParamSelection};
+use kestrel_passes::autodiff::{
+    training_graph, training_graph_with, BatchNormMode, Loss, ParamSelection, TrainingOptions,
+};
 use proptest::prelude::*;
 
 const H: f64 = 1e-5;
@@ -57,12 +59,32 @@ fn check_gradients(
     extra: Vec<Tensor>,
     max_entries: usize,
 ) -> Result<(), TestCaseError> {
-    let tg = training_graph(forward, &ParamSelection::FloatConstants, loss)
+    check_gradients_with(
+        forward,
+        loss,
+        inputs,
+        extra,
+        max_entries,
+        &TrainingOptions::default(),
+    )
+}
+
+/// [`check_gradients`] with options; running statistics are fed their initial values.
+fn check_gradients_with(
+    forward: &Graph,
+    loss: &Loss,
+    inputs: Vec<Tensor>,
+    extra: Vec<Tensor>,
+    max_entries: usize,
+    options: &TrainingOptions,
+) -> Result<(), TestCaseError> {
+    let tg = training_graph_with(forward, &ParamSelection::FloatConstants, loss, options)
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
     kestrel_ir::verify(&tg.graph).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
     let mut feed: Vec<Tensor> = inputs;
     feed.extend(tg.params.iter().map(|p| p.init.clone()));
     feed.extend(extra);
+    feed.extend(tg.running_stats.iter().map(|r| r.init.clone()));
     let out = run(&tg.graph, &feed);
     for p in &tg.params {
         let grad = out[p.grad_output].to_f64_vec();
@@ -464,6 +486,104 @@ proptest! {
         g.add_output("y", y);
         check_mse(&g, seed, 48)?;
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn reduce_rules(dims in prop::collection::vec(1usize..4, 1..4), axes_mask in 0u8..8, keepdims: bool, mean: bool, seed: u64) {
+        let mut rng = XorShift64::seeded(seed);
+        let mut g = Graph::new("reduce");
+        let x = konst(&mut g, "x", &dims, random_values(&mut rng, dims.iter().product(), -1.0, 1.0));
+        let axes: Vec<i64> = (0..dims.len() as i64).filter(|&a| axes_mask & (1 << a) != 0).collect();
+        let op = Op::Reduce(ReduceAttrs { kind: if mean { ReduceKind::Mean } else { ReduceKind::Sum }, keepdims, noop_with_empty_axes: false });
+        let y = if axes.is_empty() {
+            g.add(op, &[x], "reduce").unwrap()
+        } else {
+            let a = g.add_const("axes", Tensor::from_vec(vec![axes.len()], axes));
+            g.add(op, &[x, a], "reduce").unwrap()
+        };
+        let y = g.add(Op::Unary(UnaryOp::Tanh), &[y], "tanh").unwrap();
+        g.add_output("y", y);
+        check_mse(&g, seed, 48)?;
+    }
+
+    #[test]
+    fn batchnorm_train_rule(n in 1usize..4, c in 1usize..4, hw in 0usize..3, seed: u64) {
+        prop_assume!(n * (1 << hw) > 1); // one value per channel has no variance
+        let mut rng = XorShift64::seeded(seed);
+        let mut dims = vec![n, c];
+        dims.extend(vec![2; hw]);
+        let mut g = Graph::new("bn_train");
+        let x = konst(&mut g, "x", &dims, random_values(&mut rng, dims.iter().product(), -1.0, 1.0));
+        let scale = konst(&mut g, "scale", &[c], random_values(&mut rng, c, 0.5, 1.5));
+        let bias = konst(&mut g, "bias", &[c], random_values(&mut rng, c, -1.0, 1.0));
+        let mean = konst(&mut g, "mean", &[c], random_values(&mut rng, c, -0.5, 0.5));
+        let var = konst(&mut g, "var", &[c], random_values(&mut rng, c, 0.5, 2.0));
+        let y = g.add(Op::BatchNorm { epsilon: F32(1e-3) }, &[x, scale, bias, mean, var], "bn").unwrap();
+        let y = g.add(Op::Unary(UnaryOp::Tanh), &[y], "tanh").unwrap();
+        g.add_output("y", y);
+        let mut trng = XorShift64::seeded(seed ^ 0x5eed);
+        let targets = f64_tensor(&dims, random_values(&mut trng, dims.iter().product(), -1.0, 1.0));
+        let options = TrainingOptions { batch_norm: BatchNormMode::Train { momentum: 0.9 } };
+        check_gradients_with(&g, &Loss::mean_squared_error(), vec![], vec![targets], 48, &options)?;
+    }
+}
+
+/// Training-mode BatchNorm normalises with the batch statistics and updates the running ones:
+/// x = [1, 3] on one channel has mean 2 and variance 1.
+#[test]
+fn batchnorm_train_statistics() {
+    let mut g = Graph::new("bn");
+    let x = g.add_input("x", TensorType::known(DType::F64, &[2, 1]));
+    let scale = konst(&mut g, "scale", &[1], vec![2.0]);
+    let bias = konst(&mut g, "bias", &[1], vec![0.5]);
+    let mean = konst(&mut g, "mean", &[1], vec![0.0]);
+    let var = konst(&mut g, "var", &[1], vec![1.0]);
+    let y = g
+        .add(
+            Op::BatchNorm { epsilon: F32(0.0) },
+            &[x, scale, bias, mean, var],
+            "bn",
+        )
+        .unwrap();
+    g.add_output("y", y);
+    let options = TrainingOptions {
+        batch_norm: BatchNormMode::Train { momentum: 0.9 },
+    };
+    let tg = training_graph_with(
+        &g,
+        &ParamSelection::FloatConstants,
+        &Loss::mean_squared_error(),
+        &options,
+    )
+    .unwrap();
+    assert_eq!(
+        tg.params
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect::<Vec<_>>(),
+        ["scale", "bias"]
+    );
+    assert_eq!(
+        tg.running_stats
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect::<Vec<_>>(),
+        ["mean", "var"]
+    );
+    let mut feed = vec![f64_tensor(&[2, 1], vec![1.0, 3.0])];
+    feed.extend(tg.params.iter().map(|p| p.init.clone()));
+    feed.push(f64_tensor(&[2, 1], vec![0.0, 0.0]));
+    feed.extend(tg.running_stats.iter().map(|r| r.init.clone()));
+    let out = run(&tg.graph, &feed);
+    // y = (x - 2)/1·2 + 0.5
+    assert_eq!(out[1].to_f64_vec(), vec![-1.5, 2.5]);
+    let new_mean = out[tg.running_stats[0].output].to_f64_vec()[0];
+    let new_var = out[tg.running_stats[1].output].to_f64_vec()[0];
+    assert!((new_mean - 0.2).abs() < 1e-12, "{new_mean}");
+    assert!((new_var - 1.0).abs() < 1e-12, "{new_var}");
 }
 
 /// Hand-computed values: cross-entropy of uniform logits is ln K, its gradient (1/K - onehot)/N.

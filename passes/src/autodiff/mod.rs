@@ -14,7 +14,7 @@ mod rules;
 pub use loss::{Loss, LossTerm};
 
 use build::Builder;
-use kestrel_ir::{DType, Graph, GraphError, NodeId, Tensor, ValueDef, ValueId};
+use kestrel_ir::{DType, Graph, GraphError, NodeId, Op, Tensor, ValueDef, ValueId};
 use std::collections::HashMap;
 
 /// Which constants of the forward graph are trained.
@@ -26,6 +26,40 @@ pub enum ParamSelection {
     FloatConstants,
     /// The float constants with these names, in this order.
     Named(Vec<String>),
+}
+
+/// How [`training_graph_with`] treats BatchNormalization.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum BatchNormMode {
+    /// Inference semantics: the running statistics normalise, and are constants.
+    #[default]
+    Eval,
+    /// Training semantics: each BatchNormalization normalises with the statistics of the batch
+    /// (mean and population variance over every axis but 1, gradients flowing through them),
+    /// and its running statistics become graph inputs whose updates
+    /// `running·momentum + batch·(1 - momentum)` are graph outputs (ONNX's convention, where
+    /// `momentum = 0.9` is the default).
+    Train { momentum: f64 },
+}
+
+/// Options of [`training_graph_with`].
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct TrainingOptions {
+    pub batch_norm: BatchNormMode,
+}
+
+/// A running statistic (BatchNorm mean or variance) of a training graph built with
+/// [`BatchNormMode::Train`]: an input the loop feeds and an output with its updated value.
+#[derive(Clone, Debug)]
+pub struct RunningStat {
+    /// The constant's name in the forward graph.
+    pub name: String,
+    /// Position of the input in `graph.inputs`.
+    pub input_index: usize,
+    /// Position of the updated value in `graph.outputs`.
+    pub output: usize,
+    /// Its value in the forward graph.
+    pub init: Tensor,
 }
 
 /// A trained parameter of a [`TrainingGraph`].
@@ -58,6 +92,9 @@ pub struct TrainingGraph {
     /// Name and position in `graph.inputs` of each extra loss input (`labels`, `targets`,
     /// `teacher_logits`).
     pub loss_inputs: Vec<(String, usize)>,
+    /// With [`BatchNormMode::Train`]: the running statistics (inputs after the loss inputs,
+    /// updated values as outputs after the gradients).
+    pub running_stats: Vec<RunningStat>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -139,6 +176,16 @@ pub fn training_graph(
     params: &ParamSelection,
     loss: &Loss,
 ) -> Result<TrainingGraph, AutodiffError> {
+    training_graph_with(forward, params, loss, &TrainingOptions::default())
+}
+
+/// [`training_graph`] with options (BatchNormalization in training mode).
+pub fn training_graph_with(
+    forward: &Graph,
+    params: &ParamSelection,
+    loss: &Loss,
+    options: &TrainingOptions,
+) -> Result<TrainingGraph, AutodiffError> {
     let param_ids = select_params(forward, params)?;
     if param_ids.is_empty() {
         return Err(AutodiffError::NoParams);
@@ -201,6 +248,26 @@ pub fn training_graph(
         });
         extra.push(g.inputs[index]);
     }
+    let mut stat_inputs: Vec<(ValueId, String, usize, Tensor)> = Vec::new();
+    if let BatchNormMode::Train { .. } = options.batch_norm {
+        for n in &forward.nodes {
+            if !matches!(n.op, Op::BatchNorm { .. }) {
+                continue;
+            }
+            for &v in &n.inputs[3..5] {
+                if map.contains_key(&v) || !is_float_const(forward, v) {
+                    continue;
+                }
+                let ValueDef::Const(c) = &forward.value(v).def else {
+                    unreachable!("checked to be a constant")
+                };
+                let index = g.inputs.len();
+                map.insert(v, g.add_input(c.name.clone(), forward.ty(v).clone()));
+                let init = c.data.clone().expect("float constants with data only");
+                stat_inputs.push((v, c.name.clone(), index, init));
+            }
+        }
+    }
     for (i, value) in forward.values.iter().enumerate() {
         let v = ValueId(i as u32);
         if let ValueDef::Const(c) = &value.def {
@@ -212,14 +279,32 @@ pub fn training_graph(
             }
         }
     }
-    for n in &forward.nodes {
+    // (running input, updated value) of every statistic, in `stat_inputs` order.
+    let mut stat_updates: HashMap<ValueId, ValueId> = HashMap::new();
+    for (i, n) in forward.nodes.iter().enumerate() {
         let inputs: Vec<ValueId> = n.inputs.iter().map(|v| map[v]).collect();
+        if let (Op::BatchNorm { epsilon }, BatchNormMode::Train { momentum }) =
+            (&n.op, options.batch_norm)
+        {
+            let dtype = g.ty(inputs[0]).dtype;
+            let mut b = Builder {
+                g: &mut g,
+                dtype,
+                node_desc: forward.describe_node(NodeId(i as u32)),
+                tag: n.name.clone(),
+            };
+            let (y, mean, var) = batch_norm_train(&mut b, &inputs, epsilon.0 as f64, momentum)?;
+            map.insert(n.outputs[0], y);
+            stat_updates.entry(inputs[3]).or_insert(mean);
+            stat_updates.entry(inputs[4]).or_insert(var);
+            continue;
+        }
         let outs = g.add_node(n.op.clone(), &inputs, n.name.clone())?;
         for (o, no) in n.outputs.iter().zip(outs) {
             map.insert(*o, no);
         }
     }
-    let forward_nodes = forward.nodes.len();
+    let forward_nodes = g.nodes.len();
     let logits = map[&logits_fwd];
 
     // Values that depend on a parameter through float data.
@@ -325,11 +410,68 @@ pub fn training_graph(
         p.grad_output = g.outputs.len();
         g.add_output(format!("grad.{}", p.name), d);
     }
+    let mut running_stats = Vec::with_capacity(stat_inputs.len());
+    for (v, name, input_index, init) in stat_inputs {
+        let output = g.outputs.len();
+        g.add_output(format!("running.{name}"), stat_updates[&map[&v]]);
+        running_stats.push(RunningStat {
+            name,
+            input_index,
+            output,
+            init,
+        });
+    }
     Ok(TrainingGraph {
         graph: g,
         forward_inputs: forward.inputs.len(),
         forward_outputs: forward.outputs.len(),
         params: out_params,
         loss_inputs,
+        running_stats,
     })
+}
+
+/// BatchNormalization with batch statistics, in ordinary ops:
+/// `y = (x - μ)/sqrt(σ² + ε)·scale + bias`, with `μ`, `σ²` the mean and population variance over
+/// every axis but 1. Returns `y` and the updated running mean and variance.
+fn batch_norm_train(
+    b: &mut Builder,
+    inputs: &[ValueId],
+    epsilon: f64,
+    momentum: f64,
+) -> Result<(ValueId, ValueId, ValueId), AutodiffError> {
+    let [x, scale, bias, mean, var] = [inputs[0], inputs[1], inputs[2], inputs[3], inputs[4]];
+    let dims = b.dims(x)?;
+    if dims.len() < 2 {
+        return Err(b.unsupported("batch normalization of rank < 2"));
+    }
+    let axes: Vec<usize> = (0..dims.len()).filter(|&a| a != 1).collect();
+    let count: usize = axes.iter().map(|&a| dims[a]).product();
+    let mut bshape = vec![1usize; dims.len()];
+    bshape[1] = dims[1];
+    let mu = b.reduce_sum(x, &axes, true)?;
+    let mu = b.scale(mu, 1.0 / count as f64)?;
+    let xc = b.sub(x, mu)?;
+    let sq = b.mul(xc, xc)?;
+    let sigma2 = b.reduce_sum(sq, &axes, true)?;
+    let sigma2 = b.scale(sigma2, 1.0 / count as f64)?;
+    let eps = b.scalar(epsilon);
+    let v = b.add(sigma2, eps)?;
+    let sd = b.unary(kestrel_ir::UnaryOp::Sqrt, v)?;
+    let xhat = b.div(xc, sd)?;
+    let scale_b = b.reshape(scale, &bshape)?;
+    let bias_b = b.reshape(bias, &bshape)?;
+    let y = b.mul(xhat, scale_b)?;
+    let y = b.add(y, bias_b)?;
+    let channels = [dims[1]];
+    let update =
+        |b: &mut Builder, running: ValueId, batch: ValueId| -> Result<ValueId, AutodiffError> {
+            let batch = b.reshape(batch, &channels)?;
+            let kept = b.scale(running, momentum)?;
+            let new = b.scale(batch, 1.0 - momentum)?;
+            b.add(kept, new)
+        };
+    let new_mean = update(b, mean, mu)?;
+    let new_var = update(b, var, sigma2)?;
+    Ok((y, new_mean, new_var))
 }

@@ -7,6 +7,7 @@ mod elementwise;
 mod linear;
 mod norm;
 mod pool;
+mod reduce;
 mod shape;
 mod softmax;
 
@@ -39,6 +40,7 @@ pub(crate) fn differentiate(
         Op::Concat { axis } => shape::concat(b, *axis, n, dy, wants),
         Op::Slice => shape::slice(b, n, dy),
         Op::Gather { axis } => shape::gather(b, *axis, n, dy),
+        Op::Reduce(a) => reduce::reduce(b, a, n, dy),
         Op::Softmax { .. } => softmax::softmax(b, n, false, dy),
         Op::LogSoftmax { .. } => softmax::softmax(b, n, true, dy),
         Op::BatchNorm { epsilon } => norm::batchnorm(b, epsilon.0, n, dy, wants),
