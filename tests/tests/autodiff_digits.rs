@@ -7,7 +7,10 @@ use common::*;
 
 use kestrel_backends::interp;
 use kestrel_ir::{DType, Graph, Tensor, TensorType, ValueDef};
-use kestrel_passes::autodiff::{training_graph, Loss, ParamSelection, TrainingGraph};
+use kestrel_passes::autodiff::{
+    training_graph, training_graph_with, BatchNormMode, Loss, ParamSelection, TrainingGraph,
+    TrainingOptions,
+};
 use std::collections::HashMap;
 
 const BATCH: usize = 32;
@@ -259,5 +262,67 @@ fn shared_cnns_gradients_match_finite_differences() {
             out[0].to_f64_vec()[0],
             tg.params.len()
         );
+    }
+}
+
+/// The committed BatchNorm variant of the digits CNN (exported by the dynamo exporter: its
+/// flatten is a `shape → concat → reshape` chain, folded first as code generation does), in
+/// eval and in training mode: sampled gradients against central differences in f64.
+#[test]
+fn digits_cnn_batchnorm_gradients_match_finite_differences() {
+    let path = fixtures().join("digits").join("digits_cnn.dynamo_bn.onnx");
+    let (x, labels) = batch();
+    let x = Tensor::from_vec(x.dims().to_vec(), x.to_f64_vec());
+    let mut g = prepared(&load(&path), true);
+    kestrel::driver::fold_for_codegen(&mut g, &path).unwrap_or_else(|e| panic!("{e:#}"));
+    for mode in [BatchNormMode::Eval, BatchNormMode::Train { momentum: 0.9 }] {
+        let options = TrainingOptions { batch_norm: mode };
+        let tg = training_graph_with(
+            &g,
+            &ParamSelection::FloatConstants,
+            &Loss::cross_entropy(),
+            &options,
+        )
+        .unwrap_or_else(|e| panic!("{mode:?}: {e}"));
+        kestrel_ir::verify(&tg.graph).unwrap();
+        let mut f = vec![x.clone(); tg.graph.inputs.len()];
+        for p in &tg.params {
+            f[p.input_index] = p.init.clone();
+        }
+        f[tg.loss_inputs[0].1] = labels.clone();
+        for r in &tg.running_stats {
+            f[r.input_index] = r.init.clone();
+        }
+        let out = interp::run(&tg.graph, &f).unwrap();
+        let h = 1e-6;
+        for p in &tg.params {
+            let grad = out[p.grad_output].to_f64_vec();
+            for i in [0, grad.len() / 2, grad.len() - 1] {
+                let at = |delta: f64| {
+                    let mut v = p.init.to_f64_vec();
+                    v[i] += delta;
+                    let mut ff = f.clone();
+                    ff[p.input_index] = Tensor::from_vec(p.init.dims().to_vec(), v);
+                    interp::run(&tg.graph, &ff).unwrap()[0].to_f64_vec()[0]
+                };
+                let fd = (at(h) - at(-h)) / (2.0 * h);
+                let tol = 1e-6 + 1e-4 * grad[i].abs().max(fd.abs());
+                assert!(
+                    (grad[i] - fd).abs() <= tol,
+                    "{mode:?}: {} entry {i}: analytic {} vs finite difference {fd}",
+                    p.name,
+                    grad[i]
+                );
+            }
+        }
+        eprintln!(
+            "{mode:?}: loss {}, {} parameters, {} running statistics",
+            out[0].to_f64_vec()[0],
+            tg.params.len(),
+            tg.running_stats.len()
+        );
+        if let BatchNormMode::Train { .. } = mode {
+            assert!(!tg.running_stats.is_empty());
+        }
     }
 }
