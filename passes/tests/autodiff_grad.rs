@@ -10,8 +10,8 @@
 use kestrel_backends::interp;
 use kestrel_ir::testing::{Random, XorShift64};
 use kestrel_ir::{
-    BinaryOp, ConvAttrs, DType, GemmAttrs, Graph, Op, PoolAttrs, PoolKind, ReduceAttrs, ReduceKind,
-    Tensor, TensorType, UnaryOp, ValueId, F32,
+    AutoPad, BinaryOp, ConvAttrs, DType, GemmAttrs, Graph, Op, PoolAttrs, PoolKind, PrintOptions,
+    ReduceAttrs, ReduceKind, Tensor, TensorType, UnaryOp, ValueId, WeightStyle, F32,
 };
 use kestrel_passes::autodiff::{
     training_graph, training_graph_with, BatchNormMode, Loss, ParamSelection, TrainingOptions,
@@ -178,7 +178,7 @@ fn broadcast_pair() -> impl Strategy<Value = (Vec<usize>, Vec<usize>)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     /// Every unary rule on each random shape.
     #[test]
@@ -258,7 +258,7 @@ proptest! {
     #[test]
     fn conv_rule(batch in 1usize..3, cg in 1usize..3, mg in 1usize..3, group in prop_oneof![Just(1usize), Just(2usize)],
                  rank2: bool, kernel in 1usize..4, stride in 1usize..3, dilation in 1usize..3,
-                 pad_b in 0usize..2, pad_e in 0usize..3, extra in 0usize..3, bias: bool, seed: u64) {
+                 pad_b in 0usize..2, pad_e in 0usize..3, extra in 0usize..3, bias: bool, auto_pad in 0usize..4, seed: u64) {
         let k = if rank2 { 2 } else { 1 };
         let (c, m) = (cg * group, mg * group);
         let extent = dilation * (kernel - 1) + 1 + extra;
@@ -276,7 +276,8 @@ proptest! {
         }
         let mut pads = vec![pad_b; k];
         pads.extend(vec![pad_e; k]);
-        let op = Op::Conv(ConvAttrs { strides: vec![stride; k], pads, dilations: vec![dilation; k], group, ..Default::default() });
+        let op = Op::Conv(ConvAttrs { strides: vec![stride; k], pads, dilations: vec![dilation; k], group,
+            auto_pad: [AutoPad::NotSet, AutoPad::SameUpper, AutoPad::SameLower, AutoPad::Valid][auto_pad], ..Default::default() });
         let y = g.add(op, &inputs, "conv").unwrap();
         g.add_output("y", y);
         check_mse(&g, seed, 24)?;
@@ -406,7 +407,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
     fn concat_rule(parts in prop::collection::vec(1usize..4, 1..4), axis in 0usize..2, seed: u64) {
@@ -489,7 +490,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
     fn reduce_rules(dims in prop::collection::vec(1usize..4, 1..4), axes_mask in 0u8..8, keepdims: bool, mean: bool, seed: u64) {
@@ -654,4 +655,78 @@ fn named_parameters() {
         err.to_string(),
         "parameter \"c\" is not a float constant of the graph"
     );
+}
+
+/// A training graph prints, parses back to the same text, and the parsed graph computes the same
+/// loss and gradients (weights printed inline).
+#[test]
+fn training_graph_round_trips_through_text() {
+    let mut rng = XorShift64::seeded(7);
+    let mut g = Graph::new("cnn");
+    let x = g.add_input("x", TensorType::known(DType::F64, &[2, 1, 4, 4]));
+    let w = konst(
+        &mut g,
+        "w",
+        &[2, 1, 3, 3],
+        random_values(&mut rng, 18, -1.0, 1.0),
+    );
+    let b = konst(&mut g, "b", &[2], random_values(&mut rng, 2, -1.0, 1.0));
+    let c = g
+        .add(
+            Op::Conv(ConvAttrs {
+                pads: vec![1; 4],
+                group: 1,
+                ..Default::default()
+            }),
+            &[x, w, b],
+            "conv",
+        )
+        .unwrap();
+    let r = g.add(Op::Unary(UnaryOp::Relu), &[c], "relu").unwrap();
+    let pool = PoolAttrs {
+        kind: PoolKind::Max,
+        kernel: vec![2, 2],
+        strides: vec![2, 2],
+        pads: vec![],
+        dilations: vec![],
+        ceil_mode: false,
+        count_include_pad: false,
+        auto_pad: AutoPad::NotSet,
+    };
+    let p = g.add(Op::Pool(pool), &[r], "pool").unwrap();
+    let f = g.add(Op::Flatten { axis: 1 }, &[p], "flatten").unwrap();
+    let fc = konst(
+        &mut g,
+        "fc",
+        &[3, 8],
+        random_values(&mut rng, 24, -1.0, 1.0),
+    );
+    let y = g
+        .add(
+            Op::Gemm(GemmAttrs {
+                trans_b: true,
+                ..Default::default()
+            }),
+            &[f, fc],
+            "fc",
+        )
+        .unwrap();
+    g.add_output("logits", y);
+    let tg = training_graph(&g, &ParamSelection::FloatConstants, &Loss::cross_entropy()).unwrap();
+    let opts = PrintOptions::new(WeightStyle::Inline);
+    let text = kestrel_ir::print(&tg.graph, &opts).text;
+    let parsed = kestrel_ir::parse(&text, &|_| None).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(kestrel_ir::print(&parsed, &opts).text, text);
+    let mut feed = vec![f64_tensor(
+        &[2, 1, 4, 4],
+        random_values(&mut rng, 32, -1.0, 1.0),
+    )];
+    feed.extend(tg.params.iter().map(|p| p.init.clone()));
+    feed.push(Tensor::from_vec(vec![2], vec![0i64, 2]));
+    let a = run(&tg.graph, &feed);
+    let b = run(&parsed, &feed);
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x.to_f64_vec(), y.to_f64_vec());
+    }
 }
