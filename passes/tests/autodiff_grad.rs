@@ -66,10 +66,34 @@ fn check_gradients(
         extra,
         max_entries,
         &TrainingOptions::default(),
+        &ParamSelection::FloatConstants,
     )
 }
 
-/// [`check_gradients`] with options; running statistics are fed their initial values.
+/// [`check_gradients`] of the MSE against random targets, training only the constants named.
+fn check_named(forward: &Graph, names: &[&str], seed: u64) -> Result<(), TestCaseError> {
+    let out = forward.outputs[0].value;
+    let dims = forward.ty(out).dims().unwrap();
+    let mut rng = XorShift64::seeded(seed ^ 0x5eed);
+    let targets = f64_tensor(
+        &dims,
+        random_values(&mut rng, dims.iter().product(), -1.0, 1.0),
+    );
+    let sel = ParamSelection::Named(names.iter().map(|n| n.to_string()).collect());
+    let options = TrainingOptions::default();
+    check_gradients_with(
+        forward,
+        &Loss::mean_squared_error(),
+        vec![],
+        vec![targets],
+        64,
+        &options,
+        &sel,
+    )
+}
+
+/// [`check_gradients`] with options, for the parameters `sel` picks; running statistics are fed
+/// their initial values.
 fn check_gradients_with(
     forward: &Graph,
     loss: &Loss,
@@ -77,8 +101,9 @@ fn check_gradients_with(
     extra: Vec<Tensor>,
     max_entries: usize,
     options: &TrainingOptions,
+    sel: &ParamSelection,
 ) -> Result<(), TestCaseError> {
-    let tg = training_graph_with(forward, &ParamSelection::FloatConstants, loss, options)
+    let tg = training_graph_with(forward, sel, loss, options)
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
     kestrel_ir::verify(&tg.graph).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
     let mut feed: Vec<Tensor> = inputs;
@@ -234,9 +259,17 @@ proptest! {
             inputs.push(konst(&mut g, "c", &cd, random_values(&mut rng, cd.iter().product(), -1.0, 1.0)));
         }
         let op = Op::Gemm(GemmAttrs { alpha: F32(alpha), beta: F32(beta), trans_a: ta, trans_b: tb, ..Default::default() });
+        let has_c = inputs.len() > 2;
         let y = g.add(op, &inputs, "gemm").unwrap();
         g.add_output("y", y);
+        // All operands trained (transposed parameters become explicit transposes), then one at
+        // a time, the others constants that keep their transpose flags.
         check_mse(&g, seed, 64)?;
+        check_named(&g, &["a"], seed)?;
+        check_named(&g, &["b"], seed)?;
+        if has_c {
+            check_named(&g, &["c"], seed)?;
+        }
     }
 
     #[test]
@@ -528,7 +561,7 @@ proptest! {
         let mut trng = XorShift64::seeded(seed ^ 0x5eed);
         let targets = f64_tensor(&dims, random_values(&mut trng, dims.iter().product(), -1.0, 1.0));
         let options = TrainingOptions { batch_norm: BatchNormMode::Train { momentum: 0.9 } };
-        check_gradients_with(&g, &Loss::mean_squared_error(), vec![], vec![targets], 48, &options)?;
+        check_gradients_with(&g, &Loss::mean_squared_error(), vec![], vec![targets], 48, &options, &ParamSelection::FloatConstants)?;
     }
 }
 

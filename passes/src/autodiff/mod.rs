@@ -299,7 +299,27 @@ pub fn training_graph_with(
             stat_updates.entry(inputs[4]).or_insert(var);
             continue;
         }
-        let outs = g.add_node(n.op.clone(), &inputs, n.name.clone())?;
+        let mut op = n.op.clone();
+        let mut inputs = inputs;
+        if let Op::Gemm(a) = &mut op {
+            // A parameter that a gemm reads transposed is transposed explicitly (the same
+            // numbers): code generators handle transpose flags on constants, not on inputs.
+            for (slot, flag) in [(0, &mut a.trans_a), (1, &mut a.trans_b)] {
+                if *flag
+                    && g.const_data(inputs[slot]).is_none()
+                    && a.epilogue.is_none()
+                    && a.integer.is_none()
+                {
+                    inputs[slot] = g.add(
+                        Op::Transpose { perm: vec![1, 0] },
+                        &[inputs[slot]],
+                        n.name.clone(),
+                    )?;
+                    *flag = false;
+                }
+            }
+        }
+        let outs = g.add_node(op, &inputs, n.name.clone())?;
         for (o, no) in n.outputs.iter().zip(outs) {
             map.insert(*o, no);
         }

@@ -3,21 +3,14 @@
 use super::Grads;
 use crate::autodiff::build::Builder;
 use crate::autodiff::AutodiffError;
-use kestrel_ir::{GemmAttrs, Node, Op, ValueId, F32};
+use kestrel_ir::{GemmAttrs, Node, Op, ValueId};
 
-fn gemm_op(alpha: f32, trans_a: bool, trans_b: bool) -> Op {
-    Op::Gemm(GemmAttrs {
-        alpha: F32(alpha),
-        beta: F32(1.0),
-        trans_a,
-        trans_b,
-        ..Default::default()
-    })
-}
-
-/// `Y = α·op(A)·op(B) + β·C`: `dA = α·dY·op(B)ᵀ` (transposed back when `trans_a`),
-/// `dB = α·op(A)ᵀ·dY` (transposed back when `trans_b`), `dC = β·dY` reduced to C's extents.
-/// Fused epilogues and integer Gemms have no rule.
+/// `Y = α·op(A)·op(B) + β·C`: `dA = α·dY·op(B)ᵀ`, `dB = α·op(A)ᵀ·dY`, `dC = β·dY` reduced to
+/// C's extents, as plain 2-D matmuls of explicit transposes (no transpose flags on run-time
+/// operands, which code generators handle less well). A differentiated operand is never read
+/// transposed: the training graph makes the transpose of a run-time gemm operand an explicit
+/// node (whose own rule transposes its gradient back). Fused epilogues and integer Gemms have no
+/// rule.
 pub(crate) fn gemm(
     b: &mut Builder,
     a: &GemmAttrs,
@@ -28,22 +21,29 @@ pub(crate) fn gemm(
     if !a.epilogue.is_none() || a.integer.is_some() {
         return Err(b.unsupported("gemm with a fused epilogue or integer operands"));
     }
+    if (wants[0] && a.trans_a) || (wants[1] && a.trans_b) {
+        return Err(b.unsupported("gemm reading a differentiated operand transposed"));
+    }
     let (ma, mb) = (n.inputs[0], n.inputs[1]);
-    let alpha = a.alpha.0;
+    let alpha = a.alpha.0 as f64;
     let mut out: Grads = vec![None; n.inputs.len()];
     if wants[0] {
-        out[0] = Some(if a.trans_a {
-            b.op(gemm_op(alpha, a.trans_b, true), &[mb, dy])?
+        let obt = if a.trans_b {
+            mb
         } else {
-            b.op(gemm_op(alpha, false, !a.trans_b), &[dy, mb])?
-        });
+            b.transpose(mb, &[1, 0])?
+        };
+        let d = b.op(Op::MatMul, &[dy, obt])?;
+        out[0] = Some(b.scale(d, alpha)?);
     }
     if wants[1] {
-        out[1] = Some(if a.trans_b {
-            b.op(gemm_op(alpha, true, a.trans_a), &[dy, ma])?
+        let oat = if a.trans_a {
+            ma
         } else {
-            b.op(gemm_op(alpha, !a.trans_a, false), &[ma, dy])?
-        });
+            b.transpose(ma, &[1, 0])?
+        };
+        let d = b.op(Op::MatMul, &[oat, dy])?;
+        out[1] = Some(b.scale(d, alpha)?);
     }
     if n.inputs.len() > 2 && wants[2] {
         let c = n.inputs[2];
