@@ -157,7 +157,7 @@ fn check_mse(g: &Graph, seed: u64, max_entries: usize) -> Result<(), TestCaseErr
     )
 }
 
-const UNARY_OPS: [UnaryOp; 16] = [
+const UNARY_OPS: [UnaryOp; 17] = [
     UnaryOp::Relu,
     UnaryOp::Sigmoid,
     UnaryOp::Tanh,
@@ -180,6 +180,7 @@ const UNARY_OPS: [UnaryOp; 16] = [
     UnaryOp::Silu,
     UnaryOp::Softplus,
     UnaryOp::Gelu { tanh_approx: false },
+    UnaryOp::Gelu { tanh_approx: true },
 ];
 
 /// Broadcast-compatible operand extents: each axis of the output is taken by both, by one

@@ -9,7 +9,7 @@ use kestrel_ir::{BinaryOp, Node, Op, UnaryOp, ValueId};
 /// `dx` of `y = u(x)`: relu `dy·[x > 0]` (0 at 0), sigmoid `dy·y·(1-y)`, tanh `dy·(1-y²)`,
 /// neg `-dy`, exp `dy·y`, log `dy/x`, sqrt `dy/(2y)`, reciprocal `-dy·y²`, abs `dy·sign(x)`,
 /// leaky relu, clip (`dy` strictly inside the bounds, else 0), hard sigmoid, hard swish, SiLU,
-/// softplus `dy·σ(x)`, GELU (erf form) `dy·(Φ(x) + x·φ(x))`.
+/// softplus `dy·σ(x)`, GELU `dy·(Φ(x) + x·φ(x))` (erf form) and the derivative of its tanh form.
 pub(crate) fn unary(
     b: &mut Builder,
     u: UnaryOp,
@@ -112,6 +112,29 @@ pub(crate) fn unary(
             let pdf = b.scale(g, 1.0 / (2.0 * std::f64::consts::PI).sqrt())?;
             let xp = b.mul(x, pdf)?;
             let d = b.add(cdf, xp)?;
+            b.mul(dy, d)?
+        }
+        UnaryOp::Gelu { tanh_approx: true } => {
+            // y = x·(1 + tanh(u))/2, u = k·(x + 0.044715·x³), k = √(2/π):
+            // y' = (1 + t)/2 + x·(1 - t²)·k·(1 + 3·0.044715·x²)/2, t = tanh(u)
+            let k = (2.0 / std::f64::consts::PI).sqrt();
+            let x2 = b.mul(x, x)?;
+            let x3 = b.mul(x2, x)?;
+            let c3 = b.scale(x3, 0.044715)?;
+            let inner = b.add(x, c3)?;
+            let u = b.scale(inner, k)?;
+            let t = b.unary(UnaryOp::Tanh, u)?;
+            let one = b.scalar(1.0);
+            let first = b.add(one, t)?;
+            let first = b.scale(first, 0.5)?;
+            let t2 = b.mul(t, t)?;
+            let sech2 = b.sub(one, t2)?;
+            let q = b.scale(x2, 3.0 * 0.044715)?;
+            let q = b.add(one, q)?;
+            let du = b.scale(q, 0.5 * k)?;
+            let second = b.mul(sech2, du)?;
+            let second = b.mul(x, second)?;
+            let d = b.add(first, second)?;
             b.mul(dy, d)?
         }
         _ => return Err(b.no_rule()),
