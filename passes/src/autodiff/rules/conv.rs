@@ -57,6 +57,9 @@ pub(crate) fn conv(
     let xd = b.dims(x)?;
     let wd = b.dims(w)?;
     let yd = b.dims(n.outputs[0])?;
+    if xd.iter().chain(&wd).chain(&yd).any(|&d| d == 0) {
+        return Err(b.unsupported("conv of an empty tensor"));
+    }
     let k = xd.len() - 2;
     let (nb, c, m, g) = (xd[0], xd[1], wd[0], a.group.max(1));
     let strides = per_axis(&a.strides, k, 1);

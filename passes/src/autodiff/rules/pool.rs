@@ -119,6 +119,9 @@ pub(crate) fn pool(
     let x = n.inputs[0];
     let xd = b.dims(x)?;
     let yd = b.dims(n.outputs[0])?;
+    if xd.iter().chain(&yd).any(|&d| d == 0) {
+        return Err(b.unsupported("pooling of an empty tensor"));
+    }
     let w = window(b, &a.kernel, a, &xd, &yd)?;
     let dx = match a.kind {
         PoolKind::Average => average(b, a, &w, &xd, &yd, dy)?,
@@ -257,6 +260,9 @@ pub(crate) fn global_pool(
     dy: ValueId,
 ) -> Result<Grads, AutodiffError> {
     let xd = b.dims(n.inputs[0])?;
+    if xd.contains(&0) {
+        return Err(b.unsupported("pooling of an empty tensor"));
+    }
     match kind {
         PoolKind::Average => {}
         PoolKind::Max => {
