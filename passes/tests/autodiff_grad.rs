@@ -566,6 +566,35 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn pow_rule((da, db) in broadcast_pair(), swap: bool, seed: u64) {
+        let (da, db) = if swap { (db, da) } else { (da, db) };
+        let mut rng = XorShift64::seeded(seed);
+        let mut g = Graph::new("pow");
+        let a = konst(&mut g, "a", &da, random_values(&mut rng, da.iter().product(), 0.5, 2.0));
+        let b = konst(&mut g, "b", &db, random_values(&mut rng, db.iter().product(), -2.0, 2.0));
+        let y = g.add(Op::Binary(BinaryOp::Pow), &[a, b], "pow").unwrap();
+        g.add_output("y", y);
+        check_mse(&g, seed, 64)?;
+    }
+
+    #[test]
+    fn where_rule((da, db) in broadcast_pair(), seed: u64) {
+        let mut rng = XorShift64::seeded(seed);
+        let mut g = Graph::new("where");
+        let a = konst(&mut g, "a", &da, random_values(&mut rng, da.iter().product(), -1.0, 1.0));
+        let b = konst(&mut g, "b", &db, random_values(&mut rng, db.iter().product(), -1.0, 1.0));
+        let n: usize = da.iter().product();
+        let cond = g.add_const("cond", Tensor::from_vec(da.clone(), (0..n).map(|_| rng.below(2) == 1).collect::<Vec<bool>>()));
+        let y = g.add(Op::Where, &[cond, a, b], "where").unwrap();
+        g.add_output("y", y);
+        check_mse(&g, seed, 64)?;
+    }
+}
+
 /// Training-mode BatchNorm normalises with the batch statistics and updates the running ones:
 /// x = [1, 3] on one channel has mean 2 and variance 1.
 #[test]

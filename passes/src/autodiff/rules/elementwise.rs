@@ -143,7 +143,7 @@ pub(crate) fn unary(
 }
 
 /// `da`, `db` of `y = a ∘ b`: add `(dy, dy)`, sub `(dy, -dy)`, mul `(dy·b, dy·a)`,
-/// div `(dy/b, -dy·y/b)`, max/min (`dy` to the selected operand, the first on ties), each
+/// div `(dy/b, -dy·y/b)`, pow `(dy·b·y/a, dy·y·ln a)` (for `a > 0`; `a = 0` gives NaN), max/min (`dy` to the selected operand, the first on ties), each
 /// reduced to its operand's extents.
 pub(crate) fn binary(
     b: &mut Builder,
@@ -166,6 +166,23 @@ pub(crate) fn binary(
                 let t = b.mul(dy, y)?;
                 let t = b.div(t, x2)?;
                 Some(b.neg(t)?)
+            } else {
+                None
+            },
+        ),
+        BinaryOp::Pow => (
+            // d/da a^b = b·a^(b-1) = b·y/a (a ≠ 0); d/db a^b = y·ln(a) (a > 0).
+            if wants[0] {
+                let t = b.mul(dy, x2)?;
+                let t = b.mul(t, y)?;
+                Some(b.div(t, x1)?)
+            } else {
+                None
+            },
+            if wants[1] {
+                let l = b.unary(UnaryOp::Log, x1)?;
+                let t = b.mul(dy, y)?;
+                Some(b.mul(t, l)?)
             } else {
                 None
             },
@@ -195,6 +212,30 @@ pub(crate) fn binary(
             }
             _ => None,
         });
+    }
+    Ok(out)
+}
+
+/// `y = cond ? a : b` (broadcasting): `da = cond ? dy : 0`, `db = cond ? 0 : dy`, each reduced to
+/// its operand's extents; the condition has no gradient.
+pub(crate) fn where_(
+    b: &mut Builder,
+    n: &Node,
+    dy: ValueId,
+    wants: &[bool],
+) -> Result<Grads, AutodiffError> {
+    let (cond, x1, x2) = (n.inputs[0], n.inputs[1], n.inputs[2]);
+    let zero = b.scalar(0.0);
+    let mut out: Grads = vec![None; 3];
+    if wants[1] {
+        let d = b.op(Op::Where, &[cond, dy, zero])?;
+        let target = b.dims(x1)?;
+        out[1] = Some(b.unbroadcast(d, &target)?);
+    }
+    if wants[2] {
+        let d = b.op(Op::Where, &[cond, zero, dy])?;
+        let target = b.dims(x2)?;
+        out[2] = Some(b.unbroadcast(d, &target)?);
     }
     Ok(out)
 }

@@ -28,6 +28,7 @@ pub(crate) fn differentiate(
     match &n.op {
         Op::Unary(u) => elementwise::unary(b, *u, n, dy),
         Op::Binary(op) => elementwise::binary(b, *op, n, dy, wants),
+        Op::Where => elementwise::where_(b, n, dy, wants),
         Op::Conv(a) => conv::conv(b, a, n, dy, wants),
         Op::Gemm(a) => linear::gemm(b, a, n, dy, wants),
         Op::MatMul => linear::matmul(b, n, dy, wants),
