@@ -692,6 +692,32 @@ fn missing_rule_names_the_node() {
     );
 }
 
+/// The error numbers the node as the forward graph does, even when the training graph has
+/// inserted nodes before it (here the explicit transpose of the gemm's parameter).
+#[test]
+fn missing_rule_names_the_forward_node() {
+    let mut g = Graph::new("gemm_erf");
+    let a = konst(&mut g, "a", &[2, 3], vec![0.1; 6]);
+    let b = konst(&mut g, "b", &[4, 3], vec![0.2; 12]);
+    let gemm = Op::Gemm(GemmAttrs {
+        trans_b: true,
+        ..Default::default()
+    });
+    let y = g.add(gemm, &[a, b], "fc").unwrap();
+    let y = g.add(Op::Unary(UnaryOp::Erf), &[y], "act").unwrap();
+    g.add_output("y", y);
+    let err = training_graph(
+        &g,
+        &ParamSelection::FloatConstants,
+        &Loss::mean_squared_error(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "node 1 \"act\" (erf): no gradient rule for input 0"
+    );
+}
+
 /// Named parameters: only those become inputs; an unknown name is an error.
 #[test]
 fn named_parameters() {

@@ -281,6 +281,8 @@ pub fn training_graph_with(
     }
     // (running input, updated value) of every statistic, in `stat_inputs` order.
     let mut stat_updates: HashMap<ValueId, ValueId> = HashMap::new();
+    // The forward node each training-graph node was copied or derived from (for errors).
+    let mut origin: Vec<usize> = Vec::new();
     for (i, n) in forward.nodes.iter().enumerate() {
         let inputs: Vec<ValueId> = n.inputs.iter().map(|v| map[v]).collect();
         if let (Op::BatchNorm { epsilon }, BatchNormMode::Train { momentum }) =
@@ -297,6 +299,7 @@ pub fn training_graph_with(
             map.insert(n.outputs[0], y);
             stat_updates.entry(inputs[3]).or_insert(mean);
             stat_updates.entry(inputs[4]).or_insert(var);
+            origin.resize(g.nodes.len(), i);
             continue;
         }
         let mut op = n.op.clone();
@@ -323,6 +326,7 @@ pub fn training_graph_with(
         for (o, no) in n.outputs.iter().zip(outs) {
             map.insert(*o, no);
         }
+        origin.resize(g.nodes.len(), i);
     }
     let forward_nodes = g.nodes.len();
     let logits = map[&logits_fwd];
@@ -381,7 +385,7 @@ pub fn training_graph_with(
         if !wants.iter().any(|&w| w) {
             continue;
         }
-        b.node_desc = b.g.describe_node(NodeId(i as u32));
+        b.node_desc = forward.describe_node(NodeId(origin[i] as u32));
         b.tag = if node.name.is_empty() {
             format!("grad/{i}")
         } else {
