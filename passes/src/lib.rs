@@ -13,6 +13,7 @@
 //! `passes` depends only on `kestrel-ir`: constant folding evaluates ops through the
 //! [`ConstEvaluator`] held by [`PassContext`], which the driver backs with the interpreter.
 
+pub mod autodiff;
 pub mod cancel_transpose_reshape;
 mod check;
 pub mod cost;
