@@ -1,7 +1,9 @@
 //! Property: pruning channels whose weights and bias are all zero leaves a model's outputs
 //! unchanged (docs/PRUNING.md). Random conv nets — a stem, residual blocks, a depthwise layer, a
-//! concat, a flatten into a gemm — with `round(ratio · C)` channels of every prunable group
-//! zeroed; `prune(ratio)` must remove exactly those (they score 0) and the interpreter must give
+//! branch of grouped convolutions, a concat, a flatten into a gemm — with `round(ratio · C)`
+//! channels of every prunable group zeroed (`round(ratio · C / g)` in each of the `g` blocks of a
+//! grouped convolution's filters, the same positions in every block of a grouped convolution's
+//! input); `prune(ratio)` must remove exactly those (they score 0) and the interpreter must give
 //! the same outputs.
 
 use kestrel_ir::testing::random_inputs;
@@ -75,8 +77,42 @@ fn relu(g: &mut Graph, x: ValueId) -> ValueId {
     g.add(Op::Unary(UnaryOp::Relu), &[x], "").unwrap()
 }
 
-/// stem(c1) -> [residual block(c1)]* -> depthwise -> concat with a branch(c2) -> flatten -> gemm.
-fn net(c1: usize, c2: usize, blocks: usize, ratio: f64, seed: u64) -> Net {
+/// `n` channels of each of `blocks` blocks of `per_block`: the same positions in every block
+/// when `tied`, else a seeded choice per block. When `0 < n < per_block - 1`, one more channel
+/// of the first block is zero: it must stay (the per-block count, the shared positions), which a
+/// choice over the whole group would not see.
+fn zeroed_blocks(seed: u64, blocks: usize, per_block: usize, n: usize, tied: bool) -> Vec<usize> {
+    let mut z: Vec<usize> = (0..blocks)
+        .flat_map(|k| {
+            let s = if tied { seed } else { seed + k as u64 };
+            zeroed(s, per_block, n)
+                .into_iter()
+                .map(move |j| k * per_block + j)
+        })
+        .collect();
+    if n > 0 && n + 1 < per_block {
+        let extra = (0..per_block)
+            .find(|j| !z.contains(j))
+            .expect("a block has room");
+        z.push(extra);
+    }
+    z
+}
+
+/// The grouped branch of [`net`]: `groups` groups of `per_group` input channels and `filters`
+/// filters each, chained into a second grouped convolution when `chain`.
+#[derive(Clone, Copy, Debug)]
+struct Grouped {
+    groups: usize,
+    per_group: usize,
+    filters: usize,
+    chain: bool,
+}
+
+/// stem(c1) -> [residual block(c1)]* -> depthwise -> concat with a branch(c2) and a grouped
+/// branch -> flatten -> gemm. The grouped branch: conv(groups · per_group) -> grouped conv
+/// (groups · filters) [-> grouped conv (groups · filters)].
+fn net(c1: usize, c2: usize, blocks: usize, gr: Grouped, ratio: f64, seed: u64) -> Net {
     let mut s = seed;
     let drop = |c: usize| (ratio * c as f64).round() as usize;
     let mut g = Graph::new("net");
@@ -134,9 +170,52 @@ fn net(c1: usize, c2: usize, blocks: usize, ratio: f64, seed: u64) -> Net {
         1,
         0,
     );
-    let cat = g.add(Op::Concat { axis: 1 }, &[h, branch], "").unwrap();
+    // The grouped branch: each block keeps at least one channel.
+    let Grouped {
+        groups,
+        per_group,
+        filters,
+        chain,
+    } = gr;
+    let block_drop = |c: usize| drop(c).min(c - 1);
+    let c3 = groups * per_group;
+    let z3 = zeroed_blocks(seed + 200, groups, per_group, block_drop(per_group), true);
+    let a = conv(
+        &mut g,
+        x,
+        weights(&mut s, c3, 3, 1, &z3),
+        bias(c3, &z3),
+        1,
+        0,
+    );
+    let a = relu(&mut g, a);
+    let m = groups * filters;
+    let zg = zeroed_blocks(seed + 300, groups, filters, block_drop(filters), chain);
+    let mut grouped = conv(
+        &mut g,
+        a,
+        weights(&mut s, m, per_group, 3, &zg),
+        bias(m, &zg),
+        groups,
+        1,
+    );
+    if chain {
+        grouped = relu(&mut g, grouped);
+        let zh = zeroed_blocks(seed + 400, groups, filters, block_drop(filters), false);
+        grouped = conv(
+            &mut g,
+            grouped,
+            weights(&mut s, m, filters, 1, &zh),
+            bias(m, &zh),
+            groups,
+            0,
+        );
+    }
+    let cat = g
+        .add(Op::Concat { axis: 1 }, &[h, branch, grouped], "")
+        .unwrap();
     let flat = g.add(Op::Flatten { axis: 1 }, &[cat], "").unwrap();
-    let n = (c1 + c2) * 16;
+    let n = (c1 + c2 + m) * 16;
     let wg = g.add_const(
         "gemm.w",
         weights(&mut s, n, 3, 1, &[]).reshaped(vec![n, 3]).unwrap(),
@@ -152,9 +231,13 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
     #[test]
     fn pruning_zero_channels_keeps_the_outputs(
-        c1 in 2usize..9, c2 in 2usize..6, blocks in 0usize..3, ratio in 0.1f64..0.8, seed in 0u64..1000
+        c1 in 2usize..9, c2 in 2usize..6, blocks in 0usize..3, ratio in 0.1f64..0.8, seed in 0u64..1000,
+        groups in 2usize..4, per_group in 1usize..4, filters in 1usize..4, chain in any::<bool>()
     ) {
-        let Net { g, seed } = net(c1, c2, blocks, ratio, seed);
+        // One input channel and one filter per group would be a depthwise convolution.
+        let filters = if per_group == 1 { filters.max(2) } else { filters };
+        let gr = Grouped { groups, per_group, filters, chain };
+        let Net { g, seed } = net(c1, c2, blocks, gr, ratio, seed);
         let inputs = random_inputs(&g, seed);
         let want = kestrel_backends::interp::run(&g, &inputs).unwrap();
         let mut pruned = g.clone();
@@ -164,6 +247,10 @@ proptest! {
         let drop = |c: usize| (ratio * c as f64).round() as usize;
         // The stem group, each block's inner conv, and the branch.
         let expected = drop(c1).min(c1 - 1) * (1 + blocks) + drop(c2).min(c2 - 1);
+        // The grouped branch: its input conv, its grouped convs, the same count from each block.
+        let block_drop = |c: usize| drop(c).min(c - 1);
+        let expected = expected
+            + groups * (block_drop(per_group) + block_drop(filters) * (1 + chain as usize));
         prop_assert_eq!(removed, expected);
         let got = kestrel_backends::interp::run(&pruned, &inputs).unwrap();
         let (a, b) = (want[0].to_f32_vec(), got[0].to_f32_vec());

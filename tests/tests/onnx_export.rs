@@ -1738,3 +1738,98 @@ fn pruned_models_run_in_onnxruntime() {
         );
     }
 }
+
+/// Seeded weights `dims` in `[-0.5, 0.5)`, none zero.
+fn seeded(seed: &mut u64, dims: &[usize]) -> Tensor {
+    let n: usize = dims.iter().product();
+    let v = (0..n)
+        .map(|_| {
+            *seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((*seed >> 33) as f64 / (1u64 << 31) as f64 - 0.5) as f32 + 0.003
+        })
+        .collect();
+    Tensor::from_vec(dims.to_vec(), v)
+}
+
+/// Group-wise pruning of grouped convolutions (docs/PRUNING.md) at ratio 0.5 on a ResNeXt-style
+/// block: a stem, 1×1 → grouped 3×3 (4 groups) → 1×1 added to the stem, a grouped 1×1 (2
+/// groups) over the sum, pooling and a gemm. Every grouped conv keeps its `group`, loses the same
+/// count from each group, and the exported ONNX runs in onnxruntime with Kestrel's interpreter's
+/// outputs on the pruned graph (within 1e-4 relative).
+#[test]
+fn pruned_grouped_convolutions_run_in_onnxruntime() {
+    let mut s = 14u64;
+    let mut g = Graph::new("resnext_block");
+    let x = g.add_input("x", f32t(&[1, 4, 6, 6]));
+    let mut conv = |g: &mut Graph, x: ValueId, m: usize, c: usize, k: usize, group: usize| {
+        let w = g.add_const(format!("w{}", g.nodes.len()), seeded(&mut s, &[m, c, k, k]));
+        let b = g.add_const(format!("b{}", g.nodes.len()), seeded(&mut s, &[m]));
+        let attrs = ConvAttrs {
+            pads: vec![k / 2; 4],
+            group,
+            ..Default::default()
+        };
+        let c = node(g, Op::Conv(attrs), &[x, w, b]);
+        node(g, Op::Unary(UnaryOp::Relu), &[c])
+    };
+    let stem = conv(&mut g, x, 8, 4, 3, 1);
+    let a = conv(&mut g, stem, 8, 8, 1, 1);
+    let b = conv(&mut g, a, 12, 2, 3, 4);
+    let c = conv(&mut g, b, 8, 12, 1, 1);
+    let sum = node(&mut g, Op::Binary(BinaryOp::Add), &[stem, c]);
+    let d = conv(&mut g, sum, 6, 4, 1, 2);
+    let pool = node(&mut g, Op::GlobalPool(PoolKind::Average), &[d]);
+    let flat = node(&mut g, Op::Flatten { axis: 1 }, &[pool]);
+    let wg = g.add_const("wg", seeded(&mut s, &[6, 3]));
+    let y = node(&mut g, Op::Gemm(GemmAttrs::default()), &[flat, wg]);
+    g.add_output("y", y);
+    verify(&g).unwrap();
+
+    let mut pruned = g.clone();
+    let options = kestrel_passes::prune::PruneOptions {
+        ratio: 0.5,
+        ..Default::default()
+    };
+    kestrel_passes::prune::prune(&mut pruned, &options).unwrap();
+    verify(&pruned).unwrap();
+    // (filters, input channels per group, group) of every conv, in order.
+    let convs: Vec<(usize, usize, usize)> = pruned
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.op {
+            Op::Conv(a) => {
+                let w = pruned.ty(n.inputs[1]).dims().unwrap();
+                Some((w[0], w[1], a.group))
+            }
+            _ => None,
+        })
+        .collect();
+    // The stem and the residual branch's last 1×1 share a group tied in the last conv's 2
+    // blocks (2 of 4 positions kept in each); the first 1×1's channels are tied in the grouped
+    // 3×3's 4 blocks (1 of 2 kept in each); the grouped convs keep 1 of 3 filters per group
+    // (round(0.5 · 3) = 2 removed from each).
+    assert_eq!(
+        convs,
+        vec![(4, 4, 1), (4, 4, 1), (4, 1, 4), (4, 4, 1), (2, 2, 2)]
+    );
+    let inputs = random_inputs(&g, 7);
+    let want = run(&pruned, &inputs, "pruned resnext block");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("resnext_block.pruned.onnx");
+    std::fs::write(&file, export(&pruned, "pruned resnext block")).unwrap();
+    let jobs = [OrtJob {
+        model: file,
+        inputs: named_inputs(&pruned, &inputs),
+    }];
+    let Some(mut results) = onnxruntime(&jobs, dir.path()) else {
+        return;
+    };
+    assert_close(
+        &want,
+        &tensors(results.remove(0)),
+        1e-4,
+        "pruned resnext block, in onnxruntime",
+    );
+}

@@ -2,7 +2,9 @@
 //! graph must shrink together when whole channels are removed.
 //!
 //! Every Conv (group 1), Gemm and MatMul by constant weights creates a *space*: its output
-//! channels. Walking the nodes in order, each value gets a [`Layout`]: which spaces its channel
+//! channels. A grouped convolution's space is *blocked*: its channels fall in one block per
+//! convolution group, and every block loses as many; the blocks of its input are *tied*: they
+//! lose the same positions (its weights' input-channel slices are shared by every group). Walking the nodes in order, each value gets a [`Layout`]: which spaces its channel
 //! axis is made of (a Concat along that axis joins them; a Flatten into a Gemm makes each channel
 //! a block of features). Ops that compute channel by channel pass the layout on; ops that combine
 //! two channel-laid-out tensors element-wise (a residual Add, the Mul of a squeeze-and-excitation
@@ -27,6 +29,14 @@ pub struct Space {
     /// The Conv/Gemm/MatMul whose output channels these are; `None` for the stand-in of an
     /// untracked tensor concatenated with tracked ones (always fixed).
     pub producer: Option<NodeId>,
+    /// The channels fall in this many equal consecutive blocks (the filters of each group of a
+    /// grouped convolution), each losing as many channels as the others; 1 for an ordinary
+    /// space.
+    pub blocks: usize,
+    /// The channels fall in this many equal consecutive blocks that lose the same positions:
+    /// they feed a grouped convolution whose input-channel weight slices every block shares;
+    /// 1 for a space that feeds none.
+    pub tie: usize,
 }
 
 /// One space's channels along a tensor's channel axis, each covering `repeat` consecutive
@@ -51,6 +61,10 @@ pub enum Role {
     Filters,
     /// A consumer's weights along their input-channel axis.
     InputSlices,
+    /// A grouped convolution's weights along their input-channel axis: the layout's positions
+    /// fall in `blocks` equal blocks (one per convolution group) that keep the same positions,
+    /// and the axis holds one block's.
+    GroupedInputSlices { blocks: usize },
     /// A depthwise convolution's filters, one per channel (counted for importance).
     DepthwiseFilters,
     /// The producer's bias (counted for importance with the filters).
@@ -94,6 +108,12 @@ pub struct Group {
     pub spaces: Vec<SpaceId>,
     /// The channel count every space of the group has.
     pub size: usize,
+    /// The channels fall in this many equal consecutive blocks, each losing as many channels
+    /// as the others (the [`Space::blocks`] and [`Space::tie`] above 1 of its spaces, which
+    /// must agree); 1 for an ordinary group.
+    pub blocks: usize,
+    /// The blocks lose the same positions (a space of the group has a [`Space::tie`]).
+    pub tied: bool,
     /// Why the group cannot shrink, if it cannot.
     pub fixed: Option<String>,
 }
@@ -140,7 +160,12 @@ impl Walk<'_> {
     }
 
     fn new_space(&mut self, size: usize, producer: Option<NodeId>) -> SpaceId {
-        self.spaces.push(Space { size, producer });
+        self.spaces.push(Space {
+            size,
+            producer,
+            blocks: 1,
+            tie: 1,
+        });
         self.fixed.push(None);
         self.spaces.len() - 1
     }
@@ -436,15 +461,133 @@ impl Walk<'_> {
             self.member(id, Edit::Group { layout: l.clone() });
             self.set(out, Some(l));
         } else {
-            // Grouped: channels stay in their groups (a group-wise pruning is not done).
-            if let Some(&x) = ins.first() {
-                self.fix(x, "a grouped convolution");
-            }
-            let l = self.produce(id, out, 1, m);
-            for seg in &l.segments {
-                self.fix_space(seg.space, "a grouped convolution");
+            self.grouped_conv(id, a.group, m, per_group, lx);
+        }
+    }
+
+    /// A grouped convolution (`groups` groups, `m` filters, `per_group` input channels each;
+    /// not depthwise). Its filters are a space of `groups` blocks, the filters of each group;
+    /// input channel `k·per_group + j` is read by slice `j` of the weights' axis 1 for the
+    /// filters of group `k` only, so the input's blocks are tied (they lose the same `j`).
+    fn grouped_conv(
+        &mut self,
+        id: NodeId,
+        groups: usize,
+        m: usize,
+        per_group: usize,
+        lx: Option<Layout>,
+    ) {
+        let node = self.g.node(id);
+        let (x, out, has_bias) = (node.inputs[0], node.outputs[0], node.inputs.len() == 3);
+        if !m.is_multiple_of(groups) {
+            return self.opaque(id, "a grouped convolution of uneven groups");
+        }
+        if let Some(l) = lx {
+            if per_group == 1 {
+                self.fix(x, "a grouped convolution with one input channel per group");
+            } else if self.tie_blocks(&l, groups, per_group) {
+                self.member(
+                    id,
+                    Edit::Slice {
+                        input: 1,
+                        axis: 1,
+                        layout: l,
+                        role: Role::GroupedInputSlices { blocks: groups },
+                    },
+                );
+            } else {
+                self.fix(
+                    x,
+                    "a grouped convolution whose input groups are laid out differently",
+                );
             }
         }
+        let l = self.produce(id, out, 1, m);
+        let s = l.segments[0].space;
+        self.spaces[s].blocks = groups;
+        if m == groups {
+            self.fix_space(s, "a grouped convolution with one filter per group");
+        }
+        self.member(
+            id,
+            Edit::Slice {
+                input: 1,
+                axis: 0,
+                layout: l.clone(),
+                role: Role::Filters,
+            },
+        );
+        if has_bias {
+            self.member(
+                id,
+                Edit::Slice {
+                    input: 2,
+                    axis: 0,
+                    layout: l,
+                    role: Role::Bias,
+                },
+            );
+        }
+    }
+
+    /// Ties the `blocks` consecutive blocks of `per_block` positions of `l` so that they lose
+    /// the same positions. Either every segment spans the same number `n` of whole blocks
+    /// (their spaces unified, each tied in `n` blocks when `n > 1`), or every block is whole
+    /// segments of the same sizes in the same order (block by block, their spaces unified).
+    /// False, with nothing recorded, for any other layout.
+    fn tie_blocks(&mut self, l: &Layout, blocks: usize, per_block: usize) -> bool {
+        let sizes: Vec<usize> = l
+            .segments
+            .iter()
+            .map(|s| self.spaces[s.space].size)
+            .collect();
+        if l.segments.iter().any(|s| s.repeat != 1)
+            || sizes.iter().sum::<usize>() != blocks * per_block
+        {
+            return false;
+        }
+        let first = l.segments[0].space;
+        if sizes[0] >= per_block {
+            let n = sizes[0] / per_block;
+            let tie_ok = |sp: &Space| sp.tie == 1 || sp.tie == n || n == 1;
+            if sizes.iter().any(|&z| z != n * per_block)
+                || !l.segments.iter().all(|seg| tie_ok(&self.spaces[seg.space]))
+            {
+                return false;
+            }
+            for seg in &l.segments {
+                if n > 1 {
+                    self.spaces[seg.space].tie = n;
+                }
+                self.unions.push((first, seg.space));
+            }
+            return true;
+        }
+        // Cut the segments into blocks.
+        let mut per: Vec<Vec<SpaceId>> = vec![Vec::new()];
+        let mut filled = 0;
+        for (seg, &z) in l.segments.iter().zip(&sizes) {
+            if filled + z > per_block {
+                return false;
+            }
+            per.last_mut().expect("one block open").push(seg.space);
+            filled += z;
+            if filled == per_block && per.len() < blocks {
+                per.push(Vec::new());
+                filled = 0;
+            }
+        }
+        let shape =
+            |b: &[SpaceId]| -> Vec<usize> { b.iter().map(|&s| self.spaces[s].size).collect() };
+        if per.iter().any(|b| shape(b) != shape(&per[0])) {
+            return false;
+        }
+        for b in &per[1..] {
+            for (&x, &y) in per[0].iter().zip(b) {
+                self.unions.push((x, y));
+            }
+        }
+        true
     }
 
     /// Operand `input` of `id` against output layout `l` (output `out`): a constant with the
@@ -749,17 +892,37 @@ pub fn analyze(g: &Graph) -> Analysis {
             groups.push(Group {
                 spaces: Vec::new(),
                 size: w.spaces[s].size,
+                blocks: 1,
+                tied: false,
                 fixed: None,
             });
             groups.len() - 1
         });
         group_of.push(gi);
-        groups[gi].spaces.push(s);
-        if groups[gi].fixed.is_none() {
-            groups[gi].fixed = w.fixed[s].clone();
+        let gr = &mut groups[gi];
+        gr.spaces.push(s);
+        if gr.fixed.is_none() {
+            gr.fixed = w.fixed[s].clone();
         }
-        if w.spaces[s].size != groups[gi].size {
-            groups[gi].fixed = Some("spaces of different sizes".into());
+        if w.spaces[s].size != gr.size {
+            gr.fixed = Some("spaces of different sizes".into());
+        }
+        let sp = &w.spaces[s];
+        for n in [sp.blocks, sp.tie] {
+            if n > 1 && gr.blocks == 1 {
+                gr.blocks = n;
+            } else if n > 1 && n != gr.blocks {
+                gr.fixed = Some(format!(
+                    "grouped convolutions of {} and {n} groups sharing channels",
+                    gr.blocks
+                ));
+            }
+        }
+        gr.tied |= sp.tie > 1;
+    }
+    for gr in &mut groups {
+        if !gr.size.is_multiple_of(gr.blocks) {
+            gr.fixed = Some("grouped convolution blocks of unequal sizes".into());
         }
     }
     Analysis {

@@ -1,7 +1,7 @@
 //! Removing the chosen channels: every member sliced, the attributes that count channels
 //! rewritten, types inferred again.
 
-use super::groups::{Analysis, Edit, Layout};
+use super::groups::{Analysis, Edit, Layout, Role};
 use super::select::Choice;
 use super::PruneError;
 use crate::util::ConstNames;
@@ -20,6 +20,15 @@ fn kept_positions(a: &Analysis, kept: &[Vec<usize>], layout: &Layout) -> Vec<usi
         offset += a.spaces[seg.space].size * seg.repeat;
     }
     out
+}
+
+/// The positions along `layout`'s axis before pruning.
+fn position_count(a: &Analysis, layout: &Layout) -> usize {
+    layout
+        .segments
+        .iter()
+        .map(|s| a.spaces[s.space].size * s.repeat)
+        .sum()
 }
 
 /// `t` with only the positions `keep` along `axis`, in that order.
@@ -76,9 +85,14 @@ pub fn apply(g: &mut Graph, a: &Analysis, choices: &[Choice]) -> Result<(), Prun
                 input,
                 axis,
                 layout,
-                ..
+                role,
             } => {
-                let positions = kept_positions(a, &kept, layout);
+                let mut positions = kept_positions(a, &kept, layout);
+                if let Role::GroupedInputSlices { blocks } = role {
+                    // The blocks keep the same positions: the first block's are the slices.
+                    let per_block = position_count(a, layout) / blocks;
+                    positions.retain(|&p| p < per_block);
+                }
                 let v = g.node(m.node).inputs[*input];
                 let Some(t) = g.const_data(v) else { continue };
                 if t.dims().get(*axis) == Some(&positions.len()) {

@@ -189,14 +189,52 @@ fn producer_name(g: &Graph, a: &Analysis, gi: usize) -> String {
         .unwrap_or_else(|| format!("group_{gi}"))
 }
 
-/// Rounds a kept count to a multiple of `round_to` (up, at most `size`; a group smaller than
-/// `round_to` keeps everything), at least 1.
-fn rounded_keep(keep: usize, size: usize, round_to: usize) -> usize {
-    if size <= round_to {
-        return size;
+/// Rounds the channels a group keeps in each of its `blocks` blocks of `per_block` (`keep`, at
+/// least 1) up to the smallest count whose total (`blocks` times it) is a multiple of
+/// `round_to`, at most `per_block`; a group of `round_to` channels or fewer keeps everything.
+fn rounded_keep(keep: usize, per_block: usize, blocks: usize, round_to: usize) -> usize {
+    if per_block * blocks <= round_to {
+        return per_block;
     }
-    let up = keep.div_ceil(round_to) * round_to;
-    up.clamp(1, size)
+    let step = round_to / gcd(round_to, blocks);
+    (keep.div_ceil(step) * step).clamp(1, per_block)
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// The channels to remove when each of the `blocks` equal consecutive blocks of `scores` keeps
+/// `keep`: in each block its lowest-scoring ones; when `tied`, the same positions in every
+/// block, those of the lowest scores summed over the blocks (ties by index). Ascending.
+fn blocked_removal(scores: &[f64], blocks: usize, tied: bool, keep: usize) -> Vec<usize> {
+    let per_block = scores.len() / blocks;
+    let lowest = |s: &[f64]| -> Vec<usize> {
+        let mut idx: Vec<usize> = (0..s.len()).collect();
+        idx.sort_by(|&x, &y| s[x].total_cmp(&s[y]).then(x.cmp(&y)));
+        idx.truncate(s.len() - keep);
+        idx
+    };
+    let mut removed = Vec::new();
+    if tied {
+        let summed: Vec<f64> = (0..per_block)
+            .map(|j| (0..blocks).map(|k| scores[k * per_block + j]).sum())
+            .collect();
+        let js = lowest(&summed);
+        for k in 0..blocks {
+            removed.extend(js.iter().map(|j| k * per_block + j));
+        }
+    } else {
+        for (k, block) in scores.chunks(per_block).enumerate() {
+            removed.extend(lowest(block).into_iter().map(|j| k * per_block + j));
+        }
+    }
+    removed.sort_unstable();
+    removed
 }
 
 /// The channels to remove from each prunable group.
@@ -213,7 +251,7 @@ pub fn select(
         return Err(PruneError::BadRoundTo);
     }
     let prunable: Vec<usize> = (0..a.groups.len())
-        .filter(|&i| a.groups[i].fixed.is_none() && a.groups[i].size > 1)
+        .filter(|&i| a.groups[i].fixed.is_none() && a.groups[i].size / a.groups[i].blocks > 1)
         .collect();
     if prunable.is_empty() {
         let mut why: Vec<String> = a.groups.iter().filter_map(|gr| gr.fixed.clone()).collect();
@@ -283,8 +321,17 @@ pub fn select(
             }
         }
         for &gi in &candidates {
-            let size = a.groups[gi].size;
-            let keep = rounded_keep(size - removed[gi].len(), size, o.round_to);
+            let (size, blocks) = (a.groups[gi].size, a.groups[gi].blocks);
+            if blocks > 1 {
+                // Each block loses the rounded mean of what the threshold took from a block.
+                let per_block = size / blocks;
+                let drop = (removed[gi].len() as f64 / blocks as f64).round() as usize;
+                let keep = per_block.saturating_sub(drop).max(1);
+                let keep = rounded_keep(keep, per_block, blocks, o.round_to);
+                removed[gi] = blocked_removal(&scores[gi], blocks, a.groups[gi].tied, keep);
+                continue;
+            }
+            let keep = rounded_keep(size - removed[gi].len(), size, 1, o.round_to);
             // Give back the most important of the removed ones to reach the rounded count.
             let back = keep - (size - removed[gi].len());
             let n = removed[gi].len() - back;
@@ -292,10 +339,16 @@ pub fn select(
         }
     } else {
         for &gi in &candidates {
-            let size = a.groups[gi].size;
-            let drop = (o.ratio * size as f64).round() as usize;
-            let keep = rounded_keep(size.saturating_sub(drop).max(1), size, o.round_to);
-            removed[gi] = order(gi)[..size - keep].to_vec();
+            let (size, blocks) = (a.groups[gi].size, a.groups[gi].blocks);
+            let per_block = size / blocks;
+            let drop = (o.ratio * per_block as f64).round() as usize;
+            let keep = per_block.saturating_sub(drop).max(1);
+            let keep = rounded_keep(keep, per_block, blocks, o.round_to);
+            removed[gi] = if blocks > 1 {
+                blocked_removal(&scores[gi], blocks, a.groups[gi].tied, keep)
+            } else {
+                order(gi)[..size - keep].to_vec()
+            };
         }
     }
     Ok(candidates
