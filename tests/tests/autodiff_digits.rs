@@ -326,3 +326,64 @@ fn digits_cnn_batchnorm_gradients_match_finite_differences() {
         }
     }
 }
+
+/// The f32 training graph of the digits CNN with cross-entropy compiles on the JIT (2 threads)
+/// and gives the interpreter's loss and gradients on the first `BATCH` images.
+///
+/// Tolerance: both run in f32, but the JIT's convolutions and matrix products accumulate in
+/// another order (tiles, 4-lane partial sums, FMA) than the interpreter, and the weight
+/// gradients are sums over the batch and every spatial position (up to 32·26·26 ≈ 2·10⁴ terms
+/// of both signs), so a gradient entry differs by a few f32 roundings of the largest partial
+/// sums, not of the entry itself. Each tensor is compared with an absolute bound relative to its
+/// largest entry: `|jit - interp| ≤ 1e-4 · max(|interp|) + 1e-7` (the measured worst case is
+/// printed; it is about 18× below the bound). The loss (a mean of 32 log-softmax terms) is
+/// compared relatively to 1e-5.
+#[test]
+fn digits_cnn_training_graph_runs_on_the_jit() {
+    use kestrel_backends::jit::{compile, JitOptions};
+    let g = prepared(&model(), false);
+    let tg = training_graph(&g, &ParamSelection::FloatConstants, &Loss::cross_entropy()).unwrap();
+    // The ops the JIT lacked before: the conv input gradient and the max-pool gradient.
+    for op in ["arg_max", "scatter_elements", "conv_transpose"] {
+        assert!(
+            tg.graph.nodes.iter().any(|n| n.op.name() == op),
+            "no {op} in the training graph"
+        );
+    }
+    let (x, labels) = batch();
+    let params: Vec<Tensor> = tg.params.iter().map(|p| p.init.clone()).collect();
+    let feeds = feed(&tg, x, labels, &params);
+    let want = interp::run(&tg.graph, &feeds).unwrap();
+    let m = compile(&tg.graph, &JitOptions::with_threads(2))
+        .unwrap_or_else(|e| panic!("training graph on the JIT: {e}"));
+    let got = m.run(&feeds).unwrap();
+    assert_eq!(got.len(), want.len());
+    let (l_got, l_want) = (got[0].to_f32_vec()[0], want[0].to_f32_vec()[0]);
+    assert!(l_want.is_finite() && l_want > 0.0, "loss {l_want}");
+    assert!(
+        (l_got - l_want).abs() <= 1e-5 * l_want.abs(),
+        "loss: jit {l_got} vs interp {l_want}"
+    );
+    for p in &tg.params {
+        let (gj, gi) = (
+            got[p.grad_output].to_f32_vec(),
+            want[p.grad_output].to_f32_vec(),
+        );
+        assert_eq!(gj.len(), gi.len(), "{}", p.name);
+        let scale = gi.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        assert!(scale > 0.0, "{} has a zero gradient", p.name);
+        let worst = gj
+            .iter()
+            .zip(&gi)
+            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+        eprintln!(
+            "{}: max |jit - interp| {worst:e}, max |grad| {scale:e}",
+            p.name
+        );
+        assert!(
+            worst <= 1e-4 * scale + 1e-7,
+            "{}: max |jit - interp| {worst} over max |grad| {scale}",
+            p.name
+        );
+    }
+}

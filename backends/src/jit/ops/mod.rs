@@ -3,6 +3,7 @@
 //! dispatcher: [`emit_node`] picks the lowering of a node, [`task_count`] and [`scratch_bytes`]
 //! what the planner asks of it. No lowering imports the dispatcher.
 
+pub mod arg;
 pub mod attention;
 pub mod conv;
 pub mod conv_transpose;
@@ -140,8 +141,8 @@ pub fn emit_node(e: &mut Emitter, k: &mut KernelContext) -> Result<(), JitError>
             scatter::scatter_elements(e, k, *axis, *reduction)
         }
         Op::ScatterNd { reduction } => scatter::scatter_nd(e, k, *reduction),
-        Op::Arg(_)
-        | Op::GatherElements { .. }
+        Op::Arg(a) => arg::lower(e, k, a),
+        Op::GatherElements { .. }
         | Op::Trilu { .. }
         | Op::CumSum { .. }
         | Op::Hardmax { .. }
