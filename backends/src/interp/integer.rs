@@ -10,7 +10,7 @@ use super::*;
 use kestrel_ir::quant::{quantize_multiplier, requantize_output, requantize_output_float};
 use kestrel_ir::{ConvAttrs, GemmAttrs, IntegerAttrs, Requant, RequantMode};
 
-fn require_int8(op: &'static str, what: &str, t: &Tensor) -> Res<()> {
+pub(super) fn require_int8(op: &'static str, what: &str, t: &Tensor) -> Res<()> {
     match t.dtype() {
         DType::U8 | DType::I8 => Ok(()),
         d => Err(invalid(op, format!("{what} must be u8 or i8, got {d}"))),
@@ -195,17 +195,27 @@ pub(crate) fn quantized_add(
     a: &Tensor,
     b: &Tensor,
 ) -> Res<Tensor> {
-    let name = "quantized_add";
+    int8_binary("quantized_add", q.to, a, b, |x, y| {
+        quantized_add_element(q, x, y)
+    })
+}
+
+/// An element-wise op of two 8-bit tensors (broadcast as Add's) into `to`: `element` maps each
+/// pair of stored levels to the output level.
+pub(super) fn int8_binary(
+    name: &'static str,
+    to: DType,
+    a: &Tensor,
+    b: &Tensor,
+    element: impl Fn(i64, i64) -> i64,
+) -> Res<Tensor> {
     require_int8(name, "a", a)?;
     require_int8(name, "b", b)?;
     let dims = broadcast_shapes(name, a.dims(), b.dims())?;
-    check_alloc(name, q.to, &dims)?;
+    check_alloc(name, to, &dims)?;
     let (av, bv) = (a.to_i64_vec(), b.to_i64_vec());
     let ia = StridedIter::new(&dims, &broadcast_strides(a.dims(), &dims));
     let ib = StridedIter::new(&dims, &broadcast_strides(b.dims(), &dims));
-    let out: Vec<i64> = ia
-        .zip(ib)
-        .map(|(i, j)| quantized_add_element(q, av[i], bv[j]))
-        .collect();
-    tensor_from_i64(q.to, dims, &out)
+    let out: Vec<i64> = ia.zip(ib).map(|(i, j)| element(av[i], bv[j])).collect();
+    tensor_from_i64(to, dims, &out)
 }

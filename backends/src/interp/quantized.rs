@@ -3,15 +3,9 @@
 //! JIT reproduces them bit for bit; docs/QUANTIZATION.md).
 
 use super::conv::{effective_pads, per_axis, window_extent};
+use super::integer::{int8_binary, require_int8};
 use super::*;
 use kestrel_ir::{PoolKind, QuantizedMulAttrs, QuantizedPoolAttrs, RequantizeAttrs};
-
-fn require_int8(op: &'static str, what: &str, t: &Tensor) -> Res<()> {
-    match t.dtype() {
-        DType::U8 | DType::I8 => Ok(()),
-        d => Err(invalid(op, format!("{what} must be u8 or i8, got {d}"))),
-    }
-}
 
 /// `round_half_even(v)` saturated to i32.
 fn level_of(v: f32) -> i64 {
@@ -26,19 +20,9 @@ pub fn quantized_mul_element(q: &QuantizedMulAttrs, a: i64, b: i64) -> i64 {
 }
 
 pub(crate) fn quantized_mul(q: &QuantizedMulAttrs, a: &Tensor, b: &Tensor) -> Res<Tensor> {
-    let name = "quantized_mul";
-    require_int8(name, "a", a)?;
-    require_int8(name, "b", b)?;
-    let dims = broadcast_shapes(name, a.dims(), b.dims())?;
-    check_alloc(name, q.to, &dims)?;
-    let (av, bv) = (a.to_i64_vec(), b.to_i64_vec());
-    let ia = StridedIter::new(&dims, &broadcast_strides(a.dims(), &dims));
-    let ib = StridedIter::new(&dims, &broadcast_strides(b.dims(), &dims));
-    let out: Vec<i64> = ia
-        .zip(ib)
-        .map(|(i, j)| quantized_mul_element(q, av[i], bv[j]))
-        .collect();
-    tensor_from_i64(q.to, dims, &out)
+    int8_binary("quantized_mul", q.to, a, b, |x, y| {
+        quantized_mul_element(q, x, y)
+    })
 }
 
 pub(crate) fn requantize(q: &RequantizeAttrs, x: &Tensor) -> Res<Tensor> {
