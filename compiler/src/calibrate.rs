@@ -410,6 +410,24 @@ fn sample_dims(g: &Graph, k: usize) -> Vec<usize> {
     }
 }
 
+/// `g` compiled on the JIT with `tensors` (values of `g`) as its only outputs, in order, and its
+/// symbolic batch bound: the model that observes intermediate tensors over calibration data
+/// (`path` names the model in errors).
+pub fn probe_model(
+    g: &Graph,
+    tensors: &[ValueId],
+    threads: usize,
+    path: &Path,
+) -> Result<InProcessModel> {
+    let mut probe = g.clone();
+    crate::driver::bind_default_batch(&mut probe, path)?;
+    probe.outputs.clear();
+    for (k, &t) in tensors.iter().enumerate() {
+        probe.add_output(format!("observed_{k}"), t);
+    }
+    InProcessModel::new(probe, Backend::Jit, threads, path)
+}
+
 /// Implements [`Calibrator`] on the JIT over [`CalibrationData`].
 pub struct JitCalibrator {
     pub data: CalibrationData,
@@ -418,12 +436,6 @@ pub struct JitCalibrator {
 
 impl JitCalibrator {
     fn ranges_inner(&self, g: &Graph, tensors: &[ValueId], method: Method) -> Result<Vec<Range>> {
-        let mut probe = g.clone();
-        crate::driver::bind_default_batch(&mut probe, &self.data.path)?;
-        probe.outputs.clear();
-        for (k, &t) in tensors.iter().enumerate() {
-            probe.add_output(format!("calibrated_{k}"), t);
-        }
         let names: Vec<String> = tensors
             .iter()
             .map(|&t| {
@@ -433,7 +445,7 @@ impl JitCalibrator {
                     .unwrap_or_else(|| format!("%{}", t.0))
             })
             .collect();
-        let model = InProcessModel::new(probe, Backend::Jit, self.threads, &self.data.path)?;
+        let model = probe_model(g, tensors, self.threads, &self.data.path)?;
         let run = |i: usize| -> Result<Vec<Tensor>> {
             model
                 .run_tensors(&self.data.run_inputs(g, i)?)

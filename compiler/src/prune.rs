@@ -3,7 +3,7 @@
 
 use crate::driver;
 use anyhow::{bail, Context, Result};
-use kestrel_ir::{Graph, NodeId, ValueDef};
+use kestrel_ir::{Graph, NodeId, ValueDef, ValueId};
 use kestrel_passes::prune::{Analysis, Choice, Edit};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -154,18 +154,8 @@ pub fn activation_statistics(
 ) -> Result<kestrel_passes::prune::ActivationStats> {
     let probes = kestrel_passes::prune::activation_probes(g)
         .with_context(|| format!("{}: pruning", model.display()))?;
-    let mut probe = g.clone();
-    driver::bind_default_batch(&mut probe, model)?;
-    probe.outputs.clear();
-    for (k, p) in probes.iter().enumerate() {
-        probe.add_output(format!("activation_{k}"), p.value);
-    }
-    let compiled = crate::inprocess::InProcessModel::new(
-        probe,
-        crate::inprocess::Backend::Jit,
-        threads,
-        model,
-    )?;
+    let values: Vec<ValueId> = probes.iter().map(|p| p.value).collect();
+    let compiled = crate::calibrate::probe_model(g, &values, threads, model)?;
     let mut sums: Vec<(Vec<f64>, f64)> = Vec::new();
     let progress = indicatif::ProgressBar::new(data.runs() as u64);
     for i in 0..data.runs() {
