@@ -27,6 +27,7 @@ pub mod onnx;
 pub mod prune;
 pub mod sensitivity;
 pub mod tensor_io;
+pub mod train;
 
 pub use aot::{compile_so, CompileSoOptions};
 pub use driver::{load, load_graph, InputSpec, LoadedModel, PassOptions};

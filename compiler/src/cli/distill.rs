@@ -1,30 +1,55 @@
-//! `kestrel distill`: knowledge distillation (writes the trained student).
-//!
-//! Not available yet: the command parses its full option set, then says so.
+//! `kestrel distill --teacher T --student S --data X [--labels Y] -o OUT.onnx`: trains the
+//! student on `α·T²·KL(softmax(t/T) ‖ softmax(s/T)) + (1−α)·CE(s, y)` against the teacher's
+//! logits (docs/TRAINING.md, docs/DISTILLATION.md).
 
-use super::not_yet;
+use super::train::TrainArgs;
 use anyhow::Result;
 use clap::Args;
+use kestrel::driver;
+use kestrel::train::{self, Objective, Validation};
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct DistillArgs {
     #[arg(long)]
     pub teacher: PathBuf,
+    /// The model trained: untrained, pruned, or already trained.
     #[arg(long)]
     pub student: PathBuf,
-    #[arg(long)]
-    pub data: PathBuf,
-    #[arg(long)]
-    pub labels: Option<PathBuf>,
-    #[arg(long, default_value_t = 10)]
-    pub epochs: usize,
+    /// Softens both distributions: softmax(logits / T).
     #[arg(long, default_value_t = 4.0)]
-    pub temperature: f32,
-    #[arg(short = 'o', long = "output")]
-    pub output: PathBuf,
+    pub temperature: f64,
+    /// Weight of the teacher term; 1 − α weighs cross-entropy on --labels. Default: 0.9 with
+    /// --labels, 1 without.
+    #[arg(long)]
+    pub alpha: Option<f64>,
+    #[command(flatten)]
+    pub train: TrainArgs,
 }
 
-pub fn run(_args: DistillArgs) -> Result<()> {
-    not_yet("`kestrel distill`")
+pub fn run(args: DistillArgs) -> Result<()> {
+    let t = &args.train;
+    t.check_output(&[&args.student, &args.teacher])?;
+    let options = t.options()?;
+    let student = driver::load(&args.student)?.graph;
+    let teacher = driver::load(&args.teacher)?.graph;
+    let (data, val) = t.datasets(&student, &args.student)?;
+    let alpha = args
+        .alpha
+        .unwrap_or(if t.labels.is_some() { 0.9 } else { 1.0 });
+    let objective = Objective::Distill {
+        teacher: &teacher,
+        teacher_path: &args.teacher,
+        temperature: args.temperature,
+        alpha,
+    };
+    let trained = train::train(
+        &student,
+        &args.student,
+        &data,
+        &objective,
+        val.as_ref().map(|data| Validation { data }),
+        &options,
+    )?;
+    t.finish(&trained)
 }

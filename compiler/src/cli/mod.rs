@@ -1,20 +1,21 @@
 //! The `kestrel` command line (contract: `docs/CLI.md`).
 //!
 //! Exit status: 0 on success, 1 on a user error (bad model, bad input, unsupported op), 2 on a
-//! usage error (clap). Commands whose feature has not landed yet parse their full option set and
-//! then fail with a message saying so.
+//! usage error (clap).
 
 mod bench;
 mod compare;
 mod compile;
 mod distill;
 mod dump;
+mod finetune;
 mod passes;
 mod prune;
 mod quantize;
 mod run;
+mod train;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kestrel::driver::{InputSpec, PassOptions};
 use kestrel::Backend;
@@ -25,6 +26,7 @@ pub use compare::CompareArgs;
 pub use compile::CompileArgs;
 pub use distill::DistillArgs;
 pub use dump::DumpArgs;
+pub use finetune::FinetuneArgs;
 pub use prune::PruneArgs;
 pub use quantize::QuantizeArgs;
 pub use run::RunArgs;
@@ -60,6 +62,8 @@ pub enum Command {
     Prune(PruneArgs),
     /// Train a student model against a teacher (knowledge distillation).
     Distill(DistillArgs),
+    /// Train a model further on labelled data.
+    Finetune(FinetuneArgs),
 }
 
 /// `--backend`: the values of [`kestrel::Backend`].
@@ -153,11 +157,6 @@ impl InputArgs {
     }
 }
 
-/// The error of a command (or option) whose feature has not landed yet.
-fn not_yet(what: &str) -> Result<()> {
-    bail!("{what} is not available yet in this version of Kestrel")
-}
-
 /// Prints what the pass manager reports on stderr: warnings, the `--time-passes` table when
 /// asked for, and a note when `--pass-limit` stopped the pipeline.
 fn print_pass_report(report: &kestrel_passes::Report, time_passes: bool) {
@@ -196,5 +195,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Quantize(args) => quantize::run(args),
         Command::Prune(args) => prune::run(args),
         Command::Distill(args) => distill::run(args),
+        Command::Finetune(args) => finetune::run(args),
     }
 }

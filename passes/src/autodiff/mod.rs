@@ -9,9 +9,11 @@
 
 mod build;
 mod loss;
+mod optimizer;
 mod rules;
 
 pub use loss::{Loss, LossTerm};
+pub use optimizer::{step_graph, Carried, DecayOn, Optimizer, StepGraph};
 
 use build::Builder;
 use kestrel_ir::{DType, Graph, GraphError, NodeId, Op, Tensor, ValueDef, ValueId};
