@@ -5,6 +5,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use kestrel::driver;
 use kestrel::train::{self, augment::Augment, data::Dataset, schedule::Schedule};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug, Clone)]
@@ -129,8 +130,10 @@ impl TrainArgs {
                     format!("writing the trained model to {}", self.output.display())
                 })?,
         }
-        println!("{}", train::summary(trained, self.threads));
-        println!("wrote {}", self.output.display());
+        // A closed stdout (`| head`) loses the summary, not the written model.
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "{}", train::summary(trained, self.threads));
+        let _ = writeln!(out, "wrote {}", self.output.display());
         Ok(())
     }
 }
