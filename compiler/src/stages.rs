@@ -1,0 +1,154 @@
+//! The whole story in one command (issue 15 item 6): original float → pruned → distilled →
+//! quantized, each stage kept in memory, one [`StageRow`] per stage.
+//!
+//! STATUS (work in progress, see the helper report): the prune and quantize stages and the
+//! row type exist; the distill stage, `run`, the CLI wiring in `compile`/`compare`, tests and
+//! docs do not yet.
+
+use crate::calibrate::{CalibrationData, JitCalibrator};
+use crate::driver;
+use anyhow::{bail, Context, Result};
+use kestrel_ir::Graph;
+use kestrel_passes::prune::PruneOptions;
+use kestrel_passes::quantize::{Method, Quantize, QuantizeOptions};
+use kestrel_passes::Pass;
+use std::path::Path;
+use std::sync::Arc;
+
+/// One row of the summary table.
+#[derive(Debug, Clone)]
+pub struct StageRow {
+    /// "float", "pruned", "distilled", "int8".
+    pub stage: String,
+    pub weight_bytes: u64,
+    pub macs: u64,
+    /// Median 1-thread JIT latency in milliseconds.
+    pub latency_ms: Option<f64>,
+    /// Top-1 accuracy in percent, when labels were given.
+    pub accuracy: Option<f64>,
+}
+
+/// The rows of every stage that ran, and which data the accuracy column was measured on.
+#[derive(Debug, Clone)]
+pub struct StagesReport {
+    pub rows: Vec<StageRow>,
+    /// "validation data" or "distill data (no --val-data)".
+    pub accuracy_on: String,
+}
+
+impl StagesReport {
+    /// The summary table as markdown.
+    pub fn markdown(&self) -> String {
+        let mut s = String::from(
+            "| stage | weight bytes | MACs | latency (ms, 1 thread) | accuracy |\n|---|---:|---:|---:|---:|\n",
+        );
+        for r in &self.rows {
+            let lat = r.latency_ms.map_or("-".into(), |l| format!("{l:.3}"));
+            let acc = r.accuracy.map_or("-".into(), |a| format!("{a:.2} %"));
+            s += &format!(
+                "| {} | {} | {} | {lat} | {acc} |\n",
+                r.stage, r.weight_bytes, r.macs
+            );
+        }
+        s += &format!("\naccuracy measured on the {}\n", self.accuracy_on);
+        s
+    }
+}
+
+/// The prune stage: a pruned copy of `g`.
+pub fn prune_stage(g: &Graph, options: &PruneOptions) -> Result<Graph> {
+    let mut after = g.clone();
+    kestrel_passes::prune::prune_with_activations(&mut after, options, None)
+        .context("stage prune")?;
+    Ok(after)
+}
+
+/// Options of the quantize stage.
+#[derive(Debug, Clone)]
+pub struct QuantizeStageOptions {
+    pub method: Method,
+    pub options: QuantizeOptions,
+    pub threads: usize,
+    /// Quantization-aware training; not wired yet (another helper adds it in passes/).
+    pub qat: bool,
+}
+
+/// The quantize stage: calibrated int8 QDQ of `g` (`model` names it in messages).
+pub fn quantize_stage(
+    g: &Graph,
+    model: &Path,
+    calib: &Path,
+    opts: &QuantizeStageOptions,
+) -> Result<Graph> {
+    if opts.qat {
+        bail!("stage quantize: --qat is not available yet (quantization-aware training is not wired into the pipeline)");
+    }
+    let mut g = g.clone();
+    let data =
+        CalibrationData::load(&g, calib, None).context("stage quantize: calibration data")?;
+    let mut cx = driver::pass_context();
+    cx.calibrator = Some(Arc::new(JitCalibrator {
+        data,
+        threads: opts.threads,
+    }));
+    let pass = Quantize {
+        method: opts.method,
+        options: opts.options.clone(),
+    };
+    pass.run(&mut g, &cx)
+        .with_context(|| format!("stage quantize: {}", model.display()))?;
+    Ok(g)
+}
+
+/// The distill stage: `student` trained against `teacher` (the original model) on `data`.
+pub fn distill_stage(
+    teacher: &Graph,
+    student: &Graph,
+    model: &Path,
+    data: &crate::train::data::Dataset,
+    temperature: f64,
+    alpha: f64,
+    opts: &crate::train::TrainOptions,
+) -> Result<Graph> {
+    let objective = crate::train::Objective::Distill {
+        teacher,
+        teacher_path: model,
+        temperature,
+        alpha,
+    };
+    let trained = crate::train::train(student, model, data, &objective, None, opts)
+        .context("stage distill")?;
+    Ok(trained.graph)
+}
+
+/// One row for `g`: weight bytes, MACs, median 1-thread latency, accuracy on `eval` (if labelled).
+pub fn measure(
+    stage: &str,
+    g: &Graph,
+    model: &Path,
+    eval: Option<&crate::train::data::Dataset>,
+    iters: usize,
+) -> Result<StageRow> {
+    let latency_ms = crate::prune::latencies(&[g], model, iters)
+        .with_context(|| format!("stage {stage}: latency"))?
+        .first()
+        .copied();
+    let accuracy = match eval {
+        Some(d) if d.labels.is_some() => {
+            let f = crate::train::eval::Forward::compile(g, model, 32, 1)
+                .with_context(|| format!("stage {stage}: compiling for accuracy"))?;
+            Some(
+                f.accuracy(d)
+                    .with_context(|| format!("stage {stage}: accuracy"))?,
+            )
+        }
+        _ => None,
+    };
+    Ok(StageRow {
+        stage: stage.into(),
+        weight_bytes: driver::weight_bytes(g) as u64,
+        macs: crate::prune::total_macs(g),
+        latency_ms,
+        accuracy,
+    })
+}
