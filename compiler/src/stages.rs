@@ -138,8 +138,9 @@ pub fn measure(
             let f = crate::train::eval::Forward::compile(g, model, 32, 1)
                 .with_context(|| format!("stage {stage}: compiling for accuracy"))?;
             Some(
-                f.accuracy(d)
-                    .with_context(|| format!("stage {stage}: accuracy"))?,
+                100.0
+                    * f.accuracy(d)
+                        .with_context(|| format!("stage {stage}: accuracy"))?,
             )
         }
         _ => None,
@@ -147,8 +148,74 @@ pub fn measure(
     Ok(StageRow {
         stage: stage.into(),
         weight_bytes: driver::weight_bytes(g) as u64,
-        macs: crate::prune::total_macs(g),
+        macs: {
+            let mut b = g.clone();
+            driver::bind_default_batch(&mut b, model)
+                .with_context(|| format!("stage {stage}: binding the batch"))?;
+            crate::prune::total_macs(&b)
+        },
         latency_ms,
         accuracy,
     })
+}
+
+/// What to run: any subset of prune, distill and quantize, in that order.
+pub struct StagesConfig<'a> {
+    pub prune: Option<PruneOptions>,
+    /// Distillation data (inputs, labels optional when `alpha` is 1).
+    pub distill: Option<DistillStage<'a>>,
+    pub quantize: Option<(&'a Path, QuantizeStageOptions)>,
+    /// Accuracy data; without it the distill data is used and the report says so.
+    pub eval: Option<&'a crate::train::data::Dataset>,
+    /// Latency runs per stage (median).
+    pub iters: usize,
+}
+
+/// The distill stage's inputs.
+pub struct DistillStage<'a> {
+    pub data: &'a crate::train::data::Dataset,
+    pub temperature: f64,
+    pub alpha: f64,
+    pub train: crate::train::TrainOptions,
+}
+
+/// Runs the configured stages on `original` (loaded from `model`), measuring each; returns the
+/// final stage's graph and the report. Nothing is written.
+pub fn run(original: &Graph, model: &Path, cfg: &StagesConfig) -> Result<(Graph, StagesReport)> {
+    if let Some(d) = &cfg.distill {
+        if d.data.labels.is_none() && d.alpha != 1.0 {
+            bail!("stage distill: --distill-data needs --distill-labels unless --alpha 1 (teacher only)");
+        }
+    }
+    let (eval, accuracy_on) = match (cfg.eval, &cfg.distill) {
+        (Some(e), _) => (Some(e), "validation data".to_string()),
+        (None, Some(d)) => (
+            Some(d.data),
+            "distill data (no --val-data given)".to_string(),
+        ),
+        (None, None) => (None, "- (no labelled data)".to_string()),
+    };
+    let mut rows = vec![measure("float", original, model, eval, cfg.iters)?];
+    let mut g = original.clone();
+    if let Some(p) = &cfg.prune {
+        g = prune_stage(&g, p)?;
+        rows.push(measure("pruned", &g, model, eval, cfg.iters)?);
+    }
+    if let Some(d) = &cfg.distill {
+        g = distill_stage(
+            original,
+            &g,
+            model,
+            d.data,
+            d.temperature,
+            d.alpha,
+            &d.train,
+        )?;
+        rows.push(measure("distilled", &g, model, eval, cfg.iters)?);
+    }
+    if let Some((calib, q)) = &cfg.quantize {
+        g = quantize_stage(&g, model, calib, q)?;
+        rows.push(measure("int8", &g, model, eval, cfg.iters)?);
+    }
+    Ok((g, StagesReport { rows, accuracy_on }))
 }
