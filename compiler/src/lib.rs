@@ -26,6 +26,7 @@ pub mod message;
 pub mod onnx;
 pub mod prune;
 pub mod sensitivity;
+pub mod stages;
 pub mod tensor_io;
 pub mod train;
 
