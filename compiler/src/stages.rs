@@ -1,10 +1,9 @@
 //! The whole story in one command (issue 15 item 6): original float → pruned → distilled →
 //! quantized, each stage kept in memory, one [`StageRow`] per stage.
 //!
-//! STATUS (work in progress): the library part ([`run`], the three stage functions, [`measure`],
-//! the table) works and is tested (compiler/tests/stages.rs); the CLI wiring in
-//! `compile`/`compare` (flags, writing the .so of the final graph), the .so-vs-JIT test and the
-//! docs do not exist yet.
+//! `kestrel compile MODEL --prune R --distill-data X --labels Y --quantize int8 --calib C -o m.so`
+//! runs [`run`] and compiles its final graph (docs/DISTILLATION.md "The whole story in one
+//! command"). Quantization-aware training in the quantize stage is not there yet.
 
 use crate::calibrate::{CalibrationData, JitCalibrator};
 use crate::driver;

@@ -73,3 +73,118 @@ fn qat_is_a_clear_error() {
     let e = stages::quantize_stage(&g, &model, &data, &opts).unwrap_err();
     assert!(format!("{e:#}").contains("--qat is not available yet"));
 }
+
+/// `kestrel compile --prune --distill-data --quantize` prints one row per stage and writes a
+/// shared object that computes what the JIT computes on the final stage's graph (the stages
+/// are deterministic, so the library call rebuilds that graph bit for bit); bad combinations
+/// are refused with nothing written.
+#[test]
+fn compile_in_stages_writes_the_final_stage_as_a_shared_object() {
+    use std::process::Command;
+    let dir = tempfile::tempdir().unwrap();
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let model = fixture("digits_cnn.onnx");
+    let data = fixture("digits_cnn.io.npz");
+    let labels = fixture("digits_test_y.npy");
+    let so = dir.path().join("m.so");
+    let kestrel = |args: &[String]| {
+        Command::new(env!("CARGO_BIN_EXE_kestrel"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let base: Vec<String> = [
+        "compile",
+        &s(&model),
+        "--prune",
+        "0.5",
+        "--distill-data",
+        &s(&data),
+        "--labels",
+        &s(&labels),
+        "--epochs",
+        "2",
+        "--quiet",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut args = base.clone();
+    args.extend(["--quantize", "int8", "--calib", &s(&data), "-o", &s(&so)].map(String::from));
+    let o = kestrel(&args);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for stage in ["| float |", "| pruned |", "| distilled |", "| int8 |"] {
+        assert!(out.contains(stage), "no {stage} row in {out}");
+    }
+
+    // The same stages through the library, then the JIT at O2 on one image.
+    let g = kestrel::driver::load(&model).unwrap().graph;
+    let ds = kestrel::train::data::Dataset::load(&g, &data, Some(&labels), 10).unwrap();
+    let cfg = StagesConfig {
+        prune: Some(PruneOptions {
+            ratio: 0.5,
+            ..Default::default()
+        }),
+        distill: Some(DistillStage {
+            data: &ds,
+            temperature: 4.0,
+            alpha: 0.9,
+            train: kestrel::train::TrainOptions {
+                epochs: 2,
+                progress: false,
+                ..Default::default()
+            },
+        }),
+        quantize: Some((
+            &data,
+            QuantizeStageOptions {
+                method: Method::parse("minmax", None).unwrap(),
+                options: QuantizeOptions::default(),
+                threads: 1,
+                qat: false,
+            },
+        )),
+        eval: None,
+        iters: 1,
+    };
+    let (final_graph, _) = stages::run(&g, &model, &cfg).unwrap();
+    let final_onnx = dir.path().join("final.onnx");
+    kestrel::onnx::write_model(&final_graph, &Default::default(), &final_onnx).unwrap();
+    let images = kestrel::tensor_io::read_npz(&data).unwrap();
+    let x = &images.iter().find(|(n, _)| n == "input").unwrap().1;
+    let one = kestrel_ir::Tensor::from_vec(vec![1, 1, 8, 8], x.to_f32_vec()[..64].to_vec());
+    let img = dir.path().join("one.npy");
+    kestrel::tensor_io::write_npy(&img, &one).unwrap();
+    let logits = |m: &std::path::Path, name: &str| {
+        let out = dir.path().join(name);
+        let o = kestrel(&[
+            "run".into(),
+            s(m),
+            "--input".into(),
+            s(&img),
+            "--outputs".into(),
+            s(&out),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        kestrel::tensor_io::read_npz(&out)
+            .unwrap()
+            .remove(0)
+            .1
+            .to_f32_vec()
+    };
+    assert_eq!(logits(&so, "so.npz"), logits(&final_onnx, "jit.npz"));
+
+    // --qat needs --quantize; --val-data needs --val-labels: nothing written either way.
+    let never = dir.path().join("never.so");
+    let mut qat = base.clone();
+    qat.extend(["--qat", "-o", &s(&never)].map(String::from));
+    let o = kestrel(&qat);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--qat trains for quantization"));
+    assert!(!never.exists());
+}

@@ -1,8 +1,14 @@
 //! `kestrel compile`: a self-contained shared object and its C header.
 
+use super::train::TrainingFlags;
 use super::{print_pass_report, InputArgs, PipelineArgs};
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use clap::Args;
+use kestrel::driver;
+use kestrel::stages::{DistillStage, QuantizeStageOptions, StagesConfig, StagesReport};
+use kestrel::train::data::Dataset;
+use kestrel_passes::prune::PruneOptions;
+use kestrel_passes::quantize::Method;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -36,11 +42,58 @@ pub struct CompileArgs {
     pub pipeline: PipelineArgs,
     #[command(flatten)]
     pub inputs: InputArgs,
+    #[command(flatten)]
+    pub stages: StageArgs,
+}
+
+/// `--distill-data`: prune, distill, quantize and compile as stages, with one summary table
+/// (docs/DISTILLATION.md "The whole story in one command").
+#[derive(Args, Debug, Clone)]
+pub struct StageArgs {
+    /// Distill the (pruned) model from the original on these samples before quantizing.
+    #[arg(long, value_name = "DATA")]
+    pub distill_data: Option<PathBuf>,
+    /// Class ids of --distill-data, one per sample.
+    #[arg(long, requires = "distill_data")]
+    pub labels: Option<PathBuf>,
+    /// Labelled held-out data for the accuracy column (default: the distill data).
+    #[arg(long, requires_all = ["val_labels", "distill_data"])]
+    pub val_data: Option<PathBuf>,
+    #[arg(long, requires = "val_data")]
+    pub val_labels: Option<PathBuf>,
+    #[arg(long, default_value_t = 4.0, requires = "distill_data")]
+    pub temperature: f64,
+    /// Weight of the teacher term (default 0.9 with --labels, 1 without).
+    #[arg(long, requires = "distill_data")]
+    pub alpha: Option<f64>,
+    /// Quantization-aware training in the quantize stage.
+    #[arg(long, requires = "distill_data")]
+    pub qat: bool,
+    #[command(flatten)]
+    pub train: TrainingFlags,
 }
 
 pub fn run(args: CompileArgs) -> Result<()> {
     kestrel::aot::check_tasks(args.tasks)?;
-    let model = kestrel::load(&args.model)?;
+    let mut model = kestrel::load(&args.model)?;
+    let mut passes = args.pipeline.options();
+    let mut table = None;
+    if args.stages.distill_data.is_some() {
+        if driver::same_file(&args.output, &args.model) {
+            bail!(
+                "{}: refusing to overwrite the input model {}",
+                args.output.display(),
+                args.model.display()
+            );
+        }
+        let (graph, report) = stages(&args, &model.graph)?;
+        model = kestrel::driver::LoadedModel::from_graph(graph, args.model.clone());
+        // The stages applied pruning and quantization; the pipeline only optimises.
+        passes.prune = None;
+        passes.quantize = false;
+        passes.calib = None;
+        table = Some(report);
+    }
     let mut aot = kestrel::aot::AotOptions {
         target: args.target.clone(),
         cpu: args.cpu.clone(),
@@ -52,7 +105,7 @@ pub fn run(args: CompileArgs) -> Result<()> {
         aot.min_task_macs = n;
     }
     let opts = kestrel::CompileSoOptions {
-        passes: args.pipeline.options(),
+        passes,
         inputs: args.inputs.spec()?,
         aot,
     };
@@ -69,5 +122,58 @@ pub fn run(args: CompileArgs) -> Result<()> {
         out.info.workspace_size,
         out.header.display()
     );
+    if let Some(report) = table {
+        print!("{}", report.markdown());
+    }
     Ok(())
+}
+
+/// Runs the stages `--prune`, `--distill-data` and `--quantize` ask for on `original`.
+fn stages(
+    args: &CompileArgs,
+    original: &kestrel_ir::Graph,
+) -> Result<(kestrel_ir::Graph, StagesReport)> {
+    let st = &args.stages;
+    let data_path = st.distill_data.as_ref().expect("checked by the caller");
+    let classes = kestrel::train::classes(original, &args.model)?;
+    let data = Dataset::load(original, data_path, st.labels.as_deref(), classes)?;
+    let val = match (&st.val_data, &st.val_labels) {
+        (Some(x), Some(y)) => Some(Dataset::load(original, x, Some(y), classes)?),
+        _ => None,
+    };
+    if st.qat && args.pipeline.quantize.is_none() {
+        bail!("--qat trains for quantization: it needs --quantize int8 --calib DATA");
+    }
+    let quantize = match (&args.pipeline.quantize, &args.pipeline.calib) {
+        (Some(_), Some(calib)) => Some((
+            calib.as_path(),
+            QuantizeStageOptions {
+                method: Method::parse("minmax", None).map_err(|e| anyhow::anyhow!("{e}"))?,
+                options: Default::default(),
+                threads: st.train.threads,
+                qat: st.qat,
+            },
+        )),
+        (Some(_), None) => bail!("--quantize int8 needs calibration data: --calib DATA"),
+        _ => None,
+    };
+    let cfg = StagesConfig {
+        prune: args.pipeline.prune.map(|ratio| PruneOptions {
+            ratio,
+            ..Default::default()
+        }),
+        distill: Some(DistillStage {
+            data: &data,
+            temperature: st.temperature,
+            alpha: st
+                .alpha
+                .unwrap_or(if st.labels.is_some() { 0.9 } else { 1.0 }),
+            train: st.train.options()?,
+        }),
+        quantize,
+        eval: val.as_ref(),
+        iters: 10,
+    };
+    kestrel::stages::run(original, &args.model, &cfg)
+        .with_context(|| format!("{}: compiling in stages", args.model.display()))
 }

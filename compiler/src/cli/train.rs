@@ -21,6 +21,17 @@ pub struct TrainArgs {
     pub val_data: Option<PathBuf>,
     #[arg(long, requires = "val_data")]
     pub val_labels: Option<PathBuf>,
+    #[command(flatten)]
+    pub flags: TrainingFlags,
+    /// The trained model: .onnx or .kir.
+    #[arg(short = 'o', long = "output")]
+    pub output: PathBuf,
+}
+
+/// The flags of the training loop itself, shared by `finetune`, `distill` and `compile
+/// --distill-data`.
+#[derive(Args, Debug, Clone)]
+pub struct TrainingFlags {
     #[arg(long, default_value_t = 200)]
     pub epochs: usize,
     /// The base learning rate.
@@ -55,12 +66,9 @@ pub struct TrainArgs {
     /// No progress bar or per-epoch lines.
     #[arg(long)]
     pub quiet: bool,
-    /// The trained model: .onnx or .kir.
-    #[arg(short = 'o', long = "output")]
-    pub output: PathBuf,
 }
 
-impl TrainArgs {
+impl TrainingFlags {
     pub fn options(&self) -> Result<train::TrainOptions> {
         Ok(train::TrainOptions {
             epochs: self.epochs,
@@ -77,6 +85,12 @@ impl TrainArgs {
             keep_last_good: self.keep_last_good,
             progress: !self.quiet,
         })
+    }
+}
+
+impl TrainArgs {
+    pub fn options(&self) -> Result<train::TrainOptions> {
+        self.flags.options()
     }
 
     /// Refuses an output that is one of `inputs` (or the data files), or of an unknown kind.
@@ -132,7 +146,7 @@ impl TrainArgs {
         }
         // A closed stdout (`| head`) loses the summary, not the written model.
         let mut out = std::io::stdout();
-        let _ = writeln!(out, "{}", train::summary(trained, self.threads));
+        let _ = writeln!(out, "{}", train::summary(trained, self.flags.threads));
         let _ = writeln!(out, "wrote {}", self.output.display());
         Ok(())
     }
