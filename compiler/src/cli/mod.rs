@@ -49,7 +49,7 @@ pub enum Command {
     /// Print the IR of a model (ONNX or the textual form `.kir`).
     Dump(DumpArgs),
     /// Compile a model into a self-contained shared object and C header.
-    Compile(CompileArgs),
+    Compile(Box<CompileArgs>),
     /// Measure the latency of one inference.
     Bench(BenchArgs),
     /// Compare pass pipelines side by side.
@@ -185,7 +185,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run(args) => run::run(args),
         Command::Dump(args) => dump::run(args),
-        Command::Compile(args) => compile::run(args),
+        Command::Compile(args) => compile::run(*args),
         Command::Bench(args) => bench::run(args),
         Command::Compare(args) => compare::run(args),
         Command::Passes => {
