@@ -1655,3 +1655,54 @@ fn dump_writes_onnx_and_never_its_input() {
     ]);
     assert_user_error(&o, &["--after"]);
 }
+
+/// `quantize --weight-bits 4` puts every weight on the 4-bit grid (stored as int8, |q| ≤ 7, the
+/// largest magnitude of each channel at 7); out-of-range widths are refused, nothing written.
+#[test]
+fn quantize_weight_bits_puts_weights_on_a_narrower_grid() {
+    let dir = tempfile::tempdir().unwrap();
+    let calib = digits_calibration(dir.path(), 32, |_| {});
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let q = dir.path().join("q4.onnx");
+    let o = kestrel(&[
+        "quantize",
+        &digits("digits_cnn.onnx"),
+        "--calib",
+        &s(&calib),
+        "--weight-bits",
+        "4",
+        "-o",
+        &s(&q),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let g = kestrel::driver::load(&q).unwrap().graph;
+    let mut weights = 0;
+    for v in &g.values {
+        if let kestrel_ir::ValueDef::Const(c) = &v.def {
+            if let Some(t) = c
+                .data
+                .as_ref()
+                .filter(|t| t.dtype() == kestrel_ir::DType::I8 && c.name.ends_with("_quantized"))
+            {
+                let q = t.to_i64_vec();
+                assert!(q.iter().all(|x| (-7..=7).contains(x)), "{}: {q:?}", c.name);
+                assert!(q.iter().any(|&x| x.abs() == 7), "{}", c.name);
+                weights += 1;
+            }
+        }
+    }
+    assert_eq!(weights, 3, "conv1, conv2 and fc weights");
+    let bad = dir.path().join("q9.onnx");
+    let o = kestrel(&[
+        "quantize",
+        &digits("digits_cnn.onnx"),
+        "--calib",
+        &s(&calib),
+        "--weight-bits",
+        "9",
+        "-o",
+        &s(&bad),
+    ]);
+    assert_user_error(&o, &["--weight-bits 9: expected 2 to 8"]);
+    assert!(!bad.exists());
+}

@@ -32,7 +32,7 @@ const PASSES: &[(&str, &str)] = &[
     ),
     (
         "quantize",
-        "int8 post-training quantization: QDQ around Conv/Gemm/MatMul, s8 per-channel weights, u8 activations from calibration data (--calib); options: method=minmax|percentile|entropy|mse, percentile=P, per_tensor=true, exclude=NODE (repeatable)",
+        "int8 post-training quantization: QDQ around Conv/Gemm/MatMul, s8 per-channel weights, u8 activations from calibration data (--calib); options: method=minmax|percentile|entropy|mse, percentile=P, per_tensor=true, weight_bits=2..8 (default 8), exclude=NODE (repeatable)",
     ),
     (
         "prune",

@@ -30,6 +30,9 @@ pub struct QuantizeArgs {
     /// One scale per weight tensor instead of one per output channel.
     #[arg(long = "per-tensor")]
     pub per_tensor: bool,
+    /// Weights on a symmetric grid of N bits (2..=8; 4: 15 levels), stored as int8.
+    #[arg(long = "weight-bits", value_name = "N", default_value_t = 8)]
+    pub weight_bits: u32,
     /// Calibrate on the first N samples only.
     #[arg(long)]
     pub samples: Option<usize>,
@@ -73,9 +76,13 @@ pub fn quantized_graph(args: &QuantizeArgs) -> Result<kestrel_ir::Graph> {
         Some(t) => Some(t.resolve(&data, args.samples.is_some())?),
         None => None,
     };
+    if !(2..=8).contains(&args.weight_bits) {
+        anyhow::bail!("--weight-bits {}: expected 2 to 8", args.weight_bits);
+    }
     let options = QuantizeOptions {
         per_tensor: args.per_tensor,
         exclude: args.exclude.clone(),
+        weight_bits: args.weight_bits,
     };
     if let Some(target) = target {
         let calibrator = JitCalibrator {

@@ -49,6 +49,18 @@ pub struct QuantizedWeight {
 /// per tensor when `axis` is `None`. `scale = max|w| / 127` (1.0 for an all-zero slice),
 /// `q = clamp(round(w / scale), -127, 127)`.
 pub fn quantize_weight(w: &[f32], dims: &[usize], axis: Option<usize>) -> QuantizedWeight {
+    quantize_weight_bits(w, dims, axis, 8)
+}
+
+/// [`quantize_weight`] on a grid of `bits` bits (2..=8, clamped to that range): the bound
+/// `2^(bits-1) - 1` replaces 127 (7 for 4 bits), the values still stored as i8.
+pub fn quantize_weight_bits(
+    w: &[f32],
+    dims: &[usize],
+    axis: Option<usize>,
+    bits: u32,
+) -> QuantizedWeight {
+    let bound = (1i32 << (bits.clamp(2, 8) - 1)) - 1;
     // Element i belongs to channel (i / inner) % channels.
     let (channels, inner) = match axis {
         Some(a) => (dims[a], dims[a + 1..].iter().product::<usize>()),
@@ -63,7 +75,7 @@ pub fn quantize_weight(w: &[f32], dims: &[usize], axis: Option<usize>) -> Quanti
     let scales: Vec<f32> = absmax
         .iter()
         .map(|&m| {
-            let s = (m as f64 / WEIGHT_MAX as f64) as f32;
+            let s = (m as f64 / bound as f64) as f32;
             if s >= TINY_SCALE {
                 s
             } else {
@@ -76,7 +88,7 @@ pub fn quantize_weight(w: &[f32], dims: &[usize], axis: Option<usize>) -> Quanti
         .enumerate()
         .map(|(i, &v)| {
             let q = (v / scales[channel(i)]).round_ties_even();
-            q.clamp(-WEIGHT_MAX as f32, WEIGHT_MAX as f32) as i8
+            q.clamp(-bound as f32, bound as f32) as i8
         })
         .collect();
     QuantizedWeight { data, scales }
@@ -137,6 +149,19 @@ mod tests {
             }
         );
         assert_eq!(activation_params(0.0, 1e-40).scale, 1.0);
+    }
+
+    #[test]
+    fn four_bit_weights_lie_on_a_grid_of_fifteen_levels() {
+        let w = [0.7f32, -0.38, 0.1, 0.0, 2.0, -1.2];
+        let q = quantize_weight_bits(&w, &[2, 3], Some(0), 4);
+        assert_eq!(q.scales, vec![0.1, (2.0f64 / 7.0) as f32]);
+        assert_eq!(q.data, vec![7, -4, 1, 0, 7, -4]);
+        assert!(q.data.iter().all(|&v| (-7..=7).contains(&v)));
+        assert_eq!(
+            quantize_weight_bits(&w, &[2, 3], Some(0), 8),
+            quantize_weight(&w, &[2, 3], Some(0))
+        );
     }
 
     #[test]

@@ -78,7 +78,7 @@ pub trait Calibrator {
 }
 
 /// The `quantize` pass: [`plan`], the calibrator's ranges, [`apply`]. Options:
-/// `method=minmax|percentile|entropy|mse`, `percentile=P`, `per_tensor=true|false`,
+/// `method=minmax|percentile|entropy|mse`, `percentile=P`, `per_tensor=true|false`, `weight_bits=2..8` (default 8),
 /// `exclude=NODE` (repeatable).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Quantize {
@@ -102,6 +102,16 @@ impl Quantize {
             options: QuantizeOptions {
                 per_tensor: opts.get("per_tensor")?.unwrap_or(false),
                 exclude: opts.get_all("exclude"),
+                weight_bits: match opts.get::<u32>("weight_bits")? {
+                    None => 8,
+                    Some(b @ 2..=8) => b,
+                    Some(b) => {
+                        return Err(PassError::BadOption {
+                            pass: "quantize".into(),
+                            reason: format!("weight_bits={b}: expected 2 to 8"),
+                        })
+                    }
+                },
             },
         })
     }

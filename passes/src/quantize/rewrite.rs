@@ -18,12 +18,25 @@ pub struct Range {
 pub type Ranges = BTreeMap<ValueId, Range>;
 
 /// What [`apply`] quantizes.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QuantizeOptions {
     /// One weight scale per tensor instead of one per output channel.
     pub per_tensor: bool,
     /// Layers (by [`Layer::name`]) left in float.
     pub exclude: Vec<String>,
+    /// Weights on a symmetric grid of this many bits (2..=8): `q` in `±(2^(bits-1) - 1)`,
+    /// stored as int8 whatever the width, so every int8 path takes them unchanged.
+    pub weight_bits: u32,
+}
+
+impl Default for QuantizeOptions {
+    fn default() -> Self {
+        QuantizeOptions {
+            per_tensor: false,
+            exclude: Vec::new(),
+            weight_bits: 8,
+        }
+    }
 }
 
 /// What [`apply`] did.
@@ -344,6 +357,7 @@ pub fn apply(
                 l.weight_axis,
                 place,
                 opts.per_tensor,
+                opts.weight_bits,
             )?);
         }
         let w = &weights[&weight];
@@ -417,13 +431,14 @@ fn quantize_weight(
     weight_axis: usize,
     place: Place,
     per_tensor: bool,
+    weight_bits: u32,
 ) -> Result<WeightDq, QuantizeError> {
     let t =
         rw.g.const_data(weight)
             .cloned()
             .expect("a layer's weight is a constant with data");
     let axis = (!per_tensor).then_some(weight_axis);
-    let q = params::quantize_weight(&t.to_f32_vec(), t.dims(), axis);
+    let q = params::quantize_weight_bits(&t.to_f32_vec(), t.dims(), axis, weight_bits);
     let base = base_name(rw.g, weight);
     let channels = q.scales.len();
     let dims = if per_tensor { vec![] } else { vec![channels] };
