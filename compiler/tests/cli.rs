@@ -1,5 +1,7 @@
 //! The `kestrel` binary as users call it: exit codes, messages, files written.
 
+mod ort;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -1026,25 +1028,7 @@ fn quantized_onnx_gives_kestrels_answers_in_onnxruntime() {
         ]);
         assert!(o.status.success(), "{method}: {}", stderr(&o));
         let ort_out = dir.path().join(format!("{method}.ort.npz"));
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/ort_run.py");
-        let python = std::env::var("KESTREL_PYTHON").unwrap_or_else(|_| "python3".into());
-        let run = Command::new(&python)
-            .args([s(&script), s(&q), s(&ort_inputs), s(&ort_out)])
-            .output();
-        let why = match &run {
-            Err(e) => Some(format!("cannot run {python}: {e}")),
-            Ok(o) if o.status.code() == Some(3) => Some(stderr(o)),
-            Ok(o) => {
-                assert!(o.status.success(), "onnxruntime on {method}: {}", stderr(o));
-                None
-            }
-        };
-        if let Some(why) = why {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "python3 with onnx, onnxruntime and numpy is missing (.ci/run installs them): {why}"
-            );
-            eprintln!("onnxruntime check skipped: {why}");
+        if !ort::run(&q, &ort_inputs, &ort_out) {
             return;
         }
         // The output's step: the scale of the DequantizeLinear that produces it.

@@ -4,6 +4,8 @@
 //! are reproducible; the written ONNX runs in onnxruntime; bad input is refused with nothing
 //! written. The results on the shared data sets are in `tests/tests/distillation.rs`.
 
+mod ort;
+
 use kestrel_ir::Tensor;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -208,25 +210,7 @@ fn distill_learns_from_the_teacher_and_onnxruntime_agrees() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let theirs = split.out("theirs.npz");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/ort_run.py");
-    let python = std::env::var("KESTREL_PYTHON").unwrap_or_else(|_| "python3".into());
-    let ran = Command::new(&python)
-        .args([s(&script), s(&out), s(&images), s(&theirs)])
-        .output();
-    let why = match &ran {
-        Err(e) => Some(format!("cannot run {python}: {e}")),
-        Ok(o) if o.status.code() == Some(3) => Some(stderr(o)),
-        Ok(o) => {
-            assert!(o.status.success(), "onnxruntime: {}", stderr(o));
-            None
-        }
-    };
-    if let Some(why) = why {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "python3 with onnx, onnxruntime and numpy is missing (.ci/run installs them): {why}"
-        );
-        eprintln!("onnxruntime check skipped: {why}");
+    if !ort::run(&out, &images, &theirs) {
         return;
     }
     let logits = |p: &Path| {

@@ -7,7 +7,7 @@
 mod common;
 use common::*;
 
-use kestrel::train::{self, data::Dataset, Objective, TrainOptions, Validation};
+use kestrel::train::{self, data::Dataset, Objective, TrainOptions};
 use kestrel_backends::{interp, jit};
 use kestrel_ir::{Graph, Tensor};
 use kestrel_passes::autodiff::{
@@ -141,7 +141,7 @@ fn digits_student_distilled_with_the_defaults_beats_fine_tuning() {
             temperature: 4.0,
             alpha: 0.9,
         },
-        Some(Validation { data: &test }),
+        Some(&test),
         &opts,
     )
     .unwrap();
@@ -151,7 +151,7 @@ fn digits_student_distilled_with_the_defaults_beats_fine_tuning() {
         &student_path,
         &data,
         &Objective::Labels,
-        Some(Validation { data: &test }),
+        Some(&test),
         &opts,
     )
     .unwrap();
@@ -207,7 +207,7 @@ fn mnist5k_pruned_at_half_recovers_by_distillation() {
             temperature: 4.0,
             alpha: 0.9,
         },
-        Some(Validation { data: &test }),
+        Some(&test),
         &opts,
     )
     .unwrap();
@@ -216,7 +216,7 @@ fn mnist5k_pruned_at_half_recovers_by_distillation() {
         &path,
         &data,
         &Objective::Labels,
-        Some(Validation { data: &test }),
+        Some(&test),
         &opts,
     )
     .unwrap();

@@ -6,7 +6,7 @@ use super::train::TrainArgs;
 use anyhow::Result;
 use clap::Args;
 use kestrel::driver;
-use kestrel::train::{self, Objective, Validation};
+use kestrel::train::{self, Objective};
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -48,7 +48,7 @@ pub fn run(args: DistillArgs) -> Result<()> {
         &args.student,
         &data,
         &objective,
-        val.as_ref().map(|data| Validation { data }),
+        val.as_ref(),
         &options,
     )?;
     t.finish(&trained)

@@ -5,7 +5,7 @@ use super::train::TrainArgs;
 use anyhow::Result;
 use clap::Args;
 use kestrel::driver;
-use kestrel::train::{self, Objective, Validation};
+use kestrel::train::{self, Objective};
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -29,7 +29,7 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
         &args.model,
         &data,
         &Objective::Labels,
-        val.as_ref().map(|data| Validation { data }),
+        val.as_ref(),
         &options,
     )?;
     t.finish(&trained)

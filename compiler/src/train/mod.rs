@@ -155,11 +155,6 @@ pub struct Trained {
     pub stopped: Option<String>,
 }
 
-/// Held-out data evaluated after each epoch.
-pub struct Validation<'a> {
-    pub data: &'a Dataset,
-}
-
 /// Classes of a model: the extent of the last axis of its first output.
 pub fn classes(g: &Graph, model: &Path) -> Result<usize> {
     let out = g
@@ -187,7 +182,7 @@ pub fn train(
     path: &Path,
     data: &Dataset,
     objective: &Objective,
-    validation: Option<Validation>,
+    validation: Option<&Dataset>,
     opts: &TrainOptions,
 ) -> Result<Trained> {
     opts.check()?;
@@ -342,7 +337,7 @@ pub fn train(
             Some(v) if reported => {
                 let values = trained_values(&carried_names, &carried, &trained_names);
                 let g = with_constants(model, &trained_names, &values, path)?;
-                Some(Forward::compile(&g, path, batch, opts.threads)?.accuracy(v.data)?)
+                Some(Forward::compile(&g, path, batch, opts.threads)?.accuracy(v)?)
             }
             _ => None,
         };
