@@ -25,6 +25,7 @@ pub mod layers;
 pub mod message;
 pub mod onnx;
 pub mod prune;
+pub mod qat;
 pub mod sensitivity;
 pub mod stages;
 pub mod tensor_io;

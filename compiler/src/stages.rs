@@ -3,7 +3,7 @@
 //!
 //! `kestrel compile MODEL --prune R --distill-data X --labels Y --quantize int8 --calib C -o m.so`
 //! runs [`run`] and compiles its final graph (docs/DISTILLATION.md "The whole story in one
-//! command"). Quantization-aware training in the quantize stage is not there yet.
+//! command"). With `--qat` the quantize stage trains with fake quantization ([`qat_stage`]).
 
 use crate::calibrate::{CalibrationData, JitCalibrator};
 use crate::driver;
@@ -69,8 +69,9 @@ pub struct QuantizeStageOptions {
     pub method: Method,
     pub options: QuantizeOptions,
     pub threads: usize,
-    /// Quantization-aware training; not wired yet (another helper adds it in passes/).
-    pub qat: bool,
+    /// Quantization-aware training with these loop options (on the distill stage's data and
+    /// objective) instead of post-training quantization alone.
+    pub qat: Option<crate::train::TrainOptions>,
 }
 
 /// The quantize stage: calibrated int8 QDQ of `g` (`model` names it in messages).
@@ -80,9 +81,6 @@ pub fn quantize_stage(
     calib: &Path,
     opts: &QuantizeStageOptions,
 ) -> Result<Graph> {
-    if opts.qat {
-        bail!("stage quantize: --qat is not available yet (quantization-aware training is not wired into the pipeline)");
-    }
     let mut g = g.clone();
     let data =
         CalibrationData::load(&g, calib, None).context("stage quantize: calibration data")?;
@@ -98,6 +96,33 @@ pub fn quantize_stage(
     pass.run(&mut g, &cx)
         .with_context(|| format!("stage quantize: {}", model.display()))?;
     Ok(g)
+}
+
+/// The quantize stage with quantization-aware training: `g` quantized (calibrated on `calib`),
+/// then trained with fake quantization against `teacher` on the distill stage's data.
+pub fn qat_stage(
+    g: &Graph,
+    teacher: &Graph,
+    model: &Path,
+    calib: &Path,
+    distill: &DistillStage,
+    opts: &QuantizeStageOptions,
+    train: &crate::train::TrainOptions,
+) -> Result<Graph> {
+    let objective = crate::train::Objective::Distill {
+        teacher,
+        teacher_path: model,
+        temperature: distill.temperature,
+        alpha: distill.alpha,
+    };
+    let qat = crate::qat::QatOptions {
+        calib: Some(calib.to_path_buf()),
+        method: opts.method,
+        quantize: opts.options.clone(),
+    };
+    let t = crate::qat::train(g, model, distill.data, &objective, None, train, &qat)
+        .context("stage quantize (--qat)")?;
+    Ok(t.graph)
 }
 
 /// The distill stage: `student` trained against `teacher` (the original model) on `data`.
@@ -214,8 +239,18 @@ pub fn run(original: &Graph, model: &Path, cfg: &StagesConfig) -> Result<(Graph,
         rows.push(measure("distilled", &g, model, eval, cfg.iters)?);
     }
     if let Some((calib, q)) = &cfg.quantize {
-        g = quantize_stage(&g, model, calib, q)?;
-        rows.push(measure("int8", &g, model, eval, cfg.iters)?);
+        let (stage, quantized) = match (&q.qat, &cfg.distill) {
+            (Some(train), Some(d)) => (
+                "int8 (QAT)",
+                qat_stage(&g, original, model, calib, d, q, train)?,
+            ),
+            (Some(_), None) => {
+                bail!("stage quantize: --qat trains on the distill data: give --distill-data")
+            }
+            (None, _) => ("int8", quantize_stage(&g, model, calib, q)?),
+        };
+        g = quantized;
+        rows.push(measure(stage, &g, model, eval, cfg.iters)?);
     }
     Ok((g, StagesReport { rows, accuracy_on }))
 }

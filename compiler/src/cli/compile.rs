@@ -66,9 +66,16 @@ pub struct StageArgs {
     /// Weight of the teacher term (default 0.9 with --labels, 1 without).
     #[arg(long, requires = "distill_data")]
     pub alpha: Option<f64>,
-    /// Quantization-aware training in the quantize stage.
+    /// Quantization-aware training in the quantize stage (on the distill data, from the
+    /// original as teacher).
     #[arg(long, requires = "distill_data")]
     pub qat: bool,
+    /// Epochs of the --qat stage.
+    #[arg(long, requires = "qat", default_value_t = super::train::QAT_EPOCHS)]
+    pub qat_epochs: usize,
+    /// Learning rate of the --qat stage.
+    #[arg(long, requires = "qat", default_value_t = super::train::QAT_LR)]
+    pub qat_lr: f64,
     #[command(flatten)]
     pub train: TrainingFlags,
 }
@@ -151,7 +158,14 @@ fn stages(
                 method: Method::parse("minmax", None).map_err(|e| anyhow::anyhow!("{e}"))?,
                 options: Default::default(),
                 threads: st.train.threads,
-                qat: st.qat,
+                qat: if st.qat {
+                    let mut t = st.train.options_for(true)?;
+                    t.epochs = st.qat_epochs;
+                    t.lr = st.qat_lr;
+                    Some(t)
+                } else {
+                    None
+                },
             },
         )),
         (Some(_), None) => bail!("--quantize int8 needs calibration data: --calib DATA"),
@@ -168,7 +182,7 @@ fn stages(
             alpha: st
                 .alpha
                 .unwrap_or(if st.labels.is_some() { 0.9 } else { 1.0 }),
-            train: st.train.options()?,
+            train: st.train.options_for(false)?,
         }),
         quantize,
         eval: val.as_ref(),

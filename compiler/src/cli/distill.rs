@@ -6,7 +6,7 @@ use super::train::TrainArgs;
 use anyhow::Result;
 use clap::Args;
 use kestrel::driver;
-use kestrel::train::{self, Objective};
+use kestrel::train::Objective;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -30,10 +30,8 @@ pub struct DistillArgs {
 pub fn run(args: DistillArgs) -> Result<()> {
     let t = &args.train;
     t.check_output(&[&args.student, &args.teacher])?;
-    let options = t.options()?;
     let student = driver::load(&args.student)?.graph;
     let teacher = driver::load(&args.teacher)?.graph;
-    let (data, val) = t.datasets(&student, &args.student)?;
     let alpha = args
         .alpha
         .unwrap_or(if t.labels.is_some() { 0.9 } else { 1.0 });
@@ -43,13 +41,5 @@ pub fn run(args: DistillArgs) -> Result<()> {
         temperature: args.temperature,
         alpha,
     };
-    let trained = train::train(
-        &student,
-        &args.student,
-        &data,
-        &objective,
-        val.as_ref(),
-        &options,
-    )?;
-    t.finish(&trained)
+    t.train_and_write(&student, &args.student, &objective)
 }

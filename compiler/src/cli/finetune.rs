@@ -5,7 +5,7 @@ use super::train::TrainArgs;
 use anyhow::Result;
 use clap::Args;
 use kestrel::driver;
-use kestrel::train::{self, Objective};
+use kestrel::train::Objective;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -18,19 +18,9 @@ pub struct FinetuneArgs {
 pub fn run(args: FinetuneArgs) -> Result<()> {
     let t = &args.train;
     t.check_output(&[&args.model])?;
-    let options = t.options()?;
     if t.labels.is_none() {
         anyhow::bail!("finetune trains on labels: give --labels Y (class ids, one per sample)");
     }
     let model = driver::load(&args.model)?.graph;
-    let (data, val) = t.datasets(&model, &args.model)?;
-    let trained = train::train(
-        &model,
-        &args.model,
-        &data,
-        &Objective::Labels,
-        val.as_ref(),
-        &options,
-    )?;
-    t.finish(&trained)
+    t.train_and_write(&model, &args.model, &Objective::Labels)
 }

@@ -23,20 +23,86 @@ pub struct TrainArgs {
     pub val_labels: Option<PathBuf>,
     #[command(flatten)]
     pub flags: TrainingFlags,
+    #[command(flatten)]
+    pub qat: QatFlags,
     /// The trained model: .onnx or .kir.
     #[arg(short = 'o', long = "output")]
     pub output: PathBuf,
+}
+
+/// Quantization-aware training (docs/TRAINING.md "Quantization-aware training").
+#[derive(Args, Debug, Clone)]
+pub struct QatFlags {
+    /// Train with fake quantization at calibrated int8 scales and write int8 QDQ. A float model
+    /// is quantized first (as `kestrel quantize`); a QDQ model is trained as it is.
+    #[arg(long)]
+    pub qat: bool,
+    /// --qat calibration data (default: --data).
+    #[arg(long)]
+    pub calib: Option<PathBuf>,
+    /// --qat calibration method: minmax, percentile, entropy or mse (default minmax).
+    #[arg(long)]
+    pub method: Option<String>,
+    /// With --method percentile: the percentage of values kept (default 99.99).
+    #[arg(long)]
+    pub percentile: Option<f64>,
+    /// --qat: one weight scale per tensor instead of per output channel.
+    #[arg(long = "per-tensor")]
+    pub per_tensor: bool,
+    /// --qat: weights on an N-bit grid (2 to 8, stored as int8; default 8).
+    #[arg(long = "weight-bits", value_name = "N")]
+    pub weight_bits: Option<u32>,
+    /// --qat: layers left in float, by node name.
+    #[arg(long, num_args = 1..)]
+    pub exclude: Vec<String>,
+}
+
+impl QatFlags {
+    /// The options of `--qat`, or `None` without it (then no other flag of it may be given).
+    pub fn options(&self) -> Result<Option<kestrel::qat::QatOptions>> {
+        if !self.qat {
+            if self.calib.is_some()
+                || self.method.is_some()
+                || self.percentile.is_some()
+                || self.per_tensor
+                || self.weight_bits.is_some()
+                || !self.exclude.is_empty()
+            {
+                bail!("--calib, --method, --percentile, --per-tensor, --weight-bits and --exclude apply with --qat");
+            }
+            return Ok(None);
+        }
+        let method = kestrel_passes::quantize::Method::parse(
+            self.method.as_deref().unwrap_or("minmax"),
+            self.percentile,
+        )
+        .map_err(|e| anyhow::anyhow!("--method: {e}"))?;
+        let weight_bits = self.weight_bits.unwrap_or(8);
+        if !(2..=8).contains(&weight_bits) {
+            bail!("--weight-bits {weight_bits}: expected 2 to 8");
+        }
+        Ok(Some(kestrel::qat::QatOptions {
+            calib: self.calib.clone(),
+            method,
+            quantize: kestrel_passes::quantize::QuantizeOptions {
+                per_tensor: self.per_tensor,
+                exclude: self.exclude.clone(),
+                weight_bits,
+            },
+        }))
+    }
 }
 
 /// The flags of the training loop itself, shared by `finetune`, `distill` and `compile
 /// --distill-data`.
 #[derive(Args, Debug, Clone)]
 pub struct TrainingFlags {
-    #[arg(long, default_value_t = 200)]
-    pub epochs: usize,
-    /// The base learning rate.
-    #[arg(long, default_value_t = 3e-3)]
-    pub lr: f64,
+    /// Passes over the data (default 200; 10 with --qat, which starts from trained weights).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// The base learning rate (default 3e-3; 1e-4 with --qat).
+    #[arg(long)]
+    pub lr: Option<f64>,
     /// Samples per minibatch (the last batch of an epoch holds the remainder).
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
@@ -68,12 +134,21 @@ pub struct TrainingFlags {
     pub quiet: bool,
 }
 
+/// `--epochs` and `--lr` of quantization-aware training when not given: a short run at a low
+/// rate from trained weights (docs/TRAINING.md "Quantization-aware training").
+pub const QAT_EPOCHS: usize = 10;
+pub const QAT_LR: f64 = 1e-4;
+
 impl TrainingFlags {
-    pub fn options(&self) -> Result<train::TrainOptions> {
+    /// The loop's options; `qat` picks the defaults of quantization-aware training.
+    pub fn options_for(&self, qat: bool) -> Result<train::TrainOptions> {
+        let plain = train::TrainOptions::default();
         Ok(train::TrainOptions {
-            epochs: self.epochs,
+            epochs: self
+                .epochs
+                .unwrap_or(if qat { QAT_EPOCHS } else { plain.epochs }),
             batch: self.batch,
-            lr: self.lr,
+            lr: self.lr.unwrap_or(if qat { QAT_LR } else { plain.lr }),
             optimizer: train::OptimizerKind::parse(&self.optimizer)?,
             momentum: self.momentum,
             weight_decay: self.weight_decay,
@@ -84,13 +159,15 @@ impl TrainingFlags {
             augment: Augment::parse(&self.augment)?,
             keep_last_good: self.keep_last_good,
             progress: !self.quiet,
+            frozen: Vec::new(),
+            unfolded: Vec::new(),
         })
     }
 }
 
 impl TrainArgs {
     pub fn options(&self) -> Result<train::TrainOptions> {
-        self.flags.options()
+        self.flags.options_for(self.qat.qat)
     }
 
     /// Refuses an output that is one of `inputs` (or the data files), or of an unknown kind.
@@ -100,6 +177,7 @@ impl TrainArgs {
             self.labels.as_deref(),
             self.val_data.as_deref(),
             self.val_labels.as_deref(),
+            self.qat.calib.as_deref(),
         ];
         for input in inputs.iter().copied().chain(data.into_iter().flatten()) {
             if driver::same_file(&self.output, input) {
@@ -135,11 +213,46 @@ impl TrainArgs {
         Ok((data, val))
     }
 
-    /// Writes the trained model and prints the run's summary.
-    pub fn finish(&self, trained: &train::Trained) -> Result<()> {
+    /// Trains `model` for `objective`: the plain loop, or with `--qat` quantization-aware
+    /// training; writes the result and prints the run's summary.
+    pub fn train_and_write(
+        &self,
+        model: &kestrel_ir::Graph,
+        path: &Path,
+        objective: &train::Objective,
+    ) -> Result<()> {
+        let options = self.options()?;
+        let qat = self.qat.options()?;
+        let (data, val) = self.datasets(model, path)?;
+        let Some(qat) = qat else {
+            let trained = train::train(model, path, &data, objective, val.as_ref(), &options)?;
+            return self.finish(&trained.graph, &trained, None);
+        };
+        let t = kestrel::qat::train(model, path, &data, objective, val.as_ref(), &options, &qat)?;
+        let ptq = t.ptq_accuracy.map(|a| {
+            format!(
+                "post-training quantization: val {:.1}%, after quantization-aware training: val {}",
+                100.0 * a,
+                t.trained
+                    .epochs
+                    .last()
+                    .and_then(|e| e.val_accuracy)
+                    .map_or("-".into(), |a| format!("{:.1}%", 100.0 * a))
+            )
+        });
+        self.finish(&t.graph, &t.trained, ptq)
+    }
+
+    /// Writes `graph` (the trained model) and prints the run's summary.
+    pub fn finish(
+        &self,
+        graph: &kestrel_ir::Graph,
+        trained: &train::Trained,
+        note: Option<String>,
+    ) -> Result<()> {
         match kestrel::tensor_io::extension(&self.output).as_deref() {
-            Some("kir") => kestrel::dump::write_kir(&trained.graph, &self.output, true)?,
-            _ => kestrel::onnx::write_model(&trained.graph, &Default::default(), &self.output)
+            Some("kir") => kestrel::dump::write_kir(graph, &self.output, true)?,
+            _ => kestrel::onnx::write_model(graph, &Default::default(), &self.output)
                 .with_context(|| {
                     format!("writing the trained model to {}", self.output.display())
                 })?,
@@ -147,6 +260,9 @@ impl TrainArgs {
         // A closed stdout (`| head`) loses the summary, not the written model.
         let mut out = std::io::stdout();
         let _ = writeln!(out, "{}", train::summary(trained, self.flags.threads));
+        if let Some(note) = note {
+            let _ = writeln!(out, "{note}");
+        }
         let _ = writeln!(out, "wrote {}", self.output.display());
         Ok(())
     }

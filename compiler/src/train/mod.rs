@@ -61,6 +61,12 @@ pub struct TrainOptions {
     pub keep_last_good: bool,
     /// Draw a progress bar on stderr (when it is a terminal) and print per-epoch lines.
     pub progress: bool,
+    /// Float constants left untrained (quantization-aware training's grid bounds).
+    pub frozen: Vec<String>,
+    /// Constants kept out of constant folding, so they are trained where the model reads them
+    /// (quantization-aware training's float weights, which reach their layers through a clamp
+    /// and a fake quantization that folding would turn into an int8 constant).
+    pub unfolded: Vec<String>,
 }
 
 impl Default for TrainOptions {
@@ -78,6 +84,8 @@ impl Default for TrainOptions {
             augment: Augment::None,
             keep_last_good: false,
             progress: true,
+            frozen: Vec::new(),
+            unfolded: Vec::new(),
         }
     }
 }
@@ -232,7 +240,12 @@ pub fn train(
         BatchNormMode::Eval
     };
     let spec = StepSpec {
-        params: ParamSelection::FloatConstants,
+        params: if opts.frozen.is_empty() {
+            ParamSelection::FloatConstants
+        } else {
+            ParamSelection::FloatConstantsExcept(opts.frozen.clone())
+        },
+        unfolded: opts.unfolded.clone(),
         loss,
         optimizer: opts.optimizer(),
         decay_on: DecayOn::Weights,

@@ -15,6 +15,8 @@ use std::path::Path;
 #[derive(Clone, Debug)]
 pub struct StepSpec {
     pub params: ParamSelection,
+    /// Constants kept out of the forward graph's constant folding (`TrainOptions::unfolded`).
+    pub unfolded: Vec<String>,
     pub loss: Loss,
     pub optimizer: Optimizer,
     pub decay_on: DecayOn,
@@ -55,11 +57,33 @@ pub fn bind_batch(g: &Graph, batch: usize, model: &Path) -> Result<Graph> {
     Ok(g)
 }
 
+/// Constant folding of `g` that leaves the constants named `keep` and what reads them: their
+/// data is taken out while the fold runs (a constant without data folds nothing) and put back.
+pub fn fold_keeping(g: &mut Graph, path: &Path, keep: &[String]) -> Result<()> {
+    let mut kept = Vec::new();
+    for v in g.values.iter_mut() {
+        if let kestrel_ir::ValueDef::Const(c) = &mut v.def {
+            if keep.contains(&c.name) {
+                kept.push((c.name.clone(), c.data.take()));
+            }
+        }
+    }
+    let folded = driver::fold_for_codegen(g, path);
+    for v in g.values.iter_mut() {
+        if let kestrel_ir::ValueDef::Const(c) = &mut v.def {
+            if let Some(i) = kept.iter().position(|(n, _)| *n == c.name) {
+                c.data = kept.swap_remove(i).1;
+            }
+        }
+    }
+    folded
+}
+
 impl Step {
     /// Builds and compiles the step of `model` (as loaded) for minibatches of `batch`.
     pub fn compile(model: &Graph, path: &Path, batch: usize, spec: &StepSpec) -> Result<Step> {
         let mut forward = bind_batch(model, batch, path)?;
-        driver::fold_for_codegen(&mut forward, path)?;
+        fold_keeping(&mut forward, path, &spec.unfolded)?;
         let options = TrainingOptions {
             batch_norm: spec.batch_norm,
         };

@@ -28,6 +28,9 @@ pub enum ParamSelection {
     FloatConstants,
     /// The float constants with these names, in this order.
     Named(Vec<String>),
+    /// [`ParamSelection::FloatConstants`] but for the constants with these names (frozen, such
+    /// as the grid bounds of quantization-aware training).
+    FloatConstantsExcept(Vec<String>),
 }
 
 /// How [`training_graph_with`] treats BatchNormalization.
@@ -139,12 +142,23 @@ fn is_float_const(g: &Graph, v: ValueId) -> bool {
 /// The parameters `sel` picks, as forward value ids in the order they become inputs.
 fn select_params(forward: &Graph, sel: &ParamSelection) -> Result<Vec<ValueId>, AutodiffError> {
     match sel {
-        ParamSelection::FloatConstants => {
+        ParamSelection::FloatConstants | ParamSelection::FloatConstantsExcept(_) => {
+            let frozen: &[String] = match sel {
+                ParamSelection::FloatConstantsExcept(names) => names,
+                _ => &[],
+            };
             let mut picked = vec![false; forward.values.len()];
             for n in &forward.nodes {
                 for (slot, &v) in n.inputs.iter().enumerate() {
                     if is_float_const(forward, v) && rules::trainable_slot(&n.op, slot) {
                         picked[v.index()] = true;
+                    }
+                }
+            }
+            for (i, value) in forward.values.iter().enumerate() {
+                if let ValueDef::Const(c) = &value.def {
+                    if frozen.contains(&c.name) {
+                        picked[i] = false;
                     }
                 }
             }
@@ -338,10 +352,13 @@ pub fn training_graph_with(
     for p in &out_params {
         requires[p.input.index()] = true;
     }
+    // A QuantizeLinear output carries the dependence to the DequantizeLinear that closes a
+    // fake-quantization pair (its gradient is the straight-through estimator's).
     for n in &g.nodes {
         if n.inputs.iter().any(|v| requires[v.index()]) {
+            let carries = matches!(n.op, Op::QuantizeLinear { .. });
             for &o in &n.outputs {
-                requires[o.index()] = matches!(g.ty(o).dtype, DType::F32 | DType::F64);
+                requires[o.index()] = carries || matches!(g.ty(o).dtype, DType::F32 | DType::F64);
             }
         }
     }
@@ -397,6 +414,17 @@ pub fn training_graph_with(
             return Err(b.unsupported("gradients of multi-output ops"));
         }
         let dy = grads_out[0].expect("checked above");
+        if let Some((x, q)) = rules::quant::fake_quant_input(&b, &node) {
+            if wants[0] {
+                let d = rules::quant::fake_quant(&mut b, &q, &node, dy)?;
+                let total = match adjoint.get(&x) {
+                    Some(&acc) => b.add(acc, d)?,
+                    None => d,
+                };
+                adjoint.insert(x, total);
+            }
+            continue;
+        }
         let grads = rules::differentiate(&mut b, &node, dy, &wants)?;
         for (slot, (&v, want)) in node.inputs.iter().zip(&wants).enumerate() {
             if !want {

@@ -15,10 +15,11 @@
 pub mod params;
 mod pass;
 mod plan;
+pub mod qat;
 mod rewrite;
 pub mod stats;
 
-pub use pass::{Calibrator, Method, Quantize};
+pub use pass::{quantize_calibrated, Calibrator, Method, Quantize};
 pub use plan::{plan, Layer, LayerOp, Plan};
 pub use rewrite::{apply, Applied, QuantizeOptions, Range, Ranges};
 
@@ -38,6 +39,10 @@ pub enum QuantizeError {
     MissingRange { tensor: String, value: ValueId },
     #[error("tensor {tensor}: calibrated range [{min}, {max}] is not finite")]
     BadRange { tensor: String, min: f32, max: f32 },
+    #[error("{0}")]
+    Calibration(String),
+    #[error("quantization-aware training: {0}")]
+    Qat(String),
     #[error("{0}")]
     Graph(#[from] kestrel_ir::GraphError),
     #[error("{0}")]

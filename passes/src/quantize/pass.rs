@@ -127,10 +127,10 @@ impl Pass for Quantize {
     }
 
     fn run(&self, g: &mut Graph, cx: &PassContext) -> Result<bool, PassError> {
+        // What can be quantized is checked before asking for calibration data.
         let plan = plan(g);
         plan.check_exclude(&self.options.exclude).map_err(failed)?;
-        let tensors: Vec<ValueId> = plan.calibration_tensors(&self.options.exclude);
-        if tensors.is_empty() {
+        if plan.calibration_tensors(&self.options.exclude).is_empty() {
             return Err(failed(QuantizeError::NothingToQuantize {
                 excluded: self.options.exclude.len(),
             }));
@@ -141,11 +141,8 @@ impl Pass for Quantize {
                  (or run `kestrel quantize MODEL --calib DATA`)",
             )
         })?;
-        let found = calibrator
-            .ranges(g, &tensors, self.method)
+        let applied = quantize_calibrated(g, calibrator.as_ref(), self.method, &self.options)
             .map_err(failed)?;
-        let ranges: Ranges = tensors.into_iter().zip(found).collect();
-        let applied = apply(g, &plan, &ranges, &self.options).map_err(failed)?;
         cx.note(format!(
             "quantize({}): {} layers quantized, {} float, {} activation QDQ pairs",
             self.method.name(),
@@ -155,4 +152,28 @@ impl Pass for Quantize {
         ));
         Ok(true)
     }
+}
+
+/// [`plan`], the ranges `calibrator` finds with `method`, [`apply`]: what the pass does, with
+/// what `apply` reports (quantization-aware training needs its
+/// [`Applied::weight_sources`](super::Applied::weight_sources)).
+pub fn quantize_calibrated(
+    g: &mut Graph,
+    calibrator: &dyn Calibrator,
+    method: Method,
+    options: &QuantizeOptions,
+) -> Result<super::Applied, QuantizeError> {
+    let plan = plan(g);
+    plan.check_exclude(&options.exclude)?;
+    let tensors: Vec<ValueId> = plan.calibration_tensors(&options.exclude);
+    if tensors.is_empty() {
+        return Err(QuantizeError::NothingToQuantize {
+            excluded: options.exclude.len(),
+        });
+    }
+    let found = calibrator
+        .ranges(g, &tensors, method)
+        .map_err(QuantizeError::Calibration)?;
+    let ranges: Ranges = tensors.into_iter().zip(found).collect();
+    apply(g, &plan, &ranges, options)
 }

@@ -48,6 +48,9 @@ pub struct Applied {
     pub float: Vec<String>,
     /// QuantizeLinear/DequantizeLinear pairs inserted on activations.
     pub activation_pairs: usize,
+    /// `(int8 constant, float constant it quantizes)` of every weight, by constant name: how
+    /// [`super::qat::originals`] finds the float weights quantization-aware training starts from.
+    pub weight_sources: Vec<(String, String)>,
 }
 
 /// Ops through which an activation's quantization carries over unchanged: their output
@@ -102,12 +105,12 @@ fn base_name(g: &Graph, v: ValueId) -> String {
 }
 
 /// Names not yet used by any value of the graph.
-struct Namer {
+pub(super) struct Namer {
     used: HashSet<String>,
 }
 
 impl Namer {
-    fn new(g: &Graph) -> Namer {
+    pub(super) fn new(g: &Graph) -> Namer {
         let mut used = HashSet::new();
         for v in &g.values {
             if let Some(n) = &v.name {
@@ -120,7 +123,7 @@ impl Namer {
         Namer { used }
     }
 
-    fn fresh(&mut self, name: String) -> String {
+    pub(super) fn fresh(&mut self, name: String) -> String {
         let mut candidate = name.clone();
         let mut k = 0;
         while !self.used.insert(candidate.clone()) {
@@ -214,6 +217,8 @@ impl Rewriter<'_> {
 struct WeightDq {
     value: ValueId,
     scales: Vec<f32>,
+    /// `(int8 constant name, float constant name)`.
+    source: (String, String),
 }
 
 /// Quantizes the layers of `plan` (made for `g`) not excluded by `opts`, with the activation
@@ -344,6 +349,7 @@ pub fn apply(
 
     // Weights and biases.
     let mut weights: HashMap<ValueId, WeightDq> = HashMap::new();
+    let mut weight_sources = Vec::new();
     for l in &selected {
         let ni = l.node.index();
         let place = Place::Before(ni);
@@ -359,6 +365,7 @@ pub fn apply(
                 opts.per_tensor,
                 opts.weight_bits,
             )?);
+            weight_sources.push(weights[&weight].source.clone());
         }
         let w = &weights[&weight];
         rw.g.nodes[ni].inputs[1] = w.value;
@@ -420,6 +427,7 @@ pub fn apply(
             .map(|l| l.name.clone())
             .collect(),
         activation_pairs,
+        weight_sources,
     })
 }
 
@@ -461,8 +469,13 @@ fn quantize_weight(
         &[wq, s, z],
         format!("{base}_DequantizeLinear"),
     )?;
+    let name_of = |g: &Graph, v: ValueId| match &g.value(v).def {
+        ValueDef::Const(c) => c.name.clone(),
+        _ => unreachable!("a constant"),
+    };
     Ok(WeightDq {
         value,
         scales: q.scales,
+        source: (name_of(rw.g, wq), name_of(rw.g, weight)),
     })
 }

@@ -7,6 +7,7 @@ mod elementwise;
 mod linear;
 mod norm;
 mod pool;
+pub(crate) mod quant;
 mod reduce;
 mod shape;
 mod softmax;
@@ -55,6 +56,8 @@ pub(crate) fn differentiate(
 pub(crate) fn trainable_slot(op: &Op, slot: usize) -> bool {
     match op {
         Op::BatchNorm { .. } => slot <= 2,
+        // Scales and zero points are the quantizer's, not trained (docs/TRAINING.md).
+        Op::QuantizeLinear { .. } | Op::DequantizeLinear { .. } => slot == 0,
         Op::Reshape { .. }
         | Op::Expand
         | Op::Tile
