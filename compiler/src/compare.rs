@@ -96,6 +96,18 @@ pub struct CompareOptions {
     pub warmup: usize,
     /// Calibration data for pipelines that quantize (`int8`, or a textual one with `quantize`).
     pub calib: Option<PathBuf>,
+    /// Rows of other graphs of the same model after the pipeline rows: the stages of
+    /// `compare --distill-data` (`crate::stages`).
+    pub graphs: Vec<GraphRow>,
+}
+
+/// A row of [`CompareOptions::graphs`]: `graph` (inputs and outputs like the model's, its batch
+/// as loaded) compiled with `pipeline`, shown as `label`.
+#[derive(Clone, Debug)]
+pub struct GraphRow {
+    pub label: String,
+    pub graph: Graph,
+    pub pipeline: String,
 }
 
 impl Default for CompareOptions {
@@ -108,6 +120,7 @@ impl Default for CompareOptions {
             iters: 20,
             warmup: 3,
             calib: None,
+            graphs: Vec::new(),
         }
     }
 }
@@ -230,13 +243,25 @@ pub fn compare(
         .build()
         .context("creating the thread pool")?;
     let mut rows = Vec::new();
+    // (label, graph, pipeline, calibrate): the pipeline rows, then the graph rows.
+    let mut specs: Vec<(String, Graph, String, bool)> = Vec::new();
     for p in &opts.pipelines {
         let quantizes = quantizes(p)?;
-        let mut g: Graph = if quantizes {
+        let g = if quantizes {
             unbound.clone()
         } else {
             base.clone()
         };
+        specs.push((p.clone(), g, p.clone(), quantizes));
+    }
+    for r in &opts.graphs {
+        specs.push((r.label.clone(), r.graph.clone(), r.pipeline.clone(), false));
+    }
+    for (label, mut g, p, quantizes) in specs {
+        // Pipelines that quantize calibrate one sample per run: bound after them.
+        if !quantizes {
+            driver::bind_shapes_from_inputs(&mut g, &inputs, &model)?;
+        }
         let t = Instant::now();
         let pipeline = kestrel_passes::PipelineOptions {
             pipeline: p.clone(),
@@ -253,11 +278,11 @@ pub fn compare(
             &g,
             &kestrel_backends::jit::JitOptions::with_threads(opts.threads),
         )
-        .with_context(|| format!("{}: compiling with the JIT after {p}", model.display()))?;
+        .with_context(|| format!("{}: compiling {label} with the JIT", model.display()))?;
         let compile = t.elapsed();
         let outs = jit
             .run(&inputs)
-            .with_context(|| format!("running {} after {p}", model.display()))?;
+            .with_context(|| format!("running {} ({label})", model.display()))?;
         let once = || -> Result<Duration> {
             let t = Instant::now();
             jit.run(&inputs)?;
@@ -275,7 +300,7 @@ pub fn compare(
             _ => None,
         };
         rows.push(Row {
-            pipeline: p.clone(),
+            pipeline: label,
             nodes: g.nodes.len(),
             compile_ms: compile.as_secs_f64() * 1e3,
             median_ms: stats.median_ms,

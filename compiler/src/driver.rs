@@ -559,6 +559,9 @@ pub struct PassOptions {
     pub calib: Option<PathBuf>,
     /// Prune this share of channels first (`prune(ratio=R),` ahead of everything).
     pub prune: Option<f64>,
+    /// The graph is int8 QDQ already (quantized by a stage of `compile --distill-data`): the
+    /// pipeline's `fold-qdq` uses Kestrel's fixed-point requantization, as after `quantize`.
+    pub quantized: bool,
 }
 
 impl PassOptions {
@@ -594,6 +597,8 @@ impl PassOptions {
         }
         let rest = if self.quantize && base != "int8" {
             steps.push("canonicalize,quantize".to_string());
+            expanded(true)
+        } else if self.quantized {
             expanded(true)
         } else if !steps.is_empty() {
             expanded(false)

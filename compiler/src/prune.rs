@@ -84,11 +84,21 @@ fn bound(g: &Graph, model: &Path) -> Result<Graph> {
 /// The median of `iters` timed JIT runs of `g` (O2, 1 thread) on synthetic inputs, each model
 /// run in turn with the other (`models[i]` measured interleaved).
 pub fn latencies(models: &[&Graph], model: &Path, iters: usize) -> Result<Vec<f64>> {
+    latencies_after(models, model, iters, "O2")
+}
+
+/// [`latencies`] after the pipeline `pipeline` instead of O2.
+pub fn latencies_after(
+    models: &[&Graph],
+    model: &Path,
+    iters: usize,
+    pipeline: &str,
+) -> Result<Vec<f64>> {
     let mut compiled = Vec::new();
     for g in models {
         let mut g = bound(g, model)?;
         let pipeline = kestrel_passes::PipelineOptions {
-            pipeline: "O2".into(),
+            pipeline: pipeline.into(),
             ..Default::default()
         };
         driver::run_pipeline(&mut g, &pipeline, model)?;

@@ -32,6 +32,8 @@ pub struct StageRow {
 #[derive(Debug, Clone)]
 pub struct StagesReport {
     pub rows: Vec<StageRow>,
+    /// The graph of each row's stage, in row order (the last is what `run` returns).
+    pub graphs: Vec<Graph>,
     /// "validation data" or "distill data (no --val-data)".
     pub accuracy_on: String,
 }
@@ -146,21 +148,46 @@ pub fn distill_stage(
     Ok(trained.graph)
 }
 
-/// One row for `g`: weight bytes, MACs, median 1-thread latency, accuracy on `eval` (if labelled).
+/// The pipeline a stage's graph is compiled with, as `compile` compiles the last stage: O2, and
+/// for a quantized stage O2 with the integer kernels' fixed-point requantization (the `int8`
+/// pipeline after its `quantize`).
+pub fn stage_pipeline(quantized: bool) -> String {
+    let o2 = kestrel_passes::pipeline::named_pipeline("O2").expect("O2 is a named pipeline");
+    if quantized {
+        kestrel_passes::pipeline::with_fixed_point_requant(o2).to_string()
+    } else {
+        o2.to_string()
+    }
+}
+
+/// One row for `g`: weight bytes, MACs, and, after [`stage_pipeline`], the median 1-thread
+/// latency and the accuracy on `eval` (if labelled).
 pub fn measure(
     stage: &str,
     g: &Graph,
     model: &Path,
     eval: Option<&crate::train::data::Dataset>,
     iters: usize,
+    quantized: bool,
 ) -> Result<StageRow> {
-    let latency_ms = crate::prune::latencies(&[g], model, iters)
+    let pipeline = stage_pipeline(quantized);
+    let latency_ms = crate::prune::latencies_after(&[g], model, iters, &pipeline)
         .with_context(|| format!("stage {stage}: latency"))?
         .first()
         .copied();
     let accuracy = match eval {
         Some(d) if d.labels.is_some() => {
-            let f = crate::train::eval::Forward::compile(g, model, 32, 1)
+            let mut compiled = g.clone();
+            driver::run_pipeline(
+                &mut compiled,
+                &kestrel_passes::PipelineOptions {
+                    pipeline: pipeline.clone(),
+                    ..Default::default()
+                },
+                model,
+            )
+            .with_context(|| format!("stage {stage}: {pipeline}"))?;
+            let f = crate::train::eval::Forward::compile(&compiled, model, 32, 1)
                 .with_context(|| format!("stage {stage}: compiling for accuracy"))?;
             Some(
                 100.0
@@ -220,11 +247,13 @@ pub fn run(original: &Graph, model: &Path, cfg: &StagesConfig) -> Result<(Graph,
         ),
         (None, None) => (None, "- (no labelled data)".to_string()),
     };
-    let mut rows = vec![measure("float", original, model, eval, cfg.iters)?];
+    let mut rows = vec![measure("float", original, model, eval, cfg.iters, false)?];
+    let mut graphs = vec![original.clone()];
     let mut g = original.clone();
     if let Some(p) = &cfg.prune {
         g = prune_stage(&g, p)?;
-        rows.push(measure("pruned", &g, model, eval, cfg.iters)?);
+        rows.push(measure("pruned", &g, model, eval, cfg.iters, false)?);
+        graphs.push(g.clone());
     }
     if let Some(d) = &cfg.distill {
         g = distill_stage(
@@ -236,7 +265,8 @@ pub fn run(original: &Graph, model: &Path, cfg: &StagesConfig) -> Result<(Graph,
             d.alpha,
             &d.train,
         )?;
-        rows.push(measure("distilled", &g, model, eval, cfg.iters)?);
+        rows.push(measure("distilled", &g, model, eval, cfg.iters, false)?);
+        graphs.push(g.clone());
     }
     if let Some((calib, q)) = &cfg.quantize {
         let (stage, quantized) = match (&q.qat, &cfg.distill) {
@@ -250,7 +280,15 @@ pub fn run(original: &Graph, model: &Path, cfg: &StagesConfig) -> Result<(Graph,
             (None, _) => ("int8", quantize_stage(&g, model, calib, q)?),
         };
         g = quantized;
-        rows.push(measure(stage, &g, model, eval, cfg.iters)?);
+        rows.push(measure(stage, &g, model, eval, cfg.iters, true)?);
+        graphs.push(g.clone());
     }
-    Ok((g, StagesReport { rows, accuracy_on }))
+    Ok((
+        g,
+        StagesReport {
+            rows,
+            graphs,
+            accuracy_on,
+        },
+    ))
 }

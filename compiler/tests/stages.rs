@@ -139,7 +139,8 @@ fn qat_stage_beats_post_training_quantization_at_four_bits() {
 }
 
 /// `kestrel compile --prune --distill-data --quantize` prints one row per stage and writes a
-/// shared object that computes what the JIT computes on the final stage's graph (the stages
+/// shared object that computes what the JIT computes on the final stage's graph after the
+/// stage's pipeline (the stages
 /// are deterministic, so the library call rebuilds that graph bit for bit); bad combinations
 /// are refused with nothing written.
 #[test]
@@ -219,16 +220,18 @@ fn compile_in_stages_writes_the_final_stage_as_a_shared_object() {
     let one = kestrel_ir::Tensor::from_vec(vec![1, 1, 8, 8], x.to_f32_vec()[..64].to_vec());
     let img = dir.path().join("one.npy");
     kestrel::tensor_io::write_npy(&img, &one).unwrap();
-    let logits = |m: &std::path::Path, name: &str| {
+    let logits = |m: &std::path::Path, name: &str, pipeline: &[String]| {
         let out = dir.path().join(name);
-        let o = kestrel(&[
+        let mut args = vec![
             "run".into(),
             s(m),
             "--input".into(),
             s(&img),
             "--outputs".into(),
             s(&out),
-        ]);
+        ];
+        args.extend_from_slice(pipeline);
+        let o = kestrel(&args);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         kestrel::tensor_io::read_npz(&out)
             .unwrap()
@@ -236,7 +239,12 @@ fn compile_in_stages_writes_the_final_stage_as_a_shared_object() {
             .1
             .to_f32_vec()
     };
-    assert_eq!(logits(&so, "so.npz"), logits(&final_onnx, "jit.npz"));
+    // The int8 stage compiles with the integer kernels' fixed-point requantization.
+    let int8 = ["--pipeline".to_string(), stages::stage_pipeline(true)];
+    assert_eq!(
+        logits(&so, "so.npz", &[]),
+        logits(&final_onnx, "jit.npz", &int8)
+    );
 
     // --qat needs --quantize; --val-data needs --val-labels: nothing written either way.
     let never = dir.path().join("never.so");
@@ -251,4 +259,88 @@ fn compile_in_stages_writes_the_final_stage_as_a_shared_object() {
     );
     assert!(String::from_utf8_lossy(&o.stderr).contains("--qat trains for quantization"));
     assert!(!never.exists());
+}
+
+/// `kestrel compare --distill-data` adds one row per stage after the pipeline rows, each stage
+/// compiled as `compile` would (the int8 stage with integer kernels), with accuracy on
+/// `--inputs`/`--labels`; without `--pipeline` or `--distill-data` it is refused.
+#[test]
+fn compare_shows_the_stages_as_rows() {
+    use std::process::Command;
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let model = fixture("digits_cnn.onnx");
+    let data = fixture("digits_cnn.io.npz");
+    let labels = fixture("digits_test_y.npy");
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("rows.json");
+    let o = Command::new(env!("CARGO_BIN_EXE_kestrel"))
+        .args([
+            "compare",
+            &s(&model),
+            "--pipeline",
+            "O2",
+            "--inputs",
+            &s(&data),
+        ])
+        .args(["--labels", &s(&labels), "--iters", "2", "--prune", "0.5"])
+        .args(["--distill-data", &s(&data), "--distill-labels", &s(&labels)])
+        .args([
+            "--epochs",
+            "2",
+            "--quiet",
+            "--quantize",
+            "int8",
+            "--calib",
+            &s(&data),
+        ])
+        .args(["--json", &s(&json)])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| pipeline"))
+        .collect();
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|l| l.split('|').nth(1).unwrap().trim())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "O2",
+            "stage: float",
+            "stage: pruned",
+            "stage: distilled",
+            "stage: int8"
+        ],
+        "{out}"
+    );
+    let accuracy = |row: &str| -> f64 {
+        let cell = row.split('|').nth(9).unwrap().trim();
+        cell.trim_end_matches(" %").parse().unwrap()
+    };
+    assert_eq!(
+        accuracy(rows[0]),
+        accuracy(rows[1]),
+        "the float stage is the O2 row"
+    );
+    assert!(
+        accuracy(rows[2]) < 50.0,
+        "pruning alone loses most of it: {out}"
+    );
+    assert!(
+        accuracy(rows[3]) > accuracy(rows[2]),
+        "distillation wins some back: {out}"
+    );
+    assert!(std::fs::read_to_string(&json)
+        .unwrap()
+        .contains("stage: int8"));
+
+    let o = Command::new(env!("CARGO_BIN_EXE_kestrel"))
+        .args(["compare", &s(&model), "--inputs", &s(&data)])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "no --pipeline, no --distill-data");
 }

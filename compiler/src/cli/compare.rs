@@ -1,7 +1,7 @@
 //! `kestrel compare`: pass pipelines side by side.
 
 use super::{print_pass_report, write_text};
-use anyhow::Result;
+use anyhow::{bail, Result};
 use clap::Args;
 use kestrel::driver;
 use std::path::PathBuf;
@@ -10,7 +10,7 @@ use std::path::PathBuf;
 pub struct CompareArgs {
     pub model: PathBuf,
     /// A pipeline to compare (repeatable): O0, O1, O2 or a textual pipeline.
-    #[arg(long = "pipeline", required = true)]
+    #[arg(long = "pipeline", required_unless_present = "distill_data")]
     pub pipelines: Vec<String>,
     /// Inputs (.npz with one array per graph input; arrays named after the graph outputs are the
     /// float reference). Default: deterministic pseudo-random data.
@@ -19,8 +19,6 @@ pub struct CompareArgs {
     /// .npy of integer class ids, one per sample: adds top-1 accuracy.
     #[arg(long)]
     pub labels: Option<PathBuf>,
-    #[arg(long, default_value_t = 1)]
-    pub threads: usize,
     /// Timed inferences per pipeline.
     #[arg(long, default_value_t = 20)]
     pub iters: usize,
@@ -36,31 +34,70 @@ pub struct CompareArgs {
     /// Calibration data of the pipelines that quantize: .npy, .npz or a folder of them.
     #[arg(long, value_name = "DATA")]
     pub calib: Option<PathBuf>,
-    /// Add a row pruned by this ratio before O2 (`prune(ratio=R),` + O2; docs/PRUNING.md).
+    /// Add a row pruned by this ratio before O2 (`prune(ratio=R),` + O2; docs/PRUNING.md); with
+    /// --distill-data, the prune stage.
     #[arg(long, value_name = "RATIO")]
     pub prune: Option<f64>,
+    #[command(flatten)]
+    pub stages: CompareStageArgs,
+}
+
+/// `--distill-data`: the stages of `compile --distill-data` as rows (float, pruned with
+/// --prune, distilled from the model, int8 with --quantize int8 --calib; docs/DISTILLATION.md).
+#[derive(Args, Debug)]
+pub struct CompareStageArgs {
+    /// Distill the (pruned) model from the original on these samples; adds one row per stage.
+    #[arg(long, value_name = "DATA")]
+    pub distill_data: Option<PathBuf>,
+    /// Class ids of --distill-data, one per sample (--labels labels --inputs).
+    #[arg(long, requires = "distill_data")]
+    pub distill_labels: Option<PathBuf>,
+    #[arg(long, default_value_t = 4.0, requires = "distill_data")]
+    pub temperature: f64,
+    /// Weight of the teacher term (default 0.9 with --distill-labels, 1 without).
+    #[arg(long, requires = "distill_data")]
+    pub alpha: Option<f64>,
+    /// Quantization-aware training in the quantize stage.
+    #[arg(long, requires = "distill_data")]
+    pub qat: bool,
+    /// Epochs of the --qat stage.
+    #[arg(long, requires = "qat", default_value_t = super::train::QAT_EPOCHS)]
+    pub qat_epochs: usize,
+    /// Learning rate of the --qat stage.
+    #[arg(long, requires = "qat", default_value_t = super::train::QAT_LR)]
+    pub qat_lr: f64,
+    /// The training flags of the distill stage; --threads also runs the timed inferences.
+    #[command(flatten, next_help_heading = "Training (with --distill-data)")]
+    pub train: super::train::TrainingFlags,
 }
 
 pub fn run(args: CompareArgs) -> Result<()> {
-    driver::check_threads_and_iters(args.threads, args.iters)?;
+    let threads = args.stages.train.threads;
+    driver::check_threads_and_iters(threads, args.iters)?;
     let model = kestrel::load(&args.model)?;
     let mut pipelines = args.pipelines.clone();
-    if args.quantize.is_some() && !pipelines.iter().any(|p| p == "int8") {
-        pipelines.push("int8".into());
-    }
-    if let Some(r) = args.prune {
-        let o2 = kestrel_passes::pipeline::named_pipeline("O2")
-            .map_or("O2".to_string(), |p| p.to_string());
-        pipelines.push(format!("prune(ratio={r}),{o2}"));
+    let mut graphs = Vec::new();
+    if let Some(data) = &args.stages.distill_data {
+        graphs = stage_rows(&args, data, &model.graph)?;
+    } else {
+        if args.quantize.is_some() && !pipelines.iter().any(|p| p == "int8") {
+            pipelines.push("int8".into());
+        }
+        if let Some(r) = args.prune {
+            let o2 = kestrel_passes::pipeline::named_pipeline("O2")
+                .map_or("O2".to_string(), |p| p.to_string());
+            pipelines.push(format!("prune(ratio={r}),{o2}"));
+        }
     }
     let opts = kestrel::compare::CompareOptions {
         pipelines,
         calib: args.calib.clone(),
         inputs: args.inputs.clone(),
         labels: args.labels.clone(),
-        threads: args.threads,
+        threads,
         iters: args.iters,
         warmup: args.warmup,
+        graphs,
     };
     let comparison = kestrel::compare::compare(model, &opts, &mut |r| print_pass_report(r, false))?;
     println!("{}", comparison.heading());
@@ -69,4 +106,45 @@ pub fn run(args: CompareArgs) -> Result<()> {
         write_text(path, &comparison.to_json())?;
     }
     Ok(())
+}
+
+/// The stages (`kestrel::stages`) of `original` as rows: each stage's graph with the pipeline
+/// `compile` would give it.
+fn stage_rows(
+    args: &CompareArgs,
+    data: &std::path::Path,
+    original: &kestrel_ir::Graph,
+) -> Result<Vec<kestrel::compare::GraphRow>> {
+    let st = &args.stages;
+    if st.qat && args.quantize.is_none() {
+        bail!("--qat trains for quantization: it needs --quantize int8 --calib DATA");
+    }
+    let calib = match (&args.quantize, &args.calib) {
+        (Some(_), Some(c)) => Some(c.as_path()),
+        (Some(_), None) => bail!("--quantize int8 needs calibration data: --calib DATA"),
+        _ => None,
+    };
+    let inputs = super::stages::StageInputs {
+        data,
+        labels: st.distill_labels.as_deref(),
+        val: None,
+        temperature: st.temperature,
+        alpha: st.alpha,
+        qat: st.qat.then_some((st.qat_epochs, st.qat_lr)),
+        train: &st.train,
+        prune: args.prune,
+        calib,
+        iters: 1,
+    };
+    let (_, report) = super::stages::run(&args.model, original, &inputs)?;
+    Ok(report
+        .rows
+        .iter()
+        .zip(report.graphs)
+        .map(|(row, graph)| kestrel::compare::GraphRow {
+            label: format!("stage: {}", row.stage),
+            pipeline: kestrel::stages::stage_pipeline(row.stage.starts_with("int8")),
+            graph,
+        })
+        .collect())
 }

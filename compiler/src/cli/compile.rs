@@ -1,14 +1,12 @@
 //! `kestrel compile`: a self-contained shared object and its C header.
 
+use super::stages::StageInputs;
 use super::train::TrainingFlags;
 use super::{print_pass_report, InputArgs, PipelineArgs};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
 use kestrel::driver;
-use kestrel::stages::{DistillStage, QuantizeStageOptions, StagesConfig, StagesReport};
-use kestrel::train::data::Dataset;
-use kestrel_passes::prune::PruneOptions;
-use kestrel_passes::quantize::Method;
+use kestrel::stages::StagesReport;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -95,8 +93,10 @@ pub fn run(args: CompileArgs) -> Result<()> {
         }
         let (graph, report) = stages(&args, &model.graph)?;
         model = kestrel::driver::LoadedModel::from_graph(graph, args.model.clone());
-        // The stages applied pruning and quantization; the pipeline only optimises.
+        // The stages applied pruning and quantization; the pipeline only optimises, with the
+        // integer kernels' fixed-point requantization when a stage quantized.
         passes.prune = None;
+        passes.quantized = passes.quantize;
         passes.quantize = false;
         passes.calib = None;
         table = Some(report);
@@ -141,53 +141,25 @@ fn stages(
     original: &kestrel_ir::Graph,
 ) -> Result<(kestrel_ir::Graph, StagesReport)> {
     let st = &args.stages;
-    let data_path = st.distill_data.as_ref().expect("checked by the caller");
-    let classes = kestrel::train::classes(original, &args.model)?;
-    let data = Dataset::load(original, data_path, st.labels.as_deref(), classes)?;
-    let val = match (&st.val_data, &st.val_labels) {
-        (Some(x), Some(y)) => Some(Dataset::load(original, x, Some(y), classes)?),
-        _ => None,
-    };
     if st.qat && args.pipeline.quantize.is_none() {
         bail!("--qat trains for quantization: it needs --quantize int8 --calib DATA");
     }
-    let quantize = match (&args.pipeline.quantize, &args.pipeline.calib) {
-        (Some(_), Some(calib)) => Some((
-            calib.as_path(),
-            QuantizeStageOptions {
-                method: Method::parse("minmax", None).map_err(|e| anyhow::anyhow!("{e}"))?,
-                options: Default::default(),
-                threads: st.train.threads,
-                qat: if st.qat {
-                    let mut t = st.train.options_for(true)?;
-                    t.epochs = st.qat_epochs;
-                    t.lr = st.qat_lr;
-                    Some(t)
-                } else {
-                    None
-                },
-            },
-        )),
+    let calib = match (&args.pipeline.quantize, &args.pipeline.calib) {
+        (Some(_), Some(calib)) => Some(calib.as_path()),
         (Some(_), None) => bail!("--quantize int8 needs calibration data: --calib DATA"),
         _ => None,
     };
-    let cfg = StagesConfig {
-        prune: args.pipeline.prune.map(|ratio| PruneOptions {
-            ratio,
-            ..Default::default()
-        }),
-        distill: Some(DistillStage {
-            data: &data,
-            temperature: st.temperature,
-            alpha: st
-                .alpha
-                .unwrap_or(if st.labels.is_some() { 0.9 } else { 1.0 }),
-            train: st.train.options_for(false)?,
-        }),
-        quantize,
-        eval: val.as_ref(),
+    let inputs = StageInputs {
+        data: st.distill_data.as_deref().expect("checked by the caller"),
+        labels: st.labels.as_deref(),
+        val: st.val_data.as_deref().zip(st.val_labels.as_deref()),
+        temperature: st.temperature,
+        alpha: st.alpha,
+        qat: st.qat.then_some((st.qat_epochs, st.qat_lr)),
+        train: &st.train,
+        prune: args.pipeline.prune,
+        calib,
         iters: 10,
     };
-    kestrel::stages::run(original, &args.model, &cfg)
-        .with_context(|| format!("{}: compiling in stages", args.model.display()))
+    super::stages::run(&args.model, original, &inputs)
 }

@@ -13,6 +13,7 @@ mod passes;
 mod prune;
 mod quantize;
 mod run;
+mod stages;
 mod train;
 
 use anyhow::{Context, Result};
@@ -132,6 +133,7 @@ impl PipelineArgs {
             pass_limit: self.pass_limit,
             time_passes: self.time_passes,
             verify_each: self.verify_each,
+            quantized: false,
         }
     }
 }
