@@ -40,6 +40,10 @@ pub struct QatTrained {
     pub trained: Trained,
     /// Accuracy (0..1) of `ptq` on the validation data, when given.
     pub ptq_accuracy: Option<f64>,
+    /// Accuracy (0..1) of `graph` on the validation data, when given. It can differ slightly
+    /// from the loop's last held-out accuracy, measured with float biases: the written model's
+    /// biases are rounded to int32 at scale `s_x·s_w`.
+    pub accuracy: Option<f64>,
 }
 
 /// Whether `g` is a float model to quantize first (it has a layer `quantize::plan` can
@@ -96,14 +100,17 @@ pub fn train(
     qat_options: &QatOptions,
 ) -> Result<QatTrained> {
     let (ptq, prepared) = prepare(model, path, &data.path, qat_options, options.threads)?;
-    let ptq_accuracy = match validation {
-        Some(v) => Some(
-            Forward::compile(&ptq, path, options.batch.min(v.samples), options.threads)?
-                .accuracy(v)
-                .context("the post-training-quantized model's accuracy")?,
-        ),
-        None => None,
+    let accuracy_of = |g: &Graph, what: &str| -> Result<Option<f64>> {
+        match validation {
+            Some(v) => Ok(Some(
+                Forward::compile(g, path, options.batch.min(v.samples), options.threads)?
+                    .accuracy(v)
+                    .with_context(|| format!("the {what} model's accuracy"))?,
+            )),
+            None => Ok(None),
+        }
     };
+    let ptq_accuracy = accuracy_of(&ptq, "post-training-quantized")?;
     let mut options = options.clone();
     options.frozen.extend(prepared.frozen());
     options
@@ -113,10 +120,12 @@ pub fn train(
     let graph = prepared
         .finalize(&trained.graph)
         .with_context(|| format!("{}: writing the trained weights as int8", path.display()))?;
+    let accuracy = accuracy_of(&graph, "trained int8")?;
     Ok(QatTrained {
         graph,
         ptq,
         trained,
         ptq_accuracy,
+        accuracy,
     })
 }

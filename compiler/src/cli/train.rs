@@ -229,15 +229,11 @@ impl TrainArgs {
             return self.finish(&trained.graph, &trained, None);
         };
         let t = kestrel::qat::train(model, path, &data, objective, val.as_ref(), &options, &qat)?;
-        let ptq = t.ptq_accuracy.map(|a| {
+        let ptq = t.ptq_accuracy.zip(t.accuracy).map(|(before, after)| {
             format!(
-                "post-training quantization: val {:.1}%, after quantization-aware training: val {}",
-                100.0 * a,
-                t.trained
-                    .epochs
-                    .last()
-                    .and_then(|e| e.val_accuracy)
-                    .map_or("-".into(), |a| format!("{:.1}%", 100.0 * a))
+                "post-training quantization: val {:.1}%, after quantization-aware training: val {:.1}% (the written int8 model)",
+                100.0 * before,
+                100.0 * after
             )
         });
         self.finish(&t.graph, &t.trained, ptq)
