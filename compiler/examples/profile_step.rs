@@ -63,7 +63,10 @@ fn main() -> Result<()> {
         } else {
             "-".into()
         };
-        println!("| {} | {} | {:.3} | {rate} |", l.node, l.output, l.median_ms);
+        println!(
+            "| {} | {} | {:.3} | {rate} |",
+            l.node, l.output, l.median_ms
+        );
     }
     Ok(())
 }

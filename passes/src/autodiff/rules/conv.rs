@@ -41,8 +41,9 @@ fn per_axis(v: &[usize], k: usize, default: usize) -> Vec<usize> {
 /// `dx = conv_transpose(dy, w)` with the conv's strides, dilations and begin pads;
 /// `dw[m, c] = conv(x', dy')` where `x'` is `x` with batch and channel axes exchanged (grouped:
 /// `[C/g, g·N, ..]`), `dy'` likewise `[M, N, ..]`, stride = the conv's dilation, dilation = the
-/// conv's stride, the input cropped or end-padded so that exactly the kernel's extent results;
-/// `db = Σ dy` over every axis but 1. Fused epilogues and integer convs have no rule.
+/// conv's stride, the input cropped or end-padded so that exactly the kernel's extent results
+/// (ungrouped convs: [`weight_gradient_by_taps`] instead); `db = Σ dy` over every axis but 1.
+/// Fused epilogues and integer convs have no rule.
 pub(crate) fn conv(
     b: &mut Builder,
     a: &ConvAttrs,
@@ -103,7 +104,11 @@ pub(crate) fn conv(
         });
         out[0] = Some(b.op(op, &[dy, w])?);
     }
-    if wants[1] {
+    if wants[1] && g == 1 {
+        out[1] = Some(weight_gradient_by_taps(
+            b, x, dy, &xd, &wd, &yd, &strides, &dilations, &pads,
+        )?);
+    } else if wants[1] {
         // x [N, C, D..] -> [C/g, g·N, D..], channel (j, n) of group j.
         let cg = c / g;
         let mut split = vec![nb, g, cg];
@@ -156,4 +161,83 @@ pub(crate) fn conv(
         out[2] = Some(b.reduce_sum(dy, &axes, false)?);
     }
     Ok(out)
+}
+
+/// The weight gradient of an ungrouped conv as one matrix product per kernel tap:
+/// `dw[:, :, t] = dy_r · x_t`, where `dy_r` is `dy` as `[M, N·O]` and `x_t` the padded input,
+/// channels last, read at tap `t` (the strided slice starting at `t·dilation`) as `[N·O, C]`. The same sum as
+/// the convolution form, in the shape the JIT's matrix kernels run well: a convolution whose
+/// kernel is the whole output map and whose output is the kernel's few taps runs at a fraction
+/// of their rate (docs/PERFORMANCE.md "Where a step's time goes").
+#[allow(clippy::too_many_arguments)]
+fn weight_gradient_by_taps(
+    b: &mut Builder,
+    x: ValueId,
+    dy: ValueId,
+    xd: &[usize],
+    wd: &[usize],
+    yd: &[usize],
+    strides: &[usize],
+    dilations: &[usize],
+    pads: &[(usize, usize)],
+) -> Result<ValueId, AutodiffError> {
+    let k = xd.len() - 2;
+    let (nb, c, m) = (xd[0], xd[1], wd[0]);
+    let outputs: usize = yd[2..].iter().product();
+    let rows = nb * outputs;
+    let mut xp = x;
+    if pads.iter().any(|&(pb, pe)| pb + pe > 0) {
+        let mut p = vec![0i64; 2 * xd.len()];
+        for (i, &(pb, pe)) in pads.iter().enumerate() {
+            p[2 + i] = pb as i64;
+            p[xd.len() + 2 + i] = pe as i64;
+        }
+        let pv = b.i64s(vec![p.len()], p);
+        xp = b.op(
+            Op::Pad {
+                mode: kestrel_ir::PadMode::Constant,
+            },
+            &[x, pv],
+        )?;
+    }
+    // dy [N, M, O..] -> [M, N·O].
+    let mut perm = vec![1, 0];
+    perm.extend(2..2 + k);
+    let ds = b.transpose(dy, &perm)?;
+    let ds = b.reshape(ds, &[m, rows])?;
+    // The padded input channels-last, [N, D.., C], so each tap's strided slice is [N, O.., C],
+    // already the rows [N·O, C] of its product.
+    let mut channels_last = vec![0];
+    channels_last.extend(2..2 + k);
+    channels_last.push(1);
+    let xp = b.transpose(xp, &channels_last)?;
+    let axes = b.i64s(vec![k], (1..1 + k as i64).collect());
+    let steps = b.i64s(vec![k], strides.iter().map(|&s| s as i64).collect());
+    let taps: usize = wd[2..].iter().product();
+    let mut per_tap = Vec::with_capacity(taps);
+    for t in 0..taps {
+        // Tap t's coordinates, the last axis fastest (the weight's layout).
+        let mut rest = t;
+        let mut coord = vec![0; k];
+        for i in (0..k).rev() {
+            coord[i] = rest % wd[2 + i];
+            rest /= wd[2 + i];
+        }
+        let start: Vec<i64> = (0..k).map(|i| (coord[i] * dilations[i]) as i64).collect();
+        let end: Vec<i64> = (0..k)
+            .map(|i| start[i] + ((yd[2 + i] - 1) * strides[i] + 1) as i64)
+            .collect();
+        let sv = b.i64s(vec![k], start);
+        let ev = b.i64s(vec![k], end);
+        let xt = b.op(Op::Slice, &[xp, sv, ev, axes, steps])?;
+        let xt = b.reshape(xt, &[rows, c])?;
+        let g = b.op(Op::MatMul, &[ds, xt])?;
+        per_tap.push(b.reshape(g, &[m, c, 1])?);
+    }
+    let stacked = if per_tap.len() == 1 {
+        per_tap[0]
+    } else {
+        b.op(Op::Concat { axis: 2 }, &per_tap)?
+    };
+    b.reshape(stacked, wd)
 }
