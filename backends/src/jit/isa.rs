@@ -20,6 +20,8 @@ pub struct IsaFlags {
     pub has_avx: bool,
     pub has_avx2: bool,
     pub has_fma: bool,
+    /// 512-bit `zmm` registers (the full-width micro-kernels, `jit::asm`).
+    pub has_avx512f: bool,
     pub has_avx512vl: bool,
     pub has_avx512vnni: bool,
     pub has_avx_vnni: bool,
@@ -54,6 +56,7 @@ impl IsaFlags {
                 "has_avx" => f.has_avx = on,
                 "has_avx2" => f.has_avx2 = on,
                 "has_fma" => f.has_fma = on,
+                "has_avx512f" => f.has_avx512f = on,
                 "has_avx512vl" => f.has_avx512vl = on,
                 "has_avx512vnni" => f.has_avx512vnni = on,
                 "has_avx_vnni" => f.has_avx_vnni = on,

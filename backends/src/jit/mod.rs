@@ -15,6 +15,7 @@
 //!   Cranelift libcalls): instructions are chosen from [`isa::IsaFlags`];
 //! - running allocates nothing but the returned tensors ([`JitModel::run_into`] allocates nothing).
 
+pub mod asm;
 pub mod checks;
 pub mod context;
 pub mod emit;

@@ -1,0 +1,83 @@
+//! The assembled full-width f32 tiles (`jit::asm`) against their ISA's peak, in one run: the
+//! register-only FMA loop of each ISA the host has (AVX2+FMA, AVX-512F), and the production
+//! tile on L1-resident operands (k = 128: a 16 KB panel of B for 32 columns, repeated), single thread, both timed in thread CPU
+//! time (median of 15 after a warm-up), so another process on the machine does not skew the
+//! ratio. Run: `cargo bench -p kestrel-backends --bench wide_f32` (`TILE=6x64` times another
+//! AVX-512 tile shape instead of the production 14×32).
+
+#[path = "../tests/gemm_harness/mod.rs"]
+mod gemm_harness;
+
+use gemm_harness::thread_cpu_seconds;
+use kestrel_backends::jit::asm::f32_tile::{F32TileShape, Start};
+use kestrel_backends::jit::asm::{peak, HostCode, WideIsa};
+use kestrel_backends::jit::isa::IsaFlags;
+
+fn median_seconds(mut run: impl FnMut()) -> f64 {
+    run();
+    let mut t: Vec<f64> = (0..15)
+        .map(|_| {
+            let s = thread_cpu_seconds();
+            run();
+            thread_cpu_seconds() - s
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[7]
+}
+
+fn main() {
+    let host = kestrel_backends::jit::model::host_isa().expect("host ISA");
+    let flags = IsaFlags::from_isa(&*host);
+    let p128 = kestrel_backends::jit::peak::fma_peak_gflops(7).expect("128-bit peak");
+    println!("128-bit FMA peak (Cranelift loop): {p128:.1} GFLOP/s");
+    println!("| ISA | peak GFLOP/s | tile | tile GFLOP/s | of peak |\n|---|---:|---|---:|---:|");
+    for (isa, has) in [
+        (
+            WideIsa::Avx2Fma,
+            flags.is_x86 && flags.has_avx2 && flags.has_fma,
+        ),
+        (WideIsa::Avx512F, flags.is_x86 && flags.has_avx512f),
+    ] {
+        if !has {
+            println!("| {} | skipped: not on this host | | | |", isa.name());
+            continue;
+        }
+        let peak_loop = peak::PeakLoop::new(isa).expect("peak loop");
+        const ITERS: u64 = 2_000_000;
+        let peak = peak_loop.flops_per_iteration * ITERS as f64
+            / median_seconds(|| peak_loop.run(ITERS))
+            / 1e9;
+        const K: usize = 128;
+        const REPEAT: usize = 4000;
+        let mut shape = F32TileShape::default_for(isa, K, 2 * isa.lanes(), Start::LoadC);
+        if let (Ok(v), WideIsa::Avx512F) = (std::env::var("TILE"), isa) {
+            let (r, c) = v.split_once('x').unwrap();
+            shape.rows = r.parse().unwrap();
+            shape.cols = c.parse().unwrap();
+            shape.ldc_bytes = 4 * shape.cols;
+        }
+        let a = vec![0.5f32; shape.rows * K];
+        let b = vec![0.25f32; K * shape.cols];
+        let mut c = vec![0f32; shape.rows * shape.cols];
+        let code = HostCode::new(&shape.assemble().expect("assembles"), 4).expect("placed");
+        // SAFETY: the operands hold the tile's rows·K, K·cols and rows·cols floats.
+        let f: extern "sysv64" fn(*const f32, *const f32, *mut f32, u64) =
+            unsafe { std::mem::transmute(code.entry()) };
+        let s = median_seconds(|| {
+            for _ in 0..REPEAT {
+                f(a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), K as u64);
+            }
+        });
+        let flops = (2 * shape.rows * shape.cols * K * REPEAT) as f64;
+        let rate = flops / s / 1e9;
+        println!(
+            "| {} | {peak:.1} | {}×{} | {rate:.1} | {:.1} % |",
+            isa.name(),
+            shape.rows,
+            shape.cols,
+            100.0 * rate / peak
+        );
+        std::hint::black_box(&c);
+    }
+}

@@ -1,0 +1,334 @@
+//! The f32 register tile `C[rows × cols] (+)= A[rows × k] · B[k × cols]` in full-width vectors.
+//!
+//! Contract of the assembled function, `fn(a, b, c, k)` (System V, four i64 arguments):
+//! - `a` points at `A[0][0]`; row `r` starts `r · lda_bytes` further (`lda_bytes` is fixed when
+//!   the kernel is assembled, so the row offsets are immediates, as in the Cranelift GEMM);
+//!   consecutive k are consecutive f32;
+//! - `b` points at a packed panel: `k` rows of `cols` consecutive f32 (row `kk` at
+//!   `kk · cols · 4`);
+//! - `c` points at `C[0][0]`; row `r` starts `r · ldc_bytes` further;
+//! - `k` (≥ 0) is the number of multiply-add steps. With [`Start::Zero`] the tile starts at zero,
+//!   with [`Start::LoadC`] at the values in `C`; it is stored back to `C` in both cases.
+//!
+//! Each element is accumulated in k order with one fused multiply-add per step, as the 128-bit
+//! Cranelift tile does, so both give bit-identical results. Nothing outside the tile's rows and
+//! columns is read or written; alignment is not required.
+//!
+//! Register use: `rows · cols / lanes` accumulators, `cols / lanes` B vectors and one broadcast
+//! of A; the defaults ([`F32TileShape::default_for`]) fill the register file: 14×32 for
+//! AVX-512 (28 + 2 + 1 of 32 `zmm`), 6×16 for AVX2 (12 + 2 + 1 of 16 `ymm`).
+
+use super::{AsmError, WideIsa};
+use iced_x86::code_asm::*;
+
+/// How the tile starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Start {
+    Zero,
+    LoadC,
+}
+
+/// What one assembled kernel computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct F32TileShape {
+    pub isa: WideIsa,
+    pub rows: usize,
+    /// A multiple of the ISA's lanes: 1 to 4 vectors.
+    pub cols: usize,
+    pub lda_bytes: usize,
+    pub ldc_bytes: usize,
+    pub start: Start,
+}
+
+/// Steps of the unrolled main loop; the remaining `k % UNROLL` run one at a time.
+pub const UNROLL: usize = 4;
+
+impl F32TileShape {
+    /// The production tile of `isa` for leading dimensions `lda`, `ldc` (in f32).
+    pub fn default_for(isa: WideIsa, lda: usize, ldc: usize, start: Start) -> F32TileShape {
+        let rows = match isa {
+            WideIsa::Avx512F => 14,
+            WideIsa::Avx2Fma => 6,
+        };
+        F32TileShape {
+            isa,
+            rows,
+            cols: 2 * isa.lanes(),
+            lda_bytes: 4 * lda,
+            ldc_bytes: 4 * ldc,
+            start,
+        }
+    }
+
+    fn vectors(&self) -> usize {
+        self.cols / self.isa.lanes()
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "f32 {}×{} {} (lda {} B, ldc {} B, {:?})",
+            self.rows,
+            self.cols,
+            self.isa.name(),
+            self.lda_bytes,
+            self.ldc_bytes,
+            self.start
+        )
+    }
+
+    /// Checks the shape fits the register file and the displacements fit 32 bits.
+    pub fn check(&self) -> Result<(), AsmError> {
+        let fail = |reason: String| {
+            Err(AsmError::Shape {
+                what: self.describe(),
+                reason,
+            })
+        };
+        let lanes = self.isa.lanes();
+        if self.rows == 0
+            || self.cols == 0
+            || !self.cols.is_multiple_of(lanes)
+            || self.vectors() > 4
+        {
+            return fail(format!(
+                "needs rows ≥ 1 and cols of 1 to 4 vectors of {lanes} lanes"
+            ));
+        }
+        let used = self.rows * self.vectors() + self.vectors() + 1;
+        if used > self.isa.registers() {
+            return fail(format!(
+                "{used} vector registers needed, {} exist",
+                self.isa.registers()
+            ));
+        }
+        let far = (self.rows - 1) * self.lda_bytes.max(self.ldc_bytes) + UNROLL * 4 * self.cols;
+        if far > i32::MAX as usize / 2 {
+            return fail("row offsets beyond 32-bit displacements".into());
+        }
+        Ok(())
+    }
+
+    /// The kernel's machine code (see the module documentation).
+    pub fn assemble(&self) -> Result<Vec<u8>, AsmError> {
+        self.check()?;
+        let what = self.describe();
+        let mut a = CodeAssembler::new(64).map_err(|e| AsmError::encode(&what, e))?;
+        match self.isa {
+            WideIsa::Avx512F => emit(&mut a, self, Zmm),
+            WideIsa::Avx2Fma => emit(&mut a, self, Ymm),
+        }
+        .map_err(|e| AsmError::encode(&what, e))?;
+        a.assemble(0).map_err(|e| AsmError::encode(&what, e))
+    }
+}
+
+/// The vector register class a kernel is written in.
+trait Vector: Copy {
+    type Reg: Copy;
+    fn reg(self, i: usize) -> Self::Reg;
+    fn load(
+        self,
+        a: &mut CodeAssembler,
+        r: Self::Reg,
+        m: AsmMemoryOperand,
+    ) -> Result<(), IcedError>;
+    fn store(
+        self,
+        a: &mut CodeAssembler,
+        m: AsmMemoryOperand,
+        r: Self::Reg,
+    ) -> Result<(), IcedError>;
+    fn zero(self, a: &mut CodeAssembler, r: Self::Reg) -> Result<(), IcedError>;
+    fn broadcast(
+        self,
+        a: &mut CodeAssembler,
+        r: Self::Reg,
+        m: AsmMemoryOperand,
+    ) -> Result<(), IcedError>;
+    /// `acc += x · y`.
+    fn fma(
+        self,
+        a: &mut CodeAssembler,
+        acc: Self::Reg,
+        x: Self::Reg,
+        y: Self::Reg,
+    ) -> Result<(), IcedError>;
+}
+
+#[derive(Clone, Copy)]
+struct Zmm;
+#[derive(Clone, Copy)]
+struct Ymm;
+
+const ZMM: [AsmRegisterZmm; 32] = [
+    zmm0, zmm1, zmm2, zmm3, zmm4, zmm5, zmm6, zmm7, zmm8, zmm9, zmm10, zmm11, zmm12, zmm13, zmm14,
+    zmm15, zmm16, zmm17, zmm18, zmm19, zmm20, zmm21, zmm22, zmm23, zmm24, zmm25, zmm26, zmm27,
+    zmm28, zmm29, zmm30, zmm31,
+];
+const YMM: [AsmRegisterYmm; 16] = [
+    ymm0, ymm1, ymm2, ymm3, ymm4, ymm5, ymm6, ymm7, ymm8, ymm9, ymm10, ymm11, ymm12, ymm13, ymm14,
+    ymm15,
+];
+
+impl Vector for Zmm {
+    type Reg = AsmRegisterZmm;
+    fn reg(self, i: usize) -> AsmRegisterZmm {
+        ZMM[i]
+    }
+    fn load(
+        self,
+        a: &mut CodeAssembler,
+        r: AsmRegisterZmm,
+        m: AsmMemoryOperand,
+    ) -> Result<(), IcedError> {
+        a.vmovups(r, zmmword_ptr(m))
+    }
+    fn store(
+        self,
+        a: &mut CodeAssembler,
+        m: AsmMemoryOperand,
+        r: AsmRegisterZmm,
+    ) -> Result<(), IcedError> {
+        a.vmovups(zmmword_ptr(m), r)
+    }
+    fn zero(self, a: &mut CodeAssembler, r: AsmRegisterZmm) -> Result<(), IcedError> {
+        a.vpxord(r, r, r)
+    }
+    fn broadcast(
+        self,
+        a: &mut CodeAssembler,
+        r: AsmRegisterZmm,
+        m: AsmMemoryOperand,
+    ) -> Result<(), IcedError> {
+        a.vbroadcastss(r, dword_ptr(m))
+    }
+    fn fma(
+        self,
+        a: &mut CodeAssembler,
+        acc: AsmRegisterZmm,
+        x: AsmRegisterZmm,
+        y: AsmRegisterZmm,
+    ) -> Result<(), IcedError> {
+        a.vfmadd231ps(acc, x, y)
+    }
+}
+
+impl Vector for Ymm {
+    type Reg = AsmRegisterYmm;
+    fn reg(self, i: usize) -> AsmRegisterYmm {
+        YMM[i]
+    }
+    fn load(
+        self,
+        a: &mut CodeAssembler,
+        r: AsmRegisterYmm,
+        m: AsmMemoryOperand,
+    ) -> Result<(), IcedError> {
+        a.vmovups(r, ymmword_ptr(m))
+    }
+    fn store(
+        self,
+        a: &mut CodeAssembler,
+        m: AsmMemoryOperand,
+        r: AsmRegisterYmm,
+    ) -> Result<(), IcedError> {
+        a.vmovups(ymmword_ptr(m), r)
+    }
+    fn zero(self, a: &mut CodeAssembler, r: AsmRegisterYmm) -> Result<(), IcedError> {
+        a.vxorps(r, r, r)
+    }
+    fn broadcast(
+        self,
+        a: &mut CodeAssembler,
+        r: AsmRegisterYmm,
+        m: AsmMemoryOperand,
+    ) -> Result<(), IcedError> {
+        a.vbroadcastss(r, dword_ptr(m))
+    }
+    fn fma(
+        self,
+        a: &mut CodeAssembler,
+        acc: AsmRegisterYmm,
+        x: AsmRegisterYmm,
+        y: AsmRegisterYmm,
+    ) -> Result<(), IcedError> {
+        a.vfmadd231ps(acc, x, y)
+    }
+}
+
+/// `zmm0..zmm31`, by number.
+pub(crate) fn zmm_registers() -> [AsmRegisterZmm; 32] {
+    ZMM
+}
+
+/// `ymm0..ymm15`, by number.
+pub(crate) fn ymm_registers() -> [AsmRegisterYmm; 16] {
+    YMM
+}
+
+fn disp(v: usize) -> i32 {
+    i32::try_from(v).expect("checked by F32TileShape::check")
+}
+
+/// `rdi` = A, `rsi` = packed B, `rdx` = C, `rcx` = k.
+fn emit<V: Vector>(a: &mut CodeAssembler, s: &F32TileShape, v: V) -> Result<(), IcedError> {
+    let nv = s.vectors();
+    let vb = s.isa.vector_bytes();
+    let acc = |r: usize, j: usize| v.reg(r * nv + j);
+    let bvec = |j: usize| v.reg(s.rows * nv + j);
+    let bcast = v.reg(s.rows * nv + nv);
+    let c_at = |r: usize, j: usize| rdx + disp(r * s.ldc_bytes + j * vb);
+    for r in 0..s.rows {
+        for j in 0..nv {
+            match s.start {
+                Start::Zero => v.zero(a, acc(r, j))?,
+                Start::LoadC => v.load(a, acc(r, j), c_at(r, j))?,
+            }
+        }
+    }
+    // One step at k offset `u` within the current position of rdi/rsi.
+    let step = |a: &mut CodeAssembler, u: usize| -> Result<(), IcedError> {
+        for j in 0..nv {
+            v.load(a, bvec(j), rsi + disp(u * 4 * s.cols + j * vb))?;
+        }
+        for r in 0..s.rows {
+            v.broadcast(a, bcast, rdi + disp(r * s.lda_bytes + 4 * u))?;
+            for j in 0..nv {
+                v.fma(a, acc(r, j), bvec(j), bcast)?;
+            }
+        }
+        Ok(())
+    };
+    let mut unrolled = a.create_label();
+    let mut single = a.create_label();
+    let mut single_loop = a.create_label();
+    let mut done = a.create_label();
+    a.cmp(rcx, UNROLL as i32)?;
+    a.jb(single)?;
+    a.set_label(&mut unrolled)?;
+    for u in 0..UNROLL {
+        step(a, u)?;
+    }
+    a.add(rdi, disp(4 * UNROLL))?;
+    a.add(rsi, disp(4 * UNROLL * s.cols))?;
+    a.sub(rcx, UNROLL as i32)?;
+    a.cmp(rcx, UNROLL as i32)?;
+    a.jae(unrolled)?;
+    a.set_label(&mut single)?;
+    a.test(rcx, rcx)?;
+    a.jz(done)?;
+    a.set_label(&mut single_loop)?;
+    step(a, 0)?;
+    a.add(rdi, 4)?;
+    a.add(rsi, disp(4 * s.cols))?;
+    a.dec(rcx)?;
+    a.jnz(single_loop)?;
+    a.set_label(&mut done)?;
+    for r in 0..s.rows {
+        for j in 0..nv {
+            v.store(a, c_at(r, j), acc(r, j))?;
+        }
+    }
+    a.vzeroupper()?;
+    a.ret()
+}

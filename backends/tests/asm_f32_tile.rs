@@ -1,0 +1,223 @@
+//! The assembled full-width f32 tiles (`jit::asm::f32_tile`): bit-identical to a sequential
+//! fused multiply-add per element (what the 128-bit Cranelift tile computes) over random shapes
+//! (1 to 4 vectors wide, up to the rows the register file holds),
+//! leading dimensions, k (0, below and above the unroll, not multiples of it) and both starts;
+//! nothing outside the tile written; the code holds the instruction class its ISA promises and
+//! nothing position-dependent. A host without an ISA skips its cases with a printed reason.
+
+use iced_x86::{Decoder, DecoderOptions, Mnemonic, OpKind, Register};
+use kestrel_backends::jit::asm::f32_tile::{F32TileShape, Start, UNROLL};
+use kestrel_backends::jit::asm::{HostCode, WideIsa};
+use kestrel_backends::jit::isa::IsaFlags;
+use kestrel_ir::testing::{Random, XorShift64};
+use proptest::prelude::*;
+
+fn host_flags() -> IsaFlags {
+    let isa = kestrel_backends::jit::model::host_isa().unwrap();
+    IsaFlags::from_isa(&*isa)
+}
+
+/// The ISAs this host runs, printing why any other is skipped.
+fn host_isas() -> Vec<WideIsa> {
+    let f = host_flags();
+    let mut out = Vec::new();
+    for (isa, has) in [
+        (WideIsa::Avx2Fma, f.is_x86 && f.has_avx2 && f.has_fma),
+        (WideIsa::Avx512F, f.is_x86 && f.has_avx512f),
+    ] {
+        if has {
+            out.push(isa);
+        } else {
+            eprintln!("skipped: this host has no {}", isa.name());
+        }
+    }
+    out
+}
+
+type Kernel = extern "sysv64" fn(*const f32, *const f32, *mut f32, u64);
+
+/// Runs the tile on random data and checks every element of C against the reference and every
+/// element around the tile untouched.
+fn check(shape: F32TileShape, k: usize, seed: u64) -> Result<(), TestCaseError> {
+    let mut rng = XorShift64::seeded(seed);
+    let (lda, ldc) = (shape.lda_bytes / 4, shape.ldc_bytes / 4);
+    let a: Vec<f32> = (0..shape.rows * lda + k)
+        .map(|_| rng.uniform_f64(-1.0, 1.0) as f32)
+        .collect();
+    let b: Vec<f32> = (0..k * shape.cols)
+        .map(|_| rng.uniform_f64(-1.0, 1.0) as f32)
+        .collect();
+    const GUARD: f32 = 12345.0;
+    let c0: Vec<f32> = (0..shape.rows * ldc + 8)
+        .map(|i| {
+            if i < shape.rows * ldc && i % ldc < shape.cols {
+                rng.uniform_f64(-1.0, 1.0) as f32
+            } else {
+                GUARD
+            }
+        })
+        .collect();
+    let mut c = c0.clone();
+    let code = HostCode::new(&shape.assemble().unwrap(), 4).unwrap();
+    // SAFETY: the kernel reads rows·lda + k floats of `a`, k·cols of `b`, writes the tile of `c`.
+    let f: Kernel = unsafe { std::mem::transmute(code.entry()) };
+    f(a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), k as u64);
+    for r in 0..shape.rows {
+        for j in 0..ldc {
+            let i = r * ldc + j;
+            if j >= shape.cols {
+                prop_assert_eq!(c[i], GUARD, "C[{}][{}] outside the tile written", r, j);
+                continue;
+            }
+            let mut acc = match shape.start {
+                Start::Zero => 0f32,
+                Start::LoadC => c0[i],
+            };
+            for kk in 0..k {
+                acc = a[r * lda + kk].mul_add(b[kk * shape.cols + j], acc);
+            }
+            prop_assert_eq!(
+                c[i].to_bits(),
+                acc.to_bits(),
+                "C[{}][{}] of {:?}, k {}",
+                r,
+                j,
+                shape,
+                k
+            );
+        }
+    }
+    for &g in &c[shape.rows * ldc..] {
+        prop_assert_eq!(g, GUARD, "written past the last row");
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn tiles_match_sequential_fma(rows_pick in 0usize..30, vectors in 1usize..5, k in 0usize..(5 * UNROLL + 3),
+                                  lda_extra in 0usize..5, ldc_extra in 0usize..5, load: bool, seed: u64) {
+        for isa in host_isas() {
+            // As many rows as the register file holds beside the B vectors and the broadcast.
+            let most = (isa.registers() - vectors - 1) / vectors;
+            let rows = 1 + rows_pick % most;
+            let cols = vectors * isa.lanes();
+            let shape = F32TileShape {
+                isa,
+                rows,
+                cols,
+                lda_bytes: 4 * (k + lda_extra),
+                ldc_bytes: 4 * (cols + ldc_extra),
+                start: if load { Start::LoadC } else { Start::Zero },
+            };
+            check(shape, k, seed)?;
+        }
+    }
+}
+
+#[test]
+fn production_tiles_fill_the_register_file_and_larger_ones_are_refused() {
+    for isa in [WideIsa::Avx2Fma, WideIsa::Avx512F] {
+        let s = F32TileShape::default_for(isa, 64, 64, Start::Zero);
+        assert!(s.check().is_ok(), "{s:?}");
+        let too_big = F32TileShape {
+            rows: s.rows + 1,
+            ..s
+        };
+        assert!(too_big.check().is_err(), "{too_big:?}");
+        let ragged = F32TileShape {
+            cols: s.cols - 1,
+            ..s
+        };
+        assert!(ragged.check().is_err(), "{ragged:?}");
+    }
+}
+
+/// The code of each production tile: FMAs on the ISA's full-width registers (zmm / ymm), no
+/// RIP-relative operand, no call, one return.
+#[test]
+fn kernels_hold_full_width_fmas_and_nothing_position_dependent() {
+    for isa in [WideIsa::Avx2Fma, WideIsa::Avx512F] {
+        for start in [Start::Zero, Start::LoadC] {
+            let s = F32TileShape::default_for(isa, 96, 40, start);
+            let code = s.assemble().unwrap();
+            let mut decoder = Decoder::with_ip(64, &code, 0, DecoderOptions::NONE);
+            let (mut fmas, mut rets) = (0, 0);
+            for ins in &mut decoder {
+                assert!(!ins.is_invalid(), "{s:?}: undecodable bytes");
+                assert!(
+                    !ins.is_ip_rel_memory_operand(),
+                    "{s:?}: RIP-relative operand"
+                );
+                assert!(
+                    !matches!(ins.mnemonic(), Mnemonic::Call | Mnemonic::Jmp),
+                    "{s:?}: a call or an indirect jump"
+                );
+                if ins.mnemonic() == Mnemonic::Vfmadd231ps {
+                    let reg = ins.op0_register();
+                    let full = match isa {
+                        WideIsa::Avx512F => reg.is_zmm(),
+                        WideIsa::Avx2Fma => reg.is_ymm(),
+                    };
+                    assert!(full, "{s:?}: {reg:?} is not a full-width register");
+                    assert_eq!(ins.op_kind(2), OpKind::Register);
+                    fmas += 1;
+                }
+                rets += (ins.mnemonic() == Mnemonic::Ret) as usize;
+                assert_ne!(
+                    ins.op0_register(),
+                    Register::RSP,
+                    "{s:?}: touches the stack"
+                );
+            }
+            // Unrolled loop plus the single-step loop, each one FMA per accumulator.
+            let accumulators = s.rows * s.cols / isa.lanes();
+            assert_eq!(fmas, accumulators * (UNROLL + 1), "{s:?}");
+            assert_eq!(rets, 1, "{s:?}");
+        }
+    }
+}
+
+/// The kernel goes into an object file for a shared library (`is_pic`) as it is: the text
+/// section holds its bytes and the object has no relocation.
+#[test]
+fn kernels_go_into_shared_objects_without_relocations() {
+    use cranelift_codegen::settings::{self, Configurable};
+    use object::{Object, ObjectSection};
+    let mut flags = settings::builder();
+    flags.set("is_pic", "true").unwrap();
+    let isa = cranelift_codegen::isa::lookup("x86_64-unknown-linux-gnu".parse().unwrap())
+        .unwrap()
+        .finish(settings::Flags::new(flags))
+        .unwrap();
+    let mut module = cranelift_object::ObjectModule::new(
+        cranelift_object::ObjectBuilder::new(
+            isa,
+            "tile",
+            cranelift_module::default_libcall_names(),
+        )
+        .unwrap(),
+    );
+    let code = F32TileShape::default_for(WideIsa::Avx512F, 64, 32, Start::LoadC)
+        .assemble()
+        .unwrap();
+    kestrel_backends::jit::asm::define_code(&mut module, "tile", 4, &code).unwrap();
+    let bytes = module.finish().emit().unwrap();
+    let file = object::File::parse(&*bytes).unwrap();
+    let text = file.section_by_name(".text").expect("a text section");
+    let data = text.data().unwrap();
+    assert!(
+        data.windows(code.len()).any(|w| w == code.as_slice()),
+        "the kernel's bytes are in .text"
+    );
+    for section in file.sections() {
+        assert_eq!(
+            section.relocations().count(),
+            0,
+            "relocations in {:?}",
+            section.name()
+        );
+    }
+}
