@@ -113,9 +113,18 @@ impl F32TileShape {
         self.check()?;
         let what = self.describe();
         let mut a = CodeAssembler::new(64).map_err(|e| AsmError::encode(&what, e))?;
+        let g = Geometry {
+            rows: self.rows,
+            vectors: self.vectors(),
+            vector_bytes: self.isa.vector_bytes(),
+            lda_bytes: self.lda_bytes,
+            ldc_bytes: self.ldc_bytes,
+            start: self.start,
+            product: Product::F32,
+        };
         match self.isa {
-            WideIsa::Avx512F => emit(&mut a, self, Zmm),
-            WideIsa::Avx2Fma => emit(&mut a, self, Ymm),
+            WideIsa::Avx512F => emit_tile(&mut a, &g, Zmm),
+            WideIsa::Avx2Fma => emit_tile(&mut a, &g, Ymm),
         }
         .map_err(|e| AsmError::encode(&what, e))?;
         a.assemble(0).map_err(|e| AsmError::encode(&what, e))
@@ -123,7 +132,7 @@ impl F32TileShape {
 }
 
 /// The vector register class a kernel is written in.
-trait Vector: Copy {
+pub(crate) trait Vector: Copy {
     type Reg: Copy;
     fn reg(self, i: usize) -> Self::Reg;
     fn load(
@@ -153,12 +162,20 @@ trait Vector: Copy {
         x: Self::Reg,
         y: Self::Reg,
     ) -> Result<(), IcedError>;
+    /// `vpdpbusd`: per i32 lane, `acc += Σ₄ u8(x) · s8(y)`.
+    fn dot(
+        self,
+        a: &mut CodeAssembler,
+        acc: Self::Reg,
+        x: Self::Reg,
+        y: Self::Reg,
+    ) -> Result<(), IcedError>;
 }
 
 #[derive(Clone, Copy)]
-struct Zmm;
+pub(crate) struct Zmm;
 #[derive(Clone, Copy)]
-struct Ymm;
+pub(crate) struct Ymm;
 
 const ZMM: [AsmRegisterZmm; 32] = [
     zmm0, zmm1, zmm2, zmm3, zmm4, zmm5, zmm6, zmm7, zmm8, zmm9, zmm10, zmm11, zmm12, zmm13, zmm14,
@@ -211,6 +228,15 @@ impl Vector for Zmm {
     ) -> Result<(), IcedError> {
         a.vfmadd231ps(acc, x, y)
     }
+    fn dot(
+        self,
+        a: &mut CodeAssembler,
+        acc: AsmRegisterZmm,
+        x: AsmRegisterZmm,
+        y: AsmRegisterZmm,
+    ) -> Result<(), IcedError> {
+        a.vpdpbusd(acc, x, y)
+    }
 }
 
 impl Vector for Ymm {
@@ -254,6 +280,16 @@ impl Vector for Ymm {
     ) -> Result<(), IcedError> {
         a.vfmadd231ps(acc, x, y)
     }
+    /// The VEX form (AVX-VNNI): the assembler prefers VEX where both encodings exist.
+    fn dot(
+        self,
+        a: &mut CodeAssembler,
+        acc: AsmRegisterYmm,
+        x: AsmRegisterYmm,
+        y: AsmRegisterYmm,
+    ) -> Result<(), IcedError> {
+        a.vpdpbusd(acc, x, y)
+    }
 }
 
 /// `zmm0..zmm31`, by number.
@@ -267,13 +303,39 @@ pub(crate) fn ymm_registers() -> [AsmRegisterYmm; 16] {
 }
 
 fn disp(v: usize) -> i32 {
-    i32::try_from(v).expect("checked by F32TileShape::check")
+    i32::try_from(v).expect("checked by the shape's check")
 }
 
-/// `rdi` = A, `rsi` = packed B, `rdx` = C, `rcx` = k.
-fn emit<V: Vector>(a: &mut CodeAssembler, s: &F32TileShape, v: V) -> Result<(), IcedError> {
-    let nv = s.vectors();
-    let vb = s.isa.vector_bytes();
+/// The multiply-add of a tile's step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Product {
+    /// f32 `vfmadd231ps`: one k per step.
+    F32,
+    /// `vpdpbusd`: four k per step, u8 A (broadcast as a dword) by s8 B into i32.
+    U8S8,
+}
+
+/// What [`emit_tile`] needs of a tile: every step reads 4 bytes of each A row and
+/// `vectors · vector_bytes` bytes of B (for f32, one k; for u8·s8, four).
+pub(crate) struct Geometry {
+    pub rows: usize,
+    pub vectors: usize,
+    pub vector_bytes: usize,
+    pub lda_bytes: usize,
+    pub ldc_bytes: usize,
+    pub start: Start,
+    pub product: Product,
+}
+
+/// `rdi` = A, `rsi` = packed B, `rdx` = C, `rcx` = steps.
+pub(crate) fn emit_tile<V: Vector>(
+    a: &mut CodeAssembler,
+    s: &Geometry,
+    v: V,
+) -> Result<(), IcedError> {
+    let nv = s.vectors;
+    let vb = s.vector_bytes;
+    let panel = nv * vb;
     let acc = |r: usize, j: usize| v.reg(r * nv + j);
     let bvec = |j: usize| v.reg(s.rows * nv + j);
     let bcast = v.reg(s.rows * nv + nv);
@@ -289,12 +351,15 @@ fn emit<V: Vector>(a: &mut CodeAssembler, s: &F32TileShape, v: V) -> Result<(), 
     // One step at k offset `u` within the current position of rdi/rsi.
     let step = |a: &mut CodeAssembler, u: usize| -> Result<(), IcedError> {
         for j in 0..nv {
-            v.load(a, bvec(j), rsi + disp(u * 4 * s.cols + j * vb))?;
+            v.load(a, bvec(j), rsi + disp(u * panel + j * vb))?;
         }
         for r in 0..s.rows {
             v.broadcast(a, bcast, rdi + disp(r * s.lda_bytes + 4 * u))?;
             for j in 0..nv {
-                v.fma(a, acc(r, j), bvec(j), bcast)?;
+                match s.product {
+                    Product::F32 => v.fma(a, acc(r, j), bvec(j), bcast)?,
+                    Product::U8S8 => v.dot(a, acc(r, j), bcast, bvec(j))?,
+                }
             }
         }
         Ok(())
@@ -310,7 +375,7 @@ fn emit<V: Vector>(a: &mut CodeAssembler, s: &F32TileShape, v: V) -> Result<(), 
         step(a, u)?;
     }
     a.add(rdi, disp(4 * UNROLL))?;
-    a.add(rsi, disp(4 * UNROLL * s.cols))?;
+    a.add(rsi, disp(UNROLL * panel))?;
     a.sub(rcx, UNROLL as i32)?;
     a.cmp(rcx, UNROLL as i32)?;
     a.jae(unrolled)?;
@@ -320,7 +385,7 @@ fn emit<V: Vector>(a: &mut CodeAssembler, s: &F32TileShape, v: V) -> Result<(), 
     a.set_label(&mut single_loop)?;
     step(a, 0)?;
     a.add(rdi, 4)?;
-    a.add(rsi, disp(4 * s.cols))?;
+    a.add(rsi, disp(panel))?;
     a.dec(rcx)?;
     a.jnz(single_loop)?;
     a.set_label(&mut done)?;

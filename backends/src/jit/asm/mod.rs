@@ -10,6 +10,7 @@
 //! never the machine the compiler runs on.
 
 pub mod f32_tile;
+pub mod int8_tile;
 pub mod peak;
 
 use super::error::JitError;

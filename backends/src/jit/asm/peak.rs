@@ -1,8 +1,9 @@
-//! The f32 FMA peak of a full-width ISA, measured by an assembled register-only loop of
-//! independent `vfmadd231ps` (the 512-bit clock can differ from the 128-bit one, so this peak is
+//! The f32 FMA peak of a full-width ISA, and the u8·s8 `vpdpbusd` peak of a VNNI one, measured
+//! by assembled register-only loops of independent `vfmadd231ps` or `vpdpbusd` (the 512-bit clock can differ from the 128-bit one, so this peak is
 //! measured, never derived from [`crate::jit::peak`]'s). The micro-kernels are reported against
 //! it.
 
+use super::int8_tile::Int8Isa;
 use super::{AsmError, HostCode, WideIsa};
 use crate::jit::error::JitError;
 use iced_x86::code_asm::*;
@@ -14,6 +15,42 @@ fn accumulators(isa: WideIsa) -> usize {
         WideIsa::Avx512F => 24,
         WideIsa::Avx2Fma => 12,
     }
+}
+
+/// The loop `fn(iterations)`: each iteration one `vpdpbusd` per accumulator.
+pub fn assemble_int8(isa: Int8Isa) -> Result<Vec<u8>, AsmError> {
+    let what = format!("{} peak loop", isa.name());
+    let enc = |e| AsmError::encode(&what, e);
+    let mut a = CodeAssembler::new(64).map_err(enc)?;
+    let n = accumulators(isa.vectors());
+    let mut top = a.create_label();
+    match isa {
+        Int8Isa::Avx512Vnni => {
+            let z = super::f32_tile::zmm_registers();
+            for r in z.iter().take(n).chain([&z[30], &z[31]]) {
+                a.vpxord(*r, *r, *r).map_err(enc)?;
+            }
+            a.set_label(&mut top).map_err(enc)?;
+            for r in z.iter().take(n) {
+                a.vpdpbusd(*r, z[30], z[31]).map_err(enc)?;
+            }
+        }
+        Int8Isa::AvxVnni => {
+            let y = super::f32_tile::ymm_registers();
+            for r in y.iter().take(n).chain([&y[14], &y[15]]) {
+                a.vxorps(*r, *r, *r).map_err(enc)?;
+            }
+            a.set_label(&mut top).map_err(enc)?;
+            for r in y.iter().take(n) {
+                a.vpdpbusd(*r, y[14], y[15]).map_err(enc)?;
+            }
+        }
+    }
+    a.dec(rdi).map_err(enc)?;
+    a.jnz(top).map_err(enc)?;
+    a.vzeroupper().map_err(enc)?;
+    a.ret().map_err(enc)?;
+    a.assemble(0).map_err(enc)
 }
 
 /// The loop `fn(iterations)`: each iteration one `vfmadd231ps` per accumulator.
@@ -60,11 +97,20 @@ pub struct PeakLoop {
 }
 
 impl PeakLoop {
-    /// The caller checks the host has `isa`.
+    /// The f32 loop; the caller checks the host has `isa`.
     pub fn new(isa: WideIsa) -> Result<PeakLoop, JitError> {
         Ok(PeakLoop {
             code: HostCode::new(&assemble(isa)?, 1)?,
             flops_per_iteration: (2 * accumulators(isa) * isa.lanes()) as f64,
+        })
+    }
+
+    /// The `vpdpbusd` loop, its "flops" counting each u8·s8 multiply and add (8 per i32 lane);
+    /// the caller checks the host has `isa`.
+    pub fn new_int8(isa: Int8Isa) -> Result<PeakLoop, JitError> {
+        Ok(PeakLoop {
+            code: HostCode::new(&assemble_int8(isa)?, 1)?,
+            flops_per_iteration: (8 * accumulators(isa.vectors()) * isa.lanes()) as f64,
         })
     }
 

@@ -1,8 +1,8 @@
-//! The assembled full-width f32 tiles (`jit::asm`) against their ISA's peak, in one run: the
-//! register-only FMA loop of each ISA the host has (AVX2+FMA, AVX-512F), and the production
-//! tile on L1-resident operands (k = 128: a 16 KB panel of B for 32 columns, repeated), single thread, both timed in thread CPU
+//! The assembled full-width tiles (`jit::asm`) against their ISA's peak, in one run: the
+//! register-only loop of each ISA the host has (f32 FMA: AVX2+FMA, AVX-512F; u8·s8 `vpdpbusd`:
+//! AVX-VNNI, AVX512_VNNI), and its production tile on L1-resident operands (k = 128: a 16 KB panel of B for 32 columns, repeated), single thread, both timed in thread CPU
 //! time (median of 15 after a warm-up), so another process on the machine does not skew the
-//! ratio. Run: `cargo bench -p kestrel-backends --bench wide_f32` (`TILE=6x64` times another
+//! ratio. Run: `cargo bench -p kestrel-backends --bench wide_tiles` (`TILE=6x64` times another
 //! AVX-512 tile shape instead of the production 14×32).
 
 #[path = "../tests/gemm_harness/mod.rs"]
@@ -10,6 +10,7 @@ mod gemm_harness;
 
 use gemm_harness::thread_cpu_seconds;
 use kestrel_backends::jit::asm::f32_tile::{F32TileShape, Start};
+use kestrel_backends::jit::asm::int8_tile::{Int8Isa, Int8TileShape};
 use kestrel_backends::jit::asm::{peak, HostCode, WideIsa};
 use kestrel_backends::jit::isa::IsaFlags;
 
@@ -71,6 +72,54 @@ fn main() {
         });
         let flops = (2 * shape.rows * shape.cols * K * REPEAT) as f64;
         let rate = flops / s / 1e9;
+        println!(
+            "| {} | {peak:.1} | {}×{} | {rate:.1} | {:.1} % |",
+            isa.name(),
+            shape.rows,
+            shape.cols,
+            100.0 * rate / peak
+        );
+        std::hint::black_box(&c);
+    }
+    println!("\n| ISA | vpdpbusd peak (G int8 ops/s) | tile | tile (G int8 ops/s) | of peak |\n|---|---:|---|---:|---:|");
+    for (isa, has) in [
+        (
+            Int8Isa::AvxVnni,
+            flags.is_x86 && flags.has_avx2 && flags.has_avx_vnni,
+        ),
+        (
+            Int8Isa::Avx512Vnni,
+            flags.is_x86 && flags.has_avx512f && flags.has_avx512vnni,
+        ),
+    ] {
+        if !has {
+            println!("| {} | skipped: not on this host | | | |", isa.name());
+            continue;
+        }
+        let peak_loop = peak::PeakLoop::new_int8(isa).expect("peak loop");
+        const ITERS: u64 = 2_000_000;
+        let peak = peak_loop.flops_per_iteration * ITERS as f64
+            / median_seconds(|| peak_loop.run(ITERS))
+            / 1e9;
+        // k = 512 (128 groups): a 16 KB panel of B for 32 columns, as the f32 tile's.
+        const GROUPS: usize = 128;
+        const REPEAT: usize = 4000;
+        let shape = Int8TileShape::default_for(isa, 4 * GROUPS, 2 * isa.lanes(), Start::LoadC);
+        let a = vec![3u8; shape.rows * 4 * GROUPS];
+        let b = vec![-2i8; GROUPS * 4 * shape.cols];
+        let mut c = vec![0i32; shape.rows * shape.cols];
+        let code = HostCode::new(&shape.assemble().expect("assembles"), 4).expect("placed");
+        // SAFETY: the operands hold the tile's rows·4·GROUPS, 4·GROUPS·cols and rows·cols
+        // elements.
+        let f: extern "sysv64" fn(*const u8, *const i8, *mut i32, u64) =
+            unsafe { std::mem::transmute(code.entry()) };
+        let s = median_seconds(|| {
+            for _ in 0..REPEAT {
+                f(a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), GROUPS as u64);
+            }
+        });
+        let ops = (2 * shape.rows * shape.cols * 4 * GROUPS * REPEAT) as f64;
+        let rate = ops / s / 1e9;
         println!(
             "| {} | {peak:.1} | {}×{} | {rate:.1} | {:.1} % |",
             isa.name(),

@@ -1,0 +1,167 @@
+//! The int8 register tile `C[rows × cols] (+)= A[rows × k] · B[k × cols]` with `vpdpbusd`:
+//! u8 activations by s8 weights into i32 (the integer scheme of docs/QUANTIZATION.md).
+//!
+//! Contract of the assembled function, `fn(a, b, c, groups)` (System V, four i64 arguments):
+//! - `a` points at `A[0][0]` (u8); row `r` starts `r · lda_bytes` further; each step reads four
+//!   consecutive k of every row (a dword broadcast), so a row must have `4 · groups` readable
+//!   bytes: the caller pads k to a multiple of 4 (any value: the padded B is zero);
+//! - `b` points at a packed panel (s8): `groups` blocks of `cols × 4` bytes, block `g` holding
+//!   for each column `j` the four weights `B[4g..4g+4][j]` (the layout `vpdpbusd` multiplies);
+//! - `c` points at `C[0][0]` (i32); row `r` starts `r · ldc_bytes` further;
+//! - `groups` (≥ 0) is the number of four-k steps. [`Start::Zero`] starts the tile at zero,
+//!   [`Start::LoadC`] at `C`; it is stored back to `C`.
+//!
+//! Integer sums are exact (no saturation: `vpdpbusd`, not `vpdpbusds`), so the result equals any
+//! other order of the same products as long as i32 does not overflow, which the int8 scheme's
+//! ranges exclude (`k · 255 · 127` < 2³¹ for k < 66 000).
+//!
+//! ISAs: AVX-512 VNNI on `zmm` (16 i32 columns per vector; the production tile 14×32) and
+//! AVX-VNNI on `ymm` with the VEX encoding (8 per vector; 6×16), chosen by the target's
+//! features ([`Int8Isa::for_target`]).
+
+use super::f32_tile::{emit_tile, Geometry, Product, Start, Ymm, Zmm, UNROLL};
+use super::{AsmError, WideIsa};
+use crate::jit::isa::IsaFlags;
+use iced_x86::code_asm::CodeAssembler;
+
+/// A vector ISA with a u8·s8 dot product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Int8Isa {
+    /// EVEX `vpdpbusd` on `zmm` (AVX512_VNNI).
+    Avx512Vnni,
+    /// VEX `vpdpbusd` on `ymm` (AVX-VNNI).
+    AvxVnni,
+}
+
+impl Int8Isa {
+    /// The widest the target's features allow, or `None`.
+    pub fn for_target(flags: &IsaFlags) -> Option<Int8Isa> {
+        if !flags.is_x86 || flags.scalarized {
+            None
+        } else if flags.has_avx512f && flags.has_avx512vnni {
+            Some(Int8Isa::Avx512Vnni)
+        } else if flags.has_avx2 && flags.has_avx_vnni {
+            Some(Int8Isa::AvxVnni)
+        } else {
+            None
+        }
+    }
+
+    /// The register file it works in.
+    pub fn vectors(self) -> WideIsa {
+        match self {
+            Int8Isa::Avx512Vnni => WideIsa::Avx512F,
+            Int8Isa::AvxVnni => WideIsa::Avx2Fma,
+        }
+    }
+
+    /// i32 columns of one vector.
+    pub fn lanes(self) -> usize {
+        self.vectors().lanes()
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Int8Isa::Avx512Vnni => "avx512vnni",
+            Int8Isa::AvxVnni => "avx-vnni",
+        }
+    }
+}
+
+/// What one assembled int8 kernel computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Int8TileShape {
+    pub isa: Int8Isa,
+    pub rows: usize,
+    /// i32 columns: 1 to 4 vectors.
+    pub cols: usize,
+    pub lda_bytes: usize,
+    pub ldc_bytes: usize,
+    pub start: Start,
+}
+
+impl Int8TileShape {
+    /// The production tile for leading dimensions `lda` (bytes of A per row) and `ldc` (i32).
+    pub fn default_for(isa: Int8Isa, lda: usize, ldc: usize, start: Start) -> Int8TileShape {
+        Int8TileShape {
+            isa,
+            rows: match isa {
+                Int8Isa::Avx512Vnni => 14,
+                Int8Isa::AvxVnni => 6,
+            },
+            cols: 2 * isa.lanes(),
+            lda_bytes: lda,
+            ldc_bytes: 4 * ldc,
+            start,
+        }
+    }
+
+    fn vectors(&self) -> usize {
+        self.cols / self.isa.lanes()
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "u8·s8 {}×{} {} (lda {} B, ldc {} B, {:?})",
+            self.rows,
+            self.cols,
+            self.isa.name(),
+            self.lda_bytes,
+            self.ldc_bytes,
+            self.start
+        )
+    }
+
+    /// Checks the shape fits the register file and the displacements fit 32 bits.
+    pub fn check(&self) -> Result<(), AsmError> {
+        let fail = |reason: String| {
+            Err(AsmError::Shape {
+                what: self.describe(),
+                reason,
+            })
+        };
+        let lanes = self.isa.lanes();
+        if self.rows == 0
+            || self.cols == 0
+            || !self.cols.is_multiple_of(lanes)
+            || self.vectors() > 4
+        {
+            return fail(format!(
+                "needs rows ≥ 1 and cols of 1 to 4 vectors of {lanes} lanes"
+            ));
+        }
+        // AVX-VNNI's VEX encoding reaches ymm0..ymm15 only, which is all the AVX2 file has.
+        let used = self.rows * self.vectors() + self.vectors() + 1;
+        let file = self.isa.vectors().registers();
+        if used > file {
+            return fail(format!("{used} vector registers needed, {file} exist"));
+        }
+        let far = (self.rows - 1) * self.lda_bytes.max(self.ldc_bytes) + UNROLL * 4 * self.cols;
+        if far > i32::MAX as usize / 2 {
+            return fail("row offsets beyond 32-bit displacements".into());
+        }
+        Ok(())
+    }
+
+    /// The kernel's machine code (see the module documentation).
+    pub fn assemble(&self) -> Result<Vec<u8>, AsmError> {
+        self.check()?;
+        let what = self.describe();
+        let mut a = CodeAssembler::new(64).map_err(|e| AsmError::encode(&what, e))?;
+        let g = Geometry {
+            rows: self.rows,
+            vectors: self.vectors(),
+            vector_bytes: self.isa.vectors().vector_bytes(),
+            lda_bytes: self.lda_bytes,
+            ldc_bytes: self.ldc_bytes,
+            start: self.start,
+            product: Product::U8S8,
+        };
+        match self.isa {
+            Int8Isa::Avx512Vnni => emit_tile(&mut a, &g, Zmm),
+            Int8Isa::AvxVnni => emit_tile(&mut a, &g, Ymm),
+        }
+        .map_err(|e| AsmError::encode(&what, e))?;
+        a.assemble(0).map_err(|e| AsmError::encode(&what, e))
+    }
+}
