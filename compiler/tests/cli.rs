@@ -1690,3 +1690,42 @@ fn quantize_weight_bits_puts_weights_on_a_narrower_grid() {
     assert_user_error(&o, &["--weight-bits 9: expected 2 to 8"]);
     assert!(!bad.exists());
 }
+
+/// A reader that stops early (`kestrel passes | head -1`) closes stdout: the commands finish
+/// without a panic, and a command that also writes a file still writes it.
+#[test]
+fn a_closed_stdout_is_not_a_crash() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.npz");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cases: Vec<Vec<String>> = vec![
+        vec!["passes".into()],
+        vec![
+            "run".into(),
+            root.join("examples/digits.onnx").display().to_string(),
+            "--input".into(),
+            root.join("examples/digit.npy").display().to_string(),
+            "--print".into(),
+            "--outputs".into(),
+            out.display().to_string(),
+        ],
+    ];
+    for args in cases {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kestrel"))
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    assert!(
+        out.exists(),
+        "run wrote its outputs despite the closed stdout"
+    );
+}

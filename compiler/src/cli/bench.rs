@@ -48,7 +48,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     };
     let time_passes = args.pipeline.time_passes;
     let report = kestrel::bench::bench(model, &opts, &mut |r| print_pass_report(r, time_passes))?;
-    print!("{}", report.summary());
+    say_raw!("{}", report.summary());
     if args.layers {
         if report.backend != Backend::Jit {
             bail!("--layers needs the JIT backend");
@@ -57,7 +57,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         let peak = kestrel::layers::fma_peak_gflops(args.threads)?;
         let layers =
             kestrel::layers::profile(&report.graph, &jit, args.iters.min(20), &args.model)?;
-        print!(
+        say_raw!(
             "{}",
             kestrel::layers::table(&layers, peak, report.latency.median_ms)
         );

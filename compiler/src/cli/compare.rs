@@ -100,8 +100,8 @@ pub fn run(args: CompareArgs) -> Result<()> {
         graphs,
     };
     let comparison = kestrel::compare::compare(model, &opts, &mut |r| print_pass_report(r, false))?;
-    println!("{}", comparison.heading());
-    println!("{}", kestrel::compare::table(&comparison.rows));
+    say!("{}", comparison.heading());
+    say!("{}", kestrel::compare::table(&comparison.rows));
     if let Some(path) = &args.json {
         write_text(path, &comparison.to_json())?;
     }

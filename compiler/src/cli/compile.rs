@@ -130,7 +130,7 @@ pub fn run(args: CompileArgs) -> Result<()> {
         out.header.display()
     );
     if let Some(report) = table {
-        print!("{}", report.markdown());
+        say_raw!("{}", report.markdown());
     }
     Ok(())
 }

@@ -86,12 +86,12 @@ pub fn run(args: DumpArgs) -> Result<()> {
         for (file, text) in &report.dumps {
             out.push_str(&format!("// ---- {file}\n{text}"));
         }
-        print!("{out}");
+        say_raw!("{out}");
         return Ok(());
     }
     match args.format {
         DumpFormat::Dot => {
-            print!("{}", kestrel_ir::dot::to_dot(&prepared.graph));
+            say_raw!("{}", kestrel_ir::dot::to_dot(&prepared.graph));
             Ok(())
         }
         DumpFormat::Text => match &args.output {

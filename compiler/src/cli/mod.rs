@@ -3,6 +3,24 @@
 //! Exit status: 0 on success, 1 on a user error (bad model, bad input, unsupported op), 2 on a
 //! usage error (clap).
 
+/// `print!` to stdout that ignores a closed stdout (`kestrel passes | head`): the command's
+/// files are still written, and nothing panics. Every command's stdout goes through it (or
+/// through [`say!`]).
+macro_rules! say_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// [`say_raw!`] with a newline: `println!` that ignores a closed stdout.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod bench;
 mod compare;
 mod compile;

@@ -81,7 +81,7 @@ fn sensitivity(args: &PruneArgs, options: &PruneOptions) -> Result<()> {
         None => None,
     };
     let scan = kestrel::prune::scan(&g, &args.model, &data, labels, options, &args.ratios, 1)?;
-    print!("{}", scan.markdown());
+    say_raw!("{}", scan.markdown());
     Ok(())
 }
 
@@ -140,7 +140,7 @@ pub fn run(args: PruneArgs) -> Result<()> {
             .with_context(|| format!("{}: pruning", args.model.display()))?;
     let iters = (args.iters > 0).then_some(args.iters);
     let report = kestrel::prune::report(&before, &after, &analysis, &choices, &args.model, iters)?;
-    print!("{}", report.markdown());
+    say_raw!("{}", report.markdown());
     match ext.as_deref() {
         Some("kir") => kestrel::dump::write_kir(&after, &output, true)?,
         _ => kestrel::onnx::write_model(&after, &Default::default(), &output)

@@ -101,7 +101,7 @@ pub fn quantized_graph(args: &QuantizeArgs) -> Result<kestrel_ir::Graph> {
             },
             target,
         )?;
-        print!("{}", report.report());
+        say_raw!("{}", report.report());
         return Ok(chosen);
     }
     let mut cx = driver::pass_context();

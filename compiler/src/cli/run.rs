@@ -97,7 +97,7 @@ fn show_outputs(
 ) -> Result<()> {
     if print {
         for (name, t) in named {
-            println!("{}", driver::summarize(name, t));
+            say!("{}", driver::summarize(name, t));
         }
     }
     driver::write_outputs(output_dir, outputs, named)
