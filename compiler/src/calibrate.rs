@@ -165,7 +165,7 @@ impl CalibrationData {
                     parts[0].push(npy_array(&file)?);
                 }
                 _ => bail!(
-                    "{}: calibration data must be .npy, .npz or a folder of them",
+                    "{}: sample data must be .npy, .npz or a folder of them",
                     file.display()
                 ),
             }
@@ -181,7 +181,7 @@ impl CalibrationData {
             for f in &p {
                 if f.header.dims.is_empty() {
                     bail!(
-                        "{}: a scalar; the first axis of calibration data indexes samples",
+                        "{}: a scalar; the first axis of sample data indexes the samples",
                         f.label.display()
                     );
                 }
@@ -260,7 +260,7 @@ impl CalibrationData {
         let count = counts.first().copied().unwrap_or(0);
         let count = samples.map_or(count, |s| s.min(count));
         if count == 0 {
-            bail!("{}: the calibration data holds no sample", path.display());
+            bail!("{}: holds no sample", path.display());
         }
         let batch = batch.unwrap_or(1).max(1);
         if count < batch {
