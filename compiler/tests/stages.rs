@@ -246,6 +246,28 @@ fn compile_in_stages_writes_the_final_stage_as_a_shared_object() {
         logits(&final_onnx, "jit.npz", &int8)
     );
 
+    // The quantize stage with 3-bit weights and quantization-aware training.
+    let so3 = dir.path().join("m3.so");
+    let mut args = base.clone();
+    args.extend(
+        [
+            "--quantize",
+            "int8",
+            "--calib",
+            &s(&data),
+            "--weight-bits",
+            "3",
+            "--qat",
+            "-o",
+            &s(&so3),
+        ]
+        .map(String::from),
+    );
+    let o = kestrel(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("| int8 (QAT) |"));
+    assert!(so3.exists());
+
     // --qat needs --quantize; --val-data needs --val-labels: nothing written either way.
     let never = dir.path().join("never.so");
     let mut qat = base.clone();

@@ -60,6 +60,14 @@ pub struct CompareStageArgs {
     /// Quantization-aware training in the quantize stage.
     #[arg(long, requires = "distill_data")]
     pub qat: bool,
+    /// Weights of the quantize stage on an N-bit grid (2 to 8, stored as int8).
+    #[arg(
+        long = "weight-bits",
+        value_name = "N",
+        default_value_t = 8,
+        requires = "distill_data"
+    )]
+    pub weight_bits: u32,
     /// Epochs of the --qat stage.
     #[arg(long, requires = "qat", default_value_t = super::train::QAT_EPOCHS)]
     pub qat_epochs: usize,
@@ -134,6 +142,7 @@ fn stage_rows(
         train: &st.train,
         prune: args.prune,
         calib,
+        weight_bits: st.weight_bits,
         iters: 1,
     };
     let (_, report) = super::stages::run(&args.model, original, &inputs)?;

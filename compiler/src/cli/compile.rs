@@ -68,6 +68,14 @@ pub struct StageArgs {
     /// original as teacher).
     #[arg(long, requires = "distill_data")]
     pub qat: bool,
+    /// Weights of the quantize stage on an N-bit grid (2 to 8, stored as int8).
+    #[arg(
+        long = "weight-bits",
+        value_name = "N",
+        default_value_t = 8,
+        requires = "distill_data"
+    )]
+    pub weight_bits: u32,
     /// Epochs of the --qat stage.
     #[arg(long, requires = "qat", default_value_t = super::train::QAT_EPOCHS)]
     pub qat_epochs: usize,
@@ -159,6 +167,7 @@ fn stages(
         train: &st.train,
         prune: args.pipeline.prune,
         calib,
+        weight_bits: st.weight_bits,
         iters: 10,
     };
     super::stages::run(&args.model, original, &inputs)

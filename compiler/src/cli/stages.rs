@@ -26,6 +26,8 @@ pub struct StageInputs<'a> {
     pub prune: Option<f64>,
     /// Calibration data when the quantize stage runs.
     pub calib: Option<&'a Path>,
+    /// Weights of the quantize stage on this many bits (2 to 8).
+    pub weight_bits: u32,
     /// Latency runs per stage.
     pub iters: usize,
 }
@@ -47,12 +49,18 @@ pub fn run(model: &Path, original: &Graph, s: &StageInputs) -> Result<(Graph, St
         }
         None => None,
     };
+    if !(2..=8).contains(&s.weight_bits) {
+        anyhow::bail!("--weight-bits {}: expected 2 to 8", s.weight_bits);
+    }
     let quantize = s.calib.map(|calib| {
         (
             calib,
             QuantizeStageOptions {
                 method: Method::MinMax,
-                options: Default::default(),
+                options: kestrel_passes::quantize::QuantizeOptions {
+                    weight_bits: s.weight_bits,
+                    ..Default::default()
+                },
                 threads: s.train.threads,
                 qat,
             },
