@@ -52,35 +52,13 @@ pub struct CompareStageArgs {
     /// Class ids of --distill-data, one per sample (--labels labels --inputs).
     #[arg(long, requires = "distill_data")]
     pub distill_labels: Option<PathBuf>,
-    #[arg(long, default_value_t = 4.0, requires = "distill_data")]
-    pub temperature: f64,
-    /// Weight of the teacher term (default 0.9 with --distill-labels, 1 without).
-    #[arg(long, requires = "distill_data")]
-    pub alpha: Option<f64>,
-    /// Quantization-aware training in the quantize stage.
-    #[arg(long, requires = "distill_data")]
-    pub qat: bool,
-    /// Weights of the quantize stage on an N-bit grid (2 to 8, stored as int8).
-    #[arg(
-        long = "weight-bits",
-        value_name = "N",
-        default_value_t = 8,
-        requires = "distill_data"
-    )]
-    pub weight_bits: u32,
-    /// Epochs of the --qat stage.
-    #[arg(long, requires = "qat", default_value_t = super::train::QAT_EPOCHS)]
-    pub qat_epochs: usize,
-    /// Learning rate of the --qat stage.
-    #[arg(long, requires = "qat", default_value_t = super::train::QAT_LR)]
-    pub qat_lr: f64,
-    /// The training flags of the distill stage; --threads also runs the timed inferences.
-    #[command(flatten, next_help_heading = "Training (with --distill-data)")]
-    pub train: super::train::TrainingFlags,
+    /// The stage flags; their --threads also runs the timed inferences.
+    #[command(flatten)]
+    pub flags: super::stages::StageFlags,
 }
 
 pub fn run(args: CompareArgs) -> Result<()> {
-    let threads = args.stages.train.threads;
+    let threads = args.stages.flags.train.threads;
     driver::check_threads_and_iters(threads, args.iters)?;
     let model = kestrel::load(&args.model)?;
     let mut pipelines = args.pipelines.clone();
@@ -124,7 +102,7 @@ fn stage_rows(
     original: &kestrel_ir::Graph,
 ) -> Result<Vec<kestrel::compare::GraphRow>> {
     let st = &args.stages;
-    if st.qat && args.quantize.is_none() {
+    if st.flags.qat && args.quantize.is_none() {
         bail!("--qat trains for quantization: it needs --quantize int8 --calib DATA");
     }
     let calib = match (&args.quantize, &args.calib) {
@@ -136,13 +114,9 @@ fn stage_rows(
         data,
         labels: st.distill_labels.as_deref(),
         val: None,
-        temperature: st.temperature,
-        alpha: st.alpha,
-        qat: st.qat.then_some((st.qat_epochs, st.qat_lr)),
-        train: &st.train,
+        flags: &st.flags,
         prune: args.prune,
         calib,
-        weight_bits: st.weight_bits,
         iters: 1,
     };
     let (_, report) = super::stages::run(&args.model, original, &inputs)?;

@@ -1,7 +1,6 @@
 //! `kestrel compile`: a self-contained shared object and its C header.
 
-use super::stages::StageInputs;
-use super::train::TrainingFlags;
+use super::stages::{StageFlags, StageInputs};
 use super::{print_pass_report, InputArgs, PipelineArgs};
 use anyhow::{bail, Result};
 use clap::Args;
@@ -59,31 +58,8 @@ pub struct StageArgs {
     pub val_data: Option<PathBuf>,
     #[arg(long, requires = "val_data")]
     pub val_labels: Option<PathBuf>,
-    #[arg(long, default_value_t = 4.0, requires = "distill_data")]
-    pub temperature: f64,
-    /// Weight of the teacher term (default 0.9 with --labels, 1 without).
-    #[arg(long, requires = "distill_data")]
-    pub alpha: Option<f64>,
-    /// Quantization-aware training in the quantize stage (on the distill data, from the
-    /// original as teacher).
-    #[arg(long, requires = "distill_data")]
-    pub qat: bool,
-    /// Weights of the quantize stage on an N-bit grid (2 to 8, stored as int8).
-    #[arg(
-        long = "weight-bits",
-        value_name = "N",
-        default_value_t = 8,
-        requires = "distill_data"
-    )]
-    pub weight_bits: u32,
-    /// Epochs of the --qat stage.
-    #[arg(long, requires = "qat", default_value_t = super::train::QAT_EPOCHS)]
-    pub qat_epochs: usize,
-    /// Learning rate of the --qat stage.
-    #[arg(long, requires = "qat", default_value_t = super::train::QAT_LR)]
-    pub qat_lr: f64,
     #[command(flatten)]
-    pub train: TrainingFlags,
+    pub flags: StageFlags,
 }
 
 pub fn run(args: CompileArgs) -> Result<()> {
@@ -149,7 +125,7 @@ fn stages(
     original: &kestrel_ir::Graph,
 ) -> Result<(kestrel_ir::Graph, StagesReport)> {
     let st = &args.stages;
-    if st.qat && args.pipeline.quantize.is_none() {
+    if st.flags.qat && args.pipeline.quantize.is_none() {
         bail!("--qat trains for quantization: it needs --quantize int8 --calib DATA");
     }
     let calib = match (&args.pipeline.quantize, &args.pipeline.calib) {
@@ -161,13 +137,9 @@ fn stages(
         data: st.distill_data.as_deref().expect("checked by the caller"),
         labels: st.labels.as_deref(),
         val: st.val_data.as_deref().zip(st.val_labels.as_deref()),
-        temperature: st.temperature,
-        alpha: st.alpha,
-        qat: st.qat.then_some((st.qat_epochs, st.qat_lr)),
-        train: &st.train,
+        flags: &st.flags,
         prune: args.pipeline.prune,
         calib,
-        weight_bits: st.weight_bits,
         iters: 10,
     };
     super::stages::run(&args.model, original, &inputs)
