@@ -60,10 +60,6 @@ impl F32TileShape {
         }
     }
 
-    fn vectors(&self) -> usize {
-        self.cols / self.isa.lanes()
-    }
-
     fn describe(&self) -> String {
         format!(
             "f32 {}×{} {} (lda {} B, ldc {} B, {:?})",
@@ -76,58 +72,27 @@ impl F32TileShape {
         )
     }
 
-    /// Checks the shape fits the register file and the displacements fit 32 bits.
-    pub fn check(&self) -> Result<(), AsmError> {
-        let fail = |reason: String| {
-            Err(AsmError::Shape {
-                what: self.describe(),
-                reason,
-            })
-        };
-        let lanes = self.isa.lanes();
-        if self.rows == 0
-            || self.cols == 0
-            || !self.cols.is_multiple_of(lanes)
-            || self.vectors() > 4
-        {
-            return fail(format!(
-                "needs rows ≥ 1 and cols of 1 to 4 vectors of {lanes} lanes"
-            ));
-        }
-        let used = self.rows * self.vectors() + self.vectors() + 1;
-        if used > self.isa.registers() {
-            return fail(format!(
-                "{used} vector registers needed, {} exist",
-                self.isa.registers()
-            ));
-        }
-        let far = (self.rows - 1) * self.lda_bytes.max(self.ldc_bytes) + UNROLL * 4 * self.cols;
-        if far > i32::MAX as usize / 2 {
-            return fail("row offsets beyond 32-bit displacements".into());
-        }
-        Ok(())
-    }
-
-    /// The kernel's machine code (see the module documentation).
-    pub fn assemble(&self) -> Result<Vec<u8>, AsmError> {
-        self.check()?;
-        let what = self.describe();
-        let mut a = CodeAssembler::new(64).map_err(|e| AsmError::encode(&what, e))?;
-        let g = Geometry {
+    fn geometry(&self) -> Geometry {
+        Geometry {
+            what: self.describe(),
+            registers: self.isa,
             rows: self.rows,
-            vectors: self.vectors(),
-            vector_bytes: self.isa.vector_bytes(),
+            cols: self.cols,
             lda_bytes: self.lda_bytes,
             ldc_bytes: self.ldc_bytes,
             start: self.start,
             product: Product::F32,
-        };
-        match self.isa {
-            WideIsa::Avx512F => emit_tile(&mut a, &g, Zmm),
-            WideIsa::Avx2Fma => emit_tile(&mut a, &g, Ymm),
         }
-        .map_err(|e| AsmError::encode(&what, e))?;
-        a.assemble(0).map_err(|e| AsmError::encode(&what, e))
+    }
+
+    /// Checks the shape fits the register file and the displacements fit 32 bits.
+    pub fn check(&self) -> Result<(), AsmError> {
+        self.geometry().check()
+    }
+
+    /// The kernel's machine code (see the module documentation).
+    pub fn assemble(&self) -> Result<Vec<u8>, AsmError> {
+        self.geometry().assemble()
     }
 }
 
@@ -187,110 +152,67 @@ const YMM: [AsmRegisterYmm; 16] = [
     ymm15,
 ];
 
-impl Vector for Zmm {
-    type Reg = AsmRegisterZmm;
-    fn reg(self, i: usize) -> AsmRegisterZmm {
-        ZMM[i]
-    }
-    fn load(
-        self,
-        a: &mut CodeAssembler,
-        r: AsmRegisterZmm,
-        m: AsmMemoryOperand,
-    ) -> Result<(), IcedError> {
-        a.vmovups(r, zmmword_ptr(m))
-    }
-    fn store(
-        self,
-        a: &mut CodeAssembler,
-        m: AsmMemoryOperand,
-        r: AsmRegisterZmm,
-    ) -> Result<(), IcedError> {
-        a.vmovups(zmmword_ptr(m), r)
-    }
-    fn zero(self, a: &mut CodeAssembler, r: AsmRegisterZmm) -> Result<(), IcedError> {
-        a.vpxord(r, r, r)
-    }
-    fn broadcast(
-        self,
-        a: &mut CodeAssembler,
-        r: AsmRegisterZmm,
-        m: AsmMemoryOperand,
-    ) -> Result<(), IcedError> {
-        a.vbroadcastss(r, dword_ptr(m))
-    }
-    fn fma(
-        self,
-        a: &mut CodeAssembler,
-        acc: AsmRegisterZmm,
-        x: AsmRegisterZmm,
-        y: AsmRegisterZmm,
-    ) -> Result<(), IcedError> {
-        a.vfmadd231ps(acc, x, y)
-    }
-    fn dot(
-        self,
-        a: &mut CodeAssembler,
-        acc: AsmRegisterZmm,
-        x: AsmRegisterZmm,
-        y: AsmRegisterZmm,
-    ) -> Result<(), IcedError> {
-        a.vpdpbusd(acc, x, y)
-    }
+/// The [`Vector`] impl of a register class: its registers, its memory operand size and its
+/// zeroing idiom (`vpxord` for `zmm`, which has no VEX form; `vxorps` for `ymm`). `vpdpbusd` on
+/// `ymm` takes the VEX form (AVX-VNNI): the assembler prefers VEX where both encodings exist.
+macro_rules! vector_class {
+    ($class:ident, $reg:ty, $table:ident, $ptr:ident, $zero:ident) => {
+        impl Vector for $class {
+            type Reg = $reg;
+            fn reg(self, i: usize) -> $reg {
+                $table[i]
+            }
+            fn load(
+                self,
+                a: &mut CodeAssembler,
+                r: $reg,
+                m: AsmMemoryOperand,
+            ) -> Result<(), IcedError> {
+                a.vmovups(r, $ptr(m))
+            }
+            fn store(
+                self,
+                a: &mut CodeAssembler,
+                m: AsmMemoryOperand,
+                r: $reg,
+            ) -> Result<(), IcedError> {
+                a.vmovups($ptr(m), r)
+            }
+            fn zero(self, a: &mut CodeAssembler, r: $reg) -> Result<(), IcedError> {
+                a.$zero(r, r, r)
+            }
+            fn broadcast(
+                self,
+                a: &mut CodeAssembler,
+                r: $reg,
+                m: AsmMemoryOperand,
+            ) -> Result<(), IcedError> {
+                a.vbroadcastss(r, dword_ptr(m))
+            }
+            fn fma(
+                self,
+                a: &mut CodeAssembler,
+                acc: $reg,
+                x: $reg,
+                y: $reg,
+            ) -> Result<(), IcedError> {
+                a.vfmadd231ps(acc, x, y)
+            }
+            fn dot(
+                self,
+                a: &mut CodeAssembler,
+                acc: $reg,
+                x: $reg,
+                y: $reg,
+            ) -> Result<(), IcedError> {
+                a.vpdpbusd(acc, x, y)
+            }
+        }
+    };
 }
 
-impl Vector for Ymm {
-    type Reg = AsmRegisterYmm;
-    fn reg(self, i: usize) -> AsmRegisterYmm {
-        YMM[i]
-    }
-    fn load(
-        self,
-        a: &mut CodeAssembler,
-        r: AsmRegisterYmm,
-        m: AsmMemoryOperand,
-    ) -> Result<(), IcedError> {
-        a.vmovups(r, ymmword_ptr(m))
-    }
-    fn store(
-        self,
-        a: &mut CodeAssembler,
-        m: AsmMemoryOperand,
-        r: AsmRegisterYmm,
-    ) -> Result<(), IcedError> {
-        a.vmovups(ymmword_ptr(m), r)
-    }
-    fn zero(self, a: &mut CodeAssembler, r: AsmRegisterYmm) -> Result<(), IcedError> {
-        a.vxorps(r, r, r)
-    }
-    fn broadcast(
-        self,
-        a: &mut CodeAssembler,
-        r: AsmRegisterYmm,
-        m: AsmMemoryOperand,
-    ) -> Result<(), IcedError> {
-        a.vbroadcastss(r, dword_ptr(m))
-    }
-    fn fma(
-        self,
-        a: &mut CodeAssembler,
-        acc: AsmRegisterYmm,
-        x: AsmRegisterYmm,
-        y: AsmRegisterYmm,
-    ) -> Result<(), IcedError> {
-        a.vfmadd231ps(acc, x, y)
-    }
-    /// The VEX form (AVX-VNNI): the assembler prefers VEX where both encodings exist.
-    fn dot(
-        self,
-        a: &mut CodeAssembler,
-        acc: AsmRegisterYmm,
-        x: AsmRegisterYmm,
-        y: AsmRegisterYmm,
-    ) -> Result<(), IcedError> {
-        a.vpdpbusd(acc, x, y)
-    }
-}
+vector_class!(Zmm, AsmRegisterZmm, ZMM, zmmword_ptr, vpxord);
+vector_class!(Ymm, AsmRegisterYmm, YMM, ymmword_ptr, vxorps);
 
 /// `zmm0..zmm31`, by number.
 pub(crate) fn zmm_registers() -> [AsmRegisterZmm; 32] {
@@ -315,26 +237,76 @@ pub(crate) enum Product {
     U8S8,
 }
 
-/// What [`emit_tile`] needs of a tile: every step reads 4 bytes of each A row and
-/// `vectors · vector_bytes` bytes of B (for f32, one k; for u8·s8, four).
+/// A tile as [`emit_tile`] assembles it: every step reads 4 bytes of each A row and
+/// `cols · 4` bytes of B (for f32, one k; for u8·s8, four k per i32 column).
 pub(crate) struct Geometry {
+    /// The tile as its kernel describes itself, for errors.
+    pub what: String,
+    /// The register file (`zmm` or `ymm`).
+    pub registers: WideIsa,
     pub rows: usize,
-    pub vectors: usize,
-    pub vector_bytes: usize,
+    /// Columns of 32-bit results: 1 to 4 vectors.
+    pub cols: usize,
     pub lda_bytes: usize,
     pub ldc_bytes: usize,
     pub start: Start,
     pub product: Product,
 }
 
+impl Geometry {
+    fn vectors(&self) -> usize {
+        self.cols / self.registers.lanes()
+    }
+
+    /// Checks the tile fits the register file and its displacements fit 32 bits.
+    pub fn check(&self) -> Result<(), AsmError> {
+        let fail = |reason: String| {
+            Err(AsmError::Shape {
+                what: self.what.clone(),
+                reason,
+            })
+        };
+        let lanes = self.registers.lanes();
+        if self.rows == 0
+            || self.cols == 0
+            || !self.cols.is_multiple_of(lanes)
+            || self.vectors() > 4
+        {
+            return fail(format!(
+                "needs rows ≥ 1 and cols of 1 to 4 vectors of {lanes} lanes"
+            ));
+        }
+        // Accumulators, the B vectors and the broadcast of A. (AVX-VNNI's VEX encoding reaches
+        // ymm0..ymm15 only, which is the whole AVX2 file.)
+        let used = self.rows * self.vectors() + self.vectors() + 1;
+        let file = self.registers.registers();
+        if used > file {
+            return fail(format!("{used} vector registers needed, {file} exist"));
+        }
+        let far = (self.rows - 1) * self.lda_bytes.max(self.ldc_bytes) + UNROLL * 4 * self.cols;
+        if far > i32::MAX as usize / 2 {
+            return fail("row offsets beyond 32-bit displacements".into());
+        }
+        Ok(())
+    }
+
+    /// The machine code of the tile.
+    pub fn assemble(&self) -> Result<Vec<u8>, AsmError> {
+        self.check()?;
+        let mut a = CodeAssembler::new(64).map_err(|e| AsmError::encode(&self.what, e))?;
+        match self.registers {
+            WideIsa::Avx512F => emit_tile(&mut a, self, Zmm),
+            WideIsa::Avx2Fma => emit_tile(&mut a, self, Ymm),
+        }
+        .map_err(|e| AsmError::encode(&self.what, e))?;
+        a.assemble(0).map_err(|e| AsmError::encode(&self.what, e))
+    }
+}
+
 /// `rdi` = A, `rsi` = packed B, `rdx` = C, `rcx` = steps.
-pub(crate) fn emit_tile<V: Vector>(
-    a: &mut CodeAssembler,
-    s: &Geometry,
-    v: V,
-) -> Result<(), IcedError> {
-    let nv = s.vectors;
-    let vb = s.vector_bytes;
+fn emit_tile<V: Vector>(a: &mut CodeAssembler, s: &Geometry, v: V) -> Result<(), IcedError> {
+    let nv = s.vectors();
+    let vb = s.registers.vector_bytes();
     let panel = nv * vb;
     let acc = |r: usize, j: usize| v.reg(r * nv + j);
     let bvec = |j: usize| v.reg(s.rows * nv + j);

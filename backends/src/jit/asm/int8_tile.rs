@@ -19,10 +19,9 @@
 //! AVX-VNNI on `ymm` with the VEX encoding (8 per vector; 6×16), chosen by the target's
 //! features ([`Int8Isa::for_target`]).
 
-use super::f32_tile::{emit_tile, Geometry, Product, Start, Ymm, Zmm, UNROLL};
+use super::f32_tile::{Geometry, Product, Start};
 use super::{AsmError, WideIsa};
 use crate::jit::isa::IsaFlags;
-use iced_x86::code_asm::CodeAssembler;
 
 /// A vector ISA with a u8·s8 dot product.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -96,10 +95,6 @@ impl Int8TileShape {
         }
     }
 
-    fn vectors(&self) -> usize {
-        self.cols / self.isa.lanes()
-    }
-
     fn describe(&self) -> String {
         format!(
             "u8·s8 {}×{} {} (lda {} B, ldc {} B, {:?})",
@@ -112,56 +107,26 @@ impl Int8TileShape {
         )
     }
 
-    /// Checks the shape fits the register file and the displacements fit 32 bits.
-    pub fn check(&self) -> Result<(), AsmError> {
-        let fail = |reason: String| {
-            Err(AsmError::Shape {
-                what: self.describe(),
-                reason,
-            })
-        };
-        let lanes = self.isa.lanes();
-        if self.rows == 0
-            || self.cols == 0
-            || !self.cols.is_multiple_of(lanes)
-            || self.vectors() > 4
-        {
-            return fail(format!(
-                "needs rows ≥ 1 and cols of 1 to 4 vectors of {lanes} lanes"
-            ));
-        }
-        // AVX-VNNI's VEX encoding reaches ymm0..ymm15 only, which is all the AVX2 file has.
-        let used = self.rows * self.vectors() + self.vectors() + 1;
-        let file = self.isa.vectors().registers();
-        if used > file {
-            return fail(format!("{used} vector registers needed, {file} exist"));
-        }
-        let far = (self.rows - 1) * self.lda_bytes.max(self.ldc_bytes) + UNROLL * 4 * self.cols;
-        if far > i32::MAX as usize / 2 {
-            return fail("row offsets beyond 32-bit displacements".into());
-        }
-        Ok(())
-    }
-
-    /// The kernel's machine code (see the module documentation).
-    pub fn assemble(&self) -> Result<Vec<u8>, AsmError> {
-        self.check()?;
-        let what = self.describe();
-        let mut a = CodeAssembler::new(64).map_err(|e| AsmError::encode(&what, e))?;
-        let g = Geometry {
+    fn geometry(&self) -> Geometry {
+        Geometry {
+            what: self.describe(),
+            registers: self.isa.vectors(),
             rows: self.rows,
-            vectors: self.vectors(),
-            vector_bytes: self.isa.vectors().vector_bytes(),
+            cols: self.cols,
             lda_bytes: self.lda_bytes,
             ldc_bytes: self.ldc_bytes,
             start: self.start,
             product: Product::U8S8,
-        };
-        match self.isa {
-            Int8Isa::Avx512Vnni => emit_tile(&mut a, &g, Zmm),
-            Int8Isa::AvxVnni => emit_tile(&mut a, &g, Ymm),
         }
-        .map_err(|e| AsmError::encode(&what, e))?;
-        a.assemble(0).map_err(|e| AsmError::encode(&what, e))
+    }
+
+    /// Checks the shape fits the register file and the displacements fit 32 bits.
+    pub fn check(&self) -> Result<(), AsmError> {
+        self.geometry().check()
+    }
+
+    /// The kernel's machine code (see the module documentation).
+    pub fn assemble(&self) -> Result<Vec<u8>, AsmError> {
+        self.geometry().assemble()
     }
 }
