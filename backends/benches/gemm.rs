@@ -8,23 +8,9 @@ mod gemm_harness;
 use cranelift_codegen::ir::immediates::Ieee32;
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
 use cranelift_frontend::FunctionBuilder;
-use gemm_harness::{compile, thread_cpu_seconds, Compiled};
+use gemm_harness::{compile, time_runs, Compiled};
 use kestrel_backends::jit::kernels::gemm;
 use kestrel_ir::testing::{Lcg, Random};
-
-/// (median, minimum) thread-CPU seconds of one `run()` over 15 timed repetitions after a warm-up.
-fn time_runs(mut run: impl FnMut()) -> (f64, f64) {
-    run();
-    let mut t: Vec<f64> = (0..15)
-        .map(|_| {
-            let s = thread_cpu_seconds();
-            run();
-            thread_cpu_seconds() - s
-        })
-        .collect();
-    t.sort_by(f64::total_cmp);
-    (t[7], t[0])
-}
 
 /// Emits `for _ in 0..count { body }` with `count` an I64 value ≥ 1.
 fn repeat(fb: &mut FunctionBuilder, count: Value, body: impl FnOnce(&mut FunctionBuilder)) {

@@ -20,7 +20,7 @@ mod gemm_harness;
 use cranelift_codegen::ir::immediates::Ieee32;
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
 use cranelift_frontend::FunctionBuilder;
-use gemm_harness::{compile, host_isa, thread_cpu_seconds, Compiled};
+use gemm_harness::{compile, host_isa, time_runs, Compiled};
 use kestrel_backends::jit::isa::IsaFlags;
 use kestrel_backends::jit::kernels::gemm::int8::{
     emit_int8_gemm, emit_int8_gemm_unpacked_scratch, int8_packed_b_bytes, pack_int8_b, Int8Route,
@@ -28,20 +28,6 @@ use kestrel_backends::jit::kernels::gemm::int8::{
 };
 use kestrel_backends::jit::kernels::gemm::tile::Tile;
 use kestrel_backends::jit::kernels::gemm::Bias;
-
-/// (median, minimum) thread-CPU seconds of one `run()` over 15 timed repetitions after a warm-up.
-fn time_runs(mut run: impl FnMut()) -> (f64, f64) {
-    run();
-    let mut t: Vec<f64> = (0..15)
-        .map(|_| {
-            let s = thread_cpu_seconds();
-            run();
-            thread_cpu_seconds() - s
-        })
-        .collect();
-    t.sort_by(f64::total_cmp);
-    (t[7], t[0])
-}
 
 /// Emits `for _ in 0..count { body }` with `count` an I64 value ≥ 1.
 fn repeat(fb: &mut FunctionBuilder, count: Value, body: impl FnOnce(&mut FunctionBuilder)) {

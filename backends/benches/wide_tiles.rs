@@ -8,24 +8,11 @@
 #[path = "../tests/gemm_harness/mod.rs"]
 mod gemm_harness;
 
-use gemm_harness::thread_cpu_seconds;
+use gemm_harness::time_runs;
 use kestrel_backends::jit::asm::f32_tile::{F32TileShape, Start};
 use kestrel_backends::jit::asm::int8_tile::{Int8Isa, Int8TileShape};
 use kestrel_backends::jit::asm::{peak, HostCode, WideIsa};
 use kestrel_backends::jit::isa::IsaFlags;
-
-fn median_seconds(mut run: impl FnMut()) -> f64 {
-    run();
-    let mut t: Vec<f64> = (0..15)
-        .map(|_| {
-            let s = thread_cpu_seconds();
-            run();
-            thread_cpu_seconds() - s
-        })
-        .collect();
-    t.sort_by(f64::total_cmp);
-    t[7]
-}
 
 fn main() {
     let host = kestrel_backends::jit::model::host_isa().expect("host ISA");
@@ -47,7 +34,7 @@ fn main() {
         let peak_loop = peak::PeakLoop::new(isa).expect("peak loop");
         const ITERS: u64 = 2_000_000;
         let peak = peak_loop.flops_per_iteration * ITERS as f64
-            / median_seconds(|| peak_loop.run(ITERS))
+            / time_runs(|| peak_loop.run(ITERS)).0
             / 1e9;
         const K: usize = 128;
         const REPEAT: usize = 4000;
@@ -65,7 +52,7 @@ fn main() {
         // SAFETY: the operands hold the tile's rows·K, K·cols and rows·cols floats.
         let f: extern "sysv64" fn(*const f32, *const f32, *mut f32, u64) =
             unsafe { std::mem::transmute(code.entry()) };
-        let s = median_seconds(|| {
+        let (s, _) = time_runs(|| {
             for _ in 0..REPEAT {
                 f(a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), K as u64);
             }
@@ -99,7 +86,7 @@ fn main() {
         let peak_loop = peak::PeakLoop::new_int8(isa).expect("peak loop");
         const ITERS: u64 = 2_000_000;
         let peak = peak_loop.flops_per_iteration * ITERS as f64
-            / median_seconds(|| peak_loop.run(ITERS))
+            / time_runs(|| peak_loop.run(ITERS)).0
             / 1e9;
         // k = 512 (128 groups): a 16 KB panel of B for 32 columns, as the f32 tile's.
         const GROUPS: usize = 128;
@@ -113,7 +100,7 @@ fn main() {
         // elements.
         let f: extern "sysv64" fn(*const u8, *const i8, *mut i32, u64) =
             unsafe { std::mem::transmute(code.entry()) };
-        let s = median_seconds(|| {
+        let (s, _) = time_runs(|| {
             for _ in 0..REPEAT {
                 f(a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), GROUPS as u64);
             }

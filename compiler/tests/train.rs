@@ -122,6 +122,28 @@ fn val_accuracy(o: &Output) -> f64 {
     out[at + 5..].split('%').next().unwrap().parse().unwrap()
 }
 
+/// The outputs (`.npz`) of `model` on the split's held-out images from Kestrel's interpreter and
+/// from onnxruntime, or `None` when onnxruntime is missing outside CI (`ort::run`).
+fn interp_and_onnxruntime(split: &Split, model: &Path) -> Option<(PathBuf, PathBuf)> {
+    let images = split.out("val.npz");
+    let val_x = kestrel::tensor_io::read_npy(Path::new(&split.path("val_x.npy"))).unwrap();
+    kestrel::tensor_io::write_npz(&images, &[("input".to_string(), val_x)]).unwrap();
+    let ours = split.out("ours.npz");
+    let o = kestrel(&[
+        "run",
+        &s(model),
+        "--backend",
+        "interp",
+        "--inputs",
+        &s(&images),
+        "--outputs",
+        &s(&ours),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let theirs = split.out("theirs.npz");
+    ort::run(model, &images, &theirs).then_some((ours, theirs))
+}
+
 fn finetune(split: &Split, model: &str, extra: &[&str], out: &Path) -> Output {
     let mut args = vec!["finetune".to_string(), digits(model)];
     args.extend(split.data_flags());
@@ -194,25 +216,9 @@ fn distill_learns_from_the_teacher_and_onnxruntime_agrees() {
     assert!(acc > 80.0, "held-out accuracy {acc}%: {}", stdout(&o));
 
     // onnxruntime computes what Kestrel's interpreter computes on the written model.
-    let images = split.out("val.npz");
-    let val_x = kestrel::tensor_io::read_npy(Path::new(&split.path("val_x.npy"))).unwrap();
-    kestrel::tensor_io::write_npz(&images, &[("input".to_string(), val_x)]).unwrap();
-    let ours = split.out("ours.npz");
-    let o = kestrel(&[
-        "run",
-        &s(&out),
-        "--backend",
-        "interp",
-        "--inputs",
-        &s(&images),
-        "--outputs",
-        &s(&ours),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let theirs = split.out("theirs.npz");
-    if !ort::run(&out, &images, &theirs) {
+    let Some((ours, theirs)) = interp_and_onnxruntime(&split, &out) else {
         return;
-    }
+    };
     let logits = |p: &Path| {
         kestrel::tensor_io::read_npz(p)
             .unwrap()
@@ -513,25 +519,9 @@ fn finetune_qat_writes_int8_qdq_that_onnxruntime_runs_alike() {
         .iter()
         .any(|n| matches!(n.op, kestrel_ir::Op::QuantizeLinear { .. })));
 
-    let images = split.out("val.npz");
-    let val_x = kestrel::tensor_io::read_npy(Path::new(&split.path("val_x.npy"))).unwrap();
-    kestrel::tensor_io::write_npz(&images, &[("input".to_string(), val_x)]).unwrap();
-    let ours = split.out("ours.npz");
-    let o = kestrel(&[
-        "run",
-        &s(&out),
-        "--backend",
-        "interp",
-        "--inputs",
-        &s(&images),
-        "--outputs",
-        &s(&ours),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let theirs = split.out("theirs.npz");
-    if !ort::run(&out, &images, &theirs) {
+    let Some((ours, theirs)) = interp_and_onnxruntime(&split, &out) else {
         return;
-    }
+    };
     let classes = |p: &Path| -> Vec<usize> {
         let l = kestrel::tensor_io::read_npz(p)
             .unwrap()

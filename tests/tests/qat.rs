@@ -9,7 +9,6 @@ use common::*;
 
 use kestrel::qat::{self, QatOptions};
 use kestrel::train::{self, data::Dataset, eval::Forward, Objective, TrainOptions};
-use kestrel_backends::{interp, jit};
 use kestrel_ir::Tensor;
 use kestrel_passes::autodiff::{
     step_graph, training_graph_with, DecayOn, Loss, Optimizer, ParamSelection, TrainingOptions,
@@ -70,19 +69,7 @@ fn qat_training_step_on_the_jit_matches_the_interpreter() {
     for ((_, i), v) in sg.hyper.iter().zip(opt.hyper_values(1e-3, 1)) {
         feed[*i] = Tensor::scalar(v as f32);
     }
-    let want = interp::run(&sg.graph, &feed).unwrap();
-    let compiled = jit::compile(&sg.graph, &jit::JitOptions::with_threads(2)).unwrap();
-    let got = compiled.run(&feed).unwrap();
-    assert_eq!(got.len(), want.len());
-    for (k, (a, b)) in got.iter().zip(&want).enumerate() {
-        let name = &sg.graph.outputs[k].name;
-        for (i, (p, q)) in a.to_f32_vec().iter().zip(b.to_f32_vec()).enumerate() {
-            assert!(
-                (p - q).abs() <= 1e-4 * (1.0 + q.abs()),
-                "output {name}[{i}]: JIT {p}, interpreter {q}"
-            );
-        }
-    }
+    let want = assert_jit_matches_interp(&sg.graph, &feed, 1e-4, "QAT step");
     // A gradient reached every weight through its fake quantization.
     for p in &sg.params {
         let grad = &want[tg

@@ -109,3 +109,18 @@ pub fn thread_cpu_seconds() -> f64 {
     unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     ts.sec as f64 + ts.nsec as f64 * 1e-9
 }
+
+/// (median, minimum) thread-CPU seconds of one `run()` over 15 timed repetitions after a
+/// warm-up (the benchmarks' timer: other processes on the machine do not inflate it).
+pub fn time_runs(mut run: impl FnMut()) -> (f64, f64) {
+    run();
+    let mut t: Vec<f64> = (0..15)
+        .map(|_| {
+            let s = thread_cpu_seconds();
+            run();
+            thread_cpu_seconds() - s
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    (t[7], t[0])
+}

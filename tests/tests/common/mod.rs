@@ -344,3 +344,24 @@ pub fn bind_single_input(g: &mut Graph, data: &Tensor) -> Vec<Tensor> {
     verify(g).unwrap();
     vec![input]
 }
+
+/// Runs `g` on `feed` with the interpreter and with the JIT (2 threads) and checks every output
+/// element within `rel·(1 + |reference|)`; returns the interpreter's outputs. `what` names the
+/// case in failures.
+pub fn assert_jit_matches_interp(g: &Graph, feed: &[Tensor], rel: f32, what: &str) -> Vec<Tensor> {
+    use kestrel_backends::{interp, jit};
+    let want = interp::run(g, feed).unwrap();
+    let compiled = jit::compile(g, &jit::JitOptions::with_threads(2)).unwrap();
+    let got = compiled.run(feed).unwrap();
+    assert_eq!(got.len(), want.len(), "{what}: output count");
+    for (k, (a, b)) in got.iter().zip(&want).enumerate() {
+        let name = &g.outputs[k].name;
+        for (i, (p, q)) in a.to_f32_vec().iter().zip(b.to_f32_vec()).enumerate() {
+            assert!(
+                (p - q).abs() <= rel * (1.0 + q.abs()),
+                "{what}: output {name}[{i}]: JIT {p}, interpreter {q}"
+            );
+        }
+    }
+    want
+}
