@@ -48,7 +48,7 @@ fn main() {
         let a = vec![0.5f32; shape.rows * K];
         let b = vec![0.25f32; K * shape.cols];
         let mut c = vec![0f32; shape.rows * shape.cols];
-        let code = HostCode::new(&shape.assemble().expect("assembles"), 4).expect("placed");
+        let code = HostCode::new(&shape.assemble().expect("assembles"), 5).expect("placed");
         // SAFETY: the operands hold the tile's rows·K, K·cols and rows·cols floats.
         let f: extern "sysv64" fn(*const f32, *const f32, *mut f32, u64) =
             unsafe { std::mem::transmute(code.entry()) };
@@ -95,7 +95,7 @@ fn main() {
         let a = vec![3u8; shape.rows * 4 * GROUPS];
         let b = vec![-2i8; GROUPS * 4 * shape.cols];
         let mut c = vec![0i32; shape.rows * shape.cols];
-        let code = HostCode::new(&shape.assemble().expect("assembles"), 4).expect("placed");
+        let code = HostCode::new(&shape.assemble().expect("assembles"), 5).expect("placed");
         // SAFETY: the operands hold the tile's rows·4·GROUPS, 4·GROUPS·cols and rows·cols
         // elements.
         let f: extern "sysv64" fn(*const u8, *const i8, *mut i32, u64) =

@@ -1,8 +1,9 @@
 //! The assembled full-width f32 tiles (`jit::asm::f32_tile`): bit-identical to a sequential
 //! fused multiply-add per element (what the 128-bit Cranelift tile computes) over random shapes
-//! (1 to 4 vectors wide, up to the rows the register file holds),
-//! leading dimensions, k (0, below and above the unroll, not multiples of it) and both starts;
-//! nothing outside the tile written; the code holds the instruction class its ISA promises and
+//! (1 to 4 vectors wide, the last one partial or not, up to the rows the register file holds),
+//! leading dimensions, B packed or read in place (masked), k (0, below and above the unroll, not
+//! multiples of it) and every start; nothing outside the tile written, nothing outside B read
+//! (B ends at a guard page); the code holds the instruction class its ISA promises and
 //! nothing position-dependent. A host without an ISA skips its cases with a printed reason.
 
 use iced_x86::{Decoder, DecoderOptions, Mnemonic, OpKind, Register};
@@ -34,17 +35,83 @@ fn host_isas() -> Vec<WideIsa> {
     out
 }
 
-type Kernel = extern "sysv64" fn(*const f32, *const f32, *mut f32, u64);
+type Kernel = extern "sysv64" fn(*const f32, *const f32, *mut f32, u64, *const f32);
+
+/// `len` f32 that end exactly at a page the process may not read (so reading past them faults).
+struct GuardedF32 {
+    base: *mut u8,
+    map: usize,
+    len: usize,
+}
+
+impl GuardedF32 {
+    fn new(values: &[f32]) -> GuardedF32 {
+        let page = 4096;
+        let bytes = 4 * values.len();
+        let map = bytes.div_ceil(page) * page + page;
+        // SAFETY: a fresh anonymous mapping; the last page is made inaccessible.
+        unsafe {
+            let base = libc::mmap(
+                std::ptr::null_mut(),
+                map,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            ) as *mut u8;
+            assert!(base as isize != -1, "mmap");
+            assert_eq!(
+                libc::mprotect(base.add(map - page) as *mut _, page, libc::PROT_NONE),
+                0
+            );
+            let start = base.add(map - page - bytes) as *mut f32;
+            std::ptr::copy_nonoverlapping(values.as_ptr(), start, values.len());
+            GuardedF32 {
+                base,
+                map,
+                len: values.len(),
+            }
+        }
+    }
+    fn ptr(&self) -> *const f32 {
+        // SAFETY: inside the mapping.
+        unsafe { self.base.add(self.map - 4096 - 4 * self.len) as *const f32 }
+    }
+}
+
+impl Drop for GuardedF32 {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`.
+        unsafe { libc::munmap(self.base as *mut _, self.map) };
+    }
+}
 
 /// Runs the tile on random data and checks every element of C against the reference and every
-/// element around the tile untouched.
+/// element around the tile untouched. B rows are `b_step_bytes` apart; the last row ends at a
+/// guard page (with `mask_b`, right after the tile's columns).
 fn check(shape: F32TileShape, k: usize, seed: u64) -> Result<(), TestCaseError> {
     let mut rng = XorShift64::seeded(seed);
-    let (lda, ldc) = (shape.lda_bytes / 4, shape.ldc_bytes / 4);
+    let (lda, ldc, ldb) = (
+        shape.lda_bytes / 4,
+        shape.ldc_bytes / 4,
+        shape.b_step_bytes / 4,
+    );
+    let lanes = shape.isa.lanes();
     let a: Vec<f32> = (0..shape.rows * lda + k)
         .map(|_| rng.uniform_f64(-1.0, 1.0) as f32)
         .collect();
-    let b: Vec<f32> = (0..k * shape.cols)
+    // A packed panel is readable up to whole vectors; B in place only up to its columns.
+    let last_row = if shape.mask_b {
+        shape.cols
+    } else {
+        shape.cols.div_ceil(lanes) * lanes
+    };
+    let b_len = if k == 0 { 0 } else { (k - 1) * ldb + last_row };
+    let b_vals: Vec<f32> = (0..b_len)
+        .map(|_| rng.uniform_f64(-1.0, 1.0) as f32)
+        .collect();
+    let b = GuardedF32::new(&b_vals);
+    let bias: Vec<f32> = (0..shape.rows.max(shape.cols))
         .map(|_| rng.uniform_f64(-1.0, 1.0) as f32)
         .collect();
     const GUARD: f32 = 12345.0;
@@ -58,10 +125,11 @@ fn check(shape: F32TileShape, k: usize, seed: u64) -> Result<(), TestCaseError> 
         })
         .collect();
     let mut c = c0.clone();
-    let code = HostCode::new(&shape.assemble().unwrap(), 4).unwrap();
-    // SAFETY: the kernel reads rows·lda + k floats of `a`, k·cols of `b`, writes the tile of `c`.
+    let code = HostCode::new(&shape.assemble().unwrap(), 5).unwrap();
+    // SAFETY: the kernel reads rows·lda + k floats of `a`, the rows of `b` and `bias`, writes
+    // the tile of `c`.
     let f: Kernel = unsafe { std::mem::transmute(code.entry()) };
-    f(a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), k as u64);
+    f(a.as_ptr(), b.ptr(), c.as_mut_ptr(), k as u64, bias.as_ptr());
     for r in 0..shape.rows {
         for j in 0..ldc {
             let i = r * ldc + j;
@@ -72,9 +140,11 @@ fn check(shape: F32TileShape, k: usize, seed: u64) -> Result<(), TestCaseError> 
             let mut acc = match shape.start {
                 Start::Zero => 0f32,
                 Start::LoadC => c0[i],
+                Start::ColumnBias => bias[j],
+                Start::RowBias => bias[r],
             };
             for kk in 0..k {
-                acc = a[r * lda + kk].mul_add(b[kk * shape.cols + j], acc);
+                acc = a[r * lda + kk].mul_add(b_vals[kk * ldb + j], acc);
             }
             prop_assert_eq!(
                 c[i].to_bits(),
@@ -97,20 +167,29 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
-    fn tiles_match_sequential_fma(rows_pick in 0usize..30, vectors in 1usize..5, k in 0usize..(5 * UNROLL + 3),
-                                  lda_extra in 0usize..5, ldc_extra in 0usize..5, load: bool, seed: u64) {
+    fn tiles_match_sequential_fma(rows_pick in 0usize..30, vectors in 1usize..5, short in 0usize..16,
+                                  k in 0usize..(5 * UNROLL + 3), lda_extra in 0usize..5,
+                                  ldb_extra in 0usize..40, ldc_extra in 0usize..5,
+                                  start_pick in 0usize..4, mask_b: bool, seed: u64) {
         for isa in host_isas() {
-            // As many rows as the register file holds beside the B vectors and the broadcast.
-            let most = (isa.registers() - vectors - 1) / vectors;
+            // Columns that leave the last vector partial when `short` > 0.
+            let cols = vectors * isa.lanes() - short % isa.lanes();
+            let ragged = cols % isa.lanes() != 0;
+            // As many rows as the register file holds beside the B vectors, the broadcast and
+            // (AVX2, partial vector) the mask.
+            let spare = 1 + (ragged && isa == WideIsa::Avx2Fma) as usize;
+            let most = (isa.registers() - vectors - spare) / vectors;
             let rows = 1 + rows_pick % most;
-            let cols = vectors * isa.lanes();
+            let b_step = if mask_b { cols + ldb_extra } else { vectors * isa.lanes() };
             let shape = F32TileShape {
                 isa,
                 rows,
                 cols,
                 lda_bytes: 4 * (k + lda_extra),
+                b_step_bytes: 4 * b_step,
                 ldc_bytes: 4 * (cols + ldc_extra),
-                start: if load { Start::LoadC } else { Start::Zero },
+                start: [Start::Zero, Start::LoadC, Start::ColumnBias, Start::RowBias][start_pick],
+                mask_b,
             };
             check(shape, k, seed)?;
         }
@@ -127,11 +206,16 @@ fn production_tiles_fill_the_register_file_and_larger_ones_are_refused() {
             ..s
         };
         assert!(too_big.check().is_err(), "{too_big:?}");
-        let ragged = F32TileShape {
-            cols: s.cols - 1,
+        let too_wide = F32TileShape {
+            cols: 4 * isa.lanes() + 1,
             ..s
         };
-        assert!(ragged.check().is_err(), "{ragged:?}");
+        assert!(too_wide.check().is_err(), "{too_wide:?}");
+        let short_b = F32TileShape {
+            b_step_bytes: 4 * s.cols - 4,
+            ..s
+        };
+        assert!(short_b.check().is_err(), "{short_b:?}");
     }
 }
 
@@ -203,7 +287,7 @@ fn kernels_go_into_shared_objects_without_relocations() {
     let code = F32TileShape::default_for(WideIsa::Avx512F, 64, 32, Start::LoadC)
         .assemble()
         .unwrap();
-    kestrel_backends::jit::asm::define_code(&mut module, "tile", 4, &code).unwrap();
+    kestrel_backends::jit::asm::define_code(&mut module, "tile", 5, &code).unwrap();
     let bytes = module.finish().emit().unwrap();
     let file = object::File::parse(&*bytes).unwrap();
     let text = file.section_by_name(".text").expect("a text section");

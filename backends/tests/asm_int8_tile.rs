@@ -33,7 +33,7 @@ fn host_isas() -> Vec<Int8Isa> {
     out
 }
 
-type Kernel = extern "sysv64" fn(*const u8, *const i8, *mut i32, u64);
+type Kernel = extern "sysv64" fn(*const u8, *const i8, *mut i32, u64, *const i32);
 
 fn check(shape: Int8TileShape, groups: usize, seed: u64) -> Result<(), TestCaseError> {
     let mut rng = XorShift64::seeded(seed);
@@ -55,12 +55,21 @@ fn check(shape: Int8TileShape, groups: usize, seed: u64) -> Result<(), TestCaseE
             }
         })
         .collect();
+    let bias: Vec<i32> = (0..shape.rows.max(shape.cols))
+        .map(|_| rng.below(1 << 20) as i32 - (1 << 19))
+        .collect();
     let mut c = c0.clone();
-    let code = HostCode::new(&shape.assemble().unwrap(), 4).unwrap();
+    let code = HostCode::new(&shape.assemble().unwrap(), 5).unwrap();
     // SAFETY: the kernel reads rows·lda + 4·groups bytes of `a`, the packed panel of `b`, and
     // writes the tile of `c`.
     let f: Kernel = unsafe { std::mem::transmute(code.entry()) };
-    f(a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), groups as u64);
+    f(
+        a.as_ptr(),
+        b.as_ptr(),
+        c.as_mut_ptr(),
+        groups as u64,
+        bias.as_ptr(),
+    );
     for r in 0..shape.rows {
         for j in 0..ldc {
             let i = r * ldc + j;
@@ -71,6 +80,8 @@ fn check(shape: Int8TileShape, groups: usize, seed: u64) -> Result<(), TestCaseE
             let mut want: i64 = match shape.start {
                 Start::Zero => 0,
                 Start::LoadC => c0[i] as i64,
+                Start::ColumnBias => bias[j] as i64,
+                Start::RowBias => bias[r] as i64,
             };
             for kk in 0..k {
                 let w = b[(kk / 4) * shape.cols * 4 + j * 4 + kk % 4];
@@ -99,7 +110,7 @@ proptest! {
     #[test]
     fn tiles_compute_the_integer_sum(rows_pick in 0usize..30, vectors in 1usize..5,
                                      groups in 0usize..(5 * UNROLL + 3), lda_extra in 0usize..9,
-                                     ldc_extra in 0usize..5, load: bool, seed: u64) {
+                                     ldc_extra in 0usize..5, start_pick in 0usize..4, seed: u64) {
         for isa in host_isas() {
             let most = (isa.vectors().registers() - vectors - 1) / vectors;
             let cols = vectors * isa.lanes();
@@ -109,7 +120,7 @@ proptest! {
                 cols,
                 lda_bytes: 4 * groups + lda_extra,
                 ldc_bytes: 4 * (cols + ldc_extra),
-                start: if load { Start::LoadC } else { Start::Zero },
+                start: [Start::Zero, Start::LoadC, Start::ColumnBias, Start::RowBias][start_pick],
             };
             check(shape, groups, seed)?;
         }

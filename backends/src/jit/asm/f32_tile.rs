@@ -1,18 +1,26 @@
 //! The f32 register tile `C[rows × cols] (+)= A[rows × k] · B[k × cols]` in full-width vectors.
 //!
-//! Contract of the assembled function, `fn(a, b, c, k)` (System V, four i64 arguments):
+//! Contract of the assembled function, `fn(a, b, c, k, bias)` (System V, five i64 arguments):
 //! - `a` points at `A[0][0]`; row `r` starts `r · lda_bytes` further (`lda_bytes` is fixed when
 //!   the kernel is assembled, so the row offsets are immediates, as in the Cranelift GEMM);
 //!   consecutive k are consecutive f32;
-//! - `b` points at a packed panel: `k` rows of `cols` consecutive f32 (row `kk` at
-//!   `kk · cols · 4`);
+//! - `b` points at row 0 of B: `k` rows of at least `cols` consecutive f32, row `kk` at
+//!   `kk · b_step_bytes` (a packed panel, or B read in place);
 //! - `c` points at `C[0][0]`; row `r` starts `r · ldc_bytes` further;
-//! - `k` (≥ 0) is the number of multiply-add steps. With [`Start::Zero`] the tile starts at zero,
-//!   with [`Start::LoadC`] at the values in `C`; it is stored back to `C` in both cases.
+//! - `k` (≥ 0) is the number of multiply-add steps;
+//! - `bias` is read only by the bias starts: [`Start::ColumnBias`] starts every row at
+//!   `bias[0..cols]`, [`Start::RowBias`] row `r` at `bias[r]` in every column. [`Start::Zero`]
+//!   starts at zero, [`Start::LoadC`] at the values in `C`; the tile is stored back to `C`.
+//!
+//! `cols` need not fill the last vector: its C (and bias) accesses are then masked (`k1` on
+//! AVX-512, `vmaskmovps` on AVX2), and so are its B loads when `mask_b` (B read in place, where
+//! the columns past `cols` may be outside the buffer); a packed panel is zero-padded and read
+//! whole. Masked-off lanes never fault.
 //!
 //! Each element is accumulated in k order with one fused multiply-add per step, as the 128-bit
 //! Cranelift tile does, so both give bit-identical results. Nothing outside the tile's rows and
-//! columns is read or written; alignment is not required.
+//! columns is written, nor read outside them (B: outside the vectors the columns need, unless
+//! masked); alignment is not required.
 //!
 //! Register use: `rows · cols / lanes` accumulators, `cols / lanes` B vectors and one broadcast
 //! of A; the defaults ([`F32TileShape::default_for`]) fill the register file: 14×32 for
@@ -21,11 +29,13 @@
 use super::{AsmError, WideIsa};
 use iced_x86::code_asm::*;
 
-/// How the tile starts.
+/// How the tile starts (see the module documentation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Start {
     Zero,
     LoadC,
+    ColumnBias,
+    RowBias,
 }
 
 /// What one assembled kernel computes.
@@ -33,11 +43,15 @@ pub enum Start {
 pub struct F32TileShape {
     pub isa: WideIsa,
     pub rows: usize,
-    /// A multiple of the ISA's lanes: 1 to 4 vectors.
+    /// Columns of C: 1 to 4 vectors' lanes (the last vector may be partial).
     pub cols: usize,
     pub lda_bytes: usize,
+    /// Bytes between consecutive k rows of B.
+    pub b_step_bytes: usize,
     pub ldc_bytes: usize,
     pub start: Start,
+    /// Mask the partial last vector's B loads too (B read in place).
+    pub mask_b: bool,
 }
 
 /// Steps of the unrolled main loop; the remaining `k % UNROLL` run one at a time.
@@ -50,23 +64,28 @@ impl F32TileShape {
             WideIsa::Avx512F => 14,
             WideIsa::Avx2Fma => 6,
         };
+        let cols = 2 * isa.lanes();
         F32TileShape {
             isa,
             rows,
-            cols: 2 * isa.lanes(),
+            cols,
             lda_bytes: 4 * lda,
+            b_step_bytes: 4 * cols,
             ldc_bytes: 4 * ldc,
             start,
+            mask_b: false,
         }
     }
 
     fn describe(&self) -> String {
         format!(
-            "f32 {}×{} {} (lda {} B, ldc {} B, {:?})",
+            "f32 {}×{} {} (lda {} B, B rows {} B{}, ldc {} B, {:?})",
             self.rows,
             self.cols,
             self.isa.name(),
             self.lda_bytes,
+            self.b_step_bytes,
+            if self.mask_b { " masked" } else { "" },
             self.ldc_bytes,
             self.start
         )
@@ -79,8 +98,10 @@ impl F32TileShape {
             rows: self.rows,
             cols: self.cols,
             lda_bytes: self.lda_bytes,
+            b_step_bytes: self.b_step_bytes,
             ldc_bytes: self.ldc_bytes,
             start: self.start,
+            mask_b: self.mask_b,
             product: Product::F32,
         }
     }
@@ -135,6 +156,31 @@ pub(crate) trait Vector: Copy {
         x: Self::Reg,
         y: Self::Reg,
     ) -> Result<(), IcedError>;
+    /// Sets the mask of the first `valid` lanes: in `k1` (AVX-512), or in vector register
+    /// `mask` (AVX2, built through `rax` with vector register `temp`).
+    fn set_mask(
+        self,
+        a: &mut CodeAssembler,
+        valid: usize,
+        mask: usize,
+        temp: usize,
+    ) -> Result<(), IcedError>;
+    /// Loads the lanes the mask selects (the others zero); masked-off lanes never fault.
+    fn load_masked(
+        self,
+        a: &mut CodeAssembler,
+        r: Self::Reg,
+        m: AsmMemoryOperand,
+        mask: usize,
+    ) -> Result<(), IcedError>;
+    /// Stores the lanes the mask selects.
+    fn store_masked(
+        self,
+        a: &mut CodeAssembler,
+        m: AsmMemoryOperand,
+        r: Self::Reg,
+        mask: usize,
+    ) -> Result<(), IcedError>;
 }
 
 #[derive(Clone, Copy)]
@@ -151,68 +197,133 @@ const YMM: [AsmRegisterYmm; 16] = [
     ymm0, ymm1, ymm2, ymm3, ymm4, ymm5, ymm6, ymm7, ymm8, ymm9, ymm10, ymm11, ymm12, ymm13, ymm14,
     ymm15,
 ];
+const XMM: [AsmRegisterXmm; 16] = [
+    xmm0, xmm1, xmm2, xmm3, xmm4, xmm5, xmm6, xmm7, xmm8, xmm9, xmm10, xmm11, xmm12, xmm13, xmm14,
+    xmm15,
+];
 
 /// The [`Vector`] impl of a register class: its registers, its memory operand size and its
 /// zeroing idiom (`vpxord` for `zmm`, which has no VEX form; `vxorps` for `ymm`). `vpdpbusd` on
 /// `ymm` takes the VEX form (AVX-VNNI): the assembler prefers VEX where both encodings exist.
 macro_rules! vector_class {
     ($class:ident, $reg:ty, $table:ident, $ptr:ident, $zero:ident) => {
-        impl Vector for $class {
-            type Reg = $reg;
-            fn reg(self, i: usize) -> $reg {
-                $table[i]
-            }
-            fn load(
-                self,
-                a: &mut CodeAssembler,
-                r: $reg,
-                m: AsmMemoryOperand,
-            ) -> Result<(), IcedError> {
-                a.vmovups(r, $ptr(m))
-            }
-            fn store(
-                self,
-                a: &mut CodeAssembler,
-                m: AsmMemoryOperand,
-                r: $reg,
-            ) -> Result<(), IcedError> {
-                a.vmovups($ptr(m), r)
-            }
-            fn zero(self, a: &mut CodeAssembler, r: $reg) -> Result<(), IcedError> {
-                a.$zero(r, r, r)
-            }
-            fn broadcast(
-                self,
-                a: &mut CodeAssembler,
-                r: $reg,
-                m: AsmMemoryOperand,
-            ) -> Result<(), IcedError> {
-                a.vbroadcastss(r, dword_ptr(m))
-            }
-            fn fma(
-                self,
-                a: &mut CodeAssembler,
-                acc: $reg,
-                x: $reg,
-                y: $reg,
-            ) -> Result<(), IcedError> {
-                a.vfmadd231ps(acc, x, y)
-            }
-            fn dot(
-                self,
-                a: &mut CodeAssembler,
-                acc: $reg,
-                x: $reg,
-                y: $reg,
-            ) -> Result<(), IcedError> {
-                a.vpdpbusd(acc, x, y)
-            }
+        fn reg(self, i: usize) -> $reg {
+            $table[i]
+        }
+        fn load(
+            self,
+            a: &mut CodeAssembler,
+            r: $reg,
+            m: AsmMemoryOperand,
+        ) -> Result<(), IcedError> {
+            a.vmovups(r, $ptr(m))
+        }
+        fn store(
+            self,
+            a: &mut CodeAssembler,
+            m: AsmMemoryOperand,
+            r: $reg,
+        ) -> Result<(), IcedError> {
+            a.vmovups($ptr(m), r)
+        }
+        fn zero(self, a: &mut CodeAssembler, r: $reg) -> Result<(), IcedError> {
+            a.$zero(r, r, r)
+        }
+        fn broadcast(
+            self,
+            a: &mut CodeAssembler,
+            r: $reg,
+            m: AsmMemoryOperand,
+        ) -> Result<(), IcedError> {
+            a.vbroadcastss(r, dword_ptr(m))
+        }
+        fn fma(self, a: &mut CodeAssembler, acc: $reg, x: $reg, y: $reg) -> Result<(), IcedError> {
+            a.vfmadd231ps(acc, x, y)
+        }
+        fn dot(self, a: &mut CodeAssembler, acc: $reg, x: $reg, y: $reg) -> Result<(), IcedError> {
+            a.vpdpbusd(acc, x, y)
         }
     };
 }
 
-vector_class!(Zmm, AsmRegisterZmm, ZMM, zmmword_ptr, vpxord);
-vector_class!(Ymm, AsmRegisterYmm, YMM, ymmword_ptr, vxorps);
+impl Vector for Zmm {
+    type Reg = AsmRegisterZmm;
+    vector_class!(Zmm, AsmRegisterZmm, ZMM, zmmword_ptr, vpxord);
+    fn set_mask(
+        self,
+        a: &mut CodeAssembler,
+        valid: usize,
+        _mask: usize,
+        _temp: usize,
+    ) -> Result<(), IcedError> {
+        a.mov(eax, ((1u32 << valid) - 1) as i32)?;
+        a.kmovw(k1, eax)
+    }
+    fn load_masked(
+        self,
+        a: &mut CodeAssembler,
+        r: AsmRegisterZmm,
+        m: AsmMemoryOperand,
+        _mask: usize,
+    ) -> Result<(), IcedError> {
+        a.vmovups(r.k1().z(), zmmword_ptr(m))
+    }
+    fn store_masked(
+        self,
+        a: &mut CodeAssembler,
+        m: AsmMemoryOperand,
+        r: AsmRegisterZmm,
+        _mask: usize,
+    ) -> Result<(), IcedError> {
+        a.vmovups(zmmword_ptr(m).k1(), r)
+    }
+}
+
+impl Vector for Ymm {
+    type Reg = AsmRegisterYmm;
+    vector_class!(Ymm, AsmRegisterYmm, YMM, ymmword_ptr, vxorps);
+    fn set_mask(
+        self,
+        a: &mut CodeAssembler,
+        valid: usize,
+        mask: usize,
+        temp: usize,
+    ) -> Result<(), IcedError> {
+        // Lane l is all ones when l < valid; two lanes per 64-bit immediate.
+        let quad = |q: usize| -> u64 {
+            (0..2)
+                .filter(|h| 2 * q + h < valid)
+                .fold(0u64, |acc, h| acc | (0xffff_ffffu64 << (32 * h)))
+        };
+        a.mov(rax, quad(0))?;
+        a.vmovq(XMM[mask], rax)?;
+        a.mov(rax, quad(1))?;
+        a.vpinsrq(XMM[mask], XMM[mask], rax, 1)?;
+        a.mov(rax, quad(2))?;
+        a.vmovq(XMM[temp], rax)?;
+        a.mov(rax, quad(3))?;
+        a.vpinsrq(XMM[temp], XMM[temp], rax, 1)?;
+        a.vinserti128(YMM[mask], YMM[mask], XMM[temp], 1)
+    }
+    fn load_masked(
+        self,
+        a: &mut CodeAssembler,
+        r: AsmRegisterYmm,
+        m: AsmMemoryOperand,
+        mask: usize,
+    ) -> Result<(), IcedError> {
+        a.vmaskmovps(r, YMM[mask], ymmword_ptr(m))
+    }
+    fn store_masked(
+        self,
+        a: &mut CodeAssembler,
+        m: AsmMemoryOperand,
+        r: AsmRegisterYmm,
+        mask: usize,
+    ) -> Result<(), IcedError> {
+        a.vmaskmovps(ymmword_ptr(m), YMM[mask], r)
+    }
+}
 
 /// `zmm0..zmm31`, by number.
 pub(crate) fn zmm_registers() -> [AsmRegisterZmm; 32] {
@@ -237,25 +348,44 @@ pub(crate) enum Product {
     U8S8,
 }
 
-/// A tile as [`emit_tile`] assembles it: every step reads 4 bytes of each A row and
-/// `cols · 4` bytes of B (for f32, one k; for u8·s8, four k per i32 column).
+/// A tile as [`emit_tile`] assembles it: every step reads 4 bytes of each A row and the
+/// vectors of one B row (for f32, one k; for u8·s8, four k per i32 column).
 pub(crate) struct Geometry {
     /// The tile as its kernel describes itself, for errors.
     pub what: String,
     /// The register file (`zmm` or `ymm`).
     pub registers: WideIsa,
     pub rows: usize,
-    /// Columns of 32-bit results: 1 to 4 vectors.
+    /// Columns of 32-bit results: 1 to 4 vectors' lanes (the last vector may be partial).
     pub cols: usize,
     pub lda_bytes: usize,
+    pub b_step_bytes: usize,
     pub ldc_bytes: usize,
     pub start: Start,
+    pub mask_b: bool,
     pub product: Product,
 }
 
 impl Geometry {
     fn vectors(&self) -> usize {
-        self.cols / self.registers.lanes()
+        self.cols.div_ceil(self.registers.lanes())
+    }
+
+    /// Valid lanes of the last vector.
+    fn last_lanes(&self) -> usize {
+        self.cols - (self.vectors() - 1) * self.registers.lanes()
+    }
+
+    fn ragged(&self) -> bool {
+        self.last_lanes() < self.registers.lanes()
+    }
+
+    /// Vector registers: accumulators, B vectors, the broadcast of A, and the AVX2 mask.
+    fn registers_used(&self) -> usize {
+        let nv = self.vectors();
+        // AVX-512 masks live in `k1`, AVX2 ones in a vector register.
+        let mask = self.ragged() && matches!(self.registers, WideIsa::Avx2Fma);
+        self.rows * nv + nv + 1 + mask as usize
     }
 
     /// Checks the tile fits the register file and its displacements fit 32 bits.
@@ -267,23 +397,24 @@ impl Geometry {
             })
         };
         let lanes = self.registers.lanes();
-        if self.rows == 0
-            || self.cols == 0
-            || !self.cols.is_multiple_of(lanes)
-            || self.vectors() > 4
-        {
+        if self.rows == 0 || self.cols == 0 || self.vectors() > 4 {
             return fail(format!(
-                "needs rows ≥ 1 and cols of 1 to 4 vectors of {lanes} lanes"
+                "needs rows ≥ 1 and 1 to {} columns (4 vectors of {lanes} lanes)",
+                4 * lanes
             ));
         }
-        // Accumulators, the B vectors and the broadcast of A. (AVX-VNNI's VEX encoding reaches
-        // ymm0..ymm15 only, which is the whole AVX2 file.)
-        let used = self.rows * self.vectors() + self.vectors() + 1;
+        if self.b_step_bytes < 4 * self.cols {
+            return fail("B rows shorter than the tile's columns".into());
+        }
+        // (AVX-VNNI's VEX encoding reaches ymm0..ymm15 only, which is the whole AVX2 file.)
+        let used = self.registers_used();
         let file = self.registers.registers();
         if used > file {
             return fail(format!("{used} vector registers needed, {file} exist"));
         }
-        let far = (self.rows - 1) * self.lda_bytes.max(self.ldc_bytes) + UNROLL * 4 * self.cols;
+        let far = (self.rows - 1) * self.lda_bytes.max(self.ldc_bytes)
+            + UNROLL * self.b_step_bytes.max(4)
+            + 4 * self.rows;
         if far > i32::MAX as usize / 2 {
             return fail("row offsets beyond 32-bit displacements".into());
         }
@@ -303,27 +434,44 @@ impl Geometry {
     }
 }
 
-/// `rdi` = A, `rsi` = packed B, `rdx` = C, `rcx` = steps.
+/// `rdi` = A, `rsi` = B, `rdx` = C, `rcx` = steps, `r8` = bias; `rax` and `k1` are scratch.
 fn emit_tile<V: Vector>(a: &mut CodeAssembler, s: &Geometry, v: V) -> Result<(), IcedError> {
     let nv = s.vectors();
     let vb = s.registers.vector_bytes();
-    let panel = nv * vb;
     let acc = |r: usize, j: usize| v.reg(r * nv + j);
     let bvec = |j: usize| v.reg(s.rows * nv + j);
-    let bcast = v.reg(s.rows * nv + nv);
+    let bcast_index = s.rows * nv + nv;
+    let bcast = v.reg(bcast_index);
+    let mask = bcast_index + 1;
+    let ragged = s.ragged();
+    // The partial last vector's accesses are masked.
+    let partial = |j: usize| ragged && j == nv - 1;
+    if ragged {
+        v.set_mask(a, s.last_lanes(), mask, bcast_index)?;
+    }
     let c_at = |r: usize, j: usize| rdx + disp(r * s.ldc_bytes + j * vb);
     for r in 0..s.rows {
         for j in 0..nv {
+            let x = acc(r, j);
             match s.start {
-                Start::Zero => v.zero(a, acc(r, j))?,
-                Start::LoadC => v.load(a, acc(r, j), c_at(r, j))?,
+                Start::Zero => v.zero(a, x)?,
+                Start::LoadC if partial(j) => v.load_masked(a, x, c_at(r, j), mask)?,
+                Start::LoadC => v.load(a, x, c_at(r, j))?,
+                Start::ColumnBias if partial(j) => v.load_masked(a, x, r8 + disp(j * vb), mask)?,
+                Start::ColumnBias => v.load(a, x, r8 + disp(j * vb))?,
+                Start::RowBias => v.broadcast(a, x, r8 + disp(4 * r))?,
             }
         }
     }
     // One step at k offset `u` within the current position of rdi/rsi.
     let step = |a: &mut CodeAssembler, u: usize| -> Result<(), IcedError> {
         for j in 0..nv {
-            v.load(a, bvec(j), rsi + disp(u * panel + j * vb))?;
+            let at = rsi + disp(u * s.b_step_bytes + j * vb);
+            if s.mask_b && partial(j) {
+                v.load_masked(a, bvec(j), at, mask)?;
+            } else {
+                v.load(a, bvec(j), at)?;
+            }
         }
         for r in 0..s.rows {
             v.broadcast(a, bcast, rdi + disp(r * s.lda_bytes + 4 * u))?;
@@ -347,7 +495,7 @@ fn emit_tile<V: Vector>(a: &mut CodeAssembler, s: &Geometry, v: V) -> Result<(),
         step(a, u)?;
     }
     a.add(rdi, disp(4 * UNROLL))?;
-    a.add(rsi, disp(UNROLL * panel))?;
+    a.add(rsi, disp(UNROLL * s.b_step_bytes))?;
     a.sub(rcx, UNROLL as i32)?;
     a.cmp(rcx, UNROLL as i32)?;
     a.jae(unrolled)?;
@@ -357,13 +505,17 @@ fn emit_tile<V: Vector>(a: &mut CodeAssembler, s: &Geometry, v: V) -> Result<(),
     a.set_label(&mut single_loop)?;
     step(a, 0)?;
     a.add(rdi, 4)?;
-    a.add(rsi, disp(panel))?;
+    a.add(rsi, disp(s.b_step_bytes))?;
     a.dec(rcx)?;
     a.jnz(single_loop)?;
     a.set_label(&mut done)?;
     for r in 0..s.rows {
         for j in 0..nv {
-            v.store(a, c_at(r, j), acc(r, j))?;
+            if partial(j) {
+                v.store_masked(a, c_at(r, j), acc(r, j), mask)?;
+            } else {
+                v.store(a, c_at(r, j), acc(r, j))?;
+            }
         }
     }
     a.vzeroupper()?;

@@ -114,8 +114,10 @@ impl Int8TileShape {
             rows: self.rows,
             cols: self.cols,
             lda_bytes: self.lda_bytes,
+            b_step_bytes: 4 * self.cols,
             ldc_bytes: self.ldc_bytes,
             start: self.start,
+            mask_b: false,
             product: Product::U8S8,
         }
     }
