@@ -10,8 +10,9 @@ mod gemm_harness;
 
 use gemm_harness::time_runs;
 use kestrel_backends::jit::asm::f32_tile::{F32TileShape, Start};
+use kestrel_backends::jit::asm::host::HostCode;
 use kestrel_backends::jit::asm::int8_tile::{Int8Isa, Int8TileShape};
-use kestrel_backends::jit::asm::{peak, HostCode, WideIsa};
+use kestrel_backends::jit::asm::{peak, WideIsa};
 use kestrel_backends::jit::isa::IsaFlags;
 
 fn main() {

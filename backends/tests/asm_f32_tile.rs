@@ -8,7 +8,8 @@
 
 use iced_x86::{Decoder, DecoderOptions, Mnemonic, OpKind, Register};
 use kestrel_backends::jit::asm::f32_tile::{F32TileShape, Start, UNROLL};
-use kestrel_backends::jit::asm::{HostCode, WideIsa};
+use kestrel_backends::jit::asm::host::HostCode;
+use kestrel_backends::jit::asm::WideIsa;
 use kestrel_backends::jit::isa::IsaFlags;
 use kestrel_ir::testing::{Random, XorShift64};
 use proptest::prelude::*;

@@ -7,8 +7,8 @@
 
 use iced_x86::{Code, Decoder, DecoderOptions, Mnemonic};
 use kestrel_backends::jit::asm::f32_tile::{Start, UNROLL};
+use kestrel_backends::jit::asm::host::HostCode;
 use kestrel_backends::jit::asm::int8_tile::{Int8Isa, Int8TileShape};
-use kestrel_backends::jit::asm::HostCode;
 use kestrel_backends::jit::isa::IsaFlags;
 use kestrel_ir::testing::{Random, XorShift64};
 use proptest::prelude::*;

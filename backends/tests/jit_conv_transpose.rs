@@ -32,6 +32,7 @@ fn agree(g: &Graph, inputs: &[Tensor]) -> Result<(), TestCaseError> {
             threads,
             min_task_macs: 1,
             im2col_block_bytes: if threads == 3 { 4 } else { 512 * 1024 },
+            ..Default::default()
         };
         let m = compile(g, &opts).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let got = m

@@ -20,6 +20,7 @@ fn agree(g: &Graph, inputs: &[Tensor], tol: f32) -> Result<(), TestCaseError> {
         threads: 3,
         min_task_macs: 1,
         im2col_block_bytes: 4,
+        ..Default::default()
     };
     for opts in [JitOptions::default(), split] {
         let m = compile(g, &opts).map_err(|e| TestCaseError::fail(e.to_string()))?;
@@ -226,7 +227,7 @@ proptest! {
         // on the order of accumulation, moves the probabilities by ~1e-5 relative.
         agree(&g, &inputs, 1e-4)?;
         let serial = compile(&g, &JitOptions::default()).unwrap().run(&inputs).unwrap();
-        let split = JitOptions { threads: 3, min_task_macs: 1, im2col_block_bytes: 4 };
+        let split = JitOptions { threads: 3, min_task_macs: 1, im2col_block_bytes: 4, ..Default::default() };
         let par = compile(&g, &split).unwrap().run(&inputs).unwrap();
         prop_assert_eq!(serial[0].to_f32_vec(), par[0].to_f32_vec());
         // The unfused form on the JIT gives the same bits (same micro-kernel, same order).

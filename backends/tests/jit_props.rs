@@ -26,6 +26,7 @@ fn agree(g: &Graph, inputs: &[Tensor], tol: f32) -> Result<(), TestCaseError> {
             threads,
             min_task_macs: 1,
             im2col_block_bytes: if threads == 3 { 4 } else { 512 * 1024 },
+            ..Default::default()
         };
         let m = compile(g, &opts).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let got = m
@@ -42,6 +43,21 @@ fn agree(g: &Graph, inputs: &[Tensor], tol: f32) -> Result<(), TestCaseError> {
             );
         }
     }
+    // The full-width micro-kernels (where the host has them) and the 128-bit path give the
+    // same bits.
+    let run_with = |wide_kernels: bool| {
+        let opts = JitOptions {
+            wide_kernels,
+            ..JitOptions::with_threads(1)
+        };
+        compile(g, &opts)
+            .and_then(|m| m.run(inputs))
+            .map_err(|e| TestCaseError::fail(e.to_string()))
+    };
+    prop_assert!(
+        run_with(true)? == run_with(false)?,
+        "the wide kernels and the 128-bit ones differ"
+    );
     Ok(())
 }
 

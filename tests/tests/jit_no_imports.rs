@@ -18,6 +18,7 @@ fn undefined_symbols(model: &Path) -> Vec<String> {
         threads: 4,
         min_task_macs: 1,
         im2col_block_bytes: 64 * 1024,
+        ..Default::default()
     };
     all.extend(lowered_undefined_symbols(model, &split));
     all

@@ -179,6 +179,7 @@ fn o2_fuses_and_keeps_outputs() {
                 threads: 2,
                 min_task_macs: 1,
                 im2col_block_bytes: 64 * 1024,
+                ..Default::default()
             };
             let m2 = kestrel_backends::jit::compile(&g, &split)
                 .unwrap_or_else(|e| panic!("{name}: JIT after O2, 2 threads: {e}"));

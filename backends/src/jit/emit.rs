@@ -4,6 +4,7 @@
 //! Values are either scalars (`F32`, `I32`, ...) or 128-bit vectors (`F32X4`); the helpers that
 //! build constants and selects accept both, so math written once works on both.
 
+use super::asm::registry::MicroKernels;
 use super::isa::IsaFlags;
 use cranelift_codegen::cursor::{Cursor, FuncCursor};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
@@ -26,6 +27,9 @@ pub fn lanes() -> MemFlagsData {
 pub struct Emitter<'f, 'a> {
     pub fb: &'f mut FunctionBuilder<'a>,
     pub flags: IsaFlags,
+    /// The module's full-width micro-kernels, when it has them (the GEMM entry points of
+    /// `kernels::gemm` call them).
+    pub micro: Option<&'f mut MicroKernels>,
     /// Set by [`Emitter::hoisting_constants`].
     hoist: Option<Hoist>,
 }
@@ -41,6 +45,7 @@ impl<'f, 'a> Emitter<'f, 'a> {
         Emitter {
             fb,
             flags,
+            micro: None,
             hoist: None,
         }
     }

@@ -13,6 +13,13 @@ pub struct JitOptions {
     /// a block of output rows at a time, so it stays in L2). Tests set it small to exercise the
     /// blocking.
     pub im2col_block_bytes: usize,
+    /// Run the GEMMs on the full-width micro-kernels (`jit::asm`, docs/JIT.md) where the
+    /// target has a vector ISA wider than 128 bits (AVX2+FMA, AVX-512). Off, every kernel stays
+    /// on Cranelift's 128-bit vectors: the portable path, and the reference the wide one is
+    /// tested against (both give bit-identical results). The default is on unless the
+    /// environment sets `KESTREL_WIDE_KERNELS=0` (for measuring both paths with the same
+    /// commands, docs/JIT.md).
+    pub wide_kernels: bool,
 }
 
 impl Default for JitOptions {
@@ -21,6 +28,7 @@ impl Default for JitOptions {
             threads: 1,
             min_task_macs: 1 << 19,
             im2col_block_bytes: 512 * 1024,
+            wide_kernels: std::env::var("KESTREL_WIDE_KERNELS").map_or(true, |v| v != "0"),
         }
     }
 }

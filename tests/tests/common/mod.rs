@@ -229,6 +229,7 @@ pub fn check_float_model_jit(model: &Path) {
         threads: 2,
         min_task_macs: 1,
         im2col_block_bytes: 64 * 1024,
+        ..Default::default()
     };
     let (threaded, _, m2, _) = run_jit_with(model, &opts);
     assert!(
@@ -286,6 +287,7 @@ pub fn check_int8_model_jit(model: &Path) {
         threads: 2,
         min_task_macs: 1,
         im2col_block_bytes: 64 * 1024,
+        ..Default::default()
     };
     let (threaded, _, _, _) = run_jit_with(model, &opts);
     assert!(

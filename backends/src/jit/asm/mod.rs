@@ -10,13 +10,14 @@
 //! never the machine the compiler runs on.
 
 pub mod f32_tile;
+pub mod host;
 pub mod int8_tile;
 pub mod peak;
+pub mod registry;
 
 use super::error::JitError;
 use super::isa::IsaFlags;
 use cranelift_codegen::ir::{types, AbiParam};
-use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{FuncId, Linkage, Module};
 
 /// A vector ISA wider than Cranelift's 128 bits.
@@ -117,51 +118,6 @@ impl From<AsmError> for JitError {
         JitError::Codegen {
             context: " (full-width micro-kernel)".into(),
             reason: e.to_string(),
-        }
-    }
-}
-
-/// Assembled code placed alone in a JIT module of the host (for the peak loop, tests and
-/// micro-benchmarks); the code lives as long as the value.
-pub struct HostCode {
-    module: Option<JITModule>,
-    entry: *const u8,
-}
-
-impl HostCode {
-    /// Places `code` (taking `params` i64 arguments) through [`define_code`].
-    pub fn new(code: &[u8], params: usize) -> Result<HostCode, JitError> {
-        let fail = |reason: String| JitError::Codegen {
-            context: " (full-width micro-kernel)".into(),
-            reason,
-        };
-        let isa = super::model::host_isa()?;
-        let mut module = JITModule::new(JITBuilder::with_isa(
-            isa,
-            cranelift_module::default_libcall_names(),
-        ));
-        let id = define_code(&mut module, "kestrel_asm", params, code).map_err(fail)?;
-        module
-            .finalize_definitions()
-            .map_err(|e| fail(e.to_string()))?;
-        let entry = module.get_finalized_function(id);
-        Ok(HostCode {
-            module: Some(module),
-            entry,
-        })
-    }
-
-    /// The code's first instruction.
-    pub fn entry(&self) -> *const u8 {
-        self.entry
-    }
-}
-
-impl Drop for HostCode {
-    fn drop(&mut self) {
-        if let Some(m) = self.module.take() {
-            // SAFETY: nothing holds the entry pointer beyond this value's life.
-            unsafe { m.free_memory() };
         }
     }
 }

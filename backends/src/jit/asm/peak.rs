@@ -3,8 +3,9 @@
 //! measured, never derived from [`crate::jit::peak`]'s). The micro-kernels are reported against
 //! it.
 
+use super::host::HostCode;
 use super::int8_tile::Int8Isa;
-use super::{AsmError, HostCode, WideIsa};
+use super::{AsmError, WideIsa};
 use crate::jit::error::JitError;
 use iced_x86::code_asm::*;
 use std::time::Instant;

@@ -4,6 +4,7 @@
 
 use super::data::{codegen_error, node_sig, value_ptr, ModuleData};
 use super::placement::{Kind, Placement};
+use crate::jit::asm::registry::MicroKernels;
 use crate::jit::context::KernelContext;
 use crate::jit::emit::Emitter;
 use crate::jit::error::JitError;
@@ -46,6 +47,8 @@ pub(super) fn emit_node_functions<M: Module>(
     let mut code_bytes = 0usize;
     let mut calls: Vec<(FuncId, usize)> = Vec::new();
     let mut status_nodes: Vec<(String, &'static str)> = Vec::new();
+    let call_conv = data.module.isa().default_call_conv();
+    let mut micro = MicroKernels::for_target(flags, opts, call_conv);
     for (i, node) in g.nodes.iter().enumerate() {
         let Kind::Kernel { tasks, .. } = placement.kinds[i] else {
             continue;
@@ -77,6 +80,10 @@ pub(super) fn emit_node_functions<M: Module>(
             fb.switch_to_block(block);
             let (env, task) = (fb.block_params(block)[0], fb.block_params(block)[1]);
             let mut e = Emitter::new(&mut fb, *flags);
+            if let Some(m) = micro.as_mut() {
+                m.begin_function();
+                e.micro = Some(m);
+            }
             let params: Vec<Value> = (0..3).map(|j| e.load(types::I64, env, 8 * j)).collect();
             let mut ins = Vec::new();
             for (j, &v) in node.inputs.iter().enumerate() {
@@ -112,6 +119,9 @@ pub(super) fn emit_node_functions<M: Module>(
             fb.seal_all_blocks();
             fb.finalize(fcfg);
         }
+        if let Some(m) = micro.as_mut() {
+            m.resolve(data.module, &mut ctx.func, &prefix)?;
+        }
         data.module
             .define_function(fid, ctx)
             .map_err(|e| codegen_error(format!(" ({})", g.describe_node(id)), format!("{e:?}")))?;
@@ -122,6 +132,7 @@ pub(super) fn emit_node_functions<M: Module>(
         data.module.clear_context(ctx);
         calls.push((fid, tasks));
     }
+    code_bytes += micro.map_or(0, |m| m.code_bytes);
     Ok(NodeFunctions {
         calls,
         status_nodes,

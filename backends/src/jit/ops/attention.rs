@@ -54,8 +54,8 @@ fn block_rows(n: usize) -> usize {
 /// Returns the offsets of the two packed operands and the total.
 fn task_scratch(d: usize, n: usize, dv: usize) -> (usize, usize, usize) {
     let scores = (block_rows(n) * n * 4).next_multiple_of(64);
-    let kt = (gemm::packed_b_len(d, n) * 4).next_multiple_of(64);
-    let v = (gemm::packed_b_len(n, dv) * 4).next_multiple_of(64);
+    let kt = (gemm::packed_b_bound(d, n) * 4).next_multiple_of(64);
+    let v = (gemm::packed_b_bound(n, dv) * 4).next_multiple_of(64);
     (scores, scores + kt, scores + kt + v)
 }
 
@@ -99,7 +99,6 @@ pub fn lower(e: &mut Emitter, k: &mut KernelContext, scale: f32) -> Result<(), J
     let Some(scratch) = k.scratch else {
         return Err(k.unsupported("attention without its scratch buffer"));
     };
-    let flags = e.flags;
     let (q, kt, v, out) = (k.ins[0], k.ins[1], k.ins[2], k.outs[0]);
     let (q_mat, kt_mat, v_mat, o_mat) = (m * d * 4, d * n * 4, n * dv * 4, m * dv * 4);
     let rows = gemm::split_rows(m, k.tasks);
@@ -116,13 +115,13 @@ pub fn lower(e: &mut Emitter, k: &mut KernelContext, scale: f32) -> Result<(), J
             let vb = e.index(v, b, v_mat as i64);
             let ob = e.index(out, b, o_mat as i64);
             // This batch's k_t and v in the micro-kernel's panel layout (every block reuses them).
-            gemm::emit_pack_b(e.fb, ktb, n, ktp, d, n);
-            gemm::emit_pack_b(e.fb, vb, dv, vp, n, dv);
+            gemm::emit_pack_for(e, ktb, n, ktp, d, n);
+            gemm::emit_pack_for(e, vb, dv, vp, n, dv);
             // One block of `mb` query rows starting at row `row0` (I64 value).
             let block = |e: &mut Emitter, row0: cranelift_codegen::ir::Value, mb: usize| {
                 let qr = e.index(qb, row0, (d * 4) as i64);
                 let or = e.index(ob, row0, (dv * 4) as i64);
-                gemm::emit_gemm(e.fb, &flags, qr, d, ktp, s, n, mb, n, d, None);
+                gemm::emit(e, qr, d, gemm::BOperand::Packed(ktp), s, n, mb, n, d, None);
                 e.loop_n(mb, |e, i| {
                     let row = e.index(s, i, (n * 4) as i64);
                     if scale != 1.0 {
@@ -130,7 +129,7 @@ pub fn lower(e: &mut Emitter, k: &mut KernelContext, scale: f32) -> Result<(), J
                     }
                     softmax_row(e, row, row, n, 4, false);
                 });
-                gemm::emit_gemm(e.fb, &flags, s, n, vp, or, dv, mb, dv, n, None);
+                gemm::emit(e, s, n, gemm::BOperand::Packed(vp), or, dv, mb, dv, n, None);
             };
             let len = r.end - r.start;
             let (full, rest) = (len / per_block, len % per_block);

@@ -145,7 +145,7 @@ fn packs_im2col(g: &ConvGeometry) -> bool {
 /// Bytes of one im2col block packed into B panels.
 fn packed_col_bytes(g: &ConvGeometry) -> usize {
     let w_out: usize = g.w.out_sp[1..].iter().product();
-    gemm::gemm_unpacked_scratch_bytes(g.m_per_group, block_rows(g) * w_out, g.c_per_group * g.taps)
+    gemm::packed_b_bound(g.c_per_group * g.taps, block_rows(g) * w_out) * 4
 }
 
 /// Input channels from which [`packs_1x1_input`] packs.
@@ -158,7 +158,7 @@ const PACK_MAX_BYTES: usize = 512 << 10;
 /// Scratch bytes of one task of a packing 1×1 convolution (every pixel: an upper bound for any
 /// task's share).
 fn packed_input_bytes(g: &ConvGeometry) -> usize {
-    gemm::gemm_unpacked_scratch_bytes(g.m_per_group, g.p, g.c_per_group)
+    gemm::packed_b_bound(g.c_per_group, g.p) * 4
 }
 
 /// Fewest output pixels per task for the pixel split (narrower GEMMs waste the 8-wide panels).
@@ -347,7 +347,6 @@ fn gemm_conv(
         return;
     }
     let direct = is_direct_1x1(geo);
-    let flags = e.flags;
     let in_plane: usize = geo.w.in_sp.iter().product();
     let in_row: usize = geo.w.in_sp[1..].iter().product();
     let block = block_rows(geo);
@@ -377,27 +376,31 @@ fn gemm_conv(
             if direct {
                 let b = e.addr(xg, (p0 * 4) as i64);
                 let o = e.addr(og, (p0 * 4) as i64);
-                match col.filter(|_| packs_1x1_input(geo)) {
-                    Some(panels) => gemm::emit_gemm_unpacked_scratch(
-                        e.fb, &flags, wg, kk, b, geo.p, o, geo.p, panels, mn, pn, kk, None,
-                    ),
-                    None => gemm::emit_gemm_unpacked(
-                        e.fb, &flags, wg, kk, b, geo.p, o, geo.p, mn, pn, kk, None,
-                    ),
-                }
+                let bop = match col.filter(|_| packs_1x1_input(geo)) {
+                    Some(scratch) => gemm::BOperand::PackedInto {
+                        b,
+                        ldb: geo.p,
+                        scratch,
+                    },
+                    None => gemm::BOperand::InPlace { b, ldb: geo.p },
+                };
+                gemm::emit(e, wg, kk, bop, o, geo.p, mn, pn, kk, None);
                 post.apply_rows(e, o, bg, mn, pn, geo.p);
                 continue;
             }
             let col = col.expect("conv scratch");
             // The GEMM of one im2col block of `n` columns into `ob`.
             let packed = packs_im2col(geo).then(|| e.addr(col, col_block_bytes(geo) as i64));
-            let block_gemm = |e: &mut Emitter, col: Value, n: usize, ob: Value| match packed {
-                Some(panels) => gemm::emit_gemm_unpacked_scratch(
-                    e.fb, &flags, wg, kk, col, n, ob, geo.p, panels, mn, n, kk, None,
-                ),
-                None => gemm::emit_gemm_unpacked(
-                    e.fb, &flags, wg, kk, col, n, ob, geo.p, mn, n, kk, None,
-                ),
+            let block_gemm = |e: &mut Emitter, col: Value, n: usize, ob: Value| {
+                let bop = match packed {
+                    Some(scratch) => gemm::BOperand::PackedInto {
+                        b: col,
+                        ldb: n,
+                        scratch,
+                    },
+                    None => gemm::BOperand::InPlace { b: col, ldb: n },
+                };
+                gemm::emit(e, wg, kk, bop, ob, geo.p, mn, n, kk, None)
             };
             // Blocks of `block` output rows: im2col into the block buffer, then its GEMM.
             let mut c = rows.start;

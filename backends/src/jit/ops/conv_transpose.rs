@@ -287,21 +287,8 @@ fn task(
                 // One block of `nb` channels starting `first` channels into the task's.
                 let block = |e: &mut Emitter, first: Value, nb: usize| {
                     let a = e.index(wg, first, (ksz * cg * 4) as i64);
-                    let flags = e.flags;
-                    gemm::emit_gemm_unpacked(
-                        e.fb,
-                        &flags,
-                        a,
-                        cg,
-                        xg,
-                        isz,
-                        col,
-                        isz,
-                        nb * ksz,
-                        isz,
-                        cg,
-                        None,
-                    );
+                    let b = gemm::BOperand::InPlace { b: xg, ldb: isz };
+                    gemm::emit(e, a, cg, b, col, isz, nb * ksz, isz, cg, None);
                     let ob = e.index(og, first, (osz * 4) as i64);
                     col2im(e, geo, col, ob, nb);
                 };

@@ -83,7 +83,6 @@ pub fn gemm(e: &mut Emitter, k: &mut KernelContext, a: &GemmAttrs) -> Result<(),
     let n = if a.trans_b { bd[0] } else { bd[1] };
     let alpha = a.alpha.0;
     let beta = a.beta.0;
-    let flags = e.flags;
     // A: transposed constant A is materialised transposed at compile time.
     let (a_ptr, lda) = if a.trans_a {
         let Some(t) = k.const_in(0) else {
@@ -134,8 +133,8 @@ pub fn gemm(e: &mut Emitter, k: &mut KernelContext, a: &GemmAttrs) -> Result<(),
             if alpha != 1.0 {
                 v.iter_mut().for_each(|x| *x *= alpha);
             }
-            let packed = gemm::pack_b(&v, kk, n, a.trans_b);
-            Some(k.rodata_f32(e, &packed.data)?)
+            let packed = gemm::pack_for(e, &v, kk, n, a.trans_b);
+            Some(k.rodata_f32(e, &packed)?)
         }
         None if a.trans_b || alpha != 1.0 => {
             return Err(k.unsupported("gemm with a run-time B that is transposed or scaled"));
@@ -150,12 +149,11 @@ pub fn gemm(e: &mut Emitter, k: &mut KernelContext, a: &GemmAttrs) -> Result<(),
         let mt = r.end - r.start;
         let at = e.addr(a_ptr, (r.start * lda * 4) as i64);
         let ot = e.addr(out, (r.start * n * 4) as i64);
-        match packed_b {
-            Some(bp) => gemm::emit_gemm(e.fb, &flags, at, lda, bp, ot, n, mt, n, kk, bias),
-            None => {
-                gemm::emit_gemm_unpacked(e.fb, &flags, at, lda, b_in, n, ot, n, mt, n, kk, bias)
-            }
-        }
+        let b = match packed_b {
+            Some(bp) => gemm::BOperand::Packed(bp),
+            None => gemm::BOperand::InPlace { b: b_in, ldb: n },
+        };
+        gemm::emit(e, at, lda, b, ot, n, mt, n, kk, bias);
         if let (true, Some(c)) = (add_c_after, c_in) {
             let st = broadcast_strides(&cd, &[m, n]);
             let bv = e.fconst(types::F32, beta);
@@ -226,12 +224,11 @@ pub fn matmul(e: &mut Emitter, k: &mut KernelContext) -> Result<(), JitError> {
     ];
     let mut dims = batch.clone();
     dims.push(1);
-    let flags = e.flags;
     let shared_const_b = sb.iter().all(|&s| s == 0) && k.const_in(1).is_some();
     let packed = if shared_const_b {
         let v = k.const_in(1).map(|t| t.to_f32_vec()).unwrap_or_default();
-        let p = gemm::pack_b(&v[..kk * n], kk, n, false);
-        Some(k.rodata_f32(e, &p.data)?)
+        let p = gemm::pack_for(e, &v[..kk * n], kk, n, false);
+        Some(k.rodata_f32(e, &p)?)
     } else {
         None
     };
@@ -242,11 +239,12 @@ pub fn matmul(e: &mut Emitter, k: &mut KernelContext) -> Result<(), JitError> {
         let mt = r.end - r.start;
         let at = e.addr(a0, (r.start * kk * 4) as i64);
         let ot = e.addr(o0, (r.start * n * 4) as i64);
-        e.nest(&dims, &strides, &[at, b0, ot], &mut |e, p| match packed {
-            Some(bp) => gemm::emit_gemm(e.fb, &flags, p[0], kk, bp, p[2], n, mt, n, kk, None),
-            None => {
-                gemm::emit_gemm_unpacked(e.fb, &flags, p[0], kk, p[1], n, p[2], n, mt, n, kk, None)
-            }
+        e.nest(&dims, &strides, &[at, b0, ot], &mut |e, p| {
+            let b = match packed {
+                Some(bp) => gemm::BOperand::Packed(bp),
+                None => gemm::BOperand::InPlace { b: p[1], ldb: n },
+            };
+            gemm::emit(e, p[0], kk, b, p[2], n, mt, n, kk, None)
         });
     });
     Ok(())

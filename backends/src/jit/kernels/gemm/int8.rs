@@ -29,7 +29,7 @@
 //! ([`weight_sums`], [`folded_bias`]); the `Sdot` route's offset is folded the same way.
 
 use super::loops::load_quad;
-use super::tile::{mem, Tile};
+use super::tile::{mem, Panels, Tile};
 use super::{emit_tiled, pack, BSource, Bias, GemmShape};
 use crate::jit::isa::IsaFlags;
 use cranelift_codegen::ir::{
@@ -439,6 +439,21 @@ fn flip_bytes(fb: &mut FunctionBuilder, v: Value) -> Value {
     fb.ins().bxor(v, c)
 }
 
+impl Panels for Int8Tile {
+    fn cols(&self) -> usize {
+        self.cols
+    }
+    fn k_step(&self) -> usize {
+        4
+    }
+    fn b_bytes(&self) -> usize {
+        1
+    }
+    fn kc(&self) -> usize {
+        1024
+    }
+}
+
 impl Tile for Int8Tile {
     /// Dot routes: one i8x16 (the four bytes in every lane). `WidenI16`: even and odd i16
     /// halves. `LaneWise`: the four bytes as i32 scalars.
@@ -450,16 +465,7 @@ impl Tile for Int8Tile {
     fn rows(&self) -> usize {
         self.rows
     }
-    fn cols(&self) -> usize {
-        self.cols
-    }
-    fn k_step(&self) -> usize {
-        4
-    }
     fn a_bytes(&self) -> usize {
-        1
-    }
-    fn b_bytes(&self) -> usize {
         1
     }
     fn lane(&self) -> Type {
@@ -471,9 +477,6 @@ impl Tile for Int8Tile {
             Int8Route::LaneWise => types::I32X4,
             _ => types::I8X16,
         }
-    }
-    fn kc(&self) -> usize {
-        1024
     }
     fn mc(&self) -> usize {
         self.rows * 30

@@ -29,8 +29,13 @@
 pub mod int8;
 mod loops;
 pub mod pack;
+mod shape;
 pub mod tile;
+pub mod wide;
 
+pub use shape::{BSource, Bias, GemmShape, MAX_PANEL_COLS};
+
+use crate::jit::emit::Emitter;
 use crate::jit::isa::IsaFlags;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
@@ -69,6 +74,93 @@ pub fn pack_b(b: &[f32], k: usize, n: usize, transposed: bool) -> PackedB {
     }
 }
 
+/// Number of f32 that B packed for `k`×`n` takes with any f32 tile (at least [`packed_b_len`]
+/// and the wide tiles' length): what the scratch of run-time packing reserves.
+pub fn packed_b_bound(k: usize, n: usize) -> usize {
+    k * n.next_multiple_of(MAX_PANEL_COLS)
+}
+
+/// Where the GEMM of an op lowering ([`emit`]) reads B from.
+#[derive(Clone, Copy, Debug)]
+pub enum BOperand {
+    /// Packed by [`pack_for`] (with the same emitter's kernels), `k`, `n`.
+    Packed(Value),
+    /// Row-major `[k, n]` with leading dimension `ldb`, read in place.
+    InPlace { b: Value, ldb: usize },
+    /// Row-major `[k, n]` with leading dimension `ldb`, first packed by generated code into
+    /// `scratch` ([`packed_b_bound`] f32, any alignment): pays off when m ≳ 16.
+    PackedInto {
+        b: Value,
+        ldb: usize,
+        scratch: Value,
+    },
+}
+
+/// Packs `b` (`[k, n]` row-major, or `[n, k]` when `transposed`) at compile time for the kernels
+/// `e` emits with: the wide tile's panels when the module has full-width micro-kernels
+/// ([`Emitter::micro`]), else the 128-bit tile's.
+pub fn pack_for(e: &Emitter, b: &[f32], k: usize, n: usize, transposed: bool) -> Vec<f32> {
+    match &e.micro {
+        Some(m) => pack::pack_b(&wide::WideTile::for_isa(m.isa()), b, k, n, transposed),
+        None => pack_b(b, k, n, transposed).data,
+    }
+}
+
+/// Emits the run-time packing of B (row-major `[k, n]`, leading dimension `ldb`) into `dst`,
+/// in the layout [`pack_for`] gives for the same emitter (at most [`packed_b_bound`] f32).
+pub fn emit_pack_for(e: &mut Emitter, b: Value, ldb: usize, dst: Value, k: usize, n: usize) {
+    match &e.micro {
+        Some(m) => {
+            let tile = wide::WideTile::for_isa(m.isa());
+            pack::emit_pack_b(e.fb, &tile, b, ldb, dst, k, n)
+        }
+        None => emit_pack_b(e.fb, b, ldb, dst, k, n),
+    }
+}
+
+/// The f32 GEMM of the op lowerings: `C[m×n] = A[m×k] · B (+ col_bias)`, A and C row-major
+/// with leading dimensions `lda`, `ldc` (elements), on the full-width micro-kernels when the
+/// module has them ([`Emitter::micro`]), else on the 128-bit tile. Both give the same bits.
+#[allow(clippy::too_many_arguments)]
+pub fn emit(
+    e: &mut Emitter,
+    a: Value,
+    lda: usize,
+    b: BOperand,
+    c: Value,
+    ldc: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    col_bias: Option<Value>,
+) {
+    let flags = e.flags;
+    let shape = GemmShape { m, n, k, lda, ldc };
+    let bias = Bias::columns(col_bias);
+    if e.micro.is_some() {
+        let (b_ptr, source) = match b {
+            BOperand::Packed(p) => (p, BSource::Packed),
+            BOperand::InPlace { b, ldb } => (b, BSource::Rows { ldb }),
+            BOperand::PackedInto { b, ldb, scratch } => {
+                emit_pack_for(e, b, ldb, scratch, k, n);
+                (scratch, BSource::Packed)
+            }
+        };
+        let micro = e.micro.as_deref_mut().expect("checked above");
+        wide::emit(e.fb, micro, shape, source, a, b_ptr, c, bias);
+        return;
+    }
+    match b {
+        BOperand::Packed(p) => emit_gemm(e.fb, &flags, a, lda, p, c, ldc, m, n, k, col_bias),
+        BOperand::InPlace { b, ldb } => {
+            emit_gemm_unpacked(e.fb, &flags, a, lda, b, ldb, c, ldc, m, n, k, col_bias)
+        }
+        BOperand::PackedInto { b, ldb, scratch } => emit_gemm_unpacked_scratch(
+            e.fb, &flags, a, lda, b, ldb, c, ldc, scratch, m, n, k, col_bias,
+        ),
+    }
+}
+
 /// Splits `0..m` into at most `parts` row ranges that are valid for [`emit_gemm_rows`]: every
 /// range starts at a multiple of [`MR`] and ends at a multiple of [`MR`] or at `m`; empty ranges
 /// are omitted.
@@ -89,45 +181,6 @@ pub fn split_rows_by(rows: usize, m: usize, parts: usize) -> Vec<Range<usize>> {
         }
     }
     out
-}
-
-/// The extents of one GEMM (leading dimensions in elements).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GemmShape {
-    pub m: usize,
-    pub n: usize,
-    pub k: usize,
-    pub lda: usize,
-    pub ldc: usize,
-}
-
-/// Where the micro-kernel reads B from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BSource {
-    /// The [`pack`] layout of the tile.
-    Packed,
-    /// Row-major `[k, n]` with leading dimension `ldb` (elements), read in place: tiles with
-    /// one-row steps only.
-    Rows { ldb: usize },
-}
-
-/// The start value of the accumulators (added once, in the first k block).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Bias {
-    /// Zero.
-    None,
-    /// `bias[col]` for every row: I64 pointer to `n` lane-type elements (exactly `n` are read).
-    Columns(Value),
-    /// `bias[row]` for every column: I64 pointer to `m` lane-type elements, indexed by the row
-    /// of C (row 0 at the pointer, whatever `m_begin` is; exactly the rows computed are read).
-    Rows(Value),
-}
-
-impl Bias {
-    /// [`Bias::Columns`] of an optional column bias pointer.
-    pub fn columns(col_bias: Option<Value>) -> Bias {
-        col_bias.map_or(Bias::None, Bias::Columns)
-    }
 }
 
 /// Emits `C = A · B (+ bias)` for the rows `[m_begin, m_end)` of A and C (I64 run-time values)
@@ -689,6 +742,7 @@ impl<'t, T: Tile> Plan<'t, T> {
 
 #[cfg(test)]
 mod tests {
+    use super::tile::Panels;
     use super::*;
 
     #[test]

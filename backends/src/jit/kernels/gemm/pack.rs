@@ -9,7 +9,7 @@
 //! in a step, element `(column c, k offset q)` is at `c·k_step + q`. Padding is zero.
 
 use super::loops::{for_count, fresh_block, imm, load_lanes, load_quad, zero_vec};
-use super::tile::{mem, Tile};
+use super::tile::{mem, Panels, Tile};
 use crate::jit::isa::IsaFlags;
 use cranelift_codegen::ir::{types, ConstantData, Endianness, InstBuilder, MemFlagsData, Value};
 use cranelift_frontend::FunctionBuilder;
@@ -27,7 +27,7 @@ pub struct KBlocks {
 
 /// Balanced k blocks of at most `tile.kc()` rows; every block but the last is a multiple of
 /// `k_step · UNROLL`.
-pub fn k_blocks(tile: &impl Tile, k: usize) -> KBlocks {
+pub fn k_blocks(tile: &impl Panels, k: usize) -> KBlocks {
     let max = tile.kc();
     if k <= max {
         return KBlocks {
@@ -47,7 +47,7 @@ pub fn k_blocks(tile: &impl Tile, k: usize) -> KBlocks {
 }
 
 /// Number of elements of B packed for `k`×`n`: `round_up(k, k_step) · round_up(n, cols)`.
-pub fn packed_len(tile: &impl Tile, k: usize, n: usize) -> usize {
+pub fn packed_len(tile: &impl Panels, k: usize, n: usize) -> usize {
     k.next_multiple_of(tile.k_step()) * n.div_ceil(tile.cols()) * tile.cols()
 }
 
@@ -56,7 +56,7 @@ pub fn packed_len(tile: &impl Tile, k: usize, n: usize) -> usize {
 ///
 /// Panics if `b.len() != k·n`.
 pub fn pack_b<T: Copy + Default>(
-    tile: &impl Tile,
+    tile: &impl Panels,
     b: &[T],
     k: usize,
     n: usize,
@@ -90,7 +90,7 @@ pub fn pack_b<T: Copy + Default>(
 /// a copy of `cols` contiguous elements.
 pub fn emit_pack_b(
     fb: &mut FunctionBuilder,
-    tile: &impl Tile,
+    tile: &impl Panels,
     b: Value,
     ldb: usize,
     dst: Value,

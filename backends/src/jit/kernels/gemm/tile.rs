@@ -14,29 +14,34 @@ use crate::jit::isa::IsaFlags;
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Type, Value};
 use cranelift_frontend::FunctionBuilder;
 
+/// The packed layout of B a micro-kernel reads (`super::pack`): what the packers and the k
+/// blocking need to know, for the Cranelift tiles and the full-width kernels alike.
+pub trait Panels {
+    /// Columns one tile covers: the width of a packed B panel, a multiple of 4.
+    fn cols(&self) -> usize;
+    /// Consecutive k one step consumes.
+    fn k_step(&self) -> usize;
+    /// Bytes of one element of B.
+    fn b_bytes(&self) -> usize;
+    /// Largest k block: a multiple of `k_step · UNROLL` (one packed B panel of it stays in L1).
+    fn kc(&self) -> usize;
+}
+
 /// One register-tile shape and its step. Implementations must be exact about the lanes they
 /// touch: `broadcast_a` reads exactly `valid` elements.
-pub trait Tile {
+pub trait Tile: Panels {
     /// What [`Tile::broadcast_a`] gives for one row of a step (one vector, or several parts).
     type A: Copy;
     /// What [`Tile::prepare_b`] makes of one B vector of a step (the vector itself, or parts).
     type B: Copy;
     /// Rows of A and C one tile covers.
     fn rows(&self) -> usize;
-    /// Columns one tile covers: the width of a packed B panel, a multiple of 4.
-    fn cols(&self) -> usize;
-    /// Consecutive k one step consumes.
-    fn k_step(&self) -> usize;
     /// Bytes of one element of A.
     fn a_bytes(&self) -> usize;
-    /// Bytes of one element of B.
-    fn b_bytes(&self) -> usize;
     /// The type of one C element and accumulator lane (`F32` or `I32`).
     fn lane(&self) -> Type;
     /// The type of one 16-byte B vector of a step.
     fn b_vector(&self) -> Type;
-    /// Largest k block: a multiple of `k_step · UNROLL` (one packed B panel of it stays in L1).
-    fn kc(&self) -> usize;
     /// Rows per row block, a multiple of `rows` (that much of A stays in L2).
     fn mc(&self) -> usize;
     /// Loads the first `valid` (`1..=k_step`) of the `k_step` A elements at `ptr + off`, the
@@ -97,22 +102,28 @@ impl F32Tile {
     pub const PRODUCTION: F32Tile = F32Tile { rows: 4, cols: 8 };
 }
 
-impl Tile for F32Tile {
-    type A = Value;
-    type B = Value;
-    fn rows(&self) -> usize {
-        self.rows
-    }
+impl Panels for F32Tile {
     fn cols(&self) -> usize {
         self.cols
     }
     fn k_step(&self) -> usize {
         1
     }
-    fn a_bytes(&self) -> usize {
+    fn b_bytes(&self) -> usize {
         4
     }
-    fn b_bytes(&self) -> usize {
+    fn kc(&self) -> usize {
+        256
+    }
+}
+
+impl Tile for F32Tile {
+    type A = Value;
+    type B = Value;
+    fn rows(&self) -> usize {
+        self.rows
+    }
+    fn a_bytes(&self) -> usize {
         4
     }
     fn lane(&self) -> Type {
@@ -120,9 +131,6 @@ impl Tile for F32Tile {
     }
     fn b_vector(&self) -> Type {
         types::F32X4
-    }
-    fn kc(&self) -> usize {
-        256
     }
     fn mc(&self) -> usize {
         120
@@ -162,22 +170,28 @@ pub struct I16PairTile {
     pub cols: usize,
 }
 
-impl Tile for I16PairTile {
-    type A = Value;
-    type B = Value;
-    fn rows(&self) -> usize {
-        self.rows
-    }
+impl Panels for I16PairTile {
     fn cols(&self) -> usize {
         self.cols
     }
     fn k_step(&self) -> usize {
         2
     }
-    fn a_bytes(&self) -> usize {
+    fn b_bytes(&self) -> usize {
         2
     }
-    fn b_bytes(&self) -> usize {
+    fn kc(&self) -> usize {
+        512
+    }
+}
+
+impl Tile for I16PairTile {
+    type A = Value;
+    type B = Value;
+    fn rows(&self) -> usize {
+        self.rows
+    }
+    fn a_bytes(&self) -> usize {
         2
     }
     fn lane(&self) -> Type {
@@ -185,9 +199,6 @@ impl Tile for I16PairTile {
     }
     fn b_vector(&self) -> Type {
         types::I16X8
-    }
-    fn kc(&self) -> usize {
-        512
     }
     fn mc(&self) -> usize {
         self.rows * 30

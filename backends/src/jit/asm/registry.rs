@@ -1,0 +1,147 @@
+//! The full-width kernels one module calls ([`MicroKernels`]): emitters ask for a kernel by its
+//! shape while they build a function, and the module gets each distinct kernel once.
+//!
+//! Emitting a call needs a `FuncRef` before the kernel exists in the module (the emitters hold no
+//! module), so [`MicroKernels::call`] names the callee by a placeholder (namespace
+//! [`PLACEHOLDER_NAMESPACE`], index = the kernel's number here). [`MicroKernels::resolve`], run on
+//! the finished function before the module compiles it, assembles and defines every kernel the
+//! function calls that the module does not hold yet (`super::define_code`) and renames the
+//! placeholders to the defined functions.
+
+use super::f32_tile::F32TileShape;
+use super::{define_code, WideIsa};
+use crate::jit::error::JitError;
+use crate::jit::isa::IsaFlags;
+use crate::jit::options::JitOptions;
+use cranelift_codegen::ir::{
+    types, AbiParam, ExtFuncData, ExternalName, FuncRef, Function, InstBuilder, Signature,
+    UserExternalName, Value,
+};
+use cranelift_codegen::isa::CallConv;
+use cranelift_frontend::FunctionBuilder;
+use cranelift_module::{FuncId, Module};
+use std::collections::HashMap;
+
+/// The external-name namespace of calls not yet resolved (cranelift-module names its functions
+/// in namespace 0 and its data objects in 1).
+pub const PLACEHOLDER_NAMESPACE: u32 = 0x4b57;
+
+/// Arguments of every kernel: `(a, b, c, steps, bias)`, all i64.
+pub const KERNEL_PARAMS: usize = 5;
+
+/// The kernels of one module, by shape.
+pub struct MicroKernels {
+    isa: WideIsa,
+    call_conv: CallConv,
+    shapes: Vec<F32TileShape>,
+    index: HashMap<F32TileShape, u32>,
+    /// This function's `FuncRef` of each kernel it calls.
+    in_function: HashMap<u32, FuncRef>,
+    /// The module's function of each kernel defined so far.
+    defined: HashMap<u32, FuncId>,
+    /// Machine-code bytes of the kernels defined.
+    pub code_bytes: usize,
+}
+
+impl MicroKernels {
+    /// The kernels of a module for a target with `flags` and call convention `call_conv`: `None`
+    /// when the target has no ISA wider than 128 bits or `opts.wide_kernels` is off.
+    pub fn for_target(
+        flags: &IsaFlags,
+        opts: &JitOptions,
+        call_conv: CallConv,
+    ) -> Option<MicroKernels> {
+        let isa = WideIsa::for_target(flags).filter(|_| opts.wide_kernels)?;
+        Some(MicroKernels {
+            isa,
+            call_conv,
+            shapes: Vec::new(),
+            index: HashMap::new(),
+            in_function: HashMap::new(),
+            defined: HashMap::new(),
+            code_bytes: 0,
+        })
+    }
+
+    pub fn isa(&self) -> WideIsa {
+        self.isa
+    }
+
+    /// Starts a new function: `FuncRef`s of the previous one are forgotten.
+    pub fn begin_function(&mut self) {
+        self.in_function.clear();
+    }
+
+    /// Emits `kernel(a, b, c, steps, bias)` for the kernel of `shape` (which must pass its
+    /// `check`; the caller chose it so).
+    pub fn call(&mut self, fb: &mut FunctionBuilder, shape: F32TileShape, args: [Value; 5]) {
+        let next = self.shapes.len() as u32;
+        let id = *self.index.entry(shape).or_insert(next);
+        if id == next {
+            self.shapes.push(shape);
+        }
+        let func_ref = match self.in_function.get(&id) {
+            Some(&f) => f,
+            None => {
+                let mut sig = Signature::new(self.call_conv);
+                for _ in 0..KERNEL_PARAMS {
+                    sig.params.push(AbiParam::new(types::I64));
+                }
+                let signature = fb.func.import_signature(sig);
+                let name = fb
+                    .func
+                    .declare_imported_user_function(UserExternalName::new(
+                        PLACEHOLDER_NAMESPACE,
+                        id,
+                    ));
+                let f = fb.func.import_function(ExtFuncData {
+                    name: ExternalName::user(name),
+                    signature,
+                    colocated: true,
+                    patchable: false,
+                });
+                self.in_function.insert(id, f);
+                f
+            }
+        };
+        fb.ins().call(func_ref, &args);
+    }
+
+    /// Defines in `module` each kernel `func` calls that is not there yet (named
+    /// `{prefix}_k{number}`), and points `func`'s calls at them.
+    pub fn resolve<M: Module>(
+        &mut self,
+        module: &mut M,
+        func: &mut Function,
+        prefix: &str,
+    ) -> Result<(), JitError> {
+        let pending: Vec<_> = func
+            .params
+            .user_named_funcs()
+            .iter()
+            .filter(|(_, n)| n.namespace == PLACEHOLDER_NAMESPACE)
+            .map(|(r, n)| (r, n.index))
+            .collect();
+        for (name_ref, id) in pending {
+            let fid = match self.defined.get(&id) {
+                Some(&f) => f,
+                None => {
+                    let code = self.shapes[id as usize].assemble()?;
+                    let name = format!("{prefix}_k{id}");
+                    let f = define_code(module, &name, KERNEL_PARAMS, &code).map_err(|reason| {
+                        JitError::Codegen {
+                            context: " (full-width micro-kernel)".into(),
+                            reason,
+                        }
+                    })?;
+                    self.code_bytes += code.len();
+                    self.defined.insert(id, f);
+                    f
+                }
+            };
+            func.params
+                .reset_user_func_name(name_ref, UserExternalName::new(0, fid.as_u32()));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,47 @@
+//! What one GEMM is, shared by the 128-bit blocking (`super`) and the wide one
+//! (`super::wide`): its extents, where B comes from, how the accumulators start.
+
+use cranelift_codegen::ir::Value;
+
+/// The widest packed B panel of any f32 tile (the 128-bit tile's 8 columns and every wide
+/// tile's divide it): [`packed_b_bound`] sizes scratch with it before the tile is chosen.
+pub const MAX_PANEL_COLS: usize = 64;
+
+/// The extents of one GEMM (leading dimensions in elements).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GemmShape {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub lda: usize,
+    pub ldc: usize,
+}
+
+/// Where the micro-kernel reads B from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BSource {
+    /// The [`pack`] layout of the tile.
+    Packed,
+    /// Row-major `[k, n]` with leading dimension `ldb` (elements), read in place: tiles with
+    /// one-row steps only.
+    Rows { ldb: usize },
+}
+
+/// The start value of the accumulators (added once, in the first k block).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bias {
+    /// Zero.
+    None,
+    /// `bias[col]` for every row: I64 pointer to `n` lane-type elements (exactly `n` are read).
+    Columns(Value),
+    /// `bias[row]` for every column: I64 pointer to `m` lane-type elements, indexed by the row
+    /// of C (row 0 at the pointer, whatever `m_begin` is; exactly the rows computed are read).
+    Rows(Value),
+}
+
+impl Bias {
+    /// [`Bias::Columns`] of an optional column bias pointer.
+    pub fn columns(col_bias: Option<Value>) -> Bias {
+        col_bias.map_or(Bias::None, Bias::Columns)
+    }
+}

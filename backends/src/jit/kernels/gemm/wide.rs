@@ -1,0 +1,314 @@
+//! The GEMM blocking around the full-width micro-kernels (`jit::asm::f32_tile`), called from the
+//! Cranelift-generated loops: the same BLIS order, k blocks and packed layout as the 128-bit
+//! blocking (`super::Plan`), with every tile a call of an assembled kernel.
+//!
+//! Edge tiles are kernels of their own shape: fewer rows (`m % rows`), fewer columns (`n %
+//! cols`, the partial last vector masked). Rows are compile-time (`0..m`), so any row split of
+//! [`super::split_rows`] works. The first k block starts the tile at the bias (or zero), later
+//! ones reload C, as the 128-bit tile does: with one fused multiply-add per step in k order,
+//! both paths give bit-identical results.
+
+use super::loops::{for_count, fresh_block};
+use super::pack::{k_blocks, KBlocks, UNROLL};
+use super::shape::{BSource, Bias, GemmShape, MAX_PANEL_COLS};
+use super::tile::Panels;
+use crate::jit::asm::f32_tile::{F32TileShape, Start};
+use crate::jit::asm::registry::MicroKernels;
+use crate::jit::asm::WideIsa;
+use cranelift_codegen::ir::{types, InstBuilder, Value};
+use cranelift_frontend::FunctionBuilder;
+
+/// The register tile and blocking of one wide ISA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WideTile {
+    pub isa: WideIsa,
+    pub rows: usize,
+    pub cols: usize,
+    /// Rows per row block (a multiple of `rows`; that much of A stays in L2).
+    pub mc: usize,
+    pub kc: usize,
+}
+
+impl WideTile {
+    /// The production tile of `isa`: 14×32 on AVX-512 (28 of 32 `zmm` accumulate), 6×16 on
+    /// AVX2 (12 of 16 `ymm`); docs/PERFORMANCE.md "Full-width tiles" measures both.
+    pub fn for_isa(isa: WideIsa) -> WideTile {
+        match isa {
+            WideIsa::Avx512F => WideTile {
+                isa,
+                rows: 14,
+                cols: 32,
+                mc: 14 * 9,
+                kc: 256,
+            },
+            WideIsa::Avx2Fma => WideTile {
+                isa,
+                rows: 6,
+                cols: 16,
+                mc: 6 * 20,
+                kc: 256,
+            },
+        }
+    }
+}
+
+impl Panels for WideTile {
+    fn cols(&self) -> usize {
+        self.cols
+    }
+    fn k_step(&self) -> usize {
+        1
+    }
+    fn b_bytes(&self) -> usize {
+        4
+    }
+    fn kc(&self) -> usize {
+        self.kc
+    }
+}
+
+/// The compile-time parameters of one wide GEMM.
+struct WidePlan {
+    tile: WideTile,
+    shape: GemmShape,
+    kb: KBlocks,
+    b: BSource,
+    bias: Bias,
+}
+
+/// Emits `C = A · B (+ bias)` for rows `0..shape.m` with the kernels of `micro` (contract of
+/// `super::emit_tiled`; B packed with [`WideTile::for_isa`]`(micro.isa())` or read in place).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn emit(
+    fb: &mut FunctionBuilder,
+    micro: &mut MicroKernels,
+    shape: GemmShape,
+    b_source: BSource,
+    a: Value,
+    b: Value,
+    c: Value,
+    bias: Bias,
+) {
+    let GemmShape { k, n, lda, ldc, .. } = shape;
+    assert!(lda >= k && ldc >= n, "gemm: lda < k or ldc < n");
+    let tile = WideTile::for_isa(micro.isa());
+    let p = WidePlan {
+        tile,
+        shape,
+        kb: k_blocks(&tile, k),
+        b: b_source,
+        bias,
+    };
+    if shape.m > 0 && n > 0 {
+        p.emit(fb, micro, a, b, c);
+    }
+    fresh_block(fb);
+}
+
+impl WidePlan {
+    fn n_pad(&self) -> usize {
+        self.shape.n.div_ceil(self.tile.cols) * self.tile.cols
+    }
+
+    /// Bytes between consecutive k rows of B, from one k block's start to the next's per row.
+    fn b_row_bytes(&self) -> usize {
+        match self.b {
+            BSource::Packed => self.n_pad() * 4,
+            BSource::Rows { ldb } => ldb * 4,
+        }
+    }
+
+    /// Bytes between one step of a panel and the next.
+    fn b_step_bytes(&self) -> usize {
+        match self.b {
+            BSource::Packed => self.tile.cols * 4,
+            BSource::Rows { ldb } => ldb * 4,
+        }
+    }
+
+    /// Bytes between consecutive panels of a k block of `kcb` rows.
+    fn b_panel_bytes(&self, kcb: usize) -> usize {
+        match self.b {
+            BSource::Packed => kcb * self.tile.cols * 4,
+            BSource::Rows { .. } => self.tile.cols * 4,
+        }
+    }
+
+    fn emit(
+        &self,
+        fb: &mut FunctionBuilder,
+        micro: &mut MicroKernels,
+        a: Value,
+        b: Value,
+        c: Value,
+    ) {
+        let kb = self.kb;
+        let first = if kb.count == 1 { kb.last } else { kb.kc };
+        self.kblock(fb, micro, a, b, c, first, false);
+        if kb.count >= 3 {
+            let (a_blk, b_blk) = (kb.kc * 4, kb.kc * self.b_row_bytes());
+            for_count(fb, kb.count - 2, |fb, i| {
+                let blk = fb.ins().iadd_imm_s(i, 1);
+                let ao = fb.ins().imul_imm_s(blk, a_blk as i64);
+                let ak = fb.ins().iadd(a, ao);
+                let bo = fb.ins().imul_imm_s(blk, b_blk as i64);
+                let bk = fb.ins().iadd(b, bo);
+                self.kblock(fb, micro, ak, bk, c, kb.kc, true);
+            });
+        }
+        if kb.count >= 2 {
+            let k0 = (kb.count - 1) * kb.kc;
+            let ak = fb.ins().iadd_imm_s(a, (k0 * 4) as i64);
+            let bk = fb.ins().iadd_imm_s(b, (k0 * self.b_row_bytes()) as i64);
+            self.kblock(fb, micro, ak, bk, c, kb.last, true);
+        }
+    }
+
+    /// One k block of `kcb` rows (`a_k`, `b_k` at its first column of A / row of B): row blocks
+    /// of `mc` rows, the last one holding the edge rows.
+    #[allow(clippy::too_many_arguments)]
+    fn kblock(
+        &self,
+        fb: &mut FunctionBuilder,
+        micro: &mut MicroKernels,
+        a_k: Value,
+        b_k: Value,
+        c: Value,
+        kcb: usize,
+        load_c: bool,
+    ) {
+        let (m, rows, mc) = (self.shape.m, self.tile.rows, self.tile.mc);
+        let full_blocks = m / mc;
+        let rest = m % mc;
+        let block =
+            |fb: &mut FunctionBuilder, micro: &mut MicroKernels, row0: Value, rows_in: usize| {
+                self.panels(
+                    fb,
+                    micro,
+                    a_k,
+                    b_k,
+                    c,
+                    row0,
+                    rows_in / rows,
+                    rows_in % rows,
+                    kcb,
+                    load_c,
+                );
+            };
+        for_count(fb, full_blocks, |fb, ib| {
+            let row0 = fb.ins().imul_imm_s(ib, mc as i64);
+            block(fb, micro, row0, mc);
+        });
+        if rest > 0 {
+            let row0 = fb.ins().iconst(types::I64, (full_blocks * mc) as i64);
+            block(fb, micro, row0, rest);
+        }
+    }
+
+    /// Every panel of B for the rows `row0..` (`tiles` full tiles, then `edge` rows).
+    #[allow(clippy::too_many_arguments)]
+    fn panels(
+        &self,
+        fb: &mut FunctionBuilder,
+        micro: &mut MicroKernels,
+        a_k: Value,
+        b_k: Value,
+        c: Value,
+        row0: Value,
+        tiles: usize,
+        edge: usize,
+        kcb: usize,
+        load_c: bool,
+    ) {
+        let cols = self.tile.cols;
+        let (full, rem) = (self.shape.n / cols, self.shape.n % cols);
+        let panel_bytes = self.b_panel_bytes(kcb) as i64;
+        let at = |fb: &mut FunctionBuilder, jp: Value| {
+            let bo = fb.ins().imul_imm_s(jp, panel_bytes);
+            let bp = fb.ins().iadd(b_k, bo);
+            let co = fb.ins().imul_imm_s(jp, (cols * 4) as i64);
+            (bp, co)
+        };
+        for_count(fb, full, |fb, jp| {
+            let (bp, co) = at(fb, jp);
+            self.tiles(
+                fb, micro, a_k, bp, c, co, row0, tiles, edge, cols, kcb, load_c,
+            );
+        });
+        if rem > 0 {
+            let jp = fb.ins().iconst(types::I64, full as i64);
+            let (bp, co) = at(fb, jp);
+            self.tiles(
+                fb, micro, a_k, bp, c, co, row0, tiles, edge, rem, kcb, load_c,
+            );
+        }
+    }
+
+    /// The tiles of one panel (`ncols` columns, `col_off` bytes into a row of C and of a column
+    /// bias) for the rows `row0..`.
+    #[allow(clippy::too_many_arguments)]
+    fn tiles(
+        &self,
+        fb: &mut FunctionBuilder,
+        micro: &mut MicroKernels,
+        a_k: Value,
+        b_panel: Value,
+        c: Value,
+        col_off: Value,
+        row0: Value,
+        tiles: usize,
+        edge: usize,
+        ncols: usize,
+        kcb: usize,
+        load_c: bool,
+    ) {
+        let rows = self.tile.rows;
+        let call =
+            |fb: &mut FunctionBuilder, micro: &mut MicroKernels, row: Value, nrows: usize| {
+                let ao = fb.ins().imul_imm_s(row, (self.shape.lda * 4) as i64);
+                let a_t = fb.ins().iadd(a_k, ao);
+                let co = fb.ins().imul_imm_s(row, (self.shape.ldc * 4) as i64);
+                let c_row = fb.ins().iadd(c, co);
+                let c_t = fb.ins().iadd(c_row, col_off);
+                let (start, bias) = match (load_c, self.bias) {
+                    (true, _) => (Start::LoadC, fb.ins().iconst(types::I64, 0)),
+                    (false, Bias::None) => (Start::Zero, fb.ins().iconst(types::I64, 0)),
+                    (false, Bias::Columns(p)) => (Start::ColumnBias, fb.ins().iadd(p, col_off)),
+                    (false, Bias::Rows(p)) => {
+                        let off = fb.ins().imul_imm_s(row, 4);
+                        (Start::RowBias, fb.ins().iadd(p, off))
+                    }
+                };
+                let shape = F32TileShape {
+                    isa: self.tile.isa,
+                    rows: nrows,
+                    cols: ncols,
+                    lda_bytes: self.shape.lda * 4,
+                    b_step_bytes: self.b_step_bytes(),
+                    ldc_bytes: self.shape.ldc * 4,
+                    start,
+                    // A packed panel is zero-padded to whole vectors; B in place is not.
+                    mask_b: matches!(self.b, BSource::Rows { .. })
+                        && !ncols.is_multiple_of(self.tile.isa.lanes()),
+                };
+                let steps = fb.ins().iconst(types::I64, kcb as i64);
+                micro.call(fb, shape, [a_t, b_panel, c_t, steps, bias]);
+            };
+        for_count(fb, tiles, |fb, t| {
+            let off = fb.ins().imul_imm_s(t, rows as i64);
+            let row = fb.ins().iadd(row0, off);
+            call(fb, micro, row, rows);
+        });
+        if edge > 0 {
+            let row = fb.ins().iadd_imm_s(row0, (tiles * rows) as i64);
+            call(fb, micro, row, edge);
+        }
+    }
+}
+
+/// Every wide panel width divides [`MAX_PANEL_COLS`] (what scratch is sized for).
+const _: () = assert!(MAX_PANEL_COLS % 32 == 0 && MAX_PANEL_COLS % 16 == 0);
+
+/// Checks the unroll of the kernels and of the k blocking agree (k blocks but the last are
+/// multiples of it, so no block ends inside an unrolled group of the 128-bit path either).
+const _: () = assert!(UNROLL == crate::jit::asm::f32_tile::UNROLL);
