@@ -307,7 +307,7 @@ impl WidePlan {
 }
 
 /// Every wide panel width divides [`MAX_PANEL_COLS`] (what scratch is sized for).
-const _: () = assert!(MAX_PANEL_COLS % 32 == 0 && MAX_PANEL_COLS % 16 == 0);
+const _: () = assert!(MAX_PANEL_COLS.is_multiple_of(32) && MAX_PANEL_COLS.is_multiple_of(16));
 
 /// Checks the unroll of the kernels and of the k blocking agree (k blocks but the last are
 /// multiples of it, so no block ends inside an unrolled group of the 128-bit path either).
