@@ -1,7 +1,8 @@
 //! Per-layer timing (`kestrel bench --layers`): every kernel node of the compiled graph is cut out
 //! into a one-node graph (inputs known at compile time stay constants, the others become inputs with
 //! deterministic data), compiled with the JIT and timed on its own. Convolutions and matrix
-//! products report their rate against the machine's 128-bit FMA peak, measured in the same run.
+//! products report their rate against the FMA peak of the ISA their kernels use, measured in the
+//! same run ([`fma_peak`]).
 //!
 //! A layer timed alone runs with warm caches for its own operands, so the sum of the layers is
 //! usually a little below the whole model's latency; the difference is reported. With one thread
@@ -120,18 +121,38 @@ pub fn profile(
     Ok(out)
 }
 
-/// The 128-bit FMA peak of `threads` cores in GFLOP/s: this core's, measured now by a
-/// register-only generated loop (median of seven runs), times `threads`. [`table`] compares the
-/// rates of convolutions and matrix products with it.
-pub fn fma_peak_gflops(threads: usize) -> Result<f64> {
-    let one = jit::peak::fma_peak_gflops(7).context("measuring the FMA peak")?;
-    Ok(one * threads as f64)
+/// An FMA peak and the ISA it was measured in.
+pub struct Peak {
+    pub gflops: f64,
+    /// The vector ISA measured (`avx512f`, `avx2+fma`, `128-bit`).
+    pub isa: &'static str,
+}
+
+/// The FMA peak the kernels of a JIT compilation with `opts` can reach on this host, measured
+/// now by a register-only loop (median of seven runs) in the ISA they use: the full-width
+/// micro-kernels' (`jit::asm`, AVX-512 or AVX2, whose clock can differ from the 128-bit one)
+/// when `opts.wide_kernels` and the host has one, else Cranelift's 128-bit vectors. Times
+/// `opts.threads` cores. [`table`] compares the rates of convolutions and matrix products with it.
+pub fn fma_peak(opts: &JitOptions) -> Result<Peak> {
+    let host = jit::model::host_isa().context("measuring the FMA peak")?;
+    let flags = jit::isa::IsaFlags::from_isa(&*host);
+    let wide = jit::asm::WideIsa::for_target(&flags).filter(|_| opts.wide_kernels);
+    let (one, isa) = match wide {
+        Some(w) => (jit::asm::peak::peak_gflops(w, 7), w.name()),
+        None => (jit::peak::fma_peak_gflops(7), "128-bit"),
+    };
+    let one = one.context("measuring the FMA peak")?;
+    Ok(Peak {
+        gflops: one * opts.threads.max(1) as f64,
+        isa,
+    })
 }
 
 /// The per-layer table and its summary lines, as `kestrel bench --layers` prints them:
-/// `peak_gflops` is the FMA peak the rates are compared with ([`fma_peak_gflops`]), `model_ms`
-/// the whole model's median latency.
-pub fn table(layers: &[LayerTiming], peak_gflops: f64, model_ms: f64) -> String {
+/// `peak` is the FMA peak the rates are compared with ([`fma_peak`]), `model_ms` the whole
+/// model's median latency.
+pub fn table(layers: &[LayerTiming], peak: &Peak, model_ms: f64) -> String {
+    let peak_gflops = peak.gflops;
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -163,10 +184,11 @@ pub fn table(layers: &[LayerTiming], peak_gflops: f64, model_ms: f64) -> String 
     let dense_rate = 2.0 * dense_macs as f64 / (dense_ms * 1e-3).max(1e-12) / 1e9;
     let _ = writeln!(
         s,
-        "layers: {:.3} ms in total (the whole model: {model_ms:.3} ms); conv/gemm/matmul {dense_ms:.3} ms ({:.0}%) at {dense_rate:.1} GFLOP/s = {:.0}% of the {peak_gflops:.1} GFLOP/s FMA peak; other ops {:.3} ms",
+        "layers: {:.3} ms in total (the whole model: {model_ms:.3} ms); conv/gemm/matmul {dense_ms:.3} ms ({:.0}%) at {dense_rate:.1} GFLOP/s = {:.0}% of the {peak_gflops:.1} GFLOP/s {} FMA peak; other ops {:.3} ms",
         total,
         100.0 * dense_ms / total.max(1e-12),
         100.0 * dense_rate / peak_gflops,
+        peak.isa,
         total - dense_ms
     );
     let mut by_op: std::collections::BTreeMap<&str, (usize, f64)> = Default::default();

@@ -54,12 +54,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
             bail!("--layers needs the JIT backend");
         }
         let jit = kestrel_backends::jit::JitOptions::with_threads(args.threads);
-        let peak = kestrel::layers::fma_peak_gflops(args.threads)?;
+        let peak = kestrel::layers::fma_peak(&jit)?;
         let layers =
             kestrel::layers::profile(&report.graph, &jit, args.iters.min(20), &args.model)?;
         say_raw!(
             "{}",
-            kestrel::layers::table(&layers, peak, report.latency.median_ms)
+            kestrel::layers::table(&layers, &peak, report.latency.median_ms)
         );
     }
     if let Some(path) = &args.json {
