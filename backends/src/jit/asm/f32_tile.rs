@@ -346,6 +346,8 @@ pub(crate) enum Product {
     F32,
     /// `vpdpbusd`: four k per step, u8 A (broadcast as a dword) by s8 B into i32.
     U8S8,
+    /// `vpdpbusd` with the roles swapped: s8 A (broadcast) by u8 B.
+    S8U8,
 }
 
 /// A tile as [`emit_tile`] assembles it: every step reads 4 bytes of each A row and the
@@ -479,6 +481,7 @@ fn emit_tile<V: Vector>(a: &mut CodeAssembler, s: &Geometry, v: V) -> Result<(),
                 match s.product {
                     Product::F32 => v.fma(a, acc(r, j), bvec(j), bcast)?,
                     Product::U8S8 => v.dot(a, acc(r, j), bcast, bvec(j))?,
+                    Product::S8U8 => v.dot(a, acc(r, j), bvec(j), bcast)?,
                 }
             }
         }

@@ -1,15 +1,22 @@
 //! The int8 register tile `C[rows × cols] (+)= A[rows × k] · B[k × cols]` with `vpdpbusd`:
 //! u8 activations by s8 weights into i32 (the integer scheme of docs/QUANTIZATION.md).
 //!
-//! Contract of the assembled function, `fn(a, b, c, groups)` (System V, four i64 arguments):
-//! - `a` points at `A[0][0]` (u8); row `r` starts `r · lda_bytes` further; each step reads four
-//!   consecutive k of every row (a dword broadcast), so a row must have `4 · groups` readable
-//!   bytes: the caller pads k to a multiple of 4 (any value: the padded B is zero);
-//! - `b` points at a packed panel (s8): `groups` blocks of `cols × 4` bytes, block `g` holding
-//!   for each column `j` the four weights `B[4g..4g+4][j]` (the layout `vpdpbusd` multiplies);
+//! Contract of the assembled function, `fn(a, b, c, groups, bias)` (System V, five i64
+//! arguments):
+//! - `a` points at `A[0][0]` (u8, or s8 with `a_signed`); row `r` starts `r · lda_bytes`
+//!   further; each step reads four consecutive k of every row (a dword broadcast), so a row must
+//!   have `4 · groups` readable bytes: the caller pads k to a multiple of 4 (any value: the
+//!   padded B is zero);
+//! - `b` points at a packed panel (s8, or u8 with `a_signed`): `groups` blocks `b_step_bytes`
+//!   apart, block `g` holding for each column `j` the four values `B[4g..4g+4][j]` at `4j` (the
+//!   layout `vpdpbusd` multiplies);
 //! - `c` points at `C[0][0]` (i32); row `r` starts `r · ldc_bytes` further;
-//! - `groups` (≥ 0) is the number of four-k steps. [`Start::Zero`] starts the tile at zero,
-//!   [`Start::LoadC`] at `C`; it is stored back to `C`.
+//! - `groups` (≥ 0) is the number of four-k steps; `bias` is read by the bias starts (i32, as
+//!   in `super::f32_tile`). The tile starts as [`Start`] says and is stored back to `C`; a
+//!   partial last vector is masked as in `super::f32_tile`.
+//!
+//! `vpdpbusd` multiplies an unsigned byte operand by a signed one; with `a_signed` (a
+//! convolution's s8 weights in A, its u8 columns in B) the broadcast A is the signed operand.
 //!
 //! Integer sums are exact (no saturation: `vpdpbusd`, not `vpdpbusds`), so the result equals any
 //! other order of the same products as long as i32 does not overflow, which the int8 scheme's
@@ -75,33 +82,42 @@ pub struct Int8TileShape {
     /// i32 columns: 1 to 4 vectors.
     pub cols: usize,
     pub lda_bytes: usize,
+    /// Bytes between consecutive four-k groups of B (`4 · cols` of the packed panel).
+    pub b_step_bytes: usize,
     pub ldc_bytes: usize,
     pub start: Start,
+    /// A is s8 and B u8 (else A u8, B s8).
+    pub a_signed: bool,
 }
 
 impl Int8TileShape {
     /// The production tile for leading dimensions `lda` (bytes of A per row) and `ldc` (i32).
     pub fn default_for(isa: Int8Isa, lda: usize, ldc: usize, start: Start) -> Int8TileShape {
+        let cols = 2 * isa.lanes();
         Int8TileShape {
             isa,
             rows: match isa {
                 Int8Isa::Avx512Vnni => 14,
                 Int8Isa::AvxVnni => 6,
             },
-            cols: 2 * isa.lanes(),
+            cols,
             lda_bytes: lda,
+            b_step_bytes: 4 * cols,
             ldc_bytes: 4 * ldc,
             start,
+            a_signed: false,
         }
     }
 
     fn describe(&self) -> String {
         format!(
-            "u8·s8 {}×{} {} (lda {} B, ldc {} B, {:?})",
+            "{} {}×{} {} (lda {} B, B groups {} B, ldc {} B, {:?})",
+            if self.a_signed { "s8·u8" } else { "u8·s8" },
             self.rows,
             self.cols,
             self.isa.name(),
             self.lda_bytes,
+            self.b_step_bytes,
             self.ldc_bytes,
             self.start
         )
@@ -114,11 +130,15 @@ impl Int8TileShape {
             rows: self.rows,
             cols: self.cols,
             lda_bytes: self.lda_bytes,
-            b_step_bytes: 4 * self.cols,
+            b_step_bytes: self.b_step_bytes,
             ldc_bytes: self.ldc_bytes,
             start: self.start,
             mask_b: false,
-            product: Product::U8S8,
+            product: if self.a_signed {
+                Product::S8U8
+            } else {
+                Product::U8S8
+            },
         }
     }
 

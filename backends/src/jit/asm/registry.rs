@@ -9,7 +9,8 @@
 //! placeholders to the defined functions.
 
 use super::f32_tile::F32TileShape;
-use super::{define_code, WideIsa};
+use super::int8_tile::Int8TileShape;
+use super::{define_code, AsmError, WideIsa};
 use crate::jit::error::JitError;
 use crate::jit::isa::IsaFlags;
 use crate::jit::options::JitOptions;
@@ -29,12 +30,42 @@ pub const PLACEHOLDER_NAMESPACE: u32 = 0x4b57;
 /// Arguments of every kernel: `(a, b, c, steps, bias)`, all i64.
 pub const KERNEL_PARAMS: usize = 5;
 
+/// One kernel a module calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KernelShape {
+    F32(F32TileShape),
+    Int8(Int8TileShape),
+}
+
+impl KernelShape {
+    fn assemble(&self) -> Result<Vec<u8>, AsmError> {
+        match self {
+            KernelShape::F32(s) => s.assemble(),
+            KernelShape::Int8(s) => s.assemble(),
+        }
+    }
+}
+
+impl From<F32TileShape> for KernelShape {
+    fn from(s: F32TileShape) -> KernelShape {
+        KernelShape::F32(s)
+    }
+}
+
+impl From<Int8TileShape> for KernelShape {
+    fn from(s: Int8TileShape) -> KernelShape {
+        KernelShape::Int8(s)
+    }
+}
+
 /// The kernels of one module, by shape.
 pub struct MicroKernels {
     isa: WideIsa,
+    /// The target has a `vpdpbusd` of the same width (the int8 kernels).
+    int8: Option<super::int8_tile::Int8Isa>,
     call_conv: CallConv,
-    shapes: Vec<F32TileShape>,
-    index: HashMap<F32TileShape, u32>,
+    shapes: Vec<KernelShape>,
+    index: HashMap<KernelShape, u32>,
     /// This function's `FuncRef` of each kernel it calls.
     in_function: HashMap<u32, FuncRef>,
     /// The module's function of each kernel defined so far.
@@ -52,8 +83,10 @@ impl MicroKernels {
         call_conv: CallConv,
     ) -> Option<MicroKernels> {
         let isa = WideIsa::for_target(flags).filter(|_| opts.wide_kernels)?;
+        let int8 = super::int8_tile::Int8Isa::for_target(flags).filter(|i| i.vectors() == isa);
         Some(MicroKernels {
             isa,
+            int8,
             call_conv,
             shapes: Vec::new(),
             index: HashMap::new(),
@@ -67,6 +100,11 @@ impl MicroKernels {
         self.isa
     }
 
+    /// The int8 kernels' ISA, when the target has one as wide as [`MicroKernels::isa`].
+    pub fn int8_isa(&self) -> Option<super::int8_tile::Int8Isa> {
+        self.int8
+    }
+
     /// Starts a new function: `FuncRef`s of the previous one are forgotten.
     pub fn begin_function(&mut self) {
         self.in_function.clear();
@@ -74,7 +112,13 @@ impl MicroKernels {
 
     /// Emits `kernel(a, b, c, steps, bias)` for the kernel of `shape` (which must pass its
     /// `check`; the caller chose it so).
-    pub fn call(&mut self, fb: &mut FunctionBuilder, shape: F32TileShape, args: [Value; 5]) {
+    pub fn call(
+        &mut self,
+        fb: &mut FunctionBuilder,
+        shape: impl Into<KernelShape>,
+        args: [Value; 5],
+    ) {
+        let shape = shape.into();
         let next = self.shapes.len() as u32;
         let id = *self.index.entry(shape).or_insert(next);
         if id == next {

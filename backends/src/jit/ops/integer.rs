@@ -24,8 +24,8 @@ use crate::jit::emit::Emitter;
 use crate::jit::error::JitError;
 use crate::jit::kernels::gemm;
 use crate::jit::kernels::gemm::int8::{
-    emit_int8_gemm, emit_int8_gemm_unpacked_scratch, folded_bias, pack_int8_b, weight_sums,
-    Int8Tile, SignedOperand, WeightRange,
+    assembled, emit_assembled_int8_gemm, emit_int8_gemm, emit_int8_gemm_unpacked_scratch,
+    emit_int8_pack_b, folded_bias, pack_int8_b, weight_sums, Int8Tile, SignedOperand, WeightRange,
 };
 use crate::jit::kernels::igemm::{emit_igemm_scalar, Bias, ByteMatrix};
 use crate::jit::kernels::requant::{fixed_multipliers, Channels, Requantization};
@@ -91,9 +91,10 @@ fn round16(n: usize) -> usize {
 }
 
 /// An upper bound of the packed B bytes of any int8 tile for `k × n` (a tile packs
-/// `round_up(k, 4) · round_up(n, cols)` with at most 12 columns).
+/// `round_up(k, 4) · round_up(n, cols)`: 12 columns on the 128-bit path, 16 or 32 on the
+/// assembled one, never more than `gemm::MAX_PANEL_COLS`).
 fn packed_bound(k: usize, n: usize) -> usize {
-    round16(k.div_ceil(4) * 4 * (n + 12))
+    round16(k.div_ceil(4) * 4 * (n + gemm::MAX_PANEL_COLS))
 }
 
 /// Where a task's buffers sit in its scratch: the im2col block, the block packed for the
@@ -239,9 +240,13 @@ pub fn conv(
     }
     let kk = geo.c_per_group * geo.taps;
     let w = weights(k)?;
-    // u8 data runs on the target's int8 tiles; i8 data on the portable GEMM.
-    let tile =
-        (!x_signed).then(|| Int8Tile::select(&e.flags, SignedOperand::A, WeightRange::of(&w)));
+    // u8 data runs on the target's int8 tiles (the assembled full-width ones where the module
+    // has them); i8 data on the portable GEMM.
+    let assembled = assembled(e.micro.as_deref(), SignedOperand::A).filter(|_| !x_signed);
+    let tile = (!x_signed).then(|| match assembled {
+        Some(t) => t.packing,
+        None => Int8Tile::select(&e.flags, SignedOperand::A, WeightRange::of(&w)),
+    });
     let offset = tile.map_or(0, |t| t.unsigned_offset());
     let sums = weight_sums(&w, kk, geo.m, true);
     let folded = folded_bias(Some(&bias(k, geo.m)?), &sums, ia.x_zero_point, offset);
@@ -310,6 +315,25 @@ pub fn conv(
                         None => (ob, geo.p),
                     };
                     match tile {
+                        Some(tile) if assembled.is_some() => {
+                            let t = assembled.expect("checked");
+                            emit_int8_pack_b(e.fb, &flags, &tile, b, ldb, packed, kk, n);
+                            let micro = e.micro.as_deref_mut().expect("assembled kernels");
+                            emit_assembled_int8_gemm(
+                                e.fb,
+                                micro,
+                                &t,
+                                wg,
+                                kk,
+                                packed,
+                                target,
+                                ldc,
+                                mn,
+                                n,
+                                kk,
+                                gemm::Bias::Rows(bg),
+                            );
+                        }
                         Some(tile) => emit_int8_gemm_unpacked_scratch(
                             e.fb,
                             &flags,
@@ -423,8 +447,13 @@ pub fn gemm(
     let x_signed = data_signed(k)?;
     let (rows, kk, n) = gemm_dims(k, a)?;
     let w = weights(k)?;
-    let tile = gemm_reads_packed_weights(k.g, k.node)
-        .then(|| Int8Tile::select(&e.flags, SignedOperand::B, WeightRange::of(&w)));
+    // The assembled kernels read A (the activations) in whole four-k groups: only whole groups.
+    let assembled = assembled(e.micro.as_deref(), SignedOperand::B)
+        .filter(|_| gemm_reads_packed_weights(k.g, k.node) && kk % 4 == 0);
+    let tile = gemm_reads_packed_weights(k.g, k.node).then(|| match assembled {
+        Some(t) => t.packing,
+        None => Int8Tile::select(&e.flags, SignedOperand::B, WeightRange::of(&w)),
+    });
     let offset = tile.map_or(0, |t| t.unsigned_offset());
     let sums = weight_sums(&w, kk, n, a.trans_b);
     let folded = folded_bias(Some(&bias(k, n)?), &sums, ia.x_zero_point, offset);
@@ -466,6 +495,24 @@ pub fn gemm(
             }
         };
         match (&tile, packed) {
+            (Some(_), Some(pb)) if assembled.is_some() => {
+                let t = assembled.expect("checked");
+                let micro = e.micro.as_deref_mut().expect("assembled kernels");
+                emit_assembled_int8_gemm(
+                    e.fb,
+                    micro,
+                    &t,
+                    xr,
+                    kk,
+                    pb,
+                    target,
+                    n,
+                    r.len(),
+                    n,
+                    kk,
+                    gemm::Bias::Columns(bias_ptr),
+                );
+            }
             (Some(tile), Some(pb)) => emit_int8_gemm(
                 e.fb,
                 &flags,

@@ -30,7 +30,10 @@
 
 use super::loops::load_quad;
 use super::tile::{mem, Panels, Tile};
+use super::wide::{self, Product, WideTile};
 use super::{emit_tiled, pack, BSource, Bias, GemmShape};
+use crate::jit::asm::int8_tile::Int8Isa;
+use crate::jit::asm::registry::MicroKernels;
 use crate::jit::isa::IsaFlags;
 use cranelift_codegen::ir::{
     types, ConstantData, Endianness, InstBuilder, MemFlagsData, Type, Value,
@@ -174,6 +177,77 @@ pub fn emit_int8_gemm_unpacked_scratch(
 ) {
     emit_int8_pack_b(fb, flags, tile, b, ldb, scratch, k, n);
     emit_int8_gemm(fb, flags, tile, a, lda, scratch, c, ldc, m, n, k, bias);
+}
+
+/// The full-width `vpdpbusd` kernels (`jit::asm::int8_tile`) for a module that has them
+/// ([`MicroKernels::int8_isa`]): the blocking of `super::wide` with 14×32 tiles (AVX512_VNNI,
+/// `zmm`) or 6×16 (AVX-VNNI, `ymm`), B packed in the layout of `packing` (an [`Int8Tile`] of the
+/// same columns: the k quads of this module's documentation). Exact, as the 128-bit VNNI route:
+/// C is `bias + A·B` with no offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AssembledInt8 {
+    pub wide: WideTile,
+    pub packing: Int8Tile,
+}
+
+/// The assembled int8 kernels of `micro` for operands signed as `signed`, or `None` (no
+/// micro-kernels, or no `vpdpbusd` as wide as them).
+pub fn assembled(micro: Option<&MicroKernels>, signed: SignedOperand) -> Option<AssembledInt8> {
+    let isa = micro?.int8_isa()?;
+    let (rows, cols) = match isa {
+        Int8Isa::Avx512Vnni => (14, 32),
+        Int8Isa::AvxVnni => (6, 16),
+    };
+    let packing = Int8Tile {
+        rows,
+        cols,
+        route: Int8Route::Vnni,
+        signed,
+    };
+    let wide = WideTile {
+        product: Product::Int8 {
+            isa,
+            a_signed: signed == SignedOperand::A,
+        },
+        rows,
+        cols,
+        mc: rows * 9,
+        kc: packing.kc(),
+    };
+    Some(AssembledInt8 { wide, packing })
+}
+
+/// [`emit_int8_gemm`] on the assembled kernels: B packed for `t.packing`. A's rows are read in
+/// whole four-k groups, so when `k % 4 != 0` the bytes up to `round_up(k, 4)` past each row's
+/// start must be readable (constant weights are padded; the Gemm lowering uses this only when
+/// `k % 4 == 0`).
+#[allow(clippy::too_many_arguments)]
+pub fn emit_assembled_int8_gemm(
+    fb: &mut FunctionBuilder,
+    micro: &mut MicroKernels,
+    t: &AssembledInt8,
+    a: Value,
+    lda: usize,
+    b_packed: Value,
+    c: Value,
+    ldc: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    bias: Bias,
+) {
+    let shape = GemmShape { m, n, k, lda, ldc };
+    wide::emit(
+        fb,
+        micro,
+        t.wide,
+        shape,
+        BSource::Packed,
+        a,
+        b_packed,
+        c,
+        bias,
+    );
 }
 
 /// Which GEMM operand holds the s8 weights; the other one holds u8 activations.

@@ -147,7 +147,8 @@ pub fn emit(
             }
         };
         let micro = e.micro.as_deref_mut().expect("checked above");
-        wide::emit(e.fb, micro, shape, source, a, b_ptr, c, bias);
+        let tile = wide::WideTile::for_isa(micro.isa());
+        wide::emit(e.fb, micro, tile, shape, source, a, b_ptr, c, bias);
         return;
     }
     match b {

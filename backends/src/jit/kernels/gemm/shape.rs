@@ -3,8 +3,9 @@
 
 use cranelift_codegen::ir::Value;
 
-/// The widest packed B panel of any f32 tile (the 128-bit tile's 8 columns and every wide
-/// tile's divide it): [`packed_b_bound`] sizes scratch with it before the tile is chosen.
+/// The widest packed B panel of any tile (f32: 8 columns on the 128-bit path, 16 or 32 wide,
+/// all dividing it; int8: 12, 16 or 32): scratch is sized with it before the tile is chosen
+/// (`super::packed_b_bound`, and the int8 convolution's bound).
 pub const MAX_PANEL_COLS: usize = 64;
 
 /// The extents of one GEMM (leading dimensions in elements).
@@ -20,7 +21,7 @@ pub struct GemmShape {
 /// Where the micro-kernel reads B from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BSource {
-    /// The [`pack`] layout of the tile.
+    /// The `super::pack` layout of the tile.
     Packed,
     /// Row-major `[k, n]` with leading dimension `ldb` (elements), read in place: tiles with
     /// one-row steps only.

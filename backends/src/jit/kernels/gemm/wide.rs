@@ -13,15 +13,25 @@ use super::pack::{k_blocks, KBlocks, UNROLL};
 use super::shape::{BSource, Bias, GemmShape, MAX_PANEL_COLS};
 use super::tile::Panels;
 use crate::jit::asm::f32_tile::{F32TileShape, Start};
+use crate::jit::asm::int8_tile::{Int8Isa, Int8TileShape};
 use crate::jit::asm::registry::MicroKernels;
 use crate::jit::asm::WideIsa;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use cranelift_frontend::FunctionBuilder;
 
-/// The register tile and blocking of one wide ISA.
+/// What the kernels of a wide GEMM multiply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Product {
+    /// f32 by f32 (`vfmadd231ps`), one k per step.
+    F32(WideIsa),
+    /// u8 by s8 into i32 (`vpdpbusd`), four k per step; with `a_signed`, A is the s8 operand.
+    Int8 { isa: Int8Isa, a_signed: bool },
+}
+
+/// The register tile and blocking of one wide GEMM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WideTile {
-    pub isa: WideIsa,
+    pub product: Product,
     pub rows: usize,
     pub cols: usize,
     /// Rows per row block (a multiple of `rows`; that much of A stays in L2).
@@ -33,16 +43,17 @@ impl WideTile {
     /// The production tile of `isa`: 14×32 on AVX-512 (28 of 32 `zmm` accumulate), 6×16 on
     /// AVX2 (12 of 16 `ymm`); docs/PERFORMANCE.md "Full-width tiles" measures both.
     pub fn for_isa(isa: WideIsa) -> WideTile {
+        let product = Product::F32(isa);
         match isa {
             WideIsa::Avx512F => WideTile {
-                isa,
+                product,
                 rows: 14,
                 cols: 32,
                 mc: 14 * 9,
                 kc: 256,
             },
             WideIsa::Avx2Fma => WideTile {
-                isa,
+                product,
                 rows: 6,
                 cols: 16,
                 mc: 6 * 20,
@@ -52,15 +63,39 @@ impl WideTile {
     }
 }
 
+impl WideTile {
+    /// Bytes of one element of A.
+    fn a_bytes(&self) -> usize {
+        match self.product {
+            Product::F32(_) => 4,
+            Product::Int8 { .. } => 1,
+        }
+    }
+
+    /// Lanes of one vector register.
+    fn lanes(&self) -> usize {
+        match self.product {
+            Product::F32(isa) => isa.lanes(),
+            Product::Int8 { isa, .. } => isa.lanes(),
+        }
+    }
+}
+
 impl Panels for WideTile {
     fn cols(&self) -> usize {
         self.cols
     }
     fn k_step(&self) -> usize {
-        1
+        match self.product {
+            Product::F32(_) => 1,
+            Product::Int8 { .. } => 4,
+        }
     }
     fn b_bytes(&self) -> usize {
-        4
+        match self.product {
+            Product::F32(_) => 4,
+            Product::Int8 { .. } => 1,
+        }
     }
     fn kc(&self) -> usize {
         self.kc
@@ -76,12 +111,15 @@ struct WidePlan {
     bias: Bias,
 }
 
-/// Emits `C = A · B (+ bias)` for rows `0..shape.m` with the kernels of `micro` (contract of
-/// `super::emit_tiled`; B packed with [`WideTile::for_isa`]`(micro.isa())` or read in place).
+/// Emits `C = A · B (+ bias)` for rows `0..shape.m` with the kernels of `micro` and `tile`
+/// (contract of `super::emit_tiled`; B packed for `tile` by `super::pack`, or, f32 only, read
+/// in place). Int8 A rows are read in whole four-k groups: `lda` bytes past the last row's
+/// `k` must be readable when `k % 4 != 0`.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn emit(
     fb: &mut FunctionBuilder,
     micro: &mut MicroKernels,
+    tile: WideTile,
     shape: GemmShape,
     b_source: BSource,
     a: Value,
@@ -91,7 +129,10 @@ pub(super) fn emit(
 ) {
     let GemmShape { k, n, lda, ldc, .. } = shape;
     assert!(lda >= k && ldc >= n, "gemm: lda < k or ldc < n");
-    let tile = WideTile::for_isa(micro.isa());
+    assert!(
+        matches!(tile.product, Product::F32(_)) || b_source == BSource::Packed,
+        "int8 wide GEMMs read B packed"
+    );
     let p = WidePlan {
         tile,
         shape,
@@ -113,7 +154,7 @@ impl WidePlan {
     /// Bytes between consecutive k rows of B, from one k block's start to the next's per row.
     fn b_row_bytes(&self) -> usize {
         match self.b {
-            BSource::Packed => self.n_pad() * 4,
+            BSource::Packed => self.n_pad() * self.tile.b_bytes(),
             BSource::Rows { ldb } => ldb * 4,
         }
     }
@@ -121,16 +162,17 @@ impl WidePlan {
     /// Bytes between one step of a panel and the next.
     fn b_step_bytes(&self) -> usize {
         match self.b {
-            BSource::Packed => self.tile.cols * 4,
+            BSource::Packed => self.tile.cols * self.tile.k_step() * self.tile.b_bytes(),
             BSource::Rows { ldb } => ldb * 4,
         }
     }
 
     /// Bytes between consecutive panels of a k block of `kcb` rows.
     fn b_panel_bytes(&self, kcb: usize) -> usize {
+        let t = &self.tile;
         match self.b {
-            BSource::Packed => kcb * self.tile.cols * 4,
-            BSource::Rows { .. } => self.tile.cols * 4,
+            BSource::Packed => kcb.next_multiple_of(t.k_step()) * t.cols * t.b_bytes(),
+            BSource::Rows { .. } => t.cols * 4,
         }
     }
 
@@ -145,8 +187,9 @@ impl WidePlan {
         let kb = self.kb;
         let first = if kb.count == 1 { kb.last } else { kb.kc };
         self.kblock(fb, micro, a, b, c, first, false);
+        let a_bytes = self.tile.a_bytes();
         if kb.count >= 3 {
-            let (a_blk, b_blk) = (kb.kc * 4, kb.kc * self.b_row_bytes());
+            let (a_blk, b_blk) = (kb.kc * a_bytes, kb.kc * self.b_row_bytes());
             for_count(fb, kb.count - 2, |fb, i| {
                 let blk = fb.ins().iadd_imm_s(i, 1);
                 let ao = fb.ins().imul_imm_s(blk, a_blk as i64);
@@ -158,7 +201,7 @@ impl WidePlan {
         }
         if kb.count >= 2 {
             let k0 = (kb.count - 1) * kb.kc;
-            let ak = fb.ins().iadd_imm_s(a, (k0 * 4) as i64);
+            let ak = fb.ins().iadd_imm_s(a, (k0 * a_bytes) as i64);
             let bk = fb.ins().iadd_imm_s(b, (k0 * self.b_row_bytes()) as i64);
             self.kblock(fb, micro, ak, bk, c, kb.last, true);
         }
@@ -263,9 +306,10 @@ impl WidePlan {
         load_c: bool,
     ) {
         let rows = self.tile.rows;
+        let lda_bytes = self.shape.lda * self.tile.a_bytes();
         let call =
             |fb: &mut FunctionBuilder, micro: &mut MicroKernels, row: Value, nrows: usize| {
-                let ao = fb.ins().imul_imm_s(row, (self.shape.lda * 4) as i64);
+                let ao = fb.ins().imul_imm_s(row, lda_bytes as i64);
                 let a_t = fb.ins().iadd(a_k, ao);
                 let co = fb.ins().imul_imm_s(row, (self.shape.ldc * 4) as i64);
                 let c_row = fb.ins().iadd(c, co);
@@ -279,20 +323,40 @@ impl WidePlan {
                         (Start::RowBias, fb.ins().iadd(p, off))
                     }
                 };
-                let shape = F32TileShape {
-                    isa: self.tile.isa,
-                    rows: nrows,
-                    cols: ncols,
-                    lda_bytes: self.shape.lda * 4,
-                    b_step_bytes: self.b_step_bytes(),
-                    ldc_bytes: self.shape.ldc * 4,
-                    start,
-                    // A packed panel is zero-padded to whole vectors; B in place is not.
-                    mask_b: matches!(self.b, BSource::Rows { .. })
-                        && !ncols.is_multiple_of(self.tile.isa.lanes()),
-                };
-                let steps = fb.ins().iconst(types::I64, kcb as i64);
-                micro.call(fb, shape, [a_t, b_panel, c_t, steps, bias]);
+                let groups = kcb.div_ceil(self.tile.k_step());
+                let steps = fb.ins().iconst(types::I64, groups as i64);
+                let args = [a_t, b_panel, c_t, steps, bias];
+                let (b_step_bytes, ldc_bytes) = (self.b_step_bytes(), self.shape.ldc * 4);
+                match self.tile.product {
+                    Product::F32(isa) => {
+                        let shape = F32TileShape {
+                            isa,
+                            rows: nrows,
+                            cols: ncols,
+                            lda_bytes,
+                            b_step_bytes,
+                            ldc_bytes,
+                            start,
+                            // A packed panel is zero-padded to whole vectors; B in place is not.
+                            mask_b: matches!(self.b, BSource::Rows { .. })
+                                && !ncols.is_multiple_of(self.tile.lanes()),
+                        };
+                        micro.call(fb, shape, args);
+                    }
+                    Product::Int8 { isa, a_signed } => {
+                        let shape = Int8TileShape {
+                            isa,
+                            rows: nrows,
+                            cols: ncols,
+                            lda_bytes,
+                            b_step_bytes,
+                            ldc_bytes,
+                            start,
+                            a_signed,
+                        };
+                        micro.call(fb, shape, args);
+                    }
+                }
             };
         for_count(fb, tiles, |fb, t| {
             let off = fb.ins().imul_imm_s(t, rows as i64);
