@@ -29,6 +29,8 @@ pub struct LayerTiming {
     pub output: String,
     /// Multiply-adds of a convolution or matrix product (0 for other ops).
     pub macs: u64,
+    /// An integer convolution or Gemm (its rate is compared with the int8 peak).
+    pub integer: bool,
     pub median_ms: f64,
 }
 
@@ -41,6 +43,15 @@ impl LayerTiming {
 /// Multiply-adds of a convolution, Gemm or MatMul node with known shapes.
 pub fn macs(g: &Graph, id: NodeId) -> u64 {
     kestrel_ir::cost::node_macs(g, g.node(id))
+}
+
+/// An integer convolution or Gemm (8-bit operands, i32 accumulators).
+fn is_integer(op: &kestrel_ir::Op) -> bool {
+    match op {
+        kestrel_ir::Op::Conv(a) => a.integer.is_some(),
+        kestrel_ir::Op::Gemm(a) => a.integer.is_some(),
+        _ => false,
+    }
 }
 
 /// Whether the JIT gives `node` (of a graph folded for code generation) its own kernel: everything
@@ -115,17 +126,22 @@ pub fn profile(
             op: kestrel_ir::op_name(&node.op).to_string(),
             output: g.ty(node.outputs[0]).to_string(),
             macs: macs(g, id),
+            integer: is_integer(&node.op),
             median_ms: driver::LatencyStats::of(&times).median_ms,
         });
     }
     Ok(out)
 }
 
-/// An FMA peak and the ISA it was measured in.
+/// An FMA peak and the ISA it was measured in, and the int8 dot-product peak where the integer
+/// kernels have one measured.
 pub struct Peak {
     pub gflops: f64,
     /// The vector ISA measured (`avx512f`, `avx2+fma`, `128-bit`).
     pub isa: &'static str,
+    /// The `vpdpbusd` peak in G ops/s (two per multiply-add, as GFLOP/s) and its ISA
+    /// (`avx512vnni`, `avx-vnni`), when the full-width int8 kernels run.
+    pub int8: Option<(f64, &'static str)>,
 }
 
 /// The FMA peak the kernels of a JIT compilation with `opts` can reach on this host, measured
@@ -142,9 +158,18 @@ pub fn fma_peak(opts: &JitOptions) -> Result<Peak> {
         None => (jit::peak::fma_peak_gflops(7), "128-bit"),
     };
     let one = one.context("measuring the FMA peak")?;
+    let cores = opts.threads.max(1) as f64;
+    let int8 = match wide.and_then(|_| jit::asm::int8_tile::Int8Isa::for_target(&flags)) {
+        Some(i) => {
+            let r = jit::asm::peak::peak_gops_int8(i, 7).context("measuring the int8 peak")?;
+            Some((r * cores, i.name()))
+        }
+        None => None,
+    };
     Ok(Peak {
-        gflops: one * opts.threads.max(1) as f64,
+        gflops: one * cores,
         isa,
+        int8,
     })
 }
 
@@ -159,11 +184,17 @@ pub fn table(layers: &[LayerTiming], peak: &Peak, model_ms: f64) -> String {
         "{:<44} {:<26} {:>10} {:>9} {:>8} {:>7}",
         "node", "output", "MMACs", "ms", "GFLOP/s", "% peak"
     );
+    // The peak of a layer's kernels: the int8 one for integer layers (none measured: no %).
+    let peak_of = |l: &LayerTiming| match (l.integer, peak.int8) {
+        (false, _) => Some(peak_gflops),
+        (true, Some((p, _))) => Some(p),
+        (true, None) => None,
+    };
     for l in layers {
         let (rate, pct) = if l.macs > 0 {
             (
                 format!("{:.1}", l.gflops()),
-                format!("{:.0}", 100.0 * l.gflops() / peak_gflops),
+                peak_of(l).map_or(String::new(), |p| format!("{:.0}", 100.0 * l.gflops() / p)),
             )
         } else {
             (String::new(), String::new())
@@ -182,12 +213,39 @@ pub fn table(layers: &[LayerTiming], peak: &Peak, model_ms: f64) -> String {
     let dense_ms: f64 = dense.iter().map(|l| l.median_ms).sum();
     let dense_macs: u64 = dense.iter().map(|l| l.macs).sum();
     let dense_rate = 2.0 * dense_macs as f64 / (dense_ms * 1e-3).max(1e-12) / 1e9;
+    let rate_of = |ls: &[&LayerTiming]| {
+        let ms: f64 = ls.iter().map(|l| l.median_ms).sum();
+        let macs: u64 = ls.iter().map(|l| l.macs).sum();
+        2.0 * macs as f64 / (ms * 1e-3).max(1e-12) / 1e9
+    };
+    let float: Vec<&LayerTiming> = dense.iter().copied().filter(|l| !l.integer).collect();
+    let int8: Vec<&LayerTiming> = dense.iter().copied().filter(|l| l.integer).collect();
+    let mut peaks = String::new();
+    if !float.is_empty() {
+        let r = rate_of(&float);
+        let _ = write!(
+            peaks,
+            "; float at {r:.1} GFLOP/s = {:.0}% of the {peak_gflops:.1} GFLOP/s {} FMA peak",
+            100.0 * r / peak_gflops,
+            peak.isa
+        );
+    }
+    if !int8.is_empty() {
+        let r = rate_of(&int8);
+        let _ = match peak.int8 {
+            Some((p, isa)) => write!(
+                peaks,
+                "; int8 at {r:.1} G ops/s = {:.0}% of the {p:.1} G ops/s {isa} vpdpbusd peak",
+                100.0 * r / p
+            ),
+            None => write!(peaks, "; int8 at {r:.1} G ops/s (no int8 peak measured)"),
+        };
+    }
     let _ = writeln!(
         s,
-        "layers: {:.3} ms in total (the whole model: {model_ms:.3} ms); conv/gemm/matmul {dense_ms:.3} ms ({:.0}%) at {dense_rate:.1} GFLOP/s = {:.0}% of the {peak_gflops:.1} GFLOP/s {} FMA peak; other ops {:.3} ms",
+        "layers: {:.3} ms in total (the whole model: {model_ms:.3} ms); conv/gemm/matmul {dense_ms:.3} ms ({:.0}%) at {dense_rate:.1} GFLOP/s{peaks}; the FMA peak {peak_gflops:.1} GFLOP/s ({}); other ops {:.3} ms",
         total,
         100.0 * dense_ms / total.max(1e-12),
-        100.0 * dense_rate / peak_gflops,
         peak.isa,
         total - dense_ms
     );
