@@ -1,6 +1,7 @@
 //! Run-time support for compiled Kestrel models: the calling convention generated code follows
-//! ([`abi`]), a thread pool that serves its parallel-for callback ([`ThreadPool`]), and the
-//! loader of shared objects written by `kestrel compile` ([`Model`]).
+//! ([`abi`]), a thread pool that serves its parallel-for callback ([`ThreadPool`]), the loader
+//! of shared objects written by `kestrel compile` ([`Model`]), and the AMX permission request
+//! ([`amx`]).
 //!
 //! This crate depends on nothing else in the workspace: programs that only load and run compiled
 //! models need neither the IR nor Cranelift.
@@ -16,6 +17,7 @@
 //! ```
 
 pub mod abi;
+pub mod amx;
 mod model;
 mod threads;
 
