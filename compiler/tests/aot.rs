@@ -457,6 +457,51 @@ fn c_program_with_the_header_runs_the_host_so() {
     }
 }
 
+/// Shared objects for the full-width kernels of AVX2+FMA (6×16 `ymm` tiles) and of AVX-512 (14×32
+/// `zmm`), run on this host where it has the features: both give the JIT's bits (the wide and
+/// 128-bit kernels agree bit for bit). A host without a feature skips that build with a reason.
+#[test]
+fn shared_objects_with_wide_kernels_match_the_jit() {
+    if !have_tool("cc") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let jit = jit_logits(dir.path());
+    #[cfg(target_arch = "x86_64")]
+    let builds = [
+        (
+            "+avx2,+fma",
+            is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+        ),
+        (
+            "+avx2,+fma,+avx512f,+avx512vnni",
+            is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vnni"),
+        ),
+    ];
+    #[cfg(not(target_arch = "x86_64"))]
+    let builds: [(&str, bool); 0] = [];
+    for (cpu, runs_here) in builds {
+        if !runs_here {
+            eprintln!("skipped --cpu {cpu}: this host lacks a feature of it");
+            continue;
+        }
+        let so = compile_digits_for(dir.path(), "x86_64-unknown-linux-gnu", cpu);
+        let exe = build_c_example("cc", &so);
+        let o = Command::new(&exe)
+            .arg(digit_npy())
+            .arg("2")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "--cpu {cpu}: {}", stderr(&o));
+        let got = parse_logits(&String::from_utf8_lossy(&o.stdout));
+        assert_eq!(
+            got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            jit.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            "--cpu {cpu}: the shared object differs from the JIT"
+        );
+    }
+}
+
 /// The cross-compiled C example under qemu-user matches the interpreter.
 fn cross_run(target: &str, cpu: &str, cc: &str, qemu: &[&str], sysroot: &str) {
     if !have_tool(cc) || !have_tool(qemu[0]) {
