@@ -341,3 +341,27 @@ proptest! {
         agree(&g, &[bytes(DType::U8, &[rows, kk], seed + 6)])?;
     }
 }
+
+/// Quantized stride-2 convolutions over wide rows: the u8 im2col copies every second byte 16
+/// at a time (two loads and a byte shuffle) except at the end of each row.
+#[test]
+fn quantized_stride_2_im2col_on_wide_rows() {
+    for (w, k, pad) in [(70, 3, 1), (71, 7, 3), (35, 1, 0), (64, 5, 2), (9, 3, 0)] {
+        let a = ConvAttrs {
+            group: 1,
+            strides: vec![2, 2],
+            pads: vec![pad; 4],
+            integer: Some(IntegerAttrs {
+                x_zero_point: 128,
+                requant: None,
+            }),
+            ..Default::default()
+        };
+        let mut g = Graph::new("qs2");
+        let x = g.add_input("x", TensorType::known(DType::U8, &[1, 3, 6, w]));
+        let wv = g.add_const("w", weights(&[4, 3, k, k], 5));
+        let y = g.add(Op::Conv(a), &[x, wv], "conv").unwrap();
+        g.add_output("y", y);
+        agree(&g, &[bytes(DType::U8, &[1, 3, 6, w], 6)]).unwrap();
+    }
+}

@@ -649,3 +649,23 @@ fn many_outputs() {
     assert_eq!(got.len(), 71);
     assert_eq!(got, want);
 }
+
+/// Stride-2 convolutions over wide rows: im2col copies every second input element with vector
+/// loads (two per four outputs) except at the end of each row, at every tap offset and padding.
+#[test]
+fn stride_2_im2col_on_wide_rows() {
+    for (w, k, pad) in [(70, 3, 1), (71, 7, 3), (33, 1, 0), (40, 5, 2), (9, 3, 0)] {
+        let a = ConvAttrs {
+            group: 1,
+            strides: vec![2, 2],
+            pads: vec![pad; 4],
+            ..Default::default()
+        };
+        let mut g = Graph::new("s2");
+        let x = g.add_input("x", TensorType::known(DType::F32, &[1, 3, 6, w]));
+        let wv = g.add_const("w", tensor(&[4, 3, k, k], 5));
+        let y = g.add(Op::Conv(a), &[x, wv], "conv").unwrap();
+        g.add_output("y", y);
+        agree(&g, &[tensor(&[1, 3, 6, w], 6)], 1e-4).unwrap();
+    }
+}
