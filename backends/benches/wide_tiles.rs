@@ -33,11 +33,7 @@ fn main() {
             println!("| {} | skipped: not on this host | | | |", isa.name());
             continue;
         }
-        let peak_loop = peak::PeakLoop::new(isa).expect("peak loop");
-        const ITERS: u64 = 2_000_000;
-        let peak = peak_loop.flops_per_iteration * ITERS as f64
-            / time_runs(|| peak_loop.run(ITERS)).0
-            / 1e9;
+        let peak = measured_peak(&peak::PeakLoop::new(isa).expect("peak loop"));
         const K: usize = 128;
         const REPEAT: usize = 4000;
         let mut shape = F32TileShape::default_for(isa, K, 2 * isa.lanes(), Start::LoadC);
@@ -86,11 +82,7 @@ fn main() {
             println!("| {} | skipped: not on this host | | | |", isa.name());
             continue;
         }
-        let peak_loop = peak::PeakLoop::new_int8(isa).expect("peak loop");
-        const ITERS: u64 = 2_000_000;
-        let peak = peak_loop.flops_per_iteration * ITERS as f64
-            / time_runs(|| peak_loop.run(ITERS)).0
-            / 1e9;
+        let peak = measured_peak(&peak::PeakLoop::new_int8(isa).expect("peak loop"));
         // k = 512 (128 groups): a 16 KB panel of B for 32 columns, as the f32 tile's.
         const GROUPS: usize = 128;
         const REPEAT: usize = 4000;
@@ -121,6 +113,12 @@ fn main() {
         std::hint::black_box(&c);
     }
     amx(vnni_peak);
+}
+
+/// The rate of a register-only loop in G ops/s, in thread CPU time.
+fn measured_peak(l: &peak::PeakLoop) -> f64 {
+    const ITERS: u64 = 2_000_000;
+    l.flops_per_iteration * ITERS as f64 / time_runs(|| l.run(ITERS)).0 / 1e9
 }
 
 /// The AMX tile (32×32, `tdpbusd`) on L1-resident operands (k = 512: A 16 KB, B 16 KB), its

@@ -12,14 +12,22 @@ use kestrel_ir::*;
 use std::time::Instant;
 
 fn main() {
-    let args: Vec<usize> = std::env::args()
-        .skip(1)
-        .map(|a| a.parse().expect("M K N [0|1]: whole numbers"))
-        .collect();
-    let [m, k, n] = args[..3] else {
-        panic!("usage: gemm_rate M K N [const-A: 0|1]");
+    let args: Option<Vec<usize>> = std::env::args().skip(1).map(|a| a.parse().ok()).collect();
+    let (m, k, n, args) = match args.as_deref() {
+        Some(&[m, k, n, ref rest @ ..])
+            if rest.len() <= 1
+                && m.checked_mul(k)
+                    .and_then(|x| x.checked_mul(n))
+                    .is_some_and(|x| x > 0) =>
+        {
+            (m, k, n, rest.to_vec())
+        }
+        _ => {
+            eprintln!("usage: gemm_rate M K N [const-A: 0|1] (positive whole numbers)");
+            std::process::exit(2);
+        }
     };
-    let const_a = args.get(3) == Some(&1);
+    let const_a = args.first() == Some(&1);
     let mut g = Graph::new("mm");
     let mut inputs = Vec::new();
     let a_data = XorShift64::seeded(1).tensor_f32(&[m, k], -1.0, 1.0);

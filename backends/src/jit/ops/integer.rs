@@ -24,8 +24,7 @@ use crate::jit::emit::Emitter;
 use crate::jit::error::JitError;
 use crate::jit::kernels::gemm;
 use crate::jit::kernels::gemm::int8::{
-    assembled, emit_assembled_int8_gemm, emit_int8_gemm, emit_int8_gemm_unpacked_scratch,
-    emit_int8_pack_b, folded_bias, pack_int8_b, weight_sums, Int8Tile, SignedOperand, WeightRange,
+    folded_bias, pack_int8_b, weight_sums, Int8Kernels, SignedOperand, WeightRange,
 };
 use crate::jit::kernels::igemm::{emit_igemm_scalar, Bias, ByteMatrix};
 use crate::jit::kernels::requant::{fixed_multipliers, Channels, Requantization};
@@ -242,12 +241,10 @@ pub fn conv(
     let w = weights(k)?;
     // u8 data runs on the target's int8 tiles (the assembled full-width ones where the module
     // has them); i8 data on the portable GEMM.
-    let assembled = assembled(e.micro.as_deref(), SignedOperand::A).filter(|_| !x_signed);
-    let tile = (!x_signed).then(|| match assembled {
-        Some(t) => t.packing,
-        None => Int8Tile::select(&e.flags, SignedOperand::A, WeightRange::of(&w)),
-    });
-    let offset = tile.map_or(0, |t| t.unsigned_offset());
+    // (The weights are constants, padded past their end: A may be read in whole groups.)
+    let kernels =
+        (!x_signed).then(|| Int8Kernels::choose(e, SignedOperand::A, WeightRange::of(&w), true));
+    let offset = kernels.map_or(0, |t| t.packing().unsigned_offset());
     let sums = weight_sums(&w, kk, geo.m, true);
     let folded = folded_bias(Some(&bias(k, geo.m)?), &sums, ia.x_zero_point, offset);
     let bias_ptr = k.rodata(e, le_bytes(&folded))?;
@@ -267,7 +264,6 @@ pub fn conv(
     let w_out = output_row_pixels(&geo);
     let block = block_rows(&geo, requant.is_some());
     let in_place = is_direct_1x1(&geo);
-    let flags = e.flags;
     if let Split::Planes(planes) = &split {
         let per_task = integer_depthwise::task_scratch(&geo);
         k.for_task(e, |e, t| {
@@ -314,30 +310,9 @@ pub fn conv(
                         Some(_) => (acc, n),
                         None => (ob, geo.p),
                     };
-                    match tile {
-                        Some(tile) if assembled.is_some() => {
-                            let t = assembled.expect("checked");
-                            emit_int8_pack_b(e.fb, &flags, &tile, b, ldb, packed, kk, n);
-                            let micro = e.micro.as_deref_mut().expect("assembled kernels");
-                            emit_assembled_int8_gemm(
-                                e.fb,
-                                micro,
-                                &t,
-                                wg,
-                                kk,
-                                packed,
-                                target,
-                                ldc,
-                                mn,
-                                n,
-                                kk,
-                                gemm::Bias::Rows(bg),
-                            );
-                        }
-                        Some(tile) => emit_int8_gemm_unpacked_scratch(
-                            e.fb,
-                            &flags,
-                            &tile,
+                    match kernels {
+                        Some(kernels) => kernels.emit_gemm_unpacked_scratch(
+                            e,
                             wg,
                             kk,
                             b,
@@ -448,19 +423,15 @@ pub fn gemm(
     let (rows, kk, n) = gemm_dims(k, a)?;
     let w = weights(k)?;
     // The assembled kernels read A (the activations) in whole four-k groups: only whole groups.
-    let assembled = assembled(e.micro.as_deref(), SignedOperand::B)
-        .filter(|_| gemm_reads_packed_weights(k.g, k.node) && kk % 4 == 0);
-    let tile = gemm_reads_packed_weights(k.g, k.node).then(|| match assembled {
-        Some(t) => t.packing,
-        None => Int8Tile::select(&e.flags, SignedOperand::B, WeightRange::of(&w)),
-    });
-    let offset = tile.map_or(0, |t| t.unsigned_offset());
+    let kernels = gemm_reads_packed_weights(k.g, k.node)
+        .then(|| Int8Kernels::choose(e, SignedOperand::B, WeightRange::of(&w), kk % 4 == 0));
+    let offset = kernels.map_or(0, |t| t.packing().unsigned_offset());
     let sums = weight_sums(&w, kk, n, a.trans_b);
     let folded = folded_bias(Some(&bias(k, n)?), &sums, ia.x_zero_point, offset);
     let bias_ptr = k.rodata(e, le_bytes(&folded))?;
-    let packed = match &tile {
+    let packed = match &kernels {
         Some(t) => {
-            let p = pack_int8_b(t, &w, kk, n, a.trans_b);
+            let p = pack_int8_b(&t.packing(), &w, kk, n, a.trans_b);
             Some(k.rodata(e, p.into_iter().map(|v| v as u8).collect())?)
         }
         None => None,
@@ -477,7 +448,6 @@ pub fn gemm(
     } else {
         (n as i64, 1)
     };
-    let flags = e.flags;
     k.for_task(e, |e, t| {
         let r = split[t].clone();
         if r.is_empty() {
@@ -494,29 +464,9 @@ pub fn gemm(
                 (o, o)
             }
         };
-        match (&tile, packed) {
-            (Some(_), Some(pb)) if assembled.is_some() => {
-                let t = assembled.expect("checked");
-                let micro = e.micro.as_deref_mut().expect("assembled kernels");
-                emit_assembled_int8_gemm(
-                    e.fb,
-                    micro,
-                    &t,
-                    xr,
-                    kk,
-                    pb,
-                    target,
-                    n,
-                    r.len(),
-                    n,
-                    kk,
-                    gemm::Bias::Columns(bias_ptr),
-                );
-            }
-            (Some(tile), Some(pb)) => emit_int8_gemm(
-                e.fb,
-                &flags,
-                tile,
+        match (&kernels, packed) {
+            (Some(kernels), Some(pb)) => kernels.emit_gemm(
+                e,
                 xr,
                 kk,
                 pb,

@@ -34,6 +34,7 @@ use super::wide::{self, Product, WideTile};
 use super::{emit_tiled, pack, BSource, Bias, GemmShape};
 use crate::jit::asm::int8_tile::Int8Isa;
 use crate::jit::asm::registry::MicroKernels;
+use crate::jit::emit::Emitter;
 use crate::jit::isa::IsaFlags;
 use cranelift_codegen::ir::{
     types, ConstantData, Endianness, InstBuilder, MemFlagsData, Type, Value,
@@ -180,7 +181,7 @@ pub fn emit_int8_gemm_unpacked_scratch(
 }
 
 /// The full-width `vpdpbusd` kernels (`jit::asm::int8_tile`) for a module that has them
-/// ([`MicroKernels::int8_isa`]): the blocking of `super::wide` with 14×32 tiles (AVX512_VNNI,
+/// (`MicroKernels::int8_isa`): the blocking of `super::wide` with 14×32 tiles (AVX512_VNNI,
 /// `zmm`) or 6×16 (AVX-VNNI, `ymm`), B packed in the layout of `packing` (an [`Int8Tile`] of the
 /// same columns: the k quads of this module's documentation). Exact, as the 128-bit VNNI route:
 /// C is `bias + A·B` with no offset.
@@ -192,7 +193,7 @@ pub struct AssembledInt8 {
 
 /// The assembled int8 kernels of `micro` for operands signed as `signed`, or `None` (no
 /// micro-kernels, or no `vpdpbusd` as wide as them).
-pub fn assembled(micro: Option<&MicroKernels>, signed: SignedOperand) -> Option<AssembledInt8> {
+fn assembled(micro: Option<&MicroKernels>, signed: SignedOperand) -> Option<AssembledInt8> {
     let isa = micro?.int8_isa()?;
     let (rows, cols) = match isa {
         Int8Isa::Avx512Vnni => (14, 32),
@@ -217,37 +218,100 @@ pub fn assembled(micro: Option<&MicroKernels>, signed: SignedOperand) -> Option<
     Some(AssembledInt8 { wide, packing })
 }
 
-/// [`emit_int8_gemm`] on the assembled kernels: B packed for `t.packing`. A's rows are read in
-/// whole four-k groups, so when `k % 4 != 0` the bytes up to `round_up(k, 4)` past each row's
-/// start must be readable (constant weights are padded; the Gemm lowering uses this only when
-/// `k % 4 == 0`).
-#[allow(clippy::too_many_arguments)]
-pub fn emit_assembled_int8_gemm(
-    fb: &mut FunctionBuilder,
-    micro: &mut MicroKernels,
-    t: &AssembledInt8,
-    a: Value,
-    lda: usize,
-    b_packed: Value,
-    c: Value,
-    ldc: usize,
-    m: usize,
-    n: usize,
-    k: usize,
-    bias: Bias,
-) {
-    let shape = GemmShape { m, n, k, lda, ldc };
-    wide::emit(
-        fb,
-        micro,
-        t.wide,
-        shape,
-        BSource::Packed,
-        a,
-        b_packed,
-        c,
-        bias,
-    );
+/// The int8 GEMM of one lowering: the assembled full-width kernels, or a 128-bit tile. Both
+/// read B packed for [`Int8Kernels::packing`] and compute the same exact C.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Int8Kernels {
+    Tile(Int8Tile),
+    Assembled(AssembledInt8),
+}
+
+impl Int8Kernels {
+    /// The assembled kernels where `e`'s module has them and A may be read in whole four-k
+    /// groups (`a_in_whole_groups`: A padded, or `k % 4 == 0`), else [`Int8Tile::select`].
+    pub fn choose(
+        e: &Emitter,
+        signed: SignedOperand,
+        weights: WeightRange,
+        a_in_whole_groups: bool,
+    ) -> Int8Kernels {
+        match assembled(e.micro.as_deref(), signed).filter(|_| a_in_whole_groups) {
+            Some(t) => Int8Kernels::Assembled(t),
+            None => Int8Kernels::Tile(Int8Tile::select(&e.flags, signed, weights)),
+        }
+    }
+
+    /// The tile whose packed layout B must have ([`pack_int8_b`], [`emit_int8_pack_b`]) and
+    /// whose [`Int8Tile::unsigned_offset`] the bias folds.
+    pub fn packing(&self) -> Int8Tile {
+        match self {
+            Int8Kernels::Tile(t) => *t,
+            Int8Kernels::Assembled(t) => t.packing,
+        }
+    }
+
+    /// [`emit_int8_gemm`] with these kernels.
+    #[allow(clippy::too_many_arguments)]
+    pub fn emit_gemm(
+        &self,
+        e: &mut Emitter,
+        a: Value,
+        lda: usize,
+        b_packed: Value,
+        c: Value,
+        ldc: usize,
+        m: usize,
+        n: usize,
+        k: usize,
+        bias: Bias,
+    ) {
+        let flags = e.flags;
+        match self {
+            Int8Kernels::Tile(t) => {
+                emit_int8_gemm(e.fb, &flags, t, a, lda, b_packed, c, ldc, m, n, k, bias)
+            }
+            Int8Kernels::Assembled(t) => {
+                let micro = e
+                    .micro
+                    .as_deref_mut()
+                    .expect("chosen from the module's kernels");
+                let shape = GemmShape { m, n, k, lda, ldc };
+                wide::emit(
+                    e.fb,
+                    micro,
+                    t.wide,
+                    shape,
+                    BSource::Packed,
+                    a,
+                    b_packed,
+                    c,
+                    bias,
+                );
+            }
+        }
+    }
+
+    /// [`emit_int8_gemm_unpacked_scratch`] with these kernels: B packed into `scratch` first.
+    #[allow(clippy::too_many_arguments)]
+    pub fn emit_gemm_unpacked_scratch(
+        &self,
+        e: &mut Emitter,
+        a: Value,
+        lda: usize,
+        b: Value,
+        ldb: usize,
+        c: Value,
+        ldc: usize,
+        scratch: Value,
+        m: usize,
+        n: usize,
+        k: usize,
+        bias: Bias,
+    ) {
+        let flags = e.flags;
+        emit_int8_pack_b(e.fb, &flags, &self.packing(), b, ldb, scratch, k, n);
+        self.emit_gemm(e, a, lda, scratch, c, ldc, m, n, k, bias);
+    }
 }
 
 /// Which GEMM operand holds the s8 weights; the other one holds u8 activations.

@@ -64,12 +64,9 @@ impl WideTile {
 }
 
 impl WideTile {
-    /// Bytes of one element of A.
+    /// Bytes of one element of A (the same as of B: both f32, or both bytes).
     fn a_bytes(&self) -> usize {
-        match self.product {
-            Product::F32(_) => 4,
-            Product::Int8 { .. } => 1,
-        }
+        self.b_bytes()
     }
 
     /// Lanes of one vector register.
