@@ -17,11 +17,13 @@ each `--quantized` model (default resnet18, mobilenet_v2) a QDQ model written by
 folder, also through both runtimes; the `.so` sizes of the float and int8 builds are printed.
 
 Needs `pip install onnxruntime numpy` and a release build of kestrel (`cargo build --release`).
-tract is used when a `tract` binary is on PATH (`cargo install tract-cli`, see BASELINES.md).
+tract is used when a `tract` binary is on PATH (`cargo install tract-cli`, see BASELINES.md), fed
+the same inputs as onnxruntime, at 1 thread only (the crates.io build has no thread pool; `n/a`).
 """
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -43,18 +45,13 @@ DEFAULT_MODELS = [
 
 
 def ort_median(path, threads, iters):
-    import numpy as np
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-    feeds = {}
-    rng = np.random.default_rng(0)
-    for i in sess.get_inputs():
-        shape = [d if isinstance(d, int) else 1 for d in i.shape]
-        feeds[i.name] = rng.random(shape, dtype=np.float32)
+    feeds = random_feeds(path)
     for _ in range(3):
         sess.run(None, feeds)
     times = []
@@ -77,17 +74,40 @@ def kestrel_median(kestrel, path, threads, iters, backend):
             return json.load(f)["median_ms"]
 
 
-def tract_median(path, threads):
-    env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
-    r = subprocess.run(["tract", path, "-O", "bench"], capture_output=True, text=True, env=env)
+def random_feeds(path):
+    """The inputs every runtime gets: `numpy.random.default_rng(0).random` in each input's shape
+    (dynamic dimensions as 1), in onnxruntime's input order."""
+    import numpy as np
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    feeds = {}
+    for i in sess.get_inputs():
+        shape = [d if isinstance(d, int) else 1 for d in i.shape]
+        feeds[i.name] = rng.random(shape, dtype=np.float32)
+    return feeds
+
+
+def tract_median(path):
+    """tract's own bench (`-O bench`, one thread: tract-cli from crates.io is built without its
+    thread pool) on the same inputs as onnxruntime, given as an .npz that
+    sets both the input facts and the values (tract refuses to invent inputs otherwise)."""
+    import numpy as np
+
+    with tempfile.TemporaryDirectory() as d:
+        npz = os.path.join(d, "inputs.npz")
+        np.savez(npz, **random_feeds(path))
+        cmd = ["tract", path, "--input-facts-from-bundle", npz, "-O", "bench", "--input-from-npz", npz]
+        r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
-        raise RuntimeError(r.stderr.strip()[:200])
-    # tract prints e.g. "Bench ran 123 times, 8.123 ms/i."
-    words = (r.stdout + " " + r.stderr).replace(",", " ").split()
-    for before, word in zip(words, words[1:]):
-        if word.startswith("ms/i"):
-            return float(before)
-    raise RuntimeError("no ms/i in tract output")
+        raise RuntimeError(r.stderr.strip()[-200:])
+    # tract prints e.g. "Bench ran 123 times, 8.123 ms/i." (the number in ANSI bold on a terminal).
+    text = re.sub(r"\x1b\[[0-9;]*m", "", r.stdout + " " + r.stderr)
+    m = re.search(r"([0-9.]+)\s*ms/i", text)
+    if not m:
+        raise RuntimeError("no ms/i in tract output")
+    return float(m.group(1))
 
 
 def quantize_with_kestrel(kestrel, src, tmp):
@@ -156,7 +176,7 @@ def main():
             errors = {}
             for _ in range(args.rounds):
                 for r in runtimes:
-                    if r in errors:
+                    if r in errors or (r == "tract" and threads != 1):
                         continue
                     try:
                         if r in ("kestrel", "baseline"):
@@ -165,7 +185,7 @@ def main():
                         elif r == "onnxruntime":
                             samples[r].append(ort_median(path, threads, args.iters))
                         else:
-                            samples[r].append(tract_median(path, threads))
+                            samples[r].append(tract_median(path))
                     except Exception as e:  # one runtime failing must not hide the others
                         errors[r] = str(e).splitlines()[-1][:60] if str(e) else type(e).__name__
             cells = []
@@ -175,7 +195,7 @@ def main():
                     med[r] = statistics.median(samples[r])
                     cells.append(f"{med[r]:>12.3f}")
                 else:
-                    cells.append(f"{'error':>12}")
+                    cells.append(f"{'error' if r in errors else 'n/a':>12}")
             ratio = f"{med['kestrel'] / med['onnxruntime']:>12.2f}" if "kestrel" in med and "onnxruntime" in med else f"{'-':>12}"
             if args.baseline:
                 ratio += f" {med['kestrel'] / med['baseline']:>10.3f}" if "kestrel" in med and "baseline" in med else f" {'-':>10}"
