@@ -143,6 +143,14 @@ pub fn pool(e: &mut Emitter, k: &mut KernelContext, a: &PoolAttrs) -> Result<(),
     let mut idx_st: Vec<i64> = out_st[..last].to_vec();
     idx_st.push(0);
     let chunks = if e.flags.has_simd() { inner / 4 } else { 0 };
+    // Chunks `c` whose paired loads (columns `8c + kx .. 8c + kx + 8`) stay inside the plane
+    // row, for stride 2 along the row.
+    let row_len = plane_dims[last];
+    let span = (w.kernel[last] - 1) * w.dilations[last] + 8;
+    let paired_chunks = match w.strides[last] == 2 && ps[last] == 1 {
+        true if row_len >= span => ((row_len - span) / 8 + 1).min(chunks),
+        _ => 0,
+    };
     // acc ⊕ v for one tap, on F32 or F32X4.
     let combine = |e: &mut Emitter, acc: Value, v: Value| -> Value {
         match kind {
@@ -192,7 +200,10 @@ pub fn pool(e: &mut Emitter, k: &mut KernelContext, a: &PoolAttrs) -> Result<(),
         let ops = vec![win_st.clone(), o_st.clone(), idx_st.clone()];
         e.nest(&dims, &ops, &[plane, d, zero_idx], &mut |e, q| {
             let (win, out, oi) = (q[0], q[1], q[2]);
-            e.loop_n(chunks, |e, c| {
+            // Four outputs per vector: with stride 2, each tap's four values are the even lanes
+            // of two loads (`deinterleave`) in the chunks whose second load stays inside the
+            // plane row; elsewhere lane by lane.
+            let chunk = |e: &mut Emitter, c: Value, paired: bool| {
                 let wc = e.index(win, c, 4 * step);
                 let oc = e.index(out, c, 16);
                 let c4 = e.fb.ins().imul_imm_s(c, 4);
@@ -201,6 +212,10 @@ pub fn pool(e: &mut Emitter, k: &mut KernelContext, a: &PoolAttrs) -> Result<(),
                 for &t in &taps {
                     let v = if step == 4 {
                         e.load(types::F32X4, wc, t as i32)
+                    } else if paired {
+                        let lo = e.load(types::F32X4, wc, t as i32);
+                        let hi = e.load(types::F32X4, wc, t as i32 + 16);
+                        e.deinterleave(lo, hi, false)
                     } else {
                         let x0 = e.load(types::F32, wc, t as i32);
                         let mut v = e.fb.ins().splat(types::F32X4, x0);
@@ -214,6 +229,10 @@ pub fn pool(e: &mut Emitter, k: &mut KernelContext, a: &PoolAttrs) -> Result<(),
                 }
                 let r = finish(e, acc, ic, types::F32X4);
                 e.store(r, oc, 0);
+            };
+            e.loop_n(paired_chunks, |e, c| chunk(e, c, true));
+            e.loop_range(paired_chunks as i64, chunks as i64, 1, |e, c| {
+                chunk(e, c, false)
             });
             for j in chunks * 4..inner {
                 let mut acc = e.fconst(types::F32, fill);
