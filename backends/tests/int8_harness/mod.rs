@@ -13,12 +13,13 @@ use proptest::prelude::*;
 /// be byte-identical.
 pub fn agree(g: &Graph, inputs: &[Tensor]) -> Result<(), TestCaseError> {
     let want = interp::run(g, inputs).map_err(|e| TestCaseError::fail(e.to_string()))?;
-    for (threads, wide_kernels) in [(1, false)] {
+    for (threads, wide_kernels) in [(1, true), (2, true), (3, true), (1, false)] {
         let opts = JitOptions {
             threads,
             min_task_macs: 1,
             im2col_block_bytes: if threads == 3 { 4 } else { 512 * 1024 },
             wide_kernels,
+            ..JitOptions::default()
         };
         let m = compile(g, &opts).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let got = m
