@@ -83,6 +83,22 @@ fn single_node_graph(g: &Graph, id: NodeId, known: &HashMap<ValueId, Tensor>) ->
     Ok(one)
 }
 
+/// The op's name, `conv/winograd` for a convolution the JIT computes with Winograd (its GFLOP/s
+/// count the direct convolution's multiply-adds, so they can exceed the peak).
+fn op_label(
+    g: &Graph,
+    node: &kestrel_ir::Node,
+    known: &HashMap<ValueId, Tensor>,
+    opts: &JitOptions,
+) -> String {
+    match &node.op {
+        kestrel_ir::Op::Conv(a) if jit::ops::conv::uses_winograd(g, node, a, known, opts) => {
+            "conv/winograd".to_string()
+        }
+        op => kestrel_ir::op_name(op).to_string(),
+    }
+}
+
 /// Times every kernel node of `g` (dimensions known; folded for code generation first, as every
 /// compile is) alone: median of `iters` runs after two warm-up runs.
 pub fn profile(
@@ -120,10 +136,12 @@ pub fn profile(
         once()?;
         let times = (0..iters).map(|_| once()).collect::<Result<Vec<_>>>()?;
         let node = g.node(id);
+        let op = op_label(g, node, &known, opts);
+        let plain = format!("({})", kestrel_ir::op_name(&node.op));
         out.push(LayerTiming {
-            node: g.describe_node(id),
+            node: g.describe_node(id).replace(&plain, &format!("({op})")),
             name: node.name.clone(),
-            op: kestrel_ir::op_name(&node.op).to_string(),
+            op,
             output: g.ty(node.outputs[0]).to_string(),
             macs: macs(g, id),
             integer: is_integer(&node.op),
@@ -181,7 +199,7 @@ pub fn table(layers: &[LayerTiming], peak: &Peak, model_ms: f64) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<44} {:<26} {:>10} {:>9} {:>8} {:>7}",
+        "{:<54} {:<26} {:>10} {:>9} {:>8} {:>7}",
         "node", "output", "MMACs", "ms", "GFLOP/s", "% peak"
     );
     // The peak of a layer's kernels: the int8 one for integer layers (none measured: no %).
@@ -199,10 +217,10 @@ pub fn table(layers: &[LayerTiming], peak: &Peak, model_ms: f64) -> String {
         } else {
             (String::new(), String::new())
         };
-        let name: String = l.node.chars().take(44).collect();
+        let name: String = l.node.chars().take(54).collect();
         let _ = writeln!(
             s,
-            "{name:<44} {:<26} {:>10.2} {:>9.4} {rate:>8} {pct:>7}",
+            "{name:<54} {:<26} {:>10.2} {:>9.4} {rate:>8} {pct:>7}",
             l.output,
             l.macs as f64 / 1e6,
             l.median_ms

@@ -357,6 +357,40 @@ impl<'f, 'a> Emitter<'f, 'a> {
         self.fb.ins().bitcast(types::F32X4, lanes(), r)
     }
 
+    /// The `F32X4` whose lane `d` is lane `lanes[d]` of the eight `a ++ b` (0–3 from `a`, 4–7
+    /// from `b`). The unpack, `shufps`, `pshufd` and `palignr` patterns are one instruction on
+    /// x86-64 (cranelift-codegen's x64 shuffle rules); lane by lane when the code will be
+    /// scalarised ([`IsaFlags::scalarized`]).
+    pub fn shuffle_f32x4(&mut self, a: Value, b: Value, lanes_of: [u8; 4]) -> Value {
+        if self.flags.scalarized {
+            let pick = |e: &mut Self, l: u8| {
+                let (src, lane) = if l < 4 { (a, l) } else { (b, l - 4) };
+                e.fb.ins().extractlane(src, lane)
+            };
+            let x = pick(self, lanes_of[0]);
+            let mut v = self.fb.ins().splat(types::F32X4, x);
+            for (d, &l) in lanes_of.iter().enumerate().skip(1) {
+                let x = pick(self, l);
+                v = self.fb.ins().insertlane(v, x, d as u8);
+            }
+            return v;
+        }
+        let mask: Vec<u8> = lanes_of
+            .iter()
+            .flat_map(|&l| (0..4).map(move |b| l * 4 + b))
+            .collect();
+        let imm = self
+            .fb
+            .func
+            .dfg
+            .immediates
+            .push(cranelift_codegen::ir::ConstantData::from(mask));
+        let a8 = self.fb.ins().bitcast(types::I8X16, lanes(), a);
+        let b8 = self.fb.ins().bitcast(types::I8X16, lanes(), b);
+        let r = self.fb.ins().shuffle(a8, b8, imm);
+        self.fb.ins().bitcast(types::F32X4, lanes(), r)
+    }
+
     /// Horizontal max (`is_max`) or min of the four lanes of an `F32X4`.
     pub fn hminmax(&mut self, v: Value, is_max: bool) -> Value {
         let mut s = self.fb.ins().extractlane(v, 0u8);

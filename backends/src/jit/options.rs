@@ -20,6 +20,11 @@ pub struct JitOptions {
     /// environment sets `KESTREL_WIDE_KERNELS=0` (for measuring both paths with the same
     /// commands, docs/JIT.md).
     pub wide_kernels: bool,
+    /// Compute the stride-1 3×3 convolutions the cost rule picks with Winograd F(4×4, 3×3)
+    /// (docs/JIT.md, "Winograd convolution"): 4× fewer multiply-adds, results within rounding
+    /// of the direct convolution. Off, every convolution is direct. The default is on unless
+    /// the environment sets `KESTREL_WINOGRAD=0`.
+    pub winograd: bool,
 }
 
 impl Default for JitOptions {
@@ -29,6 +34,7 @@ impl Default for JitOptions {
             min_task_macs: 1 << 19,
             im2col_block_bytes: 512 * 1024,
             wide_kernels: std::env::var("KESTREL_WIDE_KERNELS").map_or(true, |v| v != "0"),
+            winograd: std::env::var("KESTREL_WINOGRAD").map_or(true, |v| v != "0"),
         }
     }
 }

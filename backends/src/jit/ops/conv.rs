@@ -24,6 +24,7 @@
 //!   the output channels instead and each builds the whole `col` in its own scratch block.
 //! - Depthwise convolutions split the `N·C` planes, one padded-plane scratch per task.
 
+use super::winograd;
 use crate::jit::context::KernelContext;
 use crate::jit::emit::{strides_of, Emitter};
 use crate::jit::error::JitError;
@@ -212,6 +213,22 @@ pub(super) fn geometry_of(
     Some(geo)
 }
 
+/// Whether the JIT computes this f32 convolution with Winograd F(4×4, 3×3) (the cost rule of
+/// `winograd::plan`, docs/JIT.md), given the graph's compile-time `consts`.
+pub fn uses_winograd(
+    g: &Graph,
+    node: &Node,
+    a: &ConvAttrs,
+    consts: &HashMap<ValueId, Tensor>,
+    opts: &JitOptions,
+) -> bool {
+    let constant_weights = !a.epilogue.channel_scale && consts.contains_key(&node.inputs[1]);
+    a.integer.is_none()
+        && geometry_of(g, node, a, opts)
+            .and_then(|geo| winograd::plan(&geo, constant_weights, opts))
+            .is_some()
+}
+
 /// Number of tasks a convolution is split into (see [`JitOptions`]).
 pub fn task_count(g: &Graph, node: &Node, a: &ConvAttrs, opts: &JitOptions) -> usize {
     let min = opts.min_task_macs.max(1);
@@ -234,13 +251,17 @@ pub fn scratch_bytes(
     _id: NodeId,
     node: &Node,
     a: &ConvAttrs,
-    _consts: &HashMap<ValueId, Tensor>,
+    consts: &HashMap<ValueId, Tensor>,
     tasks: usize,
     opts: &JitOptions,
 ) -> Result<usize, JitError> {
     let Some(geo) = geometry_of(g, node, a, opts) else {
         return Ok(0);
     };
+    let constant_weights = !a.epilogue.channel_scale && consts.contains_key(&node.inputs[1]);
+    if let Some(plan) = winograd::plan(&geo, constant_weights, opts) {
+        return Ok(winograd::scratch_bytes(&plan, tasks, opts));
+    }
     Ok(if is_depthwise(&geo) {
         if is_padded_depthwise_2d(&geo) {
             padded_plane_bytes(&geo) * tasks.max(1)
@@ -255,6 +276,21 @@ pub fn scratch_bytes(
 }
 
 pub fn lower(e: &mut Emitter, k: &mut KernelContext, a: &ConvAttrs) -> Result<(), JitError> {
+    lower_with(e, k, a, true)
+}
+
+/// [`lower`] for weights computed at run time into `k.ins[1]` (a fused channel scale), which
+/// rules out the Winograd transform of constant weights.
+pub fn lower_scaled(e: &mut Emitter, k: &mut KernelContext, a: &ConvAttrs) -> Result<(), JitError> {
+    lower_with(e, k, a, false)
+}
+
+fn lower_with(
+    e: &mut Emitter,
+    k: &mut KernelContext,
+    a: &ConvAttrs,
+    constant_weights: bool,
+) -> Result<(), JitError> {
     k.require_f32()?;
     let mut geo =
         geometry(&k.in_dims(0), &k.in_dims(1), &k.out_dims(0), a).map_err(|r| k.unsupported(r))?;
@@ -276,6 +312,17 @@ pub fn lower(e: &mut Emitter, k: &mut KernelContext, a: &ConvAttrs) -> Result<()
         false => None,
     };
     let post = OutputEpilogue::new(e, out, residual, a.epilogue.act);
+    let weights = k.const_in(1).filter(|_| constant_weights);
+    if let Some(plan) = winograd::plan(&geo, weights.is_some(), k.opts) {
+        let u = winograd::transform_weights(
+            &weights.expect("plan needs them").to_f32_vec(),
+            geo.m,
+            geo.c,
+        );
+        let u = k.rodata_f32(e, &u)?;
+        winograd::lower(e, k, &plan, x, u, bias, out, &post);
+        return Ok(());
+    }
     k.for_task(e, |e, t| match &split {
         Split::Planes(r) if is_padded_depthwise_2d(&geo) => {
             let sc = scratch.expect("scratch_bytes reserves the padded planes");

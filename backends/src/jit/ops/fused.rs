@@ -120,7 +120,7 @@ pub fn conv(e: &mut Emitter, k: &mut KernelContext, a: &ConvAttrs) -> Result<(),
     };
     let mut ins = k.ins[..nin].to_vec();
     ins[1] = base;
-    super::conv::lower(e, &mut k.stand_in(&node, ins, scratch), &unscaled)
+    super::conv::lower_scaled(e, &mut k.stand_in(&node, ins, scratch), &unscaled)
 }
 
 /// A gemm with a fused epilogue: the plain gemm (C handled as usual, a row-vector C inside the

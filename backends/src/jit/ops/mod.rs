@@ -23,6 +23,7 @@ pub mod requantize;
 pub mod resize;
 pub mod scatter;
 pub mod shape;
+pub mod winograd;
 
 use crate::jit::context::KernelContext;
 use crate::jit::emit::Emitter;
