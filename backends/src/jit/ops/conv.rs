@@ -213,6 +213,15 @@ pub(super) fn geometry_of(
     Some(geo)
 }
 
+fn winograd_shape(geo: &ConvGeometry) -> winograd::ConvShape {
+    winograd::ConvShape {
+        n: geo.n,
+        c: geo.c,
+        m: geo.m,
+        group: geo.group,
+    }
+}
+
 /// Whether the JIT computes this f32 convolution with Winograd F(4×4, 3×3) (the cost rule of
 /// `winograd::plan`, docs/JIT.md), given the graph's compile-time `consts`.
 pub fn uses_winograd(
@@ -225,7 +234,7 @@ pub fn uses_winograd(
     let constant_weights = !a.epilogue.channel_scale && consts.contains_key(&node.inputs[1]);
     a.integer.is_none()
         && geometry_of(g, node, a, opts)
-            .and_then(|geo| winograd::plan(&geo, constant_weights, opts))
+            .and_then(|geo| winograd::plan(winograd_shape(&geo), &geo.w, constant_weights, opts))
             .is_some()
 }
 
@@ -259,7 +268,7 @@ pub fn scratch_bytes(
         return Ok(0);
     };
     let constant_weights = !a.epilogue.channel_scale && consts.contains_key(&node.inputs[1]);
-    if let Some(plan) = winograd::plan(&geo, constant_weights, opts) {
+    if let Some(plan) = winograd::plan(winograd_shape(&geo), &geo.w, constant_weights, opts) {
         return Ok(winograd::scratch_bytes(&plan, tasks, opts));
     }
     Ok(if is_depthwise(&geo) {
@@ -313,7 +322,7 @@ fn lower_with(
     };
     let post = OutputEpilogue::new(e, out, residual, a.epilogue.act);
     let weights = k.const_in(1).filter(|_| constant_weights);
-    if let Some(plan) = winograd::plan(&geo, weights.is_some(), k.opts) {
+    if let Some(plan) = winograd::plan(winograd_shape(&geo), &geo.w, weights.is_some(), k.opts) {
         let u = winograd::transform_weights(
             &weights.expect("plan needs them").to_f32_vec(),
             geo.m,

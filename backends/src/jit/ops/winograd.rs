@@ -29,11 +29,11 @@
 //! The cost rule ([`plan`]) is in docs/JIT.md; the results differ from the direct convolution by
 //! rounding only (tested against the interpreter with a relative tolerance of 1e-4).
 
-use super::conv::{even_ranges, ConvGeometry};
 use crate::jit::context::KernelContext;
 use crate::jit::emit::Emitter;
 use crate::jit::kernels::epilogue::OutputEpilogue;
 use crate::jit::kernels::gemm;
+use crate::jit::kernels::window::Window;
 use crate::jit::options::JitOptions;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use std::ops::Range;
@@ -85,6 +85,15 @@ const MIN_OUT_CHANNELS: usize = 16;
 /// Largest ratio of the tiled output area (whole 4×4 tiles) to the real one.
 const MAX_TILE_WASTE: f64 = 1.5;
 
+/// Batch, input and output channels and groups of a convolution.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct ConvShape {
+    pub n: usize,
+    pub c: usize,
+    pub m: usize,
+    pub group: usize,
+}
+
 /// The geometry of one Winograd convolution.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Plan {
@@ -110,8 +119,13 @@ pub(super) struct Plan {
 /// `opts`, constant weights not scaled at run time, a 2-D 3×3 kernel with unit strides and
 /// dilations and one group, at least [`MIN_IN_CHANNELS`] input and [`MIN_OUT_CHANNELS`] output
 /// channels, at least [`MIN_PIXELS`] output pixels, and whole tiles covering at most [`MAX_TILE_WASTE`] times the output.
-pub(super) fn plan(geo: &ConvGeometry, constant_weights: bool, opts: &JitOptions) -> Option<Plan> {
-    let w = &geo.w;
+pub(super) fn plan(
+    shape: ConvShape,
+    w: &Window,
+    constant_weights: bool,
+    opts: &JitOptions,
+) -> Option<Plan> {
+    let geo = shape;
     let eligible = opts.winograd
         && constant_weights
         && w.kernel == [3, 3]
@@ -151,12 +165,12 @@ pub(super) fn plan(geo: &ConvGeometry, constant_weights: bool, opts: &JitOptions
 fn split(p: &Plan, tasks: usize) -> Vec<(Range<usize>, Range<usize>)> {
     let tasks = tasks.max(1);
     if tasks <= p.ty && (p.ty / tasks) * p.tx >= MIN_TILES {
-        even_ranges(p.ty, tasks)
+        gemm::split_rows_by(1, p.ty, tasks)
             .into_iter()
             .map(|r| (r, 0..p.m))
             .collect()
     } else {
-        even_ranges(p.m, tasks)
+        gemm::split_rows_by(1, p.m, tasks)
             .into_iter()
             .map(|c| (0..p.ty, c))
             .collect()
