@@ -332,29 +332,7 @@ impl<'f, 'a> Emitter<'f, 'a> {
     /// aarch64; lane by lane when the code will be scalarised ([`IsaFlags::scalarized`]).
     pub fn deinterleave(&mut self, a: Value, b: Value, odd: bool) -> Value {
         let first = odd as u8;
-        if self.flags.scalarized {
-            let x = self.fb.ins().extractlane(a, first);
-            let mut v = self.fb.ins().splat(types::F32X4, x);
-            for (dst, src, lane) in [(1u8, a, first + 2), (2, b, first), (3, b, first + 2)] {
-                let x = self.fb.ins().extractlane(src, lane);
-                v = self.fb.ins().insertlane(v, x, dst);
-            }
-            return v;
-        }
-        let mask: Vec<u8> = [0u8, 2, 4, 6]
-            .iter()
-            .flat_map(|&l| (0..4).map(move |b| (l + first) * 4 + b))
-            .collect();
-        let imm = self
-            .fb
-            .func
-            .dfg
-            .immediates
-            .push(cranelift_codegen::ir::ConstantData::from(mask));
-        let a8 = self.fb.ins().bitcast(types::I8X16, lanes(), a);
-        let b8 = self.fb.ins().bitcast(types::I8X16, lanes(), b);
-        let r = self.fb.ins().shuffle(a8, b8, imm);
-        self.fb.ins().bitcast(types::F32X4, lanes(), r)
+        self.shuffle_f32x4(a, b, [first, first + 2, first + 4, first + 6])
     }
 
     /// The `F32X4` whose lane `d` is lane `lanes[d]` of the eight `a ++ b` (0–3 from `a`, 4–7
