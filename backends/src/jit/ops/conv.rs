@@ -213,6 +213,15 @@ pub(super) fn geometry_of(
     Some(geo)
 }
 
+/// Constant weights whose data has the shape their type declares, `[M, C, ..]` with the input's
+/// `C` (ungrouped), which the Winograd transform indexes by.
+fn transformable(w: Option<&Tensor>, g: &Graph, node: &Node) -> bool {
+    let c = g.ty(node.inputs[0]).dims().and_then(|d| d.get(1).copied());
+    w.is_some_and(|t| {
+        g.ty(node.inputs[1]).dims().as_deref() == Some(t.dims()) && t.dims().get(1).copied() == c
+    })
+}
+
 fn winograd_shape(geo: &ConvGeometry) -> winograd::ConvShape {
     winograd::ConvShape {
         n: geo.n,
@@ -231,7 +240,8 @@ pub fn uses_winograd(
     consts: &HashMap<ValueId, Tensor>,
     opts: &JitOptions,
 ) -> bool {
-    let constant_weights = !a.epilogue.channel_scale && consts.contains_key(&node.inputs[1]);
+    let constant_weights =
+        !a.epilogue.channel_scale && transformable(consts.get(&node.inputs[1]), g, node);
     a.integer.is_none()
         && geometry_of(g, node, a, opts)
             .and_then(|geo| winograd::plan(winograd_shape(&geo), &geo.w, constant_weights, opts))
@@ -267,7 +277,8 @@ pub fn scratch_bytes(
     let Some(geo) = geometry_of(g, node, a, opts) else {
         return Ok(0);
     };
-    let constant_weights = !a.epilogue.channel_scale && consts.contains_key(&node.inputs[1]);
+    let constant_weights =
+        !a.epilogue.channel_scale && transformable(consts.get(&node.inputs[1]), g, node);
     if let Some(plan) = winograd::plan(winograd_shape(&geo), &geo.w, constant_weights, opts) {
         return Ok(winograd::scratch_bytes(&plan, tasks, opts));
     }
@@ -321,7 +332,9 @@ fn lower_with(
         false => None,
     };
     let post = OutputEpilogue::new(e, out, residual, a.epilogue.act);
-    let weights = k.const_in(1).filter(|_| constant_weights);
+    let weights = k
+        .const_in(1)
+        .filter(|&t| constant_weights && transformable(Some(t), k.g, k.node));
     if let Some(plan) = winograd::plan(winograd_shape(&geo), &geo.w, weights.is_some(), k.opts) {
         let u = winograd::transform_weights(
             &weights.expect("plan needs them").to_f32_vec(),
