@@ -1729,3 +1729,53 @@ fn a_closed_stdout_is_not_a_crash() {
         "run wrote its outputs despite the closed stdout"
     );
 }
+
+/// Runs `kestrel` with `env` set and returns its output and process id.
+fn kestrel_with_env(args: &[&str], env: &[(&str, &str)]) -> (Output, u32) {
+    let child = Command::new(env!("CARGO_BIN_EXE_kestrel"))
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn kestrel");
+    let pid = child.id();
+    (child.wait_with_output().expect("wait for kestrel"), pid)
+}
+
+/// `KESTREL_PERF_MAP=1` writes perf's map of the JIT code (docs/JIT.md "Profiling generated
+/// code"): one `START SIZE label` line per function, disjoint ranges, every node function and the
+/// entry named; without the variable no map is written.
+#[test]
+fn perf_map_names_the_generated_functions() {
+    let model = digits("digits_cnn.onnx");
+    let args = ["bench", &model, "--iters", "1", "--warmup", "0"];
+    let (o, pid) = kestrel_with_env(&args, &[("KESTREL_PERF_MAP", "1")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let path = PathBuf::from(format!("/tmp/perf-{pid}.map"));
+    let text = std::fs::read_to_string(&path).expect("the perf map");
+    std::fs::remove_file(&path).unwrap();
+    let mut ranges = Vec::new();
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ' ');
+        let start = u64::from_str_radix(parts.next().unwrap(), 16).expect("hex start");
+        let size = u64::from_str_radix(parts.next().unwrap(), 16).expect("hex size");
+        let label = parts.next().expect("a label");
+        assert!(size > 0 && label.starts_with("kestrel_"), "{line}");
+        ranges.push((start, start + size));
+    }
+    ranges.sort();
+    assert!(
+        ranges.windows(2).all(|w| w[0].1 <= w[1].0),
+        "overlap: {text}"
+    );
+    assert!(text.contains("kestrel_entry"), "{text}");
+    assert!(
+        text.contains("(conv)") && text.contains("kestrel_n0 node 0"),
+        "{text}"
+    );
+
+    let (o, pid) = kestrel_with_env(&args, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!Path::new(&format!("/tmp/perf-{pid}.map")).exists());
+}

@@ -435,27 +435,65 @@ impl<'f, 'a> Emitter<'f, 'a> {
     }
 
     /// Fills `bytes` bytes at `dst` with a repeated element whose little-endian bytes are `elem`.
+    /// Elements of 1, 2 or 8 bytes go 16 bytes per store (the element repeated in a vector), the
+    /// last `bytes % 16` by the widest scalar stores of the same repeated pattern.
     pub fn fill_bytes(&mut self, dst: Value, bytes: usize, elem: &[u8]) {
         let es = elem.len().max(1);
-        let count = bytes / es;
         if es == 4 {
             let v = f32::from_le_bytes([elem[0], elem[1], elem[2], elem[3]]);
-            return self.fill_f32(dst, count, v);
+            return self.fill_f32(dst, bytes / 4, v);
         }
-        let (ty, raw) = match es {
-            1 => (types::I8, elem[0] as i64),
-            2 => (types::I16, u16::from_le_bytes([elem[0], elem[1]]) as i64),
-            _ => {
-                let mut b = [0u8; 8];
-                b[..es.min(8)].copy_from_slice(&elem[..es.min(8)]);
-                (types::I64, i64::from_le_bytes(b))
+        let bytes = bytes / es * es;
+        if 16 % es != 0 {
+            let mut b = [0u8; 8];
+            b[..es.min(8)].copy_from_slice(&elem[..es.min(8)]);
+            let c = self.fb.ins().iconst(types::I64, i64::from_le_bytes(b));
+            return self.loop_n(bytes / es, |e, i| {
+                let d = e.index(dst, i, es as i64);
+                e.store(c, d, 0);
+            });
+        }
+        let pattern: Vec<u8> = (0..16).map(|i| elem[i % es]).collect();
+        let chunks = bytes / 16;
+        if chunks > 0 {
+            let (lane, vector) = match es {
+                1 => (types::I8, types::I8X16),
+                2 => (types::I16, types::I16X8),
+                _ => (types::I64, types::I64X2),
+            };
+            let mut b = [0u8; 8];
+            b[..es].copy_from_slice(&pattern[..es]);
+            let c = self.fb.ins().iconst(lane, i64::from_le_bytes(b));
+            let v = self.fb.ins().splat(vector, c);
+            let unroll = 4usize;
+            self.loop_n(chunks / unroll, |e, i| {
+                let d = e.index(dst, i, (16 * unroll) as i64);
+                for u in 0..unroll {
+                    e.store(v, d, (16 * u) as i32);
+                }
+            });
+            for u in chunks / unroll * unroll..chunks {
+                self.store(v, dst, (16 * u) as i32);
             }
-        };
-        let c = self.fb.ins().iconst(ty, raw);
-        self.loop_n(count, |e, i| {
-            let d = e.index(dst, i, es as i64);
-            e.store(c, d, 0);
-        });
+        }
+        let mut off = chunks * 16;
+        for (w, ty) in [
+            (8, types::I64),
+            (4, types::I32),
+            (2, types::I16),
+            (1, types::I8),
+        ] {
+            if w < es {
+                continue;
+            }
+            while bytes - off >= w {
+                let mut b = [0u8; 8];
+                b[..w].copy_from_slice(&pattern[..w]);
+                let c = self.fb.ins().iconst(ty, i64::from_le_bytes(b));
+                self.store(c, dst, off as i32);
+                off += w;
+            }
+        }
     }
 }
 

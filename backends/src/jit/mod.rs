@@ -27,6 +27,7 @@ pub mod model;
 pub mod ops;
 pub mod options;
 pub mod peak;
+pub mod perf_map;
 pub mod plan;
 
 pub use checks::{check_known_dims, check_sizes};

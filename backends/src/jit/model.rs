@@ -79,6 +79,7 @@ pub fn compile(g: &Graph, opts: &JitOptions) -> Result<JitModel, JitError> {
             context: " (finalize)".into(),
             reason: e.to_string(),
         })?;
+    super::perf_map::write_if_requested(&module, &lowered.symbols);
     let ptr = module.get_finalized_function(lowered.entry);
     // SAFETY: the entry function was declared with exactly this signature in `lower`.
     let entry: EntryFn = unsafe { std::mem::transmute(ptr) };

@@ -77,7 +77,7 @@ impl F32TileShape {
         }
     }
 
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         format!(
             "f32 {}×{} {} (lda {} B, B rows {} B{}, ldc {} B, {:?})",
             self.rows,

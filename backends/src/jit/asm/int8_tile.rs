@@ -109,7 +109,7 @@ impl Int8TileShape {
         }
     }
 
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         format!(
             "{} {}×{} {} (lda {} B, B groups {} B, ldc {} B, {:?})",
             if self.a_signed { "s8·u8" } else { "u8·s8" },

@@ -38,6 +38,13 @@ pub enum KernelShape {
 }
 
 impl KernelShape {
+    fn describe(&self) -> String {
+        match self {
+            KernelShape::F32(s) => s.describe(),
+            KernelShape::Int8(s) => s.describe(),
+        }
+    }
+
     fn assemble(&self) -> Result<Vec<u8>, AsmError> {
         match self {
             KernelShape::F32(s) => s.assemble(),
@@ -72,6 +79,8 @@ pub struct MicroKernels {
     defined: HashMap<u32, FuncId>,
     /// Machine-code bytes of the kernels defined.
     pub code_bytes: usize,
+    /// Each kernel defined: its function, bytes and what it computes (for profilers).
+    pub symbols: Vec<(FuncId, usize, String)>,
 }
 
 impl MicroKernels {
@@ -93,6 +102,7 @@ impl MicroKernels {
             in_function: HashMap::new(),
             defined: HashMap::new(),
             code_bytes: 0,
+            symbols: Vec::new(),
         })
     }
 
@@ -179,6 +189,8 @@ impl MicroKernels {
                         }
                     })?;
                     self.code_bytes += code.len();
+                    let what = format!("{name} {}", self.shapes[id as usize].describe());
+                    self.symbols.push((f, code.len(), what));
                     self.defined.insert(id, f);
                     f
                 }

@@ -172,7 +172,7 @@ impl Emitter<'_, '_> {
 
     /// `x` clamped to `[lo, hi]`. The compare-and-select pairs lower to one `minps`/`maxps`
     /// (`minss`/`maxss`) each on x86-64; a NaN compares false and passes through.
-    fn clamp(&mut self, x: Value, lo: f32, hi: f32) -> Value {
+    pub fn clamp(&mut self, x: Value, lo: f32, hi: f32) -> Value {
         let ty = self.ty_of(x);
         let hi = self.fconst(ty, hi);
         let above = self.fcmp(FloatCC::LessThan, hi, x);

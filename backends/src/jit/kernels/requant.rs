@@ -317,6 +317,21 @@ impl Requantization {
             let zp_v = e.iconst_ty(ity, zp);
             e.fb.ins().iadd(l, zp_v)
         };
+        // The vector form's rounding: with |v| < 2^22, the f32 sum `v + 1.5·2^23` is rounded
+        // half to even at units (the FPU's own rounding), and its bits are `0x4B40_0000 +
+        // round(v)`; subtracting `0x4B40_0000 - zero_point` gives the level. Clamping first keeps
+        // |v| ≤ 255; the clamp's compare-and-select lowers to one `maxps`/`minps` each. A NaN
+        // product would pass the clamp, so this needs finite multipliers (a finite product may
+        // still overflow to ±∞, which the clamp bounds).
+        let finite = self.multipliers.iter().all(|m| m.is_finite());
+        let magic_levels = |e: &mut Emitter, f: Value| {
+            let f = e.clamp(f, lo, hi);
+            let magic = e.fconst(types::F32X4, 12_582_912.0);
+            let biased = e.fb.ins().fadd(f, magic);
+            let bits = e.bits(types::I32X4, biased);
+            let offset = e.iconst_ty(types::I32X4, 0x4B40_0000 - self.zero_point as i64);
+            e.fb.ins().isub(bits, offset)
+        };
         e.loop_n(rows, |e, r| {
             let arow = e.index(acc, r, (acc_ld * 4) as i64);
             let orow = e.index(out, r, out_ld as i64);
@@ -329,35 +344,41 @@ impl Requantization {
             };
             if chunks > 0 {
                 let splat = row_scale.map(|s| e.fb.ins().splat(types::F32X4, s));
-                e.loop_n(chunks, |e, i| {
-                    let ap = e.index(arow, i, 32);
-                    let mut l = [zero; 2];
-                    for (h, lh) in l.iter_mut().enumerate() {
-                        let a = e.fb.ins().load(types::I32X4, mem(), ap, 16 * h as i32);
-                        let s = match splat {
-                            Some(s) => s,
-                            None => {
-                                let c0 = e.fb.ins().imul_imm_s(i, 8);
-                                let c0 = e.fb.ins().iadd_imm_s(c0, 4 * h as i64);
-                                let ch = e.fb.ins().iadd(first_channel, c0);
-                                scale_of(e, ch, types::F32X4)
-                            }
+                e.hoisting_constants(|e| {
+                    e.loop_n(chunks, |e, i| {
+                        let ap = e.index(arow, i, 32);
+                        let mut l = [zero; 2];
+                        for (h, lh) in l.iter_mut().enumerate() {
+                            let a = e.fb.ins().load(types::I32X4, mem(), ap, 16 * h as i32);
+                            let s = match splat {
+                                Some(s) => s,
+                                None => {
+                                    let c0 = e.fb.ins().imul_imm_s(i, 8);
+                                    let c0 = e.fb.ins().iadd_imm_s(c0, 4 * h as i64);
+                                    let ch = e.fb.ins().iadd(first_channel, c0);
+                                    scale_of(e, ch, types::F32X4)
+                                }
+                            };
+                            let f = e.fb.ins().fcvt_from_sint(types::F32X4, a);
+                            let f = e.fb.ins().fmul(f, s);
+                            *lh = if finite {
+                                magic_levels(e, f)
+                            } else {
+                                levels(e, f, types::F32X4, types::I32X4)
+                            };
+                        }
+                        // Eight levels within [min, max] to eight bytes.
+                        let w = e.fb.ins().snarrow(l[0], l[1]);
+                        let bytes = if signed {
+                            e.fb.ins().snarrow(w, w)
+                        } else {
+                            e.fb.ins().unarrow(w, w)
                         };
-                        let f = e.fb.ins().fcvt_from_sint(types::F32X4, a);
-                        let f = e.fb.ins().fmul(f, s);
-                        *lh = levels(e, f, types::F32X4, types::I32X4);
-                    }
-                    // Eight levels within [min, max] to eight bytes.
-                    let w = e.fb.ins().snarrow(l[0], l[1]);
-                    let bytes = if signed {
-                        e.fb.ins().snarrow(w, w)
-                    } else {
-                        e.fb.ins().unarrow(w, w)
-                    };
-                    let wide = e.bits(types::I64X2, bytes);
-                    let lo8 = e.fb.ins().extractlane(wide, 0u8);
-                    let op = e.index(orow, i, 8);
-                    e.store(lo8, op, 0);
+                        let wide = e.bits(types::I64X2, bytes);
+                        let lo8 = e.fb.ins().extractlane(wide, 0u8);
+                        let op = e.index(orow, i, 8);
+                        e.store(lo8, op, 0);
+                    })
                 });
             }
             e.loop_range((chunks * 8) as i64, cols as i64, 1, |e, c| {

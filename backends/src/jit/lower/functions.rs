@@ -26,6 +26,8 @@ pub(super) struct NodeFunctions {
     pub status_nodes: Vec<(String, &'static str)>,
     /// Machine-code bytes of the node functions.
     pub code_bytes: usize,
+    /// Every function defined (node functions and micro-kernels): its id, bytes and a label.
+    pub symbols: Vec<(FuncId, usize, String)>,
 }
 
 /// Emits the function of every kernel node of `g`.
@@ -47,6 +49,7 @@ pub(super) fn emit_node_functions<M: Module>(
     let mut code_bytes = 0usize;
     let mut calls: Vec<(FuncId, usize)> = Vec::new();
     let mut status_nodes: Vec<(String, &'static str)> = Vec::new();
+    let mut symbols: Vec<(FuncId, usize, String)> = Vec::new();
     let call_conv = data.module.isa().default_call_conv();
     let mut micro = MicroKernels::for_target(flags, opts, call_conv);
     for (i, node) in g.nodes.iter().enumerate() {
@@ -125,18 +128,24 @@ pub(super) fn emit_node_functions<M: Module>(
         data.module
             .define_function(fid, ctx)
             .map_err(|e| codegen_error(format!(" ({})", g.describe_node(id)), format!("{e:?}")))?;
-        code_bytes += ctx
+        let bytes = ctx
             .compiled_code()
             .map(|c| c.code_buffer().len())
             .unwrap_or(0);
+        code_bytes += bytes;
+        symbols.push((fid, bytes, format!("{prefix}_n{i} {}", g.describe_node(id))));
         data.module.clear_context(ctx);
         calls.push((fid, tasks));
     }
-    code_bytes += micro.map_or(0, |m| m.code_bytes);
+    if let Some(m) = micro {
+        code_bytes += m.code_bytes;
+        symbols.extend(m.symbols);
+    }
     Ok(NodeFunctions {
         calls,
         status_nodes,
         code_bytes,
+        symbols,
     })
 }
 

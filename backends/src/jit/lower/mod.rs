@@ -52,6 +52,9 @@ pub struct Lowered {
     pub status_nodes: Vec<(String, &'static str)>,
     /// Machine-code bytes of all functions.
     pub code_bytes: usize,
+    /// Every function of the module: its id, machine-code bytes and a label naming its node or
+    /// kernel (for profilers: [`crate::jit::perf_map`]).
+    pub symbols: Vec<(FuncId, usize, String)>,
 }
 
 /// Lowers `g` into `module` (see the module documentation). Every dimension must be known and
@@ -87,10 +90,13 @@ pub fn lower<M: Module>(
         &mut fctx,
         &mut ctx,
     )?;
+    let mut symbols = nodes.symbols;
+    symbols.push((entry, entry_bytes, format!("{prefix}_entry")));
     Ok(Lowered {
         entry,
         plan: placement.mem,
         status_nodes: nodes.status_nodes,
         code_bytes: nodes.code_bytes + entry_bytes,
+        symbols,
     })
 }

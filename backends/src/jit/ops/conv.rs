@@ -443,18 +443,42 @@ fn gemm_conv(
             let wg = e.addr(wp, (m0 * kk * 4) as i64);
             let bg = bias.map(|b| e.addr(b, (m0 * 4) as i64));
             if direct {
+                let packs = col.filter(|_| packs_1x1_input(geo));
+                // The GEMM of the `n` pixels from `b` into `o`, then its epilogue.
+                let columns = |e: &mut Emitter, b: Value, o: Value, n: usize| {
+                    let bop = match packs {
+                        Some(scratch) => gemm::BOperand::PackedInto {
+                            b,
+                            ldb: geo.p,
+                            scratch,
+                        },
+                        None => gemm::BOperand::InPlace { b, ldb: geo.p },
+                    };
+                    gemm::emit(e, wg, kk, bop, o, geo.p, mn, n, kk, None);
+                    post.apply_rows(e, o, bg, mn, n, geo.p);
+                };
                 let b = e.addr(xg, (p0 * 4) as i64);
                 let o = e.addr(og, (p0 * 4) as i64);
-                let bop = match col.filter(|_| packs_1x1_input(geo)) {
-                    Some(scratch) => gemm::BOperand::PackedInto {
-                        b,
-                        ldb: geo.p,
-                        scratch,
-                    },
-                    None => gemm::BOperand::InPlace { b, ldb: geo.p },
+                let chunk = if post.is_identity() && bg.is_none() {
+                    pn
+                } else {
+                    epilogue_chunk_pixels(mn, pn)
                 };
-                gemm::emit(e, wg, kk, bop, o, geo.p, mn, pn, kk, None);
-                post.apply_rows(e, o, bg, mn, pn, geo.p);
+                let (full, rest) = (pn / chunk, pn % chunk);
+                if full == 1 {
+                    columns(e, b, o, chunk);
+                } else {
+                    e.loop_n(full, |e, i| {
+                        let bi = e.index(b, i, (chunk * 4) as i64);
+                        let oi = e.index(o, i, (chunk * 4) as i64);
+                        columns(e, bi, oi, chunk);
+                    });
+                }
+                if rest > 0 {
+                    let bi = e.addr(b, (full * chunk * 4) as i64);
+                    let oi = e.addr(o, (full * chunk * 4) as i64);
+                    columns(e, bi, oi, rest);
+                }
                 continue;
             }
             let col = col.expect("conv scratch");
@@ -502,6 +526,24 @@ fn gemm_conv(
             }
         }
     });
+}
+
+/// Bytes of output a direct 1×1 convolution computes before its epilogue (bias, residual,
+/// activation) reads them back: small enough to still be in L2 then. A whole large output (a
+/// 96×112×112 expansion: 4.8 MB) would otherwise be written to memory, read and written again.
+const EPILOGUE_BLOCK_BYTES: usize = 256 << 10;
+
+/// Pixels per block of a direct 1×1 convolution of `m` output channels over `pixels` pixels:
+/// `m` rows of them fit [`EPILOGUE_BLOCK_BYTES`], a multiple of 64 (whole tiles of every
+/// kernel), and no block is smaller than 64 pixels.
+fn epilogue_chunk_pixels(m: usize, pixels: usize) -> usize {
+    let fit = EPILOGUE_BLOCK_BYTES / (4 * m.max(1));
+    let chunk = (fit / 64 * 64).max(64);
+    if chunk >= pixels {
+        pixels
+    } else {
+        chunk
+    }
 }
 
 /// Output rows (of the first spatial axis) per im2col block: a block's columns, `K × rows·width`

@@ -386,6 +386,19 @@ fn max_pool_8bit(e: &mut Emitter, k: &mut KernelContext, a: &PoolAttrs) -> Resul
     let (mut wst, mut ost) = (win_st.clone(), out_st.clone());
     wst[last] = 0;
     ost[last] = 0;
+    // Sixteen outputs per vector along the row, for strides 1 and 2 along it (stride 2: the even
+    // bytes of two loads), in the chunks whose loads stay inside the plane row; then one by one.
+    let row_len = plane_dims[last] as i64;
+    let reach = ((w.kernel[last] - 1) * w.dilations[last]) as i64;
+    let vector_chunks = match step {
+        1 | 2 if e.flags.has_simd() && !e.flags.scalarized && e.flags.has_byte_shuffle() => {
+            // Chunk `c` reads bytes up to `16·step·c + reach + 16·step - 1`.
+            let room = row_len - reach - 16 * step;
+            let fit = if room < 0 { 0 } else { room / (16 * step) + 1 };
+            (fit as usize).min(inner / 16)
+        }
+        _ => 0,
+    };
     e.loop_n(w.planes, |e, p| {
         let s = e.index(src, p, isz as i64);
         let d = e.index(dst, p, osz as i64);
@@ -401,7 +414,26 @@ fn max_pool_8bit(e: &mut Emitter, k: &mut KernelContext, a: &PoolAttrs) -> Resul
             &[wst.clone(), ost.clone()],
             &[plane, d],
             &mut |e, q| {
-                e.loop_n(inner, |e, j| {
+                e.loop_n(vector_chunks, |e, c| {
+                    let win = e.index(q[0], c, 16 * step);
+                    let mut acc: Option<Value> = None;
+                    for &t in &taps {
+                        let v = if step == 1 {
+                            e.load(types::I8X16, win, t as i32)
+                        } else {
+                            let lo = e.load(types::I8X16, win, t as i32);
+                            let hi = e.load(types::I8X16, win, t as i32 + 16);
+                            even_bytes(e, lo, hi)
+                        };
+                        acc = Some(match acc {
+                            Some(a) => byte_max(e, signed, a, v),
+                            None => v,
+                        });
+                    }
+                    let o = e.index(q[1], c, 16);
+                    e.store(acc.expect("a window has taps"), o, 0);
+                });
+                e.loop_range((vector_chunks * 16) as i64, inner as i64, 1, |e, j| {
                     let win = e.index(q[0], j, step);
                     let mut acc = e.load(types::I8, win, taps[0] as i32);
                     for &t in &taps[1..] {
@@ -415,6 +447,18 @@ fn max_pool_8bit(e: &mut Emitter, k: &mut KernelContext, a: &PoolAttrs) -> Resul
         );
     });
     Ok(())
+}
+
+/// The even bytes of `lo` then of `hi` (lanes `0, 2, …, 30` of the pair): one `pshufb` pair and
+/// an unpack on x86-64, `uzp1` on aarch64.
+fn even_bytes(e: &mut Emitter, lo: Value, hi: Value) -> Value {
+    let mask: Vec<u8> = (0..16).map(|l| 2 * l).collect();
+    let imm =
+        e.fb.func
+            .dfg
+            .immediates
+            .push(cranelift_codegen::ir::ConstantData::from(&mask[..]));
+    e.fb.ins().shuffle(lo, hi, imm)
 }
 
 fn global_max_pool_8bit(
