@@ -2,12 +2,13 @@
 //! fused multiply-add per element (what the 128-bit Cranelift tile computes) over random shapes
 //! (1 to 4 vectors wide, the last one partial or not, up to the rows the register file holds),
 //! leading dimensions, B packed or read in place (masked), k (0, below and above the unroll, not
-//! multiples of it) and every start; nothing outside the tile written, nothing outside B read
+//! multiples of it), every start and every finish (row bias, lower and upper bound, each or
+//! not: the conv epilogue's arithmetic); nothing outside the tile written, nothing outside B read
 //! (B ends at a guard page); the code holds the instruction class its ISA promises and
 //! nothing position-dependent. A host without an ISA skips its cases with a printed reason.
 
 use iced_x86::{Decoder, DecoderOptions, Mnemonic, OpKind, Register};
-use kestrel_backends::jit::asm::f32_tile::{F32TileShape, Start, UNROLL};
+use kestrel_backends::jit::asm::f32_tile::{F32TileShape, Finish, Start, UNROLL};
 use kestrel_backends::jit::asm::host::HostCode;
 use kestrel_backends::jit::asm::WideIsa;
 use kestrel_backends::jit::isa::IsaFlags;
@@ -147,6 +148,21 @@ fn check(shape: F32TileShape, k: usize, seed: u64) -> Result<(), TestCaseError> 
             for kk in 0..k {
                 acc = a[r * lda + kk].mul_add(b_vals[kk * ldb + j], acc);
             }
+            // The finish, as `interp::elementwise` clips: the bound only when the test holds.
+            let f = shape.finish;
+            if f.row_bias {
+                acc += bias[r];
+            }
+            if let Some(lo) = f.lower.map(f32::from_bits) {
+                if acc < lo {
+                    acc = lo;
+                }
+            }
+            if let Some(hi) = f.upper.map(f32::from_bits) {
+                if acc > hi {
+                    acc = hi;
+                }
+            }
             prop_assert_eq!(
                 c[i].to_bits(),
                 acc.to_bits(),
@@ -171,14 +187,24 @@ proptest! {
     fn tiles_match_sequential_fma(rows_pick in 0usize..30, vectors in 1usize..5, short in 0usize..16,
                                   k in 0usize..(5 * UNROLL + 3), lda_extra in 0usize..5,
                                   ldb_extra in 0usize..40, ldc_extra in 0usize..5,
-                                  start_pick in 0usize..4, mask_b: bool, seed: u64) {
+                                  start_pick in 0usize..4, mask_b: bool, finish_pick in 0usize..8,
+                                  lo in -0.5f32..0.5, span in 0f32..1.0, seed: u64) {
+        let start = [Start::Zero, Start::LoadC, Start::ColumnBias, Start::RowBias][start_pick];
+        let finish = Finish {
+            row_bias: finish_pick & 1 != 0 && matches!(start, Start::Zero | Start::LoadC),
+            lower: (finish_pick & 2 != 0).then_some(lo.to_bits()),
+            upper: (finish_pick & 4 != 0).then_some((lo + span).to_bits()),
+        };
         for isa in host_isas() {
             // Columns that leave the last vector partial when `short` > 0.
             let cols = vectors * isa.lanes() - short % isa.lanes();
             let ragged = cols % isa.lanes() != 0;
-            // As many rows as the register file holds beside the B vectors, the broadcast and
-            // (AVX2, partial vector) the mask.
-            let spare = 1 + (ragged && isa == WideIsa::Avx2Fma) as usize;
+            // As many rows as the register file holds beside the B vectors, the broadcast,
+            // (AVX2, partial vector) the mask and (one vector, both bounds) the second bound.
+            let both = finish.lower.is_some() && finish.upper.is_some();
+            let spare = 1
+                + (ragged && isa == WideIsa::Avx2Fma) as usize
+                + (vectors == 1 && both) as usize;
             let most = (isa.registers() - vectors - spare) / vectors;
             let rows = 1 + rows_pick % most;
             let b_step = if mask_b { cols + ldb_extra } else { vectors * isa.lanes() };
@@ -189,8 +215,9 @@ proptest! {
                 lda_bytes: 4 * (k + lda_extra),
                 b_step_bytes: 4 * b_step,
                 ldc_bytes: 4 * (cols + ldc_extra),
-                start: [Start::Zero, Start::LoadC, Start::ColumnBias, Start::RowBias][start_pick],
+                start,
                 mask_b,
+                finish,
             };
             check(shape, k, seed)?;
         }

@@ -103,15 +103,20 @@ proptest! {
     }
 
     /// Convolutions: 1×1 (B in place, or packed when wide enough) and k×k through im2col, the
-    /// output channels as GEMM rows.
+    /// output channels as GEMM rows; with a fused Relu or Clip (one bound or both), which the
+    /// wide kernels apply with the bias in their last k block's store (k > 256 spans blocks).
     #[test]
     fn conv_on_wide_kernels(c in 1usize..40, m in 1usize..40, h in 1usize..12, w in 1usize..12,
-                            kernel in 1usize..4, bias: bool, seed: u64) {
+                            kernel in 1usize..4, bias: bool, act_pick in 0usize..5, seed: u64) {
         if !host_is_wide() {
             return Ok(());
         }
         let pad = kernel / 2;
-        let a = ConvAttrs { group: 1, pads: vec![pad; 4], ..Default::default() };
+        let clip = |min: f32, max: f32| Some(UnaryOp::Clip { min: F32(min), max: F32(max) });
+        let act = [None, Some(UnaryOp::Relu), clip(0.0, 6.0), clip(f32::NEG_INFINITY, 0.1),
+                   clip(-0.2, f32::INFINITY)][act_pick];
+        let epilogue = Epilogue { act, ..Default::default() };
+        let a = ConvAttrs { group: 1, pads: vec![pad; 4], epilogue, ..Default::default() };
         let mut g = Graph::new("conv");
         let x = g.add_input("x", TensorType::known(DType::F32, &[1, c, h, w]));
         let wv = g.add_const("w", tensor(&[m, c, kernel, kernel], seed ^ 4));

@@ -10,7 +10,9 @@
 //! - `k` (≥ 0) is the number of multiply-add steps;
 //! - `bias` is read only by the bias starts: [`Start::ColumnBias`] starts every row at
 //!   `bias[0..cols]`, [`Start::RowBias`] row `r` at `bias[r]` in every column. [`Start::Zero`]
-//!   starts at zero, [`Start::LoadC`] at the values in `C`; the tile is stored back to `C`.
+//!   starts at zero, [`Start::LoadC`] at the values in `C`; the tile is stored back to `C`,
+//!   after the tile's [`Finish`] (row bias, then clamps), which reads `bias[r]` when it adds a
+//!   row bias (so a tile has a bias start or a finishing bias, not both).
 //!
 //! `cols` need not fill the last vector: its C (and bias) accesses are then masked (`k1` on
 //! AVX-512, `vmaskmovps` on AVX2), and so are its B loads when `mask_b` (B read in place, where
@@ -38,6 +40,25 @@ pub enum Start {
     RowBias,
 }
 
+/// What an f32 tile does to its results before storing them: `y = acc + bias[r]` with
+/// `row_bias`, then `y < lower ? lower : y`, then `y > upper ? upper : y` (bounds as f32 bits).
+/// These are the operations, in the order, of the conv epilogue's pass
+/// (`kernels::epilogue::OutputEpilogue::apply_rows` with a Relu or Clip), and `vmaxps`/`vminps`
+/// with the bound first return the bound only when the comparison holds (a NaN or `-0.0` is kept,
+/// as the interpreter keeps it), so a finished tile stores the bits that pass would.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Finish {
+    pub row_bias: bool,
+    pub lower: Option<u32>,
+    pub upper: Option<u32>,
+}
+
+impl Finish {
+    pub fn is_none(&self) -> bool {
+        *self == Finish::default()
+    }
+}
+
 /// What one assembled kernel computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct F32TileShape {
@@ -52,6 +73,7 @@ pub struct F32TileShape {
     pub start: Start,
     /// Mask the partial last vector's B loads too (B read in place).
     pub mask_b: bool,
+    pub finish: Finish,
 }
 
 /// Steps of the unrolled main loop; the remaining `k % UNROLL` run one at a time.
@@ -74,12 +96,25 @@ impl F32TileShape {
             ldc_bytes: 4 * ldc,
             start,
             mask_b: false,
+            finish: Finish::default(),
         }
     }
 
     pub(crate) fn describe(&self) -> String {
+        let f = &self.finish;
+        let bound = |b: Option<u32>| b.map(|x| format!("{}", f32::from_bits(x)));
+        let finish = if f.is_none() {
+            String::new()
+        } else {
+            format!(
+                ", finish{}{}{}",
+                if f.row_bias { " +bias" } else { "" },
+                bound(f.lower).map_or(String::new(), |x| format!(" ≥{x}")),
+                bound(f.upper).map_or(String::new(), |x| format!(" ≤{x}")),
+            )
+        };
         format!(
-            "f32 {}×{} {} (lda {} B, B rows {} B{}, ldc {} B, {:?})",
+            "f32 {}×{} {} (lda {} B, B rows {} B{}, ldc {} B, {:?}{finish})",
             self.rows,
             self.cols,
             self.isa.name(),
@@ -93,6 +128,7 @@ impl F32TileShape {
 
     fn geometry(&self) -> Geometry {
         Geometry {
+            finish: self.finish,
             what: self.describe(),
             registers: self.isa,
             rows: self.rows,
@@ -148,6 +184,32 @@ pub(crate) trait Vector: Copy {
         x: Self::Reg,
         y: Self::Reg,
     ) -> Result<(), IcedError>;
+    /// `dst = x + y` (f32 lanes).
+    fn add(
+        self,
+        a: &mut CodeAssembler,
+        dst: Self::Reg,
+        x: Self::Reg,
+        y: Self::Reg,
+    ) -> Result<(), IcedError>;
+    /// `dst = x > y ? x : y` (`vmaxps`: `y` when unordered or equal).
+    fn max(
+        self,
+        a: &mut CodeAssembler,
+        dst: Self::Reg,
+        x: Self::Reg,
+        y: Self::Reg,
+    ) -> Result<(), IcedError>;
+    /// `dst = x < y ? x : y` (`vminps`: `y` when unordered or equal).
+    fn min(
+        self,
+        a: &mut CodeAssembler,
+        dst: Self::Reg,
+        x: Self::Reg,
+        y: Self::Reg,
+    ) -> Result<(), IcedError>;
+    /// Every 32-bit lane of vector register `r` set to `bits` (through `eax`).
+    fn splat_bits(self, a: &mut CodeAssembler, r: usize, bits: u32) -> Result<(), IcedError>;
     /// `vpdpbusd`: per i32 lane, `acc += Σ₄ u8(x) · s8(y)`.
     fn dot(
         self,
@@ -243,12 +305,25 @@ macro_rules! vector_class {
         fn dot(self, a: &mut CodeAssembler, acc: $reg, x: $reg, y: $reg) -> Result<(), IcedError> {
             a.vpdpbusd(acc, x, y)
         }
+        fn add(self, a: &mut CodeAssembler, d: $reg, x: $reg, y: $reg) -> Result<(), IcedError> {
+            a.vaddps(d, x, y)
+        }
+        fn max(self, a: &mut CodeAssembler, d: $reg, x: $reg, y: $reg) -> Result<(), IcedError> {
+            a.vmaxps(d, x, y)
+        }
+        fn min(self, a: &mut CodeAssembler, d: $reg, x: $reg, y: $reg) -> Result<(), IcedError> {
+            a.vminps(d, x, y)
+        }
     };
 }
 
 impl Vector for Zmm {
     type Reg = AsmRegisterZmm;
     vector_class!(Zmm, AsmRegisterZmm, ZMM, zmmword_ptr, vpxord);
+    fn splat_bits(self, a: &mut CodeAssembler, r: usize, bits: u32) -> Result<(), IcedError> {
+        a.mov(eax, bits as i32)?;
+        a.vpbroadcastd(ZMM[r], eax)
+    }
     fn set_mask(
         self,
         a: &mut CodeAssembler,
@@ -282,6 +357,11 @@ impl Vector for Zmm {
 impl Vector for Ymm {
     type Reg = AsmRegisterYmm;
     vector_class!(Ymm, AsmRegisterYmm, YMM, ymmword_ptr, vxorps);
+    fn splat_bits(self, a: &mut CodeAssembler, r: usize, bits: u32) -> Result<(), IcedError> {
+        a.mov(eax, bits as i32)?;
+        a.vmovd(XMM[r], eax)?;
+        a.vpbroadcastd(YMM[r], XMM[r])
+    }
     fn set_mask(
         self,
         a: &mut CodeAssembler,
@@ -366,6 +446,7 @@ pub(crate) struct Geometry {
     pub start: Start,
     pub mask_b: bool,
     pub product: Product,
+    pub finish: Finish,
 }
 
 impl Geometry {
@@ -382,12 +463,18 @@ impl Geometry {
         self.last_lanes() < self.registers.lanes()
     }
 
-    /// Vector registers: accumulators, B vectors, the broadcast of A, and the AVX2 mask.
+    /// Whether the mask lives in a vector register (AVX2; AVX-512 masks are in `k1`).
+    fn vector_mask(&self) -> bool {
+        self.ragged() && matches!(self.registers, WideIsa::Avx2Fma)
+    }
+
+    /// Vector registers: accumulators, B vectors, the broadcast of A, the AVX2 mask, and, for a
+    /// finish with both bounds on a one-vector tile, a register for the second bound (the
+    /// finish reuses the B vectors for its bounds and the broadcast for the bias).
     fn registers_used(&self) -> usize {
         let nv = self.vectors();
-        // AVX-512 masks live in `k1`, AVX2 ones in a vector register.
-        let mask = self.ragged() && matches!(self.registers, WideIsa::Avx2Fma);
-        self.rows * nv + nv + 1 + mask as usize
+        let extra = nv == 1 && self.finish.lower.is_some() && self.finish.upper.is_some();
+        self.rows * nv + nv + 1 + self.vector_mask() as usize + extra as usize
     }
 
     /// Checks the tile fits the register file and its displacements fit 32 bits.
@@ -407,6 +494,12 @@ impl Geometry {
         }
         if self.b_step_bytes < 4 * self.cols {
             return fail("B rows shorter than the tile's columns".into());
+        }
+        if !self.finish.is_none() && self.product != Product::F32 {
+            return fail("a finish is for f32 tiles".into());
+        }
+        if self.finish.row_bias && matches!(self.start, Start::ColumnBias | Start::RowBias) {
+            return fail("a finishing bias and a bias start both read the bias argument".into());
         }
         // (AVX-VNNI's VEX encoding reaches ymm0..ymm15 only, which is the whole AVX2 file.)
         let used = self.registers_used();
@@ -512,6 +605,40 @@ fn emit_tile<V: Vector>(a: &mut CodeAssembler, s: &Geometry, v: V) -> Result<(),
     a.dec(rcx)?;
     a.jnz(single_loop)?;
     a.set_label(&mut done)?;
+    let f = s.finish;
+    if !f.is_none() {
+        // The loop's registers are free now: the bounds go in B vectors (or the spare one the
+        // shape counted), the bias in the broadcast.
+        let lower = s.rows * nv;
+        let upper = if nv >= 2 {
+            lower + 1
+        } else {
+            mask + s.vector_mask() as usize
+        };
+        if let Some(bits) = f.lower {
+            v.splat_bits(a, lower, bits)?;
+        }
+        if let Some(bits) = f.upper {
+            v.splat_bits(a, upper, bits)?;
+        }
+        for r in 0..s.rows {
+            if f.row_bias {
+                v.broadcast(a, bcast, r8 + disp(4 * r))?;
+            }
+            for j in 0..nv {
+                let x = acc(r, j);
+                if f.row_bias {
+                    v.add(a, x, x, bcast)?;
+                }
+                if f.lower.is_some() {
+                    v.max(a, x, v.reg(lower), x)?;
+                }
+                if f.upper.is_some() {
+                    v.min(a, x, v.reg(upper), x)?;
+                }
+            }
+        }
+    }
     for r in 0..s.rows {
         for j in 0..nv {
             if partial(j) {

@@ -134,6 +134,7 @@ impl Int8TileShape {
             ldc_bytes: self.ldc_bytes,
             start: self.start,
             mask_b: false,
+            finish: Default::default(),
             product: if self.a_signed {
                 Product::S8U8
             } else {

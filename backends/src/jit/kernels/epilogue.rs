@@ -8,6 +8,7 @@
 //! a GEMM's per-column bias is the micro-kernel's initial accumulator instead (see
 //! `super::gemm`), which rounds differently, so the two are not interchangeable.
 
+use super::gemm::RowFinish;
 use super::pointwise::activation;
 use crate::jit::emit::Emitter;
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
@@ -48,6 +49,29 @@ impl OutputEpilogue {
 
     pub fn is_identity(&self) -> bool {
         self.residual_delta.is_none() && self.act.is_none()
+    }
+
+    /// This epilogue with the row bias `bias` as the wide f32 kernels apply it in their store
+    /// (`gemm::emit_finished`): only without a residual and with no activation, a Relu or a
+    /// Clip (bounds, in [`Self::apply_rows`]'s order; an infinite Clip bound is none, as in
+    /// `kernels::pointwise`). `None` when it is none of these, or when there is nothing to do.
+    pub fn tile_finish(&self, bias: Option<Value>) -> Option<RowFinish> {
+        if self.residual_delta.is_some() {
+            return None;
+        }
+        let (lower, upper) = match self.act {
+            None => (None, None),
+            Some(UnaryOp::Relu) => (Some(0.0), None),
+            Some(UnaryOp::Clip { min, max }) => (
+                (min.0 != f32::NEG_INFINITY).then_some(min.0),
+                (max.0 != f32::INFINITY).then_some(max.0),
+            ),
+            Some(_) => return None,
+        };
+        if bias.is_none() && lower.is_none() && upper.is_none() {
+            return None;
+        }
+        Some(RowFinish { bias, lower, upper })
     }
 
     /// `act(v + residual)` for the value `v` (F32 or F32X4, `ty`) to be stored at `ptr + off`.

@@ -454,12 +454,12 @@ fn gemm_conv(
                         },
                         None => gemm::BOperand::InPlace { b, ldb: geo.p },
                     };
-                    gemm::emit(e, wg, kk, bop, o, geo.p, mn, n, kk, None);
-                    post.apply_rows(e, o, bg, mn, n, geo.p);
+                    gemm_with_epilogue(e, wg, kk, bop, o, geo.p, mn, n, kk, post, bg);
                 };
                 let b = e.addr(xg, (p0 * 4) as i64);
                 let o = e.addr(og, (p0 * 4) as i64);
-                let chunk = if post.is_identity() && bg.is_none() {
+                let in_kernels = e.micro.is_some() && post.tile_finish(bg).is_some();
+                let chunk = if in_kernels || (post.is_identity() && bg.is_none()) {
                     pn
                 } else {
                     epilogue_chunk_pixels(mn, pn)
@@ -482,7 +482,7 @@ fn gemm_conv(
                 continue;
             }
             let col = col.expect("conv scratch");
-            // The GEMM of one im2col block of `n` columns into `ob`.
+            // The GEMM of one im2col block of `n` columns into `ob`, and its epilogue.
             let packed = packs_im2col(geo).then(|| e.addr(col, col_block_bytes(geo) as i64));
             let block_gemm = |e: &mut Emitter, col: Value, n: usize, ob: Value| {
                 let bop = match packed {
@@ -493,7 +493,7 @@ fn gemm_conv(
                     },
                     None => gemm::BOperand::InPlace { b: col, ldb: n },
                 };
-                gemm::emit(e, wg, kk, bop, ob, geo.p, mn, n, kk, None)
+                gemm_with_epilogue(e, wg, kk, bop, ob, geo.p, mn, n, kk, post, bg)
             };
             // Blocks of `block` output rows: im2col into the block buffer, then its GEMM.
             let mut c = rows.start;
@@ -510,22 +510,47 @@ fn gemm_conv(
                         let ob = e.index(og, i, (block * w_out * 4) as i64);
                         let ob = e.addr(ob, (first * w_out * 4) as i64);
                         im2col(e, geo, xb, col, first..first + block, &[0; 4]);
-                        let n = block * w_out;
-                        block_gemm(e, col, n, ob);
-                        post.apply_rows(e, ob, bg, mn, n, geo.p);
+                        block_gemm(e, col, block * w_out, ob);
                     });
                     c += count * block;
                 } else {
                     im2col(e, geo, xg, col, c..c + r, &[0; 4]);
                     let ob = e.addr(og, (c * w_out * 4) as i64);
-                    let n = r * w_out;
-                    block_gemm(e, col, n, ob);
-                    post.apply_rows(e, ob, bg, mn, n, geo.p);
+                    block_gemm(e, col, r * w_out, ob);
                     c += r;
                 }
             }
         }
     });
+}
+
+/// The GEMM `C[m×n] = A · B` of a convolution block and its epilogue `post` with the row bias
+/// `bias`: inside the wide kernels' store when they can apply it (`OutputEpilogue::tile_finish`),
+/// else as a pass over the block after the GEMM. The same bits either way.
+#[allow(clippy::too_many_arguments)]
+fn gemm_with_epilogue(
+    e: &mut Emitter,
+    a: Value,
+    lda: usize,
+    b: gemm::BOperand,
+    c: Value,
+    ldc: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    post: &OutputEpilogue,
+    bias: Option<Value>,
+) {
+    let applied = match post.tile_finish(bias) {
+        Some(f) => gemm::emit_finished(e, a, lda, b, c, ldc, m, n, k, f),
+        None => {
+            gemm::emit(e, a, lda, b, c, ldc, m, n, k, None);
+            false
+        }
+    };
+    if !applied {
+        post.apply_rows(e, c, bias, m, n, ldc);
+    }
 }
 
 /// Bytes of output a direct 1×1 convolution computes before its epilogue (bias, residual,

@@ -286,6 +286,7 @@ impl Int8Kernels {
                     b_packed,
                     c,
                     bias,
+                    None,
                 );
             }
         }

@@ -33,7 +33,7 @@ mod shape;
 pub mod tile;
 pub mod wide;
 
-pub use shape::{BSource, Bias, GemmShape, MAX_PANEL_COLS};
+pub use shape::{BSource, Bias, GemmShape, RowFinish, MAX_PANEL_COLS};
 
 use crate::jit::emit::Emitter;
 use crate::jit::isa::IsaFlags;
@@ -134,6 +134,45 @@ pub fn emit(
     k: usize,
     col_bias: Option<Value>,
 ) {
+    emit_with(e, a, lda, b, c, ldc, m, n, k, col_bias, None);
+}
+
+/// [`emit`] without a bias, whose full-width kernels also apply `finish` to C before storing
+/// it (bias per row, then bounds: the arithmetic of the conv epilogue's pass over the rows, so
+/// the same bits). Returns whether the finish was applied: false on the 128-bit path, where the
+/// caller applies it after the GEMM.
+#[allow(clippy::too_many_arguments)]
+pub fn emit_finished(
+    e: &mut Emitter,
+    a: Value,
+    lda: usize,
+    b: BOperand,
+    c: Value,
+    ldc: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    finish: RowFinish,
+) -> bool {
+    let wide = e.micro.is_some();
+    emit_with(e, a, lda, b, c, ldc, m, n, k, None, wide.then_some(finish));
+    wide
+}
+
+#[allow(clippy::too_many_arguments)]
+fn emit_with(
+    e: &mut Emitter,
+    a: Value,
+    lda: usize,
+    b: BOperand,
+    c: Value,
+    ldc: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    col_bias: Option<Value>,
+    finish: Option<RowFinish>,
+) {
     let flags = e.flags;
     let shape = GemmShape { m, n, k, lda, ldc };
     let bias = Bias::columns(col_bias);
@@ -148,7 +187,7 @@ pub fn emit(
         };
         let micro = e.micro.as_deref_mut().expect("checked above");
         let tile = wide::WideTile::for_isa(micro.isa());
-        wide::emit(e.fb, micro, tile, shape, source, a, b_ptr, c, bias);
+        wide::emit(e.fb, micro, tile, shape, source, a, b_ptr, c, bias, finish);
         return;
     }
     match b {

@@ -46,3 +46,13 @@ impl Bias {
         col_bias.map_or(Bias::None, Bias::Columns)
     }
 }
+
+/// What the wide f32 kernels apply to C in their last k block before storing it
+/// (`jit::asm::f32_tile::Finish`): `acc + bias[row]` (I64 pointer to the row bias, row 0 at the
+/// pointer), then the bounds. Only with [`Bias::None`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RowFinish {
+    pub bias: Option<Value>,
+    pub lower: Option<f32>,
+    pub upper: Option<f32>,
+}

@@ -10,9 +10,9 @@
 
 use super::loops::{for_count, fresh_block};
 use super::pack::{k_blocks, KBlocks, UNROLL};
-use super::shape::{BSource, Bias, GemmShape, MAX_PANEL_COLS};
+use super::shape::{BSource, Bias, GemmShape, RowFinish, MAX_PANEL_COLS};
 use super::tile::Panels;
-use crate::jit::asm::f32_tile::{F32TileShape, Start};
+use crate::jit::asm::f32_tile::{F32TileShape, Finish, Start};
 use crate::jit::asm::int8_tile::{Int8Isa, Int8TileShape};
 use crate::jit::asm::registry::MicroKernels;
 use crate::jit::asm::WideIsa;
@@ -106,12 +106,14 @@ struct WidePlan {
     kb: KBlocks,
     b: BSource,
     bias: Bias,
+    finish: Option<RowFinish>,
 }
 
 /// Emits `C = A · B (+ bias)` for rows `0..shape.m` with the kernels of `micro` and `tile`
 /// (contract of `super::emit_tiled`; B packed for `tile` by `super::pack`, or, f32 only, read
 /// in place). Int8 A rows are read in whole four-k groups: `lda` bytes past the last row's
-/// `k` must be readable when `k % 4 != 0`.
+/// `k` must be readable when `k % 4 != 0`. `finish` (f32, with `Bias::None` only) is applied by
+/// the kernels of the last k block.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn emit(
     fb: &mut FunctionBuilder,
@@ -123,6 +125,7 @@ pub(super) fn emit(
     b: Value,
     c: Value,
     bias: Bias,
+    finish: Option<RowFinish>,
 ) {
     let GemmShape { k, n, lda, ldc, .. } = shape;
     assert!(lda >= k && ldc >= n, "gemm: lda < k or ldc < n");
@@ -130,12 +133,17 @@ pub(super) fn emit(
         matches!(tile.product, Product::F32(_)) || b_source == BSource::Packed,
         "int8 wide GEMMs read B packed"
     );
+    assert!(
+        finish.is_none() || (bias == Bias::None && matches!(tile.product, Product::F32(_))),
+        "a finish is for f32 GEMMs without a bias start"
+    );
     let p = WidePlan {
         tile,
         shape,
         kb: k_blocks(&tile, k),
         b: b_source,
         bias,
+        finish,
     };
     if shape.m > 0 && n > 0 {
         p.emit(fb, micro, a, b, c);
@@ -183,7 +191,7 @@ impl WidePlan {
     ) {
         let kb = self.kb;
         let first = if kb.count == 1 { kb.last } else { kb.kc };
-        self.kblock(fb, micro, a, b, c, first, false);
+        self.kblock(fb, micro, a, b, c, first, false, kb.count == 1);
         let a_bytes = self.tile.a_bytes();
         if kb.count >= 3 {
             let (a_blk, b_blk) = (kb.kc * a_bytes, kb.kc * self.b_row_bytes());
@@ -193,14 +201,14 @@ impl WidePlan {
                 let ak = fb.ins().iadd(a, ao);
                 let bo = fb.ins().imul_imm_s(blk, b_blk as i64);
                 let bk = fb.ins().iadd(b, bo);
-                self.kblock(fb, micro, ak, bk, c, kb.kc, true);
+                self.kblock(fb, micro, ak, bk, c, kb.kc, true, false);
             });
         }
         if kb.count >= 2 {
             let k0 = (kb.count - 1) * kb.kc;
             let ak = fb.ins().iadd_imm_s(a, (k0 * a_bytes) as i64);
             let bk = fb.ins().iadd_imm_s(b, (k0 * self.b_row_bytes()) as i64);
-            self.kblock(fb, micro, ak, bk, c, kb.last, true);
+            self.kblock(fb, micro, ak, bk, c, kb.last, true, true);
         }
     }
 
@@ -216,6 +224,7 @@ impl WidePlan {
         c: Value,
         kcb: usize,
         load_c: bool,
+        last: bool,
     ) {
         let (m, rows, mc) = (self.shape.m, self.tile.rows, self.tile.mc);
         let full_blocks = m / mc;
@@ -233,6 +242,7 @@ impl WidePlan {
                     rows_in % rows,
                     kcb,
                     load_c,
+                    last,
                 );
             };
         for_count(fb, full_blocks, |fb, ib| {
@@ -259,6 +269,7 @@ impl WidePlan {
         edge: usize,
         kcb: usize,
         load_c: bool,
+        last: bool,
     ) {
         let cols = self.tile.cols;
         let (full, rem) = (self.shape.n / cols, self.shape.n % cols);
@@ -272,14 +283,14 @@ impl WidePlan {
         for_count(fb, full, |fb, jp| {
             let (bp, co) = at(fb, jp);
             self.tiles(
-                fb, micro, a_k, bp, c, co, row0, tiles, edge, cols, kcb, load_c,
+                fb, micro, a_k, bp, c, co, row0, tiles, edge, cols, kcb, load_c, last,
             );
         });
         if rem > 0 {
             let jp = fb.ins().iconst(types::I64, full as i64);
             let (bp, co) = at(fb, jp);
             self.tiles(
-                fb, micro, a_k, bp, c, co, row0, tiles, edge, rem, kcb, load_c,
+                fb, micro, a_k, bp, c, co, row0, tiles, edge, rem, kcb, load_c, last,
             );
         }
     }
@@ -301,8 +312,10 @@ impl WidePlan {
         ncols: usize,
         kcb: usize,
         load_c: bool,
+        last: bool,
     ) {
         let rows = self.tile.rows;
+        let finish = self.finish.filter(|_| last);
         let lda_bytes = self.shape.lda * self.tile.a_bytes();
         let call =
             |fb: &mut FunctionBuilder, micro: &mut MicroKernels, row: Value, nrows: usize| {
@@ -311,14 +324,21 @@ impl WidePlan {
                 let co = fb.ins().imul_imm_s(row, (self.shape.ldc * 4) as i64);
                 let c_row = fb.ins().iadd(c, co);
                 let c_t = fb.ins().iadd(c_row, col_off);
+                let row_bias = |fb: &mut FunctionBuilder, p: Value| {
+                    let off = fb.ins().imul_imm_s(row, 4);
+                    fb.ins().iadd(p, off)
+                };
+                // With `Bias::None` (a finish's condition) the bias argument is the finish's.
+                let no_bias = |fb: &mut FunctionBuilder| match finish.and_then(|f| f.bias) {
+                    Some(p) => row_bias(fb, p),
+                    None => fb.ins().iconst(types::I64, 0),
+                };
                 let (start, bias) = match (load_c, self.bias) {
+                    (true, Bias::None) => (Start::LoadC, no_bias(fb)),
                     (true, _) => (Start::LoadC, fb.ins().iconst(types::I64, 0)),
-                    (false, Bias::None) => (Start::Zero, fb.ins().iconst(types::I64, 0)),
+                    (false, Bias::None) => (Start::Zero, no_bias(fb)),
                     (false, Bias::Columns(p)) => (Start::ColumnBias, fb.ins().iadd(p, col_off)),
-                    (false, Bias::Rows(p)) => {
-                        let off = fb.ins().imul_imm_s(row, 4);
-                        (Start::RowBias, fb.ins().iadd(p, off))
-                    }
+                    (false, Bias::Rows(p)) => (Start::RowBias, row_bias(fb, p)),
                 };
                 let groups = kcb.div_ceil(self.tile.k_step());
                 let steps = fb.ins().iconst(types::I64, groups as i64);
@@ -337,6 +357,11 @@ impl WidePlan {
                             // A packed panel is zero-padded to whole vectors; B in place is not.
                             mask_b: matches!(self.b, BSource::Rows { .. })
                                 && !ncols.is_multiple_of(self.tile.lanes()),
+                            finish: finish.map_or(Finish::default(), |f| Finish {
+                                row_bias: f.bias.is_some(),
+                                lower: f.lower.map(f32::to_bits),
+                                upper: f.upper.map(f32::to_bits),
+                            }),
                         };
                         micro.call(fb, shape, args);
                     }
