@@ -14,6 +14,7 @@
 use crate::jit::context::KernelContext;
 use crate::jit::emit::{mf, Emitter};
 use crate::jit::error::JitError;
+use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 use kestrel_ir::DType;
 
@@ -89,19 +90,23 @@ pub fn quantize(
         let xr = e.index(x, oc, (inner * 4) as i64);
         let or = e.index(out, oc, inner as i64 * size);
         // `round_half_even(v / s)` clamped to [qlo, qhi], plus z, as I32 (lanes of F32X4 `v`
-        // give I32X4). fmax/fmin keep a NaN, which converts to 0: the result is then the zero
-        // point, as in the interpreter.
+        // give I32X4). The clamp is compare-and-select (one maxps/minps each on x86-64), which
+        // keeps a NaN; it converts to 0, so the result is the zero point, as in the interpreter.
         let quant = |e: &mut Emitter, v: Value, s: Value, qlo: Value, qhi: Value, z: Value| {
             let d = e.fb.ins().fdiv(v, s);
             let q = e.nearest(d);
-            let c = e.fb.ins().fmax(q, qlo);
-            let c = e.fb.ins().fmin(c, qhi);
+            let below = e.fcmp(FloatCC::LessThan, q, qlo);
+            let c = e.sel(below, qlo, q);
+            let above = e.fcmp(FloatCC::LessThan, qhi, c);
+            let c = e.sel(above, qhi, c);
             let ity = Emitter::int_of(e.fb.func.dfg.value_type(v));
             let qi = e.fb.ins().fcvt_to_sint_sat(ity, c);
             e.fb.ins().iadd(qi, z)
         };
-        // Four elements per step; the lanes are stored one by one (no narrowing shuffles, which
-        // the scalar riscv64 rewrite does not have).
+        // Four elements per step; 8-bit lanes are narrowed and stored as one i32 on x86-64
+        // (`packssdw` + `packuswb`/`packsswb`: exact, the levels are in range), else the lanes
+        // are stored one by one (the scalar riscv64 rewrite has no narrowing shuffles).
+        let narrow = size == 1 && e.flags.is_x86 && !e.flags.scalarized;
         let chunks = inner / 4;
         if chunks > 0 {
             let sv = e.fb.ins().splat(types::F32X4, s);
@@ -113,6 +118,18 @@ pub fn quantize(
                 let v = e.load(types::F32X4, xa, 0);
                 let r = quant(e, v, sv, lov, hiv, zv);
                 let oa = e.index(or, i, 4 * size);
+                if narrow {
+                    let w = e.fb.ins().snarrow(r, r);
+                    let b = if lo < 0 {
+                        e.fb.ins().snarrow(w, w)
+                    } else {
+                        e.fb.ins().unarrow(w, w)
+                    };
+                    let b = e.bits(types::I32X4, b);
+                    let word = e.fb.ins().extractlane(b, 0u8);
+                    e.store(word, oa, 0);
+                    return;
+                }
                 for l in 0..4u8 {
                     let x = e.fb.ins().extractlane(r, l);
                     let x = e.fb.ins().ireduce(ty, x);
