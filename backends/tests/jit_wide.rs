@@ -190,3 +190,37 @@ fn shared_objects_carry_the_kernels_of_their_cpu() {
     let ((zmm, ymm), _) = fmas_by_width("generic");
     assert_eq!((zmm, ymm), (0, 0), "the baseline got wide FMAs");
 }
+
+/// Direct 1×1 convolutions over more pixels than one epilogue block (256 KiB of output: 1,024
+/// pixels of 64 channels), so whole blocks run in a loop and a remainder follows: with a Relu
+/// (in the wide kernels' store, a pass per block on the 128-bit path) and with a SiLU and a
+/// residual (a pass per block on both).
+#[test]
+fn direct_1x1_epilogue_blocks() {
+    for (act, residual) in [(UnaryOp::Relu, false), (UnaryOp::Silu, true)] {
+        let (c, m, h, w) = (8, 64, 40, 60);
+        let epilogue = Epilogue {
+            act: Some(act),
+            residual,
+            channel_scale: false,
+        };
+        let a = ConvAttrs {
+            group: 1,
+            epilogue,
+            ..Default::default()
+        };
+        let mut g = Graph::new("conv");
+        let x = g.add_input("x", TensorType::known(DType::F32, &[1, c, h, w]));
+        let wv = g.add_const("w", tensor(&[m, c, 1, 1], 3));
+        let b = g.add_const("b", tensor(&[m], 4));
+        let mut ins = vec![x, wv, b];
+        let mut inputs = vec![tensor(&[1, c, h, w], 5)];
+        if residual {
+            ins.push(g.add_input("r", TensorType::known(DType::F32, &[1, m, h, w])));
+            inputs.push(tensor(&[1, m, h, w], 6));
+        }
+        let y = g.add(Op::Conv(a), &ins, "conv").unwrap();
+        g.add_output("y", y);
+        agree(&g, &inputs, 1e-4).unwrap();
+    }
+}
