@@ -698,6 +698,21 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
+/// Refuses when any of `outputs` is one of `inputs` (the same file, also through a hard link or a
+/// symlink): a command never overwrites what it reads. Outputs that do not exist yet pass.
+pub fn refuse_overwriting_inputs(outputs: &[&Path], inputs: &[&Path]) -> Result<()> {
+    for out in outputs {
+        if let Some(input) = inputs.iter().find(|i| same_file(out, i)) {
+            bail!(
+                "{}: refusing to overwrite the input {}",
+                out.display(),
+                input.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Checks that a command may write `output`: never the model it reads (`input`, also through a
 /// hard link or a symlink), and an existing file only with `force`.
 pub fn check_output_path(input: &Path, output: &Path, force: bool) -> Result<()> {

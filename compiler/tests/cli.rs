@@ -1779,3 +1779,69 @@ fn perf_map_names_the_generated_functions() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!Path::new(&format!("/tmp/perf-{pid}.map")).exists());
 }
+
+/// `compile` never writes over a file it reads: `-o` the model itself, `-o` a symlink to it, a
+/// header (`OUT.h`) that is a hard link to it, `-o` an `--input` file. Each is exit 1 with the
+/// reason, the model keeps its bytes, and nothing else is written.
+#[cfg(unix)]
+#[test]
+fn compile_refuses_to_overwrite_its_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.onnx");
+    std::fs::copy(digits("digits_cnn.onnx"), &model).unwrap();
+    let original = std::fs::read(&model).unwrap();
+    let m = model.to_str().unwrap();
+    let link = dir.path().join("link.so");
+    std::os::unix::fs::symlink(&model, &link).unwrap();
+    let hard_header = dir.path().join("net.h");
+    std::fs::hard_link(&model, &hard_header).unwrap();
+    let input = bundle_input(dir.path(), "digits_cnn.io.npz");
+    let input_so = dir.path().join("input.so");
+    std::fs::hard_link(&input, &input_so).unwrap();
+    let net = dir.path().join("net.so");
+    for out in [model.clone(), link, net] {
+        let o = kestrel(&["compile", m, "-o", out.to_str().unwrap()]);
+        assert_user_error(&o, &["refusing to overwrite the input", m]);
+    }
+    let i = input.to_str().unwrap();
+    let o = kestrel(&["compile", m, "--input", i, "-o", input_so.to_str().unwrap()]);
+    assert_user_error(&o, &["refusing to overwrite the input", i]);
+    assert_eq!(
+        std::fs::read(&model).unwrap(),
+        original,
+        "the model changed"
+    );
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["input.npy", "input.so", "link.so", "m.onnx", "net.h"]
+    );
+}
+
+/// `run --outputs` and `--output-dir` never write over the model or an input array.
+#[test]
+fn run_refuses_to_overwrite_its_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("io.npz");
+    std::fs::copy(digits("digits_cnn.io.npz"), &bundle).unwrap();
+    let original = std::fs::read(&bundle).unwrap();
+    let b = bundle.to_str().unwrap();
+    let model = digits("digits_cnn.onnx");
+    let o = kestrel(&["run", &model, "--inputs", b, "--outputs", b]);
+    assert_user_error(&o, &["refusing to overwrite the input", b]);
+    assert_eq!(std::fs::read(&bundle).unwrap(), original);
+    // An output named like the input file in the output folder: the graph's output is `logits`.
+    let logits = dir.path().join("logits.npy");
+    let input = bundle_input(dir.path(), "digits_cnn.io.npz");
+    std::fs::copy(&input, &logits).unwrap();
+    let before = std::fs::read(&logits).unwrap();
+    let l = logits.to_str().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let o = kestrel(&["run", &model, "--input", l, "--output-dir", d]);
+    assert_user_error(&o, &["refusing to overwrite the input", l]);
+    assert_eq!(std::fs::read(&logits).unwrap(), before);
+}

@@ -226,8 +226,8 @@ pub struct CompileSoOptions {
 
 /// `kestrel compile MODEL -o OUT.so`: binds the input shapes ([`InputPolicy::DefaultBatch`]: a
 /// leading dimension left symbolic becomes 1, any other is an error), runs the pipeline and
-/// writes `out` and its header ([`compile_graph`]). `on_passes` sees the pass report before
-/// code generation ([`driver::prepare`]).
+/// writes `out` and its header ([`compile_graph`]), neither of which may be the model file.
+/// `on_passes` sees the pass report before code generation ([`driver::prepare`]).
 pub fn compile_so(
     model: LoadedModel,
     out: &Path,
@@ -235,6 +235,7 @@ pub fn compile_so(
     on_passes: &mut dyn FnMut(&Report),
 ) -> Result<AotOutput> {
     check_tasks(opts.aot.tasks)?;
+    driver::refuse_overwriting_inputs(&[out, &header_path(out)], &[&model.path])?;
     let pipeline = opts.passes.resolve(Backend::Jit.default_pipeline());
     let prepared = driver::prepare(
         model,

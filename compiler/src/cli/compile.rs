@@ -6,7 +6,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 use kestrel::driver;
 use kestrel::stages::StagesReport;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
 pub struct CompileArgs {
@@ -62,19 +62,31 @@ pub struct StageArgs {
     pub flags: StageFlags,
 }
 
+/// Refuses an `-o` (or the header beside it) that is a file the command reads.
+fn check_outputs(args: &CompileArgs) -> Result<()> {
+    let header = kestrel::aot::header_path(&args.output);
+    let files = args.inputs.files();
+    let s = &args.stages;
+    let mut inputs: Vec<&Path> = vec![&args.model];
+    inputs.extend(files.iter().map(PathBuf::as_path));
+    let optional = [
+        &args.pipeline.calib,
+        &s.distill_data,
+        &s.labels,
+        &s.val_data,
+        &s.val_labels,
+    ];
+    inputs.extend(optional.into_iter().flatten().map(PathBuf::as_path));
+    driver::refuse_overwriting_inputs(&[&args.output, &header], &inputs)
+}
+
 pub fn run(args: CompileArgs) -> Result<()> {
     kestrel::aot::check_tasks(args.tasks)?;
+    check_outputs(&args)?;
     let mut model = kestrel::load(&args.model)?;
     let mut passes = args.pipeline.options();
     let mut table = None;
     if args.stages.distill_data.is_some() {
-        if driver::same_file(&args.output, &args.model) {
-            bail!(
-                "{}: refusing to overwrite the input model {}",
-                args.output.display(),
-                args.model.display()
-            );
-        }
         let (graph, report) = stages(&args, &model.graph)?;
         model = kestrel::driver::LoadedModel::from_graph(graph, args.model.clone());
         // The stages applied pruning and quantization; the pipeline only optimises, with the

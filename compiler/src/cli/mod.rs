@@ -175,6 +175,15 @@ impl InputArgs {
     pub fn spec(&self) -> Result<InputSpec> {
         InputSpec::parse(&self.input, &self.inputs, &self.input_shape)
     }
+
+    /// The files these options read (`--input [NAME=]FILE`, `--inputs FILE`).
+    pub fn files(&self) -> Vec<PathBuf> {
+        let named = self.input.iter().map(|s| {
+            let file = s.split_once('=').map_or(s.as_str(), |(_, f)| f);
+            PathBuf::from(file)
+        });
+        named.chain(self.inputs.iter().cloned()).collect()
+    }
 }
 
 /// Prints what the pass manager reports on stderr: warnings, the `--time-passes` table when

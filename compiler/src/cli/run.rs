@@ -46,13 +46,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     };
     let time_passes = args.pipeline.time_passes;
     let named = kestrel::run(model, &opts, &mut |r| print_pass_report(r, time_passes))?;
-    show_outputs(
-        &named,
-        args.print,
-        args.output_dir.as_deref(),
-        args.outputs.as_deref(),
-        &args.model,
-    )
+    show_outputs(&named, &args)
 }
 
 /// `kestrel run m.so`: the shared object's own code through `kestrel_runtime::Model`, with the
@@ -78,28 +72,30 @@ fn run_so(args: RunArgs) -> Result<()> {
         );
     }
     let named = kestrel::aot::run_so(&args.model, &args.inputs.spec()?, args.threads)?;
-    show_outputs(
-        &named,
-        args.print,
-        args.output_dir.as_deref(),
-        args.outputs.as_deref(),
-        &args.model,
-    )
+    show_outputs(&named, &args)
 }
 
-/// Prints a summary line per output (`--print`) and writes the output files.
-fn show_outputs(
-    named: &[(String, kestrel_ir::Tensor)],
-    print: bool,
-    output_dir: Option<&Path>,
-    outputs: Option<&Path>,
-    model: &Path,
-) -> Result<()> {
-    if print {
+/// Prints a summary line per output (`--print`) and writes the output files, none of which may
+/// be a file the command read (the model, `--input`, `--inputs`).
+fn show_outputs(named: &[(String, kestrel_ir::Tensor)], args: &RunArgs) -> Result<()> {
+    if args.print {
         for (name, t) in named {
             say!("{}", driver::summarize(name, t));
         }
     }
-    driver::write_outputs(output_dir, outputs, named)
-        .with_context(|| format!("{}: writing the outputs", model.display()))
+    let files = args.inputs.files();
+    let mut inputs: Vec<&Path> = vec![&args.model];
+    inputs.extend(files.iter().map(PathBuf::as_path));
+    let per_output: Vec<PathBuf> = match &args.output_dir {
+        Some(dir) => named
+            .iter()
+            .map(|(name, _)| dir.join(format!("{name}.npy")))
+            .collect(),
+        None => Vec::new(),
+    };
+    let mut outputs: Vec<&Path> = per_output.iter().map(PathBuf::as_path).collect();
+    outputs.extend(args.outputs.as_deref());
+    driver::refuse_overwriting_inputs(&outputs, &inputs)?;
+    driver::write_outputs(args.output_dir.as_deref(), args.outputs.as_deref(), named)
+        .with_context(|| format!("{}: writing the outputs", args.model.display()))
 }
