@@ -181,7 +181,7 @@ fn check(shape: F32TileShape, k: usize, seed: u64) -> Result<(), TestCaseError> 
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
     fn tiles_match_sequential_fma(rows_pick in 0usize..30, vectors in 1usize..5, short in 0usize..16,

@@ -607,10 +607,13 @@ fn emit_tile<V: Vector>(a: &mut CodeAssembler, s: &Geometry, v: V) -> Result<(),
     a.set_label(&mut done)?;
     let f = s.finish;
     if !f.is_none() {
-        // The loop's registers are free now: the bounds go in B vectors (or the spare one the
-        // shape counted), the bias in the broadcast.
+        // The loop's registers are free now: the bounds go in the B vectors (the first B vector
+        // for the first bound present; the second bound in the second, or in the spare register
+        // the shape counted when there is one B vector), the bias in the broadcast.
         let lower = s.rows * nv;
-        let upper = if nv >= 2 {
+        let upper = if f.lower.is_none() {
+            lower
+        } else if nv >= 2 {
             lower + 1
         } else {
             mask + s.vector_mask() as usize
