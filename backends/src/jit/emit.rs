@@ -335,6 +335,20 @@ impl<'f, 'a> Emitter<'f, 'a> {
         self.shuffle_f32x4(a, b, [first, first + 2, first + 4, first + 6])
     }
 
+    /// The even bytes of the 32 `a ++ b` (two `I8X16`: lanes 0, 2, …, 30), for stride-2 reads of
+    /// 8-bit data; only where [`IsaFlags::has_byte_shuffle`] (one `pshufb` pair on x86-64,
+    /// `uzp1` on aarch64).
+    pub fn even_bytes(&mut self, a: Value, b: Value) -> Value {
+        let mask: Vec<u8> = (0..16).map(|l| 2 * l).collect();
+        let imm = self
+            .fb
+            .func
+            .dfg
+            .immediates
+            .push(cranelift_codegen::ir::ConstantData::from(mask));
+        self.fb.ins().shuffle(a, b, imm)
+    }
+
     /// The `F32X4` whose lane `d` is lane `lanes[d]` of the eight `a ++ b` (0–3 from `a`, 4–7
     /// from `b`). The unpack, `shufps`, `pshufd` and `palignr` patterns are one instruction on
     /// x86-64 (cranelift-codegen's x64 shuffle rules); lane by lane when the code will be

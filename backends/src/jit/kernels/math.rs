@@ -170,16 +170,28 @@ impl Emitter<'_, '_> {
         terms[0]
     }
 
-    /// `x` clamped to `[lo, hi]`. The compare-and-select pairs lower to one `minps`/`maxps`
-    /// (`minss`/`maxss`) each on x86-64; a NaN compares false and passes through.
+    /// `x` clamped to `[lo, hi]` ([`Self::lower_to`], then [`Self::raise_to`]); a NaN passes
+    /// through.
     pub fn clamp(&mut self, x: Value, lo: f32, hi: f32) -> Value {
         let ty = self.ty_of(x);
         let hi = self.fconst(ty, hi);
-        let above = self.fcmp(FloatCC::LessThan, hi, x);
-        let x = self.sel(above, hi, x);
+        let x = self.lower_to(x, hi);
         let lo = self.fconst(ty, lo);
+        self.raise_to(x, lo)
+    }
+
+    /// `x < lo ? lo : x`, the interpreter's lower bound (`interp::elementwise`): a NaN `x` or
+    /// bound and a `-0.0` against `0.0` leave `x` as it is. One `maxps` (`maxss`) on x86-64, where
+    /// CLIF's `fmax` is a seven-instruction IEEE sequence.
+    pub fn raise_to(&mut self, x: Value, lo: Value) -> Value {
         let below = self.fcmp(FloatCC::LessThan, x, lo);
         self.sel(below, lo, x)
+    }
+
+    /// `x > hi ? hi : x`, the interpreter's upper bound; one `minps` (`minss`) on x86-64.
+    pub fn lower_to(&mut self, x: Value, hi: Value) -> Value {
+        let above = self.fcmp(FloatCC::LessThan, hi, x);
+        self.sel(above, hi, x)
     }
 
     /// The range reduction `exp` and `sigmoid` share. With `u = -x` when `negate`, else `u = x`

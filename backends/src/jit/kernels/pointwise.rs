@@ -18,20 +18,6 @@ pub fn activation(e: &mut Emitter, act: Option<UnaryOp>, x: Value, ty: Type) -> 
     }
 }
 
-/// `x < lo ? lo : x`, the interpreter's lower bound (`interp::elementwise`): a NaN `x` or
-/// bound and a `-0.0` against `0.0` leave `x` as it is. One `maxps` (`maxss`) on x86-64, where
-/// CLIF's `fmax` is a seven-instruction IEEE sequence.
-fn raise_to(e: &mut Emitter, x: Value, lo: Value) -> Value {
-    let below = e.fcmp(FloatCC::LessThan, x, lo);
-    e.sel(below, lo, x)
-}
-
-/// `x > hi ? hi : x`, the interpreter's upper bound; one `minps` (`minss`) on x86-64.
-fn lower_to(e: &mut Emitter, x: Value, hi: Value) -> Value {
-    let above = e.fcmp(FloatCC::LessThan, hi, x);
-    e.sel(above, hi, x)
-}
-
 /// Float ops on `F32` or `F32X4` values (`ty`). Comparisons (scalar only) return I8 0/1.
 pub fn apply(
     e: &mut Emitter,
@@ -70,7 +56,7 @@ pub fn apply(
             match u {
                 UnaryOp::Relu => {
                     let z = c(e, 0.0);
-                    raise_to(e, x, z)
+                    e.raise_to(x, z)
                 }
                 UnaryOp::Sigmoid => e.sigmoid(x),
                 UnaryOp::Tanh => e.tanh(x),
@@ -105,8 +91,8 @@ pub fn apply(
                     let t = e.fma(x, k6, h);
                     let z = c(e, 0.0);
                     let one = c(e, 1.0);
-                    let t = raise_to(e, t, z);
-                    let t = lower_to(e, t, one);
+                    let t = e.raise_to(t, z);
+                    let t = e.lower_to(t, one);
                     e.fb.ins().fmul(x, t)
                 }
                 UnaryOp::Softplus => softplus(e, x, ty),
@@ -127,11 +113,11 @@ pub fn apply(
                     let mut v = x;
                     if min.0 != f32::NEG_INFINITY {
                         let lo = c(e, min.0);
-                        v = raise_to(e, v, lo);
+                        v = e.raise_to(v, lo);
                     }
                     if max.0 != f32::INFINITY {
                         let hi = c(e, max.0);
-                        v = lower_to(e, v, hi);
+                        v = e.lower_to(v, hi);
                     }
                     v
                 }
@@ -141,8 +127,8 @@ pub fn apply(
                     let t = e.fma(x, al, be);
                     let z = c(e, 0.0);
                     let one = c(e, 1.0);
-                    let t = raise_to(e, t, z);
-                    lower_to(e, t, one)
+                    let t = e.raise_to(t, z);
+                    e.lower_to(t, one)
                 }
                 UnaryOp::LeakyRelu { alpha } => {
                     let al = c(e, alpha.0);
@@ -237,10 +223,10 @@ pub fn apply(
         Op::Clip => {
             let mut x = a[0];
             if a.len() > 1 {
-                x = raise_to(e, x, a[1]);
+                x = e.raise_to(x, a[1]);
             }
             if a.len() > 2 {
-                x = lower_to(e, x, a[2]);
+                x = e.lower_to(x, a[2]);
             }
             x
         }

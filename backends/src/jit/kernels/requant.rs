@@ -368,16 +368,8 @@ impl Requantization {
                             };
                         }
                         // Eight levels within [min, max] to eight bytes.
-                        let w = e.fb.ins().snarrow(l[0], l[1]);
-                        let bytes = if signed {
-                            e.fb.ins().snarrow(w, w)
-                        } else {
-                            e.fb.ins().unarrow(w, w)
-                        };
-                        let wide = e.bits(types::I64X2, bytes);
-                        let lo8 = e.fb.ins().extractlane(wide, 0u8);
                         let op = e.index(orow, i, 8);
-                        e.store(lo8, op, 0);
+                        store8_levels(e, signed, l, op);
                     })
                 });
             }
@@ -408,4 +400,25 @@ pub fn fixed_multipliers(multipliers: &[kestrel_ir::F32]) -> Option<Vec<FixedMul
         .iter()
         .map(|m| kestrel_ir::quant::quantize_multiplier(m.0))
         .collect()
+}
+
+/// The eight I32 levels of `a` then `b` (two `I32X4`, within the 8-bit range of `signed`) as the
+/// low eight bytes of an `I8X16`: `packssdw`, then `packsswb` (`signed`) or `packuswb`, exact
+/// because the levels are in range. Not for scalarised targets (no narrowing shuffles there).
+pub fn narrow_to_bytes(e: &mut Emitter, signed: bool, a: Value, b: Value) -> Value {
+    let w = e.fb.ins().snarrow(a, b);
+    if signed {
+        e.fb.ins().snarrow(w, w)
+    } else {
+        e.fb.ins().unarrow(w, w)
+    }
+}
+
+/// Stores eight I32 levels (two `I32X4`, within the 8-bit range of `signed`) as eight bytes at
+/// `p` ([`narrow_to_bytes`]).
+pub fn store8_levels(e: &mut Emitter, signed: bool, levels: [Value; 2], p: Value) {
+    let bytes = narrow_to_bytes(e, signed, levels[0], levels[1]);
+    let wide = e.bits(types::I64X2, bytes);
+    let lo8 = e.fb.ins().extractlane(wide, 0u8);
+    e.store(lo8, p, 0);
 }

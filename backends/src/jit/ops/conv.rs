@@ -738,13 +738,7 @@ fn copy_stride_2(e: &mut Emitter, src: Value, dst: Value, inner: usize, es: usiz
         } else {
             let a = e.load(types::I8X16, sp, 0);
             let b = e.load(types::I8X16, sp, 16);
-            let mask: Vec<u8> = (0..16).map(|l| 2 * l).collect();
-            let imm =
-                e.fb.func
-                    .dfg
-                    .immediates
-                    .push(cranelift_codegen::ir::ConstantData::from(mask));
-            let v = e.fb.ins().shuffle(a, b, imm);
+            let v = e.even_bytes(a, b);
             e.store(v, dp, 0);
         }
     });

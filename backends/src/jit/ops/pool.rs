@@ -423,7 +423,7 @@ fn max_pool_8bit(e: &mut Emitter, k: &mut KernelContext, a: &PoolAttrs) -> Resul
                         } else {
                             let lo = e.load(types::I8X16, win, t as i32);
                             let hi = e.load(types::I8X16, win, t as i32 + 16);
-                            even_bytes(e, lo, hi)
+                            e.even_bytes(lo, hi)
                         };
                         acc = Some(match acc {
                             Some(a) => byte_max(e, signed, a, v),
@@ -447,18 +447,6 @@ fn max_pool_8bit(e: &mut Emitter, k: &mut KernelContext, a: &PoolAttrs) -> Resul
         );
     });
     Ok(())
-}
-
-/// The even bytes of `lo` then of `hi` (lanes `0, 2, …, 30` of the pair): one `pshufb` pair and
-/// an unpack on x86-64, `uzp1` on aarch64.
-fn even_bytes(e: &mut Emitter, lo: Value, hi: Value) -> Value {
-    let mask: Vec<u8> = (0..16).map(|l| 2 * l).collect();
-    let imm =
-        e.fb.func
-            .dfg
-            .immediates
-            .push(cranelift_codegen::ir::ConstantData::from(&mask[..]));
-    e.fb.ins().shuffle(lo, hi, imm)
 }
 
 fn global_max_pool_8bit(

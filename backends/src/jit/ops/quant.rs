@@ -14,7 +14,7 @@
 use crate::jit::context::KernelContext;
 use crate::jit::emit::{mf, Emitter};
 use crate::jit::error::JitError;
-use cranelift_codegen::ir::condcodes::FloatCC;
+use crate::jit::kernels::requant::{narrow_to_bytes, store8_levels};
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 use kestrel_ir::DType;
 
@@ -95,10 +95,8 @@ pub fn quantize(
         let quant = |e: &mut Emitter, v: Value, s: Value, qlo: Value, qhi: Value, z: Value| {
             let d = e.fb.ins().fdiv(v, s);
             let q = e.nearest(d);
-            let below = e.fcmp(FloatCC::LessThan, q, qlo);
-            let c = e.sel(below, qlo, q);
-            let above = e.fcmp(FloatCC::LessThan, qhi, c);
-            let c = e.sel(above, qhi, c);
+            let c = e.raise_to(q, qlo);
+            let c = e.lower_to(c, qhi);
             let ity = Emitter::int_of(e.fb.func.dfg.value_type(v));
             let qi = e.fb.ins().fcvt_to_sint_sat(ity, c);
             e.fb.ins().iadd(qi, z)
@@ -119,12 +117,7 @@ pub fn quantize(
                 let r = quant(e, v, sv, lov, hiv, zv);
                 let oa = e.index(or, i, 4 * size);
                 if narrow {
-                    let w = e.fb.ins().snarrow(r, r);
-                    let b = if lo < 0 {
-                        e.fb.ins().snarrow(w, w)
-                    } else {
-                        e.fb.ins().unarrow(w, w)
-                    };
+                    let b = narrow_to_bytes(e, lo < 0, r, r);
                     let b = e.bits(types::I32X4, b);
                     let word = e.fb.ins().extractlane(b, 0u8);
                     e.store(word, oa, 0);
@@ -319,15 +312,7 @@ pub fn quantized_add(
                         levels[h] = e.fb.ins().smin(l, hi);
                     }
                     // Eight i32 in [min, max] to eight bytes.
-                    let w = e.fb.ins().snarrow(levels[0], levels[1]);
-                    let bytes = if to == DType::I8 {
-                        e.fb.ins().snarrow(w, w)
-                    } else {
-                        e.fb.ins().unarrow(w, w)
-                    };
-                    let wide = e.bits(types::I64X2, bytes);
-                    let lo8 = e.fb.ins().extractlane(wide, 0u8);
-                    e.store(lo8, xo, 0);
+                    store8_levels(e, to == DType::I8, levels, xo);
                 });
             }
             for j in chunks * 8..n {

@@ -8,6 +8,7 @@
 use crate::jit::context::KernelContext;
 use crate::jit::emit::{mf, Emitter};
 use crate::jit::error::JitError;
+use crate::jit::kernels::requant::store8_levels;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use kestrel_ir::{DType, QuantizedMulAttrs};
 
@@ -33,19 +34,6 @@ fn load8_levels(e: &mut Emitter, dt: DType, p: Value) -> [Value; 2] {
     } else {
         [e.fb.ins().uwiden_low(h), e.fb.ins().uwiden_high(h)]
     }
-}
-
-/// Stores eight I32 levels (two `I32X4`, within `to`'s range) as eight bytes at `p`.
-pub(super) fn store8_levels(e: &mut Emitter, to: DType, levels: [Value; 2], p: Value) {
-    let w = e.fb.ins().snarrow(levels[0], levels[1]);
-    let bytes = if to == DType::I8 {
-        e.fb.ins().snarrow(w, w)
-    } else {
-        e.fb.ins().unarrow(w, w)
-    };
-    let wide = e.bits(types::I64X2, bytes);
-    let lo8 = e.fb.ins().extractlane(wide, 0u8);
-    e.store(lo8, p, 0);
 }
 
 pub fn quantized_mul(
@@ -102,7 +90,7 @@ pub fn quantized_mul(
                         let l = e.fb.ins().smax(l, lo);
                         levels[h] = e.fb.ins().smin(l, hi);
                     }
-                    store8_levels(e, to, levels, xo);
+                    store8_levels(e, to == DType::I8, levels, xo);
                 });
             }
             for j in chunks * 8..n {
