@@ -55,9 +55,9 @@ fn is_integer(op: &kestrel_ir::Op) -> bool {
 }
 
 /// Whether the JIT gives `node` (of a graph folded for code generation) its own kernel: everything
-/// but views.
-fn is_kernel(g: &Graph, id: NodeId) -> bool {
-    !g.node(id).op.is_view()
+/// but views and the concatenations whose inputs are written in place (`in_place`).
+fn is_kernel(g: &Graph, id: NodeId, in_place: &[NodeId]) -> bool {
+    !g.node(id).op.is_view() && !in_place.contains(&id)
 }
 
 /// The one-node graph of `id`: inputs known at compile time (the constants of the folded graph,
@@ -111,10 +111,11 @@ pub fn profile(
     driver::fold_for_codegen(&mut folded, model)?;
     let g = &folded;
     let known = jit::constant_values(g);
+    let in_place = jit::in_place_concats(g, &known);
     let mut out = Vec::new();
     for i in 0..g.nodes.len() {
         let id = NodeId(i as u32);
-        if !is_kernel(g, id) {
+        if !is_kernel(g, id, &in_place) {
             continue;
         }
         let one = single_node_graph(g, id, &known)?;

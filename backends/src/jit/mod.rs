@@ -33,7 +33,9 @@ pub mod plan;
 pub use checks::{check_known_dims, check_sizes};
 pub use error::JitError;
 pub use isa::IsaFlags;
-pub use lower::{check_folded, constant_values, lower, should_be_folded, Lowered};
+pub use lower::{
+    check_folded, constant_values, in_place_concats, lower, should_be_folded, Lowered,
+};
 pub use model::{compile, host_isa, JitModel};
 pub use options::JitOptions;
 pub use plan::MemoryPlan;

@@ -32,6 +32,7 @@ mod functions;
 mod placement;
 
 pub use fold::{check_folded, constant_values, should_be_folded};
+pub use placement::in_place_concats;
 
 use super::error::JitError;
 use super::isa::IsaFlags;

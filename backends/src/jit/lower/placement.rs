@@ -1,8 +1,10 @@
 //! Where values live and what each node becomes, decided before any code is emitted.
 //!
-//! Nodes are classified ([`Kind`]): *views* (`Op::is_view` ops not producing a graph output share their input's storage; kernels
-//! never write their inputs, so sharing is safe), and *kernels* (a function each, with its task
-//! count and scratch). Every value then gets a [`Loc`]: a graph input or output, a constant, or an
+//! Nodes are classified ([`Kind`]): *views* (`Op::is_view` ops not producing a graph output share
+//! their input's storage; kernels never write their inputs, so sharing is safe), *in-place
+//! concatenations* (see [`in_place_slices`]: the producers of a `Concat`'s inputs write straight
+//! into their slices of its output, and the node has no code), and *kernels* (a function each,
+//! with its task count and scratch). Every value then gets a [`Loc`]: a graph input or output, a constant, or an
 //! offset in the arena, whose buffers (kernel outputs and scratch) are placed by the lifetime
 //! planner (`crate::jit::plan`); a view's use extends the lifetime of the buffer it shares.
 
@@ -29,6 +31,8 @@ pub enum Loc {
 #[derive(Clone, Debug)]
 pub(super) enum Kind {
     View,
+    /// A `Concat` whose inputs live in its output ([`in_place_slices`]): nothing to run.
+    InPlaceConcat,
     /// A node with a function; `scratch` bytes serve all its `tasks` together.
     Kernel {
         scratch: usize,
@@ -85,6 +89,7 @@ pub(super) fn place(
             }
         }
     }
+    let slices = in_place_slices(g, consts, &mut kinds);
     // Locations and buffers.
     let mut loc: Vec<Option<Loc>> = vec![None; g.values.len()];
     for (pos, &v) in g.inputs.iter().enumerate() {
@@ -98,8 +103,35 @@ pub(super) fn place(
     let mut root: Vec<ValueId> = (0..g.values.len() as u32).map(ValueId).collect();
     let mut scratch_buf: Vec<Option<usize>> = vec![None; n_nodes];
     let mut written_outputs: Vec<bool> = vec![false; g.outputs.len()];
+    // An in-place concatenation's buffer is live from its first input's producer on, and its
+    // inputs' uses extend it.
+    for (i, node) in g.nodes.iter().enumerate() {
+        if let Kind::InPlaceConcat = kinds[i] {
+            let out = node.outputs[0];
+            let first = node
+                .inputs
+                .iter()
+                .filter_map(|v| match g.value(*v).def {
+                    ValueDef::Node { node, .. } => Some(node.index()),
+                    _ => None,
+                })
+                .min()
+                .unwrap_or(i);
+            buffer_of.insert(out, buffers.len());
+            buffers.push(Buffer {
+                size: g.ty(out).numel().unwrap_or(0) * g.ty(out).dtype.size(),
+                first,
+                last: i,
+                scratch: false,
+            });
+            for &v in &node.inputs {
+                root[v.index()] = out;
+            }
+        }
+    }
     for (i, node) in g.nodes.iter().enumerate() {
         match &kinds[i] {
+            Kind::InPlaceConcat => {}
             Kind::View => {
                 let src = node.inputs[0];
                 root[node.outputs[0].index()] = root[src.index()];
@@ -107,6 +139,9 @@ pub(super) fn place(
             }
             Kind::Kernel { scratch, .. } => {
                 for &v in &node.outputs {
+                    if slices.contains_key(&v) {
+                        continue;
+                    }
                     let out_pos = g
                         .outputs
                         .iter()
@@ -159,6 +194,9 @@ pub(super) fn place(
     for (&v, &b) in &buffer_of {
         loc[v.index()] = Some(Loc::Arena(mem.offsets[b]));
     }
+    for (&v, &(concat, offset)) in &slices {
+        loc[v.index()] = Some(Loc::Arena(mem.offsets[buffer_of[&concat]] + offset));
+    }
     for (i, node) in g.nodes.iter().enumerate() {
         if let Kind::View = kinds[i] {
             loc[node.outputs[0].index()] = loc[node.inputs[0].index()];
@@ -174,4 +212,99 @@ pub(super) fn place(
         scratch_offset,
         mem,
     })
+}
+
+/// The `Concat` nodes of `g` that [`place`] gives no code: their inputs are written in place
+/// into their output ([`in_place_slices`]).
+pub fn in_place_concats(g: &Graph, consts: &HashMap<ValueId, Tensor>) -> Vec<NodeId> {
+    let graph_outputs: Vec<ValueId> = g.outputs.iter().map(|o| o.value).collect();
+    let mut kinds: Vec<Kind> = g
+        .nodes
+        .iter()
+        .map(
+            |n| match n.op.is_view() && !graph_outputs.contains(&n.outputs[0]) {
+                true => Kind::View,
+                false => Kind::Kernel {
+                    scratch: 0,
+                    tasks: 1,
+                },
+            },
+        )
+        .collect();
+    in_place_slices(g, consts, &mut kinds);
+    (0..g.nodes.len())
+        .filter(|&i| matches!(kinds[i], Kind::InPlaceConcat))
+        .map(|i| NodeId(i as u32))
+        .collect()
+}
+
+/// The `Concat` nodes whose inputs can be written in place into their output, marked
+/// [`Kind::InPlaceConcat`] in `kinds`; returns each such input with the concatenation's output
+/// and the byte offset of its slice there.
+///
+/// Contract: a concatenation qualifies when its output is an arena tensor (not a graph output,
+/// not a constant) whose axes before `axis` all have extent 1, so that every input is one
+/// contiguous slice of it, each slice starting at a multiple of [`plan::ALIGN`] bytes (kernels see
+/// outputs as aligned as any arena buffer), and every input is a distinct, non-constant tensor
+/// written by a kernel node and not itself a graph output. Its producers then write their slices
+/// and nothing else; readers of an input read the slice, which no one else writes.
+fn in_place_slices(
+    g: &Graph,
+    consts: &HashMap<ValueId, Tensor>,
+    kinds: &mut [Kind],
+) -> HashMap<ValueId, (ValueId, usize)> {
+    let graph_outputs: Vec<ValueId> = g.outputs.iter().map(|o| o.value).collect();
+    let mut slices = HashMap::new();
+    for (i, node) in g.nodes.iter().enumerate() {
+        let kestrel_ir::Op::Concat { axis } = node.op else {
+            continue;
+        };
+        if !matches!(kinds[i], Kind::Kernel { .. }) {
+            continue;
+        }
+        let out = node.outputs[0];
+        let Some(dims) = g.ty(out).dims() else {
+            continue;
+        };
+        let rank = dims.len() as i64;
+        let axis = if axis < 0 { axis + rank } else { axis };
+        if axis < 0 || axis >= rank || dims[..axis as usize].iter().any(|&d| d != 1) {
+            continue;
+        }
+        if graph_outputs.contains(&out) || consts.contains_key(&out) {
+            continue;
+        }
+        let elem = g.ty(out).dtype.size();
+        let mut offset = 0usize;
+        let mut parts = Vec::with_capacity(node.inputs.len());
+        for (j, &v) in node.inputs.iter().enumerate() {
+            let produced_by_kernel = match g.value(v).def {
+                ValueDef::Node { node: p, .. } => matches!(kinds[p.index()], Kind::Kernel { .. }),
+                _ => false,
+            };
+            let bytes = g.ty(v).numel().and_then(|n| n.checked_mul(elem));
+            let (true, Some(bytes)) = (
+                produced_by_kernel
+                    && offset % plan::ALIGN == 0
+                    && g.ty(v).dtype == g.ty(out).dtype
+                    && !consts.contains_key(&v)
+                    && !graph_outputs.contains(&v)
+                    && !slices.contains_key(&v)
+                    && !node.inputs[..j].contains(&v),
+                bytes,
+            ) else {
+                break;
+            };
+            parts.push((v, offset));
+            offset += bytes;
+        }
+        if parts.len() != node.inputs.len() || offset != dims.iter().product::<usize>() * elem {
+            continue;
+        }
+        kinds[i] = Kind::InPlaceConcat;
+        for (v, off) in parts {
+            slices.insert(v, (out, off));
+        }
+    }
+    slices
 }
