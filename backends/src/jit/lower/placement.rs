@@ -285,7 +285,7 @@ fn in_place_slices(
             let bytes = g.ty(v).numel().and_then(|n| n.checked_mul(elem));
             let (true, Some(bytes)) = (
                 produced_by_kernel
-                    && offset % plan::ALIGN == 0
+                    && offset.is_multiple_of(plan::ALIGN)
                     && g.ty(v).dtype == g.ty(out).dtype
                     && !consts.contains_key(&v)
                     && !graph_outputs.contains(&v)
