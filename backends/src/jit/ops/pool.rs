@@ -13,7 +13,6 @@ use crate::jit::context::KernelContext;
 use crate::jit::emit::{strides_of, Emitter};
 use crate::jit::error::JitError;
 use crate::jit::kernels::window::{pad_plane, pad_plane_of, Window};
-use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use kestrel_ir::{DType, Graph, Node, PoolAttrs, PoolKind};
 
@@ -154,11 +153,9 @@ pub fn pool(e: &mut Emitter, k: &mut KernelContext, a: &PoolAttrs) -> Result<(),
     // acc ⊕ v for one tap, on F32 or F32X4.
     let combine = |e: &mut Emitter, acc: Value, v: Value| -> Value {
         match kind {
-            PoolKind::Max => {
-                // Keeps a tap only when it compares greater: NaN taps are skipped.
-                let gt = e.fcmp(FloatCC::GreaterThan, v, acc);
-                e.sel(gt, v, acc)
-            }
+            // Keeps a tap only when it compares greater (NaN taps are skipped): `acc < v ? v :
+            // acc`, one `maxps`/`maxss` on x86-64 rather than a blend or a branch.
+            PoolKind::Max => e.raise_to(acc, v),
             PoolKind::Average | PoolKind::Lp(1) => {
                 let v = if matches!(kind, PoolKind::Lp(_)) {
                     e.fb.ins().fabs(v)
@@ -282,10 +279,7 @@ pub fn reduce_row(e: &mut Emitter, s: Value, n: usize, kind: PoolKind) -> Value 
     let chunks = n / 4;
     let step = |e: &mut Emitter, acc: Value, v: Value| -> Value {
         match kind {
-            PoolKind::Max => {
-                let gt = e.fcmp(FloatCC::GreaterThan, v, acc);
-                e.sel(gt, v, acc)
-            }
+            PoolKind::Max => e.raise_to(acc, v),
             PoolKind::Average => e.fb.ins().fadd(acc, v),
             PoolKind::Lp(1) => {
                 let a = e.fb.ins().fabs(v);
