@@ -104,17 +104,19 @@ proptest! {
 
     /// Convolutions: 1×1 (B in place, or packed when wide enough) and k×k through im2col, the
     /// output channels as GEMM rows; with a fused Relu or Clip (one bound or both), which the
-    /// wide kernels apply with the bias in their last k block's store (k > 256 spans blocks).
+    /// wide kernels apply with the bias in their last k block's store (k > 256 spans blocks),
+    /// or a SiLU or Sigmoid, which the full-width activation kernel applies to whole vectors.
     #[test]
     fn conv_on_wide_kernels(c in 1usize..40, m in 1usize..40, h in 1usize..12, w in 1usize..12,
-                            kernel in 1usize..4, bias: bool, act_pick in 0usize..5, seed: u64) {
+                            kernel in 1usize..4, bias: bool, act_pick in 0usize..7, seed: u64) {
         if !host_is_wide() {
             return Ok(());
         }
         let pad = kernel / 2;
         let clip = |min: f32, max: f32| Some(UnaryOp::Clip { min: F32(min), max: F32(max) });
         let act = [None, Some(UnaryOp::Relu), clip(0.0, 6.0), clip(f32::NEG_INFINITY, 0.1),
-                   clip(-0.2, f32::INFINITY)][act_pick];
+                   clip(-0.2, f32::INFINITY), Some(UnaryOp::Silu),
+                   Some(UnaryOp::Sigmoid)][act_pick];
         let epilogue = Epilogue { act, ..Default::default() };
         let a = ConvAttrs { group: 1, pads: vec![pad; 4], epilogue, ..Default::default() };
         let mut g = Graph::new("conv");
@@ -193,11 +195,16 @@ fn shared_objects_carry_the_kernels_of_their_cpu() {
 
 /// Direct 1×1 convolutions over more pixels than one epilogue block (256 KiB of output: 1,024
 /// pixels of 64 channels), so whole blocks run in a loop and a remainder follows: with a Relu
-/// (in the wide kernels' store, a pass per block on the 128-bit path) and with a SiLU and a
-/// residual (a pass per block on both).
+/// (in the wide kernels' store, a pass per block on the 128-bit path), with a SiLU and a
+/// residual (a pass per block on both) and with a SiLU alone (the full-width activation kernel
+/// per block).
 #[test]
 fn direct_1x1_epilogue_blocks() {
-    for (act, residual) in [(UnaryOp::Relu, false), (UnaryOp::Silu, true)] {
+    for (act, residual) in [
+        (UnaryOp::Relu, false),
+        (UnaryOp::Silu, true),
+        (UnaryOp::Silu, false),
+    ] {
         let (c, m, h, w) = (8, 64, 40, 60);
         let epilogue = Epilogue {
             act: Some(act),
@@ -222,5 +229,118 @@ fn direct_1x1_epilogue_blocks() {
         let y = g.add(Op::Conv(a), &ins, "conv").unwrap();
         g.add_output("y", y);
         agree(&g, &inputs, 1e-4).unwrap();
+    }
+}
+
+/// The full-width Sigmoid and SiLU (`jit::asm::activation`) on the values where an exp-based
+/// sigmoid goes wrong: NaN, ±inf, ±0, both clamp bounds and either side of them, subnormal and
+/// huge magnitudes. A 1×1 convolution of one input channel with unit weights gives each output
+/// channel `x + bias` (three biases); 37 columns are two whole AVX-512 vectors (four AVX2 ones)
+/// and a 128-bit tail. Bit for bit the 128-bit path's, and the interpreter's within 1e-5.
+#[test]
+fn activation_kernels_on_special_values() {
+    if !host_is_wide() {
+        return;
+    }
+    let specials = [
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        0.0,
+        -0.0,
+        87.5,
+        -88.5,
+        87.6,
+        -88.6,
+        88.4,
+        -88.4,
+        100.0,
+        -100.0,
+        1e-30,
+        -1e-30,
+        f32::MAX,
+        f32::MIN,
+        0.5,
+        -0.5,
+        3.0,
+        -3.0,
+    ];
+    let w = 37;
+    let values: Vec<f32> = (0..w).map(|i| specials[i % specials.len()]).collect();
+    let x_t = Tensor::from_vec(vec![1, 1, 1, w], values);
+    for act in [UnaryOp::Silu, UnaryOp::Sigmoid] {
+        let epilogue = Epilogue {
+            act: Some(act),
+            ..Default::default()
+        };
+        let a = ConvAttrs {
+            group: 1,
+            epilogue,
+            ..Default::default()
+        };
+        let mut g = Graph::new("act");
+        let x = g.add_input("x", TensorType::known(DType::F32, &[1, 1, 1, w]));
+        let wv = g.add_const("w", Tensor::from_vec(vec![3, 1, 1, 1], vec![1.0f32; 3]));
+        let b = g.add_const("b", Tensor::from_vec(vec![3], vec![0.0f32, 3.0, -100.0]));
+        let y = g.add(Op::Conv(a), &[x, wv, b], "conv").unwrap();
+        g.add_output("y", y);
+        let run = |wide_kernels: bool| {
+            let opts = JitOptions {
+                wide_kernels,
+                ..Default::default()
+            };
+            compile(&g, &opts)
+                .unwrap()
+                .run(std::slice::from_ref(&x_t))
+                .unwrap()
+        };
+        let bits =
+            |t: &[Tensor]| -> Vec<u32> { t[0].to_f32_vec().iter().map(|v| v.to_bits()).collect() };
+        let (wide, portable) = (run(true), run(false));
+        assert_eq!(bits(&wide), bits(&portable), "{act:?}: wide ≠ 128-bit");
+        let want = interp::run(&g, std::slice::from_ref(&x_t)).unwrap();
+        for (i, (a, b)) in wide[0]
+            .to_f32_vec()
+            .into_iter()
+            .zip(want[0].to_f32_vec())
+            .enumerate()
+        {
+            let close =
+                a == b || (a.is_nan() && b.is_nan()) || (a - b).abs() <= 1e-5 * b.abs().max(1.0);
+            assert!(close, "{act:?} element {i}: {a} vs the interpreter's {b}");
+        }
+    }
+}
+
+/// Each activation kernel divides in its ISA's full-width registers (the class it must contain)
+/// and ends in `ret` before its constants.
+#[test]
+fn activation_kernels_divide_in_full_width_registers() {
+    use kestrel_backends::jit::asm::activation::{Activation, ActivationShape};
+    for isa in [WideIsa::Avx512F, WideIsa::Avx2Fma] {
+        for act in [Activation::Silu, Activation::Sigmoid] {
+            for bias in [false, true] {
+                let code = ActivationShape { isa, act, bias }.assemble().unwrap();
+                let mut divides = 0;
+                for ins in Decoder::with_ip(64, &code, 0, DecoderOptions::NONE) {
+                    if ins.mnemonic() == Mnemonic::Ret {
+                        break;
+                    }
+                    if ins.mnemonic() == Mnemonic::Vdivps {
+                        let r = ins.op0_register();
+                        assert!(
+                            if isa == WideIsa::Avx512F {
+                                r.is_zmm()
+                            } else {
+                                r.is_ymm()
+                            },
+                            "{isa:?}: vdivps on {r:?}"
+                        );
+                        divides += 1;
+                    }
+                }
+                assert_eq!(divides, 1, "{isa:?} {act:?} bias {bias}");
+            }
+        }
     }
 }

@@ -9,6 +9,7 @@
 //! stack and calls nothing. Which kernels exist for a target follows its features ([`WideIsa`]),
 //! never the machine the compiler runs on.
 
+pub mod activation;
 pub mod amx_tile;
 pub mod f32_tile;
 pub mod host;

@@ -8,6 +8,7 @@
 //! function calls that the module does not hold yet (`super::define_code`) and renames the
 //! placeholders to the defined functions.
 
+use super::activation::ActivationShape;
 use super::f32_tile::F32TileShape;
 use super::int8_tile::Int8TileShape;
 use super::{define_code, AsmError, WideIsa};
@@ -27,7 +28,8 @@ use std::collections::HashMap;
 /// in namespace 0 and its data objects in 1).
 pub const PLACEHOLDER_NAMESPACE: u32 = 0x4b57;
 
-/// Arguments of every kernel: `(a, b, c, steps, bias)`, all i64.
+/// Arguments of every kernel: `(a, b, c, steps, bias)` for the tiles, `(p, vectors, bias, _, _)`
+/// for the activations; all i64.
 pub const KERNEL_PARAMS: usize = 5;
 
 /// One kernel a module calls.
@@ -35,6 +37,7 @@ pub const KERNEL_PARAMS: usize = 5;
 pub enum KernelShape {
     F32(F32TileShape),
     Int8(Int8TileShape),
+    Activation(ActivationShape),
 }
 
 impl KernelShape {
@@ -42,6 +45,7 @@ impl KernelShape {
         match self {
             KernelShape::F32(s) => s.describe(),
             KernelShape::Int8(s) => s.describe(),
+            KernelShape::Activation(s) => s.describe(),
         }
     }
 
@@ -49,6 +53,7 @@ impl KernelShape {
         match self {
             KernelShape::F32(s) => s.assemble(),
             KernelShape::Int8(s) => s.assemble(),
+            KernelShape::Activation(s) => s.assemble(),
         }
     }
 }
@@ -56,6 +61,12 @@ impl KernelShape {
 impl From<F32TileShape> for KernelShape {
     fn from(s: F32TileShape) -> KernelShape {
         KernelShape::F32(s)
+    }
+}
+
+impl From<ActivationShape> for KernelShape {
+    fn from(s: ActivationShape) -> KernelShape {
+        KernelShape::Activation(s)
     }
 }
 

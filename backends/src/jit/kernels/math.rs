@@ -6,20 +6,11 @@
 //! `log(0) = -inf`, `log(x < 0) = NaN`, `log(inf) = inf`). No function calls anything: rounding
 //! uses the add-magic trick, 2^n is built from exponent bits.
 
+use super::exp_constants::SIGMOID_EXP_BIAS;
+pub use super::exp_constants::{ExpConstants, SigmoidConstants};
 use crate::jit::emit::Emitter;
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{InstBuilder, Value};
-
-/// `e^r` on `|r| <= ln2/2 + 1e-6`: minimax for relative error with `c0 = 1`, 8.6e-8 before f32
-/// rounding of the coefficients, 1.6e-7 evaluated in f32 with FMA.
-const EXP_POLY: [f32; 6] = [
-    1.0,
-    0.999_999_64,
-    0.499_991_86,
-    0.166_679_43,
-    0.041_893_8,
-    0.008_262_789,
-];
 
 /// `erf(x) = x·ERF_P(x²) / ERF_Q(x²)` on `|x| <= 3.92`: minimax for relative error, 1.8e-7
 /// before f32 rounding of the coefficients, 3.9e-7 evaluated in f32.
@@ -197,31 +188,25 @@ impl Emitter<'_, '_> {
     /// The range reduction `exp` and `sigmoid` share. With `u = -x` when `negate`, else `u = x`
     /// (clamped by the caller so that `bias + n` is in `[0, 255]`): `n = round(u·log2 e)`,
     /// `r = u - n·ln2` (`|r| <= ln2/2 + 1e-6`, two-constant reduction), and returns
-    /// `(scale·P(r), 2^(n + bias - 127))` where `P` is [`EXP_POLY`]. The 2^k factor is the
+    /// `(scale·P(r), 2^(n + bias - 127))` where `P` is `exp_constants::EXP_POLY`. The 2^k factor is the
     /// magic-number rounding's own bit pattern shifted into the exponent field: the magic constant
     /// `1.5·2^23 + bias` has `bias + n` in its low 9 bits after the add, and its higher bits
     /// shift out. An exponent field of 0 gives 0.0, of 255 gives +inf.
     fn exp_reduced(&mut self, x: Value, negate: bool, scale: f32, bias: i32) -> (Value, Value) {
+        let k = ExpConstants::new(negate, scale, bias);
         let ty = self.ty_of(x);
         let ity = Emitter::int_of(ty);
-        let sgn = if negate { -1.0 } else { 1.0 };
-        let log2e = self.fconst(ty, sgn * std::f32::consts::LOG2_E);
+        let log2e = self.fconst(ty, k.log2e);
         let t = self.fb.ins().fmul(x, log2e);
-        let magic = self.fconst(ty, 12582912.0 + bias as f32);
+        let magic = self.fconst(ty, k.magic);
         let tm = self.fb.ins().fadd(t, magic);
         let n = self.fb.ins().fsub(tm, magic);
         // s = x - n·ln2·sgn = sgn·r exactly as computed from u (negation is exact).
-        let ln2_hi = self.fconst(ty, -sgn * 0.693_145_75);
-        let ln2_lo = self.fconst(ty, -sgn * 1.428_606_8e-6);
+        let ln2_hi = self.fconst(ty, k.ln2_hi);
+        let ln2_lo = self.fconst(ty, k.ln2_lo);
         let s0 = self.fma(n, ln2_hi, x);
         let s = self.fma(n, ln2_lo, s0);
-        let mut c = EXP_POLY.map(|c| c * scale);
-        for (k, ck) in c.iter_mut().enumerate() {
-            if k % 2 == 1 {
-                *ck *= sgn;
-            }
-        }
-        let p = self.poly_estrin(&mut vec![s], &c);
+        let p = self.poly_estrin(&mut vec![s], &k.poly);
         let tm_bits = self.bits(ity, tm);
         let e = self.fb.ins().ishl_imm_s(tm_bits, 23);
         (p, self.bits(ty, e))
@@ -312,9 +297,10 @@ impl Emitter<'_, '_> {
         // is the exponent field 255, +inf, so sigmoid(x <= -88.4) = 0 (exact < 4e-39); at the
         // other end e^-x < 1e-38 vanishes next to 1. The relative error of e^-x carries over to
         // the sigmoid scaled by e^-x / (1 + e^-x) < 1.
+        let k = SigmoidConstants::get();
         let ty = self.ty_of(x);
-        let xc = self.clamp(x, -88.5, 87.5);
-        let (p, scale) = self.exp_reduced(xc, true, 1.0, 127);
+        let xc = self.clamp(x, k.lo, k.hi);
+        let (p, scale) = self.exp_reduced(xc, true, 1.0, SIGMOID_EXP_BIAS);
         let ex = self.fb.ins().fmul(p, scale);
         let one = self.fconst(ty, 1.0);
         let d = self.fb.ins().fadd(one, ex);

@@ -3,6 +3,7 @@
 //! take pointers, extents and the emitter, never a [`super::context::KernelContext`].
 
 pub mod epilogue;
+pub mod exp_constants;
 pub mod gemm;
 pub mod igemm;
 pub mod math;
