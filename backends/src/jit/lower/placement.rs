@@ -214,8 +214,8 @@ pub(super) fn place(
     })
 }
 
-/// The `Concat` nodes of `g` that [`place`] gives no code: their inputs are written in place
-/// into their output ([`in_place_slices`]).
+/// The `Concat` nodes of `g` that the lowering gives no code: the kernels producing their inputs
+/// write them in place into their output (the contract: docs/JIT.md, "Memory").
 pub fn in_place_concats(g: &Graph, consts: &HashMap<ValueId, Tensor>) -> Vec<NodeId> {
     let graph_outputs: Vec<ValueId> = g.outputs.iter().map(|o| o.value).collect();
     let mut kinds: Vec<Kind> = g
