@@ -12,7 +12,7 @@
 //! `vectors` vectors is read or written; alignment is not required.
 //!
 //! The constants follow the code (one vector of each), read RIP-relative: the code is
-//! position-independent and relocation-free.
+//! position-independent and relocation-free. It returns with `vzeroupper`, as the tiles do.
 
 use super::{AsmError, WideIsa};
 use crate::jit::kernels::exp_constants::SigmoidConstants;
@@ -132,6 +132,9 @@ macro_rules! activation_body {
             a.dec(rsi)?;
             a.jnz(top)?;
             a.set_label(&mut done)?;
+            // Clean upper halves: the caller's code mixes in legacy-SSE instructions, which
+            // would otherwise each wait on (merge) the dirty upper state.
+            a.vzeroupper()?;
             a.ret()?;
             for (label, value) in labels.iter_mut().zip(constants()) {
                 a.set_label(label)?;

@@ -105,23 +105,6 @@ impl OutputEpilogue {
         self.apply_rows_with(e, out, bias, rows, cols, ld, wide);
     }
 
-    /// [`Self::apply_rows`] in 128-bit code only: for a caller whose loops interleave the pass
-    /// with work bound by something else (the depthwise kernels' loads and shuffles), where its
-    /// arithmetic is nearly free and a kernel call per row or plane is not (measured: a
-    /// 96×56×56 depthwise 3×3 + SiLU 0.82 ms in line, 1.0 ms with the kernel after each plane or
-    /// after all of them).
-    pub fn apply_rows_in_line(
-        &self,
-        e: &mut Emitter,
-        out: Value,
-        bias: Option<Value>,
-        rows: usize,
-        cols: usize,
-        ld: usize,
-    ) {
-        self.apply_rows_with(e, out, bias, rows, cols, ld, None);
-    }
-
     #[allow(clippy::too_many_arguments)]
     fn apply_rows_with(
         &self,

@@ -850,7 +850,7 @@ fn depthwise(
             },
         );
         // The fused epilogue over the plane just written (still in L1/L2).
-        post.apply_rows_in_line(e, d, None, 1, g.p, g.p);
+        post.apply_rows(e, d, None, 1, g.p, g.p);
     });
 }
 
@@ -1042,7 +1042,7 @@ fn depthwise_2d_padded(
                     group(e, win, o, rows);
                 }
                 if !per_plane {
-                    post.apply_rows_in_line(e, row_out, None, rows.len(), ow, ow);
+                    post.apply_rows(e, row_out, None, rows.len(), ow, ow);
                 }
             };
         let all: Vec<usize> = (0..kh).collect();
@@ -1073,7 +1073,7 @@ fn depthwise_2d_padded(
             emit_rows(e, row_in, row_out, &[(0, &kys)]);
         }
         if per_plane {
-            post.apply_rows_in_line(e, dst, None, 1, g.p, g.p);
+            post.apply_rows(e, dst, None, 1, g.p, g.p);
         }
     });
 }
@@ -1184,7 +1184,7 @@ fn depthwise_2d(
                 let row_out = e.index(dst, oy, (ow * 4) as i64);
                 emit_row(e, row_in, row_out, &all);
                 if !per_plane {
-                    post.apply_rows_in_line(e, row_out, None, 1, ow, ow);
+                    post.apply_rows(e, row_out, None, 1, ow, ow);
                 }
             });
         }
@@ -1195,11 +1195,11 @@ fn depthwise_2d(
             let row_out = e.addr(dst, (oy * ow * 4) as i64);
             emit_row(e, row_in, row_out, &kys);
             if !per_plane {
-                post.apply_rows_in_line(e, row_out, None, 1, ow, ow);
+                post.apply_rows(e, row_out, None, 1, ow, ow);
             }
         }
         if per_plane {
-            post.apply_rows_in_line(e, dst, None, 1, g.p, g.p);
+            post.apply_rows(e, dst, None, 1, g.p, g.p);
         }
     });
 }
