@@ -79,3 +79,83 @@ fn global_max_pool_keeps_the_interpreters_nan_and_zero_rules() {
         }
     }
 }
+
+/// Pools split into tasks by planes (`ops::pool::task_count`): 2 and 3 tasks give the one-task
+/// bits, on the pool and run serially, for padded and unpadded windows and the global pools,
+/// max (with the awkward values) and average.
+#[test]
+fn pools_split_into_tasks_give_the_same_bits() {
+    let avg = |ceil_mode| PoolAttrs {
+        kind: PoolKind::Average,
+        kernel: vec![3, 3],
+        strides: vec![2, 2],
+        pads: vec![1; 4],
+        dilations: vec![],
+        ceil_mode,
+        count_include_pad: false,
+        auto_pad: AutoPad::NotSet,
+    };
+    let max = PoolAttrs {
+        kind: PoolKind::Max,
+        ..avg(true)
+    };
+    let ops = [
+        Op::Pool(max),
+        Op::Pool(avg(false)),
+        Op::GlobalPool(PoolKind::Max),
+        Op::GlobalPool(PoolKind::Average),
+    ];
+    for op in ops {
+        let x = awkward(9, 13, 3);
+        let x = match op {
+            Op::Pool(PoolAttrs {
+                kind: PoolKind::Max,
+                ..
+            })
+            | Op::GlobalPool(PoolKind::Max) => x,
+            // Averages of infinities and NaN are NaN everywhere: use plain values.
+            _ => XorShift64::seeded(4).tensor_f32(x.dims(), -1.0, 1.0),
+        };
+        // Ten planes: uneven parts for 3 tasks.
+        let x5 = Tensor::from_vec(
+            vec![1, 10, 9, 13],
+            (0..5).flat_map(|_| x.to_f32_vec()).collect(),
+        );
+        let mut g = Graph::new("pool");
+        let xv = g.add_input("x", TensorType::known(DType::F32, x5.dims()));
+        let y = g.add(op.clone(), &[xv], "pool").unwrap();
+        g.add_output("y", y);
+        let one = compile(&g, &JitOptions::default())
+            .unwrap()
+            .run(std::slice::from_ref(&x5))
+            .unwrap();
+        for threads in [2, 3] {
+            let opts = JitOptions {
+                threads,
+                min_task_macs: 1,
+                ..Default::default()
+            };
+            let tasks = kestrel_backends::jit::ops::task_count(&g, &g.nodes[0], &opts);
+            assert_eq!(tasks, threads, "{op:?}");
+            let m = compile(&g, &opts).unwrap();
+            let split = m.run(std::slice::from_ref(&x5)).unwrap();
+            let serial = m.run_serial(std::slice::from_ref(&x5)).unwrap();
+            assert_eq!(bits(&split[0]), bits(&one[0]), "{op:?}, {threads} tasks");
+            assert_eq!(
+                bits(&serial[0]),
+                bits(&one[0]),
+                "{op:?}, {threads} tasks serially"
+            );
+        }
+        if matches!(
+            op,
+            Op::GlobalPool(PoolKind::Max)
+                | Op::Pool(PoolAttrs {
+                    kind: PoolKind::Max,
+                    ..
+                })
+        ) {
+            check(op, &x5);
+        }
+    }
+}

@@ -49,6 +49,10 @@ pub fn task_count(g: &Graph, node: &Node, opts: &JitOptions) -> usize {
         Op::Gemm(_) | Op::MatMul => matmul::task_count(g, node, opts),
         Op::Attention { .. } => attention::task_count(g, node, opts),
         Op::ConvTranspose(ref a) => conv_transpose::task_count(g, node, a, opts),
+        // f32 pools; the 8-bit max pools run as one task.
+        Op::Pool(_) | Op::GlobalPool(_) if g.ty(node.inputs[0]).dtype == kestrel_ir::DType::F32 => {
+            pool::task_count(g, node, opts)
+        }
         // Map and cast nodes run as one task.
         ref op if op.is_elementwise() && !matches!(op, Op::Map(_) | Op::Cast { .. }) => {
             elementwise::task_count(g, node, opts)
@@ -81,7 +85,7 @@ pub fn scratch_bytes(
             conv::scratch_bytes(g, id, node, a, consts, tasks, opts)?
                 + fused::conv_extra_scratch(g, node, a, tasks)
         }
-        Op::Pool(ref a) => pool::scratch_bytes(g, node, a),
+        Op::Pool(ref a) => pool::scratch_bytes(g, node, a, tasks),
         Op::QuantizedAveragePool(_) => quantized_pool::scratch_bytes(g, node),
         Op::Attention { .. } => attention::scratch_bytes(g, node, tasks),
         Op::ConvTranspose(ref a) => conv_transpose::scratch_bytes(g, node, a, consts, tasks, opts),

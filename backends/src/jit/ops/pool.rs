@@ -9,15 +9,45 @@
 //! computed at compile time (in-bounds taps, or taps within the explicit pads with
 //! `count_include_pad`).
 
+use super::conv::even_ranges;
 use crate::jit::context::KernelContext;
 use crate::jit::emit::{strides_of, Emitter};
 use crate::jit::error::JitError;
 use crate::jit::kernels::window::{pad_plane, pad_plane_of, Window};
+use crate::jit::options::JitOptions;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
-use kestrel_ir::{DType, Graph, Node, PoolAttrs, PoolKind};
+use kestrel_ir::{DType, Graph, Node, Op, PoolAttrs, PoolKind};
 
-/// Scratch bytes of a pool node (one padded plane).
-pub fn scratch_bytes(g: &Graph, node: &Node, a: &PoolAttrs) -> usize {
+/// Units of work per window tap (per input element of a global pool) for [`task_count`]: a load,
+/// perhaps a shuffle, and a max or add on four values, against `JitOptions::min_task_macs`'s
+/// multiply-adds (a quarter of a 4-lane FMA each).
+const UNITS_PER_TAP: usize = 4;
+
+/// Number of tasks a pooling node (`Pool`, `GlobalPool`) is split into: its `[N, C]` planes in
+/// even ranges, when there are at least two tasks' worth of taps (see [`UNITS_PER_TAP`]).
+pub fn task_count(g: &Graph, node: &Node, opts: &JitOptions) -> usize {
+    let min = opts.min_task_macs.max(1);
+    let (Some(ind), Some(outd)) = (g.ty(node.inputs[0]).dims(), g.ty(node.outputs[0]).dims())
+    else {
+        return 1;
+    };
+    if outd.len() < 3 {
+        return 1;
+    }
+    let taps = match &node.op {
+        Op::Pool(a) => outd.iter().product::<usize>() * a.kernel.iter().product::<usize>(),
+        Op::GlobalPool(_) => ind.iter().product(),
+        _ => 0,
+    };
+    let work = taps.saturating_mul(UNITS_PER_TAP);
+    if work < 2 * min {
+        return 1;
+    }
+    opts.threads.min(work / min).min(outd[0] * outd[1]).max(1)
+}
+
+/// Scratch bytes of a pool node: one padded plane per task.
+pub fn scratch_bytes(g: &Graph, node: &Node, a: &PoolAttrs, tasks: usize) -> usize {
     let (Some(ind), Some(outd)) = (g.ty(node.inputs[0]).dims(), g.ty(node.outputs[0]).dims())
     else {
         return 0;
@@ -34,7 +64,9 @@ pub fn scratch_bytes(g: &Graph, node: &Node, a: &PoolAttrs) -> usize {
         &a.pads,
         a.auto_pad,
     ) {
-        Ok(w) if w.needs_padding() => w.padded_elems() * g.ty(node.inputs[0]).dtype.size(),
+        Ok(w) if w.needs_padding() => {
+            tasks.max(1) * w.padded_elems() * g.ty(node.inputs[0]).dtype.size()
+        }
         _ => 0,
     }
 }
@@ -183,64 +215,70 @@ pub fn pool(e: &mut Emitter, k: &mut KernelContext, a: &PoolAttrs) -> Result<(),
             _ => acc,
         }
     };
-    e.loop_n(w.planes, |e, p| {
-        let s = e.index(src, p, (isz * 4) as i64);
-        let d = e.index(dst, p, (osz * 4) as i64);
-        let plane = match scratch {
-            Some(sc) if padded => {
-                pad_plane(e, &w, s, sc, fill);
-                sc
-            }
-            _ => s,
-        };
-        let zero_idx = e.iconst(0);
-        let ops = vec![win_st.clone(), o_st.clone(), idx_st.clone()];
-        e.nest(&dims, &ops, &[plane, d, zero_idx], &mut |e, q| {
-            let (win, out, oi) = (q[0], q[1], q[2]);
-            // Four outputs per vector: with stride 2, each tap's four values are the even lanes
-            // of two loads (`deinterleave`) in the chunks whose second load stays inside the
-            // plane row; elsewhere lane by lane.
-            let chunk = |e: &mut Emitter, c: Value, paired: bool| {
-                let wc = e.index(win, c, 4 * step);
-                let oc = e.index(out, c, 16);
-                let c4 = e.fb.ins().imul_imm_s(c, 4);
-                let ic = e.fb.ins().iadd(oi, c4);
-                let mut acc = e.fconst(types::F32X4, fill);
-                for &t in &taps {
-                    let v = if step == 4 {
-                        e.load(types::F32X4, wc, t as i32)
-                    } else if paired {
-                        let lo = e.load(types::F32X4, wc, t as i32);
-                        let hi = e.load(types::F32X4, wc, t as i32 + 16);
-                        e.deinterleave(lo, hi, false)
-                    } else {
-                        let x0 = e.load(types::F32, wc, t as i32);
-                        let mut v = e.fb.ins().splat(types::F32X4, x0);
-                        for l in 1..4u8 {
-                            let x = e.load(types::F32, wc, (t + step * l as i64) as i32);
-                            v = e.fb.ins().insertlane(v, x, l);
-                        }
-                        v
-                    };
-                    acc = combine(e, acc, v);
+    let parts = even_ranges(w.planes, k.tasks);
+    let scratch_per_task = (w.padded_elems() * 4) as i64;
+    k.for_task(e, |e, t| {
+        let scratch = scratch.map(|sc| e.addr(sc, t as i64 * scratch_per_task));
+        let r = parts[t].clone();
+        e.loop_range(r.start as i64, r.end as i64, 1, |e, p| {
+            let s = e.index(src, p, (isz * 4) as i64);
+            let d = e.index(dst, p, (osz * 4) as i64);
+            let plane = match scratch {
+                Some(sc) if padded => {
+                    pad_plane(e, &w, s, sc, fill);
+                    sc
                 }
-                let r = finish(e, acc, ic, types::F32X4);
-                e.store(r, oc, 0);
+                _ => s,
             };
-            e.loop_n(paired_chunks, |e, c| chunk(e, c, true));
-            e.loop_range(paired_chunks as i64, chunks as i64, 1, |e, c| {
-                chunk(e, c, false)
-            });
-            for j in chunks * 4..inner {
-                let mut acc = e.fconst(types::F32, fill);
-                for &t in &taps {
-                    let v = e.load(types::F32, win, (t + step * j as i64) as i32);
-                    acc = combine(e, acc, v);
+            let zero_idx = e.iconst(0);
+            let ops = vec![win_st.clone(), o_st.clone(), idx_st.clone()];
+            e.nest(&dims, &ops, &[plane, d, zero_idx], &mut |e, q| {
+                let (win, out, oi) = (q[0], q[1], q[2]);
+                // Four outputs per vector: with stride 2, each tap's four values are the even lanes
+                // of two loads (`deinterleave`) in the chunks whose second load stays inside the
+                // plane row; elsewhere lane by lane.
+                let chunk = |e: &mut Emitter, c: Value, paired: bool| {
+                    let wc = e.index(win, c, 4 * step);
+                    let oc = e.index(out, c, 16);
+                    let c4 = e.fb.ins().imul_imm_s(c, 4);
+                    let ic = e.fb.ins().iadd(oi, c4);
+                    let mut acc = e.fconst(types::F32X4, fill);
+                    for &t in &taps {
+                        let v = if step == 4 {
+                            e.load(types::F32X4, wc, t as i32)
+                        } else if paired {
+                            let lo = e.load(types::F32X4, wc, t as i32);
+                            let hi = e.load(types::F32X4, wc, t as i32 + 16);
+                            e.deinterleave(lo, hi, false)
+                        } else {
+                            let x0 = e.load(types::F32, wc, t as i32);
+                            let mut v = e.fb.ins().splat(types::F32X4, x0);
+                            for l in 1..4u8 {
+                                let x = e.load(types::F32, wc, (t + step * l as i64) as i32);
+                                v = e.fb.ins().insertlane(v, x, l);
+                            }
+                            v
+                        };
+                        acc = combine(e, acc, v);
+                    }
+                    let r = finish(e, acc, ic, types::F32X4);
+                    e.store(r, oc, 0);
+                };
+                e.loop_n(paired_chunks, |e, c| chunk(e, c, true));
+                e.loop_range(paired_chunks as i64, chunks as i64, 1, |e, c| {
+                    chunk(e, c, false)
+                });
+                for j in chunks * 4..inner {
+                    let mut acc = e.fconst(types::F32, fill);
+                    for &t in &taps {
+                        let v = e.load(types::F32, win, (t + step * j as i64) as i32);
+                        acc = combine(e, acc, v);
+                    }
+                    let ij = e.fb.ins().iadd_imm_s(oi, j as i64);
+                    let r = finish(e, acc, ij, types::F32);
+                    e.store(r, out, (4 * j) as i32);
                 }
-                let ij = e.fb.ins().iadd_imm_s(oi, j as i64);
-                let r = finish(e, acc, ij, types::F32);
-                e.store(r, out, (4 * j) as i32);
-            }
+            });
         });
     });
     Ok(())
@@ -263,11 +301,15 @@ pub fn global_pool(e: &mut Emitter, k: &mut KernelContext, kind: PoolKind) -> Re
     let planes = ind[0] * ind[1];
     let isz: usize = ind[2..].iter().product();
     let (src, dst) = (k.ins[0], k.outs[0]);
-    e.loop_n(planes, |e, p| {
-        let s = e.index(src, p, (isz * 4) as i64);
-        let r = reduce_row(e, s, isz, kind);
-        let d = e.index(dst, p, 4);
-        e.store(r, d, 0);
+    let parts = even_ranges(planes, k.tasks);
+    k.for_task(e, |e, t| {
+        let r = parts[t].clone();
+        e.loop_range(r.start as i64, r.end as i64, 1, |e, p| {
+            let s = e.index(src, p, (isz * 4) as i64);
+            let r = reduce_row(e, s, isz, kind);
+            let d = e.index(dst, p, 4);
+            e.store(r, d, 0);
+        });
     });
     Ok(())
 }

@@ -22,7 +22,7 @@ pub fn scratch_bytes(g: &Graph, node: &Node) -> usize {
     match &node.op {
         Op::QuantizedAveragePool(QuantizedPoolAttrs {
             window: Some(w), ..
-        }) => super::pool::scratch_bytes(g, node, w),
+        }) => super::pool::scratch_bytes(g, node, w, 1),
         _ => 0,
     }
 }
