@@ -16,6 +16,7 @@ pub mod host;
 pub mod int8_tile;
 pub mod peak;
 pub mod registry;
+pub mod requant;
 
 use super::error::JitError;
 use super::isa::IsaFlags;

@@ -11,6 +11,7 @@
 use super::activation::ActivationShape;
 use super::f32_tile::F32TileShape;
 use super::int8_tile::Int8TileShape;
+use super::requant::RequantShape;
 use super::{define_code, AsmError, WideIsa};
 use crate::jit::error::JitError;
 use crate::jit::isa::IsaFlags;
@@ -29,7 +30,7 @@ use std::collections::HashMap;
 pub const PLACEHOLDER_NAMESPACE: u32 = 0x4b57;
 
 /// Arguments of every kernel: `(a, b, c, steps, bias)` for the tiles, `(p, vectors, bias, _, _)`
-/// for the activations; all i64.
+/// for the activations, `(acc, out, vectors, scale, _)` for the requantization; all i64.
 pub const KERNEL_PARAMS: usize = 5;
 
 /// One kernel a module calls.
@@ -38,6 +39,7 @@ pub enum KernelShape {
     F32(F32TileShape),
     Int8(Int8TileShape),
     Activation(ActivationShape),
+    Requant(RequantShape),
 }
 
 impl KernelShape {
@@ -46,6 +48,7 @@ impl KernelShape {
             KernelShape::F32(s) => s.describe(),
             KernelShape::Int8(s) => s.describe(),
             KernelShape::Activation(s) => s.describe(),
+            KernelShape::Requant(s) => s.describe(),
         }
     }
 
@@ -54,6 +57,7 @@ impl KernelShape {
             KernelShape::F32(s) => s.assemble(),
             KernelShape::Int8(s) => s.assemble(),
             KernelShape::Activation(s) => s.assemble(),
+            KernelShape::Requant(s) => s.assemble(),
         }
     }
 }
@@ -67,6 +71,12 @@ impl From<F32TileShape> for KernelShape {
 impl From<ActivationShape> for KernelShape {
     fn from(s: ActivationShape) -> KernelShape {
         KernelShape::Activation(s)
+    }
+}
+
+impl From<RequantShape> for KernelShape {
+    fn from(s: RequantShape) -> KernelShape {
+        KernelShape::Requant(s)
     }
 }
 

@@ -21,6 +21,7 @@
 //! - **Scalar** (everything else: per-column multipliers, other targets): one element per step,
 //!   the product and shift in i64 registers.
 
+use crate::jit::asm::requant::RequantShape;
 use crate::jit::emit::{lanes, Emitter};
 use crate::jit::isa::IsaFlags;
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -332,6 +333,17 @@ impl Requantization {
             let offset = e.iconst_ty(types::I32X4, 0x4B40_0000 - self.zero_point as i64);
             e.fb.ins().isub(bits, offset)
         };
+        // The full-width kernel computes the vector form's bytes (`asm::requant`).
+        let wide = match (e.micro.as_ref(), finite, e.flags.scalarized) {
+            (Some(m), true, false) => Some(RequantShape {
+                isa: m.isa(),
+                lo: lo.to_bits(),
+                hi: hi.to_bits(),
+                offset: (0x4B40_0000 - self.zero_point as i64) as i32,
+                signed,
+            }),
+            _ => None,
+        };
         e.loop_n(rows, |e, r| {
             let arow = e.index(acc, r, (acc_ld * 4) as i64);
             let orow = e.index(out, r, out_ld as i64);
@@ -342,6 +354,25 @@ impl Requantization {
                 }
                 _ => one_scale,
             };
+            // Whole vectors of a row with one multiplier in the full-width kernel, the rest below.
+            let mut start = 0;
+            if let (Some(shape), true) = (wide, self.channels != Channels::Columns) {
+                let lanes = shape.isa.lanes();
+                if cols >= lanes {
+                    let ch = match self.channels {
+                        Channels::Rows => e.fb.ins().iadd(first_channel, r),
+                        _ => zero,
+                    };
+                    let scale_at = e.index(table, ch, 4);
+                    let vectors = e.iconst((cols / lanes) as i64);
+                    let args = [arow, orow, vectors, scale_at, zero];
+                    let micro = e.micro.as_deref_mut().expect("wide_shape checked");
+                    micro.call(e.fb, shape, args);
+                    start = cols / lanes * lanes;
+                }
+            }
+            let (arow, orow) = (e.addr(arow, 4 * start as i64), e.addr(orow, start as i64));
+            let (cols, chunks) = (cols - start, (cols - start) / 8 * (chunks > 0) as usize);
             if chunks > 0 {
                 let splat = row_scale.map(|s| e.fb.ins().splat(types::F32X4, s));
                 e.hoisting_constants(|e| {
