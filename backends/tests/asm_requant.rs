@@ -66,7 +66,7 @@ fn requantization_computes_the_contract_bit_for_bit() {
             let kernel: Kernel = unsafe { std::mem::transmute(host.entry()) };
             for vectors in [0usize, 1, 2, 5] {
                 let n = vectors * lanes;
-                let mut r = XorShift64::seeded(n as u64 + zp as u64);
+                let mut r = XorShift64::seeded((n as u64).wrapping_add(zp as u64));
                 let mut acc: Vec<i32> = (0..n)
                     .map(|_| (r.next_u64() % 200_001) as i32 - 100_000)
                     .collect();

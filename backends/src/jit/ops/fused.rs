@@ -139,6 +139,7 @@ pub fn gemm(e: &mut Emitter, k: &mut KernelContext, a: &GemmAttrs) -> Result<(),
         name: k.node.name.clone(),
     };
     let ins = k.ins[..nin].to_vec();
+    let ins_again = ins.clone();
     let scratch = k.scratch;
     super::matmul::gemm(e, &mut k.stand_in(&node, ins, scratch), &plain)?;
     let dims = k.out_dims(0);
@@ -148,10 +149,20 @@ pub fn gemm(e: &mut Emitter, k: &mut KernelContext, a: &GemmAttrs) -> Result<(),
     } else {
         None
     };
-    // Each task finishes the rows its GEMM computed (the same split as `matmul::gemm`).
+    // Each task finishes the part its GEMM computed (the same split as `matmul::gemm`): its
+    // columns of every row when split by columns, else its rows.
     let rows = crate::jit::kernels::gemm::split_rows(m, k.tasks);
     let (out, act) = (k.outs[0], a.epilogue.act);
     let post = OutputEpilogue::new(e, out, res, act);
+    let cols = super::matmul::gemm_column_split(&k.stand_in(&node, ins_again, scratch), m);
+    if let Some(cols) = cols {
+        k.for_task(e, |e, t| {
+            let Some(c) = cols.get(t) else { return };
+            let o = e.addr(out, (c.start * 4) as i64);
+            post.apply_rows(e, o, None, m, c.len(), n);
+        });
+        return Ok(());
+    }
     k.for_task(e, |e, t| {
         let Some(r) = rows.get(t) else { return };
         let o = e.addr(out, (r.start * n * 4) as i64);

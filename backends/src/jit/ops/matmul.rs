@@ -8,7 +8,9 @@
 //!   batch is packed once; otherwise each batch runs the unpacked GEMM.
 //!
 //! Threads: both split the rows of A (and C) into [`task_count`] ranges; each task is a
-//! compile-time specialised GEMM on its rows (of every batch matrix, for MatMul).
+//! compile-time specialised GEMM on its rows (of every batch matrix, for MatMul). A Gemm with
+//! too few rows for its tasks (a batch-1 classifier's one row) and a constant B is split by
+//! columns of B and C instead, each task with its own packed columns.
 
 use crate::jit::context::KernelContext;
 use crate::jit::emit::{broadcast_strides, Emitter};
@@ -60,12 +62,65 @@ pub fn task_count(g: &Graph, node: &Node, opts: &JitOptions) -> usize {
         return 1;
     };
     let macs = kestrel_ir::cost::node_macs(g, node) as usize;
-    if macs < 2 * min {
+    // With fewer rows than a tile's, each weight is read for that few multiply-adds: the
+    // product streams B from memory, which is worth more threads than its arithmetic.
+    let work = if m < gemm::MR {
+        macs * GEMV_UNITS_PER_MAC
+    } else {
+        macs
+    };
+    if work < 2 * min {
         return 1;
     }
-    gemm::split_rows(m, opts.threads.min(macs / min))
-        .len()
-        .max(1)
+    let parts = opts.threads.min(work / min);
+    let rows = gemm::split_rows(m, parts).len().max(1);
+    match column_parts(g, node, parts) {
+        Some(cols) if cols.len() > rows => cols.len(),
+        _ => rows,
+    }
+}
+
+/// Units of work per multiply-add of a GEMM of fewer than `gemm::MR` rows (memory-bound: 4 bytes
+/// of B per multiply-add), against `JitOptions::min_task_macs`.
+const GEMV_UNITS_PER_MAC: usize = 4;
+
+/// The columns each task of this Gemm kernel computes when it is split by columns
+/// ([`column_parts`]: more tasks than row ranges of its `m` rows), else `None` (split by rows).
+pub fn gemm_column_split(k: &KernelContext, m: usize) -> Option<Vec<std::ops::Range<usize>>> {
+    if gemm::split_rows(m, k.tasks).len() >= k.tasks {
+        return None;
+    }
+    column_parts(k.g, k.node, k.tasks).filter(|c| c.len() == k.tasks)
+}
+
+/// Columns per task of a column split: whole 32-column panels (the widest tile's).
+const COLUMN_PANEL: usize = 32;
+
+/// The column ranges of a Gemm split into `parts` tasks by columns of B and C instead of rows of
+/// A: for a Gemm whose B is a constant (packed per task at compile time) and whose C is absent or
+/// a row vector (a column bias, sliced with the columns). This is what a batch-1 classifier (one
+/// row) splits by. `None` for anything else.
+fn column_parts(g: &Graph, node: &Node, parts: usize) -> Option<Vec<std::ops::Range<usize>>> {
+    let Op::Gemm(ref a) = node.op else {
+        return None;
+    };
+    if !matches!(g.value(node.inputs[1]).def, kestrel_ir::ValueDef::Const(_)) {
+        return None;
+    }
+    let (_, _, n, _) = problem(g, node)?;
+    if let Some(&c) = node.inputs.get(2) {
+        let cd = g.ty(c).dims()?;
+        let row_vector = cd.iter().product::<usize>() == n && cd.last() == Some(&n);
+        if a.beta.0 != 0.0 && !row_vector {
+            return None;
+        }
+    }
+    let chunk = n.div_ceil(parts.max(1)).next_multiple_of(COLUMN_PANEL);
+    let cols: Vec<_> = (0..parts)
+        .map(|t| (t * chunk).min(n)..((t + 1) * chunk).min(n))
+        .filter(|r| r.start < r.end)
+        .collect();
+    (cols.len() > 1).then_some(cols)
 }
 
 pub fn gemm(e: &mut Emitter, k: &mut KernelContext, a: &GemmAttrs) -> Result<(), JitError> {
@@ -127,6 +182,36 @@ pub fn gemm(e: &mut Emitter, k: &mut KernelContext, a: &GemmAttrs) -> Result<(),
         }
     }
     let out = k.outs[0];
+    if let Some(cols) = gemm_column_split(k, m).filter(|_| !add_c_after) {
+        if let Some(bt) = k.const_in(1) {
+            // Each task packs its own columns of alpha·B at compile time.
+            let v = bt.to_f32_vec();
+            let mut panels = Vec::with_capacity(cols.len());
+            for r in &cols {
+                let mut sub = Vec::with_capacity(kk * r.len());
+                for i in 0..kk {
+                    for j in r.clone() {
+                        let x = if a.trans_b {
+                            v[j * kk + i]
+                        } else {
+                            v[i * n + j]
+                        };
+                        sub.push(x * alpha);
+                    }
+                }
+                let packed = gemm::pack_for(e, &sub, kk, r.len(), false);
+                panels.push(k.rodata_f32(e, &packed)?);
+            }
+            k.for_task(e, |e, t| {
+                let Some(r) = cols.get(t) else { return };
+                let ot = e.addr(out, (r.start * 4) as i64);
+                let bt = bias.map(|b| e.addr(b, (r.start * 4) as i64));
+                let b = gemm::BOperand::Packed(panels[t]);
+                gemm::emit(e, a_ptr, lda, b, ot, n, m, r.len(), kk, bt);
+            });
+            return Ok(());
+        }
+    }
     let packed_b = match k.const_in(1) {
         Some(bt) => {
             let mut v = bt.to_f32_vec();
