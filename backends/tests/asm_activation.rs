@@ -7,27 +7,11 @@
 
 use kestrel_backends::jit::asm::activation::{Activation, ActivationShape};
 use kestrel_backends::jit::asm::host::HostCode;
-use kestrel_backends::jit::asm::WideIsa;
-use kestrel_backends::jit::isa::IsaFlags;
 use kestrel_backends::jit::kernels::math::SigmoidConstants;
 use kestrel_ir::testing::{Random, XorShift64};
 
-fn host_isas() -> Vec<WideIsa> {
-    let isa = kestrel_backends::jit::model::host_isa().unwrap();
-    let f = IsaFlags::from_isa(&*isa);
-    let mut out = Vec::new();
-    for (isa, has) in [
-        (WideIsa::Avx2Fma, f.is_x86 && f.has_avx2 && f.has_fma),
-        (WideIsa::Avx512F, f.is_x86 && f.has_avx512f),
-    ] {
-        if has {
-            out.push(isa);
-        } else {
-            eprintln!("skipped: this host has no {}", isa.name());
-        }
-    }
-    out
-}
+mod asm_host;
+use asm_host::host_wide_isas;
 
 /// The contract's sigmoid of `x`.
 fn sigmoid(x: f32) -> f32 {
@@ -73,7 +57,7 @@ fn activations_compute_the_contract_bit_for_bit() {
         0.5,
         -3.0,
     ];
-    for isa in host_isas() {
+    for isa in host_wide_isas() {
         let lanes = isa.lanes();
         for act in [Activation::Sigmoid, Activation::Silu] {
             for bias in [false, true] {

@@ -11,31 +11,11 @@ use iced_x86::{Decoder, DecoderOptions, Mnemonic, OpKind, Register};
 use kestrel_backends::jit::asm::f32_tile::{F32TileShape, Finish, Start, UNROLL};
 use kestrel_backends::jit::asm::host::HostCode;
 use kestrel_backends::jit::asm::WideIsa;
-use kestrel_backends::jit::isa::IsaFlags;
 use kestrel_ir::testing::{Random, XorShift64};
 use proptest::prelude::*;
 
-fn host_flags() -> IsaFlags {
-    let isa = kestrel_backends::jit::model::host_isa().unwrap();
-    IsaFlags::from_isa(&*isa)
-}
-
-/// The ISAs this host runs, printing why any other is skipped.
-fn host_isas() -> Vec<WideIsa> {
-    let f = host_flags();
-    let mut out = Vec::new();
-    for (isa, has) in [
-        (WideIsa::Avx2Fma, f.is_x86 && f.has_avx2 && f.has_fma),
-        (WideIsa::Avx512F, f.is_x86 && f.has_avx512f),
-    ] {
-        if has {
-            out.push(isa);
-        } else {
-            eprintln!("skipped: this host has no {}", isa.name());
-        }
-    }
-    out
-}
+mod asm_host;
+use asm_host::host_wide_isas;
 
 type Kernel = extern "sysv64" fn(*const f32, *const f32, *mut f32, u64, *const f32);
 
@@ -195,7 +175,7 @@ proptest! {
             lower: (finish_pick & 2 != 0).then_some(lo.to_bits()),
             upper: (finish_pick & 4 != 0).then_some((lo + span).to_bits()),
         };
-        for isa in host_isas() {
+        for isa in host_wide_isas() {
             // Columns that leave the last vector partial when `short` > 0.
             let cols = vectors * isa.lanes() - short % isa.lanes();
             let ragged = cols % isa.lanes() != 0;

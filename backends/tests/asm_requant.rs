@@ -7,25 +7,10 @@
 use kestrel_backends::jit::asm::host::HostCode;
 use kestrel_backends::jit::asm::requant::RequantShape;
 use kestrel_backends::jit::asm::WideIsa;
-use kestrel_backends::jit::isa::IsaFlags;
 use kestrel_ir::testing::{Random, XorShift64};
 
-fn host_isas() -> Vec<WideIsa> {
-    let isa = kestrel_backends::jit::model::host_isa().unwrap();
-    let f = IsaFlags::from_isa(&*isa);
-    let mut out = Vec::new();
-    for (isa, has) in [
-        (WideIsa::Avx2Fma, f.is_x86 && f.has_avx2 && f.has_fma),
-        (WideIsa::Avx512F, f.is_x86 && f.has_avx512f),
-    ] {
-        if has {
-            out.push(isa);
-        } else {
-            eprintln!("skipped: this host has no {}", isa.name());
-        }
-    }
-    out
-}
+mod asm_host;
+use asm_host::host_wide_isas;
 
 /// The contract's byte for `acc`.
 fn level(acc: i32, scale: f32, lo: f32, hi: f32, offset: i32) -> u8 {
@@ -48,7 +33,7 @@ fn requantization_computes_the_contract_bit_for_bit() {
         (true, 3, -20, 90, 1e38),
         (false, 128, 128, 255, 0.5),
     ];
-    for isa in host_isas() {
+    for isa in host_wide_isas() {
         let lanes = isa.lanes();
         for (signed, zp, min, max, scale) in cases {
             let (lo, hi) = ((min - zp) as f32, (max - zp) as f32);

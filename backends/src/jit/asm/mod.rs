@@ -94,6 +94,24 @@ impl AsmError {
     }
 }
 
+/// The machine code of a kernel described as `what`, written by `zmm` (AVX-512) or `ymm` (AVX2)
+/// as `isa` asks.
+pub(crate) fn assemble_by_isa(
+    isa: WideIsa,
+    what: &str,
+    zmm: impl FnOnce(&mut iced_x86::code_asm::CodeAssembler) -> Result<(), iced_x86::IcedError>,
+    ymm: impl FnOnce(&mut iced_x86::code_asm::CodeAssembler) -> Result<(), iced_x86::IcedError>,
+) -> Result<Vec<u8>, AsmError> {
+    let mut a =
+        iced_x86::code_asm::CodeAssembler::new(64).map_err(|e| AsmError::encode(what, e))?;
+    match isa {
+        WideIsa::Avx512F => zmm(&mut a),
+        WideIsa::Avx2Fma => ymm(&mut a),
+    }
+    .map_err(|e| AsmError::encode(what, e))?;
+    a.assemble(0).map_err(|e| AsmError::encode(what, e))
+}
+
 /// Declares `name` in `module` with `params` i64 parameters and no result, and defines it as
 /// `code` (relocation-free machine code for the module's target, System V calling convention).
 /// The error names the function and Cranelift's reason.

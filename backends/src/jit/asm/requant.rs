@@ -44,13 +44,12 @@ impl RequantShape {
     /// The kernel's machine code (see the module documentation).
     pub fn assemble(&self) -> Result<Vec<u8>, AsmError> {
         let what = self.describe();
-        let mut a = CodeAssembler::new(64).map_err(|e| AsmError::encode(&what, e))?;
-        match self.isa {
-            WideIsa::Avx512F => emit_zmm(&mut a, self),
-            WideIsa::Avx2Fma => emit_ymm(&mut a, self),
-        }
-        .map_err(|e| AsmError::encode(&what, e))?;
-        a.assemble(0).map_err(|e| AsmError::encode(&what, e))
+        super::assemble_by_isa(
+            self.isa,
+            &what,
+            |a| emit_zmm(a, self),
+            |a| emit_ymm(a, self),
+        )
     }
 }
 
