@@ -21,6 +21,7 @@ pub mod compare;
 pub mod driver;
 pub mod dump;
 pub mod inprocess;
+pub mod interrupt;
 pub mod layers;
 pub mod message;
 pub mod onnx;

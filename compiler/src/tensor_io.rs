@@ -413,7 +413,8 @@ pub fn open_npz_member(
 }
 
 /// Writes `path` through a temporary file in the same folder, renamed into place only when
-/// `fill` succeeded: readers never see a partial file, and a failure leaves nothing behind.
+/// `fill` succeeded: readers never see a partial file, and a failure, SIGINT or SIGTERM
+/// (`crate::interrupt`) leaves nothing behind.
 pub fn write_atomically(
     path: &Path,
     fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
@@ -430,6 +431,7 @@ pub fn write_atomically(
         file_name.to_string_lossy(),
         std::process::id()
     ));
+    let _pending = crate::interrupt::Pending::new(&tmp);
     let result = (|| {
         let mut file = std::fs::File::create(&tmp)?;
         fill(&mut file)?;

@@ -10,9 +10,8 @@ use onnx_builders::*;
 
 use bytes::Bytes;
 use kestrel::onnx::proto::{
-    tensor_shape_proto::{dimension, Dimension},
-    type_proto, AttributeProto, AttributeType, DataLocation, DataType, ModelProto, NodeProto,
-    StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+    tensor_shape_proto::dimension, AttributeProto, AttributeType, DataLocation, DataType,
+    ModelProto, NodeProto, StringStringEntryProto, TensorProto,
 };
 use kestrel::onnx::tensor_to_proto;
 use kestrel_ir::Tensor;
@@ -182,38 +181,6 @@ fn check_fails_everywhere(
 }
 
 // ---------------------------------------------------------------- builders
-
-fn vi_dims(name: &str, dt: DataType, dims: Vec<dimension::Value>) -> ValueInfoProto {
-    ValueInfoProto {
-        name: name.into(),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: dt as i32,
-                shape: Some(TensorShapeProto {
-                    dim: dims
-                        .into_iter()
-                        .map(|v| Dimension {
-                            value: Some(v),
-                            denotation: String::new(),
-                        })
-                        .collect(),
-                }),
-            })),
-            denotation: String::new(),
-        }),
-        doc_string: String::new(),
-    }
-}
-
-fn f32_in(name: &str, dims: &[i64]) -> ValueInfoProto {
-    vi_dims(
-        name,
-        DataType::Float,
-        dims.iter()
-            .map(|&d| dimension::Value::DimValue(d))
-            .collect(),
-    )
-}
 
 /// One node reading graph input `x` (f32 [2, 3]) and initializers, producing `y`.
 fn one_node(n: NodeProto, inits: Vec<TensorProto>) -> ModelProto {

@@ -183,6 +183,7 @@ pub fn compile_graph(g: &Graph, opts: &AotOptions, out: &Path, source: &str) -> 
     let obj_tmp = dir.join(format!(".{file_name}.tmp-{pid}.o"));
     let so_tmp = dir.join(format!(".{file_name}.tmp-{pid}"));
     let mut cleanup = Cleanup(vec![obj_tmp.clone(), so_tmp.clone()]);
+    let _pending = [&obj_tmp, &so_tmp].map(|p| crate::interrupt::Pending::new(p));
     std::fs::write(&obj_tmp, &emitted.object)
         .with_context(|| format!("-o {}: cannot write in {}", out.display(), dir.display()))?;
     let start = Instant::now();
@@ -197,10 +198,13 @@ pub fn compile_graph(g: &Graph, opts: &AotOptions, out: &Path, source: &str) -> 
         std::io::Write::write_all(f, text.as_bytes())
     })
     .with_context(|| format!("writing {}", header_out.display()))?;
+    // Until the shared object is in place, the header alone is an unfinished output.
+    let header_pending = crate::interrupt::Pending::new(&header_out);
     if let Err(e) = std::fs::rename(&so_tmp, out) {
         let _ = std::fs::remove_file(&header_out);
         return Err(e).with_context(|| format!("writing {}", out.display()));
     }
+    drop(header_pending);
     let _ = std::fs::remove_file(&obj_tmp);
     cleanup.0.clear();
     Ok(AotOutput {

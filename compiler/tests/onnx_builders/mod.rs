@@ -4,8 +4,9 @@
 
 use bytes::Bytes;
 use kestrel::onnx::proto::{
-    AttributeProto, AttributeType, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
-    TensorProto, ValueInfoProto,
+    tensor_shape_proto::{dimension, Dimension},
+    type_proto, AttributeProto, AttributeType, DataType, GraphProto, ModelProto, NodeProto,
+    OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 use kestrel::onnx::tensor_to_proto;
 use kestrel_ir::Tensor;
@@ -112,4 +113,36 @@ pub fn model(
         }),
         ..Default::default()
     }
+}
+
+pub fn vi_dims(name: &str, dt: DataType, dims: Vec<dimension::Value>) -> ValueInfoProto {
+    ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: dt as i32,
+                shape: Some(TensorShapeProto {
+                    dim: dims
+                        .into_iter()
+                        .map(|v| Dimension {
+                            value: Some(v),
+                            denotation: String::new(),
+                        })
+                        .collect(),
+                }),
+            })),
+            denotation: String::new(),
+        }),
+        doc_string: String::new(),
+    }
+}
+
+pub fn f32_in(name: &str, dims: &[i64]) -> ValueInfoProto {
+    vi_dims(
+        name,
+        DataType::Float,
+        dims.iter()
+            .map(|&d| dimension::Value::DimValue(d))
+            .collect(),
+    )
 }
