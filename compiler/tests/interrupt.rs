@@ -1,7 +1,8 @@
 //! SIGINT and SIGTERM leave nothing half-written (docs/ROBUSTNESS.md, "Nothing is lost"):
 //! `kestrel compile` of a model large enough to take a while is interrupted at several moments;
 //! each run either finished (the shared object and its header, nothing else) or ended with 130
-//! (SIGINT) or 143 (SIGTERM) and left no file at all: no temporary, no object, no header.
+//! (SIGINT) or 143 (SIGTERM) and left no file at all — no temporary, no object, no header — or,
+//! interrupted after its outputs were in place, just that finished pair.
 
 mod onnx_builders;
 use onnx_builders::*;
@@ -58,8 +59,10 @@ fn interrupted_compiles_leave_nothing_behind() {
                 Some(0) => assert_eq!(names, ["big.h", "big.so"], "finished at {delay_ms} ms"),
                 Some(c) if c == status => {
                     interrupted += 1;
+                    // After the shared object is in place the command is done but for its
+                    // message: a signal then leaves the finished pair.
                     assert!(
-                        names.is_empty(),
+                        names.is_empty() || names == ["big.h", "big.so"],
                         "signal {signal} at {delay_ms} ms left {names:?}"
                     );
                 }
