@@ -460,16 +460,22 @@ pub fn write_outputs(
     }
     let mut written: Vec<PathBuf> = Vec::new();
     let mut created_dir: Option<PathBuf> = None;
+    // Until every output is written, a signal removes those written and the folder
+    // (`crate::interrupt`), as a failure does below.
+    let mut pending: Vec<crate::interrupt::Pending> = Vec::new();
     let result = (|| -> Result<()> {
         if let Some(dir) = dir {
             if !dir.is_dir() {
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("creating {}", dir.display()))?;
+                pending.push(crate::interrupt::Pending::dir(dir));
                 created_dir = Some(dir.to_path_buf());
             }
             for (name, t) in outputs {
                 let path = dir.join(format!("{name}.npy"));
+                // Registered once written: a file of that name from before stays until replaced.
                 tensor_io::write_npy(&path, t)?;
+                pending.push(crate::interrupt::Pending::new(&path));
                 written.push(path);
             }
         }

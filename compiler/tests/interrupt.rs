@@ -77,3 +77,77 @@ fn interrupted_compiles_leave_nothing_behind() {
         );
     }
 }
+
+/// `y1 = relu(t)`, `y2 = neg(t)` of `t = tile(x, [2048, 1])`, `x` f32 `[1, 8192]`: two 64 MiB
+/// outputs, so writing them into `--output-dir` takes a while.
+fn write_big_output_model(path: &std::path::Path) {
+    let m = model(
+        17,
+        vec![
+            node("Tile", &["x", "reps"], &["t"], vec![]),
+            node("Relu", &["t"], &["y1"], vec![]),
+            node("Neg", &["t"], &["y2"], vec![]),
+        ],
+        vec![init_i64("reps", &[2048, 1])],
+        vec![f32_in("x", &[1, 8192])],
+        &["y1", "y2"],
+    );
+    std::fs::write(path, m.encode_to_vec()).unwrap();
+}
+
+#[test]
+fn interrupted_runs_leave_no_partial_output_dir() {
+    let source = tempfile::tempdir().unwrap();
+    let model_path = source.path().join("tile.onnx");
+    write_big_output_model(&model_path);
+    let input = source.path().join("x.npy");
+    let x = kestrel_ir::Tensor::from_vec(vec![1, 8192], vec![0.5f32; 8192]);
+    kestrel::tensor_io::write_npy(&input, &x).unwrap();
+    let input_arg = format!("x={}", input.display());
+    let mut interrupted = 0;
+    for delay_ms in [60u64, 150, 300, 600] {
+        let dir = tempfile::tempdir().unwrap();
+        let outs = dir.path().join("outs");
+        let child = Command::new(env!("CARGO_BIN_EXE_kestrel"))
+            .args(["run", model_path.to_str().unwrap(), "--input", &input_arg])
+            .args(["--output-dir", outs.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        // SAFETY: plain kill(2) of our own child.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+        let output = child.wait_with_output().unwrap();
+        let (exit, err) = (output.status, String::from_utf8_lossy(&output.stderr));
+        let listing = |p: &std::path::Path| -> Vec<String> {
+            let mut v: Vec<String> = std::fs::read_dir(p)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        let top = listing(dir.path());
+        let files = if outs.is_dir() {
+            listing(&outs)
+        } else {
+            vec![]
+        };
+        match exit.code() {
+            Some(0) => assert_eq!(files, ["y1.npy", "y2.npy"], "finished at {delay_ms} ms"),
+            Some(130) => {
+                interrupted += 1;
+                let complete = files == ["y1.npy", "y2.npy"];
+                assert!(
+                    top.is_empty() || complete,
+                    "SIGINT at {delay_ms} ms left {top:?} / {files:?}"
+                );
+            }
+            other => {
+                panic!("SIGINT at {delay_ms} ms: exit {other:?} ({err}), left {top:?} / {files:?}")
+            }
+        }
+    }
+    assert!(interrupted > 0, "every run finished first");
+}
