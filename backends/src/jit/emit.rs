@@ -212,6 +212,20 @@ impl<'f, 'a> Emitter<'f, 'a> {
     }
 
     /// `a * b + c`, one instruction when the ISA has FMA, else `fmul` + `fadd` (never a libcall).
+    /// Emits a call of the full-width kernel of `shape` with `args` (the five i64 arguments of
+    /// every micro-kernel). The caller chose the shape from [`Emitter::micro`], so it exists.
+    pub fn call_kernel(
+        &mut self,
+        shape: impl Into<super::asm::registry::KernelShape>,
+        args: [Value; 5],
+    ) {
+        let micro = self
+            .micro
+            .as_deref_mut()
+            .expect("chosen from Emitter::micro");
+        micro.call(self.fb, shape, args);
+    }
+
     pub fn fma(&mut self, a: Value, b: Value, c: Value) -> Value {
         if self.flags.use_fma() {
             self.fb.ins().fma(a, b, c)

@@ -101,25 +101,10 @@ impl OutputEpilogue {
         cols: usize,
         ld: usize,
     ) {
-        let wide = self.wide_activation(e, bias.is_some());
-        self.apply_rows_with(e, out, bias, rows, cols, ld, wide);
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn apply_rows_with(
-        &self,
-        e: &mut Emitter,
-        out: Value,
-        bias: Option<Value>,
-        rows: usize,
-        cols: usize,
-        ld: usize,
-        wide: Option<ActivationShape>,
-    ) {
         if bias.is_none() && self.is_identity() {
             return;
         }
-        e.hoisting_constants(|e| self.rows_loop(e, out, bias, rows, cols, ld, wide));
+        e.hoisting_constants(|e| self.rows_loop(e, out, bias, rows, cols, ld));
     }
 
     /// The full-width kernel computing this epilogue (with a row bias when `bias`), when the
@@ -138,7 +123,6 @@ impl OutputEpilogue {
             .then_some(ActivationShape { isa, act, bias })
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn rows_loop(
         &self,
         e: &mut Emitter,
@@ -147,8 +131,8 @@ impl OutputEpilogue {
         rows: usize,
         cols: usize,
         ld: usize,
-        wide: Option<ActivationShape>,
     ) {
+        let wide = self.wide_activation(e, bias.is_some());
         // Columns the full-width kernel covers (whole vectors); the rest as below.
         let wide_cols = wide.map_or(0, |s| cols / s.isa.lanes() * s.isa.lanes());
         e.loop_n(rows, |e, r| {
@@ -159,9 +143,7 @@ impl OutputEpilogue {
             if let (Some(shape), true) = (wide, wide_cols > 0) {
                 let vectors = e.iconst((wide_cols / shape.isa.lanes()) as i64);
                 let zero = e.iconst(0);
-                let args = [row, vectors, bias_at.unwrap_or(zero), zero, zero];
-                let micro = e.micro.as_deref_mut().expect("wide_activation checked");
-                micro.call(e.fb, shape, args);
+                e.call_kernel(shape, [row, vectors, bias_at.unwrap_or(zero), zero, zero]);
             }
             let rest = e.addr(row, (wide_cols * 4) as i64);
             let chunks = (cols - wide_cols) / 4;

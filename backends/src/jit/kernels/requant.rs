@@ -297,7 +297,6 @@ impl Requantization {
             (self.max - self.zero_point) as f32,
         );
         let zp = self.zero_point as i64;
-        let chunks = if e.flags.scalarized { 0 } else { cols / 8 };
         let scale_of = |e: &mut Emitter, ch: Value, ty| {
             let p = e.index(table, ch, 4);
             e.fb.ins().load(ty, mem(), p, 0)
@@ -334,7 +333,8 @@ impl Requantization {
             e.fb.ins().isub(bits, offset)
         };
         // The full-width kernel computes the vector form's bytes (`asm::requant`).
-        let wide = match (e.micro.as_ref(), finite, e.flags.scalarized) {
+        let one_per_row = self.channels != Channels::Columns;
+        let wide = match (e.micro.as_ref(), finite && one_per_row, e.flags.scalarized) {
             (Some(m), true, false) => Some(RequantShape {
                 isa: m.isa(),
                 lo: lo.to_bits(),
@@ -347,32 +347,30 @@ impl Requantization {
         e.loop_n(rows, |e, r| {
             let arow = e.index(acc, r, (acc_ld * 4) as i64);
             let orow = e.index(out, r, out_ld as i64);
+            // The row's multiplier index, when the row has one.
+            let row_ch = match self.channels {
+                Channels::Rows => Some(e.fb.ins().iadd(first_channel, r)),
+                Channels::One => Some(zero),
+                Channels::Columns => None,
+            };
             let row_scale = match self.channels {
-                Channels::Rows => {
-                    let ch = e.fb.ins().iadd(first_channel, r);
-                    Some(scale_of(e, ch, types::F32))
-                }
+                Channels::Rows => row_ch.map(|ch| scale_of(e, ch, types::F32)),
                 _ => one_scale,
             };
-            // Whole vectors of a row with one multiplier in the full-width kernel, the rest below.
+            // Whole vectors of the row in the full-width kernel, the rest below.
             let mut start = 0;
-            if let (Some(shape), true) = (wide, self.channels != Channels::Columns) {
+            if let (Some(shape), Some(ch)) = (wide, row_ch) {
                 let lanes = shape.isa.lanes();
                 if cols >= lanes {
-                    let ch = match self.channels {
-                        Channels::Rows => e.fb.ins().iadd(first_channel, r),
-                        _ => zero,
-                    };
                     let scale_at = e.index(table, ch, 4);
                     let vectors = e.iconst((cols / lanes) as i64);
-                    let args = [arow, orow, vectors, scale_at, zero];
-                    let micro = e.micro.as_deref_mut().expect("wide_shape checked");
-                    micro.call(e.fb, shape, args);
+                    e.call_kernel(shape, [arow, orow, vectors, scale_at, zero]);
                     start = cols / lanes * lanes;
                 }
             }
             let (arow, orow) = (e.addr(arow, 4 * start as i64), e.addr(orow, start as i64));
-            let (cols, chunks) = (cols - start, (cols - start) / 8 * (chunks > 0) as usize);
+            let cols = cols - start;
+            let chunks = if e.flags.scalarized { 0 } else { cols / 8 };
             if chunks > 0 {
                 let splat = row_scale.map(|s| e.fb.ins().splat(types::F32X4, s));
                 e.hoisting_constants(|e| {

@@ -72,7 +72,7 @@ pub(super) fn place(
                 }
             }
         }
-        if node.op.is_view() && !graph_outputs.contains(&node.outputs[0]) {
+        if is_view(node, &graph_outputs) {
             kinds.push(Kind::View);
             continue;
         }
@@ -214,6 +214,12 @@ pub(super) fn place(
     })
 }
 
+/// Whether `node` shares its input's storage ([`Kind::View`]): a view op whose output is not a
+/// graph output (which it must write).
+fn is_view(node: &kestrel_ir::Node, graph_outputs: &[ValueId]) -> bool {
+    node.op.is_view() && !graph_outputs.contains(&node.outputs[0])
+}
+
 /// The `Concat` nodes of `g` that the lowering gives no code: the kernels producing their inputs
 /// write them in place into their output (the contract: docs/JIT.md, "Memory").
 pub fn in_place_concats(g: &Graph, consts: &HashMap<ValueId, Tensor>) -> Vec<NodeId> {
@@ -221,15 +227,13 @@ pub fn in_place_concats(g: &Graph, consts: &HashMap<ValueId, Tensor>) -> Vec<Nod
     let mut kinds: Vec<Kind> = g
         .nodes
         .iter()
-        .map(
-            |n| match n.op.is_view() && !graph_outputs.contains(&n.outputs[0]) {
-                true => Kind::View,
-                false => Kind::Kernel {
-                    scratch: 0,
-                    tasks: 1,
-                },
+        .map(|n| match is_view(n, &graph_outputs) {
+            true => Kind::View,
+            false => Kind::Kernel {
+                scratch: 0,
+                tasks: 1,
             },
-        )
+        })
         .collect();
     in_place_slices(g, consts, &mut kinds);
     (0..g.nodes.len())
