@@ -300,9 +300,13 @@ fn in_place_slices(
                 break;
             };
             parts.push((v, offset));
-            offset += bytes;
+            let Some(next) = offset.checked_add(bytes) else {
+                break;
+            };
+            offset = next;
         }
-        if parts.len() != node.inputs.len() || offset != dims.iter().product::<usize>() * elem {
+        let total = dims.iter().try_fold(elem, |n, &d| n.checked_mul(d));
+        if parts.len() != node.inputs.len() || Some(offset) != total {
             continue;
         }
         kinds[i] = Kind::InPlaceConcat;

@@ -35,8 +35,11 @@ pub fn task_count(g: &Graph, node: &Node, opts: &JitOptions) -> usize {
         return 1;
     }
     let taps = match &node.op {
-        Op::Pool(a) => outd.iter().product::<usize>() * a.kernel.iter().product::<usize>(),
-        Op::GlobalPool(_) => ind.iter().product(),
+        Op::Pool(a) => outd
+            .iter()
+            .chain(&a.kernel)
+            .fold(1usize, |n, &d| n.saturating_mul(d)),
+        Op::GlobalPool(_) => ind.iter().fold(1usize, |n, &d| n.saturating_mul(d)),
         _ => 0,
     };
     let work = taps.saturating_mul(UNITS_PER_TAP);
